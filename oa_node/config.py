@@ -1,0 +1,328 @@
+"""``node.toml``: parsing, per-plugin sections, defaults and validation.
+
+Each plugin declares its sections through the ``register_config`` hook as :class:`Section`
+objects made of :class:`Key` specs. Loading fills defaults, checks types and values, and
+rejects unknown keys. Every error is a :class:`ConfigError` naming the file, the line (when
+the file has one for it), the dotted key and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli
+
+#: A value check: raises ``ValueError`` with what was expected.
+Check = Callable[[Any], None]
+
+_MISSING: Any = object()
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; ``str()`` is a complete, user-facing message."""
+
+    def __init__(
+        self, path: str | Path | None, key: str | None, message: str, line: int | None = None
+    ) -> None:
+        self.path = str(path) if path is not None else "<config>"
+        self.key = key
+        self.line = line
+        self.detail = message
+        where = self.path + (f":{line}" if line else "")
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its type, default and an optional extra check.
+
+    ``type`` is one of ``bool``, ``int``, ``float``, ``str``, ``list`` (then ``item`` is the
+    element type) or ``dict`` (a free-form table). ``default=None`` with ``optional=True``
+    means "unset". ``choices`` restricts a value (or every list item) to a set.
+    """
+
+    name: str
+    type: type
+    default: Any = _MISSING
+    help: str = ""
+    item: type | None = None
+    choices: tuple[Any, ...] | None = None
+    check: Check | None = None
+    optional: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING and not self.optional
+
+
+@dataclass(frozen=True)
+class Section:
+    """A ``[name]`` table; ``sections`` are nested ``[name.sub]`` tables."""
+
+    name: str
+    keys: tuple[Key, ...] = ()
+    help: str = ""
+    sections: tuple[Section, ...] = ()
+    #: free-form sections accept any key (used for e.g. ``[env]``-like tables)
+    open: bool = False
+
+    def __init__(
+        self,
+        name: str,
+        keys: Iterable[Key] = (),
+        help: str = "",
+        sections: Iterable[Section] = (),
+        open: bool = False,
+    ) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "keys", tuple(keys))
+        object.__setattr__(self, "help", help)
+        object.__setattr__(self, "sections", tuple(sections))
+        object.__setattr__(self, "open", open)
+
+
+# --- reusable checks -----------------------------------------------------------------
+
+
+def port(value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise ValueError("a TCP port between 0 and 65535")
+
+
+def positive(value: float) -> None:
+    if value <= 0:
+        raise ValueError("a number greater than 0")
+
+
+def non_negative(value: float) -> None:
+    if value < 0:
+        raise ValueError("a number of 0 or more")
+
+
+def relay_url(value: str) -> None:
+    if not re.match(r"^wss?://[^\s/]+", value):
+        raise ValueError("a relay URL starting with ws:// or wss://")
+
+
+# --- the loaded config -----------------------------------------------------------------
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+               list: "a list", dict: "a table"}
+
+
+@dataclass
+class Config:
+    """Validated config: ``config["relay"]["port"]``, with defaults filled in."""
+
+    path: Path | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.data[section]
+
+    def get(self, section: str, default: Any = None) -> Any:
+        return self.data.get(section, default)
+
+    def __contains__(self, section: str) -> bool:
+        return section in self.data
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in the config are relative to the file's folder."""
+        return self.path.parent if self.path else Path.cwd()
+
+    def resolve_path(self, value: str | Path) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+
+class _LineFinder:
+    """Finds the line of ``[section]`` / ``key =`` in the raw TOML text, for messages."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def find(self, dotted: str) -> int | None:
+        parts = dotted.split(".")
+        for depth in range(len(parts) - 1, -1, -1):
+            table, key = parts[:depth], parts[depth:]
+            start = 0
+            if table:
+                header = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, table)) + r"\s*\]")
+                start = next((i for i, ln in enumerate(self.lines) if header.match(ln)), -1)
+                if start < 0:
+                    continue
+                start += 1
+            if not key:
+                return start
+            kre = re.compile(r"^\s*" + r"\s*\.\s*".join(map(re.escape, key)) + r"\s*=")
+            for i in range(start, len(self.lines)):
+                ln = self.lines[i]
+                if table and re.match(r"^\s*\[", ln):
+                    break
+                if not table and re.match(r"^\s*\[", ln):
+                    break
+                if kre.match(ln):
+                    return i + 1
+        return None
+
+
+def _type_ok(value: Any, t: type) -> bool:
+    if t is bool:
+        return isinstance(value, bool)
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if t is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, t)
+
+
+class _Validator:
+    def __init__(self, path: Path | None, text: str) -> None:
+        self.path = path
+        self.lines = _LineFinder(text)
+
+    def error(self, dotted: str, message: str) -> ConfigError:
+        return ConfigError(self.path, dotted, message, self.lines.find(dotted))
+
+    def section(self, spec: Section, raw: Any, prefix: str) -> dict[str, Any]:
+        if raw is _MISSING:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise self.error(prefix, f"expected a table [{prefix}], got {type(raw).__name__}")
+        out: dict[str, Any] = {}
+        known = {k.name: k for k in spec.keys}
+        subs = {s.name: s for s in spec.sections}
+        for name, value in raw.items():
+            if name not in known and name not in subs and not spec.open:
+                expected = ", ".join(sorted([*known, *subs])) or "no keys"
+                raise self.error(f"{prefix}.{name}", f"unknown key (expected one of: {expected})")
+            if spec.open and name not in known and name not in subs:
+                out[name] = value
+        for key in spec.keys:
+            out[key.name] = self.key(key, raw.get(key.name, _MISSING), f"{prefix}.{key.name}")
+        for sub in spec.sections:
+            out[sub.name] = self.section(sub, raw.get(sub.name, _MISSING), f"{prefix}.{sub.name}")
+        return out
+
+    def key(self, key: Key, value: Any, dotted: str) -> Any:
+        if value is _MISSING:
+            if key.required:
+                raise self.error(dotted, f"missing required key ({_TYPE_NAMES[key.type]})")
+            default = key.default if key.default is not _MISSING else None
+            return list(default) if isinstance(default, list | tuple) else default
+        if not _type_ok(value, key.type):
+            raise self.error(
+                dotted, f"expected {_TYPE_NAMES[key.type]}, got {type(value).__name__} {value!r}"
+            )
+        if key.type is float:
+            value = float(value)
+        values = [value]
+        if key.type is list:
+            if key.item is not None:
+                for i, item in enumerate(value):
+                    if not _type_ok(item, key.item):
+                        raise self.error(
+                            dotted,
+                            f"item {i}: expected {_TYPE_NAMES[key.item]}, got {item!r}",
+                        )
+            values = list(value)
+        if key.choices is not None:
+            for v in values:
+                if v not in key.choices:
+                    options = ", ".join(repr(c) for c in key.choices)
+                    raise self.error(dotted, f"expected one of {options}, got {v!r}")
+        if key.check is not None:
+            try:
+                key.check(value)
+            except ValueError as exc:
+                raise self.error(dotted, f"expected {exc}, got {value!r}") from None
+        return value
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, None, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, None, f"cannot read: {exc}") from None
+    try:
+        return tomli.loads(text), text
+    except tomli.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        line = int(m.group(1)) if m else None
+        raise ConfigError(path, None, f"invalid TOML: {exc}", line) from None
+
+
+def validate(
+    sections: Iterable[Section],
+    raw: Mapping[str, Any],
+    path: Path | None = None,
+    text: str = "",
+) -> Config:
+    """Check ``raw`` (parsed TOML) against the declared sections, filling defaults."""
+    specs: dict[str, Section] = {}
+    for s in sections:
+        if s.name in specs:
+            raise ConfigError(path, s.name, "section declared by two plugins")
+        specs[s.name] = s
+    v = _Validator(path, text)
+    for name in raw:
+        if name not in specs:
+            if isinstance(raw[name], dict):
+                expected = ", ".join(sorted(specs))
+                raise v.error(name, f"unknown section [{name}] (known sections: {expected})")
+            raise v.error(name, "unknown top-level key (keys belong in a [section])")
+    data = {name: v.section(spec, raw.get(name, _MISSING), name) for name, spec in specs.items()}
+    return Config(path=path, data=data)
+
+
+def load(path: str | Path | None, sections: Iterable[Section]) -> Config:
+    """Read and validate ``path``; ``None`` gives the embedded defaults."""
+    if path is None:
+        return validate(sections, {})
+    p = Path(path)
+    raw, text = read_toml(p)
+    return validate(sections, raw, p, text)
+
+
+def render_example(sections: Iterable[Section]) -> str:
+    """A commented TOML document listing every key with its default and help."""
+    out: list[str] = []
+
+    def fmt(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(value, list | tuple):
+            return "[" + ", ".join(fmt(v) for v in value) + "]"
+        if isinstance(value, dict):
+            return "{ " + ", ".join(f"{k} = {fmt(v)}" for k, v in value.items()) + " }"
+        return str(value)
+
+    def emit(spec: Section, prefix: str) -> None:
+        out.append("")
+        if spec.help:
+            out.extend(f"# {ln}" for ln in spec.help.splitlines())
+        out.append(f"[{prefix}]")
+        for key in spec.keys:
+            if key.help:
+                out.extend(f"# {ln}" for ln in key.help.splitlines())
+            if key.choices:
+                out.append("# one of: " + ", ".join(fmt(c) for c in key.choices))
+            if key.default is _MISSING or key.default is None:
+                out.append(f"# {key.name} = ...  ({_TYPE_NAMES[key.type]}; unset by default)")
+            else:
+                out.append(f"{key.name} = {fmt(key.default)}")
+        for sub in spec.sections:
+            emit(sub, f"{prefix}.{sub.name}")
+
+    for spec in sections:
+        emit(spec, spec.name)
+    return "\n".join(out).lstrip("\n") + "\n"

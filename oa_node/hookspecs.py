@@ -1,0 +1,69 @@
+"""The hooks a plugin may implement.
+
+Each hook hands the plugin a ``register`` callable (the simonw/llm style), so a plugin
+adds things to the node rather than the node asking plugins for return values. Built-in
+plugins use exactly these hooks, loaded through the ``oa_node.plugins`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import typer
+
+    from oa_node.node import Node
+
+hookspec = pluggy.HookspecMarker("oa_node")
+hookimpl = pluggy.HookimplMarker("oa_node")
+
+
+@hookspec
+def register_commands(app: typer.Typer) -> None:
+    """Add commands or sub-apps (``app.add_typer(...)``) to the ``oa-node`` CLI."""
+
+
+@hookspec
+def register_config(register: Callable[..., None]) -> None:
+    """Declare config sections: ``register(Section(...))`` (see ``oa_node.config``)."""
+
+
+@hookspec
+def register_services(node: Node, register: Callable[..., None]) -> None:
+    """Add long-running services: ``register(name, async_fn)``; ``async_fn(node)`` runs in
+    the node's task group until cancelled. Whether a role is enabled is the plugin's own
+    decision: it reads its section of ``node.config``."""
+
+
+@hookspec
+def register_job_types(register: Callable[..., None]) -> None:
+    """Add job types: ``register(JobType(schema_id, request_model, result_model, executor,
+    verifier))``."""
+
+
+@hookspec
+def register_sandboxes(register: Callable[..., None]) -> None:
+    """Add sandbox backends: ``register(name, factory)``; ``factory(config) -> Sandbox``."""
+
+
+@hookspec
+def register_wallets(register: Callable[..., None]) -> None:
+    """Add wallet backends: ``register(name, factory)``; ``factory(node) -> Wallet``."""
+
+
+@hookspec
+def register_relay_policies(register: Callable[..., None]) -> None:
+    """Add relay policies: ``register(stage, fn)`` with stage one of ``"event"``,
+    ``"filter"``, ``"connect"``; ``fn`` returns ``None`` to accept or a rejection reason
+    carrying a NIP-01 machine-readable prefix (``"blocked: ..."``)."""
+
+
+
+
+@hookspec
+def register_signers(register: Callable[..., None]) -> None:
+    """Add node identities other than the local key file: ``register(name, factory)`` where
+    ``factory(node_config) -> Signer``; chosen by ``[node] signer = "<name>"``."""

@@ -1,0 +1,179 @@
+"""The node runtime: config, identity, relay pool and the services plugins registered.
+
+``Node.run()`` starts every registered service in one anyio task group and stops them all
+on SIGINT/SIGTERM (or when one of them fails), so each service gets a cancellation to close
+its subscriptions and flush its stores.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from oa_node.config import Config, Key, Section, relay_url
+from oa_node.plugin_manager import PluginHost
+from oa_node.signer import LocalSigner, Signer
+
+if TYPE_CHECKING:
+    from oa_node.client import RelayPool
+
+log = logging.getLogger("oa_node")
+
+ServiceFn = Callable[["Node"], Awaitable[None]]
+
+DEFAULT_DATA_DIR = "~/.oa-node"
+
+
+def core_sections() -> list[Section]:
+    """The sections the core itself owns: ``[node]`` and ``[plugins]``."""
+    return [
+        Section(
+            "node",
+            help="The node's identity, data and the relays it talks to.",
+            keys=[
+                Key("name", str, "oa-node", "A human-readable name for logs and announcements."),
+                Key("data_dir", str, DEFAULT_DATA_DIR,
+                    "Where keys, databases and ledgers live (relative to this file)."),
+                Key("key_file", str, "node.key",
+                    "The node's secret key (hex or nsec), relative to data_dir; mode 0600."),
+                Key("signer", str, "local",
+                    'Who signs for the node: "local" (key_file) or a plugin signer such as "frost".'),
+                Key("relays", list, [], "Relays the node publishes to and reads from.",
+                    item=str, check=lambda v: [relay_url(u) for u in v] and None),
+                Key("log_level", str, "info", "Logging verbosity.",
+                    choices=("debug", "info", "warning", "error")),
+            ],
+        ),
+        Section(
+            "plugins",
+            help="Which plugins load.",
+            keys=[Key("disable", list, [], "Plugin names that must not load.", item=str)],
+        ),
+    ]
+
+
+@dataclass
+class Service:
+    name: str
+    fn: ServiceFn
+
+
+class Node:
+    """What a plugin gets: config, signer, pool, data dir, registries and services."""
+
+    def __init__(self, config: Config, plugins: PluginHost, signer: Signer | None = None) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.data_dir = config.resolve_path(config["node"]["data_dir"])
+        self._signer = signer
+        self._pool: RelayPool | None = None
+        self.services: list[Service] = []
+        self._stop_event: anyio.Event | None = None
+
+    # --- identity -------------------------------------------------------------------
+
+    @property
+    def key_path(self) -> Path:
+        return (self.data_dir / self.config["node"]["key_file"]).expanduser()
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            self._signer = self._make_signer()
+        return self._signer
+
+    def _make_signer(self) -> Signer:
+        kind = self.config["node"]["signer"]
+        if kind == "local":
+            return LocalSigner.from_file(self.key_path)
+        factories = self.plugins.registries.signers()
+        if kind not in factories:
+            known = ", ".join(["local", *factories])
+            raise ValueError(f"[node] signer = {kind!r}: no such signer (known: {known})")
+        return factories[kind](self.config)  # type: ignore[operator]
+
+    # --- relays ---------------------------------------------------------------------
+
+    @property
+    def pool(self) -> RelayPool:
+        """The node's relay pool over ``[node] relays``, authenticating with its signer."""
+        if self._pool is None:
+            from oa_node.client import RelayPool
+
+            self._pool = RelayPool(self.config["node"]["relays"], signer=self.signer)
+        return self._pool
+
+    # --- services -------------------------------------------------------------------
+
+    def add_service(self, name: str, fn: ServiceFn) -> None:
+        if any(s.name == name for s in self.services):
+            raise ValueError(f"service {name!r} registered twice")
+        self.services.append(Service(name, fn))
+
+    def collect_services(self) -> None:
+        self.plugins.hook.register_services(node=self, register=self.add_service)
+
+    def stop(self) -> None:
+        """Ask a running node to stop (safe from any task in the node's loop)."""
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Run every service until a signal, ``stop()`` or a failing service."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._stop_event = anyio.Event()
+        if not self.services:
+            log.warning("no services enabled: enable a role in the config (e.g. [relay] enabled)")
+        async with anyio.create_task_group() as tg:
+            if handle_signals:
+                tg.start_soon(self._watch_signals)
+            for service in self.services:
+                log.info("starting service %s", service.name)
+                tg.start_soon(self._run_service, service, name=f"service:{service.name}")
+            await self._stop_event.wait()
+            log.info("stopping")
+            tg.cancel_scope.cancel()
+        if self._pool is not None:
+            with anyio.CancelScope(shield=True):
+                await self._pool.close()
+        log.info("stopped")
+
+    async def _run_service(self, service: Service) -> None:
+        try:
+            await service.fn(self)
+        except Exception:
+            log.exception("service %s failed; stopping the node", service.name)
+            self.stop()
+            raise
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("received %s", signal.Signals(signum).name)
+                self.stop()
+                return
+
+
+def build_node(config_path: str | Path | None, **overrides: Any) -> Node:
+    """Load plugins and config, and build a node (services collected, not started)."""
+    from oa_node import config as config_mod
+    from oa_node.plugin_manager import load_plugins
+
+    raw_disable: frozenset[str] = frozenset()
+    if config_path is not None:
+        raw, _ = config_mod.read_toml(Path(config_path))
+        plugins_table = raw.get("plugins", {})
+        if isinstance(plugins_table, dict) and isinstance(plugins_table.get("disable"), list):
+            raw_disable = frozenset(str(x) for x in plugins_table["disable"])
+    host = load_plugins(raw_disable)
+    sections = core_sections() + host.registries.config_sections()
+    cfg = config_mod.load(config_path, sections)  # type: ignore[arg-type]
+    node = Node(cfg, host, **overrides)
+    node.collect_services()
+    return node
