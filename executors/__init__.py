@@ -1,0 +1,1 @@
+"""Job schemas and the executors that run them."""
