@@ -16,13 +16,15 @@ from typing import Any
 
 import tomli
 
+from oa_node.errors import UserError
+
 #: A value check: raises ``ValueError`` with what was expected.
 Check = Callable[[Any], None]
 
 _MISSING: Any = object()
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A config file that cannot be used; ``str()`` is a complete, user-facing message."""
 
     def __init__(
@@ -69,6 +71,8 @@ class Section:
     sections: tuple[Section, ...] = ()
     #: free-form sections accept any key (used for e.g. ``[env]``-like tables)
     open: bool = False
+    #: values ``oa-node init`` writes into a starter config (e.g. ``{"enabled": True}``)
+    starter: dict[str, Any] = field(default_factory=dict)
 
     def __init__(
         self,
@@ -77,12 +81,14 @@ class Section:
         help: str = "",
         sections: Iterable[Section] = (),
         open: bool = False,
+        starter: dict[str, Any] | None = None,
     ) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "keys", tuple(keys))
         object.__setattr__(self, "help", help)
         object.__setattr__(self, "sections", tuple(sections))
         object.__setattr__(self, "open", open)
+        object.__setattr__(self, "starter", dict(starter or {}))
 
 
 # --- reusable checks -----------------------------------------------------------------
@@ -148,7 +154,7 @@ class _LineFinder:
 
     def find(self, dotted: str) -> int | None:
         parts = dotted.split(".")
-        for depth in range(len(parts) - 1, -1, -1):
+        for depth in range(len(parts), -1, -1):
             table, key = parts[:depth], parts[depth:]
             start = 0
             if table:
@@ -291,8 +297,16 @@ def load(path: str | Path | None, sections: Iterable[Section]) -> Config:
     return validate(sections, raw, p, text)
 
 
-def render_example(sections: Iterable[Section]) -> str:
-    """A commented TOML document listing every key with its default and help."""
+def render_example(
+    sections: Iterable[Section], overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    *, starter: bool = False,
+) -> str:
+    """A commented TOML document listing every key with its default and help.
+
+    ``starter=True`` applies each section's ``starter`` values (what ``oa-node init``
+    writes); ``overrides`` maps dotted section names to values that win over both.
+    """
+    overrides = overrides or {}
     out: list[str] = []
 
     def fmt(value: Any) -> str:
@@ -311,12 +325,15 @@ def render_example(sections: Iterable[Section]) -> str:
         if spec.help:
             out.extend(f"# {ln}" for ln in spec.help.splitlines())
         out.append(f"[{prefix}]")
+        chosen = {**(spec.starter if starter else {}), **overrides.get(prefix, {})}
         for key in spec.keys:
             if key.help:
                 out.extend(f"# {ln}" for ln in key.help.splitlines())
             if key.choices:
                 out.append("# one of: " + ", ".join(fmt(c) for c in key.choices))
-            if key.default is _MISSING or key.default is None:
+            if key.name in chosen:
+                out.append(f"{key.name} = {fmt(chosen[key.name])}")
+            elif key.default is _MISSING or key.default is None:
                 out.append(f"# {key.name} = ...  ({_TYPE_NAMES[key.type]}; unset by default)")
             else:
                 out.append(f"{key.name} = {fmt(key.default)}")

@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from oa_node.errors import UserError
 from oa_node.nostr import nip19, nip44
 from oa_node.nostr.event import Event, EventTemplate, sign_event
 from oa_node.nostr.keys import public_key_hex
@@ -31,7 +32,7 @@ class Signer(Protocol):
     async def nip44_decrypt(self, peer_pubkey: str, payload: str) -> str: ...
 
 
-class KeyFileError(Exception):
+class KeyFileError(UserError):
     """A key file that is missing, unreadable or malformed."""
 
 

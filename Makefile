@@ -1,0 +1,39 @@
+# Two commands a newcomer needs:  `make run`  and  `make test`  (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+DATA_DIR ?= $(HOME)/.oa-node
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench setup clean
+
+$(STAMP): pyproject.toml setup.py
+	@command -v $(PYTHON) >/dev/null || { echo "need python3 >= 3.11"; exit 1; }
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { \
+	  [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq python3-venv python3-dev; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## Set up, write a starter config and key into $(DATA_DIR) once, and start the node.
+run: $(STAMP)
+	@[ -f $(DATA_DIR)/node.toml ] || $(VENV)/bin/oa-node init $(DATA_DIR)
+	$(VENV)/bin/oa-node start --config $(DATA_DIR)/node.toml
+
+## Install what the tests need (Debian packages, Docker, PostgreSQL) and run the whole suite.
+test: $(STAMP)
+	@eval "$$(bash .ci/services)" && \
+	  $(PY) -m ruff check . && \
+	  $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

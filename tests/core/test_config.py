@@ -1,0 +1,132 @@
+"""node.toml: each class of error names the file, the line, the key and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from oa_node import config
+from oa_node.config import ConfigError, Key, Section
+
+SECTIONS = [
+    Section(
+        "relay",
+        keys=[
+            Key("enabled", bool, False, "run the relay"),
+            Key("port", int, 7777, "port", check=config.port),
+            Key("storage", str, "sqlite", choices=("sqlite", "postgres")),
+            Key("ratio", float, 1.5),
+            Key("kinds", list, [], item=int),
+            Key("dsn", str, optional=True),
+        ],
+        sections=[Section("auth", keys=[Key("required_for", list, [], item=str)])],
+        starter={"enabled": True},
+    ),
+    Section("node", keys=[Key("name", str, "n"), Key("secret", str)]),
+]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "node.toml"
+    p.write_text(text)
+    return p
+
+
+def load_error(tmp_path: Path, text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, text), SECTIONS)
+    return info.value
+
+
+def test_defaults_filled_and_values_typed(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, '[node]\nsecret = "x"\n[relay]\nport = 9\nratio = 2\n'),
+                      SECTIONS)
+    assert cfg["relay"] == {
+        "enabled": False, "port": 9, "storage": "sqlite", "ratio": 2.0, "kinds": [],
+        "dsn": None, "auth": {"required_for": []},
+    }
+    assert isinstance(cfg["relay"]["ratio"], float)
+    assert cfg["node"]["name"] == "n"
+
+
+def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    err = load_error(tmp_path, '[node]\nsecret = "x"\nport = = 3\n')
+    assert err.path.endswith("node.toml") and err.line == 3
+    assert "invalid TOML" in str(err) and str(err).startswith(f"{err.path}:3:")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load(tmp_path / "nope.toml", SECTIONS)
+
+
+def test_wrong_type_names_key_line_and_expectation(tmp_path: Path) -> None:
+    err = load_error(tmp_path, '[node]\nsecret = "x"\n\n[relay]\nenabled = true\nport = "80"\n')
+    assert err.key == "relay.port" and err.line == 6
+    assert "expected an integer" in err.detail and "'80'" in err.detail
+
+
+def test_bool_is_not_an_integer(tmp_path: Path) -> None:
+    err = load_error(tmp_path, '[node]\nsecret = "x"\n[relay]\nport = true\n')
+    assert err.key == "relay.port" and "expected an integer" in err.detail
+
+
+def test_check_failure(tmp_path: Path) -> None:
+    err = load_error(tmp_path, '[node]\nsecret = "x"\n[relay]\nport = 70000\n')
+    assert err.key == "relay.port" and "between 0 and 65535" in err.detail and err.line == 4
+
+
+def test_choice_failure(tmp_path: Path) -> None:
+    err = load_error(tmp_path, '[node]\nsecret = "x"\n[relay]\nstorage = "mysql"\n')
+    assert err.key == "relay.storage" and "'sqlite', 'postgres'" in err.detail
+
+
+def test_list_item_type(tmp_path: Path) -> None:
+    err = load_error(tmp_path, '[node]\nsecret = "x"\n[relay]\nkinds = [1, "two"]\n')
+    assert err.key == "relay.kinds" and "item 1" in err.detail
+
+
+def test_unknown_key_lists_known_ones(tmp_path: Path) -> None:
+    err = load_error(tmp_path, '[node]\nsecret = "x"\n[relay]\nprot = 1\n')
+    assert err.key == "relay.prot" and err.line == 4
+    assert "unknown key" in err.detail and "port" in err.detail
+
+
+def test_unknown_key_in_nested_section(tmp_path: Path) -> None:
+    err = load_error(tmp_path, '[node]\nsecret = "x"\n[relay.auth]\nrequired = ["write"]\n')
+    assert err.key == "relay.auth.required" and err.line == 4
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    err = load_error(tmp_path, '[node]\nsecret = "x"\n[rellay]\nport = 1\n')
+    assert err.key == "rellay" and "unknown section" in err.detail and err.line == 3
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    err = load_error(tmp_path, "[relay]\n")
+    assert err.key == "node.secret" and "missing required key" in err.detail
+
+
+def test_section_that_is_not_a_table(tmp_path: Path) -> None:
+    err = load_error(tmp_path, 'relay = 3\n[node]\nsecret = "x"\n')
+    assert err.key == "relay"
+
+
+def test_embedded_defaults_need_no_file() -> None:
+    cfg = config.load(None, [SECTIONS[0]])
+    assert cfg.path is None and cfg["relay"]["port"] == 7777
+
+
+def test_example_documents_every_key_and_round_trips(tmp_path: Path) -> None:
+    text = config.render_example(SECTIONS, {"node": {"secret": "s"}}, starter=True)
+    for key in ("enabled", "port", "storage", "ratio", "kinds", "dsn", "required_for", "name"):
+        assert key in text
+    assert "[relay.auth]" in text
+    cfg = config.load(write(tmp_path, text), SECTIONS)
+    assert cfg["relay"]["enabled"] is True and cfg["node"]["secret"] == "s"
+
+
+def test_relative_paths_resolve_next_to_the_file(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, '[node]\nsecret = "x"\n'), SECTIONS)
+    assert cfg.resolve_path("data") == (tmp_path / "data").resolve()
