@@ -37,3 +37,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+## Regenerate the documented example config from the loaded plugins' declarations.
+node.toml.example: $(STAMP) $(wildcard oa_node/*.py plugins/*/*.py)
+	@{ echo "# oa-node example config: every key of every built-in plugin, with its default."; \
+	   echo "# Regenerate with \`make node.toml.example\` (a test checks it is current)."; \
+	   echo "#"; $(VENV)/bin/oa-node config example; } > $@.tmp && mv $@.tmp $@

@@ -67,3 +67,9 @@ def register_relay_policies(register: Callable[..., None]) -> None:
 def register_signers(register: Callable[..., None]) -> None:
     """Add node identities other than the local key file: ``register(name, factory)`` where
     ``factory(node_config) -> Signer``; chosen by ``[node] signer = "<name>"``."""
+
+
+@hookspec
+def register_tick_handlers(register: Callable[..., None]) -> None:
+    """Decide what an agent tick does (NIP-SA): ``register(name, async_fn)`` where
+    ``async_fn(node, tick) -> TickOutcome`` runs on every heartbeat or trigger."""

@@ -74,6 +74,7 @@ class Node:
         self._signer = signer
         self._pool: RelayPool | None = None
         self.services: list[Service] = []
+        self._capabilities: dict[str, Any] = {}
         self._stop_event: anyio.Event | None = None
 
     # --- identity -------------------------------------------------------------------
@@ -108,6 +109,19 @@ class Node:
 
             self._pool = RelayPool(self.config["node"]["relays"], signer=self.signer)
         return self._pool
+
+    # --- capabilities: how plugins offer each other things without importing each other --
+
+    def provide(self, name: str, obj: Any) -> None:
+        """Offer ``obj`` under a well-known ``name`` (its interface is documented in core,
+        e.g. ``oa_node.wallet.Wallet`` for ``"wallet"``)."""
+        if name in self._capabilities:
+            raise ValueError(f"capability {name!r} provided twice")
+        self._capabilities[name] = obj
+
+    def capability(self, name: str) -> Any | None:
+        """What another plugin provided under ``name``, or ``None`` when absent."""
+        return self._capabilities.get(name)
 
     # --- services -------------------------------------------------------------------
 

@@ -1,0 +1,119 @@
+"""`oa-node start`: services run in one task group and stop cleanly on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from oa_node.config import load
+from oa_node.hookspecs import hookimpl
+from oa_node.node import Node, core_sections
+from oa_node.plugin_manager import PluginHost
+from oa_node.signer import LocalSigner
+
+
+def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 30) -> str:
+    seen = []
+    deadline = time.monotonic() + timeout
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} not seen in:\n{''.join(seen)}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_start_stops_cleanly_on_signal(tmp_path: Path, signum: signal.Signals) -> None:
+    subprocess.run([sys.executable, "-m", "oa_node.cli", "init", str(tmp_path)], check=True,
+                   capture_output=True, timeout=60)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oa_node.cli", "start", "--config", str(tmp_path / "node.toml")],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env=os.environ | {"COLUMNS": "200"},
+    )
+    try:
+        wait_for_line(proc, "services:")
+        time.sleep(0.5)
+        proc.send_signal(signum)
+        rest = proc.communicate(timeout=30)[1]
+        assert proc.returncode == 0, rest
+        assert "stopped" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+class _Plugin:
+    """An in-process plugin whose service records how it ended."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    @hookimpl
+    def register_services(self, node: Node, register) -> None:  # type: ignore[no-untyped-def]
+        async def worker(node: Node) -> None:
+            self.events.append("started")
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self.events.append("cleaned up")
+
+        async def stopper(node: Node) -> None:
+            await anyio.sleep(0.2)
+            node.stop()
+
+        register("worker", worker)
+        register("stopper", stopper)
+
+
+def test_services_are_cancelled_and_clean_up(tmp_path: Path) -> None:
+    host = PluginHost()
+    plugin = _Plugin()
+    host.register(plugin, "test")
+    cfg = load(None, core_sections())
+    cfg.data["node"]["data_dir"] = str(tmp_path)
+    node = Node(cfg, host, signer=LocalSigner.generate())
+    node.collect_services()
+    assert [s.name for s in node.services] == ["worker", "stopper"]
+    anyio.run(lambda: node.run(handle_signals=False))
+    assert plugin.events == ["started", "cleaned up"]
+
+
+def test_a_failing_service_stops_the_node(tmp_path: Path) -> None:
+    host = PluginHost()
+
+    class Failing:
+        @hookimpl
+        def register_services(self, node: Node, register) -> None:  # type: ignore[no-untyped-def]
+            async def boom(node: Node) -> None:
+                raise RuntimeError("boom")
+
+            async def forever(node: Node) -> None:
+                await anyio.sleep_forever()
+
+            register("boom", boom)
+            register("forever", forever)
+
+    host.register(Failing(), "failing")
+    cfg = load(None, core_sections())
+    cfg.data["node"]["data_dir"] = str(tmp_path)
+    node = Node(cfg, host, signer=LocalSigner.generate())
+    node.collect_services()
+    with pytest.raises(BaseException) as info:
+        anyio.run(lambda: node.run(handle_signals=False))
+    assert "boom" in repr(info.value) or any("boom" in repr(e) for e in
+                                              getattr(info.value, "exceptions", []))
