@@ -1,0 +1,251 @@
+"""NIP-01/42/45 wire messages: a strict codec for both directions.
+
+Parsers raise only :class:`ProtocolError`, so a relay or client can answer any malformed
+frame with a ``NOTICE``/``OK``/``CLOSED`` and keep the connection serving.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from oa_node.nostr.errors import ProtocolError
+from oa_node.nostr.event import Event
+from oa_node.nostr.filter import Filter
+from oa_node.nostr.keys import _hex_fullmatch
+
+MAX_SUB_ID_LENGTH = 64
+
+_encode_json = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), check_circular=False, allow_nan=False
+).encode
+
+
+# --- client -> relay -------------------------------------------------------------------
+@dataclass
+class ClientEvent:
+    event: Event
+    raw: str | None = None  # the event object's JSON text as received, when cheaply known
+
+
+@dataclass
+class ClientReq:
+    sub_id: str
+    filters: list[Filter]
+
+
+@dataclass
+class ClientClose:
+    sub_id: str
+
+
+@dataclass
+class ClientAuth:
+    event: Event
+
+
+@dataclass
+class ClientCount:
+    sub_id: str
+    filters: list[Filter]
+
+
+ClientMessage = ClientEvent | ClientReq | ClientClose | ClientAuth | ClientCount
+
+
+# --- relay -> client -------------------------------------------------------------------
+@dataclass
+class RelayEvent:
+    sub_id: str
+    event: Event
+
+
+@dataclass
+class RelayOk:
+    event_id: str
+    accepted: bool
+    message: str = ""
+
+
+@dataclass
+class RelayEose:
+    sub_id: str
+
+
+@dataclass
+class RelayClosed:
+    sub_id: str
+    message: str = ""
+
+
+@dataclass
+class RelayNotice:
+    message: str
+
+
+@dataclass
+class RelayAuth:
+    challenge: str
+
+
+@dataclass
+class RelayCount:
+    sub_id: str
+    count: int
+    approximate: bool | None = None
+
+
+RelayMessage = RelayEvent | RelayOk | RelayEose | RelayClosed | RelayNotice | RelayAuth | RelayCount
+
+
+# --- helpers ---------------------------------------------------------------------------
+def _load_array(text: str | bytes) -> tuple[list[Any], str]:
+    if isinstance(text, bytes | bytearray | memoryview):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("invalid", "message is not valid UTF-8") from None
+    elif not isinstance(text, str):
+        raise ProtocolError("invalid", "message must be text")
+    try:
+        msg = json.loads(text)
+    except RecursionError:
+        raise ProtocolError("invalid", "message JSON is nested too deeply") from None
+    except ValueError as exc:
+        raise ProtocolError("invalid", f"message is not valid JSON: {exc}") from None
+    if type(msg) is not list:
+        raise ProtocolError("invalid", "message must be a JSON array")
+    if not msg or type(msg[0]) is not str:
+        raise ProtocolError("invalid", "message must start with a type string")
+    return msg, text
+
+
+def _sub_id(value: object) -> str:
+    if type(value) is not str or not value or len(value) > MAX_SUB_ID_LENGTH:
+        raise ProtocolError(
+            "invalid",
+            f"subscription id must be a non-empty string of at most {MAX_SUB_ID_LENGTH} chars",
+        )
+    return value
+
+
+def _arity(msg: list[Any], n: int) -> None:
+    if len(msg) != n:
+        raise ProtocolError("invalid", f"{msg[0]} message must have {n} elements, got {len(msg)}")
+
+
+def _filters(msg: list[Any]) -> list[Filter]:
+    if len(msg) < 3:
+        raise ProtocolError("invalid", f"{msg[0]} message needs a subscription id and filters")
+    return [Filter.from_dict(f) for f in msg[2:]]
+
+
+def _str(value: object, what: str) -> str:
+    if type(value) is not str:
+        raise ProtocolError("invalid", f"{what} must be a string")
+    return value
+
+
+def _raw_event_text(text: str) -> str | None:
+    """Slice the event object out of ``["EVENT", {...}]`` (it is the only object there)."""
+    start = text.find("{")
+    end = text.rfind("}")
+    return text[start : end + 1] if 0 <= start < end else None
+
+
+# --- parsing ---------------------------------------------------------------------------
+def parse_client_message(text: str | bytes) -> ClientMessage:
+    """Parse a client->relay frame; raises ProtocolError for anything malformed."""
+    msg, text = _load_array(text)
+    typ = msg[0]
+    if typ == "EVENT":
+        _arity(msg, 2)
+        return ClientEvent(Event.from_dict(msg[1]), _raw_event_text(text))
+    if typ == "REQ":
+        return ClientReq(_sub_id(msg[1] if len(msg) > 1 else None), _filters(msg))
+    if typ == "CLOSE":
+        _arity(msg, 2)
+        return ClientClose(_sub_id(msg[1]))
+    if typ == "AUTH":
+        _arity(msg, 2)
+        return ClientAuth(Event.from_dict(msg[1]))
+    if typ == "COUNT":
+        return ClientCount(_sub_id(msg[1] if len(msg) > 1 else None), _filters(msg))
+    raise ProtocolError("invalid", f"unknown message type {typ[:32]!r}")
+
+
+def parse_relay_message(text: str | bytes) -> RelayMessage:
+    """Parse a relay->client frame; raises ProtocolError for anything malformed."""
+    msg, _ = _load_array(text)
+    typ = msg[0]
+    if typ == "EVENT":
+        _arity(msg, 3)
+        return RelayEvent(_sub_id(msg[1]), Event.from_dict(msg[2]))
+    if typ == "OK":
+        _arity(msg, 4)
+        event_id = msg[1]
+        if type(event_id) is not str or len(event_id) != 64 or not _hex_fullmatch(event_id):
+            raise ProtocolError("invalid", "OK event id must be 64 lowercase hex characters")
+        if type(msg[2]) is not bool:
+            raise ProtocolError("invalid", "OK accepted flag must be true or false")
+        return RelayOk(event_id, msg[2], _str(msg[3], "OK message"))
+    if typ == "EOSE":
+        _arity(msg, 2)
+        return RelayEose(_sub_id(msg[1]))
+    if typ == "CLOSED":
+        _arity(msg, 3)
+        return RelayClosed(_sub_id(msg[1]), _str(msg[2], "CLOSED message"))
+    if typ == "NOTICE":
+        _arity(msg, 2)
+        return RelayNotice(_str(msg[1], "NOTICE message"))
+    if typ == "AUTH":
+        _arity(msg, 2)
+        return RelayAuth(_str(msg[1], "AUTH challenge"))
+    if typ == "COUNT":
+        _arity(msg, 3)
+        body = msg[2]
+        if type(body) is not dict:
+            raise ProtocolError("invalid", "COUNT body must be an object")
+        count = body.get("count")
+        if type(count) is not int or count < 0:
+            raise ProtocolError("invalid", "COUNT count must be a non-negative integer")
+        approximate = body.get("approximate")
+        if approximate is not None and type(approximate) is not bool:
+            raise ProtocolError("invalid", "COUNT approximate must be a boolean")
+        return RelayCount(_sub_id(msg[1]), count, approximate)
+    raise ProtocolError("invalid", f"unknown message type {typ[:32]!r}")
+
+
+# --- encoding --------------------------------------------------------------------------
+def encode(msg: ClientMessage | RelayMessage) -> str:
+    """Compact JSON for any message dataclass (UTF-8 verbatim, like event serialisation)."""
+    match msg:
+        case RelayEvent(sub_id, event):
+            return f'["EVENT",{_encode_json(sub_id)},{event.to_json()}]'
+        case RelayOk(event_id, accepted, message):
+            return _encode_json(["OK", event_id, accepted, message])
+        case RelayEose(sub_id):
+            return _encode_json(["EOSE", sub_id])
+        case RelayClosed(sub_id, message):
+            return _encode_json(["CLOSED", sub_id, message])
+        case RelayNotice(message):
+            return _encode_json(["NOTICE", message])
+        case RelayAuth(challenge):
+            return _encode_json(["AUTH", challenge])
+        case RelayCount(sub_id, count, approximate):
+            body: dict[str, Any] = {"count": count}
+            if approximate is not None:
+                body["approximate"] = approximate
+            return _encode_json(["COUNT", sub_id, body])
+        case ClientEvent(event):
+            return f'["EVENT",{event.to_json()}]'
+        case ClientReq(sub_id, filters):
+            return _encode_json(["REQ", sub_id, *(f.to_dict() for f in filters)])
+        case ClientClose(sub_id):
+            return _encode_json(["CLOSE", sub_id])
+        case ClientAuth(event):
+            return f'["AUTH",{event.to_json()}]'
+        case ClientCount(sub_id, filters):
+            return _encode_json(["COUNT", sub_id, *(f.to_dict() for f in filters)])
+    raise TypeError(f"not a Nostr message: {type(msg).__name__}")
