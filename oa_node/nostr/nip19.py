@@ -39,6 +39,8 @@ def _encode(prefix: str, payload: bytes) -> str:
 
 
 def _tlv(records: Iterable[tuple[int, bytes]]) -> bytes:
+    """Concatenate TLV records. Encoders write type 0, 2, 3, then the relays (nostr-sdk's
+    order, which the shared vectors pin); decoders accept any order."""
     out = bytearray()
     for typ, value in records:
         if len(value) > 255:
@@ -76,20 +78,21 @@ def nprofile_encode(pubkey: str, relays: Iterable[str] = ()) -> str:
 def nevent_encode(
     event_id: str, relays: Iterable[str] = (), author: str | None = None, kind: int | None = None
 ) -> str:
-    records = [(TLV_SPECIAL, _hex32(event_id, "event id")), *_relay_records(relays)]
+    records = [(TLV_SPECIAL, _hex32(event_id, "event id"))]
     if author is not None:
         records.append((TLV_AUTHOR, _hex32(author, "author")))
     if kind is not None:
         records.append((TLV_KIND, _kind_bytes(kind)))
+    records += _relay_records(relays)
     return _encode("nevent", _tlv(records))
 
 
 def naddr_encode(identifier: str, pubkey: str, kind: int, relays: Iterable[str] = ()) -> str:
     records = [
         (TLV_SPECIAL, identifier.encode()),
-        *_relay_records(relays),
         (TLV_AUTHOR, _hex32(pubkey, "public key")),
         (TLV_KIND, _kind_bytes(kind)),
+        *_relay_records(relays),
     ]
     return _encode("naddr", _tlv(records))
 

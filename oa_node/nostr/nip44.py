@@ -134,7 +134,7 @@ def decrypt(payload: str, conversation_key: bytes) -> str:
     if not isinstance(payload, str):
         raise ProtocolError("invalid", "payload must be a string")
     plen = len(payload)
-    if plen == 0 or payload[0] == "#":
+    if plen and payload[0] == "#":
         raise ProtocolError("invalid", "unknown encryption version")
     if not _MIN_PAYLOAD_B64 <= plen <= _MAX_PAYLOAD_B64:
         raise ProtocolError("invalid", f"invalid payload length: {plen}")
