@@ -1,0 +1,82 @@
+"""The relay plugin ("Nexus"): turns a node into a Nostr relay for high-frequency job traffic.
+
+Hooks: ``register_config`` declares ``[relay]`` (off by default); ``register_services``
+runs the relay when enabled; ``register_relay_policies`` registers the built-in policies,
+so they reach the relay through the same registry as third-party ones. The server is also
+a library (:class:`RelayServer`) and a process (``python -m oa_node.plugins.relay``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from oa_node.plugins.relay.policies import builtin_policies
+from oa_node.plugins.relay.server import RelayServer
+from oa_node.plugins.relay.settings import RelaySettings, relay_section
+from oa_node.plugins.relay.storage import open_store
+
+from oa_node.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from oa_node.node import Node
+
+__all__ = ["RelayServer", "RelaySettings", "open_store", "relay_service", "serve_command"]
+
+log = logging.getLogger("oa_node.relay")
+
+
+@hookimpl
+def register_config(register: Callable[..., None]) -> None:
+    register(relay_section())
+
+
+@hookimpl
+def register_relay_policies(register: Callable[..., None]) -> None:
+    for stage, fns in builtin_policies().items():
+        for fn in fns:
+            register(stage, fn)
+
+
+@hookimpl
+def register_services(node: Node, register: Callable[..., None]) -> None:
+    if node.config.get("relay", {}).get("enabled"):
+        register("relay", relay_service)
+
+
+def store_from_config(table: dict[str, Any], data_dir: Any) -> Any:
+    """The configured store; the SQLite path is relative to the node's data dir."""
+    from pathlib import Path
+
+    path = Path(table.get("sqlite_path") or "relay.sqlite3").expanduser()
+    if not path.is_absolute():
+        path = Path(data_dir) / path
+    return open_store(
+        table.get("storage", "sqlite"), sqlite_path=path, postgres_dsn=table.get("postgres_dsn")
+    )
+
+
+async def relay_service(node: Node) -> None:
+    """Serve until cancelled; on cancellation commit pending events and close the store."""
+    table = node.config["relay"]
+    settings = RelaySettings.from_section(table)
+    store = store_from_config(table, node.data_dir)
+    policies: dict[str, list[Any]] = node.plugins.registries.relay_policies()
+    server = RelayServer(store, policies, settings)
+    await server.start()
+    await server.serve_forever()
+
+
+def serve_command(
+    host: str = "127.0.0.1",
+    port: int = 7447,
+    db: str = "relay.sqlite3",
+    postgres: str | None = None,
+    config: str | None = None,
+) -> None:
+    """``oa-node relay serve``: a foreground relay without a node config (Ctrl-C stops it)."""
+    from oa_node.plugins.relay.__main__ import run
+
+    asyncio.run(run(host=host, port=port, db=db, postgres=postgres, config=config))

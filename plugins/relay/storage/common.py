@@ -1,0 +1,170 @@
+"""Backend-neutral pieces of event storage: what gets indexed and how a filter becomes SQL.
+
+Both SQL backends share one schema shape (``events`` + ``tags`` + deletion records) and
+one filter translation, so the same filter gives the same rows on SQLite and PostgreSQL.
+Only single-letter tags are indexed, as NIP-01 filters only address those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from oa_node.nostr import nip09
+from oa_node.nostr.kinds import is_addressable, is_replaceable
+
+if TYPE_CHECKING:
+    from oa_node.nostr import Event, Filter
+
+#: Hard cap on values per filter field that reach SQL (policies reject far less).
+MAX_SQL_VALUES = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """The columns derived from an event, computed once before the write transaction."""
+
+    d_tag: str | None  # "" for replaceable kinds, the d value for addressable, None otherwise
+    expiration: int | None
+    tags: list[tuple[str, str]]  # (letter, value), deduplicated
+
+
+def index_event(event: Event) -> Indexed:
+    kind = event.kind
+    if is_addressable(kind):
+        d_tag: str | None = event.d_tag
+    elif is_replaceable(kind):
+        d_tag = ""
+    else:
+        d_tag = None
+    seen: set[tuple[str, str]] = set()
+    tags: list[tuple[str, str]] = []
+    for t in event.tags:
+        if len(t) > 1 and len(t[0]) == 1:
+            pair = (t[0], t[1])
+            if pair not in seen:
+                seen.add(pair)
+                tags.append(pair)
+    return Indexed(d_tag, event.expiration, tags)
+
+
+def deletion_targets(event: Event) -> tuple[list[str], list[tuple[int, str, str]]]:
+    """NIP-09 targets of a kind-5 event (core rules): event ids from ``e`` tags, and
+    (kind, pubkey, d) from ``a`` tags naming the author's own replaceable events."""
+    ids, coords = nip09.deletion_targets(event)
+    addresses: list[tuple[int, str, str]] = []
+    for coord in sorted(coords):
+        parsed = nip09.parse_address(coord)
+        if parsed is not None:
+            addresses.append(parsed)
+    return sorted(ids), addresses
+
+
+class Params:
+    """Collects SQL parameters and renders placeholders in the backend's style."""
+
+    def __init__(self, style: str) -> None:
+        self.values: list[Any] = []
+        self._style = style
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return "?" if self._style == "qmark" else f"${len(self.values)}"
+
+    def many(self, values: Iterable[Any]) -> str:
+        return ",".join(self.add(v) for v in values)
+
+
+def _vals(values: Iterable[Any] | None) -> list[Any] | None:
+    if values is None:
+        return None
+    out = sorted(set(values))
+    if len(out) > MAX_SQL_VALUES:
+        raise ValueError(f"too many values in one filter field (max {MAX_SQL_VALUES})")
+    return out
+
+
+def filter_where(f: Filter, now: int, p: Params, *, tags_inline: bool = True) -> str | None:
+    """SQL WHERE clause for one filter over ``events e``; None when it can match nothing.
+
+    The driving index is chosen explicitly (ids, then authors, then a tag, then kinds,
+    then time) by writing ``+col`` on the other columns, which keeps SQLite's planner from
+    picking a worse index; PostgreSQL ignores the unary plus on integers and text.
+    """
+    ids, authors, kinds = _vals(f.ids), _vals(f.authors), _vals(f.kinds)
+    tag_items = sorted((k, _vals(v) or []) for k, v in (f.tags or {}).items())
+    if any(v == [] for v in (ids, authors, kinds)) or any(not v for _, v in tag_items):
+        return None
+    drive = "ids" if ids else "authors" if authors else "tags" if tag_items else (
+        "kinds" if kinds else "time")
+    clauses: list[str] = []
+    if ids:
+        clauses.append(f"e.id IN ({p.many(ids)})")
+    if authors:
+        col = "e.pubkey" if drive == "authors" else "+e.pubkey"
+        clauses.append(f"{col} IN ({p.many(authors)})")
+    if kinds:
+        col = "e.kind" if drive == "kinds" else "+e.kind"
+        clauses.append(f"{col} IN ({p.many(kinds)})")
+    for i, (letter, values) in enumerate(tag_items):
+        if drive == "tags" and i == 0:
+            clauses.append(
+                f"e.seq IN (SELECT t.seq FROM tags t WHERE t.name = {p.add(letter)}"
+                f" AND t.value IN ({p.many(values)}))"
+            )
+        else:
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM tags t WHERE t.seq = e.seq AND t.name = {p.add(letter)}"
+                f" AND t.value IN ({p.many(values)}))"
+            )
+    tcol = "e.created_at" if drive == "time" else "+e.created_at"
+    if f.since is not None:
+        clauses.append(f"{tcol} >= {p.add(int(f.since))}")
+    if f.until is not None:
+        clauses.append(f"{tcol} <= {p.add(int(f.until))}")
+    clauses.append(f"(e.expiration IS NULL OR e.expiration > {p.add(now)})")
+    return " AND ".join(clauses)
+
+
+def query_sql(f: Filter, now: int, style: str) -> tuple[str, list[Any]] | None:
+    """``SELECT id, raw`` for one filter, newest first, lowest id first on ties."""
+    if f.limit is not None and f.limit <= 0:
+        return None
+    p = Params(style)
+    where = filter_where(f, now, p)
+    if where is None:
+        return None
+    sql = f"SELECT e.id, e.raw FROM events e WHERE {where} ORDER BY e.created_at DESC, e.id"
+    if f.limit is not None:
+        sql += f" LIMIT {p.add(int(f.limit))}"
+    return sql, p.values
+
+
+def count_sql(filters: Iterable[Filter], now: int, style: str) -> tuple[str, list[Any]] | None:
+    """``SELECT COUNT(*)`` over the union of the filters (limits ignored, per NIP-45)."""
+    p = Params(style)
+    parts: list[str] = []
+    for f in filters:
+        where = filter_where(f, now, p)
+        if where is not None:
+            parts.append(f"SELECT e.seq FROM events e WHERE {where}")
+    if not parts:
+        return None
+    return f"SELECT COUNT(*) FROM ({' UNION '.join(parts)}) AS u", p.values
+
+
+def merge_rows(rows_per_filter: Iterable[Iterable[tuple[str, str]]]) -> list[str]:
+    """Concatenate per-filter results, dropping an event already sent for an earlier filter."""
+    seen: set[str] = set()
+    out: list[str] = []
+    add = seen.add
+    for rows in rows_per_filter:
+        for eid, raw in rows:
+            if eid not in seen:
+                add(eid)
+                out.append(raw)
+    return out
+
+
+Now = Callable[[], int]

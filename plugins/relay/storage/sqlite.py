@@ -1,0 +1,414 @@
+"""SQLite event store: WAL, one writer task batching saves into transactions, reader threads.
+
+Why this shape: SQLite allows one writer at a time and a commit costs an fsync, so all
+saves go through a queue that one task drains into a single transaction per batch (group
+commit); each caller's future resolves only after that commit, so ``OK true`` implies
+durable. Queries run on a small pool of reader threads with their own connections (WAL lets
+them read while the writer writes). ``has()`` is a primary-key probe, cheap enough to run
+inline on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from oa_node.plugins.relay.storage.common import (
+    count_sql,
+    deletion_targets,
+    index_event,
+    merge_rows,
+    query_sql,
+)
+
+from oa_node.nostr.kinds import DELETION, GIFT_WRAP
+from oa_node.store import (
+    DELETED,
+    DUPLICATE,
+    STORED,
+    SUPERSEDED,
+    LiveListener,
+    SaveResult,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from oa_node.nostr import Event, Filter
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    pubkey TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    d_tag TEXT,
+    expiration INTEGER,
+    raw TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_pubkey_time ON events(pubkey, created_at);
+CREATE INDEX IF NOT EXISTS events_kind_time ON events(kind, created_at);
+CREATE INDEX IF NOT EXISTS events_time ON events(created_at);
+CREATE INDEX IF NOT EXISTS events_replaceable ON events(pubkey, kind, d_tag)
+    WHERE d_tag IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_expiration ON events(expiration)
+    WHERE expiration IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tags (
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tags_lookup ON tags(name, value, created_at);
+CREATE INDEX IF NOT EXISTS tags_seq ON tags(seq);
+CREATE TABLE IF NOT EXISTS deleted_ids (
+    id TEXT PRIMARY KEY,
+    pubkey TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deleted_addresses (
+    pubkey TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    d_tag TEXT NOT NULL,
+    until INTEGER NOT NULL,
+    PRIMARY KEY (pubkey, kind, d_tag)
+) WITHOUT ROWID;
+"""
+
+#: Saves committed per transaction at most (bounds one commit's latency).
+MAX_BATCH = 2000
+
+
+def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    con.execute("PRAGMA busy_timeout=30000")
+    if not readonly:
+        con.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode keeps commits atomic and durable across process crashes (the
+    # WAL is written before commit returns); only an OS crash may lose the last commits.
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("PRAGMA temp_store=MEMORY")
+    con.execute("PRAGMA cache_size=-65536")
+    con.execute("PRAGMA mmap_size=268435456")
+    return con
+
+
+class SQLiteStore:
+    """:class:`oa_node.store.EventStore` on one SQLite file."""
+
+    def __init__(self, path: str | Path, *, readers: int = 2, synchronous: str = "NORMAL") -> None:
+        self.path = str(path)
+        self._readers_n = readers
+        self._synchronous = synchronous
+        self._queue: asyncio.Queue[tuple[Event, str, asyncio.Future[SaveResult]] | None] | None
+        self._queue = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._write_exec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._read_exec = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
+        self._local = threading.local()
+        self._reader_cons: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._wcon: sqlite3.Connection | None = None
+        self._probe: sqlite3.Connection | None = None
+        self._pending: dict[str, asyncio.Future[SaveResult]] = {}
+        self._closed = False
+        self._opened = False
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self._wcon = await loop.run_in_executor(self._write_exec, self._open_writer)
+        self._probe = _connect(self.path, readonly=True)
+        self._queue = asyncio.Queue()
+        self._writer_task = asyncio.create_task(self._writer(), name="sqlite-writer")
+        self._opened = True
+
+    def _open_writer(self) -> sqlite3.Connection:
+        con = _connect(self.path)
+        con.execute(f"PRAGMA synchronous={self._synchronous}")
+        con.executescript(SCHEMA)
+        return con
+
+    async def flush(self) -> None:
+        pending = list(self._pending.values())
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._queue is not None and self._writer_task is not None:
+            self._queue.put_nowait(None)  # the writer drains everything queued before this
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._writer_task)
+        loop = asyncio.get_running_loop()
+        if self._wcon is not None:
+            await loop.run_in_executor(self._write_exec, self._wcon.close)
+        self._write_exec.shutdown(wait=True)
+        self._read_exec.shutdown(wait=True)
+        for con in [*self._reader_cons, *( [self._probe] if self._probe else [])]:
+            con.close()
+
+    def _check(self) -> None:
+        if self._closed or not self._opened:
+            raise StoreError("the SQLite store is closed" if self._closed else "store not opened")
+
+    # --- writes ----------------------------------------------------------------------
+
+    async def save(self, event: Event, raw: str) -> SaveResult:
+        self._check()
+        assert self._queue is not None
+        pending = self._pending.get(event.id)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return DUPLICATE
+        fut: asyncio.Future[SaveResult] = asyncio.get_running_loop().create_future()
+        self._pending[event.id] = fut
+        self._queue.put_nowait((event, raw, fut))
+        return await asyncio.shield(fut)
+
+    async def _writer(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        stop = False
+        while not stop:
+            item = await queue.get()
+            batch = []
+            if item is None:
+                stop = True
+            else:
+                batch.append(item)
+            while len(batch) < MAX_BATCH and not queue.empty():
+                nxt = queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    continue
+                batch.append(nxt)
+            if not batch:
+                continue
+            work = [(ev, raw) for ev, raw, _ in batch]
+            try:
+                results = await asyncio.shield(
+                    loop.run_in_executor(self._write_exec, self._write_batch, work)
+                )
+            except Exception as exc:  # the whole transaction rolled back
+                err = StoreError(f"write failed: {exc}")
+                for ev, _, fut in batch:
+                    self._pending.pop(ev.id, None)
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for (ev, _, fut), res in zip(batch, results, strict=True):
+                self._pending.pop(ev.id, None)
+                if not fut.done():
+                    fut.set_result(res)
+
+    def _write_batch(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
+        con = self._wcon
+        assert con is not None
+        cur = con.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            results = [self._insert(cur, ev, raw) for ev, raw in items]
+            cur.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                cur.execute("ROLLBACK")
+            raise
+        return results
+
+    def _insert(self, cur: sqlite3.Cursor, ev: Event, raw: str) -> SaveResult:
+        if cur.execute(
+            "SELECT 1 FROM deleted_ids WHERE id = ? AND pubkey = ?", (ev.id, ev.pubkey)
+        ).fetchone():
+            return DELETED
+        ix = index_event(ev)
+        if ix.d_tag is not None:
+            row = cur.execute(
+                "SELECT until FROM deleted_addresses WHERE pubkey = ? AND kind = ? AND d_tag = ?",
+                (ev.pubkey, ev.kind, ix.d_tag),
+            ).fetchone()
+            if row is not None and ev.created_at <= row[0]:
+                return DELETED
+            old = cur.execute(
+                "SELECT seq, id, created_at FROM events"
+                " WHERE pubkey = ? AND kind = ? AND d_tag = ?",
+                (ev.pubkey, ev.kind, ix.d_tag),
+            ).fetchall()
+            for _seq, oid, ocreated in old:
+                if oid == ev.id:
+                    return DUPLICATE
+                if ocreated > ev.created_at or (ocreated == ev.created_at and oid < ev.id):
+                    return SUPERSEDED
+            for seq, _, _ in old:
+                self._delete_seq(cur, seq)
+        cur.execute(
+            "INSERT OR IGNORE INTO events (id, pubkey, created_at, kind, d_tag, expiration, raw)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (ev.id, ev.pubkey, ev.created_at, ev.kind, ix.d_tag, ix.expiration, raw),
+        )
+        if cur.rowcount == 0:
+            return DUPLICATE
+        seq = cur.lastrowid
+        if ix.tags:
+            created = ev.created_at
+            cur.executemany(
+                "INSERT INTO tags (seq, name, value, created_at) VALUES (?, ?, ?, ?)",
+                [(seq, n, v, created) for n, v in ix.tags],
+            )
+        if ev.kind == DELETION:
+            self._apply_deletion(cur, ev)
+        return STORED
+
+    def _delete_seq(self, cur: sqlite3.Cursor, seq: int) -> None:
+        cur.execute("DELETE FROM tags WHERE seq = ?", (seq,))
+        cur.execute("DELETE FROM events WHERE seq = ?", (seq,))
+
+    def _apply_deletion(self, cur: sqlite3.Cursor, ev: Event) -> None:
+        ids, addresses = deletion_targets(ev)
+        for target in ids:
+            cur.execute(
+                "INSERT OR IGNORE INTO deleted_ids (id, pubkey) VALUES (?, ?)", (target, ev.pubkey)
+            )
+            # the author's own event, or a gift wrap whose p-tagged recipient deletes it
+            row = cur.execute(
+                "SELECT seq FROM events e WHERE e.id = ? AND e.kind != ? AND (e.pubkey = ? OR"
+                " (e.kind = ? AND EXISTS (SELECT 1 FROM tags t WHERE t.seq = e.seq"
+                " AND t.name = 'p' AND t.value = ?)))",
+                (target, DELETION, ev.pubkey, GIFT_WRAP, ev.pubkey),
+            ).fetchone()
+            if row is not None:
+                self._delete_seq(cur, row[0])
+        for kind, pubkey, d in addresses:
+            cur.execute(
+                "INSERT INTO deleted_addresses (pubkey, kind, d_tag, until) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (pubkey, kind, d_tag) DO UPDATE"
+                " SET until = MAX(until, excluded.until)",
+                (pubkey, kind, d, ev.created_at),
+            )
+            rows = cur.execute(
+                "SELECT seq FROM events WHERE pubkey = ? AND kind = ? AND d_tag = ?"
+                " AND created_at <= ?",
+                (pubkey, kind, d, ev.created_at),
+            ).fetchall()
+            for (seq,) in rows:
+                self._delete_seq(cur, seq)
+
+    async def delete_ids(self, ids: Sequence[str]) -> int:
+        self._check()
+        await self.flush()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._write_exec, self._delete_ids, list(ids)
+        )
+
+    def _delete_ids(self, ids: list[str]) -> int:
+        con = self._wcon
+        assert con is not None
+        cur = con.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        n = 0
+        try:
+            for eid in ids:
+                row = cur.execute("SELECT seq FROM events WHERE id = ?", (eid,)).fetchone()
+                if row is not None:
+                    self._delete_seq(cur, row[0])
+                    n += 1
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return n
+
+    async def purge_expired(self, now: int) -> int:
+        self._check()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._write_exec, self._purge, now
+        )
+
+    def _purge(self, now: int) -> int:
+        con = self._wcon
+        assert con is not None
+        cur = con.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            seqs = [
+                r[0]
+                for r in cur.execute(
+                    "SELECT seq FROM events WHERE expiration IS NOT NULL AND expiration <= ?",
+                    (now,),
+                )
+            ]
+            for seq in seqs:
+                self._delete_seq(cur, seq)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return len(seqs)
+
+    # --- reads -----------------------------------------------------------------------
+
+    async def has(self, event_id: str) -> bool:
+        self._check()
+        if event_id in self._pending:
+            return True
+        assert self._probe is not None
+        return (
+            self._probe.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone()
+            is not None
+        )
+
+    def _reader(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = _connect(self.path, readonly=True)
+            self._local.con = con
+            with self._lock:
+                self._reader_cons.append(con)
+        return con
+
+    async def query(self, filters: Sequence[Filter], now: int | None = None) -> list[str]:
+        self._check()
+        when = int(time.time()) if now is None else now
+        plans = [q for q in (query_sql(f, when, "qmark") for f in filters) if q is not None]
+        if not plans:
+            return []
+        return await asyncio.get_running_loop().run_in_executor(
+            self._read_exec, self._run_queries, plans
+        )
+
+    def _run_queries(self, plans: list[tuple[str, list[object]]]) -> list[str]:
+        con = self._reader()
+        return merge_rows(con.execute(sql, params).fetchall() for sql, params in plans)
+
+    async def count(self, filters: Sequence[Filter], now: int | None = None) -> int:
+        self._check()
+        when = int(time.time()) if now is None else now
+        plan = count_sql(filters, when, "qmark")
+        if plan is None:
+            return 0
+        sql, params = plan
+        return await asyncio.get_running_loop().run_in_executor(
+            self._read_exec, lambda: int(self._reader().execute(sql, params).fetchone()[0])
+        )
+
+    # --- sharing (not possible with an embedded file) ---------------------------------
+
+    def set_live_listener(self, listener: LiveListener | None) -> None:
+        """SQLite is private to one process: nothing to listen to."""
+
+    async def publish_ephemeral(self, raw: str) -> None:
+        """SQLite is private to one process: nobody to share with."""
