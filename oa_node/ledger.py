@@ -1,0 +1,189 @@
+"""A durable state machine in SQLite: the buyer's and the provider's job ledgers.
+
+Each record has a state; a transition names the states it may come from, so replaying a
+step after a crash is harmless (a record already in the target state is left alone and the
+call says so) and an impossible step is refused. Every transition is written in the same
+transaction as the record's new state and is kept as a history row with its receipt
+(request id, result id, verdict, invoice, payment hash, preimage ...).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class TransitionError(Exception):
+    """A transition the state machine does not allow from the record's current state."""
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    state: str
+    data: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    from_state: str | None
+    to_state: str
+    at: float
+    receipt: dict[str, Any]
+
+
+class StateLedger:
+    """Records that move through ``transitions`` (target state -> allowed source states)."""
+
+    def __init__(self, path: str | Path, name: str, initial: str,
+                 transitions: Mapping[str, Iterable[str]]) -> None:
+        if not name.isidentifier():
+            raise ValueError("ledger name must be an identifier")
+        self.name = name
+        self.initial = initial
+        self.transitions = {k: frozenset(v) for k, v in transitions.items()}
+        self._lock = threading.Lock()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(f"""
+            CREATE TABLE IF NOT EXISTS {name} (
+                id TEXT PRIMARY KEY, state TEXT NOT NULL, data TEXT NOT NULL,
+                created_at REAL NOT NULL, updated_at REAL NOT NULL);
+            CREATE INDEX IF NOT EXISTS {name}_state ON {name}(state);
+            CREATE TABLE IF NOT EXISTS {name}_history (
+                id TEXT NOT NULL, from_state TEXT, to_state TEXT NOT NULL, at REAL NOT NULL,
+                receipt TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS {name}_history_id ON {name}_history(id);
+        """)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- writes ------------------------------------------------------------------------
+
+    def create(self, record_id: str, data: Mapping[str, Any] | None = None,
+               receipt: Mapping[str, Any] | None = None) -> bool:
+        """Insert a record in the initial state; ``False`` when it already exists."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    f"INSERT OR IGNORE INTO {self.name} VALUES (?,?,?,?,?)",
+                    (record_id, self.initial, json.dumps(dict(data or {})), now, now))
+                created = cur.rowcount == 1
+                if created:
+                    self._db.execute(f"INSERT INTO {self.name}_history VALUES (?,?,?,?,?)",
+                                     (record_id, None, self.initial, now,
+                                      json.dumps(dict(receipt or {}))))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return created
+
+    def transition(self, record_id: str, to_state: str, receipt: Mapping[str, Any] | None = None,
+                   **data: Any) -> bool:
+        """Move to ``to_state`` and merge ``data``; ``False`` if already there (idempotent).
+
+        Raises :class:`TransitionError` when the current state may not lead to ``to_state``
+        and ``KeyError`` for an unknown record.
+        """
+        allowed = self.transitions.get(to_state)
+        if allowed is None:
+            raise TransitionError(f"{self.name}: unknown state {to_state!r}")
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(f"SELECT state, data FROM {self.name} WHERE id=?",
+                                       (record_id,)).fetchone()
+                if row is None:
+                    raise KeyError(f"{self.name}: no record {record_id!r}")
+                state, raw = row
+                if state == to_state:
+                    self._db.execute("COMMIT")
+                    return False
+                if state not in allowed:
+                    raise TransitionError(
+                        f"{self.name} {record_id[:12]}: cannot go from {state} to {to_state}")
+                merged = json.loads(raw) | data
+                self._db.execute(
+                    f"UPDATE {self.name} SET state=?, data=?, updated_at=? WHERE id=?",
+                    (to_state, json.dumps(merged), now, record_id))
+                self._db.execute(f"INSERT INTO {self.name}_history VALUES (?,?,?,?,?)",
+                                 (record_id, state, to_state, now,
+                                  json.dumps(dict(receipt or {}))))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return True
+
+    def update(self, record_id: str, **data: Any) -> None:
+        """Merge ``data`` without changing state."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(f"SELECT data FROM {self.name} WHERE id=?",
+                                       (record_id,)).fetchone()
+                if row is None:
+                    raise KeyError(f"{self.name}: no record {record_id!r}")
+                self._db.execute(f"UPDATE {self.name} SET data=?, updated_at=? WHERE id=?",
+                                 (json.dumps(json.loads(row[0]) | data), time.time(), record_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # --- reads -------------------------------------------------------------------------
+
+    def get(self, record_id: str) -> Record | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT * FROM {self.name} WHERE id=?",
+                                   (record_id,)).fetchone()
+        return _record(row) if row else None
+
+    def find(self, prefix: str) -> Record | None:
+        """A record by id or unique id prefix (for CLI arguments)."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM {self.name} WHERE id LIKE ? LIMIT 2",
+                                    (prefix.replace("%", "") + "%",)).fetchall()
+        return _record(rows[0]) if len(rows) == 1 else None
+
+    def in_states(self, *states: str) -> list[Record]:
+        marks = ",".join("?" * len(states))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM {self.name} WHERE state IN ({marks}) ORDER BY created_at",
+                states).fetchall()
+        return [_record(r) for r in rows]
+
+    def all(self, limit: int = 1000) -> list[Record]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM {self.name} ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [_record(r) for r in rows]
+
+    def history(self, record_id: str) -> list[HistoryEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT from_state, to_state, at, receipt FROM {self.name}_history "
+                "WHERE id=? ORDER BY rowid", (record_id,)).fetchall()
+        return [HistoryEntry(f, t, a, json.loads(r)) for f, t, a, r in rows]
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    return Record(row[0], row[1], json.loads(row[2]), row[3], row[4])
