@@ -1,0 +1,170 @@
+"""The ``wallet`` and ``zap`` capabilities: what a plugin may ask of the node's money.
+
+A plugin finds the configured wallet with ``node.capability("wallet")`` (a :class:`Wallet`,
+today an NWC client provided by the ``nwc`` plugin) and the zapper with
+``node.capability("zap")`` (a :class:`Zapper`, from the ``zaps`` plugin). Both are plain
+Protocols so the marketplace, GitAfter bounties and tests depend on this module only.
+
+Every failure is a :class:`WalletError` whose ``code`` is a NIP-47 error code (or one of the
+local codes below), so a caller can branch on ``exc.code`` whatever wallet sits behind it.
+Paying is idempotent at the wallet: paying the same invoice twice pays once and answers the
+recorded result, so a settlement step retried after a crash is safe.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from oa_node.errors import UserError
+
+if TYPE_CHECKING:
+    from oa_node.nostr.event import Event
+
+
+class ErrorCode(enum.StrEnum):
+    """NIP-47 error codes, plus local ones (marked) for failures before the wallet answers."""
+
+    RATE_LIMITED = "RATE_LIMITED"
+    NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    RESTRICTED = "RESTRICTED"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    INTERNAL = "INTERNAL"
+    UNSUPPORTED_ENCRYPTION = "UNSUPPORTED_ENCRYPTION"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+    NOT_FOUND = "NOT_FOUND"
+    OTHER = "OTHER"
+    # local: the request never got an answer in time
+    TIMEOUT = "TIMEOUT"
+    # local: the input (invoice, amount, URI) is malformed; nothing was sent
+    BAD_REQUEST = "BAD_REQUEST"
+
+    @classmethod
+    def parse(cls, value: object) -> ErrorCode:
+        """Map a code received from a wallet; unknown codes become ``OTHER``."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.OTHER
+
+
+_HINTS = {
+    ErrorCode.RATE_LIMITED: "the wallet is rate limiting this connection; retry in a few seconds",
+    ErrorCode.INSUFFICIENT_BALANCE: "not enough funds",
+    ErrorCode.QUOTA_EXCEEDED: "the connection's spending budget is used up",
+    ErrorCode.UNAUTHORIZED: "the wallet does not know this connection key",
+    ErrorCode.UNSUPPORTED_ENCRYPTION: "the wallet does not support the requested encryption",
+}
+
+
+class WalletError(UserError):
+    """A wallet operation that failed; ``code`` is an :class:`ErrorCode`."""
+
+    def __init__(self, code: ErrorCode | str, message: str = "") -> None:
+        self.code = ErrorCode.parse(code) if not isinstance(code, ErrorCode) else code
+        self.message = message or _HINTS.get(self.code, self.code.value.lower().replace("_", " "))
+        super().__init__(f"wallet: {self.code.value}: {self.message}")
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """An invoice (``type="incoming"``) or a payment (``"outgoing"``) as a wallet reports it."""
+
+    bolt11: str
+    payment_hash: str
+    amount_msat: int
+    type: str = "incoming"
+    state: str = "pending"  # pending | settled | expired | failed
+    description: str | None = None
+    description_hash: str | None = None
+    preimage: str | None = None
+    fees_paid_msat: int = 0
+    created_at: int = 0
+    expires_at: int | None = None
+    settled_at: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settled(self) -> bool:
+        return self.state == "settled"
+
+
+@dataclass(frozen=True)
+class Payment:
+    """The proof a paid invoice gives back: the preimage hashes to the payment hash."""
+
+    payment_hash: str
+    preimage: str
+    amount_msat: int
+    fees_paid_msat: int = 0
+
+
+@runtime_checkable
+class Wallet(Protocol):
+    """An async Lightning wallet (amounts in millisatoshis)."""
+
+    async def make_invoice(
+        self,
+        amount_msat: int,
+        description: str | None = None,
+        description_hash: str | None = None,
+        expiry: int = 3600,
+    ) -> Invoice:
+        """Create an invoice; give a ``description`` or a hex ``description_hash``."""
+        ...
+
+    async def pay_invoice(self, bolt11: str, max_fee_msat: int | None = None) -> Payment:
+        """Pay ``bolt11`` once; paying it again answers the recorded payment."""
+        ...
+
+    async def lookup_invoice(self, payment_hash: str) -> Invoice:
+        """The current state of an invoice or payment (``NOT_FOUND`` if unknown)."""
+        ...
+
+    async def get_balance(self) -> int:
+        """The spendable balance in msat."""
+        ...
+
+    async def wait_settled(self, payment_hash: str, timeout: float) -> Invoice:
+        """Return once the invoice is settled; ``TIMEOUT`` after ``timeout`` seconds."""
+        ...
+
+
+@dataclass(frozen=True)
+class ZapResult:
+    """What a zap did: the signed request, the invoice paid, and the receipt if one came."""
+
+    zap_request: Event
+    bolt11: str
+    payment: Payment
+    receipt: Event | None = None
+
+
+@runtime_checkable
+class Zapper(Protocol):
+    """Send NIP-57 zaps through the node's wallet (``node.capability("zap")``)."""
+
+    async def zap(
+        self,
+        target: str,
+        amount_msat: int,
+        comment: str = "",
+        relays: list[str] | None = None,
+        receipt_timeout: float = 10.0,
+    ) -> ZapResult:
+        """Zap ``target`` (npub, nprofile, note, nevent, naddr or a hex pubkey).
+
+        Resolves the recipient's lud16 from its kind-0 profile, fetches an invoice from its
+        LNURL callback, checks that the invoice commits to the zap request and its amount,
+        pays it, then waits up to ``receipt_timeout`` for a receipt that passes
+        :func:`oa_node.nostr.nip57.validate_receipt`. Raises :class:`WalletError` or
+        :class:`ZapError`.
+        """
+        ...
+
+
+class ZapError(UserError):
+    """A zap that cannot be made: no lud16, no nostr support, a bad LNURL answer..."""
