@@ -66,11 +66,11 @@ class Params:
 
     def __init__(self, style: str) -> None:
         self.values: list[Any] = []
-        self._style = style
+        self.style = style
 
     def add(self, value: Any) -> str:
         self.values.append(value)
-        return "?" if self._style == "qmark" else f"${len(self.values)}"
+        return "?" if self.style == "qmark" else f"${len(self.values)}"
 
     def many(self, values: Iterable[Any]) -> str:
         return ",".join(self.add(v) for v in values)
@@ -85,13 +85,15 @@ def _vals(values: Iterable[Any] | None) -> list[Any] | None:
     return out
 
 
-def filter_where(f: Filter, now: int, p: Params, *, tags_inline: bool = True) -> str | None:
+def filter_where(f: Filter, now: int, p: Params) -> str | None:
     """SQL WHERE clause for one filter over ``events e``; None when it can match nothing.
 
     The driving index is chosen explicitly (ids, then authors, then a tag, then kinds,
     then time) by writing ``+col`` on the other columns, which keeps SQLite's planner from
-    picking a worse index; PostgreSQL ignores the unary plus on integers and text.
+    picking a worse index (SQLite only: PostgreSQL plans from statistics and has no unary
+    plus on text).
     """
+    plus = "+" if p.style == "qmark" else ""
     ids, authors, kinds = _vals(f.ids), _vals(f.authors), _vals(f.kinds)
     tag_items = sorted((k, _vals(v) or []) for k, v in (f.tags or {}).items())
     if any(v == [] for v in (ids, authors, kinds)) or any(not v for _, v in tag_items):
@@ -102,10 +104,10 @@ def filter_where(f: Filter, now: int, p: Params, *, tags_inline: bool = True) ->
     if ids:
         clauses.append(f"e.id IN ({p.many(ids)})")
     if authors:
-        col = "e.pubkey" if drive == "authors" else "+e.pubkey"
+        col = "e.pubkey" if drive == "authors" else plus + "e.pubkey"
         clauses.append(f"{col} IN ({p.many(authors)})")
     if kinds:
-        col = "e.kind" if drive == "kinds" else "+e.kind"
+        col = "e.kind" if drive == "kinds" else plus + "e.kind"
         clauses.append(f"{col} IN ({p.many(kinds)})")
     for i, (letter, values) in enumerate(tag_items):
         if drive == "tags" and i == 0:
@@ -118,7 +120,7 @@ def filter_where(f: Filter, now: int, p: Params, *, tags_inline: bool = True) ->
                 f"EXISTS (SELECT 1 FROM tags t WHERE t.seq = e.seq AND t.name = {p.add(letter)}"
                 f" AND t.value IN ({p.many(values)}))"
             )
-    tcol = "e.created_at" if drive == "time" else "+e.created_at"
+    tcol = "e.created_at" if drive == "time" else plus + "e.created_at"
     if f.since is not None:
         clauses.append(f"{tcol} >= {p.add(int(f.since))}")
     if f.until is not None:

@@ -1,0 +1,389 @@
+"""PostgreSQL event store (asyncpg), shareable by several relay processes.
+
+Same schema shape and rules as the SQLite store. Saves are batched by one writer task per
+process into one transaction (the OK still follows the commit). Every stored event is
+announced with ``pg_notify`` inside its transaction, so other processes on the same
+database deliver it to their live subscribers once it is committed (LISTEN/NOTIFY). The
+channel is named after the schema, so separate schemas (tests) do not hear each other.
+NOTIFY payloads are limited to ~8000 bytes: bigger stored events are announced by id and
+fetched by the listener; bigger ephemeral events stay local (they are never stored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from oa_node.plugins.relay.storage.common import (
+    count_sql,
+    deletion_targets,
+    index_event,
+    merge_rows,
+    query_sql,
+)
+
+from oa_node.nostr.kinds import DELETION, GIFT_WRAP
+from oa_node.store import (
+    DELETED,
+    DUPLICATE,
+    STORED,
+    SUPERSEDED,
+    LiveListener,
+    SaveResult,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from oa_node.nostr import Event, Filter
+
+log = logging.getLogger("oa_node.relay.postgres")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    pubkey TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    kind INTEGER NOT NULL,
+    d_tag TEXT,
+    expiration BIGINT,
+    raw TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_pubkey_time ON events(pubkey, created_at);
+CREATE INDEX IF NOT EXISTS events_kind_time ON events(kind, created_at);
+CREATE INDEX IF NOT EXISTS events_time ON events(created_at);
+CREATE INDEX IF NOT EXISTS events_replaceable ON events(pubkey, kind, d_tag)
+    WHERE d_tag IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_expiration ON events(expiration)
+    WHERE expiration IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tags (
+    seq BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tags_lookup ON tags(name, value, created_at);
+CREATE INDEX IF NOT EXISTS tags_seq ON tags(seq);
+CREATE TABLE IF NOT EXISTS deleted_ids (
+    id TEXT PRIMARY KEY,
+    pubkey TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deleted_addresses (
+    pubkey TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    d_tag TEXT NOT NULL,
+    until BIGINT NOT NULL,
+    PRIMARY KEY (pubkey, kind, d_tag)
+);
+"""
+
+MAX_BATCH = 1000
+NOTIFY_LIMIT = 7900  # bytes; PostgreSQL refuses payloads of 8000 or more
+_SCHEMA_LOCK = 0x6F61_6E6F_6465  # advisory lock id guarding concurrent schema creation
+
+
+class PostgresStore:
+    """:class:`oa_node.store.EventStore` on PostgreSQL."""
+
+    def __init__(self, dsn: str, *, pool_size: int = 4) -> None:
+        self.dsn = dsn
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._wcon: asyncpg.Connection | None = None
+        self._lcon: asyncpg.Connection | None = None
+        self._queue: asyncio.Queue[tuple[Event, str, asyncio.Future[SaveResult]] | None] | None
+        self._queue = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[SaveResult]] = {}
+        self._listener: LiveListener | None = None
+        self._origin = uuid.uuid4().hex[:12]
+        self._channel = "oa_relay"
+        self._closed = False
+        self._opened = False
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        try:
+            self._wcon = await asyncpg.connect(self.dsn)
+            await self._wcon.execute("SELECT pg_advisory_lock($1)", _SCHEMA_LOCK)
+            try:
+                await self._wcon.execute(SCHEMA)
+            finally:
+                await self._wcon.execute("SELECT pg_advisory_unlock($1)", _SCHEMA_LOCK)
+            schema = await self._wcon.fetchval("SELECT current_schema()")
+            self._channel = f"oa_relay_{schema}"[:63]
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self._pool_size)
+            self._lcon = await asyncpg.connect(self.dsn)
+            await self._lcon.add_listener(self._channel, self._on_notify)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"cannot open PostgreSQL store: {exc}") from exc
+        self._queue = asyncio.Queue()
+        self._writer_task = asyncio.create_task(self._writer(), name="postgres-writer")
+        self._opened = True
+
+    async def flush(self) -> None:
+        pending = list(self._pending.values())
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._queue is not None and self._writer_task is not None:
+            self._queue.put_nowait(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._writer_task)
+        for task in list(self._bg):
+            task.cancel()
+        if self._lcon is not None:
+            with contextlib.suppress(Exception):
+                await self._lcon.remove_listener(self._channel, self._on_notify)
+            await self._lcon.close()
+        if self._wcon is not None:
+            await self._wcon.close()
+        if self._pool is not None:
+            await self._pool.close()
+
+    def _check(self) -> None:
+        if self._closed or not self._opened:
+            raise StoreError("the PostgreSQL store is closed" if self._closed else "not opened")
+
+    # --- writes ----------------------------------------------------------------------
+
+    async def save(self, event: Event, raw: str) -> SaveResult:
+        self._check()
+        assert self._queue is not None
+        pending = self._pending.get(event.id)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return DUPLICATE
+        fut: asyncio.Future[SaveResult] = asyncio.get_running_loop().create_future()
+        self._pending[event.id] = fut
+        self._queue.put_nowait((event, raw, fut))
+        return await asyncio.shield(fut)
+
+    async def _writer(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        stop = False
+        while not stop:
+            item = await queue.get()
+            batch = []
+            if item is None:
+                stop = True
+            else:
+                batch.append(item)
+            while len(batch) < MAX_BATCH and not queue.empty():
+                nxt = queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    continue
+                batch.append(nxt)
+            if not batch:
+                continue
+            try:
+                results = await asyncio.shield(self._write_batch([(e, r) for e, r, _ in batch]))
+            except Exception as exc:
+                log.warning("PostgreSQL write failed: %s", exc)
+                err = StoreError(f"write failed: {exc}")
+                for ev, _, fut in batch:
+                    self._pending.pop(ev.id, None)
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for (ev, _, fut), res in zip(batch, results, strict=True):
+                self._pending.pop(ev.id, None)
+                if not fut.done():
+                    fut.set_result(res)
+
+    async def _write_batch(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
+        con = self._wcon
+        assert con is not None
+        async with con.transaction():
+            return [await self._insert(con, ev, raw) for ev, raw in items]
+
+    async def _insert(self, con: asyncpg.Connection, ev: Event, raw: str) -> SaveResult:
+        if await con.fetchval(
+            "SELECT 1 FROM deleted_ids WHERE id = $1 AND pubkey = $2", ev.id, ev.pubkey
+        ):
+            return DELETED
+        ix = index_event(ev)
+        if ix.d_tag is not None:
+            # serialise writers of one replaceable address across processes
+            await con.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                f"{ev.kind}:{ev.pubkey}:{ix.d_tag}",
+            )
+            until = await con.fetchval(
+                "SELECT until FROM deleted_addresses WHERE pubkey = $1 AND kind = $2"
+                " AND d_tag = $3",
+                ev.pubkey, ev.kind, ix.d_tag,
+            )
+            if until is not None and ev.created_at <= until:
+                return DELETED
+            old = await con.fetch(
+                "SELECT seq, id, created_at FROM events"
+                " WHERE pubkey = $1 AND kind = $2 AND d_tag = $3",
+                ev.pubkey, ev.kind, ix.d_tag,
+            )
+            for row in old:
+                if row["id"] == ev.id:
+                    return DUPLICATE
+                oc = row["created_at"]
+                if oc > ev.created_at or (oc == ev.created_at and row["id"] < ev.id):
+                    return SUPERSEDED
+            for row in old:
+                await self._delete_seq(con, row["seq"])
+        seq = await con.fetchval(
+            "INSERT INTO events (id, pubkey, created_at, kind, d_tag, expiration, raw)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING seq",
+            ev.id, ev.pubkey, ev.created_at, ev.kind, ix.d_tag, ix.expiration, raw,
+        )
+        if seq is None:
+            return DUPLICATE
+        if ix.tags:
+            await con.executemany(
+                "INSERT INTO tags (seq, name, value, created_at) VALUES ($1, $2, $3, $4)",
+                [(seq, n, v, ev.created_at) for n, v in ix.tags],
+            )
+        if ev.kind == DELETION:
+            await self._apply_deletion(con, ev)
+        payload = self._origin + ":" + raw
+        if len(payload.encode()) > NOTIFY_LIMIT:
+            payload = self._origin + ":#" + ev.id
+        await con.execute("SELECT pg_notify($1, $2)", self._channel, payload)
+        return STORED
+
+    async def _delete_seq(self, con: asyncpg.Connection, seq: int) -> None:
+        await con.execute("DELETE FROM tags WHERE seq = $1", seq)
+        await con.execute("DELETE FROM events WHERE seq = $1", seq)
+
+    async def _apply_deletion(self, con: asyncpg.Connection, ev: Event) -> None:
+        ids, addresses = deletion_targets(ev)
+        for target in ids:
+            await con.execute(
+                "INSERT INTO deleted_ids (id, pubkey) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                target, ev.pubkey,
+            )
+            seq = await con.fetchval(
+                "SELECT seq FROM events e WHERE e.id = $1 AND e.kind != $2 AND (e.pubkey = $3"
+                " OR (e.kind = $4 AND EXISTS (SELECT 1 FROM tags t WHERE t.seq = e.seq"
+                " AND t.name = 'p' AND t.value = $3)))",
+                target, DELETION, ev.pubkey, GIFT_WRAP,
+            )
+            if seq is not None:
+                await self._delete_seq(con, seq)
+        for kind, pubkey, d in addresses:
+            await con.execute(
+                "INSERT INTO deleted_addresses (pubkey, kind, d_tag, until)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (pubkey, kind, d_tag) DO UPDATE"
+                " SET until = GREATEST(deleted_addresses.until, EXCLUDED.until)",
+                pubkey, kind, d, ev.created_at,
+            )
+            rows = await con.fetch(
+                "SELECT seq FROM events WHERE pubkey = $1 AND kind = $2 AND d_tag = $3"
+                " AND created_at <= $4",
+                pubkey, kind, d, ev.created_at,
+            )
+            for row in rows:
+                await self._delete_seq(con, row["seq"])
+
+    async def delete_ids(self, ids: Sequence[str]) -> int:
+        self._check()
+        await self.flush()
+        assert self._pool is not None
+        async with self._pool.acquire() as con, con.transaction():
+            rows = await con.fetch("SELECT seq FROM events WHERE id = ANY($1::text[])", list(ids))
+            for row in rows:
+                await self._delete_seq(con, row["seq"])
+        return len(rows)
+
+    async def purge_expired(self, now: int) -> int:
+        self._check()
+        assert self._pool is not None
+        async with self._pool.acquire() as con, con.transaction():
+            rows = await con.fetch(
+                "DELETE FROM events WHERE expiration IS NOT NULL AND expiration <= $1"
+                " RETURNING seq",
+                now,
+            )
+            if rows:
+                await con.execute(
+                    "DELETE FROM tags WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows]
+                )
+        return len(rows)
+
+    # --- reads -----------------------------------------------------------------------
+
+    async def has(self, event_id: str) -> bool:
+        self._check()
+        if event_id in self._pending:
+            return True
+        assert self._pool is not None
+        try:
+            return bool(await self._pool.fetchval("SELECT 1 FROM events WHERE id = $1", event_id))
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def query(self, filters: Sequence[Filter], now: int | None = None) -> list[str]:
+        self._check()
+        assert self._pool is not None
+        when = int(time.time()) if now is None else now
+        plans = [q for q in (query_sql(f, when, "numeric") for f in filters) if q is not None]
+        if not plans:
+            return []
+        async with self._pool.acquire() as con:
+            results = [await con.fetch(sql, *params) for sql, params in plans]
+        return merge_rows([(r[0], r[1]) for r in rows] for rows in results)
+
+    async def count(self, filters: Sequence[Filter], now: int | None = None) -> int:
+        self._check()
+        assert self._pool is not None
+        when = int(time.time()) if now is None else now
+        plan = count_sql(filters, when, "numeric")
+        if plan is None:
+            return 0
+        sql, params = plan
+        return int(await self._pool.fetchval(sql, *params))
+
+    # --- sharing between processes ---------------------------------------------------
+
+    def set_live_listener(self, listener: LiveListener | None) -> None:
+        self._listener = listener
+
+    async def publish_ephemeral(self, raw: str) -> None:
+        self._check()
+        payload = self._origin + ":" + raw
+        if len(payload.encode()) > NOTIFY_LIMIT:
+            return
+        assert self._pool is not None
+        await self._pool.execute("SELECT pg_notify($1, $2)", self._channel, payload)
+
+    def _on_notify(self, _con: Any, _pid: int, _channel: str, payload: str) -> None:
+        origin, _, body = payload.partition(":")
+        if origin == self._origin or self._listener is None:
+            return
+        if body.startswith("#"):
+            task = asyncio.ensure_future(self._fetch_and_deliver(body[1:]))
+            self._bg.add(task)
+            task.add_done_callback(self._bg.discard)
+        else:
+            self._listener(body)
+
+    async def _fetch_and_deliver(self, event_id: str) -> None:
+        if self._pool is None or self._closed:
+            return
+        raw = await self._pool.fetchval("SELECT raw FROM events WHERE id = $1", event_id)
+        if raw is not None and self._listener is not None:
+            self._listener(raw)

@@ -1,0 +1,253 @@
+"""One storage test suite, run against SQLite and PostgreSQL (parametrised fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from oa_node.plugins.relay.storage.postgres import PostgresStore
+from oa_node.plugins.relay.storage.sqlite import SQLiteStore
+
+from oa_node.nostr.filter import Filter
+from oa_node.store import EventStore, SaveStatus, StoreError
+from tests.relay.conftest import Key, drop_pg_schema, fresh_pg_schema, postgres_dsn
+
+pytestmark = pytest.mark.anyio
+
+
+class Backend:
+    """Makes (and re-opens) a store of one kind on one database."""
+
+    def __init__(self, kind: str, tmp_path: Any) -> None:
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.dsn = ""
+        self.schema = ""
+
+    async def setup(self) -> None:
+        if self.kind == "postgres":
+            self.base = postgres_dsn()
+            self.dsn, self.schema = await fresh_pg_schema(self.base)
+
+    async def teardown(self) -> None:
+        if self.schema:
+            await drop_pg_schema(self.base, self.schema)
+
+    async def make(self) -> EventStore:
+        store: EventStore
+        if self.kind == "sqlite":
+            store = SQLiteStore(self.tmp_path / "events.db")
+        else:
+            store = PostgresStore(self.dsn)
+        await store.open()
+        return store
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def backend(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Backend]:
+    b = Backend(request.param, tmp_path)
+    await b.setup()
+    try:
+        yield b
+    finally:
+        await b.teardown()
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[EventStore]:
+    s = await backend.make()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def save(store: EventStore, *events: Any) -> list[SaveStatus]:
+    return [(await store.save(e, e.to_json())).status for e in events]
+
+
+def ids(raws: list[str]) -> list[str]:
+    import json
+
+    return [json.loads(r)["id"] for r in raws]
+
+
+async def test_save_query_has_duplicate(store: EventStore) -> None:
+    k = Key()
+    e = k.sign(content="a")
+    assert not await store.has(e.id)
+    assert await save(store, e) == [SaveStatus.STORED]
+    assert await store.has(e.id)
+    assert await save(store, e) == [SaveStatus.DUPLICATE]
+    raws = await store.query([Filter(ids={e.id})])
+    assert raws == [e.to_json()]
+
+
+async def test_raw_text_is_returned_verbatim(store: EventStore) -> None:
+    e = Key().sign(content="ünïcode ✓ \u2028 \"quoted\"")
+    raw = (
+        f'{{ "id": "{e.id}", "sig": "{e.sig}", "pubkey": "{e.pubkey}",'
+        f' "created_at": {e.created_at}, "kind": 1, "tags": [],'
+        ' "content": "ünïcode ✓ \\u2028 \\"quoted\\"" }'
+    )
+    await store.save(e, raw)
+    assert await store.query([Filter(ids={e.id})]) == [raw]
+
+
+async def test_order_newest_first_lowest_id_on_ties(store: EventStore) -> None:
+    k = Key()
+    evs = [k.sign(content=str(i), created_at=1000 + (i // 3)) for i in range(9)]
+    await save(store, *evs)
+    got = ids(await store.query([Filter(authors={k.pubkey})]))
+    want = [e.id for e in sorted(evs, key=lambda e: (-e.created_at, e.id))]
+    assert got == want
+    got3 = ids(await store.query([Filter(authors={k.pubkey}, limit=3)]))
+    assert got3 == want[:3]
+
+
+async def test_filter_fields(store: EventStore) -> None:
+    a, b = Key(), Key()
+    e1 = a.sign(kind=1, tags=[["t", "x"], ["e", "0" * 64]], created_at=100)
+    e2 = a.sign(kind=7, tags=[["t", "y"]], created_at=200)
+    e3 = b.sign(kind=1, tags=[["t", "x"], ["p", a.pubkey]], created_at=300)
+    e4 = b.sign(kind=5050, tags=[["t", "oa.sandbox_run.v1"], ["param", "x", "y"]], created_at=400)
+    await save(store, e1, e2, e3, e4)
+
+    async def q(**kw: Any) -> set[str]:
+        return set(ids(await store.query([Filter(**kw)])))
+
+    assert await q(authors={a.pubkey}) == {e1.id, e2.id}
+    assert await q(kinds={1}) == {e1.id, e3.id}
+    assert await q(tags={"t": {"x"}}) == {e1.id, e3.id}
+    assert await q(tags={"t": {"x", "y"}}) == {e1.id, e2.id, e3.id}
+    assert await q(tags={"t": {"x"}, "p": {a.pubkey}}) == {e3.id}
+    assert await q(kinds={5050}, tags={"t": {"oa.sandbox_run.v1"}}) == {e4.id}
+    assert await q(tags={"e": {"0" * 64}}) == {e1.id}
+    assert await q(since=200, until=300) == {e2.id, e3.id}
+    assert await q(kinds={1}, authors={b.pubkey}) == {e3.id}
+    assert await q(ids=set()) == set()
+    assert await q(kinds=set()) == set()
+    assert await q(tags={"t": set()}) == set()
+    assert await q(limit=0) == set()
+    # multi-letter tags are not indexed, so not queryable
+    assert await q(tags={"param": {"x"}}) == set()
+    # several filters: union, no event twice, each limit on its own filter
+    raws = await store.query([Filter(authors={a.pubkey}, limit=1), Filter(kinds={1})])
+    assert sorted(ids(raws)) == sorted({e2.id, e1.id, e3.id})
+    assert await store.count([Filter(kinds={1}), Filter(authors={a.pubkey})]) == 3
+    assert await store.count([Filter(kinds={1}, limit=1)]) == 2
+
+
+async def test_replaceable_newest_wins_tie_lowest_id(store: EventStore) -> None:
+    k = Key()
+    old = k.sign(kind=0, content="old", created_at=100)
+    new = k.sign(kind=0, content="new", created_at=200)
+    assert await save(store, old, new) == [SaveStatus.STORED, SaveStatus.STORED]
+    assert ids(await store.query([Filter(kinds={0}, authors={k.pubkey})])) == [new.id]
+    assert await save(store, old) == [SaveStatus.SUPERSEDED]
+    # equal created_at: the lowest id stays, whatever the arrival order
+    t1 = k.sign(kind=10002, content="x", created_at=300)
+    t2 = k.sign(kind=10002, content="y", created_at=300)
+    low, high = sorted([t1, t2], key=lambda e: e.id)
+    assert await save(store, high, low) == [SaveStatus.STORED, SaveStatus.STORED]
+    assert ids(await store.query([Filter(kinds={10002})])) == [low.id]
+    assert await save(store, high) == [SaveStatus.SUPERSEDED]
+
+
+async def test_addressable_by_d_tag(store: EventStore) -> None:
+    k = Key()
+    a1 = k.sign(kind=30617, tags=[["d", "repo-a"]], created_at=100)
+    b1 = k.sign(kind=30617, tags=[["d", "repo-b"]], created_at=100)
+    a2 = k.sign(kind=30617, tags=[["d", "repo-a"]], created_at=150)
+    await save(store, a1, b1, a2)
+    got = set(ids(await store.query([Filter(kinds={30617})])))
+    assert got == {b1.id, a2.id}
+    assert set(ids(await store.query([Filter(tags={"d": {"repo-a"}})]))) == {a2.id}
+
+
+async def test_nip09_deletion(store: EventStore) -> None:
+    alice, bob = Key(), Key()
+    mine = alice.sign(content="mine")
+    theirs = bob.sign(content="theirs")
+    await save(store, mine, theirs)
+    deletion = alice.sign(kind=5, tags=[["e", mine.id], ["e", theirs.id]])
+    assert await save(store, deletion) == [SaveStatus.STORED]
+    left = set(ids(await store.query([Filter(kinds={1})])))
+    assert left == {theirs.id}  # only the author's own event goes
+    assert await save(store, mine) == [SaveStatus.DELETED]
+    # a deletion of a deletion has no effect
+    undo = alice.sign(kind=5, tags=[["e", deletion.id]])
+    await save(store, undo)
+    assert deletion.id in ids(await store.query([Filter(kinds={5})]))
+    # addressable: an "a" deletion removes versions up to its created_at only
+    v1 = alice.sign(kind=30023, tags=[["d", "post"]], created_at=1000)
+    await save(store, v1)
+    adel = alice.sign(kind=5, tags=[["a", f"30023:{alice.pubkey}:post"]], created_at=1500)
+    await save(store, adel)
+    assert await store.query([Filter(kinds={30023})]) == []
+    assert await save(store, alice.sign(kind=30023, tags=[["d", "post"]], created_at=1200)) == [
+        SaveStatus.DELETED
+    ]
+    v3 = alice.sign(kind=30023, tags=[["d", "post"]], created_at=2000)
+    assert await save(store, v3) == [SaveStatus.STORED]
+    # someone else's address is never deleted
+    bv = bob.sign(kind=30023, tags=[["d", "post"]], created_at=1000)
+    await save(store, bv)
+    await save(store, alice.sign(kind=5, tags=[["a", f"30023:{bob.pubkey}:post"]]))
+    assert bv.id in ids(await store.query([Filter(authors={bob.pubkey})]))
+
+
+async def test_gift_wrap_deleted_by_recipient(store: EventStore) -> None:
+    sender, recipient = Key(), Key()
+    wrap = sender.sign(kind=1059, tags=[["p", recipient.pubkey]])
+    await save(store, wrap)
+    await save(store, recipient.sign(kind=5, tags=[["e", wrap.id]]))
+    assert await store.query([Filter(kinds={1059})]) == []
+
+
+async def test_expiration_hidden_then_purged(store: EventStore) -> None:
+    k = Key()
+    now = int(time.time())
+    soon = k.sign(tags=[["expiration", str(now + 100)]])
+    never = k.sign(content="stays")
+    await save(store, soon, never)
+    assert set(ids(await store.query([Filter(kinds={1})], now=now))) == {soon.id, never.id}
+    assert ids(await store.query([Filter(kinds={1})], now=now + 100)) == [never.id]
+    assert await store.count([Filter(kinds={1})], now=now + 200) == 1
+    assert await store.purge_expired(now + 100) == 1
+    assert set(ids(await store.query([Filter(kinds={1})], now=now))) == {never.id}
+
+
+async def test_delete_ids(store: EventStore) -> None:
+    k = Key()
+    a, b = k.sign(content="a"), k.sign(content="b")
+    await save(store, a, b)
+    assert await store.delete_ids([a.id, "f" * 64]) == 1
+    assert ids(await store.query([Filter(authors={k.pubkey})])) == [b.id]
+
+
+async def test_concurrent_saves_are_batched_and_durable(backend: Backend) -> None:
+    store = await backend.make()
+    k = Key()
+    evs = [k.sign(content=str(i)) for i in range(300)]
+    tasks = [asyncio.ensure_future(store.save(e, e.to_json())) for e in evs]
+    # the same event twice in one batch is stored once
+    dup = asyncio.ensure_future(store.save(evs[0], evs[0].to_json()))
+    results = await asyncio.gather(*tasks)
+    assert all(r.status is SaveStatus.STORED for r in results)
+    assert (await dup).status is SaveStatus.DUPLICATE
+    late = [asyncio.ensure_future(store.save(e, e.to_json())) for e in
+            [k.sign(content=f"late{i}") for i in range(50)]]
+    await asyncio.sleep(0)  # let them reach save() and queue
+    await store.close()  # flushes what is queued
+    assert all(t.done() and t.result().is_new for t in late)
+    with pytest.raises(StoreError):
+        await store.save(evs[0], evs[0].to_json())
+    again = await backend.make()
+    try:
+        assert await again.count([Filter(authors={k.pubkey})]) == 350
+    finally:
+        await again.close()
