@@ -1,0 +1,255 @@
+"""``oa-node frost``: make k-of-n keys, check shares, sign through peers, see who answers.
+
+Exit codes as the rest of ``oa-node``: 0 success, 1 a user error (one line, no traceback),
+2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from oa_node.errors import UserError
+from oa_node.nostr import nip19
+from oa_node.nostr.errors import ProtocolError
+from oa_node.nostr.event import EventTemplate
+
+app = typer.Typer(
+    help="FROSTR threshold identities: k-of-n shares that sign ordinary Nostr events.",
+    no_args_is_help=True,
+)
+console = Console()
+T = TypeVar("T")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="OA_NODE_CONFIG",
+                  help="Config file with a [frostr] section (default: ./node.toml)."),
+]
+PasswordEnvOption = Annotated[
+    str | None,
+    typer.Option("--password-env", metavar="VAR",
+                 help="Environment variable holding the share password."),
+]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _password(var: str | None) -> str | None:
+    if var is None:
+        return None
+    value = os.environ.get(var)
+    if not value:
+        raise UserError(f"--password-env: environment variable {var} is not set or empty")
+    return value
+
+
+def _holder(config: Path | None) -> Any:
+    from oa_node.plugins.frostr import holder_for
+
+    from oa_node.node import build_node
+
+    path = config if config is not None else (Path("node.toml") if Path("node.toml").exists()
+                                              else None)
+    if path is None:
+        raise UserError("no config: pass --config FILE with a [frostr] section")
+    node = build_node(path)
+    return holder_for(node.config)
+
+
+def _with_holder(holder: Any, fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``fn`` while the holder is connected to its relays, then stop it."""
+    out: list[T] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(holder.run)
+            try:
+                out.append(await fn())
+            finally:
+                tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    return out[0]
+
+
+@app.command()
+def keygen(
+    threshold: Annotated[int, typer.Option("--threshold", "-k", min=1,
+                                           help="Shares needed to sign.")] = 2,
+    shares: Annotated[int, typer.Option("--shares", "-n", min=1, max=1000,
+                                        help="Shares to make.")] = 3,
+    from_nsec: Annotated[bool, typer.Option(
+        "--from-nsec", help="Split an existing key (nsec1… or hex, read from stdin): the "
+        "group key is then that key's npub.")] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Write group.txt and share-<i> files (mode 0600) here.")] = None,
+    password_env: PasswordEnvOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Make a k-of-n group by trusted dealer: a new key, or split an existing nsec."""
+    from oa_node.plugins.frostr import encoding, frost, sharefile
+
+    from oa_node.signer import parse_secret
+
+    if threshold > shares:
+        raise typer.BadParameter("--threshold cannot exceed --shares")
+    password = _password(password_env)
+    secret = None
+    if from_nsec:
+        text = (typer.prompt("nsec", hide_input=True) if sys.stdin.isatty()
+                else sys.stdin.readline())
+        try:
+            secret = int.from_bytes(parse_secret(text), "big")
+        except (UserError, ProtocolError) as exc:
+            raise UserError(f"--from-nsec: {exc}") from None
+        if not 0 < secret < frost.N:
+            raise UserError("--from-nsec: not a valid secret key")
+    group, share_list = encoding.from_dealer(frost.dealer_keygen(threshold, shares, secret))
+    npub = nip19.npub_encode(group.public_key)
+    result: dict[str, Any] = {"group": group.encode(), "public_key": group.public_key,
+                              "npub": npub, "threshold": threshold, "shares": []}
+    if out is not None:
+        gpath = sharefile.write_group(out / "group.txt", group, force=force)
+        result["group_file"] = str(gpath)
+        for s in share_list:
+            path = sharefile.write_share(out / f"share-{s.idx}", s, password, force=force)
+            result["shares"].append({"idx": s.idx, "share_key": s.public_key, "file": str(path),
+                                     "encrypted": password is not None})
+    else:
+        if password is not None:
+            raise UserError("--password-env needs --out (encrypted shares are written to files)")
+        for s in share_list:
+            result["shares"].append({"idx": s.idx, "share_key": s.public_key,
+                                     "bfshare": s.encode()})
+    if as_json:
+        _print_json(result)
+        return
+    console.print(f"[bold]{threshold}-of-{shares} group[/] for {npub}")
+    console.print(f"group: {result.get('group_file') or group.encode()}", soft_wrap=True)
+    for s in result["shares"]:
+        where = s.get("file") or s["bfshare"]
+        console.print(f"share {s['idx']}: {where}", soft_wrap=True, highlight=False)
+    if out is None:
+        console.print("[yellow]each bfshare is a secret: give one to each holder[/]")
+
+
+@app.command("verify-share")
+def verify_share(
+    share: Annotated[str, typer.Argument(help="A share file or a bfshare1… string.")],
+    group: Annotated[str, typer.Option("--group", "-g",
+                                       help="A bfgroup1… string or a file holding one.")],
+    password_env: PasswordEnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check that a share belongs to a group (and that the group is consistent)."""
+    from oa_node.plugins.frostr import encoding, sharefile
+
+    g = sharefile.load_group(group, Path.cwd())
+    s = sharefile.load_share(share, _password(password_env), Path.cwd())
+    try:
+        encoding.check_share(g, s)
+    except encoding.EncodingError as exc:
+        raise UserError(str(exc)) from None
+    info = {"valid": True, "idx": s.idx, "share_key": s.public_key, "threshold": g.threshold,
+            "members": len(g.members), "group_public_key": g.public_key,
+            "npub": nip19.npub_encode(g.public_key)}
+    if as_json:
+        _print_json(info)
+    else:
+        console.print(f"[green]ok[/]: share {s.idx} of a {g.threshold}-of-{len(g.members)} "
+                      f"group for {info['npub']}")
+
+
+def _read_template(path: str) -> EventTemplate:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(obj, dict) or type(obj.get("kind")) is not int:
+        raise UserError(f"{path}: expected an event object with an integer kind")
+    tags = obj.get("tags", [])
+    content = obj.get("content", "")
+    created_at = obj.get("created_at")
+    if not isinstance(tags, list) or not isinstance(content, str) or (
+            created_at is not None and type(created_at) is not int):
+        raise UserError(f"{path}: tags must be a list, content a string, created_at an integer")
+    return EventTemplate(kind=obj["kind"], content=content, tags=tags, created_at=created_at)
+
+
+@app.command()
+def sign(
+    event: Annotated[str, typer.Argument(help="Event JSON file (kind, content, tags; '-' for "
+                                              "stdin). Any pubkey/id/sig in it is replaced.")],
+    config: ConfigOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to gather the signers.")] = 30.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Sign an event by the group, through the peers over the relays."""
+    from oa_node.plugins.frostr.signer import FrostSigner
+
+    template = _read_template(event)
+    holder = _holder(config)
+    holder.sign_timeout = timeout
+    signer = FrostSigner(holder)
+    signed = _with_holder(holder, lambda: signer.sign(template))
+    result = signer.last_result
+    if as_json:
+        _print_json({"event": signed.to_dict(), "signers": result.signers,
+                     "cheaters": result.cheaters})
+    else:
+        sys.stdout.write(signed.to_json() + "\n")
+        if result.cheaters:
+            console.print(f"[yellow]members {result.cheaters} sent invalid partial signatures[/]")
+
+
+@app.command()
+def status(
+    config: ConfigOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each peer.")] = 5.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Ping every peer: which ones answer, and how fast."""
+    holder = _holder(config)
+    results = _with_holder(holder, lambda: holder.ping_all(timeout))
+    rows = []
+    for key, st in sorted(holder.peers.items(), key=lambda kv: kv[1].idx):
+        r = results.get(key)
+        ok = isinstance(r, float)
+        rows.append({"idx": st.idx, "share_key": key, "online": ok,
+                     "rtt_ms": round(r * 1000, 1) if ok else None,
+                     "error": None if ok else r})
+    data = {"group_public_key": holder.group.public_key, "idx": holder.idx,
+            "threshold": holder.group.threshold, "peers": rows,
+            "online": sum(r["online"] for r in rows)}
+    if as_json:
+        _print_json(data)
+        return
+    table = Table(title=f"member {holder.idx} of {nip19.npub_encode(holder.group.public_key)}")
+    for col in ("idx", "share key", "status", "rtt ms"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["idx"]), r["share_key"][:16] + "…",
+                      "[green]online[/]" if r["online"] else f"[red]{r['error']}[/]",
+                      "" if r["rtt_ms"] is None else str(r["rtt_ms"]))
+    console.print(table)
+    can_sign = data["online"] + 1 >= holder.group.threshold
+    console.print(("[green]" if can_sign else "[red]") +
+                  f"{data['online'] + 1} of {holder.group.threshold} needed signers reachable[/]")
