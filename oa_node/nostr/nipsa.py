@@ -120,10 +120,22 @@ AUTONOMY_LEVELS = ("supervised", "bounded", "autonomous")
 TICK_TRIGGERS = ("heartbeat", "manual", "mention", "dm", "zap", "kind")
 TICK_STATUSES = ("success", "failure", "timeout")
 #: The documented payload types of a trajectory event (39231 ``step`` / content ``type``).
-TRAJECTORY_EVENT_TYPES = frozenset({
-    "user", "agent", "tool", "tool_start", "tool_progress", "observation", "thinking",
-    "subagent", "question", "todos", "phase", "session_end",
-})
+TRAJECTORY_EVENT_TYPES = frozenset(
+    {
+        "user",
+        "agent",
+        "tool",
+        "tool_start",
+        "tool_progress",
+        "observation",
+        "thinking",
+        "subagent",
+        "question",
+        "todos",
+        "phase",
+        "session_end",
+    }
+)
 SESSION_END = "session_end"
 
 _MAX_ID_LEN = 128
@@ -172,7 +184,8 @@ def _int_tag(event: Event, name: str, what: str, *, default: int | None = None) 
 def _check_identifier(value: str, what: str) -> str:
     if not value or len(value) > _MAX_ID_LEN or any(c.isspace() or c == ":" for c in value):
         raise ProtocolError(
-            "invalid", f"{what}: must be 1-{_MAX_ID_LEN} characters without spaces or ':'")
+            "invalid", f"{what}: must be 1-{_MAX_ID_LEN} characters without spaces or ':'"
+        )
     return value
 
 
@@ -203,7 +216,8 @@ class AgentProfile:
     def validate(self) -> None:
         if self.autonomy_level not in AUTONOMY_LEVELS:
             raise ProtocolError(
-                "invalid", f"profile: autonomy_level must be one of {', '.join(AUTONOMY_LEVELS)}")
+                "invalid", f"profile: autonomy_level must be one of {', '.join(AUTONOMY_LEVELS)}"
+            )
         if self.threshold is not None:
             k, n = self.threshold
             if not 1 <= k <= n:
@@ -216,8 +230,11 @@ class AgentProfile:
     def to_template(self, created_at: int | None = None) -> EventTemplate:
         self.validate()
         content: dict[str, Any] = {
-            "name": self.name, "about": self.about, "capabilities": list(self.capabilities),
-            "autonomy_level": self.autonomy_level, "version": self.version,
+            "name": self.name,
+            "about": self.about,
+            "capabilities": list(self.capabilities),
+            "autonomy_level": self.autonomy_level,
+            "version": self.version,
         }
         if self.picture:
             content["picture"] = self.picture
@@ -246,12 +263,16 @@ class AgentProfile:
         if not isinstance(caps, list) or not all(isinstance(x, str) for x in caps):
             raise ProtocolError("invalid", "profile: capabilities must be a list of strings")
         profile = cls(
-            name=str(c.get("name", "")), about=str(c.get("about", "")), capabilities=caps,
+            name=str(c.get("name", "")),
+            about=str(c.get("about", "")),
+            capabilities=caps,
             autonomy_level=str(c.get("autonomy_level", "bounded")),
             version=str(c.get("version", "")),
             picture=c.get("picture") if isinstance(c.get("picture"), str) else None,
-            threshold=threshold, signers=event.tag_values("signer"),
-            operator=event.first_tag_value("operator"), lud16=event.first_tag_value("lud16"),
+            threshold=threshold,
+            signers=event.tag_values("signer"),
+            operator=event.first_tag_value("operator"),
+            lud16=event.first_tag_value("lud16"),
         )
         profile.validate()
         return profile
@@ -286,8 +307,11 @@ def state_template(ciphertext: str, version: int, created_at: int | None = None)
     if version < 1:
         raise ProtocolError("invalid", "state: state_version starts at 1")
     return EventTemplate(
-        AGENT_STATE, ciphertext,
-        [["d", STATE_D], ["encrypted"], ["state_version", str(version)]], created_at)
+        AGENT_STATE,
+        ciphertext,
+        [["d", STATE_D], ["encrypted"], ["state_version", str(version)]],
+        created_at,
+    )
 
 
 def choose_state(events: Iterable[Event], author: str) -> StateEnvelope | None:
@@ -303,7 +327,10 @@ def choose_state(events: Iterable[Event], author: str) -> StateEnvelope | None:
         except ProtocolError:
             continue
         if best is None or (env.version, env.event.created_at, _neg_id(env.event.id)) > (
-                best.version, best.event.created_at, _neg_id(best.event.id)):
+            best.version,
+            best.event.created_at,
+            _neg_id(best.event.id),
+        ):
             best = env
     return best
 
@@ -332,7 +359,8 @@ class Trigger:
         if prefix in ("kind", "custom") and num.isdigit() and 0 <= int(num) <= 65535:
             return cls("kind", int(num))
         raise ProtocolError(
-            "invalid", f"trigger {text!r}: expected mention, dm, zap or kind:<0-65535>")
+            "invalid", f"trigger {text!r}: expected mention, dm, zap or kind:<0-65535>"
+        )
 
     def tag_value(self) -> str:
         # OpenAgents' wire form for a kind trigger is "custom:<kind>"; we read both.
@@ -393,32 +421,47 @@ class Goal:
 
     @classmethod
     def from_dict(cls, obj: Any) -> Goal:
-        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not isinstance(
-                obj.get("description"), str):
+        if (
+            not isinstance(obj, dict)
+            or not isinstance(obj.get("id"), str)
+            or not isinstance(obj.get("description"), str)
+        ):
             raise ProtocolError("invalid", "goal: needs string 'id' and 'description'")
         status = obj.get("status", "active")
         if status not in GOAL_STATUSES:
-            raise ProtocolError("invalid", f"goal {obj['id']}: status must be one of "
-                                f"{', '.join(GOAL_STATUSES)}")
+            raise ProtocolError(
+                "invalid", f"goal {obj['id']}: status must be one of {', '.join(GOAL_STATUSES)}"
+            )
         try:
             priority = int(obj.get("priority", 1))
             created_at = int(obj.get("created_at", 0))
             progress = float(obj.get("progress", 0.0))
         except (TypeError, ValueError):
-            raise ProtocolError("invalid", f"goal {obj['id']}: priority, created_at and "
-                                "progress must be numbers") from None
+            raise ProtocolError(
+                "invalid", f"goal {obj['id']}: priority, created_at and progress must be numbers"
+            ) from None
         if not 0.0 <= progress <= 1.0:
             raise ProtocolError("invalid", f"goal {obj['id']}: progress must be 0..1")
         return cls(obj["id"], obj["description"], priority, created_at, status, progress)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "description": self.description, "priority": self.priority,
-                "created_at": self.created_at, "status": self.status, "progress": self.progress}
+        return {
+            "id": self.id,
+            "description": self.description,
+            "priority": self.priority,
+            "created_at": self.created_at,
+            "status": self.status,
+            "progress": self.progress,
+        }
 
 
 def goals_template(goals: Sequence[Goal], created_at: int | None = None) -> EventTemplate:
-    return EventTemplate(AGENT_GOALS, canonical_json({"goals": [g.to_dict() for g in goals]}),
-                         [["d", GOALS_D]], created_at)
+    return EventTemplate(
+        AGENT_GOALS,
+        canonical_json({"goals": [g.to_dict() for g in goals]}),
+        [["d", GOALS_D]],
+        created_at,
+    )
 
 
 def parse_goals(event: Event) -> list[Goal]:
@@ -444,13 +487,17 @@ class TickRequest:
     runner: str
     trigger_event: str | None = None
 
-    def to_template(self, created_at: int | None = None,
-                    expiration: int | None = None) -> EventTemplate:
+    def to_template(
+        self, created_at: int | None = None, expiration: int | None = None
+    ) -> EventTemplate:
         _check_identifier(self.tick_id, "tick id")
         if self.trigger not in TICK_TRIGGERS:
             raise ProtocolError("invalid", f"tick: trigger must be one of {TICK_TRIGGERS}")
-        tags = [["d", self.tick_id], ["runner", _check_pubkey(self.runner, "tick runner")],
-                ["trigger", self.trigger]]
+        tags = [
+            ["d", self.tick_id],
+            ["runner", _check_pubkey(self.runner, "tick runner")],
+            ["trigger", self.trigger],
+        ]
         if self.trigger_event:
             tags.append(["e", self.trigger_event])
         if expiration is not None:
@@ -463,8 +510,12 @@ class TickRequest:
         trigger = event.first_tag_value("trigger") or ""
         if trigger not in TICK_TRIGGERS:
             raise ProtocolError("invalid", f"tick request: unknown trigger {trigger!r}")
-        return cls(event.d_tag, trigger, event.first_tag_value("runner") or event.pubkey,
-                   event.first_tag_value("e"))
+        return cls(
+            event.d_tag,
+            trigger,
+            event.first_tag_value("runner") or event.pubkey,
+            event.first_tag_value("e"),
+        )
 
 
 @dataclass
@@ -493,8 +544,9 @@ class TickOutcome:
             out = cls(**value)
         else:
             raise ProtocolError(
-                "invalid", f"tick outcome must be a TickOutcome, a dict or None, not "
-                f"{type(value).__name__}")
+                "invalid",
+                f"tick outcome must be a TickOutcome, a dict or None, not {type(value).__name__}",
+            )
         if out.status not in TICK_STATUSES:
             raise ProtocolError("invalid", f"tick outcome: status must be one of {TICK_STATUSES}")
         if not isinstance(out.cost_msat, int) or out.cost_msat < 0:
@@ -515,16 +567,22 @@ class TickResult:
     duration_ms: int
     trajectory: tuple[str, str, str] | None = None
 
-    def to_template(self, encrypted_summary: str, created_at: int | None = None,
-                    expiration: int | None = None) -> EventTemplate:
+    def to_template(
+        self, encrypted_summary: str, created_at: int | None = None, expiration: int | None = None
+    ) -> EventTemplate:
         _check_identifier(self.tick_id, "tick id")
         if self.status not in TICK_STATUSES:
             raise ProtocolError("invalid", f"tick: status must be one of {TICK_STATUSES}")
         tags = [
-            ["d", self.tick_id], ["request", self.request_id], ["e", self.request_id],
-            ["runner", _check_pubkey(self.runner, "tick runner")], ["status", self.status],
-            ["actions", str(self.actions)], ["cost", str(self.cost_msat)],
-            ["duration_ms", str(self.duration_ms)], ["encrypted"],
+            ["d", self.tick_id],
+            ["request", self.request_id],
+            ["e", self.request_id],
+            ["runner", _check_pubkey(self.runner, "tick runner")],
+            ["status", self.status],
+            ["actions", str(self.actions)],
+            ["cost", str(self.cost_msat)],
+            ["duration_ms", str(self.duration_ms)],
+            ["encrypted"],
         ]
         if self.trajectory is not None:
             session, relay, digest = self.trajectory
@@ -550,9 +608,15 @@ class TickResult:
             if t[0] == "trajectory" and len(t) >= 3:
                 trajectory = (t[1], t[2], event.first_tag_value("trajectory_hash") or "")
         return cls(
-            event.d_tag, request, event.first_tag_value("runner") or event.pubkey, status,
+            event.d_tag,
+            request,
+            event.first_tag_value("runner") or event.pubkey,
+            status,
             _int_tag(event, "actions", "tick result", default=0) or 0,
-            _int_tag(event, "cost", "tick result", default=0) or 0, duration or 0, trajectory)
+            _int_tag(event, "cost", "tick result", default=0) or 0,
+            duration or 0,
+            trajectory,
+        )
 
 
 # --- trajectories (39230 / 39231) ---------------------------------------------------------
@@ -589,20 +653,30 @@ class TrajectorySession:
             if value:
                 tags.append([name, value])
         tags.append(["started_at", str(self.started_at)])
-        content: dict[str, Any] = {"session_id": self.session_id, "started_at": self.started_at,
-                                   "participants": list(self.participants)}
+        content: dict[str, Any] = {
+            "session_id": self.session_id,
+            "started_at": self.started_at,
+            "participants": list(self.participants),
+        }
         for name in ("repo", "sha", "model"):
             if getattr(self, name):
                 content[name] = getattr(self, name)
         if self.ended_at is not None:
             if self.root is None or self.total_events is None or self.trajectory_hash is None:
                 raise ProtocolError(
-                    "invalid", "session: a closed session needs root, total_events and hash")
-            tags += [["ended_at", str(self.ended_at)], ["root", self.root],
-                     ["total_events", str(self.total_events)],
-                     ["trajectory_hash", self.trajectory_hash]]
-            content.update(ended_at=self.ended_at, total_events=self.total_events,
-                           trajectory_hash=self.trajectory_hash)
+                    "invalid", "session: a closed session needs root, total_events and hash"
+                )
+            tags += [
+                ["ended_at", str(self.ended_at)],
+                ["root", self.root],
+                ["total_events", str(self.total_events)],
+                ["trajectory_hash", self.trajectory_hash],
+            ]
+            content.update(
+                ended_at=self.ended_at,
+                total_events=self.total_events,
+                trajectory_hash=self.trajectory_hash,
+            )
         return EventTemplate(TRAJECTORY_SESSION, canonical_json(content), tags, created_at)
 
     @classmethod
@@ -613,34 +687,52 @@ class TrajectorySession:
         if digest is not None and not is_hex(digest, 32):
             raise ProtocolError("invalid", "trajectory session: trajectory_hash is not sha256 hex")
         return cls(
-            session_id=event.d_tag, started_at=started or 0,
-            participants=event.tag_values("p"), repo=event.first_tag_value("repo"),
-            sha=event.first_tag_value("sha"), model=event.first_tag_value("model"),
+            session_id=event.d_tag,
+            started_at=started or 0,
+            participants=event.tag_values("p"),
+            repo=event.first_tag_value("repo"),
+            sha=event.first_tag_value("sha"),
+            model=event.first_tag_value("model"),
             tick=event.first_tag_value("tick"),
             ended_at=_int_tag(event, "ended_at", "trajectory session"),
             total_events=_int_tag(event, "total_events", "trajectory session"),
-            trajectory_hash=digest, root=event.first_tag_value("root"),
+            trajectory_hash=digest,
+            root=event.first_tag_value("root"),
         )
 
 
 def trajectory_event_template(
-    *, pubkey: str, session_id: str, root: str, seq: int, previous: str | None,
-    type: str, payload: Mapping[str, Any] | None = None, created_at: int | None = None,
+    *,
+    pubkey: str,
+    session_id: str,
+    root: str,
+    seq: int,
+    previous: str | None,
+    type: str,
+    payload: Mapping[str, Any] | None = None,
+    created_at: int | None = None,
 ) -> EventTemplate:
     """The 39231 for step ``seq`` of a session (``previous`` = id of step ``seq - 1``)."""
     _check_identifier(session_id, "session id")
     if type not in TRAJECTORY_EVENT_TYPES:
-        raise ProtocolError("invalid", f"trajectory event type {type!r} is not one of "
-                            f"{', '.join(sorted(TRAJECTORY_EVENT_TYPES))}")
+        raise ProtocolError(
+            "invalid",
+            f"trajectory event type {type!r} is not one of "
+            f"{', '.join(sorted(TRAJECTORY_EVENT_TYPES))}",
+        )
     if seq < 0 or (seq == 0) != (previous is None):
-        raise ProtocolError("invalid", "trajectory event: seq 0 has no previous event; "
-                            "every later one has one")
+        raise ProtocolError(
+            "invalid", "trajectory event: seq 0 has no previous event; every later one has one"
+        )
     body = dict(payload or {})
     if "type" in body:
         raise ProtocolError("invalid", "trajectory event payload must not contain 'type'")
     body["type"] = type
-    tags = [["d", f"{session_id}:{seq}"], ["a", session_coordinate(pubkey, session_id)],
-            ["e", root, "", "root"]]
+    tags = [
+        ["d", f"{session_id}:{seq}"],
+        ["a", session_coordinate(pubkey, session_id)],
+        ["e", root, "", "root"],
+    ]
     if previous is not None:
         tags.append(["e", previous, "", "reply"])
     tags += [["session", session_id], ["seq", str(seq)], ["step", type]]
@@ -667,8 +759,11 @@ class TrajectoryStep:
         if seq is None:
             raise ProtocolError("invalid", "trajectory event: missing the 'seq' tag")
         if event.d_tag != f"{session_id}:{seq}":
-            raise ProtocolError("invalid", f"trajectory event: d tag {event.d_tag!r} does not "
-                                f"match session {session_id!r} seq {seq}")
+            raise ProtocolError(
+                "invalid",
+                f"trajectory event: d tag {event.d_tag!r} does not "
+                f"match session {session_id!r} seq {seq}",
+            )
         body = _json_object(event.content, "trajectory event")
         kind = body.pop("type", None)
         if kind not in TRAJECTORY_EVENT_TYPES:
@@ -716,26 +811,47 @@ class TrajectoryReport:
     def to_dict(self) -> dict[str, Any]:
         s = self.session
         return {
-            "session_id": self.session_id, "author": self.author, "ok": self.ok,
-            "complete": self.complete, "computed_hash": self.computed_hash,
-            "claimed_hash": self.claimed_hash, "expected_hash": self.expected_hash,
-            "missing_seqs": self.missing_seqs, "problems": self.problems,
-            "session": None if s is None else {
-                "participants": s.participants, "repo": s.repo, "sha": s.sha, "model": s.model,
-                "started_at": s.started_at, "ended_at": s.ended_at,
-                "total_events": s.total_events, "root": s.root,
+            "session_id": self.session_id,
+            "author": self.author,
+            "ok": self.ok,
+            "complete": self.complete,
+            "computed_hash": self.computed_hash,
+            "claimed_hash": self.claimed_hash,
+            "expected_hash": self.expected_hash,
+            "missing_seqs": self.missing_seqs,
+            "problems": self.problems,
+            "session": None
+            if s is None
+            else {
+                "participants": s.participants,
+                "repo": s.repo,
+                "sha": s.sha,
+                "model": s.model,
+                "started_at": s.started_at,
+                "ended_at": s.ended_at,
+                "total_events": s.total_events,
+                "root": s.root,
                 "event_id": self.session_event.id if self.session_event else None,
             },
             "events": [
-                {"seq": st.seq, "id": st.event.id, "type": st.type,
-                 "created_at": st.event.created_at, "payload": st.payload}
+                {
+                    "seq": st.seq,
+                    "id": st.event.id,
+                    "type": st.type,
+                    "created_at": st.event.created_at,
+                    "payload": st.payload,
+                }
                 for st in self.steps
             ],
         }
 
 
 def verify_trajectory(
-    session_id: str, author: str, events: Iterable[Event], *, expected_hash: str | None = None,
+    session_id: str,
+    author: str,
+    events: Iterable[Event],
+    *,
+    expected_hash: str | None = None,
 ) -> TrajectoryReport:
     """Rebuild a session from whatever events a reader got and check it.
 
@@ -796,8 +912,11 @@ def verify_trajectory(
         problems.append("missing events: seq " + ", ".join(map(str, missing)))
 
     roots = {s.root for s in steps}
-    root: str | None = session.root if session and session.root else (
-        session_event.id if session_event is not None else None)
+    root: str | None = (
+        session.root
+        if session and session.root
+        else (session_event.id if session_event is not None else None)
+    )
     if len(roots) > 1:
         problems.append("events name different roots: tampering or mixed sessions")
     elif steps and root is not None and roots != {root}:
@@ -812,8 +931,10 @@ def verify_trajectory(
         if s.previous is None:
             problems.append(f"seq {s.seq}: no reply tag to seq {s.seq - 1}")
         elif before is not None and s.previous != before.event.id:
-            problems.append(f"seq {s.seq}: does not follow seq {s.seq - 1} "
-                            "(broken chain: reordered or replaced event)")
+            problems.append(
+                f"seq {s.seq}: does not follow seq {s.seq - 1} "
+                "(broken chain: reordered or replaced event)"
+            )
 
     ends = [s for s in steps if s.type == SESSION_END]
     complete = bool(ends)
@@ -822,14 +943,30 @@ def verify_trajectory(
 
     computed = trajectory_hash(s.event.id for s in steps)
     claimed = session.trajectory_hash if session else None
-    if session is not None and session.total_events is not None and (
-            session.total_events != len(steps)):
+    if (
+        session is not None
+        and session.total_events is not None
+        and (session.total_events != len(steps))
+    ):
         problems.append(f"session says {session.total_events} events, found {len(steps)}")
     if claimed is not None and claimed != computed:
-        problems.append(f"trajectory_hash mismatch: session claims {claimed}, "
-                        f"events hash to {computed}")
+        problems.append(
+            f"trajectory_hash mismatch: session claims {claimed}, events hash to {computed}"
+        )
     if expected_hash is not None and expected_hash != computed:
-        problems.append(f"trajectory_hash mismatch: expected {expected_hash}, "
-                        f"events hash to {computed}")
-    return TrajectoryReport(session_id, author, session, session_event, steps, computed,
-                            claimed, expected_hash, missing, problems, complete)
+        problems.append(
+            f"trajectory_hash mismatch: expected {expected_hash}, events hash to {computed}"
+        )
+    return TrajectoryReport(
+        session_id,
+        author,
+        session,
+        session_event,
+        steps,
+        computed,
+        claimed,
+        expected_hash,
+        missing,
+        problems,
+        complete,
+    )

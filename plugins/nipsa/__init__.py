@@ -1,0 +1,61 @@
+"""NIP-SA: the agent lifecycle (profile, encrypted state, schedule, goals, ticks) and
+trajectories.
+
+Capabilities this plugin provides on every node, enabled or not:
+
+- ``"trajectory"``: :class:`oa_node.trajectory.Trajectories` (record and read sessions);
+- ``"agent_state"``: :class:`oa_node.plugins.nipsa.state.AgentStateStore` (load, decrypt,
+  compare-and-set update of the 39201 state).
+
+With ``[nipsa] enabled = true`` the ``nipsa`` service publishes the profile and schedule on
+start and runs the tick runner; other plugins decide what a tick does through the
+``register_tick_handlers`` hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from oa_node.plugins.nipsa.settings import NipsaSettings, nipsa_section
+
+from oa_node.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import typer
+
+    from oa_node.node import Node
+
+
+@hookimpl
+def register_config(register: Callable[..., None]) -> None:
+    register(nipsa_section())
+
+
+@hookimpl
+def register_services(node: Node, register: Callable[..., None]) -> None:
+    from oa_node.plugins.nipsa.recorder import NodeTrajectories
+    from oa_node.plugins.nipsa.state import AgentStateStore
+
+    from oa_node.trajectory import CAPABILITY
+
+    settings = NipsaSettings.from_config(node.config.get("nipsa"))
+    pool: Callable[[], Any] = lambda: node.pool  # noqa: E731 - resolved on first use
+    signer: Callable[[], Any] = lambda: node.signer  # noqa: E731
+    node.provide(CAPABILITY, NodeTrajectories(pool, signer, settings.publish_timeout))
+    state = AgentStateStore(pool, signer, settings.publish_timeout)
+    node.provide("agent_state", state)
+    if settings.enabled:
+        from oa_node.plugins.nipsa.agent import run_agent
+
+        async def nipsa_service(node: Node) -> None:
+            await run_agent(node, settings, state)
+
+        register("nipsa", nipsa_service)
+
+
+@hookimpl
+def register_commands(app: typer.Typer) -> None:
+    from oa_node.plugins.nipsa.cli import app as agent_app
+
+    app.add_typer(agent_app, name="agent")

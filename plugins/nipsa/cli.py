@@ -1,0 +1,478 @@
+"""``oa-node agent ...``: show and publish NIP-SA events, run a tick, audit a trajectory.
+
+Reading commands take ``--author`` (hex or npub; default: this node's identity) and work
+without a key file when an author is given. ``trajectory show`` exits 1 when the session
+has gaps or was tampered with, after printing what it found.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from oa_node.errors import UserError
+from oa_node.nostr.errors import ProtocolError
+from oa_node.nostr.kinds import (
+    AGENT_GOALS,
+    AGENT_PROFILE,
+    AGENT_SCHEDULE,
+    TICK_REQUEST,
+    TICK_RESULT,
+    TRAJECTORY_SESSION,
+)
+from oa_node.nostr.nipsa import (
+    GOALS_D,
+    PROFILE_D,
+    SCHEDULE_D,
+    AgentProfile,
+    AgentSchedule,
+    TickResult,
+    TrajectoryReport,
+    TrajectorySession,
+    parse_goals,
+)
+
+if TYPE_CHECKING:
+    from oa_node.client import RelayPool
+    from oa_node.node import Node
+
+app = typer.Typer(help="NIP-SA agent: profile, state, schedule, goals, ticks, trajectories.",
+                  no_args_is_help=True)
+trajectory_app = typer.Typer(help="Audit trajectories (what an agent did, step by step).",
+                             no_args_is_help=True)
+app.add_typer(trajectory_app, name="trajectory")
+
+console = Console()
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="OA_NODE_CONFIG",
+                 help="Config file (default: ./node.toml if present)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+AuthorOption = Annotated[
+    str | None, typer.Option("--author", "-a", help="Agent pubkey (hex or npub); default: "
+                             "this node's identity.")]
+RelayOption = Annotated[
+    list[str] | None, typer.Option("--relay", "-r", help="Relay URL (repeatable); default: "
+                                   "[node] relays.")]
+TimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait for relays.")]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _pubkey(text: str) -> str:
+    text = text.strip()
+    if text.startswith("npub1"):
+        from oa_node.nostr import nip19
+
+        try:
+            decoded = nip19.decode(text)
+        except ProtocolError as exc:
+            raise UserError(f"--author: {exc.reason}") from None
+        if decoded.prefix == "npub" and isinstance(decoded.data, str):
+            return decoded.data
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text.lower()):
+        return text.lower()
+    raise UserError(f"--author {text!r}: expected 64 hex characters or an npub1... string")
+
+
+def _node(config: Path | None) -> Node:
+    from oa_node.cli import default_config_path
+    from oa_node.node import build_node
+
+    return build_node(default_config_path(config))
+
+
+def _run(config: Path | None, relays: list[str] | None, need_signer: bool,
+         fn: Callable[[Node, RelayPool], Awaitable[T]]) -> T:
+    """Build the node, open a pool (the node's own, or one over ``--relay``) and run ``fn``."""
+    from oa_node.client import RelayPool
+
+    node = _node(config)
+    signer = None
+    try:
+        signer = node.signer
+    except UserError:
+        if need_signer:
+            raise
+    urls = relays or node.config["node"]["relays"]
+    if not urls:
+        raise UserError("no relays: set [node] relays in the config or pass --relay")
+
+    async def main() -> T:
+        pool = RelayPool(urls, signer=signer)
+        node._pool = pool  # the capabilities resolve node.pool lazily: use this one
+        try:
+            return await fn(node, pool)
+        finally:
+            await pool.close()
+
+    return anyio.run(main)
+
+
+def _author(node: Node, author: str | None) -> str:
+    if author:
+        return _pubkey(author)
+    try:
+        return node.signer.public_key
+    except UserError as exc:
+        raise UserError(f"{exc} (or pass --author)") from None
+
+
+async def _latest(pool: RelayPool, kind: int, author: str, d: str, timeout: float) -> Any:
+    from oa_node.plugins.nipsa.agent import fetch_latest
+
+    return await fetch_latest(pool, kind, author, d, timeout)
+
+
+def _settings(node: Node) -> Any:
+    from oa_node.plugins.nipsa.settings import NipsaSettings
+
+    return NipsaSettings.from_config(node.config.get("nipsa"))
+
+
+def _ago(ts: int | None) -> str:
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+# --- profile / schedule / goals --------------------------------------------------------------
+
+
+@app.command()
+def profile(config: ConfigOption = None, author: AuthorOption = None,
+            publish: Annotated[bool, typer.Option(
+                "--publish", help="Publish this node's profile from [nipsa].")] = False,
+            relay: RelayOption = None, timeout: TimeoutOption = 10.0,
+            as_json: JsonOption = False) -> None:
+    """Show an agent's profile (kind 39200), or publish this node's."""
+
+    async def go(node: Node, pool: RelayPool) -> tuple[str, Any]:
+        from oa_node.plugins.nipsa.agent import publish as publish_event
+
+        if publish:
+            tpl = _settings(node).profile(node.config["node"]["name"]).to_template()
+            ev = await publish_event(pool, node.signer, tpl, timeout)
+            return ev.pubkey, ev
+        who = _author(node, author)
+        return who, await _latest(pool, AGENT_PROFILE, who, PROFILE_D, timeout)
+
+    who, event = _run(config, relay, publish, go)
+    if event is None:
+        raise UserError(f"no agent profile (kind 39200) by {who} on the relays")
+    try:
+        p = AgentProfile.from_event(event)
+    except ProtocolError as exc:
+        raise UserError(f"profile {event.id}: {exc.reason}") from None
+    data = {"pubkey": event.pubkey, "event_id": event.id, "created_at": event.created_at,
+            "name": p.name, "about": p.about, "capabilities": p.capabilities,
+            "autonomy_level": p.autonomy_level, "version": p.version,
+            "threshold": list(p.threshold) if p.threshold else None, "signers": p.signers,
+            "operator": p.operator, "lud16": p.lud16}
+    if as_json:
+        _print_json(data)
+        return
+    for k, v in data.items():
+        if v not in (None, [], ""):
+            console.print(f"[bold]{k}[/]: {escape(str(v))}")
+
+
+@app.command()
+def schedule(config: ConfigOption = None, author: AuthorOption = None,
+             publish: Annotated[bool, typer.Option(
+                 "--publish", help="Publish this node's schedule from [nipsa].")] = False,
+             relay: RelayOption = None, timeout: TimeoutOption = 10.0,
+             as_json: JsonOption = False) -> None:
+    """Show an agent's schedule and triggers (kind 39202), or publish this node's."""
+
+    async def go(node: Node, pool: RelayPool) -> tuple[str, Any]:
+        from oa_node.plugins.nipsa.agent import publish as publish_event
+
+        if publish:
+            tpl = _settings(node).schedule(int(time.time())).to_template()
+            ev = await publish_event(pool, node.signer, tpl, timeout)
+            return ev.pubkey, ev
+        who = _author(node, author)
+        return who, await _latest(pool, AGENT_SCHEDULE, who, SCHEDULE_D, timeout)
+
+    who, event = _run(config, relay, publish, go)
+    if event is None:
+        raise UserError(f"no agent schedule (kind 39202) by {who} on the relays")
+    try:
+        s = AgentSchedule.from_event(event)
+    except ProtocolError as exc:
+        raise UserError(f"schedule {event.id}: {exc.reason}") from None
+    data = {"pubkey": event.pubkey, "event_id": event.id, "active": s.active,
+            "heartbeat": s.heartbeat, "next_tick": s.next_tick,
+            "triggers": [str(t) for t in s.triggers]}
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"active: {s.active}\nheartbeat: {s.heartbeat or 'off'}"
+                  f"{'s' if s.heartbeat else ''}\nnext tick: {_ago(s.next_tick)}\n"
+                  f"triggers: {', '.join(data['triggers']) or 'none'}")
+
+
+def _read_json_arg(value: str) -> Any:
+    """``--set`` takes JSON text, ``@file`` or ``-`` (stdin)."""
+    if value == "-":
+        text = sys.stdin.read()
+    elif value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"{value[1:]}: {exc.strerror or exc}") from None
+    else:
+        text = value
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"--set: not valid JSON: {exc}") from None
+
+
+@app.command()
+def goals(config: ConfigOption = None, author: AuthorOption = None,
+          set_: Annotated[str | None, typer.Option(
+              "--set", help='Publish these goals: JSON list (or {"goals": [...]}), @file or -.'
+          )] = None,
+          relay: RelayOption = None, timeout: TimeoutOption = 10.0,
+          as_json: JsonOption = False) -> None:
+    """Show an agent's public goals (kind 39203), or publish this node's."""
+    from oa_node.plugins.nipsa.agent import goals_from_json, publish_goals
+
+    new_goals = goals_from_json(_read_json_arg(set_)) if set_ is not None else None
+
+    async def go(node: Node, pool: RelayPool) -> tuple[str, Any]:
+        if new_goals is not None:
+            ev = await publish_goals(pool, node.signer, new_goals, timeout)
+            return ev.pubkey, ev
+        who = _author(node, author)
+        return who, await _latest(pool, AGENT_GOALS, who, GOALS_D, timeout)
+
+    who, event = _run(config, relay, new_goals is not None, go)
+    if event is None:
+        raise UserError(f"no agent goals (kind 39203) by {who} on the relays")
+    try:
+        items = parse_goals(event)
+    except ProtocolError as exc:
+        raise UserError(f"goals {event.id}: {exc.reason}") from None
+    if as_json:
+        _print_json({"pubkey": event.pubkey, "event_id": event.id,
+                     "goals": [g.to_dict() for g in items]})
+        return
+    table = Table("id", "priority", "status", "progress", "description")
+    for g in sorted(items, key=lambda g: g.priority):
+        table.add_row(escape(g.id), str(g.priority), g.status, f"{g.progress:.0%}",
+                      escape(g.description))
+    console.print(table)
+
+
+# --- state -----------------------------------------------------------------------------------
+
+
+@app.command()
+def state(config: ConfigOption = None,
+          set_: Annotated[str | None, typer.Option(
+              "--set", help="Replace the state with this JSON object (text, @file or -); "
+              "refused if another writer got there first.")] = None,
+          relay: RelayOption = None, timeout: TimeoutOption = 10.0,
+          as_json: JsonOption = False) -> None:
+    """Decrypt and show this agent's private state (kind 39201), or replace it."""
+    from oa_node.plugins.nipsa.state import AgentStateStore
+
+    new_data = _read_json_arg(set_) if set_ is not None else None
+    if new_data is not None and not isinstance(new_data, dict):
+        raise UserError("--set: the state must be a JSON object")
+
+    async def go(node: Node, pool: RelayPool) -> Any:
+        store = AgentStateStore.fixed(pool, node.signer, publish_timeout=timeout,
+                                      query_timeout=timeout)
+        snap = await store.load()
+        if new_data is not None:
+            snap = await store.update(new_data, base_version=snap.version)
+        return snap
+
+    snap = _run(config, relay, True, go)
+    data = {"state_version": snap.version, "event_id": snap.event.id if snap.event else None,
+            "state": snap.data}
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"state_version {snap.version}"
+                  + (f" (event {snap.event.id})" if snap.event else " (no state yet)"))
+    console.print_json(json.dumps(snap.data))
+
+
+# --- ticks -----------------------------------------------------------------------------------
+
+
+@app.command()
+def tick(config: ConfigOption = None,
+         history: Annotated[int, typer.Option(
+             "--history", help="Instead of ticking, list this many recent tick results.")] = 0,
+         author: AuthorOption = None, relay: RelayOption = None,
+         timeout: TimeoutOption = 10.0, as_json: JsonOption = False) -> None:
+    """Run one tick now (manual trigger) with the registered tick handlers, or list recent
+    ticks with --history N."""
+    if history:
+        _tick_history(config, history, author, relay, timeout, as_json)
+        return
+
+    async def go(node: Node, pool: RelayPool) -> Any:
+        from oa_node.plugins.nipsa.state import AgentStateStore
+        from oa_node.plugins.nipsa.ticks import TickRunner, collect_tick_handlers
+
+        s = _settings(node)
+        store = AgentStateStore.fixed(pool, node.signer, publish_timeout=timeout)
+        runner = TickRunner(node, store, collect_tick_handlers(node), heartbeat=None,
+                            triggers=[], handler_timeout=s.handler_timeout,
+                            publish_timeout=timeout, tick_ttl=s.tick_ttl)
+        return await runner.tick("manual")
+
+    rec = _run(config, relay, True, go)
+    data = {"tick_id": rec.tick_id, "request": rec.request.id, "result": rec.result.id,
+            "status": rec.outcome.status, "actions": rec.outcome.actions,
+            "cost_msat": rec.outcome.cost_msat, "duration_ms": rec.duration_ms,
+            "errors": rec.errors}
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"tick {rec.tick_id}: {rec.outcome.status}, {len(rec.outcome.actions)} "
+                  f"action(s), {rec.duration_ms} ms")
+    for name, err in rec.errors.items():
+        console.print(f"[red]{escape(name)}[/]: {escape(err)}")
+
+
+def _tick_history(config: Path | None, n: int, author: str | None, relays: list[str] | None,
+                  timeout: float, as_json: bool) -> None:
+    async def go(node: Node, pool: RelayPool) -> Any:
+        who = _author(node, author)
+        results = await pool.query(
+            {"kinds": [TICK_RESULT], "authors": [who], "limit": n}, timeout)
+        requests = await pool.query(
+            {"kinds": [TICK_REQUEST], "authors": [who], "limit": n}, timeout)
+        return results, {r.id: r for r in requests}
+
+    results, requests = _run(config, relays, False, go)
+    rows = []
+    for ev in results[:n]:
+        try:
+            r = TickResult.from_event(ev)
+        except ProtocolError:
+            continue
+        req = requests.get(r.request_id)
+        rows.append({"tick_id": r.tick_id, "at": ev.created_at, "status": r.status,
+                     "trigger": req.first_tag_value("trigger") if req else None,
+                     "actions": r.actions, "cost_msat": r.cost_msat,
+                     "duration_ms": r.duration_ms, "result": ev.id})
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("at", "trigger", "status", "actions", "cost msat", "ms", "tick")
+    for row in rows:
+        table.add_row(_ago(row["at"]), str(row["trigger"] or "?"), row["status"],
+                      str(row["actions"]), str(row["cost_msat"]), str(row["duration_ms"]),
+                      row["tick_id"][:16])
+    console.print(table)
+
+
+# --- trajectories ----------------------------------------------------------------------------
+
+
+@trajectory_app.command("show")
+def trajectory_show(
+    session: Annotated[str, typer.Argument(help="Session id (the 39230 d tag).")],
+    config: ConfigOption = None, author: AuthorOption = None,
+    expect_hash: Annotated[str | None, typer.Option(
+        "--hash", help="The trajectory_hash you were given (e.g. from a job result).")] = None,
+    relay: RelayOption = None, timeout: TimeoutOption = 10.0, as_json: JsonOption = False,
+) -> None:
+    """Rebuild a session from relays and check seq continuity, the chain and the hash."""
+    from oa_node.trajectory import read_trajectory
+
+    async def go(node: Node, pool: RelayPool) -> TrajectoryReport:
+        who = _pubkey(author) if author else None
+        return await read_trajectory(pool, session, who, expected_hash=expect_hash,
+                                     timeout=timeout)
+
+    report = _run(config, relay, False, go)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        _print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_report(r: TrajectoryReport) -> None:
+    s = r.session
+    console.print(f"[bold]session[/] {escape(r.session_id)} by {r.author}")
+    if s is not None:
+        if s.repo or s.sha:
+            console.print(f"repo {escape(s.repo or '-')} @ {escape(s.sha or '-')}")
+        if s.participants:
+            console.print("participants: " + ", ".join(s.participants))
+        console.print(f"started {_ago(s.started_at)}, ended {_ago(s.ended_at)}")
+    table = Table("seq", "time", "type", "payload")
+    for st in r.steps:
+        payload = json.dumps(st.payload, ensure_ascii=False, sort_keys=True)
+        table.add_row(str(st.seq), time.strftime("%H:%M:%S", time.localtime(
+            st.event.created_at)), st.type, escape(payload[:100]))
+    console.print(table)
+    console.print(f"trajectory_hash {r.computed_hash}"
+                  + (" (matches the session)" if r.claimed_hash == r.computed_hash else ""))
+    if not r.complete:
+        console.print("[yellow]the session has not ended (no session_end yet)[/]")
+    if r.ok:
+        console.print("[green]ok[/]: gap-free, unbroken chain, hash verified"
+                      if r.claimed_hash or r.expected_hash else
+                      "[green]ok[/]: gap-free, unbroken chain (no hash to compare yet)")
+    for p in r.problems:
+        console.print(f"[bold red]problem[/]: {escape(p)}")
+
+
+@trajectory_app.command("list")
+def trajectory_list(config: ConfigOption = None, author: AuthorOption = None,
+                    limit: Annotated[int, typer.Option(help="How many sessions.")] = 20,
+                    relay: RelayOption = None, timeout: TimeoutOption = 10.0,
+                    as_json: JsonOption = False) -> None:
+    """List an agent's trajectory sessions (newest first)."""
+
+    async def go(node: Node, pool: RelayPool) -> Any:
+        who = _author(node, author)
+        return await pool.query(
+            {"kinds": [TRAJECTORY_SESSION], "authors": [who], "limit": limit}, timeout)
+
+    rows = []
+    for ev in _run(config, relay, False, go)[:limit]:
+        try:
+            s = TrajectorySession.from_event(ev)
+        except ProtocolError:
+            continue
+        rows.append({"session_id": s.session_id, "started_at": s.started_at,
+                     "ended_at": s.ended_at, "total_events": s.total_events,
+                     "trajectory_hash": s.trajectory_hash, "repo": s.repo, "sha": s.sha})
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("session", "started", "ended", "events", "repo")
+    for row in rows:
+        table.add_row(row["session_id"], _ago(row["started_at"]), _ago(row["ended_at"]),
+                      str(row["total_events"] if row["total_events"] is not None else "-"),
+                      escape(row["repo"] or ""))
+    console.print(table)
