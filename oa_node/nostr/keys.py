@@ -11,7 +11,7 @@ import re
 import secrets
 from collections import OrderedDict
 
-from coincurve import PrivateKey, PublicKeyXOnly
+from coincurve import PublicKeyXOnly
 from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
 
@@ -61,40 +61,54 @@ def sign_schnorr(secret: bytes, msg32: bytes, aux: bytes | None = None) -> bytes
 
     Messages of any length are accepted (BIP-340 allows it); Nostr always signs 32 bytes.
     """
-    _check_secret(secret)
-    if aux is None:
-        aux = os.urandom(32)
-    elif len(aux) != 32:
-        raise ProtocolError("invalid", "aux randomness must be 32 bytes")
-    if len(msg32) == 32:
-        try:
-            return PrivateKey(bytes(secret)).sign_schnorr(bytes(msg32), bytes(aux))
-        except ValueError as exc:
-            raise ProtocolError("error", f"signing failed: {exc}") from None
-    return _sign_custom(bytes(secret), bytes(msg32), bytes(aux))
+    return Keypair(secret).sign(msg32, aux)
 
 
-def _sign_custom(secret: bytes, msg: bytes, aux: bytes) -> bytes:
-    """Variable-length BIP-340 signing through libsecp256k1's ``schnorrsig_sign_custom``."""
-    ctx = GLOBAL_CONTEXT.ctx
-    keypair = ffi.new("secp256k1_keypair *")
-    if not lib.secp256k1_keypair_create(ctx, keypair, secret):
-        raise ProtocolError("invalid", "secret key out of range")
-    params = ffi.new("secp256k1_schnorrsig_extraparams *")
-    for i, b in enumerate(_EXTRAPARAMS_MAGIC):
-        params.magic[i] = b
-    params.noncefp = ffi.NULL
-    aux_buf = ffi.new("unsigned char[32]", aux)
-    params.ndata = aux_buf
-    sig = ffi.new("unsigned char[64]")
-    if not lib.secp256k1_schnorrsig_sign_custom(ctx, sig, msg, len(msg), keypair, params):
-        raise ProtocolError("error", "signing failed")
-    out = bytes(ffi.buffer(sig, 64))
-    xonly = ffi.new("secp256k1_xonly_pubkey *")
-    lib.secp256k1_keypair_xonly_pub(ctx, xonly, ffi.NULL, keypair)
-    if not lib.secp256k1_schnorrsig_verify(ctx, out, msg, len(msg), xonly):
-        raise ProtocolError("error", "signing produced an invalid signature")
-    return out
+class Keypair:
+    """A libsecp256k1 keypair: one scalar multiplication gives both the x-only public key
+    (needed in the event id) and the signing state, so event signing pays for it once."""
+
+    __slots__ = ("_keypair", "_xonly", "public_key")
+
+    def __init__(self, secret: bytes) -> None:
+        _check_secret(secret)
+        ctx = GLOBAL_CONTEXT.ctx
+        self._keypair = ffi.new("secp256k1_keypair *")
+        if not lib.secp256k1_keypair_create(ctx, self._keypair, bytes(secret)):
+            raise ProtocolError("invalid", "secret key out of range")
+        self._xonly = ffi.new("secp256k1_xonly_pubkey *")
+        lib.secp256k1_keypair_xonly_pub(ctx, self._xonly, ffi.NULL, self._keypair)
+        pub = ffi.new("unsigned char[32]")
+        lib.secp256k1_xonly_pubkey_serialize(ctx, pub, self._xonly)
+        self.public_key: bytes = bytes(ffi.buffer(pub, 32))
+
+    def sign(self, msg: bytes, aux: bytes | None = None) -> bytes:
+        """BIP-340 sign, then verify before returning (guards against faulty computation)."""
+        if aux is None:
+            aux = os.urandom(32)
+        elif len(aux) != 32:
+            raise ProtocolError("invalid", "aux randomness must be 32 bytes")
+        msg = bytes(msg)
+        ctx = GLOBAL_CONTEXT.ctx
+        sig = ffi.new("unsigned char[64]")
+        if len(msg) == 32:
+            ok = lib.secp256k1_schnorrsig_sign32(ctx, sig, msg, self._keypair, bytes(aux))
+        else:
+            params = ffi.new("secp256k1_schnorrsig_extraparams *")
+            for i, b in enumerate(_EXTRAPARAMS_MAGIC):
+                params.magic[i] = b
+            params.noncefp = ffi.NULL
+            aux_buf = ffi.new("unsigned char[32]", bytes(aux))
+            params.ndata = aux_buf
+            ok = lib.secp256k1_schnorrsig_sign_custom(
+                ctx, sig, msg, len(msg), self._keypair, params
+            )
+        if not ok:
+            raise ProtocolError("error", "signing failed")
+        out = bytes(ffi.buffer(sig, 64))
+        if not lib.secp256k1_schnorrsig_verify(ctx, out, msg, len(msg), self._xonly):
+            raise ProtocolError("error", "signing produced an invalid signature")
+        return out
 
 
 def parse_pubkey(pubkey_hex: str) -> PublicKeyXOnly | None:

@@ -33,9 +33,19 @@ NIP04 = "nip04"
 SUPPORTED_ENCRYPTIONS = (NIP44, NIP04)
 MAX_PAYLOAD = 64 * 1024  # NIP-47 asks relays to allow at least this much
 METHODS = (
-    "pay_invoice", "make_invoice", "lookup_invoice", "get_balance", "get_info",
-    "list_transactions", "pay_keysend", "multi_pay_invoice", "multi_pay_keysend",
-    "make_hold_invoice", "cancel_hold_invoice", "settle_hold_invoice", "sign_message",
+    "pay_invoice",
+    "make_invoice",
+    "lookup_invoice",
+    "get_balance",
+    "get_info",
+    "list_transactions",
+    "pay_keysend",
+    "multi_pay_invoice",
+    "multi_pay_keysend",
+    "make_hold_invoice",
+    "cancel_hold_invoice",
+    "settle_hold_invoice",
+    "sign_message",
 )
 
 
@@ -111,7 +121,8 @@ class WalletInfo:
 
 
 def info_template(
-    methods: Iterable[str], encryptions: Iterable[str] = (NIP44,),
+    methods: Iterable[str],
+    encryptions: Iterable[str] = (NIP44,),
     notifications: Iterable[str] = (),
 ) -> EventTemplate:
     tags = [["encryption", " ".join(encryptions)]]
@@ -192,7 +203,8 @@ def decode_request(plaintext: str) -> Request:
 
 
 def encode_response(
-    result_type: str, result: Mapping[str, Any] | None = None,
+    result_type: str,
+    result: Mapping[str, Any] | None = None,
     error: tuple[str, str] | None = None,
 ) -> str:
     body: dict[str, Any] = {"result_type": result_type}
@@ -222,7 +234,10 @@ def decode_response(plaintext: str) -> Response:
 
 
 def request_template(
-    wallet_pubkey: str, ciphertext: str, encryption: str = NIP44, expiration: int | None = None,
+    wallet_pubkey: str,
+    ciphertext: str,
+    encryption: str = NIP44,
+    expiration: int | None = None,
 ) -> EventTemplate:
     tags = [["p", wallet_pubkey], ["encryption", encryption]]
     if expiration is not None:
@@ -231,7 +246,10 @@ def request_template(
 
 
 def response_template(
-    client_pubkey: str, request_id: str, ciphertext: str, encryption: str = NIP44,
+    client_pubkey: str,
+    request_id: str,
+    ciphertext: str,
+    encryption: str = NIP44,
 ) -> EventTemplate:
     tags = [["p", client_pubkey], ["e", request_id]]
     if encryption != NIP04:

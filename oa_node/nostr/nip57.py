@@ -103,8 +103,12 @@ class ZapRequestLimits:
 
 def _is_coordinate(value: str) -> bool:
     parts = value.split(":", 2)
-    return (len(parts) == 3 and parts[0].isdigit() and 0 <= int(parts[0]) <= 65535
-            and is_hex(parts[1], 32))
+    return (
+        len(parts) == 3
+        and parts[0].isdigit()
+        and 0 <= int(parts[0]) <= 65535
+        and is_hex(parts[1], 32)
+    )
 
 
 def _check_relay_url(url: str) -> None:
@@ -171,8 +175,11 @@ def validate_zap_request(
     big_p = [t for t in event.tags if t[0] == "P"]
     if len(big_p) > 1:  # D.8
         raise _err("zap request must have at most one P tag")
-    if big_p and receipt_pubkey is not None and (len(big_p[0]) < 2
-                                                 or big_p[0][1] != receipt_pubkey):
+    if (
+        big_p
+        and receipt_pubkey is not None
+        and (len(big_p[0]) < 2 or big_p[0][1] != receipt_pubkey)
+    ):
         raise _err("zap request P tag does not equal the zap receipt's pubkey")
     return event
 
@@ -193,7 +200,11 @@ def description_hash(nostr_param: str) -> str:
 
 
 def receipt_template(
-    nostr_param: str, bolt11_invoice: str, *, paid_at: int, preimage: str | None = None,
+    nostr_param: str,
+    bolt11_invoice: str,
+    *,
+    paid_at: int,
+    preimage: str | None = None,
 ) -> EventTemplate:
     """The 9735 receipt for a paid zap; ``created_at`` is the paid time (idempotent)."""
     request = Event.from_json(nostr_param)
@@ -304,8 +315,17 @@ def validate_receipt(
             raise _err("receipt preimage is not hex") from None
         if digest != invoice.payment_hash:
             raise _err("receipt preimage does not match the invoice's payment hash")
-    return Zap(receipt, request, invoice, invoice.amount_msat, request.pubkey, zapped,
-               request.first_tag_value("e"), request.first_tag_value("a"), request.content)
+    return Zap(
+        receipt,
+        request,
+        invoice,
+        invoice.amount_msat,
+        request.pubkey,
+        zapped,
+        request.first_tag_value("e"),
+        request.first_tag_value("a"),
+        request.content,
+    )
 
 
 def lnurl_pay_metadata(identifier: str, text: str) -> str:
