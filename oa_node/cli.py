@@ -197,7 +197,8 @@ def _disabled_from_config(argv: list[str]) -> frozenset[str]:
         raw, _ = read_toml(path)
     except ConfigError:
         return frozenset()  # the command itself reports the broken file
-    disable = raw.get("plugins", {}).get("disable", []) if isinstance(raw.get("plugins"), dict) else []
+    table = raw.get("plugins")
+    disable = table.get("disable", []) if isinstance(table, dict) else []
     return frozenset(str(x) for x in disable) if isinstance(disable, list) else frozenset()
 
 
@@ -220,7 +221,13 @@ def make_app(host: PluginHost | None = None) -> typer.Typer:
         pass
     else:
         app.add_typer(relay_app, name="relay")
-    host.hook.register_commands(app=app)
+    for impl in host.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(app=app)
+        except Exception as exc:  # one broken plugin must not take the whole CLI down
+            host.fail(impl.plugin_name, f"register_commands: {type(exc).__name__}: {exc}")
+            err_console.print(f"[yellow]warning:[/] plugin {impl.plugin_name}: commands not "
+                              f"loaded ({escape(str(exc))})", soft_wrap=True)
     return app
 
 
@@ -228,7 +235,8 @@ def main() -> None:
     try:
         make_app()()
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

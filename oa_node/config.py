@@ -158,7 +158,8 @@ class _LineFinder:
             table, key = parts[:depth], parts[depth:]
             start = 0
             if table:
-                header = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, table)) + r"\s*\]")
+                dotted = r"\s*\.\s*".join(map(re.escape, table))
+                header = re.compile(r"^\s*\[\s*" + dotted + r"\s*\]")
                 start = next((i for i, ln in enumerate(self.lines) if header.match(ln)), -1)
                 if start < 0:
                     continue

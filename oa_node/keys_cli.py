@@ -92,7 +92,8 @@ def show(key_file: KeyFileOption = None, config: ConfigOpt = None,
 
 @app.command("import")
 def import_key(
-    secret: Annotated[str, typer.Argument(help="Secret key as 64 hex chars or nsec1..., or - for stdin.")],
+    secret: Annotated[str, typer.Argument(
+        help="Secret key as 64 hex chars or nsec1..., or - for stdin.")],
     key_file: KeyFileOption = None, config: ConfigOpt = None, force: ForceOption = False,
     as_json: JsonOpt = False,
 ) -> None:

@@ -43,7 +43,8 @@ def core_sections() -> list[Section]:
                 Key("key_file", str, "node.key",
                     "The node's secret key (hex or nsec), relative to data_dir; mode 0600."),
                 Key("signer", str, "local",
-                    'Who signs for the node: "local" (key_file) or a plugin signer such as "frost".'),
+                    'Who signs for the node: "local" (key_file) or a plugin signer'
+                    ' such as "frost".'),
                 Key("relays", list, [], "Relays the node publishes to and reads from.",
                     item=str, check=lambda v: [relay_url(u) for u in v] and None),
                 Key("log_level", str, "info", "Logging verbosity.",

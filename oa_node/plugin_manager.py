@@ -73,6 +73,11 @@ class PluginHost:
                 )
             )
 
+    def fail(self, name: str, error: str) -> None:
+        """Record that a loaded plugin failed in one of its hooks."""
+        module = next((p.module for p in self.loaded if p.name == name), name)
+        self.failed.append(FailedPlugin(name, module, error))
+
     def register(self, module: object, name: str) -> None:
         """Register an in-process plugin (tests, embedding)."""
         self.pm.register(module, name=name)

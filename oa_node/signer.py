@@ -107,7 +107,8 @@ def read_key_file(path: str | Path) -> bytes:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise KeyFileError(f"{p}: key file not found (create one with `oa-node keys generate`)") from None
+        raise KeyFileError(
+            f"{p}: key file not found (create one with `oa-node keys generate`)") from None
     except OSError as exc:
         raise KeyFileError(f"{p}: cannot read key file: {exc}") from None
     try:

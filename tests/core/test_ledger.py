@@ -44,12 +44,12 @@ def test_impossible_transitions_are_refused(tmp_path: Path) -> None:
 
 def test_state_survives_a_killed_process(tmp_path: Path) -> None:
     code = (
-        "import os, sys; sys.path.insert(0, %r)\n"
+        "import os, sys; sys.path.insert(0, {!r})\n"
         "from oa_node.ledger import StateLedger\n"
-        "lg = StateLedger(%r, 'jobs', 'received', %r)\n"
+        "lg = StateLedger({!r}, 'jobs', 'received', {!r})\n"
         "lg.create('a'); lg.transition('a', 'running')\n"
         "os.kill(os.getpid(), 9)\n"
-    ) % (str(Path(__file__).resolve().parents[2]), str(tmp_path / "l.sqlite"), FLOW)
+    ).format(str(Path(__file__).resolve().parents[2]), str(tmp_path / "l.sqlite"), FLOW)
     proc = subprocess.run([sys.executable, "-c", code], timeout=60, check=False)
     assert proc.returncode == -9
     lg = ledger(tmp_path)
