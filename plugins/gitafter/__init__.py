@@ -1,0 +1,23 @@
+"""GitAfter: git collaboration over Nostr (NIP-34) as ``oa-node git``.
+
+Repository announcements and state, patches and pull requests, statuses, issues and NIP-22
+comments, with NIP-SA trajectories attached to proposals and bounties paid as zaps. The
+protocol rules live in :mod:`.nip34` (pure), git work in :mod:`.gitops`, relay I/O in
+:mod:`.remote`, and the commands in :mod:`.cli`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from oa_node.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import typer
+
+
+@hookimpl
+def register_commands(app: typer.Typer) -> None:
+    from oa_node.plugins.gitafter.cli import register
+
+    register(app)

@@ -1,0 +1,1115 @@
+"""``oa-node git``: NIP-34 repositories, patches, pull requests, issues and statuses.
+
+Every command works in the git repository of the current directory (or ``-C DIR``). The
+repository's announcement address and relays are kept in its git config (``nostr.repo``,
+``nostr.relays``) once ``init`` ran or the repository was found on a relay by its earliest
+unique commit. The key is ``--key-file``, else the node's signer from ``--config``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import anyio
+import typer
+from oa_node.plugins.gitafter import gitops, nip34
+from oa_node.plugins.gitafter.nip34 import Proposal, RepoRef, TrajectoryRef, short
+from oa_node.plugins.gitafter.remote import GitAfterRemote
+from rich.console import Console
+from rich.table import Table
+
+from oa_node.errors import UserError
+from oa_node.nostr import nip19
+from oa_node.nostr.errors import ProtocolError
+from oa_node.nostr.event import Event, compute_event_id
+from oa_node.nostr.keys import is_hex
+from oa_node.signer import LocalSigner, Signer
+
+if TYPE_CHECKING:
+    from oa_node.client import RelayPool
+    from oa_node.node import Node
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Git collaboration over Nostr (NIP-34): announce a repository, send patches and pull "
+    "requests, review, apply, merge, and track issues.",
+    no_args_is_help=True,
+)
+issue_app = typer.Typer(help="Issues (kind 1621) and their NIP-22 comments.",
+                        no_args_is_help=True)
+app.add_typer(issue_app, name="issue")
+
+# --- options every command shares ---------------------------------------------------------------
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", envvar="OA_NODE_CONFIG",
+    help="Node config: its key signs, its relays are a fallback, its plugins (zaps, NIP-SA) "
+    "are used when present.")]
+KeyFileOpt = Annotated[Path | None, typer.Option(
+    "--key-file", help="Sign with this key file (hex or nsec) instead of the node's signer.")]
+RelayOpt = Annotated[list[str] | None, typer.Option(
+    "--relay", "-r", help="Relay to use (repeatable); default: the repository's relays.")]
+DirOpt = Annotated[Path, typer.Option("-C", "--dir", help="The git repository to work in.")]
+RepoOpt = Annotated[str | None, typer.Option(
+    "--repo", help="The announced repository (naddr1... or 30617:<pubkey>:<id>), when this "
+    "clone does not know it yet.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for relays.")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Publish even though readers will ignore it (not a maintainer/author).")]
+MessageOpt = Annotated[str, typer.Option("--message", "-m", help="Text for the event.")]
+
+
+@dataclass
+class Opts:
+    config: Path | None = None
+    key_file: Path | None = None
+    relays: list[str] = field(default_factory=list)
+    dir: Path = Path(".")
+    repo: str | None = None
+    timeout: float = 10.0
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _npub(pubkey: str) -> str:
+    return nip19.npub_encode(pubkey)
+
+
+def _short_npub(pubkey: str) -> str:
+    n = _npub(pubkey)
+    return f"{n[:12]}…{n[-4:]}"
+
+
+def _parse_pubkey(value: str) -> str:
+    value = value.strip()
+    if is_hex(value.lower(), 32):
+        return value.lower()
+    try:
+        decoded = nip19.decode(value)
+    except ProtocolError as exc:
+        raise UserError(f"{value[:24]}: not a public key ({exc.reason})") from None
+    if decoded.prefix == "npub":
+        return str(decoded.data)
+    if decoded.prefix == "nprofile" and isinstance(decoded.data, dict):
+        return str(decoded.data["pubkey"])
+    raise UserError(f"{value[:24]}: expected an npub or 64 hex characters")
+
+
+def _parse_repo_address(value: str) -> tuple[str, str, list[str]]:
+    """naddr1... or ``30617:<pubkey>:<id>`` -> (owner, identifier, relay hints)."""
+    value = value.strip()
+    if value.startswith("naddr1"):
+        try:
+            decoded = nip19.decode(value)
+        except ProtocolError as exc:
+            raise UserError(f"--repo: {exc.reason}") from None
+        data = decoded.data
+        assert isinstance(data, dict)
+        if data["kind"] != nip34.REPO:
+            raise UserError(f"--repo: naddr is kind {data['kind']}, not a repository (30617)")
+        return str(data["pubkey"]), str(data["identifier"]), list(data["relays"])
+    kind, owner, identifier = nip34.parse_coordinate(value)
+    if kind != nip34.REPO:
+        raise UserError(f"--repo: kind {kind} is not a repository announcement (30617)")
+    return owner, identifier, []
+
+
+# --- the context a command runs in --------------------------------------------------------------
+
+
+class Context:
+    """Opened per command: the git repository, the signer, the node (lazily), relays."""
+
+    def __init__(self, opts: Opts) -> None:
+        self.opts = opts
+        self.repo = gitops.open_repo(opts.dir)
+        self._node: Node | None = None
+        self._signer: Signer | None = None
+
+    @property
+    def config_path(self) -> Path | None:
+        if self.opts.config is not None:
+            if not self.opts.config.exists():
+                raise UserError(f"{self.opts.config}: config file not found")
+            return self.opts.config
+        local = Path.cwd() / "node.toml"
+        return local if local.exists() else None
+
+    @property
+    def node(self) -> Node:
+        """The node, for its signer and the capabilities of other plugins."""
+        if self._node is None:
+            from oa_node.node import build_node
+
+            overrides: dict[str, Any] = {}
+            if self.opts.key_file is not None:
+                overrides["signer"] = self.signer
+            self._node = build_node(self.config_path, **overrides)
+        return self._node
+
+    @property
+    def signer(self) -> Signer | None:
+        if self._signer is None:
+            if self.opts.key_file is not None:
+                self._signer = LocalSigner.from_file(self.opts.key_file)
+            elif self.config_path is not None:
+                self._signer = self.node.signer
+        return self._signer
+
+    def node_relays(self) -> list[str]:
+        if self.opts.key_file is not None and self.config_path is None:
+            return []
+        if self.config_path is None:
+            return []
+        return list(self.node.config["node"]["relays"])
+
+    def stored_relays(self) -> list[str]:
+        value = gitops.config_get(self.repo, gitops.CONFIG_RELAYS)
+        return value.split() if value else []
+
+    def base_relays(self, hints: Sequence[str] = ()) -> list[str]:
+        """Relays for finding the announcement: --relay, else stored, hints, node relays."""
+        if self.opts.relays:
+            return list(dict.fromkeys(self.opts.relays))
+        found = [*self.stored_relays(), *hints, *self.node_relays()]
+        if not found:
+            raise UserError("no relays: pass --relay URL (or set [node] relays in the config)")
+        return list(dict.fromkeys(found))
+
+    def remote(self, relays: list[str]) -> tuple[RelayPool, GitAfterRemote]:
+        from oa_node.client import RelayPool
+
+        pool = RelayPool(relays, signer=self.signer)
+        return pool, GitAfterRemote(pool, self.signer, self.opts.timeout)
+
+    def remember(self, repo: RepoRef, relays: list[str]) -> None:
+        addr = nip19.naddr_encode(repo.identifier, repo.owner, nip34.REPO, relays[:3])
+        gitops.config_set(self.repo, gitops.CONFIG_REPO, addr)
+        gitops.config_set(self.repo, gitops.CONFIG_RELAYS, " ".join(relays))
+
+
+def run(fn: Callable[[], Awaitable[T]]) -> T:
+    return anyio.run(fn)
+
+
+def _opts(config: Path | None, key_file: Path | None, relay: list[str] | None, dir: Path,
+          repo: str | None = None, timeout: float = 10.0) -> Opts:
+    return Opts(config, key_file, list(relay or []), dir, repo, timeout)
+
+
+async def load_repo(ctx: Context) -> tuple[RelayPool, GitAfterRemote, RepoRef]:
+    """Find the announced repository and open a pool on its relays (or --relay)."""
+    stored = gitops.config_get(ctx.repo, gitops.CONFIG_REPO)
+    address = ctx.opts.repo or stored
+    if address:
+        owner, identifier, hints = _parse_repo_address(address)
+        pool, remote = ctx.remote(ctx.base_relays(hints))
+        try:
+            repo = await remote.fetch_repo(owner, identifier)
+        except BaseException:
+            await pool.close()
+            raise
+    else:
+        euc = gitops.earliest_unique_commit(ctx.repo)
+        pool, remote = ctx.remote(ctx.base_relays())
+        try:
+            found = await remote.discover(euc)
+        except BaseException:
+            await pool.close()
+            raise
+        if not found:
+            await pool.close()
+            raise UserError(f"no repository announcement for this repository (earliest commit "
+                            f"{euc[:12]}) on {', '.join(pool.relays)}: run `oa-node git init` "
+                            "to announce it, or pass --repo naddr1...")
+        if len(found) > 1:
+            await pool.close()
+            names = ", ".join(
+                nip19.naddr_encode(r.identifier, r.owner, nip34.REPO) for r in found)
+            raise UserError(f"several announcements share this repository's first commit: "
+                            f"pick one with --repo ({names})")
+        repo = found[0]
+    relays = list(dict.fromkeys(ctx.opts.relays or [*repo.relays, *pool.relays]))
+    if set(relays) != set(pool.relays):
+        for url in relays:
+            pool.add_relay(url)
+    if not ctx.opts.relays or not stored:
+        ctx.remember(repo, relays)
+    return pool, remote, repo
+
+
+def with_repo(ctx: Context, fn: Callable[[GitAfterRemote, RepoRef], Awaitable[T]]) -> T:
+    async def main() -> T:
+        pool, remote, repo = await load_repo(ctx)
+        try:
+            return await fn(remote, repo)
+        finally:
+            await pool.close()
+
+    return run(main)
+
+
+def _short_id(event_id: str) -> str:
+    return event_id[:12]
+
+
+def _status_style(name: str) -> str:
+    return {"open": "green", "applied": "magenta", "resolved": "magenta", "closed": "red",
+            "draft": "yellow"}.get(name, "white")
+
+
+# --- init / state ------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    identifier: Annotated[str | None, typer.Option(
+        "--identifier", "-d", help="The repository id (d tag); default: the folder name.")] = None,
+    name: Annotated[str | None, typer.Option(help="Human-readable name.")] = None,
+    description: Annotated[str, typer.Option(help="One-line description.")] = "",
+    clone: Annotated[list[str] | None, typer.Option(
+        "--clone", help="A URL to git-clone from (repeatable).")] = None,
+    web: Annotated[list[str] | None, typer.Option(
+        "--web", help="A URL to browse the code (repeatable).")] = None,
+    maintainer: Annotated[list[str] | None, typer.Option(
+        "--maintainer", help="Another maintainer (npub or hex; repeatable).")] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="Hashtag.")] = None,
+    euc: Annotated[str | None, typer.Option(
+        help="Earliest unique commit (default: the root commit).")] = None,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), timeout: TimeoutOpt = 10.0, as_json: JsonOpt = False,
+) -> None:
+    """Announce this repository (kind 30617) and its refs (30618); remember it in git config."""
+    ctx = Context(_opts(config, key_file, relay, dir, timeout=timeout))
+    signer = ctx.signer
+    if signer is None:
+        raise UserError("no key to sign with: pass --key-file PATH, or --config with a node key")
+    relays = ctx.base_relays()
+    workdir = Path(ctx.repo.working_tree_dir or ctx.repo.git_dir)
+    ident = identifier or gitops.slug(workdir.name, 60)
+    first = euc or gitops.earliest_unique_commit(ctx.repo)
+    if not nip34.is_commit_id(first):
+        raise UserError(f"--euc {first!r} is not a commit id")
+    repo = RepoRef(
+        identifier=ident, owner=signer.public_key, name=name or ident,
+        description=description, clone=tuple(clone or ()), web=tuple(web or ()),
+        relays=tuple(relays),
+        maintainers=tuple(p for p in dict.fromkeys(_parse_pubkey(m) for m in maintainer or [])
+                          if p != signer.public_key),
+        euc=first, labels=tuple(label or ()))
+    refs, head = gitops.refs_state(ctx.repo)
+
+    async def main() -> dict[str, Any]:
+        pool, remote = ctx.remote(relays)
+        try:
+            ann, ok1 = await remote.sign_and_publish(repo.to_template())
+            state, ok2 = await remote.sign_and_publish(
+                nip34.state_template(ident, refs, head))
+        finally:
+            await pool.close()
+        return {"announcement": ann.id, "state": state.id, "accepted_by": sorted(set(ok1)),
+                "state_accepted_by": sorted(set(ok2))}
+
+    out = run(main)
+    ctx.remember(repo, relays)
+    naddr = nip19.naddr_encode(ident, signer.public_key, nip34.REPO, relays[:3])
+    if as_json:
+        print_json(out | {"naddr": naddr, "coordinate": repo.coordinate, "euc": first,
+                          "relays": relays, "refs": refs, "head": head})
+        return
+    console.print(f"announced [bold]{repo.name}[/] ({repo.coordinate})")
+    console.print(f"  naddr  {naddr}")
+    console.print(f"  euc    {first}")
+    console.print(f"  relays {', '.join(out['accepted_by'])}")
+    console.print(f"  state  {len(refs)} refs, HEAD {head or '(detached)'}")
+
+
+@app.command()
+def state(
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Republish the repository state (kind 30618: branches, tags, HEAD) from local refs."""
+    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    refs, head = gitops.refs_state(ctx.repo)
+
+    async def go(remote: GitAfterRemote, r: RepoRef) -> dict[str, Any]:
+        signer = remote.require_signer()
+        if signer.public_key not in r.all_maintainers:
+            raise UserError("only a maintainer publishes the repository state (the "
+                            "announcement lists the owner and its maintainers)")
+        event, ok = await remote.sign_and_publish(nip34.state_template(r.identifier, refs, head))
+        return {"state": event.id, "accepted_by": ok, "refs": refs, "head": head}
+
+    out = with_repo(ctx, go)
+    if as_json:
+        print_json(out)
+    else:
+        console.print(f"published state {_short_id(out['state'])}: {len(refs)} refs, "
+                      f"HEAD {head or '(detached)'} to {', '.join(out['accepted_by'])}")
+
+
+# --- send ---------------------------------------------------------------------------------------
+
+
+async def _trajectory_ref(ctx: Context, remote: GitAfterRemote, session: str | None,
+                          relay: str | None, digest: str | None) -> TrajectoryRef | None:
+    """The trajectory tags for ``send``: the hash given, else computed from relays through
+    the NIP-SA plugin's ``trajectory`` capability."""
+    if session is None:
+        if digest or relay:
+            raise UserError("--trajectory-hash/--trajectory-relay need --trajectory SESSION")
+        return None
+    if digest is not None:
+        return TrajectoryRef(session, relay or "", nip34.check_trajectory_hash(digest))
+    cap = ctx.node.capability("trajectory")
+    if cap is None:
+        raise UserError("computing a trajectory's hash needs the NIP-SA plugin "
+                        "(node.capability('trajectory')): enable it in the config, or pass "
+                        "--trajectory-hash SHA256")
+    try:
+        report = await cap.read(session, expected_hash=None, timeout=remote.timeout)
+    except UserError:
+        raise
+    if not report.ok:
+        raise UserError(f"trajectory {session} does not check out: "
+                        + "; ".join(report.problems[:3]))
+    default_relay = relay or (ctx.node_relays() or remote.pool.relays or [""])[0]
+    return TrajectoryRef(session, default_relay, report.computed_hash)
+
+
+@app.command()
+def send(
+    revision_range: Annotated[str | None, typer.Argument(
+        metavar="[REVISION-RANGE]",
+        help="Commits to send, e.g. HEAD~3 or main..feature (default: upstream..HEAD).")] = None,
+    cover_letter: Annotated[bool, typer.Option(
+        "--cover-letter", help="Start the series with a cover letter (--title/--description).")
+    ] = False,
+    title: Annotated[str, typer.Option(help="Cover letter or pull request title.")] = "",
+    description: Annotated[str, typer.Option(help="Cover letter or PR description.")] = "",
+    in_reply_to: Annotated[str | None, typer.Option(
+        "--in-reply-to", help="Send a new revision of this proposal (patch set or PR).")] = None,
+    pr: Annotated[bool, typer.Option(
+        "--pr", help="Send a pull request (1618) even if the patches would fit.")] = False,
+    clone_url: Annotated[list[str] | None, typer.Option(
+        "--clone-url", help="Where to push a PR's tip (refs/nostr/<id>) and where others fetch "
+        "it (repeatable).")] = None,
+    branch_name: Annotated[str | None, typer.Option(
+        help="Branch name suggested in a PR (default: the current branch).")] = None,
+    trajectory: Annotated[str | None, typer.Option(
+        "--trajectory", help="NIP-SA trajectory session that produced this work.")] = None,
+    trajectory_relay: Annotated[str | None, typer.Option(
+        help="Relay holding the trajectory.")] = None,
+    trajectory_hash: Annotated[str | None, typer.Option(
+        help="The trajectory's sha256 (computed from relays when the NIP-SA plugin is on).")
+    ] = None,
+    max_patch_bytes: Annotated[int, typer.Option(
+        help="A patch bigger than this (UTF-8 bytes) makes the series a PR (NIP-34: 60kb).")
+    ] = nip34.MAX_PATCH_BYTES,
+    cc: Annotated[list[str] | None, typer.Option(
+        "--cc", help="Also notify this user (npub or hex; repeatable).")] = None,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send commits as patches (1617, one per commit), or as a pull request (1618) when a
+    patch is too big; with --in-reply-to, a revision (or a PR update, 1619)."""
+    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    shas = gitops.commits_in_range(ctx.repo, revision_range)
+    mention = [_parse_pubkey(p) for p in cc or []]
+
+    async def go(remote: GitAfterRemote, r: RepoRef) -> dict[str, Any]:
+        signer = remote.require_signer()
+        traj = await _trajectory_ref(ctx, remote, trajectory, trajectory_relay,
+                                     trajectory_hash)
+        previous: Proposal | None = None
+        if in_reply_to:
+            previous, _ = await remote.proposal(r, in_reply_to)
+        series = None
+        as_pr = pr or (previous is not None and previous.pr is not None)
+        if not as_pr:
+            series = gitops.format_patches(ctx.repo, shas, cover_letter=cover_letter,
+                                           title=title, description=description)
+            texts = ([series.cover_letter] if series.cover_letter else []) + series.patches
+            biggest = max(len(t.encode("utf-8")) for t in texts)
+            if biggest > max_patch_bytes:
+                as_pr = True
+                if not clone_url:
+                    raise UserError(
+                        f"a patch is {biggest} bytes, over the {max_patch_bytes}-byte limit for "
+                        "a patch event (NIP-34: 60kb), so this must be a pull request: pass "
+                        "--clone-url URL where its tip can be pushed and fetched")
+        if as_pr:
+            return await _send_pr(ctx, remote, r, signer, shas, previous, traj)
+        assert series is not None
+        return await _send_patches(ctx, remote, r, series, shas, previous, traj, mention)
+
+    async def _send_patches(ctx: Context, remote: GitAfterRemote, r: RepoRef,
+                            series: gitops.FormattedSeries, shas: list[str],
+                            previous: Proposal | None, traj: TrajectoryRef | None,
+                            mention: list[str]) -> dict[str, Any]:
+        now = int(time.time())
+        items: list[tuple[str, nip34.CommitObject | None, bool]] = []
+        if series.cover_letter:
+            items.append((series.cover_letter, None, True))
+        for sha, text in zip(shas, series.patches, strict=True):
+            items.append((text, gitops.commit_object(ctx.repo, sha), False))
+        sent: list[Event] = []
+        accepted: set[str] = set()
+        revision_of = previous.root.id if previous else None
+        for i, (text, commit, is_cover) in enumerate(items):
+            template = nip34.patch_template(
+                r, text, commit=commit,
+                thread_root=sent[0].id if sent else None,
+                reply_to=sent[-1].id if sent else None,
+                revision_of=revision_of if not sent else None,
+                cover_letter=is_cover, trajectory=traj if i == 0 else None,
+                mention=mention, created_at=now + i)
+            event, ok = await remote.sign_and_publish(template)
+            sent.append(event)
+            accepted.update(ok)
+        return {"kind": "patches", "root": sent[0].id, "events": [e.id for e in sent],
+                "commits": shas, "revision_of": revision_of, "accepted_by": sorted(accepted),
+                "nevent": nip19.nevent_encode(sent[0].id, list(r.relays[:2]), sent[0].pubkey,
+                                              nip34.PATCH)}
+
+    async def _send_pr(ctx: Context, remote: GitAfterRemote, r: RepoRef, signer: Signer,
+                       shas: list[str], previous: Proposal | None,
+                       traj: TrajectoryRef | None) -> dict[str, Any]:
+        if not clone_url:
+            raise UserError("a pull request needs --clone-url URL: a repository you can push "
+                            "its tip to and others can fetch from")
+        tip = shas[-1]
+        first = gitops.commit_object(ctx.repo, shas[0])
+        base = first.parents[0] if first.parents else None
+        now = int(time.time())
+        if previous is not None and previous.pr is not None:
+            if previous.author != signer.public_key and signer.public_key not in \
+                    r.all_maintainers:
+                raise UserError("only the PR's author or a maintainer can update it")
+            template = nip34.pr_update_template(
+                r, previous.pr.event, tip=tip, clone=clone_url, merge_base=base,
+                trajectory=traj, created_at=max(now, previous.pr.event.created_at + 1,
+                                                (previous.pr.updated_by.created_at + 1
+                                                 if previous.pr.updated_by else 0)))
+        else:
+            subject = title or str(ctx.repo.commit(shas[0]).summary)
+            template = nip34.pr_template(
+                r, subject=str(subject), description=description, tip=tip, clone=clone_url,
+                branch_name=branch_name or gitops.current_branch(ctx.repo), merge_base=base,
+                revision_of=previous.root.id if previous else None, trajectory=traj,
+                created_at=now)
+        # NIP-34: push the tip to refs/nostr/<event id> before signing; the id does not
+        # depend on the signature, so it is known from the template.
+        assert template.created_at is not None
+        event_id = compute_event_id(signer.public_key, template.created_at, template.kind,
+                                    template.tags, template.content)
+        for url in clone_url or []:
+            gitops.push_ref(ctx.repo, url, tip, f"refs/nostr/{event_id}")
+        event, ok = await remote.sign_and_publish(template)
+        if event.id != event_id:
+            raise UserError("the signer changed the event while signing; the pushed ref "
+                            f"refs/nostr/{event_id} does not match {event.id}")
+        return {"kind": "pr-update" if event.kind == nip34.PULL_REQUEST_UPDATE else "pr",
+                "root": previous.root.id if previous and previous.pr else event.id,
+                "events": [event.id], "commits": shas, "tip": tip,
+                "revision_of": previous.root.id if previous else None,
+                "accepted_by": sorted(ok)}
+
+    out = with_repo(ctx, go)
+    if as_json:
+        print_json(out)
+        return
+    what = {"patches": f"{len(out['events'])} patch event(s)", "pr": "pull request",
+            "pr-update": "pull request update"}[out["kind"]]
+    console.print(f"sent {what} for {len(out['commits'])} commit(s): "
+                  f"[bold]{_short_id(out['root'])}[/]"
+                  + (f" (revision of {_short_id(out['revision_of'])})"
+                     if out.get("revision_of") else ""))
+    console.print(f"  relays {', '.join(out['accepted_by'])}")
+
+
+# --- list / show -------------------------------------------------------------------------------
+
+
+def proposal_json(p: Proposal, comments: list[Event] | None = None) -> dict[str, Any]:
+    traj = p.trajectory
+    data: dict[str, Any] = {
+        "id": p.id, "kind": p.kind, "author": p.author, "author_npub": _npub(p.author),
+        "subject": p.subject, "status": p.status.name, "status_kind": p.status.kind,
+        "status_event": p.status.event.id if p.status.event else None,
+        "status_by": p.status.event.pubkey if p.status.event else None,
+        "created_at": p.root.created_at,
+        "revision": p.revision.id if p.revision else None,
+        "revisions": [e.id for e in p.revisions],
+        "trajectory": None if traj is None else {
+            "session": traj.session, "relay": traj.relay, "hash": traj.sha256},
+    }
+    if p.status.kind == nip34.STATUS_APPLIED:
+        data["merge_commit"] = p.status.merge_commit
+        data["applied_as"] = p.status.applied_as
+    if p.pr is not None:
+        data["pr"] = {"tip": p.pr.tip, "clone": list(p.pr.clone),
+                      "branch_name": p.pr.branch_name, "merge_base": p.pr.merge_base,
+                      "updated_by": p.pr.updated_by.id if p.pr.updated_by else None}
+    else:
+        data["patches"] = [{"id": x.id, "subject": x.subject, "commit": x.commit,
+                            "parent_commit": x.parent_commit,
+                            "cover_letter": x.is_cover_letter} for x in p.patches]
+    if comments is not None:
+        data["comments"] = [comment_json(c) for c in comments]
+    return data
+
+
+def comment_json(c: Event) -> dict[str, Any]:
+    return {"id": c.id, "author": c.pubkey, "created_at": c.created_at, "content": c.content,
+            "parent": nip34.comment_parent(c)}
+
+
+StatusFilter = Annotated[str, typer.Option(
+    "--status", "-s", help="open, applied, closed, draft or all.")]
+
+
+def _status_filter(value: str, names: dict[int, str]) -> set[str] | None:
+    value = value.lower()
+    if value == "all":
+        return None
+    allowed = set(names.values()) | {"applied", "merged", "resolved"}
+    if value not in allowed:
+        raise UserError(f"--status {value!r}: expected open, applied, closed, draft or all")
+    return {"applied", "resolved"} if value in ("applied", "merged", "resolved") else {value}
+
+
+@app.command("list")
+def list_(
+    status: StatusFilter = "open",
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """List proposals (patch sets and pull requests) with their status."""
+    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    wanted = _status_filter(status, nip34.STATUS_NAMES)
+    props, warnings = with_repo(ctx, lambda remote, r: remote.proposals(r))
+    props = [p for p in props if wanted is None or p.status.name in wanted]
+    for w in warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if as_json:
+        print_json({"proposals": [proposal_json(p) for p in props], "warnings": warnings})
+        return
+    if not props:
+        console.print(f"no {status} proposals")
+        return
+    table = Table("id", "status", "kind", "subject", "author", "commits")
+    for p in props:
+        n = str(len(p.commit_patches)) if p.pr is None else "PR"
+        table.add_row(_short_id(p.id), f"[{_status_style(p.status.name)}]{p.status.name}",
+                      p.kind, p.subject, _short_npub(p.author), n)
+    console.print(table)
+
+
+@app.command()
+def show(
+    id: Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")],
+    patches: Annotated[bool, typer.Option("--patches", help="Print the patch texts.")] = False,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a proposal: status, revisions, commits, trajectory and comments."""
+    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+
+    async def go(remote: GitAfterRemote, r: RepoRef) -> tuple[Proposal, list[Event]]:
+        p, _ = await remote.proposal(r, id)
+        return p, await remote.comments(p.root)
+
+    p, comments = with_repo(ctx, go)
+    if as_json:
+        data = proposal_json(p, comments)
+        if patches and p.pr is None:
+            for d, x in zip(data["patches"], p.patches, strict=True):
+                d["content"] = x.event.content
+        print_json(data)
+        return
+    console.print(f"[bold]{p.subject}[/]  ({p.kind} {p.id})")
+    console.print(f"  author  {_npub(p.author)}")
+    by = f" by {_short_npub(p.status.event.pubkey)}" if p.status.event else ""
+    console.print(f"  status  [{_status_style(p.status.name)}]{p.status.name}[/]{by}")
+    if p.status.merge_commit:
+        console.print(f"  merged  {p.status.merge_commit}")
+    if p.status.applied_as:
+        console.print(f"  applied {', '.join(c[:12] for c in p.status.applied_as)}")
+    if p.revisions:
+        console.print(f"  revision {len(p.revisions) + 1} ({_short_id(p.revisions[-1].id)})")
+    traj = p.trajectory
+    if traj is not None:
+        console.print(f"  trajectory {traj.session} on {traj.relay or '?'} "
+                      f"hash {traj.sha256 or '(none)'}")
+    if p.pr is not None:
+        console.print(f"  tip     {p.pr.tip}  branch {p.pr.branch_name or '-'}")
+        console.print(f"  clone   {', '.join(p.pr.clone)}")
+        if p.root.content:
+            console.print(p.root.content)
+    else:
+        for i, x in enumerate(p.patches):
+            offset = 0 if p.patches[0].is_cover_letter else 1
+            label = "cover" if x.is_cover_letter else str(i + offset)
+            console.print(f"  [{label}] {_short_id(x.id)} {x.subject}"
+                          + (f"  commit {x.commit[:12]}" if x.commit else ""))
+            if patches:
+                console.print(x.event.content, markup=False, highlight=False)
+    for c in comments:
+        console.print(f"\n[bold]{_short_npub(c.pubkey)}[/] ({_short_id(c.id)}):")
+        console.print(c.content, markup=False, highlight=False)
+
+
+# --- apply / checkout ---------------------------------------------------------------------------
+
+
+def _branch_for(p: Proposal) -> str:
+    name = p.pr.branch_name if p.pr is not None and p.pr.branch_name else p.subject
+    return f"pr/{gitops.slug(name)}-{short(p.id)}"
+
+
+@app.command()
+def apply(
+    id: Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")],
+    branch: Annotated[str | None, typer.Option(
+        help="Branch to create (default: pr/<subject>-<id>).")] = None,
+    here: Annotated[bool, typer.Option(
+        "--here", help="Apply onto the current branch instead of a new one.")] = False,
+    onto: Annotated[str | None, typer.Option(
+        help="Start the new branch here (default: the patches' parent commit, else HEAD).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing branch.")] = False,
+    no_verify: Annotated[bool, typer.Option(
+        "--no-verify", help="Keep commits whose ids differ from the proposal's.")] = False,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply a patch set with `git am` onto a branch named after it (commit ids verified);
+    for a pull request, fetch its tip like `checkout`. A failure leaves the tree untouched."""
+    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id))
+    if p.pr is not None:
+        _checkout_pr(ctx, p, branch, force, as_json)
+        return
+    target = None if here else (branch or _branch_for(p))
+    result = gitops.apply_series(ctx.repo, p.patches, target, onto=onto, force=force,
+                                 verify=not no_verify)
+    data = {"id": p.id, "branch": result.branch, "base": result.base,
+            "commits": result.commits, "verified": result.verified,
+            "checks": [c.__dict__ for c in result.checks]}
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"applied {len(result.commits)} commit(s) of {_short_id(p.id)} on "
+                  f"[bold]{result.branch}[/] (base {result.base[:12]})")
+    unverified = [c for c in result.checks if c.ok is None]
+    if result.verified:
+        console.print("  commit ids match the proposal")
+    elif unverified:
+        console.print(f"  {len(unverified)} commit(s) not compared (no commit tag, or applied "
+                      "on a different base)")
+
+
+def _checkout_pr(ctx: Context, p: Proposal, branch: str | None, force: bool,
+                 as_json: bool) -> None:
+    assert p.pr is not None
+    source = gitops.fetch_tip(ctx.repo, p.pr.clone, p.pr.tip, p.pr.fetch_refs)
+    name = branch or _branch_for(p)
+    gitops.checkout_commit(ctx.repo, p.pr.tip, name, force=force)
+    if as_json:
+        print_json({"id": p.id, "branch": name, "tip": p.pr.tip, "fetched_from": source})
+    else:
+        console.print(f"checked out {_short_id(p.id)} tip {p.pr.tip[:12]} on [bold]{name}[/] "
+                      f"(from {source})")
+
+
+@app.command()
+def checkout(
+    id: Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")],
+    branch: Annotated[str | None, typer.Option(
+        help="Branch to create (default: pr/<name>-<id>).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing branch.")] = False,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check out a proposal on its own branch: a PR's tip fetched from its clone URL, or a
+    patch set applied at its parent commit."""
+    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id))
+    if p.pr is not None:
+        _checkout_pr(ctx, p, branch, force, as_json)
+        return
+    name = branch or _branch_for(p)
+    result = gitops.apply_series(ctx.repo, p.patches, name, force=force, verify=False)
+    if as_json:
+        print_json({"id": p.id, "branch": name, "base": result.base, "commits": result.commits,
+                    "verified": result.verified})
+    else:
+        console.print(f"checked out {_short_id(p.id)} on [bold]{name}[/] "
+                      f"({len(result.commits)} commit(s) on {result.base[:12]})")
+
+
+# --- statuses -----------------------------------------------------------------------------------
+
+
+def _check_may_set(signer: Signer, root: Event, r: RepoRef, force: bool, what: str) -> None:
+    if signer.public_key in r.all_maintainers or signer.public_key == root.pubkey:
+        return
+    if not force:
+        raise UserError(f"you are neither a maintainer of this repository nor the author of "
+                        f"this {what}, so readers ignore your status (use --force to publish "
+                        "it anyway)")
+
+
+def _merge_info(ctx: Context, p: Proposal, merge_commit: str | None,
+                applied_as: list[str]) -> tuple[str | None, list[str]]:
+    """What a 1631 event says happened: given explicitly, else read from the repository."""
+    if merge_commit or applied_as:
+        mc = gitops.resolve_commit(ctx.repo, merge_commit) if merge_commit else None
+        return mc, [gitops.resolve_commit(ctx.repo, c) for c in applied_as]
+    if p.pr is not None:
+        if gitops.ancestors_in(ctx.repo, [p.pr.tip]):
+            head = ctx.repo.head.commit
+            if len(head.parents) > 1 and p.pr.tip in [c.hexsha for c in head.parents]:
+                return head.hexsha, []
+            return None, [p.pr.tip]
+        return None, []
+    proposed = [x.commit for x in p.commit_patches if x.commit]
+    if proposed and len(proposed) == len(p.commit_patches) and \
+            gitops.ancestors_in(ctx.repo, proposed):
+        head = ctx.repo.head.commit
+        if len(head.parents) > 1 and proposed[-1] in [c.hexsha for c in head.parents]:
+            return head.hexsha, []
+        return None, proposed
+    branch = _branch_for(p)
+    if gitops.branch_exists(ctx.repo, branch):
+        commits = gitops.branch_commits(ctx.repo, branch, f"{branch}~{len(p.commit_patches)}")
+        if commits and gitops.ancestors_in(ctx.repo, commits):
+            return None, commits
+    return None, []
+
+
+def _status_command(kind: int, id: str, message: str, force: bool, opts: Opts, as_json: bool,
+                    merge_commit: str | None = None, applied_as: list[str] | None = None) -> None:
+    ctx = Context(opts)
+
+    async def go(remote: GitAfterRemote, r: RepoRef) -> dict[str, Any]:
+        signer = remote.require_signer()
+        p, statuses = await remote.proposal(r, id)
+        _check_may_set(signer, p.root, r, force, "proposal")
+        extra: dict[str, Any] = {}
+        if kind == nip34.STATUS_APPLIED:
+            mc, commits = _merge_info(ctx, p, merge_commit, applied_as or [])
+            extra = {"merge_commit": mc, "applied_commits": commits,
+                     "applied_patches": [x.event for x in p.patches]}
+        event, ok = await remote.set_status(kind, p.root, r, statuses, content=message,
+                                            revision=p.revision, **extra)
+        return {"id": p.id, "status": nip34.STATUS_NAMES[kind], "event": event.id,
+                "accepted_by": ok, "merge_commit": extra.get("merge_commit"),
+                "applied_as": extra.get("applied_commits", [])}
+
+    out = with_repo(ctx, go)
+    if as_json:
+        print_json(out)
+        return
+    console.print(f"{_short_id(out['id'])} is now [{_status_style(out['status'])}]"
+                  f"{out['status']}[/] (status {_short_id(out['event'])})")
+    if out["merge_commit"]:
+        console.print(f"  merge commit {out['merge_commit']}")
+    elif out["applied_as"]:
+        console.print(f"  applied as {', '.join(c[:12] for c in out['applied_as'])}")
+    elif kind == nip34.STATUS_APPLIED:
+        err_console.print("[yellow]note:[/] the proposal's commits are not in HEAD, so the "
+                          "status names no commits (use --merge-commit / --applied-as)")
+
+
+IdArg = Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")]
+
+
+@app.command()
+def merge(
+    id: IdArg,
+    merge_commit: Annotated[str | None, typer.Option(
+        help="The merge commit (default: found in HEAD).")] = None,
+    applied_as: Annotated[list[str] | None, typer.Option(
+        "--applied-as", help="Commit the patches became (repeatable; default: found).")] = None,
+    message: MessageOpt = "", force: ForceOpt = False,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mark a proposal applied/merged (1631), naming the merge or applied commits."""
+    _status_command(nip34.STATUS_APPLIED, id, message, force,
+                    _opts(config, key_file, relay, dir, repo, timeout), as_json,
+                    merge_commit, applied_as)
+
+
+@app.command()
+def close(
+    id: IdArg, message: MessageOpt = "", force: ForceOpt = False,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Close a proposal (1632)."""
+    _status_command(nip34.STATUS_CLOSED, id, message, force,
+                    _opts(config, key_file, relay, dir, repo, timeout), as_json)
+
+
+@app.command()
+def reopen(
+    id: IdArg, message: MessageOpt = "", force: ForceOpt = False,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reopen a proposal (1630)."""
+    _status_command(nip34.STATUS_OPEN, id, message, force,
+                    _opts(config, key_file, relay, dir, repo, timeout), as_json)
+
+
+@app.command()
+def draft(
+    id: IdArg, message: MessageOpt = "", force: ForceOpt = False,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mark a proposal as a draft (1633)."""
+    _status_command(nip34.STATUS_DRAFT, id, message, force,
+                    _opts(config, key_file, relay, dir, repo, timeout), as_json)
+
+
+# --- issues --------------------------------------------------------------------------------------
+
+
+def _issue_json(issue: nip34.Issue, status: nip34.Status,
+                comments: list[Event] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": issue.id, "subject": issue.subject, "labels": list(issue.labels),
+        "author": issue.event.pubkey, "created_at": issue.event.created_at,
+        "content": issue.event.content, "status": nip34.ISSUE_STATUS_NAMES[status.kind],
+        "status_event": status.event.id if status.event else None,
+    }
+    if comments is not None:
+        data["comments"] = [comment_json(c) for c in comments]
+    return data
+
+
+@issue_app.command("create")
+def issue_create(
+    subject: Annotated[str, typer.Option("--subject", "-s", help="The issue's title.")],
+    body: Annotated[str, typer.Option(
+        "--body", "-m", help="Markdown text ('-' reads stdin).")] = "",
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="Label.")] = None,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open an issue (kind 1621)."""
+    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    text = sys.stdin.read() if body == "-" else body
+
+    async def go(remote: GitAfterRemote, r: RepoRef) -> tuple[Event, list[str]]:
+        return await remote.sign_and_publish(
+            nip34.issue_template(r, subject=subject, content=text, labels=label or ()))
+
+    event, ok = with_repo(ctx, go)
+    if as_json:
+        print_json({"id": event.id, "accepted_by": ok,
+                    "nevent": nip19.nevent_encode(event.id, [], event.pubkey, event.kind)})
+    else:
+        console.print(f"opened issue [bold]{_short_id(event.id)}[/]: {subject}")
+
+
+@issue_app.command("list")
+def issue_list(
+    status: StatusFilter = "open",
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """List issues with their status."""
+    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    wanted = _status_filter(status, nip34.ISSUE_STATUS_NAMES)
+    items = with_repo(ctx, lambda remote, r: remote.issues(r))
+    items = [(i, s) for i, s in items
+             if wanted is None or nip34.ISSUE_STATUS_NAMES[s.kind] in wanted]
+    if as_json:
+        print_json({"issues": [_issue_json(i, s) for i, s in items]})
+        return
+    if not items:
+        console.print(f"no {status} issues")
+        return
+    table = Table("id", "status", "subject", "labels", "author")
+    for i, s in items:
+        name = nip34.ISSUE_STATUS_NAMES[s.kind]
+        table.add_row(_short_id(i.id), f"[{_status_style(name)}]{name}", i.subject,
+                      ", ".join(i.labels), _short_npub(i.event.pubkey))
+    console.print(table)
+
+
+@issue_app.command("show")
+def issue_show(
+    id: Annotated[str, typer.Argument(help="Issue id (hex prefix, note1 or nevent1).")],
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show an issue, its status and its comments."""
+    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    view, _ = with_repo(ctx, lambda remote, r: remote.issue(r, id))
+    if as_json:
+        print_json(_issue_json(view.issue, view.status, view.comments))
+        return
+    name = nip34.ISSUE_STATUS_NAMES[view.status.kind]
+    console.print(f"[bold]{view.issue.subject}[/]  (issue {view.issue.id})")
+    console.print(f"  author {_npub(view.issue.event.pubkey)}")
+    console.print(f"  status [{_status_style(name)}]{name}[/]")
+    if view.issue.labels:
+        console.print(f"  labels {', '.join(view.issue.labels)}")
+    if view.issue.event.content:
+        console.print(view.issue.event.content, markup=False, highlight=False)
+    for c in view.comments:
+        console.print(f"\n[bold]{_short_npub(c.pubkey)}[/] ({_short_id(c.id)}):")
+        console.print(c.content, markup=False, highlight=False)
+
+
+@issue_app.command("comment")
+def issue_comment(
+    id: Annotated[str, typer.Argument(help="Issue or proposal id the thread belongs to.")],
+    message: Annotated[str, typer.Option("--message", "-m", help="Comment text ('-': stdin).")],
+    reply_to: Annotated[str | None, typer.Option(
+        help="Answer this comment in the thread (default: the root).")] = None,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Comment on an issue, patch set or PR (NIP-22 kind 1111)."""
+    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    text = sys.stdin.read() if message == "-" else message
+    from oa_node.plugins.gitafter.remote import pick
+
+    async def go(remote: GitAfterRemote, r: RepoRef) -> tuple[Event, list[str]]:
+        root = await remote.thread_root(r, id)
+        parent = root
+        if reply_to:
+            parent = pick(reply_to, await remote.comments(root), "comment")
+        return await remote.sign_and_publish(nip34.comment_template(root, parent, text))
+
+    event, ok = with_repo(ctx, go)
+    if as_json:
+        print_json({"id": event.id, "accepted_by": ok})
+    else:
+        console.print(f"commented ({_short_id(event.id)})")
+
+
+def _issue_status(kind: int, id: str, message: str, force: bool, opts: Opts,
+                  as_json: bool) -> None:
+    ctx = Context(opts)
+
+    async def go(remote: GitAfterRemote, r: RepoRef) -> dict[str, Any]:
+        signer = remote.require_signer()
+        view, statuses = await remote.issue(r, id)
+        _check_may_set(signer, view.issue.event, r, force, "issue")
+        event, ok = await remote.set_status(kind, view.issue.event, r, statuses,
+                                            content=message)
+        return {"id": view.issue.id, "status": nip34.ISSUE_STATUS_NAMES[kind],
+                "event": event.id, "accepted_by": ok}
+
+    out = with_repo(ctx, go)
+    if as_json:
+        print_json(out)
+    else:
+        console.print(f"issue {_short_id(out['id'])} is now {out['status']}")
+
+
+@issue_app.command("close")
+def issue_close(
+    id: Annotated[str, typer.Argument(help="Issue id.")],
+    resolved: Annotated[bool, typer.Option(
+        "--resolved", help="Mark resolved (1631) rather than closed (1632).")] = False,
+    message: MessageOpt = "", force: ForceOpt = False,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Close an issue (1632), or resolve it (1631) with --resolved."""
+    _issue_status(nip34.STATUS_APPLIED if resolved else nip34.STATUS_CLOSED, id, message,
+                  force, _opts(config, key_file, relay, dir, repo, timeout), as_json)
+
+
+@issue_app.command("reopen")
+def issue_reopen(
+    id: Annotated[str, typer.Argument(help="Issue id.")],
+    message: MessageOpt = "", force: ForceOpt = False,
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reopen an issue (1630)."""
+    _issue_status(nip34.STATUS_OPEN, id, message, force,
+                  _opts(config, key_file, relay, dir, repo, timeout), as_json)
+
+
+@issue_app.command("bounty")
+def issue_bounty(
+    id: Annotated[str, typer.Argument(help="Issue id.")],
+    sats: Annotated[int, typer.Argument(help="Amount in satoshis.", min=1)],
+    comment: Annotated[str, typer.Option(help="Zap comment.")] = "",
+    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
+    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put a bounty on an issue: zap it (NIP-57) through the node's wallet."""
+    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    if ctx.config_path is None:
+        raise UserError("a bounty is paid from the node's wallet: pass --config with the "
+                        "zaps plugin and a wallet configured")
+    zapper = ctx.node.capability("zap")
+    if zapper is None:
+        raise UserError("no zapper: the zaps plugin is not loaded or has no wallet configured "
+                        "(configure a wallet, e.g. an NWC connection, in the node config)")
+
+    async def go(remote: GitAfterRemote, r: RepoRef) -> dict[str, Any]:
+        view, _ = await remote.issue(r, id)
+        ev = view.issue.event
+        target = nip19.nevent_encode(ev.id, list(r.relays[:2]), ev.pubkey, ev.kind)
+        res = await zapper.zap(target, sats * 1000, comment or
+                               f"bounty for: {view.issue.subject}",
+                               relays=list(remote.pool.relays), receipt_timeout=timeout)
+        return {"issue": ev.id, "sats": sats, "zap_request": res.zap_request.id,
+                "bolt11": res.bolt11, "preimage": res.payment.preimage,
+                "receipt": res.receipt.id if res.receipt is not None else None}
+
+    out = with_repo(ctx, go)
+    if as_json:
+        print_json(out)
+    else:
+        console.print(f"zapped {sats} sats to issue {_short_id(out['issue'])}"
+                      + (f" (receipt {_short_id(out['receipt'])})" if out["receipt"] else
+                         " (no receipt seen yet)"))
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="git")
+
