@@ -54,6 +54,7 @@ class Recorder:
         self._ids: list[str] = []
         self._pending: list[Event] = []
         self._ref: TrajectoryRef | None = None
+        self._ending = False  # session_end is recorded (maybe not yet published)
 
     @property
     def session_id(self) -> str:
@@ -86,7 +87,11 @@ class Recorder:
         async with self._lock:
             if self._ref is not None:
                 return self._ref
-            await self._append(SESSION_END, payload)
+            if not self._ending:
+                await self._append(SESSION_END, payload)
+                self._ending = True
+            else:  # a retry: only re-send what relays have not taken yet
+                await self._flush()
             if self._pending:
                 raise TrajectoryError(
                     f"trajectory {self.session_id}: {len(self._pending)} event(s) reached no "
@@ -110,7 +115,7 @@ class Recorder:
             return self._ref
 
     async def _append(self, type: str, payload: Mapping[str, Any] | None) -> str:
-        if self._ref is not None:
+        if self._ref is not None or self._ending:
             raise TrajectoryError(f"trajectory {self.session_id} is closed")
         seq = len(self._ids)
         try:
