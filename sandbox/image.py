@@ -262,7 +262,24 @@ def _import(client: Any, recipe: Recipe, rootfs: Path, cache: Path, progress: Pr
     if digest is None:
         raise SandboxError(f"docker import finished but {recipe.tag} is missing")
     progress(f"built {recipe.tag}: {digest}")
+    _prune_old(client, recipe, progress)
     return digest
+
+
+def _prune_old(client: Any, recipe: Recipe, progress: Progress) -> None:
+    """Remove base images of earlier recipes (each is ~0.5 GB); images in use stay."""
+    import docker.errors
+
+    for image in client.images.list(name=IMAGE_REPOSITORY):
+        tags = [t for t in image.tags if t.startswith(IMAGE_REPOSITORY + ":")]
+        if recipe.tag in image.tags or not tags or any("dockerfile" in t for t in tags):
+            continue
+        for tag in tags:
+            try:
+                client.images.remove(tag)
+                progress(f"removed old base image {tag}")
+            except docker.errors.APIError:
+                pass  # in use by a container: keep it
 
 
 def build_from_dockerfile(client: Any, *, progress: Progress = _quiet) -> str:

@@ -1,0 +1,77 @@
+"""``JobType``: what a plugin registers for a schema, and what executors are handed.
+
+A plugin's ``register_job_types`` hook calls ``register(JobType(...))``; the core collects
+them by ``schema_id`` (``host.registries.job_types()``). A provider then parses a request
+with ``request_model.from_dict``, runs ``executor(request, context)`` (synchronous: run it
+in a worker thread) and a buyer checks a result with ``verifier(request, result)``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oa_node.executors.git_fetch import DEFAULT_ALLOWED_SCHEMES
+from oa_node.sandbox.base import CancelToken, Limits, Sandbox
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """The provider's policy, from ``[sandbox]``: caps, schemes, networks, folders."""
+
+    max_limits: Limits = field(default_factory=lambda: Limits(
+        memory_mb=2048, cpus=2.0, pids=512, timeout_secs=600, disk_mb=4096))
+    allowed_url_schemes: tuple[str, ...] = DEFAULT_ALLOWED_SCHEMES
+    allowed_network_policies: tuple[str, ...] = ("none", "localhost")
+    workdir: Path = field(default_factory=lambda: Path.home() / ".oa-node" / "jobs")
+    fetch_timeout_secs: float = 120.0
+    max_repo_mb: int = 1024
+
+    def cap(self, memory_mb: int, cpus: float, pids: int, timeout_secs: float,
+            disk_mb: int) -> Limits:
+        """The request's limits, each capped by the provider's maximum."""
+        m = self.max_limits
+        return Limits(
+            memory_mb=min(memory_mb, m.memory_mb), cpus=min(cpus, m.cpus),
+            pids=min(pids, m.pids), timeout_secs=min(timeout_secs, m.timeout_secs),
+            disk_mb=min(disk_mb, m.disk_mb), preview_bytes=m.preview_bytes,
+            max_artifact_bytes=m.max_artifact_bytes,
+        )
+
+
+@dataclass
+class ExecContext:
+    """Everything an executor needs besides the request."""
+
+    settings: ExecutorSettings = field(default_factory=ExecutorSettings)
+    sandbox: Sandbox | None = None
+    provider_pubkey: str = ""
+    cancel: CancelToken = field(default_factory=CancelToken)
+    artifacts_dir: Path | None = None  # artifact files are saved here when set
+    job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A buyer's objective check of one result: ``ok`` and the problems found."""
+
+    ok: bool
+    problems: tuple[str, ...] = ()
+    verification_digest: str = ""
+
+
+Executor = Callable[[Any, ExecContext], Any]
+Verifier = Callable[[Any, Any], Verdict]
+
+
+@dataclass(frozen=True)
+class JobType:
+    schema_id: str
+    request_model: type
+    result_model: type
+    executor: Executor
+    verifier: Verifier
+    description: str = ""

@@ -1,0 +1,212 @@
+"""Executor and verifier of ``oa.sandbox_run.v1``.
+
+The executor checks everything it can before any work (schema, empty command list, network
+policy, image, URL scheme), fetches the repository on the host into a fresh per-job folder
+(``git_fetch``), hands the sandbox one ``RunSpec`` and turns its outcome into a result with
+provenance. It never raises for a bad job: every failure is a result with ``status`` and
+``error``. The per-job folder is always removed.
+
+Status rules: ``success`` when every command exits 0 (a failing command marked
+``continue_on_fail`` does not fail the job); ``failed`` at the first other non-zero exit
+(later commands not run) or an OOM kill; ``timeout`` when the time limit cut a command;
+``cancelled`` on the cancel token; ``error`` when the job could not be run as asked.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from oa_node.executors.canonical import CanonicalJSONError
+from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo
+from oa_node.executors.hashing import input_sha256, output_sha256, verification_digest
+from oa_node.executors.jobtype import ExecContext, Verdict
+from oa_node.executors.sandbox_run_schema import (
+    Artifact,
+    EnvInfo,
+    RunRecord,
+    SandboxRunRequest,
+    SandboxRunResult,
+)
+from oa_node.executors.schema import Provenance, SchemaError
+from oa_node.sandbox.base import CommandSpec, RunOutcome, RunSpec, SandboxError
+
+
+def _finish(result: SandboxRunResult, request: Any, ctx: ExecContext, started: float,
+            t0: float) -> SandboxRunResult:
+    """Attach provenance: hashes of the input and of the result without provenance."""
+    try:
+        in_hash = input_sha256(request)
+    except (CanonicalJSONError, TypeError, AttributeError):
+        in_hash = "0" * 64
+    body = result.to_dict()
+    prov = Provenance(
+        provider_pubkey=ctx.provider_pubkey,
+        input_sha256=in_hash,
+        output_sha256=output_sha256(body),
+        executed_at=int(started),
+        duration_ms=int((time.monotonic() - t0) * 1000),
+    )
+    final = SandboxRunResult(status=result.status, env_info=result.env_info, runs=result.runs,
+                             artifacts=result.artifacts, error=result.error, provenance=prov)
+    return SandboxRunResult.from_dict(final.to_dict())
+
+
+def _error(message: str, image: str = "") -> SandboxRunResult:
+    return SandboxRunResult(status="error", error=message, env_info=EnvInfo(image_digest=image))
+
+
+def _from_outcome(outcome: RunOutcome, commit: str) -> SandboxRunResult:
+    info = dict(outcome.system_info)
+    if commit:
+        info["repo_commit"] = commit
+    if outcome.oom_killed:
+        info["oom_killed"] = True
+    return SandboxRunResult(
+        status=outcome.status,
+        error=outcome.error,
+        env_info=EnvInfo(image_digest=outcome.image_digest, hostname=outcome.hostname,
+                         system_info=info),
+        runs=tuple(RunRecord(
+            cmd=r.cmd, exit_code=r.exit_code, duration_ms=r.duration_ms,
+            stdout_sha256=r.stdout_sha256, stderr_sha256=r.stderr_sha256,
+            stdout_preview=r.stdout_preview, stderr_preview=r.stderr_preview,
+            stdout_bytes=r.stdout_bytes, stderr_bytes=r.stderr_bytes,
+            timed_out=r.timed_out, oom_killed=r.oom_killed) for r in outcome.runs),
+        artifacts=tuple(Artifact(path=a.path, sha256=a.sha256, size_bytes=a.size_bytes,
+                                 mime_type=a.mime_type) for a in outcome.artifacts),
+    )
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for p in root.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            total += p.lstat().st_size
+    return total
+
+
+def execute_sandbox_run(request: SandboxRunRequest | dict[str, Any],
+                        ctx: ExecContext) -> SandboxRunResult:
+    """Run one ``oa.sandbox_run.v1`` job; always returns a result, never raises for it."""
+    started, t0 = time.time(), time.monotonic()
+    if not isinstance(request, SandboxRunRequest):
+        try:
+            request = SandboxRunRequest.from_dict(request)
+        except SchemaError as exc:
+            return _finish(_error(f"invalid request: {exc}"), request, ctx, started, t0)
+    result = _prepare_and_run(request, ctx)
+    return _finish(result, request, ctx, started, t0)
+
+
+def _prepare_and_run(req: SandboxRunRequest, ctx: ExecContext) -> SandboxRunResult:
+    s = ctx.settings
+    if not req.commands:
+        return _error("the job has no commands to run (commands is empty)")
+    if req.sandbox.network_policy not in s.allowed_network_policies:
+        return _error(f"network_policy {req.sandbox.network_policy!r} is not allowed by this "
+                      f"provider (allowed: {', '.join(s.allowed_network_policies)})")
+    sandbox = ctx.sandbox
+    if sandbox is None:
+        return _error("no sandbox backend is configured")
+    if req.sandbox.provider != sandbox.name:
+        return _error(f"sandbox provider {req.sandbox.provider!r} is not served here "
+                      f"(this provider runs {sandbox.name!r})")
+    try:
+        image = sandbox.resolve_image(req.sandbox.image_digest)
+    except SandboxError as exc:
+        return _error(str(exc), req.sandbox.image_digest)
+    if req.repo is not None:
+        try:
+            check_url(req.repo.source, s.allowed_url_schemes)
+        except FetchError as exc:
+            return _error(str(exc), image)
+    if ctx.cancel.cancelled:
+        return SandboxRunResult(status="cancelled", error="cancelled before start",
+                                env_info=EnvInfo(image_digest=image))
+    res = req.sandbox.resources
+    limits = s.cap(res.memory_mb, res.cpus, res.pids, res.timeout_secs, res.disk_mb)
+    job_dir = s.workdir / ctx.job_id
+    commit = ""
+    try:
+        workspace = None
+        if req.repo is not None:
+            try:
+                checkout = fetch_repo(req.repo.source, req.repo.git_ref, job_dir / "repo",
+                                      allowed_schemes=s.allowed_url_schemes,
+                                      timeout_secs=s.fetch_timeout_secs)
+            except (FetchError, OSError) as exc:
+                return _error(str(exc), image)
+            commit = checkout.commit
+            workspace = checkout.path
+            size_mb = _tree_size(workspace) / (1 << 20)
+            if size_mb > min(s.max_repo_mb, limits.disk_mb):
+                return _error(f"repository checkout is {size_mb:.0f} MiB, more than the "
+                              f"{min(s.max_repo_mb, limits.disk_mb)} MiB allowed", image)
+        spec = RunSpec(
+            job_id=ctx.job_id,
+            commands=tuple(CommandSpec(c.cmd, c.workdir, c.continue_on_fail)
+                           for c in req.commands),
+            image=image,
+            workspace=workspace,
+            mount_path=req.mount_path,
+            env=dict(req.env),
+            limits=limits,
+            network=req.sandbox.network_policy,  # type: ignore[arg-type]
+            artifacts=req.artifacts,
+            artifacts_dir=ctx.artifacts_dir,
+        )
+        outcome = sandbox.run(spec, ctx.cancel)
+        return _from_outcome(outcome, commit)
+    finally:
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def verify_sandbox_run(request: SandboxRunRequest | dict[str, Any],
+                       result: SandboxRunResult | dict[str, Any]) -> Verdict:
+    """Objective checks a buyer can make without re-running the job."""
+    problems: list[str] = []
+    try:
+        req = (request if isinstance(request, SandboxRunRequest)
+               else SandboxRunRequest.from_dict(request))
+        res = (result if isinstance(result, SandboxRunResult)
+               else SandboxRunResult.from_dict(result))
+    except SchemaError as exc:
+        return Verdict(ok=False, problems=(f"schema: {exc}",))
+    if res.provenance.input_sha256 != input_sha256(request):
+        problems.append("provenance.input_sha256 does not match this request")
+    if res.provenance.output_sha256 != output_sha256(result):
+        problems.append("provenance.output_sha256 does not match the result")
+    wanted = req.sandbox.image_digest
+    if wanted and res.env_info.image_digest != wanted:
+        problems.append(f"ran image {res.env_info.image_digest or '(none)'}, asked for {wanted}")
+    if len(res.runs) > len(req.commands):
+        problems.append(f"{len(res.runs)} runs reported for {len(req.commands)} commands")
+    for i, (run, cmd) in enumerate(zip(res.runs, req.commands, strict=False)):
+        if run.cmd != cmd.cmd:
+            problems.append(f"runs[{i}].cmd differs from commands[{i}].cmd")
+    blocking = [i for i, (r, c) in enumerate(zip(res.runs, req.commands, strict=False))
+                if r.exit_code != 0 and not c.continue_on_fail]
+    if res.status == "success":
+        if len(res.runs) != len(req.commands) or blocking:
+            problems.append("status success, but not every command ran and passed")
+    elif res.status == "failed":
+        if not blocking and not any(r.oom_killed for r in res.runs) and not res.error:
+            problems.append("status failed, but no command failed")
+    elif res.status == "timeout":
+        if res.runs and not res.runs[-1].timed_out and len(res.runs) == len(req.commands):
+            problems.append("status timeout, but every command finished in time")
+    paths = [a.path for a in res.artifacts]
+    if len(set(paths)) != len(paths):
+        problems.append("duplicate artifact paths")
+    if len(paths) > 128:
+        problems.append("more than 128 artifacts")
+    if paths and not req.artifacts:
+        problems.append("artifacts reported, none requested")
+    net = res.env_info.system_info.get("network_policy")
+    if net is not None and net != req.sandbox.network_policy:
+        problems.append(f"ran with network {net!r}, asked for {req.sandbox.network_policy!r}")
+    return Verdict(ok=not problems, problems=tuple(problems),
+                   verification_digest=verification_digest(result))

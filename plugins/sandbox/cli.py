@@ -1,0 +1,244 @@
+"""``oa-node sandbox``: build the base image, run a job locally, check the setup.
+
+Exit codes: 0 success; 1 a user error (no Docker daemon, bad request file) or, for ``run``,
+a job whose status is not ``success``; 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from oa_node.errors import UserError
+
+app = typer.Typer(help="Docker sandbox: base image, local job runs, diagnostics.",
+                  no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="OA_NODE_CONFIG",
+                 help="Config file with a [sandbox] section (default: ./node.toml if present)."),
+]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _config(path: Path | None) -> Any:
+    from oa_node.node import build_node
+
+    if path is None and Path("node.toml").exists():
+        path = Path("node.toml")
+    return build_node(path).config
+
+
+def _client(config: Any) -> Any:
+    from oa_node.sandbox.base import SandboxUnavailable
+    from oa_node.sandbox.docker import connect
+
+    try:
+        return connect(config["sandbox"]["docker_host"] or None)
+    except SandboxUnavailable as exc:
+        raise UserError(str(exc)) from None
+
+
+@app.command("build-image")
+def build_image(
+    config: ConfigOption = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if the image exists.")] = False,
+    dockerfile: Annotated[bool, typer.Option(
+        "--dockerfile", help="Build from the Dockerfile (needs a reachable registry).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Build the sandbox base image (debootstrap + docker import) and print its digest.
+
+    Idempotent: an image with the same recipe is reused at once.
+    """
+    from oa_node.sandbox.base import SandboxError
+    from oa_node.sandbox.image import Recipe, build_base_image, build_from_dockerfile
+
+    client = _client(_config(config))
+
+    def progress(line: str) -> None:
+        err_console.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True)
+
+    try:
+        if dockerfile:
+            digest = build_from_dockerfile(client, progress=progress)
+        else:
+            digest = build_base_image(client, force=force, progress=progress)
+    except SandboxError as exc:
+        raise UserError(str(exc)) from None
+    recipe = Recipe()
+    if as_json:
+        _print_json({"digest": digest, "tag": recipe.tag, "recipe_sha256": recipe.hash()})
+    else:
+        console.print(digest)
+
+
+def _load_request(path: str) -> Any:
+    from oa_node.executors.canonical import CanonicalJSONError, loads
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc}") from None
+    try:
+        return loads(text)
+    except (ValueError, CanonicalJSONError) as exc:
+        raise UserError(f"{path}: not valid JSON: {exc}") from None
+
+
+@app.command("run")
+def run(
+    request: Annotated[str, typer.Argument(help="Request JSON file ('-' for stdin).")],
+    schema: Annotated[str | None, typer.Option(
+        help="oa.sandbox_run.v1 or oa.repo_index.v1 (default: guessed from the fields).")] = None,
+    artifacts_dir: Annotated[Path | None, typer.Option(
+        help="Save artifact files here.")] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a job locally and print its result (exit 1 unless the status is success)."""
+    from oa_node.executors.builtin import REPO_INDEX, SANDBOX_RUN
+    from oa_node.executors.jobtype import ExecContext
+    from oa_node.executors.schema import SchemaError
+    from oa_node.plugins.sandbox.config import make_sandbox, settings_from_config
+    from oa_node.sandbox.base import SandboxError
+
+    doc = _load_request(request)
+    if schema is None:
+        schema = REPO_INDEX.schema_id if isinstance(doc, dict) and "repo_url" in doc else (
+            SANDBOX_RUN.schema_id)
+    job_type = {SANDBOX_RUN.schema_id: SANDBOX_RUN, REPO_INDEX.schema_id: REPO_INDEX}.get(schema)
+    if job_type is None:
+        raise UserError(f"--schema: unknown schema {schema!r}")
+    try:
+        parsed = job_type.request_model.from_dict(doc)
+    except SchemaError as exc:
+        raise UserError(f"{request}: invalid {schema} request: {exc}") from None
+    cfg = _config(config)
+    ctx = ExecContext(settings=settings_from_config(cfg), artifacts_dir=artifacts_dir)
+    if job_type is SANDBOX_RUN:
+        try:
+            ctx.sandbox = make_sandbox(cfg)
+        except SandboxError as exc:
+            raise UserError(str(exc)) from None
+    out: list[Any] = []
+    worker = threading.Thread(target=lambda: out.append(job_type.executor(parsed, ctx)),
+                              daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        err_console.print("cancelling...")
+        ctx.cancel.cancel()
+        worker.join(30)
+    finally:
+        if ctx.sandbox is not None:
+            ctx.sandbox.close()
+    if not out:
+        raise UserError("the job did not finish")
+    result = out[0]
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        _show(result)
+    if result.status != "success":
+        raise typer.Exit(1)
+
+
+def _show(result: Any) -> None:
+    colour = "green" if result.status == "success" else "red"
+    console.print(f"status: [{colour}]{result.status}[/]")
+    if result.error:
+        console.print(f"error: {result.error}", highlight=False)
+    for run in getattr(result, "runs", ()):
+        cmd = run.cmd if isinstance(run.cmd, str) else " ".join(run.cmd)
+        console.print(f"[bold]$ {cmd}[/]  exit {run.exit_code}, {run.duration_ms} ms, "
+                      f"stdout {run.stdout_bytes} B, stderr {run.stderr_bytes} B", highlight=False)
+        for text in (run.stdout_preview, run.stderr_preview):
+            if text:
+                console.print(text.rstrip(), markup=False, highlight=False)
+    if getattr(result, "tree_sha256", ""):
+        console.print(f"tree_sha256: {result.tree_sha256} ({len(result.digests)} files)")
+    if result.artifacts:
+        table = Table("artifact", "sha256", "bytes")
+        for a in result.artifacts:
+            table.add_row(getattr(a, "path", getattr(a, "index_type", "")), a.sha256,
+                          str(getattr(a, "size_bytes", getattr(a, "bytes", 0))))
+        console.print(table)
+    console.print(f"output_sha256: {result.provenance.output_sha256}")
+
+
+@app.command("doctor")
+def doctor(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Check that jobs can run here: Docker daemon, image, image-building tools."""
+    from oa_node.sandbox.base import SandboxError, SandboxUnavailable
+    from oa_node.sandbox.docker import connect
+    from oa_node.sandbox.image import Recipe, find_image
+
+    cfg = _config(config)
+    s = cfg["sandbox"]
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, ok: bool, detail: str, fix: str = "", required: bool = True) -> None:
+        checks.append({"check": name, "ok": ok, "detail": detail, "fix": "" if ok else fix,
+                       "required": required})
+
+    client = None
+    try:
+        client = connect(s["docker_host"] or None)
+        info = client.info()
+        add("docker daemon", True, f"Docker {info.get('ServerVersion')}, cgroup v"
+            f"{info.get('CgroupVersion', '?')} ({info.get('CgroupDriver')}), "
+            f"{info.get('NCPU')} CPUs")
+    except SandboxUnavailable as exc:
+        add("docker daemon", False, str(exc),
+            "install docker.io and start dockerd (sudo systemctl start docker)")
+    if client is not None:
+        try:
+            if s["image"]:
+                digest = str(client.images.get(s["image"]).id)
+                add("image", True, f"configured image {digest}")
+            else:
+                recipe = Recipe()
+                found = find_image(client, recipe)
+                add("image", found is not None,
+                    f"{recipe.tag} -> {found}" if found else f"{recipe.tag} not built",
+                    "oa-node sandbox build-image")
+        except (SandboxError, Exception) as exc:  # docker.errors.ImageNotFound and friends
+            add("image", False, f"configured image {s['image']}: {exc}",
+                "set [sandbox] image to a present digest, or leave it empty and build")
+    add("debootstrap", shutil.which("debootstrap") is not None,
+        shutil.which("debootstrap") or "not installed", "apt-get install -y debootstrap",
+        required=False)
+    add("root (for debootstrap)", os.geteuid() == 0, f"euid {os.geteuid()}",
+        "run build-image as root (or with sudo)", required=False)
+    ok = all(c["ok"] for c in checks if c["required"])
+    if as_json:
+        _print_json({"ok": ok, "checks": checks})
+    else:
+        for c in checks:
+            mark = "[green]ok[/]" if c["ok"] else ("[red]FAIL[/]" if c["required"]
+                                                  else "[yellow]warn[/]")
+            console.print(f"{mark}  {c['check']}: {c['detail']}", highlight=False,
+                          soft_wrap=True)
+            if c["fix"]:
+                console.print(f"      fix: {c['fix']}", highlight=False)
+    if not ok:
+        raise typer.Exit(1)
