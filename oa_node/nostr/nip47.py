@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from coincurve import PublicKey
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from oa_node.nostr import nip40
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
 from oa_node.nostr.keys import is_hex, public_key_hex
@@ -262,8 +262,7 @@ def notification_template(client_pubkey: str, ciphertext: str) -> EventTemplate:
 
 
 def is_expired_request(event: Event, now: int | None = None) -> bool:
-    exp = event.expiration()
-    return exp is not None and (int(time.time()) if now is None else now) >= exp
+    return nip40.is_expired(event, now)
 
 
 # --- encryption -------------------------------------------------------------------------

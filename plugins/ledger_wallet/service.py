@@ -1,0 +1,261 @@
+"""The NIP-47 wallet service in front of the ledger: a real NWC wallet to any client.
+
+Each connection has its own service key (the URI's pubkey). The service publishes a 13194
+info event per connection (``encryption`` tag: NIP-44 first, NIP-04 for legacy clients),
+listens for 23194 requests addressed to any of its keys, and answers with 23195 responses.
+A request is checked before any money moves: author = the connection's client key
+(else ``UNAUTHORIZED``), a known encryption (else ``UNSUPPORTED_ENCRYPTION``), not expired,
+within the connection's rate limit (else ``RATE_LIMITED``). The ledger records each request
+id with its response in the same transaction as the money it moves, so a re-delivered
+request is answered again and never paid twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from oa_node.nostr import nip47
+from oa_node.nostr.errors import ProtocolError
+from oa_node.nostr.event import Event, sign_event
+from oa_node.nostr.kinds import NWC_REQUEST
+from oa_node.wallet import ErrorCode, WalletError
+
+from .ledger import Connection, Ledger
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from oa_node.client import RelayPool
+
+log = logging.getLogger("oa_node.ledger_wallet")
+
+METHODS = ("pay_invoice", "make_invoice", "lookup_invoice", "get_balance", "get_info",
+           "list_transactions")
+ENCRYPTIONS = (nip47.NIP44, nip47.NIP04)
+
+
+class RateLimiter:
+    """A sliding one-minute window per connection."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._hits: dict[int, deque[float]] = defaultdict(deque)
+
+    def allow(self, key: int, now: float | None = None) -> bool:
+        if self.per_minute <= 0:
+            return True
+        now = time.monotonic() if now is None else now
+        hits = self._hits[key]
+        while hits and now - hits[0] > 60:
+            hits.popleft()
+        if len(hits) >= self.per_minute:
+            return False
+        hits.append(now)
+        return True
+
+
+class WalletService:
+    """Serves every connection of one :class:`Ledger` over ``pool``'s relays."""
+
+    def __init__(
+        self, ledger: Ledger, pool: RelayPool, *, rate_per_minute: int = 120,
+        refresh_interval: float = 1.0, publish_timeout: float = 5.0, alias: str = "oa-node ledger",
+    ) -> None:
+        self.ledger = ledger
+        self.pool = pool
+        self.limiter = RateLimiter(rate_per_minute)
+        self.refresh_interval = refresh_interval
+        self.publish_timeout = publish_timeout
+        self.alias = alias
+        self.ready = anyio.Event()
+        self.handled = 0
+        self._conns: dict[str, Connection] = {}
+        self._info_published: set[str] = set()
+
+    # --- main loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until cancelled, picking up connections created meanwhile (e.g. by the CLI)."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                self._conns = {c.service_pubkey: c for c in self.ledger.connections()
+                               if not c.revoked}
+                await self._publish_infos()
+                keys = sorted(self._conns)
+                if not keys:
+                    self.ready.set()
+                    await anyio.sleep(self.refresh_interval)
+                    continue
+                sub = self.pool.subscribe({"kinds": [NWC_REQUEST], "#p": keys,
+                                           "since": int(time.time()) - 60})
+                async with sub:
+                    await sub.wait_eose(10.0)
+                    self.ready.set()
+                    while True:
+                        item = await sub.next(timeout=self.refresh_interval)
+                        if item is not None and not isinstance(item, tuple):
+                            continue
+                        if item is not None:
+                            tg.start_soon(self._handle_safely, item[1])
+                            continue
+                        if sub.closed or self._connections_changed():
+                            break
+
+    def _connections_changed(self) -> bool:
+        current = {c.service_pubkey: c.client_pubkey for c in self.ledger.connections()
+                   if not c.revoked}
+        return current != {k: c.client_pubkey for k, c in self._conns.items()}
+
+    async def _publish_infos(self) -> None:
+        for key, conn in self._conns.items():
+            if key in self._info_published:
+                continue
+            info = sign_event(nip47.info_template(METHODS, ENCRYPTIONS), conn.service_secret)
+            result = await self.pool.publish(info, self.publish_timeout)
+            if result.ok:
+                self._info_published.add(key)
+            else:
+                log.warning("info event for connection %s not accepted: %s", conn.name,
+                            result.rejected)
+
+    # --- one request ----------------------------------------------------------------------
+
+    async def _handle_safely(self, event: Event) -> None:
+        try:
+            await self.handle(event)
+        except Exception:  # one bad request must never stop the service
+            log.exception("failed to handle NWC request %s", event.id)
+
+    async def handle(self, event: Event) -> str | None:
+        """Answer one request event; returns the response JSON (None when ignored)."""
+        if event.kind != NWC_REQUEST or nip47.is_expired_request(event):
+            return None
+        targets = event.tag_values("p")
+        conn = next((self._conns[p] for p in targets if p in self._conns), None)
+        if conn is None:
+            conn = next((c for p in targets if (c := self.ledger.connection_by_service_key(p))),
+                        None)
+        if conn is None:
+            return None  # not addressed to us
+        encryption = nip47.request_encryption(event)
+        if encryption not in ENCRYPTIONS:
+            response = nip47.encode_response("unknown", error=(
+                ErrorCode.UNSUPPORTED_ENCRYPTION.value,
+                f"encryption {encryption!r} not supported; use one of {' '.join(ENCRYPTIONS)}"))
+            await self._respond(conn, event, response, nip47.NIP44)
+            return response
+        try:
+            plaintext = nip47.decrypt(encryption, conn.service_secret, event.pubkey, event.content)
+            request = nip47.decode_request(plaintext)
+        except ProtocolError as exc:
+            response = nip47.encode_response("unknown", error=("OTHER", exc.reason))
+            await self._respond(conn, event, response, encryption)
+            return response
+        if event.pubkey != conn.client_pubkey:
+            log.warning("NWC request from an unauthorised key %s", event.pubkey)
+            response = nip47.encode_response(request.method, error=(
+                ErrorCode.UNAUTHORIZED.value, "this public key has no wallet connected"))
+            await self._respond(conn, event, response, encryption)
+            return response
+        if not self.limiter.allow(conn.id):
+            response = nip47.encode_response(request.method, error=(
+                ErrorCode.RATE_LIMITED.value, "too many requests; retry in a few seconds"))
+            await self._respond(conn, event, response, encryption)
+            return response
+        response, replayed = self.ledger.handle_once(
+            event.id, conn.id, request.method,
+            lambda db: self._execute(db, conn, request),
+            lambda exc: nip47.encode_response(request.method,
+                                              error=(exc.code.value, exc.message)))
+        if replayed:
+            log.info("request %s seen before: answering the recorded response", event.id)
+        self.handled += 1
+        await self._respond(conn, event, response, encryption)
+        return response
+
+    async def _respond(self, conn: Connection, request: Event, response: str,
+                       encryption: str) -> None:
+        ciphertext = nip47.encrypt(encryption, conn.service_secret, request.pubkey, response)
+        reply = sign_event(nip47.response_template(request.pubkey, request.id, ciphertext,
+                                                   encryption), conn.service_secret)
+        result = await self.pool.publish(reply, self.publish_timeout)
+        if not result.ok:
+            log.warning("response to %s not accepted by any relay: %s", request.id,
+                        result.rejected)
+
+    # --- methods (run inside the ledger transaction) ------------------------------------
+
+    def _execute(self, db: sqlite3.Connection, conn: Connection, req: nip47.Request) -> str:
+        handler: Callable[[sqlite3.Connection, Connection, dict[str, Any]], dict[str, Any]] | None
+        handler = getattr(self, f"_m_{req.method}", None) if req.method in METHODS else None
+        if handler is None:
+            raise WalletError(ErrorCode.NOT_IMPLEMENTED, f"method {req.method!r} not supported")
+        return nip47.encode_response(req.method, handler(db, conn, req.params))
+
+    def _m_get_balance(self, db: sqlite3.Connection, conn: Connection,
+                       params: dict[str, Any]) -> dict[str, Any]:
+        row = db.execute("SELECT balance_msat FROM connections WHERE id = ?",
+                         (conn.id,)).fetchone()
+        return {"balance": int(row[0])}
+
+    def _m_get_info(self, db: sqlite3.Connection, conn: Connection,
+                    params: dict[str, Any]) -> dict[str, Any]:
+        return {"alias": self.alias, "color": "#f7931a", "pubkey": self.ledger.node_pubkey,
+                "network": {"bc": "mainnet", "tb": "testnet", "tbs": "signet"}.get(
+                    self.ledger.network, "regtest"),
+                "block_height": 0, "block_hash": "00" * 32, "methods": list(METHODS),
+                "notifications": []}
+
+    def _m_make_invoice(self, db: sqlite3.Connection, conn: Connection,
+                        params: dict[str, Any]) -> dict[str, Any]:
+        desc = params.get("description")
+        dhash = params.get("description_hash")
+        if desc is not None and type(desc) is not str:
+            raise WalletError(ErrorCode.OTHER, "description must be a string")
+        if dhash is not None and type(dhash) is not str:
+            raise WalletError(ErrorCode.OTHER, "description_hash must be a hex string")
+        if desc and dhash:
+            # NIP-57 style: the hash commits to the description; keep the hash in the invoice
+            desc = None
+        meta = params.get("metadata") if isinstance(params.get("metadata"), dict) else None
+        row = self.ledger.make_invoice(db, conn.id, params.get("amount"),  # type: ignore[arg-type]
+                                       description=desc or (None if dhash else ""),
+                                       description_hash=dhash or None,
+                                       expiry=params.get("expiry", 3600), metadata=meta)
+        return self.ledger.invoice_tx(row)
+
+    def _m_pay_invoice(self, db: sqlite3.Connection, conn: Connection,
+                       params: dict[str, Any]) -> dict[str, Any]:
+        amount = params.get("amount")
+        if amount is not None and (type(amount) is not int or amount <= 0):
+            raise WalletError(ErrorCode.OTHER, "amount must be a positive integer (msat)")
+        row = self.ledger.pay_invoice(db, conn.id, params.get("invoice"),  # type: ignore[arg-type]
+                                      amount_msat=amount)
+        return {"preimage": row["preimage"], "fees_paid": row["fees_msat"]}
+
+    def _m_lookup_invoice(self, db: sqlite3.Connection, conn: Connection,
+                          params: dict[str, Any]) -> dict[str, Any]:
+        return self.ledger.lookup(conn.id, params.get("payment_hash"), params.get("invoice"))
+
+    def _m_list_transactions(self, db: sqlite3.Connection, conn: Connection,
+                             params: dict[str, Any]) -> dict[str, Any]:
+        def num(key: str, default: int | None) -> int | None:
+            v = params.get(key, default)
+            if v is not None and (type(v) is not int or v < 0):
+                raise WalletError(ErrorCode.OTHER, f"{key} must be a non-negative integer")
+            return v
+
+        kind = params.get("type")
+        if kind not in (None, "incoming", "outgoing"):
+            raise WalletError(ErrorCode.OTHER, "type must be incoming or outgoing")
+        txs = self.ledger.transactions(
+            conn.id, since=num("from", 0) or 0, until=num("until", None),
+            limit=num("limit", 20) or 20, offset=num("offset", 0) or 0,
+            unpaid=bool(params.get("unpaid", False)), kind=kind)
+        return {"transactions": txs}

@@ -1,0 +1,245 @@
+"""A NIP-47 client: the node's :class:`~oa_node.wallet.Wallet` over any NWC wallet service.
+
+It reads the service's 13194 info event once (methods and the ``encryption`` tag), uses
+NIP-44 v2 whenever the service offers it and NIP-04 only when it offers nothing else, sends
+each request as a 23194 event with an ``expiration`` and waits for the 23195 response that
+names it in its ``e`` tag. Error codes become :class:`~oa_node.wallet.WalletError` with the
+same code; no answer in time is ``TIMEOUT``. The connection secret appears in no log line,
+``repr`` or error message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import anyio
+
+from oa_node.client import RelayPool
+from oa_node.nostr import bolt11, nip47
+from oa_node.nostr.errors import ProtocolError
+from oa_node.nostr.event import sign_event
+from oa_node.nostr.kinds import NWC_INFO, NWC_RESPONSE
+from oa_node.signer import LocalSigner
+from oa_node.wallet import ErrorCode, Invoice, Payment, WalletError
+
+log = logging.getLogger("oa_node.nwc")
+
+
+def invoice_from_tx(tx: dict[str, Any]) -> Invoice:
+    """A NIP-47 transaction object as an :class:`Invoice`."""
+    try:
+        t = nip47.check_transaction(tx)
+    except ProtocolError as exc:
+        raise WalletError(ErrorCode.OTHER, f"wallet sent a malformed transaction: {exc.reason}"
+                          ) from None
+    state = t.get("state") or ("settled" if t.get("settled_at") else "pending")
+    return Invoice(
+        bolt11=t.get("invoice", ""), payment_hash=t["payment_hash"], amount_msat=t["amount"],
+        type=t.get("type", "incoming"), state=state, description=t.get("description"),
+        description_hash=t.get("description_hash"), preimage=t.get("preimage"),
+        fees_paid_msat=t.get("fees_paid", 0), created_at=t.get("created_at", 0),
+        expires_at=t.get("expires_at"), settled_at=t.get("settled_at"),
+        metadata=t.get("metadata", {}),
+    )
+
+
+class NWCWallet:
+    """A :class:`~oa_node.wallet.Wallet` backed by one ``nostr+walletconnect://`` URI."""
+
+    def __init__(self, uri: nip47.ConnectionURI | str, *, timeout: float = 30.0,
+                 info_timeout: float = 10.0, poll_interval: float = 0.5,
+                 pool: RelayPool | None = None) -> None:
+        self.uri = nip47.parse_uri(uri) if isinstance(uri, str) else uri
+        self.timeout = timeout
+        self.info_timeout = info_timeout
+        self.poll_interval = poll_interval
+        self._secret = self.uri.secret
+        self._own_pool = pool is None
+        self.pool = pool or RelayPool(self.uri.relays, signer=LocalSigner(self._secret))
+        self._info: nip47.WalletInfo | None = None
+        self._encryption: str | None = None
+        self._lock = anyio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<NWCWallet {self.uri.wallet_pubkey[:12]}… relays={list(self.uri.relays)}>"
+
+    async def close(self) -> None:
+        if self._own_pool:
+            await self.pool.close()
+
+    async def __aenter__(self) -> NWCWallet:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- info and negotiation -----------------------------------------------------------
+
+    async def info(self, refresh: bool = False) -> nip47.WalletInfo:
+        async with self._lock:
+            if self._info is None or refresh:
+                events = await self.pool.query(
+                    {"kinds": [NWC_INFO], "authors": [self.uri.wallet_pubkey], "limit": 1},
+                    timeout=self.info_timeout)
+                if not events:
+                    raise WalletError(ErrorCode.OTHER,
+                                      "the wallet service published no info event (13194) on "
+                                      f"{', '.join(self.uri.relays)}")
+                self._info = nip47.parse_info(events[0])
+                try:
+                    self._encryption = nip47.choose_encryption(self._info.encryptions)
+                except ProtocolError as exc:
+                    raise WalletError(ErrorCode.UNSUPPORTED_ENCRYPTION, exc.reason) from None
+            return self._info
+
+    @property
+    def encryption(self) -> str | None:
+        """The scheme in use once :meth:`info` ran (``nip44_v2`` unless the wallet lacks it)."""
+        return self._encryption
+
+    # --- one request --------------------------------------------------------------------
+
+    async def request(self, method: str, params: dict[str, Any] | None = None,
+                      timeout: float | None = None) -> dict[str, Any]:
+        """Send one NIP-47 request and return its ``result`` (or raise its error)."""
+        info = await self.info()
+        if method not in info.methods:
+            raise WalletError(ErrorCode.NOT_IMPLEMENTED,
+                              f"the wallet does not offer {method!r} (it offers:"
+                              f" {' '.join(sorted(info.methods))})")
+        timeout = self.timeout if timeout is None else timeout
+        encryption = self._encryption or nip47.NIP44
+        wallet = self.uri.wallet_pubkey
+        content = nip47.encrypt(encryption, self._secret, wallet,
+                                nip47.encode_request(method, params))
+        expiration = int(time.time() + timeout) + 1
+        event = sign_event(nip47.request_template(wallet, content, encryption, expiration),
+                           self._secret)
+        deadline = anyio.current_time() + timeout
+        sub = self.pool.subscribe({"kinds": [NWC_RESPONSE], "authors": [wallet],
+                                   "#e": [event.id]})
+        async with sub:
+            await sub.wait_eose(min(timeout, 10.0))
+            published = await self.pool.publish(event, timeout=min(timeout, 10.0))
+            if not published.ok:
+                raise WalletError(ErrorCode.OTHER,
+                                  f"no relay accepted the request: {published.rejected}")
+            while (left := deadline - anyio.current_time()) > 0:
+                item = await sub.next(timeout=left)
+                if item is None:
+                    break
+                if not isinstance(item, tuple):
+                    continue
+                reply = item[1]
+                if reply.pubkey != wallet or event.id not in reply.tag_values("e"):
+                    continue
+                try:
+                    plain = nip47.decrypt(encryption, self._secret, wallet, reply.content)
+                    response = nip47.decode_response(plain)
+                except ProtocolError as exc:
+                    log.warning("undecodable NWC response %s: %s", reply.id, exc.reason)
+                    continue
+                if response.error_code is not None:
+                    raise WalletError(ErrorCode.parse(response.error_code),
+                                      response.error_message or response.error_code)
+                if response.result_type != method:
+                    raise WalletError(ErrorCode.OTHER,
+                                      f"wallet answered {response.result_type!r} to {method!r}")
+                return response.result or {}
+        raise WalletError(ErrorCode.TIMEOUT, f"no answer to {method} within {timeout:g}s")
+
+    # --- the Wallet protocol --------------------------------------------------------------
+
+    async def make_invoice(self, amount_msat: int, description: str | None = None,
+                           description_hash: str | None = None, expiry: int = 3600) -> Invoice:
+        if type(amount_msat) is not int or amount_msat <= 0:
+            raise WalletError(ErrorCode.BAD_REQUEST, "amount must be a positive integer (msat)")
+        params: dict[str, Any] = {"amount": amount_msat, "expiry": expiry}
+        if description is not None:
+            params["description"] = description
+        if description_hash is not None:
+            params["description_hash"] = description_hash
+        inv = invoice_from_tx(await self.request("make_invoice", params))
+        self._check_issued(inv, amount_msat, description, description_hash)
+        return inv
+
+    @staticmethod
+    def _check_issued(inv: Invoice, amount: int, description: str | None,
+                      description_hash: str | None) -> None:
+        """Never hand out an invoice that does not say what we asked for."""
+        try:
+            decoded = bolt11.decode(inv.bolt11)
+        except ProtocolError as exc:
+            raise WalletError(ErrorCode.OTHER, f"wallet issued an invalid invoice: {exc.reason}"
+                              ) from None
+        if decoded.amount_msat != amount or decoded.payment_hash != inv.payment_hash:
+            raise WalletError(ErrorCode.OTHER, "wallet issued an invoice for another amount")
+        if description_hash is not None and decoded.description_hash != description_hash.lower():
+            raise WalletError(ErrorCode.OTHER, "wallet issued an invoice with another"
+                              " description hash")
+
+    async def pay_invoice(self, bolt11_invoice: str, max_fee_msat: int | None = None,
+                          amount_msat: int | None = None) -> Payment:
+        """Pay once. NIP-47 has no fee limit parameter: ``max_fee_msat`` is checked on the
+        wallet's report and a breach is logged (the payment has happened by then)."""
+        try:
+            decoded = bolt11.decode(bolt11_invoice)
+        except ProtocolError as exc:
+            raise WalletError(ErrorCode.BAD_REQUEST, f"invalid invoice: {exc.reason}") from None
+        if decoded.is_expired():
+            raise WalletError(ErrorCode.BAD_REQUEST, "invoice has expired; nothing was paid")
+        if decoded.amount_msat is None and amount_msat is None:
+            raise WalletError(ErrorCode.BAD_REQUEST, "invoice has no amount: give amount_msat")
+        if (decoded.amount_msat is not None and amount_msat is not None
+                and decoded.amount_msat != amount_msat):
+            raise WalletError(ErrorCode.BAD_REQUEST, "amount does not match the invoice")
+        params: dict[str, Any] = {"invoice": decoded.bolt11}
+        if amount_msat is not None:
+            params["amount"] = amount_msat
+        result = await self.request("pay_invoice", params)
+        preimage = result.get("preimage")
+        try:
+            proof = hashlib.sha256(bytes.fromhex(str(preimage))).hexdigest()
+        except ValueError:
+            proof = ""
+        if proof != decoded.payment_hash:
+            raise WalletError(ErrorCode.OTHER, "wallet returned a preimage that does not match"
+                              " the payment hash")
+        fees = result.get("fees_paid") or 0
+        if max_fee_msat is not None and fees > max_fee_msat:
+            log.warning("wallet paid %d msat fees, above the %d msat limit", fees, max_fee_msat)
+        return Payment(decoded.payment_hash, preimage,
+                       decoded.amount_msat or amount_msat or 0, int(fees))
+
+    async def lookup_invoice(self, payment_hash: str) -> Invoice:
+        return invoice_from_tx(await self.request("lookup_invoice",
+                                                  {"payment_hash": payment_hash}))
+
+    async def get_balance(self) -> int:
+        result = await self.request("get_balance")
+        balance = result.get("balance")
+        if type(balance) is not int:
+            raise WalletError(ErrorCode.OTHER, "wallet sent no integer balance")
+        return balance
+
+    async def list_transactions(self, **params: Any) -> list[Invoice]:
+        result = await self.request("list_transactions", params)
+        return [invoice_from_tx(t) for t in result.get("transactions") or []]
+
+    async def wait_settled(self, payment_hash: str, timeout: float) -> Invoice:
+        """Poll ``lookup_invoice`` until settled (bounded by ``timeout``)."""
+        deadline = anyio.current_time() + timeout
+        while True:
+            left = deadline - anyio.current_time()
+            if left <= 0:
+                break
+            inv = await self.lookup_invoice(payment_hash)
+            if inv.settled:
+                return inv
+            if inv.state in ("expired", "failed"):
+                raise WalletError(ErrorCode.PAYMENT_FAILED, f"invoice is {inv.state}")
+            await anyio.sleep(min(self.poll_interval, max(0.0, deadline - anyio.current_time())))
+        raise WalletError(ErrorCode.TIMEOUT, f"invoice not settled within {timeout:g}s")

@@ -1,0 +1,102 @@
+"""The ledger wallet service through the NWC client, over a real relay on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from oa_node.plugins.ledger_wallet.ledger import Ledger
+from oa_node.plugins.nwc.client import NWCWallet
+
+from oa_node.nostr import bolt11
+from oa_node.wallet import ErrorCode, WalletError
+from tests.payments.conftest import connect_uri, running_service
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_invoice_pay_lookup_balance(tmp_path: Path, relay_url: str) -> None:
+    ledger = Ledger(tmp_path / "ledger.db")
+    buyer_uri = connect_uri(ledger, "buyer", relay_url, deposit=100_000)
+    provider_uri = connect_uri(ledger, "provider", relay_url)
+    async with running_service(ledger, relay_url), NWCWallet(buyer_uri, timeout=10) as buyer, \
+            NWCWallet(provider_uri, timeout=10) as provider:
+        assert await buyer.get_balance() == 100_000
+        assert buyer.encryption == "nip44_v2"
+        inv = await provider.make_invoice(21_000, "job 42", expiry=600)
+        decoded = bolt11.decode(inv.bolt11)
+        assert decoded.payee == ledger.node_pubkey and decoded.explicit_payee
+        assert decoded.amount_msat == 21_000 and decoded.description == "job 42"
+        assert not (await provider.lookup_invoice(inv.payment_hash)).settled
+        payment = await buyer.pay_invoice(inv.bolt11)
+        assert hashlib.sha256(bytes.fromhex(payment.preimage)).hexdigest() == inv.payment_hash
+        settled = await provider.wait_settled(inv.payment_hash, timeout=5)
+        assert settled.settled and settled.preimage == payment.preimage
+        assert await buyer.get_balance() == 79_000
+        assert await provider.get_balance() == 21_000
+        out = await buyer.lookup_invoice(inv.payment_hash)
+        assert out.type == "outgoing" and out.settled
+        txs = await provider.list_transactions()
+        assert [t.payment_hash for t in txs] == [inv.payment_hash]
+    assert ledger.total_balance() == 100_000
+
+
+async def test_pay_twice_pays_once(tmp_path: Path, relay_url: str) -> None:
+    ledger = Ledger(tmp_path / "ledger.db")
+    a = connect_uri(ledger, "a", relay_url, deposit=50_000)
+    b = connect_uri(ledger, "b", relay_url)
+    async with running_service(ledger, relay_url), NWCWallet(a, timeout=10) as wa, \
+            NWCWallet(b, timeout=10) as wb:
+        inv = await wb.make_invoice(10_000, "once")
+        first = await wa.pay_invoice(inv.bolt11)
+        again = await wa.pay_invoice(inv.bolt11)  # a retry: a new request, same invoice
+        assert again == first
+        assert await wa.get_balance() == 40_000
+        assert await wb.get_balance() == 10_000
+
+
+async def test_bad_input_moves_no_money(tmp_path: Path, relay_url: str) -> None:
+    ledger = Ledger(tmp_path / "ledger.db")
+    a = connect_uri(ledger, "a", relay_url, deposit=50_000, budget_msat=30_000)
+    b = connect_uri(ledger, "b", relay_url, deposit=1_000)
+    async with running_service(ledger, relay_url), NWCWallet(a, timeout=10) as wa, \
+            NWCWallet(b, timeout=10) as wb:
+        async def refused(coro: object, code: ErrorCode) -> WalletError:
+            with pytest.raises(WalletError) as info:
+                await coro  # type: ignore[misc]
+            assert info.value.code == code, info.value
+            return info.value
+
+        # invalid bolt11: refused locally, and by the service if sent raw
+        await refused(wa.pay_invoice("lnbc1garbage"), ErrorCode.BAD_REQUEST)
+        err = await refused(wa.request("pay_invoice", {"invoice": "lnbc1garbage"}),
+                            ErrorCode.OTHER)
+        assert "invalid invoice" in err.message
+        inv = await wb.make_invoice(10_000, "x")
+        # amount mismatch
+        await refused(wa.pay_invoice(inv.bolt11, amount_msat=9_000), ErrorCode.BAD_REQUEST)
+        err = await refused(wa.request("pay_invoice", {"invoice": inv.bolt11, "amount": 9_000}),
+                            ErrorCode.OTHER)
+        assert "amount mismatch" in err.message
+        # expired invoice (service side: sent raw)
+        old = ledger.invoice(ledger.connection("b").id, 5_000, description="old", expiry=1)
+        import anyio
+
+        await anyio.sleep(1.1)
+        await refused(wa.pay_invoice(old["bolt11"]), ErrorCode.BAD_REQUEST)
+        err = await refused(wa.request("pay_invoice", {"invoice": old["bolt11"]}),
+                            ErrorCode.PAYMENT_FAILED)
+        assert "expired" in err.message
+        # unknown payment hash
+        await refused(wa.lookup_invoice("ab" * 32), ErrorCode.NOT_FOUND)
+        # insufficient balance, over budget
+        big = await wa.make_invoice(5_000, "for b to pay")
+        await refused(wb.pay_invoice(big.bolt11), ErrorCode.INSUFFICIENT_BALANCE)
+        huge = await wb.make_invoice(40_000, "over budget")
+        await refused(wa.pay_invoice(huge.bolt11), ErrorCode.QUOTA_EXCEEDED)
+        # unknown method
+        await refused(wa.request("pay_keysend", {}), ErrorCode.NOT_IMPLEMENTED)
+        assert await wa.get_balance() == 50_000
+        assert await wb.get_balance() == 1_000
+    assert ledger.total_balance() == 51_000
