@@ -96,6 +96,7 @@ class FrostHolder:
         request_timeout: float = 10.0,
         sign_timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        ping_on_start: bool = True,
     ) -> None:
         check_share(group, share)
         self.group = group
@@ -109,6 +110,7 @@ class FrostHolder:
         self.request_timeout = request_timeout
         self.sign_timeout = sign_timeout
         self.connect_timeout = connect_timeout
+        self.ping_on_start = ping_on_start
         self.suite = BIFROST
         allowed = set(peers) if peers else None
         self.peers: dict[str, PeerState] = {}
@@ -154,6 +156,8 @@ class FrostHolder:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._listen, pool)
+                if self.ping_on_start:  # trade nonces early so the first signature is fast
+                    tg.start_soon(self.ping_all)
                 self._ready.set()
                 task_status.started()
                 await anyio.sleep_forever()
@@ -191,6 +195,14 @@ class FrostHolder:
         result = await self._pool.publish(event, timeout=self.request_timeout)
         if not result.ok:
             raise ClientError(f"no relay accepted the message: {result.rejected}")
+
+    async def request(self, peer: str, method: str, param: str,
+                      timeout: float | None = None) -> Any:
+        """One raw RPC to a peer: the accept ``data``; PeerRejected or TimeoutError."""
+        if peer not in self.peers:
+            raise UserError(f"{peer} is not a peer of this holder")
+        return await self._request(peer, protocol.request(method, param),
+                                   timeout or self.request_timeout)
 
     async def _request(self, peer: str, env: Envelope, timeout: float) -> Any:
         """Send a request and wait for the peer's accept ``data``; PeerRejected or
@@ -274,8 +286,10 @@ class FrostHolder:
         if env.method == "ping":
             ping = Ping.parse_request(param)
             self.pools.add_incoming(peer.pubkey, ping.nonces)
-            fresh = self.pools.replenish(peer.pubkey) if self.pools.needs_replenish(
-                peer.pubkey) else []
+            # A peer sending nonces has run low on ours, or restarted and lost them (pools
+            # live in memory): either way it needs a fresh batch of ours as well.
+            fresh = (self.pools.replenish(peer.pubkey)
+                     if ping.nonces or self.pools.needs_replenish(peer.pubkey) else [])
             return Ping(fresh, policy={"send": True, "recv": True}).reply_json()
         if env.method == "sign":
             return self._answer_sign(peer, protocol._json(param, "session"))
@@ -355,21 +369,28 @@ class FrostHolder:
         return rtt
 
     async def ping_all(self, timeout: float | None = None,
-                       peers: Iterable[str] | None = None) -> dict[str, float | str]:
-        """Ping peers concurrently: ``{pubkey: rtt seconds or an error message}``."""
+                       peers: Iterable[str] | None = None,
+                       enough: int | None = None) -> dict[str, float | str]:
+        """Ping peers concurrently: ``{pubkey: rtt seconds or an error message}``. With
+        ``enough``, stop waiting once that many have answered (the rest are "cancelled")."""
         out: dict[str, float | str] = {}
+        targets = list(self.peers if peers is None else peers)
 
-        async def one(peer: str) -> None:
+        async def one(peer: str, tg: TaskGroup) -> None:
             try:
                 out[peer] = await self.ping(peer, timeout)
             except TimeoutError:
                 out[peer] = "timeout"
             except (PeerRejected, WireError, ClientError) as exc:
                 out[peer] = str(exc)
+            if enough is not None and sum(isinstance(v, float) for v in out.values()) >= enough:
+                tg.cancel_scope.cancel()
 
         async with anyio.create_task_group() as tg:
-            for peer in (self.peers if peers is None else peers):
-                tg.start_soon(one, peer)
+            for peer in targets:
+                tg.start_soon(one, peer, tg)
+        for peer in targets:
+            out.setdefault(peer, "cancelled")
         return out
 
     def _usable(self, peer: str, excluded: set[str]) -> bool:
@@ -402,9 +423,10 @@ class FrostHolder:
                            and self.peers[p].idx not in self.cheaters and p not in candidates]
                 if not missing:
                     break
-                results = await self.ping_all(min(remaining, self.request_timeout), missing)
+                results = await self.ping_all(min(remaining, self.request_timeout), missing,
+                                              enough=need - len(candidates))
                 for p, r in results.items():
-                    if not isinstance(r, float):
+                    if not isinstance(r, float) and r != "cancelled":
                         failures[p] = f"ping: {r}"
                         excluded.add(p)
                 continue
@@ -442,8 +464,8 @@ class FrostHolder:
             nonces[self.peers[p].idx] = commit
         own = NonceCommit.create(self.share.secret_bytes)
         nonces[self.idx] = own
-        session = SignSession.build(self.group, nonces, sighash, int(time.time()), nonces,
-                                    content)
+        session = SignSession.build(self.group, list(nonces), sighash, int(time.time()),
+                                    nonces, content)
         fs = SigningSession(self.suite, self.group.group_pk, session.commitments(), sighash)
         params = protocol.dumps(session.to_json())
         shares: dict[int, int] = {}

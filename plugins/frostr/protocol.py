@@ -164,9 +164,12 @@ class NoncePools:
         return len(self._in.get(peer, ()))
 
     def replenish(self, peer: str, count: int = REPLENISH_COUNT) -> list[NonceCommit]:
-        """New nonces for ``peer`` (to send it), never more than the pool holds."""
+        """New nonces for ``peer`` (to send it). The pool never holds more than
+        ``pool_size``: the oldest codes are destroyed to make room."""
         pool = self._out.setdefault(peer, OrderedDict())
-        count = max(0, min(count, self.pool_size - len(pool)))
+        count = max(0, min(count, self.pool_size))
+        while len(pool) + count > self.pool_size:
+            pool.popitem(last=False)
         fresh = [NonceCommit.create(self._seckey) for _ in range(count)]
         for n in fresh:
             pool[n.code] = None

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +36,55 @@ def load_vector(relpath: str) -> Any:
 def vectors_dir() -> Path:
     assert VECTORS.is_dir(), f"test vectors not found at {VECTORS} (set OA_SHARED_DIR)"
     return VECTORS
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class RelayProcess:
+    """A real relay (``python -m oa_node.plugins.relay``) on 127.0.0.1, ended by its PID."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        ready = self.workdir / "relay.port"
+        ready.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "oa_node.plugins.relay", "--port", "0", "--db",
+             str(self.workdir / "relay.sqlite3"), "--ready-file", str(ready),
+             "--no-rate-limits"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 20
+        while not ready.exists() or not ready.read_text().strip():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"relay exited: {self.proc.stderr.read().decode()[-2000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("relay did not start within 20 s")
+            time.sleep(0.05)
+        self.url = f"ws://127.0.0.1:{int(ready.read_text())}"
+        return self.url
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def relay_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    relay = RelayProcess(tmp_path_factory.mktemp("relay"))
+    try:
+        yield relay.start()
+    finally:
+        relay.stop()

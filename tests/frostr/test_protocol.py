@@ -101,7 +101,9 @@ def test_nonce_pools_single_use() -> None:
     assert frost.ser(frost.base_mul(nonce.binding)) == frost.ser(fresh[0].binder_pn)
     assert pools.consume_outgoing("peer", fresh[0].code) is None  # destroyed on first use
     assert pools.consume_outgoing("other", fresh[1].code) is None  # bound to its peer
-    assert len(pools.replenish("peer", 1000)) == protocol.POOL_SIZE - 4
+    assert len(pools.replenish("peer", 1000)) == protocol.POOL_SIZE
+    assert pools.outgoing_count("peer") == protocol.POOL_SIZE  # the oldest were destroyed
+    assert pools.consume_outgoing("peer", fresh[1].code) is None
     pools.add_incoming("peer", fresh[1:3])
     pools.add_incoming("peer", fresh[1:3])  # duplicates ignored
     assert pools.incoming_count("peer") == 2
