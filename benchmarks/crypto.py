@@ -105,14 +105,27 @@ def main() -> None:
 
         return run
 
-    # Interleave raw and full verification so both see the same machine conditions.
+    # Interleave raw and full verification in small batches so both see the same machine
+    # conditions (the machine is shared); the ratio is the median over the batch pairs.
+    batch = 200
     raw_rates, verify_rates = [], []
     for _ in range(args.reps):
-        raw_rates.append(rate(do_raw_verify, 1))
-        verify_rates.append(rate(do_verify, 1))
+        for start in range(0, len(events), batch):
+            ev_batch = events[start : start + batch]
+            raw_batch = raw_inputs[start : start + batch]
+            t0 = time.perf_counter()
+            for pk, sig, msg in raw_batch:
+                pk.verify(sig, msg)
+            t1 = time.perf_counter()
+            for e in ev_batch:
+                e.verify()
+            t2 = time.perf_counter()
+            raw_rates.append(len(raw_batch) / (t1 - t0))
+            verify_rates.append(len(ev_batch) / (t2 - t1))
     raw = statistics.median(raw_rates)
     verify = statistics.median(verify_rates)
     ratios = [v / r for v, r in zip(verify_rates, raw_rates, strict=True)]
+    assert do_verify() == do_raw_verify() == len(events)
 
     results = [
         ("events signed/s", rate(do_sign, args.reps)),
@@ -129,9 +142,11 @@ def main() -> None:
     )
     for name, value in results:
         print(f"  {name:<36} {value:>12,.0f}")
-    ratio = verify / raw
-    print(f"  {'verify / raw ratio (medians)':<36} {ratio:>12.3f}  (target >= 0.80)")
-    print(f"  {'verify / raw ratio (median of pairs)':<36} {statistics.median(ratios):>12.3f}")
+    print(
+        f"  {'verify / raw ratio (median of pairs)':<36} {statistics.median(ratios):>12.3f}"
+        "  (target >= 0.80)"
+    )
+    print(f"  {'verify / raw ratio (ratio of medians)':<36} {verify / raw:>12.3f}")
 
 
 if __name__ == "__main__":
