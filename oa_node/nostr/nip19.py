@@ -52,7 +52,16 @@ def _tlv(records: Iterable[tuple[int, bytes]]) -> bytes:
 def _relay_records(relays: Iterable[str]) -> list[tuple[int, bytes]]:
     if isinstance(relays, str):
         raise ProtocolError("invalid", "relays must be a list of URLs, not a string")
-    return [(TLV_RELAY, r.encode()) for r in relays]
+    return [(TLV_RELAY, _to_utf8(r, "relay URL")) for r in relays]
+
+
+def _to_utf8(value: str, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise ProtocolError("invalid", f"{what} must be a string")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError("invalid", f"{what} is not valid UTF-8 (lone surrogate)") from None
 
 
 def npub_encode(pubkey_hex: str) -> str:
@@ -89,7 +98,7 @@ def nevent_encode(
 
 def naddr_encode(identifier: str, pubkey: str, kind: int, relays: Iterable[str] = ()) -> str:
     records = [
-        (TLV_SPECIAL, identifier.encode()),
+        (TLV_SPECIAL, _to_utf8(identifier, "identifier")),
         (TLV_AUTHOR, _hex32(pubkey, "public key")),
         (TLV_KIND, _kind_bytes(kind)),
         *_relay_records(relays),

@@ -81,7 +81,15 @@ def get_message_keys(conversation_key: bytes, nonce: bytes) -> tuple[bytes, byte
 
 def pad(plaintext: str | bytes) -> bytes:
     """Length prefix + plaintext + zero padding."""
-    raw = plaintext.encode("utf-8") if isinstance(plaintext, str) else bytes(plaintext)
+    if isinstance(plaintext, str):
+        try:
+            raw = plaintext.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError(
+                "invalid", "plaintext is not valid UTF-8 (lone surrogate)"
+            ) from None
+    else:
+        raw = bytes(plaintext)
     n = len(raw)
     if not MIN_PLAINTEXT_SIZE <= n <= MAX_PLAINTEXT_SIZE:
         raise ProtocolError(

@@ -99,7 +99,7 @@ def test_escaping_edge_cases(content: str, wire: str) -> None:
 printable_or_not = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     printable_or_not,
     st.lists(st.lists(printable_or_not, min_size=1, max_size=4), max_size=5),

@@ -96,7 +96,7 @@ def _only_protocol_errors(parse: Any, data: str | bytes) -> None:
 
 
 # --- round trips -----------------------------------------------------------------------
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(client_msgs)
 def test_client_roundtrip(msg: Any) -> None:
     wire = encode(msg)
@@ -109,7 +109,7 @@ def test_client_roundtrip(msg: Any) -> None:
     assert parse_client_message(wire.encode()) == parsed
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(relay_msgs)
 def test_relay_roundtrip(msg: Any) -> None:
     wire = encode(msg)
@@ -202,21 +202,21 @@ def test_relay_rejects(wire: str) -> None:
 
 
 # --- fuzzing: nothing but ProtocolError escapes ----------------------------------------
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(st.text(max_size=200))
 def test_fuzz_random_text(data: str) -> None:
     _only_protocol_errors(parse_client_message, data)
     _only_protocol_errors(parse_relay_message, data)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
 def test_fuzz_random_bytes(data: bytes) -> None:
     _only_protocol_errors(parse_client_message, data)
     _only_protocol_errors(parse_relay_message, data)
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(json_values)
 def test_fuzz_random_json(value: Any) -> None:
     data = json.dumps(value)
@@ -224,7 +224,7 @@ def test_fuzz_random_json(value: Any) -> None:
     _only_protocol_errors(parse_relay_message, data)
 
 
-@settings(max_examples=600)
+@settings(max_examples=600, deadline=None)
 @given(near_messages)
 def test_fuzz_message_shaped_json(value: list[Any]) -> None:
     data = json.dumps(value, ensure_ascii=False)
@@ -232,7 +232,7 @@ def test_fuzz_message_shaped_json(value: list[Any]) -> None:
     _only_protocol_errors(parse_relay_message, data)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     st.sampled_from(["EVENT", "AUTH"]),
     st.dictionaries(

@@ -153,6 +153,20 @@ def test_tampered_payload_fails_mac() -> None:
         nip44.decrypt(payload, other)
 
 
+def test_bad_inputs_raise_protocol_error() -> None:
+    conv = bytes(range(32))
+    with pytest.raises(ProtocolError, match="UTF-8"):
+        nip44.encrypt("\ud800", conv)
+    with pytest.raises(ProtocolError, match="nonce"):
+        nip44.encrypt("x", conv, b"short")
+    with pytest.raises(ProtocolError, match="conversation key"):
+        nip44.encrypt("x", b"short")
+    with pytest.raises(ProtocolError, match="public key"):
+        nip44.get_conversation_key(bytes.fromhex("01" * 32), "AB" * 32)
+    with pytest.raises(ProtocolError):
+        nip44.decrypt(None, conv)  # type: ignore[arg-type]
+
+
 def test_random_nonce_differs() -> None:
     conv = bytes(range(32))
     assert nip44.encrypt("same", conv) != nip44.encrypt("same", conv)
