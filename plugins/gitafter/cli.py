@@ -291,7 +291,10 @@ def init(
     config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
     dir: DirOpt = Path("."), timeout: TimeoutOpt = 10.0, as_json: JsonOpt = False,
 ) -> None:
-    """Announce this repository (kind 30617) and its refs (30618); remember it in git config."""
+    """Announce this repository (30617) and its refs (30618).
+
+    The address and relays are stored in git config (nostr.repo, nostr.relays) so later
+    commands find them."""
     ctx = Context(_opts(config, key_file, relay, dir, timeout=timeout))
     signer = ctx.signer
     if signer is None:
@@ -342,7 +345,7 @@ def state(
     dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Republish the repository state (kind 30618: branches, tags, HEAD) from local refs."""
+    """Republish the repository state (30618: branches, tags, HEAD) from local refs."""
     ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
     refs, head = gitops.refs_state(ctx.repo)
 
@@ -426,8 +429,11 @@ def send(
     dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send commits as patches (1617, one per commit), or as a pull request (1618) when a
-    patch is too big; with --in-reply-to, a revision (or a PR update, 1619)."""
+    """Send commits as patches (1617), or as a pull request (1618) when too big.
+
+    One patch event per commit, threaded from the first. With --in-reply-to the series is a
+    new revision of a proposal (for a pull request: an update, 1619). A PR's tip is pushed
+    to refs/nostr/<event id> on every --clone-url first."""
     ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
     shas = gitops.commits_in_range(ctx.repo, revision_range)
     mention = [_parse_pubkey(p) for p in cc or []]
@@ -626,6 +632,9 @@ def list_(
 def show(
     id: Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")],
     patches: Annotated[bool, typer.Option("--patches", help="Print the patch texts.")] = False,
+    check_trajectory: Annotated[bool, typer.Option(
+        "--check-trajectory", help="Fetch the attached trajectory from its relay and check "
+        "its hash and continuity.")] = False,
     config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
     dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
     as_json: JsonOpt = False,
@@ -633,13 +642,20 @@ def show(
     """Show a proposal: status, revisions, commits, trajectory and comments."""
     ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
 
-    async def go(remote: GitAfterRemote, r: RepoRef) -> tuple[Proposal, list[Event]]:
+    async def go(remote: GitAfterRemote,
+                 r: RepoRef) -> tuple[Proposal, list[Event], dict[str, Any] | None]:
         p, _ = await remote.proposal(r, id)
-        return p, await remote.comments(p.root)
+        comments = await remote.comments(p.root)
+        check = None
+        if check_trajectory:
+            check = await _check_trajectory(p, remote)
+        return p, comments, check
 
-    p, comments = with_repo(ctx, go)
+    p, comments, check = with_repo(ctx, go)
     if as_json:
         data = proposal_json(p, comments)
+        if check is not None:
+            data["trajectory_check"] = check
         if patches and p.pr is None:
             for d, x in zip(data["patches"], p.patches, strict=True):
                 d["content"] = x.event.content
@@ -659,6 +675,12 @@ def show(
     if traj is not None:
         console.print(f"  trajectory {traj.session} on {traj.relay or '?'} "
                       f"hash {traj.sha256 or '(none)'}")
+    if check is not None:
+        verdict = "[green]ok[/]" if check["ok"] else "[red]FAILED[/]"
+        console.print(f"  trajectory check {verdict}: {check['events']} events, computed "
+                      f"hash {check['computed_hash']}")
+        for problem in check["problems"]:
+            console.print(f"    {problem}", markup=False)
     if p.pr is not None:
         console.print(f"  tip     {p.pr.tip}  branch {p.pr.branch_name or '-'}")
         console.print(f"  clone   {', '.join(p.pr.clone)}")
@@ -675,6 +697,23 @@ def show(
     for c in comments:
         console.print(f"\n[bold]{_short_npub(c.pubkey)}[/] ({_short_id(c.id)}):")
         console.print(c.content, markup=False, highlight=False)
+
+
+async def _check_trajectory(p: Proposal, remote: GitAfterRemote) -> dict[str, Any]:
+    """Rebuild the attached trajectory from relays and compare its hash with the tag."""
+    from oa_node.client import RelayPool
+    from oa_node.trajectory import read_trajectory
+
+    traj = p.trajectory
+    if traj is None:
+        raise UserError(f"proposal {short(p.id)} has no trajectory attached")
+    relays = [traj.relay] if traj.relay else remote.pool.relays
+    async with RelayPool(relays) as pool:
+        report = await read_trajectory(pool, traj.session, expected_hash=traj.sha256,
+                                       timeout=remote.timeout)
+    return {"ok": report.ok, "computed_hash": report.computed_hash,
+            "expected_hash": traj.sha256, "events": len(report.steps),
+            "problems": list(report.problems)}
 
 
 # --- apply / checkout ---------------------------------------------------------------------------
@@ -702,8 +741,10 @@ def apply(
     dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Apply a patch set with `git am` onto a branch named after it (commit ids verified);
-    for a pull request, fetch its tip like `checkout`. A failure leaves the tree untouched."""
+    """Apply a patch set with `git am` on a branch named after it.
+
+    Commit ids are verified where the patches give them. For a pull request this fetches
+    its tip like `checkout`. A failure leaves the working tree as it was."""
     ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
     p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id))
     if p.pr is not None:
@@ -751,8 +792,10 @@ def checkout(
     dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check out a proposal on its own branch: a PR's tip fetched from its clone URL, or a
-    patch set applied at its parent commit."""
+    """Check out a proposal on its own branch.
+
+    A pull request's tip is fetched from its clone URLs; a patch set is applied at its
+    parent commit."""
     ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
     p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id))
     if p.pr is not None:

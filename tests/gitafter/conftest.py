@@ -194,3 +194,23 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "home").mkdir(exist_ok=True)
     for k, v in GIT_ENV.items():
         monkeypatch.setenv(k, v)
+
+
+def publish_raw(url: str, signer: LocalSigner, kind: int, content: str,
+                tags: list[list[str]], created_at: int | None = None) -> str:
+    """Sign and publish one event as-is (to test what readers do with hostile input)."""
+    import anyio
+
+    from oa_node.client import RelayPool
+    from oa_node.nostr.event import EventTemplate
+
+    event = signer.sign_now(EventTemplate(kind=kind, content=content, tags=tags,
+                                          created_at=created_at))
+
+    async def main() -> None:
+        async with RelayPool([url], signer=signer) as pool:
+            res = await pool.publish(event, 10)
+            assert res.ok, res.to_dict()
+
+    anyio.run(main)
+    return event.id

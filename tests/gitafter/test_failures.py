@@ -1,0 +1,127 @@
+"""Bad input gets a clear error and leaves the maintainer's working tree as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import git
+import pytest
+
+from tests.gitafter.conftest import (
+    Cli,
+    Person,
+    Project,
+    ThreadRelay,
+    commit_file,
+    git_run,
+    publish_raw,
+)
+from tests.gitafter.test_flow import announce
+
+
+def snapshot(path: Path) -> tuple[str, str, str, str, bool]:
+    """HEAD, the checked-out branch, the branch list, `git status`, am in progress."""
+    return (git_run(path, "rev-parse", "HEAD"), git_run(path, "symbolic-ref", "HEAD"),
+            git_run(path, "branch", "--list"), git_run(path, "status", "--porcelain"),
+            (path / ".git" / "rebase-apply").exists())
+
+
+@pytest.fixture
+def announced(cli: Cli, project: Project, relay: ThreadRelay,
+              people: dict[str, Person]) -> Project:
+    announce(cli, project, relay, people["maintainer"])
+    return project
+
+
+def test_malformed_patch_event(cli: Cli, announced: Project, relay: ThreadRelay,
+                               people: dict[str, Person]) -> None:
+    m, c = people["maintainer"], people["contributor"]
+    coord = f"30617:{m.pubkey}:demo"
+    bad = publish_raw(relay.url, c.signer, 1617, "this is not a patch at all\n",
+                      [["a", coord], ["p", m.pubkey], ["t", "root"]])
+    mdir = ["-C", str(announced.maintainer)]
+    before = snapshot(announced.maintainer)
+
+    msg = cli.fails("git", "show", bad[:10], *mdir)
+    assert f"patch {bad[:8]}" in msg and "not `git format-patch` output" in msg
+    msg = cli.fails("git", "apply", bad[:10], *mdir)
+    assert "malformed" in msg
+    assert snapshot(announced.maintainer) == before
+
+    # The list still works, and says which proposal it could not read.
+    listed = cli.ok("git", "list", *mdir, "--json")
+    assert listed["proposals"] == [] and any(bad[:8] in w for w in listed["warnings"])
+
+    # A commit tag that contradicts the patch text is refused too.
+    commit_file(announced.contributor, "c.txt", "c\n", "add c")
+    text = git_run(announced.contributor, "format-patch", "--stdout", "-1", "HEAD") + "\n"
+    lying = publish_raw(relay.url, c.signer, 1617, text,
+                        [["a", coord], ["t", "root"], ["commit", "ab" * 20]])
+    msg = cli.fails("git", "apply", lying[:10], *mdir)
+    assert "'commit' tag says abababababab" in msg
+    assert snapshot(announced.maintainer) == before
+
+
+def test_patch_that_does_not_apply(cli: Cli, announced: Project, relay: ThreadRelay,
+                                   people: dict[str, Person]) -> None:
+    c = people["contributor"]
+    commit_file(announced.contributor, "README.md", "# demo\n\nline one\nline 2 by them\n",
+                "README: their edit")
+    commit_file(announced.contributor, "other.txt", "o\n", "add other")
+    sent = cli.ok("git", "send", "HEAD~2", "-C", str(announced.contributor), "--key-file",
+                  str(c.key_file), "--relay", relay.url, "--json")
+    # The maintainer changed the same line meanwhile.
+    commit_file(announced.maintainer, "README.md", "# demo\n\nline one\nline 2 by us\n",
+                "README: our edit")
+    mdir = ["-C", str(announced.maintainer)]
+    before = snapshot(announced.maintainer)
+
+    msg = cli.fails("git", "apply", sent["root"][:8], "--here", *mdir)
+    assert "patch 1/2" in msg and "does not apply" in msg
+    assert snapshot(announced.maintainer) == before
+
+    msg = cli.fails("git", "apply", sent["root"][:8], "--onto", "main", *mdir)
+    assert "does not apply" in msg
+    assert snapshot(announced.maintainer) == before  # the new branch is gone again
+
+    # On its own parent it applies; applying again refuses to clobber the branch.
+    out = cli.ok("git", "apply", sent["root"][:8], *mdir, "--json")
+    assert out["verified"]
+    git_run(announced.maintainer, "checkout", "-q", "main")
+    before = snapshot(announced.maintainer)
+    msg = cli.fails("git", "apply", sent["root"][:8], *mdir)
+    assert "already exists" in msg
+    assert snapshot(announced.maintainer) == before
+
+    # A dirty tree is never touched.
+    (announced.maintainer / "README.md").write_text("uncommitted\n")
+    msg = cli.fails("git", "apply", sent["root"][:8], "--here", *mdir)
+    assert "uncommitted changes" in msg
+    assert (announced.maintainer / "README.md").read_text() == "uncommitted\n"
+
+
+def test_unknown_and_ambiguous_ids(cli: Cli, announced: Project) -> None:
+    mdir = ["-C", str(announced.maintainer)]
+    assert "no proposal starting with" in cli.fails("git", "show", "abcdef12", *mdir)
+    assert "not an event id" in cli.fails("git", "show", "xyz", *mdir)
+    assert "no issue" in cli.fails("git", "issue", "show", "0" * 64, *mdir)
+
+
+def test_not_a_repository_and_no_relays(cli: Cli, tmp_path: Path,
+                                        people: dict[str, Person]) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert "not inside a git repository" in cli.fails("git", "list", "-C", str(plain))
+    repo = git.Repo.init(tmp_path / "empty")
+    msg = cli.fails("git", "init", "-C", str(repo.working_tree_dir), "--key-file",
+                    str(people["maintainer"].key_file))
+    assert "no relays" in msg
+    msg = cli.fails("git", "init", "-C", str(repo.working_tree_dir))
+    assert "--key-file" in msg
+
+
+def test_unannounced_repository(cli: Cli, project: Project, relay: ThreadRelay,
+                                people: dict[str, Person]) -> None:
+    msg = cli.fails("git", "send", "HEAD~1", "-C", str(project.contributor), "--key-file",
+                    str(people["contributor"].key_file), "--relay", relay.url)
+    assert "no repository announcement" in msg and "oa-node git init" in msg
