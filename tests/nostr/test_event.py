@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from oa_node.nostr import nip40
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate, compute_event_id, sign_event
-from oa_node.nostr.keys import public_key_hex
+from oa_node.nostr.keys import public_key_hex, verify_schnorr
 
 SK = bytes.fromhex("d217c1ff2f8a65c3e3a1740db3b9f58b8c848bb45e26d00ed4714e4a0f4ceecf")
 PK = public_key_hex(SK)
@@ -111,6 +112,43 @@ def test_serialisation_matches_reference(
 ) -> None:
     got = compute_event_id(PK, created_at, kind, tags, content)
     assert got == hashlib.sha256(ref_serialize(PK, created_at, kind, tags, content)).hexdigest()
+
+
+# Events signed by other software and published on public relays (kind 1 with e/p tags and
+# newlines, kind 1 with a URL, kind 0 with JSON content full of quotes). Their ids and
+# signatures pin the serialisation against independent implementations.
+REAL_EVENTS = json.loads((Path(__file__).parent / "real_events.json").read_text("utf-8"))
+
+
+@pytest.mark.parametrize("d", REAL_EVENTS, ids=lambda d: d["id"][:12])
+def test_real_world_events_verify(d: dict) -> None:
+    ev = Event.from_dict(d)
+    assert ev.compute_id() == d["id"]
+    assert ev.verify()
+    assert json.loads(ev.to_json()) == d
+
+
+def test_external_event_with_out_of_range_kind() -> None:
+    """Signed elsewhere with kind 96024: the id still matches, but NIP-01 kinds stop at 65535."""
+    pub = "2e7b0e5aae374d0ed1fab6cc877a969716ea48a710176a035398635e5d660dc1"
+    eid = "54ffbfbb8a4f76991c9f2401943b9b4d4f10084863ec7ea538bad2ded3d56892"
+    sig = (
+        "a35749d6174451de16fb286096858cb33d7b66c9583024fd2a5cd7b57a763ec8"
+        "5d99ddb0711044498c362be7c82e524a9845e09f634bbf11d87fccc2bcfe2202"
+    )
+    assert compute_event_id(pub, 0, 96024, [], "0" * 64) == eid
+    assert verify_schnorr(pub, bytes.fromhex(eid), bytes.fromhex(sig))
+    d = {
+        "id": eid,
+        "pubkey": pub,
+        "created_at": 0,
+        "kind": 96024,
+        "tags": [],
+        "content": "0" * 64,
+        "sig": sig,
+    }
+    with pytest.raises(ProtocolError, match="kind"):
+        Event.from_dict(d)
 
 
 def test_lone_surrogate_is_rejected_not_crashing() -> None:
