@@ -72,16 +72,21 @@ def _holder(config: Path | None) -> Any:
 def _with_holder(holder: Any, fn: Callable[[], Awaitable[T]]) -> T:
     """Run ``fn`` while the holder is connected to its relays, then stop it."""
     out: list[T] = []
+    errors: list[Exception] = []
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(holder.run)
             try:
                 out.append(await fn())
+            except Exception as exc:  # raised below, outside the task group's ExceptionGroup
+                errors.append(exc)
             finally:
                 tg.cancel_scope.cancel()
 
     anyio.run(main)
+    if errors:
+        raise errors[0]
     return out[0]
 
 

@@ -173,6 +173,9 @@ class FrostHolder:
             flt = {"authors": authors, "kinds": [protocol.RPC_KIND], "#p": [self.pubkey],
                    "since": int(time.time()) - MAX_EVENT_AGE}
             async with pool.subscribe(flt) as sub:
+                if await sub.wait_eose(self.connect_timeout):
+                    log.info("frostr: holder %d ready on %d relay(s)", self.idx,
+                             len(self.relays))
                 async for _relay, event in sub:
                     self._tg.start_soon(self._handle_event, event)  # type: ignore[union-attr]
             log.warning("frostr: every relay closed the subscription; resubscribing")
