@@ -35,7 +35,7 @@ from oa_node.nostr import nip42
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event
 from oa_node.nostr.filter import Filter
-from oa_node.nostr.kinds import is_ephemeral
+from oa_node.nostr.kinds import DELETION, is_ephemeral
 from oa_node.nostr.messages import (
     ClientAuth,
     ClientClose,
@@ -54,6 +54,8 @@ Policy = Callable[..., "str | None"]
 
 #: Ids remembered to answer repeats without a store probe.
 RECENT_IDS = 200_000
+#: Seconds a subscription remembers the stored events it was sent (see Subscription.sent).
+SENT_MEMORY = 2.0
 #: EVENTs from one connection waiting for their commit before the relay stops reading it.
 MAX_INFLIGHT_PER_CONNECTION = 512
 
@@ -183,7 +185,7 @@ class RelayServer:
             open_timeout=lim.handshake_timeout,
             ping_interval=lim.ping_interval,
             ping_timeout=lim.ping_timeout,
-            close_timeout=5,
+            close_timeout=2,
             logger=logging.getLogger("oa_node.relay.ws"),
         )
         sock = next(iter(self._server.sockets))
@@ -207,7 +209,7 @@ class RelayServer:
         if self._purge_task is not None:
             self._purge_task.cancel()
         if self._server is not None:
-            self._server.close(close_connections=False)
+            self._server.server.close()  # stop accepting; open connections keep going
         # every EVENT already read is committed and answered before connections close
         with contextlib.suppress(Exception):
             await self.store.flush()
@@ -392,6 +394,9 @@ class RelayServer:
             self._remember(event.id)
         conn.post(_ok(event.id, result.accepted, result.message))
         if result.is_new:
+            if event.kind == DELETION:  # a deleted id must not be answered "duplicate"
+                for target in event.tag_values("e"):
+                    self._recent.pop(target, None)
             self.broadcast(event, raw)
 
     def _remember(self, eid: str) -> None:
@@ -412,7 +417,7 @@ class RelayServer:
                 continue
             if sub.buffer is not None:
                 sub.buffer.append(raw)
-            else:
+            elif sub.sent is None or raw not in sub.sent:
                 conn.post('["EVENT",' + sub.sub_id_json + "," + raw + "]")
             n += 1
         return n
@@ -542,11 +547,13 @@ class RelayServer:
         post('["EOSE",' + sub.sub_id_json + "]")
         buffered, sub.buffer = sub.buffer, None
         sub.live = True
-        if buffered:
-            sent = set(raws)
-            for raw in buffered:
-                if raw not in sent:
-                    post(prefix + raw + "]")
+        sent = set(raws)
+        for raw in buffered or ():
+            if raw not in sent:
+                post(prefix + raw + "]")
+        if sent:
+            sub.sent = sent
+            asyncio.get_running_loop().call_later(SENT_MEMORY, _forget_sent, sub)
 
     def _on_count(self, conn: Connection, sub_id: str, filters: list[Filter]) -> None:
         reason = self._filter_refusal(conn, filters)
@@ -593,6 +600,10 @@ class RelayServer:
             conn.post(_ok(event.id, True, ""))
             return
         conn.post(_ok(event.id, False, str(error or "auth-required: cannot check relay URL")))
+
+
+def _forget_sent(sub: Subscription) -> None:
+    sub.sent = None
 
 
 def _response(status: http.HTTPStatus, body: str, content_type: str) -> Response:

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 class Subscription:
     """One REQ: its connection, id, filters and the per-connection visibility rule."""
 
-    __slots__ = ("buffer", "closed", "conn", "filters", "keys", "live", "sub_id", "sub_id_json")
+    __slots__ = (
+        "buffer", "closed", "conn", "filters", "keys", "live", "sent", "sub_id", "sub_id_json"
+    )
 
     def __init__(self, conn: Any, sub_id: str, filters: list[Filter], sub_id_json: str) -> None:
         self.conn = conn
@@ -30,6 +32,9 @@ class Subscription:
         self.closed = False
         #: live events that arrived while stored events were being sent (before EOSE)
         self.buffer: list[str] | None = []
+        #: stored events just sent: an event committed while the query ran may still be
+        #: on its way to broadcast after EOSE, and must not be delivered twice
+        self.sent: set[str] | None = None
         self.live = False
 
     def matches(self, event: Event) -> bool:

@@ -1,0 +1,145 @@
+"""The relay over real websockets: NIP-01 semantics, NIP-09/40/45, NIP-11."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from oa_node.nostr.filter import Filter
+from tests.relay.conftest import Key, events_of, open_ws
+
+pytestmark = pytest.mark.anyio
+
+
+def http_get(port: int, accept: str) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Accept": accept})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return resp.status, dict(resp.headers), resp.read()
+
+
+async def test_nip11_document_on_same_port(relay) -> None:
+    status, headers, body = await asyncio.to_thread(http_get, relay.port, "application/nostr+json")
+    assert status == 200
+    assert headers["Content-Type"] == "application/nostr+json"
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    doc = json.loads(body)
+    assert doc["supported_nips"] == [1, 9, 11, 40, 42, 45]
+    lim = doc["limitation"]
+    limits = relay.settings.limits
+    assert lim["max_message_length"] == limits.max_message_length
+    assert lim["max_subscriptions"] == limits.max_subscriptions
+    assert lim["max_filters"] == limits.max_filters
+    assert lim["max_limit"] == limits.max_limit
+    assert lim["auth_required"] is False
+    assert "created_at_lower_limit" not in lim  # 0 = not enforced, so not advertised
+    status, headers, body = await asyncio.to_thread(http_get, relay.port, "text/html")
+    assert status == 200 and b"Nostr relay" in body
+
+
+async def test_several_filters_limit_and_replacing_a_subscription(relay) -> None:
+    a, b = Key(), Key()
+    c = await open_ws(relay.port)
+    now = int(time.time())
+    evs = [a.sign(content=str(i), created_at=now - i) for i in range(5)]
+    evs.append(b.sign(kind=7, created_at=now))
+    for e in evs:
+        assert (await c.publish(e))[2] is True
+    got = await c.req("s", {"authors": [a.pubkey], "limit": 2}, {"kinds": [7]})
+    assert [e["id"] for e in events_of(got)] == [evs[0].id, evs[1].id, evs[5].id]
+    # same id again replaces the subscription's filters
+    got = await c.req("s", {"kinds": [7]})
+    assert [e["id"] for e in events_of(got)] == [evs[5].id]
+    await c.publish(a.sign(content="live kind 1"))
+    with pytest.raises(asyncio.TimeoutError):
+        await c.recv(timeout=0.3)
+    # limit 0: nothing stored, live only
+    got = await c.req("z", {"kinds": [1], "limit": 0})
+    assert got == [["EOSE", "z"]]
+
+
+async def test_live_events_arriving_during_the_stored_query_are_not_lost(relay) -> None:
+    k = Key()
+    sub, pub = await open_ws(relay.port), await open_ws(relay.port)
+    await sub.send("REQ", "s", {"authors": [k.pubkey]})
+    sent = [k.sign(content=str(i)) for i in range(30)]
+    for e in sent:
+        await pub.send("EVENT", e.to_dict())
+    seen: set[str] = set()
+    while len(seen) < 30:
+        msg = await sub.recv()
+        if msg[0] == "EVENT":
+            assert msg[2]["id"] not in seen, "an event was delivered twice"
+            seen.add(msg[2]["id"])
+    assert seen == {e.id for e in sent}
+
+
+async def test_ephemeral_broadcast_not_stored(relay) -> None:
+    k = Key()
+    sub, pub = await open_ws(relay.port), await open_ws(relay.port)
+    await sub.req("eph", {"kinds": [20001]})
+    e = k.sign(kind=20001, content="ping")
+    assert await pub.publish(e) == ["OK", e.id, True, ""]
+    assert await sub.recv() == ["EVENT", "eph", e.to_dict()]
+    assert events_of(await pub.req("q", {"kinds": [20001]})) == []
+
+
+async def test_replaceable_and_deletion_through_the_relay(relay) -> None:
+    k = Key()
+    c = await open_ws(relay.port)
+    new = k.sign(kind=0, content="new", created_at=2000)
+    old = k.sign(kind=0, content="old", created_at=1000)
+    assert (await c.publish(new))[2] is True
+    ok = await c.publish(old)
+    assert ok[2] is True and ok[3].startswith("duplicate:")
+    assert [e["id"] for e in events_of(await c.req("m", {"kinds": [0]}))] == [new.id]
+    note = k.sign(content="regret")
+    await c.publish(note)
+    other = Key().sign(content="not yours")
+    await c.publish(other)
+    assert (await c.publish(k.sign(kind=5, tags=[["e", note.id], ["e", other.id]])))[2] is True
+    left = {e["id"] for e in events_of(await c.req("n", {"kinds": [1]}))}
+    assert left == {other.id}
+    ok = await c.publish(note)
+    assert ok[2] is False and ok[3].startswith("blocked:")
+
+
+async def test_expiration_rejected_hidden_and_purged(relay) -> None:
+    k = Key()
+    c = await open_ws(relay.port)
+    past = k.sign(tags=[["expiration", str(int(time.time()) - 5)]])
+    ok = await c.publish(past)
+    assert ok[2] is False and ok[3].startswith("invalid:")
+    soon = k.sign(tags=[["expiration", str(int(time.time()) + 1)]])
+    assert (await c.publish(soon))[2] is True
+    assert [e["id"] for e in events_of(await c.req("a", {"ids": [soon.id]}))] == [soon.id]
+    await asyncio.sleep(2.3)  # past expiry, and the 0.2 s purge loop has run
+    assert events_of(await c.req("b", {"ids": [soon.id]})) == []
+    assert await relay.store.query([Filter(ids={soon.id})], now=0) == []
+
+
+async def test_count(relay) -> None:
+    k = Key()
+    c = await open_ws(relay.port)
+    for i in range(7):
+        await c.publish(k.sign(content=str(i), tags=[["t", "even" if i % 2 == 0 else "odd"]]))
+    await c.send("COUNT", "c1", {"authors": [k.pubkey]})
+    assert await c.recv() == ["COUNT", "c1", {"count": 7}]
+    await c.send("COUNT", "c2", {"#t": ["even"]}, {"#t": ["odd"], "limit": 1})
+    assert await c.recv() == ["COUNT", "c2", {"count": 7}]
+    await c.send("COUNT", "c3", {"#t": ["none"]})
+    assert await c.recv() == ["COUNT", "c3", {"count": 0}]
+
+
+async def test_close_unknown_subscription_is_harmless(relay) -> None:
+    c = await open_ws(relay.port)
+    await c.send("CLOSE", "nope")
+    assert (await c.req("x", {"kinds": [1]}))[-1] == ["EOSE", "x"]
+
+
+def _msg(obj: Any) -> str:
+    return json.dumps(obj)
