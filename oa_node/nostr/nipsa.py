@@ -529,7 +529,8 @@ class TickOutcome:
     actions: list[dict[str, Any]] = field(default_factory=list)
     cost_msat: int = 0
     summary: Any = None
-    trajectory: tuple[str, str, str] | None = None  # (session id, relay, trajectory_hash)
+    #: the session this tick recorded: a ``TrajectoryRef`` or (session id, relay, hash)
+    trajectory: Any = None
 
     @classmethod
     def coerce(cls, value: Any) -> TickOutcome:
@@ -547,6 +548,15 @@ class TickOutcome:
                 "invalid",
                 f"tick outcome must be a TickOutcome, a dict or None, not {type(value).__name__}",
             )
+        ref = out.trajectory
+        if ref is not None and not isinstance(ref, tuple):  # a TrajectoryRef
+            try:
+                out.trajectory = (ref.session_id, ref.relay, ref.trajectory_hash)
+            except AttributeError:
+                raise ProtocolError(
+                    "invalid",
+                    "tick outcome: trajectory must be a TrajectoryRef or (session, relay, hash)",
+                ) from None
         if out.status not in TICK_STATUSES:
             raise ProtocolError("invalid", f"tick outcome: status must be one of {TICK_STATUSES}")
         if not isinstance(out.cost_msat, int) or out.cost_msat < 0:

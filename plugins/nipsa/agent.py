@@ -72,6 +72,12 @@ async def run_agent(node: Any, settings: NipsaSettings, state: AgentStateStore) 
     pool, signer = node.pool, node.signer
     now = int(time.time())
     profile = settings.profile(node.config["node"]["name"])
+    if profile.threshold is None:  # a threshold signer may describe its group itself
+        group = getattr(signer, "threshold", None)
+        members = getattr(signer, "signer_pubkeys", None)
+        if isinstance(group, tuple) and len(group) == 2:
+            profile.threshold = (int(group[0]), int(group[1]))
+            profile.signers = list(members or [])
     schedule = settings.schedule(now)
     for template in (profile.to_template(), schedule.to_template()):
         try:

@@ -179,3 +179,37 @@ def test_trigger_classification() -> None:
     assert classify(ev(5050, []), me.public_key, triggers) == "kind"
     assert classify(ev(1, p, by=me), me.public_key, triggers) is None  # never wake on self
     assert classify(ev(1, p), me.public_key, [Trigger("dm")]) is None
+
+
+class RecordingHandler:
+    """A tick that does its work inside a trajectory and points the 39211 at it."""
+
+    @hookimpl
+    def register_tick_handlers(self, register: Any) -> None:
+        register("worker", self.work)
+
+    async def work(self, node: Node, tick: Tick) -> Any:
+        rec = await node.capability("trajectory").start(tick=tick.tick_id)
+        await rec.record("phase", {"name": "work"})
+        await rec.record("tool_start", {"tool": "echo"})
+        return TickOutcome(actions=[{"type": "work"}], trajectory=await rec.end())
+
+
+async def test_tick_result_references_its_trajectory(tmp_path: Path, relay_url: str) -> None:
+    node = make_node(tmp_path, relay_url, Handlers())
+    node.plugins.register(RecordingHandler(), name="recording-handler")
+    runner = TickRunner(node, node.capability("agent_state"), collect_tick_handlers(node),
+                        heartbeat=None, triggers=[], publish_timeout=5)
+    try:
+        rec = await runner.tick("manual")
+        result = TickResult.from_event(rec.result)
+        assert result.trajectory is not None
+        session, relay, digest = result.trajectory
+        assert relay == relay_url
+        report = await node.capability("trajectory").read(session, node.signer.public_key,
+                                                          expected_hash=digest, timeout=5)
+    finally:
+        await node.pool.close()
+    assert report.ok, report.problems
+    assert report.session is not None and report.session.tick == rec.tick_id
+    assert [s.type for s in report.steps] == ["phase", "tool_start", "session_end"]
