@@ -38,7 +38,8 @@ def _string(s: str) -> str:
 
 def _number(value: int | float) -> str:
     if isinstance(value, int):
-        return str(value)
+        # JCS numbers are IEEE doubles: beyond 2**53 an integer prints as its double does.
+        return str(value) if abs(value) <= 2**53 else _number(float(value))
     if math.isnan(value) or math.isinf(value):
         raise CanonicalJSONError(f"{value!r} has no JSON form")
     if value == 0:
