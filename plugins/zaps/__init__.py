@@ -1,0 +1,145 @@
+"""The ``zaps`` plugin (NIP-57): an LNURL-pay endpoint with zap receipts, and zapping others.
+
+Receiving (``[zaps] enabled``): the node serves ``/.well-known/lnurlp/<name>`` over HTTP,
+invoices zap requests through the node's wallet (``node.capability("wallet")``) and
+publishes a 9735 receipt, signed by the node's key (its ``nostrPubkey``), once paid.
+Sending: ``node.capability("zap")`` is a :class:`oa_node.wallet.Zapper`, and
+``oa-node zap NPUB|NOTE|NEVENT SATS`` zaps from the command line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from oa_node.config import Key, Section, port, positive
+from oa_node.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import typer
+
+    from oa_node.node import Node
+
+
+@hookimpl
+def register_config(register: Callable[..., None]) -> None:
+    register(Section(
+        "zaps",
+        help="NIP-57 zaps: the LNURL-pay endpoint this node serves, and its limits.",
+        keys=[
+            Key("enabled", bool, False, "Serve the LNURL-pay endpoint and publish receipts."),
+            Key("host", str, "127.0.0.1", "Address the HTTP endpoint listens on."),
+            Key("port", int, 8089, "Port of the HTTP endpoint (0 = any free port).", check=port),
+            Key("public_url", str, "",
+                "Base URL clients reach the endpoint at (default http://host:port); put a"
+                " TLS proxy in front for anything but 127.0.0.1."),
+            Key("users", dict, {},
+                "LNURL user name -> nostr pubkey (hex) it serves; default: [node] name ->"
+                " the node's own key."),
+            Key("min_sendable", int, 1_000, "Smallest zap, msat.", check=positive),
+            Key("max_sendable", int, 100_000_000_000, "Largest zap, msat.", check=positive),
+            Key("invoice_expiry", int, 600, "Seconds a zap invoice stays payable.",
+                check=positive),
+            Key("max_request_bytes", int, 8192, "Largest zap request accepted.", check=positive),
+            Key("max_clock_skew", int, 600, "Largest |created_at - now| of a zap request, s.",
+                check=positive),
+            Key("max_relays", int, 10, "Most relays a zap request may list.", check=positive),
+            Key("receipt_poll", float, 1.0, "Seconds between checks for paid zap invoices.",
+                check=positive),
+            Key("db", str, "zaps.db", "Pending zaps, relative to [node] data_dir."),
+        ],
+    ))
+
+
+def _wallet_lookup(node: Node) -> Callable[[], Any]:
+    return lambda: node.capability("wallet")
+
+
+def make_zapper(node: Node) -> Any:
+    from .sender import Zapper
+
+    return Zapper(node.signer, node.pool, _wallet_lookup(node),
+                  relays=list(node.config["node"]["relays"]))
+
+
+def _users(node: Node) -> dict[str, str]:
+    from oa_node.nostr import nip19
+    from oa_node.nostr.keys import is_hex
+
+    users = dict(node.config["zaps"]["users"]) or {
+        node.config["node"]["name"].lower(): node.signer.public_key}
+    out: dict[str, str] = {}
+    for name, key in users.items():
+        key = str(key)
+        if key.startswith("npub1"):
+            key = str(nip19.decode(key).data)
+        if not is_hex(key, 32):
+            raise ValueError(f"[zaps] users.{name}: expected a 64-hex pubkey or npub")
+        out[str(name).lower()] = key
+    return out
+
+
+@hookimpl
+def register_services(node: Node, register: Callable[..., None]) -> None:
+    node.provide("zap", _LazyZapper(node))
+    cfg = node.config["zaps"]
+    if not cfg["enabled"]:
+        return
+
+    async def serve(node: Node) -> None:
+        import anyio
+
+        from oa_node.client import RelayPool
+        from oa_node.nostr.nip57 import ZapRequestLimits
+
+        from .http import HttpServer
+        from .lnurl import LnurlServer, LnurlSettings
+        from .store import ZapStore
+
+        store = ZapStore(node.data_dir / cfg["db"])
+        settings = LnurlSettings(
+            base_url="", users=_users(node), min_sendable=cfg["min_sendable"],
+            max_sendable=cfg["max_sendable"], invoice_expiry=cfg["invoice_expiry"],
+            limits=ZapRequestLimits(max_bytes=cfg["max_request_bytes"],
+                                    max_clock_skew=cfg["max_clock_skew"],
+                                    max_relays=cfg["max_relays"]))
+        lnurl = LnurlServer(settings, node.signer, store, _wallet_lookup(node))
+        http = HttpServer(lnurl.handle, cfg["host"], cfg["port"])
+        bound = await http.start()
+        settings.base_url = (cfg["public_url"].rstrip("/")
+                             or f"http://{cfg['host']}:{bound}")
+        try:
+            while True:
+                try:
+                    await lnurl.publish_receipts(lambda relays: RelayPool(relays))
+                except Exception:
+                    import logging
+
+                    logging.getLogger("oa_node.zaps").exception("receipt pass failed")
+                await anyio.sleep(cfg["receipt_poll"])
+        finally:
+            await http.close()
+            store.close()
+
+    register("zaps", serve)
+
+
+class _LazyZapper:
+    """The ``zap`` capability; builds the zapper on first use (the pool opens lazily)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._zapper: Any = None
+
+    async def zap(self, target: str, amount_msat: int, comment: str = "",
+                  relays: list[str] | None = None, receipt_timeout: float = 10.0) -> Any:
+        if self._zapper is None:
+            self._zapper = make_zapper(self._node)
+        return await self._zapper.zap(target, amount_msat, comment, relays, receipt_timeout)
+
+
+@hookimpl
+def register_commands(app: typer.Typer) -> None:
+    from .cli import register
+
+    register(app)

@@ -1,0 +1,60 @@
+"""``oa-node zap NPUB|NOTE|NEVENT SATS [--comment]``: zap through the node's wallet."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def zap(
+        target: Annotated[str, typer.Argument(help="npub, nprofile, note, nevent or naddr.")],
+        sats: Annotated[int, typer.Argument(help="Amount in sats.")],
+        comment: Annotated[str, typer.Option("--comment", "-m", help="Zap comment.")] = "",
+        relay: Annotated[list[str] | None, typer.Option(
+            help="Relay for the receipt (repeatable; default: [node] relays).")] = None,
+        wait: Annotated[float, typer.Option(help="Seconds to wait for the receipt.")] = 10.0,
+        config: Annotated[Path | None, typer.Option(
+            "--config", "-c", envvar="OA_NODE_CONFIG", help="Config file.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """Zap TARGET with SATS sats (NIP-57), paying through the node's wallet."""
+        import anyio
+
+        from oa_node.cli import default_config_path
+        from oa_node.errors import UserError
+        from oa_node.node import build_node
+
+        if sats <= 0:
+            raise UserError("SATS must be a positive number")
+        node = build_node(default_config_path(config))
+        zapper = node.capability("zap")
+        if zapper is None:
+            raise UserError("the zaps plugin is disabled")
+
+        async def main() -> object:
+            try:
+                return await zapper.zap(target, sats * 1000, comment, relay, wait)
+            finally:
+                await node.pool.close()
+                wallet = node.capability("wallet")
+                if wallet is not None and hasattr(wallet, "close"):
+                    await wallet.close()
+
+        result = anyio.run(main)
+        data = {"zap_request": result.zap_request.id, "invoice": result.bolt11,
+                "preimage": result.payment.preimage, "amount_msat": result.payment.amount_msat,
+                "receipt": result.receipt.id if result.receipt else None}
+        if as_json:
+            sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        else:
+            console.print(f"zapped {sats} sats; receipt "
+                          f"{data['receipt'] or '(none seen yet)'}", highlight=False)

@@ -1,0 +1,117 @@
+"""A minimal HTTP/1.1 server for the LNURL-pay endpoint, on ``asyncio.start_server``.
+
+Why not a framework: the endpoint answers two kinds of GET with small JSON bodies, and
+``aiohttp`` is not a dependency. Why not ``websockets``' ``process_request`` hook: that
+would tie the zaps endpoint to a websocket server (the relay's), while a node may serve
+zaps without running a relay. What this handles is deliberately small and bounded: GET and
+HEAD only, no request bodies, a request line and headers within fixed sizes, a read
+timeout, one request per connection (``Connection: close``), CORS open for web wallets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger("oa_node.zaps.http")
+
+#: ``handler(path, raw_query) -> (status, json body)``; the raw query is not decoded so the
+#: LNURL callback can hash the ``nostr`` parameter exactly as it was sent.
+Handler = Callable[[str, str], Awaitable[tuple[int, dict[str, Any]]]]
+
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+           408: "Request Timeout", 413: "Payload Too Large", 414: "URI Too Long",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           503: "Service Unavailable"}
+
+
+class HttpServer:
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0, *,
+                 max_line: int = 16 * 1024, max_headers: int = 32 * 1024,
+                 read_timeout: float = 10.0) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.max_line = max_line
+        self.max_headers = max_headers
+        self.read_timeout = read_timeout
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port,
+                                                  limit=self.max_line + 2)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        log.info("LNURL endpoint on http://%s:%d", self.host, self.port)
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            status, body, head = await asyncio.wait_for(self._request(reader), self.read_timeout)
+        except TimeoutError:
+            status, body, head = 408, {"status": "ERROR", "reason": "request timeout"}, False
+        except Exception:  # the node keeps serving whatever one request does
+            log.exception("LNURL request failed")
+            status, body, head = 500, {"status": "ERROR", "reason": "internal error"}, False
+        payload = json.dumps(body).encode()
+        headers = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+                   "Content-Type: application/json\r\n"
+                   f"Content-Length: {len(payload)}\r\n"
+                   "Access-Control-Allow-Origin: *\r\n"
+                   "Cache-Control: no-store\r\n"
+                   "Connection: close\r\n\r\n").encode()
+        try:
+            writer.write(headers + (b"" if head else payload))
+            await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+    async def _request(self, reader: asyncio.StreamReader) -> tuple[int, dict[str, Any], bool]:
+        def error(status: int, reason: str) -> tuple[int, dict[str, Any], bool]:
+            return status, {"status": "ERROR", "reason": reason}, False
+
+        try:
+            line = await reader.readuntil(b"\r\n")
+        except asyncio.LimitOverrunError:
+            return error(414, "request line too long")
+        except asyncio.IncompleteReadError:
+            return error(400, "incomplete request")
+        parts = line.decode("latin-1").rstrip("\r\n").split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            return error(400, "malformed request line")
+        method, target, _ = parts
+        size = 0
+        while True:
+            try:
+                h = await reader.readuntil(b"\r\n")
+            except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):
+                return error(431, "malformed or oversized headers")
+            size += len(h)
+            if size > self.max_headers:
+                return error(431, "headers too large")
+            if h == b"\r\n":
+                break
+            name, _, value = h.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length" and value.strip() not in ("", "0"):
+                return error(413, "request bodies are not accepted")
+            if name.strip().lower() == "transfer-encoding":
+                return error(413, "request bodies are not accepted")
+        if method not in ("GET", "HEAD"):
+            return error(405, "only GET is supported")
+        path, _, query = target.partition("?")
+        status, body = await self.handler(path, query)
+        return status, body, method == "HEAD"

@@ -1,0 +1,203 @@
+"""The LNURL-pay endpoint with NIP-57 support, and the loop that publishes receipts.
+
+``GET /.well-known/lnurlp/<name>`` answers LUD-06 pay parameters with ``allowsNostr`` and
+``nostrPubkey`` (the node's signer, which signs receipts). ``GET /lnurlp/<name>/callback``
+takes ``amount`` and ``nostr``: the zap request is validated (NIP-57 Appendix D, ``p`` bound
+to ``<name>``'s pubkey, ``relays`` required, our size/skew limits) and an invoice is made
+whose description hash is the SHA-256 of the ``nostr`` value exactly as received after
+URL-decoding. Every refusal is a LUD-06 ``{"status": "ERROR", "reason": ...}`` and nothing
+is invoiced. :meth:`LnurlServer.publish_receipts` turns paid invoices into 9735 receipts
+on the relays each request named.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, unquote_plus
+
+import anyio
+
+from oa_node.nostr import nip57
+from oa_node.nostr.errors import ProtocolError
+from oa_node.wallet import Wallet, WalletError
+
+from .store import PendingZap, ZapStore
+
+if TYPE_CHECKING:
+    from oa_node.signer import Signer
+
+log = logging.getLogger("oa_node.zaps")
+
+
+@dataclass
+class LnurlSettings:
+    base_url: str  # e.g. http://127.0.0.1:8089 (what callbacks are built from)
+    users: dict[str, str]  # LNURL user name -> nostr pubkey (hex) it serves
+    min_sendable: int = 1_000
+    max_sendable: int = 100_000_000_000
+    invoice_expiry: int = 600
+    limits: nip57.ZapRequestLimits = field(default_factory=nip57.ZapRequestLimits)
+    max_query: int = 12 * 1024
+    publish_timeout: float = 5.0
+
+
+def _error(reason: str, status: int = 400) -> tuple[int, dict[str, Any]]:
+    return status, {"status": "ERROR", "reason": reason}
+
+
+def _query_params(raw: str) -> dict[str, list[str]]:
+    """Split a raw query without decoding values (the ``nostr`` value is decoded later)."""
+    out: dict[str, list[str]] = {}
+    for part in raw.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        out.setdefault(unquote_plus(key), []).append(value)
+    return out
+
+
+class LnurlServer:
+    def __init__(self, settings: LnurlSettings, signer: Signer, store: ZapStore,
+                 wallet_lookup: Any) -> None:
+        """``wallet_lookup()`` returns the node's :class:`Wallet` or None (looked up per call,
+        because another plugin provides it)."""
+        self.settings = settings
+        self.signer = signer
+        self.store = store
+        self._wallet_lookup = wallet_lookup
+
+    def _wallet(self) -> Wallet | None:
+        return self._wallet_lookup()
+
+    def lnurl(self, name: str) -> str:
+        return nip57.lnurl_encode(f"{self.settings.base_url}/.well-known/lnurlp/{name}")
+
+    async def handle(self, path: str, query: str) -> tuple[int, dict[str, Any]]:
+        parts = [p for p in path.split("/") if p]
+        if len(parts) == 3 and parts[:2] == [".well-known", "lnurlp"]:
+            return self.pay_params(parts[2])
+        if len(parts) == 3 and parts[0] == "lnurlp" and parts[2] == "callback":
+            return await self.callback(parts[1], query)
+        return _error("not found", 404)
+
+    def _metadata(self, name: str) -> str:
+        host = self.settings.base_url.split("://", 1)[-1]
+        return nip57.lnurl_pay_metadata(f"{name}@{host}", f"Zap {name} on oa-node")
+
+    def pay_params(self, name: str) -> tuple[int, dict[str, Any]]:
+        if name not in self.settings.users:
+            return _error(f"unknown user {name!r}", 404)
+        return 200, {
+            "tag": "payRequest",
+            "callback": f"{self.settings.base_url}/lnurlp/{name}/callback",
+            "minSendable": self.settings.min_sendable,
+            "maxSendable": self.settings.max_sendable,
+            "metadata": self._metadata(name),
+            "commentAllowed": 0,
+            "allowsNostr": True,
+            "nostrPubkey": self.signer.public_key,
+        }
+
+    async def callback(self, name: str, query: str) -> tuple[int, dict[str, Any]]:
+        s = self.settings
+        recipient = s.users.get(name)
+        if recipient is None:
+            return _error(f"unknown user {name!r}", 404)
+        if len(query) > s.max_query:
+            return _error("query too large", 413)
+        params = _query_params(query)
+        amounts = params.get("amount", [])
+        if len(amounts) != 1 or not amounts[0].isdigit():
+            return _error("amount parameter (msat, an integer) is required")
+        amount = int(amounts[0])
+        if not s.min_sendable <= amount <= s.max_sendable:
+            return _error(f"amount must be between {s.min_sendable} and {s.max_sendable} msat")
+        raw_nostr = params.get("nostr", [])
+        if len(raw_nostr) != 1 or not raw_nostr[0]:
+            return _error("nostr parameter (a signed 9734 zap request) is required")
+        nostr_param, problem = self._decode_request(raw_nostr[0], amount, recipient)
+        if nostr_param is None:
+            return _error(problem)
+        wallet = self._wallet()
+        if wallet is None:
+            return _error("this node has no wallet configured", 503)
+        request = nip57.validate_zap_request(nostr_param, amount_msat=amount,
+                                             recipient_pubkey=recipient,
+                                             receipt_pubkey=self.signer.public_key,
+                                             limits=s.limits)
+        try:
+            inv = await wallet.make_invoice(amount, None, nip57.description_hash(nostr_param),
+                                            s.invoice_expiry)
+        except WalletError as exc:
+            log.warning("zap invoice for %s failed: %s", name, exc)
+            return _error(f"cannot make an invoice: {exc.message}", 503)
+        self.store.add(inv.payment_hash, name, nostr_param, inv.bolt11, amount,
+                       nip57.zap_request_relays(request),
+                       inv.expires_at or int(time.time()) + s.invoice_expiry)
+        return 200, {"pr": inv.bolt11, "routes": []}
+
+    def _decode_request(self, raw: str, amount: int, recipient: str) -> tuple[str | None, str]:
+        """URL-decode the ``nostr`` value and validate it; returns (exact text, problem).
+
+        Percent-decoding is tried first (what encodeURIComponent produces); form decoding
+        ('+' = space) only if that fails, for clients that use form encoding. The hash is
+        taken over whichever text validated, byte for byte.
+        """
+        candidates = [unquote(raw, errors="strict")]
+        if "+" in raw:
+            candidates.append(unquote_plus(raw, errors="strict"))
+        problem = "invalid zap request"
+        for text in candidates:
+            try:
+                nip57.validate_zap_request(text, amount_msat=amount, recipient_pubkey=recipient,
+                                           receipt_pubkey=self.signer.public_key,
+                                           limits=self.settings.limits)
+                return text, ""
+            except (ProtocolError, UnicodeDecodeError) as exc:
+                problem = exc.reason if isinstance(exc, ProtocolError) else "not UTF-8"
+        return None, problem
+
+    # --- receipts ---------------------------------------------------------------------
+
+    async def publish_receipts(self, pool_factory: Any) -> int:
+        """One pass over unpaid/unpublished zaps; returns how many receipts went out."""
+        wallet = self._wallet()
+        if wallet is None:
+            return 0
+        sent = 0
+        now = int(time.time())
+        for z in self.store.pending():
+            if z.state == "pending":
+                try:
+                    inv = await wallet.lookup_invoice(z.payment_hash)
+                except WalletError as exc:
+                    log.warning("lookup of zap invoice %s failed: %s", z.payment_hash[:12], exc)
+                    continue
+                if not inv.settled:
+                    if now >= z.expires_at:
+                        self.store.mark_expired(z.payment_hash)
+                    continue
+                self.store.mark_paid(z.payment_hash, inv.settled_at or now)
+                z = self.store.get(z.payment_hash) or z
+            if await self._publish_one(z, pool_factory):
+                sent += 1
+        return sent
+
+    async def _publish_one(self, z: PendingZap, pool_factory: Any) -> bool:
+        template = nip57.receipt_template(z.nostr, z.bolt11, paid_at=z.paid_at or int(time.time()))
+        receipt = await self.signer.sign(template)
+        pool = pool_factory(z.relays)
+        try:
+            result = await pool.publish(receipt, timeout=self.settings.publish_timeout)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await pool.close()
+        if result.ok:
+            self.store.mark_published(z.payment_hash, receipt.id)
+            log.info("zap receipt %s published to %s", receipt.id[:12], result.accepted_by)
+            return True
+        log.warning("zap receipt %s not accepted: %s", receipt.id[:12], result.rejected)
+        return False

@@ -1,0 +1,158 @@
+"""Zaps end to end: LNURL-pay over HTTP on 127.0.0.1, ledger wallets over NWC, a real relay."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import pytest
+from oa_node.plugins.ledger_wallet.ledger import Ledger
+from oa_node.plugins.nwc.client import NWCWallet
+from oa_node.plugins.zaps.http import HttpServer
+from oa_node.plugins.zaps.lnurl import LnurlServer, LnurlSettings
+from oa_node.plugins.zaps.sender import Zapper
+from oa_node.plugins.zaps.store import ZapStore
+
+from oa_node.client import RelayPool
+from oa_node.nostr import nip19, nip57
+from oa_node.nostr.event import EventTemplate
+from oa_node.signer import LocalSigner
+from tests.payments.conftest import connect_uri, running_service
+
+pytestmark = pytest.mark.anyio
+
+
+def http_get(url: str) -> tuple[int, dict[str, Any]]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@asynccontextmanager
+async def zap_world(tmp_path: Path, relay: str) -> AsyncIterator[dict[str, Any]]:
+    ledger = Ledger(tmp_path / "ledger.db")
+    alice_uri = connect_uri(ledger, "alice", relay)
+    bob_uri = connect_uri(ledger, "bob", relay, deposit=200_000)
+    alice_key, bob_key = LocalSigner.generate(), LocalSigner.generate()
+    async with running_service(ledger, relay), NWCWallet(alice_uri, timeout=10) as alice_w, \
+            NWCWallet(bob_uri, timeout=10) as bob_w, RelayPool([relay]) as pool:
+        store = ZapStore(tmp_path / "zaps.db")
+        settings = LnurlSettings(base_url="", users={"alice": alice_key.public_key})
+        lnurl = LnurlServer(settings, alice_key, store, lambda: alice_w)
+        http = HttpServer(lnurl.handle, "127.0.0.1", 0)
+        port = await http.start()
+        settings.base_url = f"http://127.0.0.1:{port}"
+        profile = await alice_key.sign(EventTemplate(kind=0, content=json.dumps(
+            {"name": "alice", "lud16": f"alice@127.0.0.1:{port}"})))
+        note = await alice_key.sign(EventTemplate(kind=1, content="zap me"))
+        for ev in (profile, note):
+            assert (await pool.publish(ev)).ok
+
+        async def receipts() -> None:
+            while True:
+                await lnurl.publish_receipts(lambda relays: RelayPool(relays))
+                await anyio.sleep(0.2)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(receipts)
+            try:
+                yield {"ledger": ledger, "alice": alice_key, "bob": bob_key, "port": port,
+                       "note": note, "store": store, "pool": pool, "alice_w": alice_w,
+                       "bob_w": bob_w, "zapper": Zapper(bob_key, pool, lambda: bob_w,
+                                                        relays=[relay])}
+            finally:
+                tg.cancel_scope.cancel()
+        await http.close()
+        store.close()
+
+
+async def test_zap_note_end_to_end(tmp_path: Path, relay_url: str) -> None:
+    async with zap_world(tmp_path, relay_url) as w:
+        note = w["note"]
+        result = await w["zapper"].zap(nip19.note_encode(note.id), 21_000, "great note",
+                                       receipt_timeout=10)
+        assert result.receipt is not None
+        zap = nip57.validate_receipt(result.receipt, nostr_pubkey=w["alice"].public_key,
+                                     recipient=w["alice"].public_key, event_id=note.id,
+                                     amount_msat=21_000)
+        assert zap.sender == w["bob"].public_key and zap.comment == "great note"
+        assert zap.request.id == result.zap_request.id
+        ledger: Ledger = w["ledger"]
+        assert ledger.connection("bob").balance_msat == 179_000
+        assert ledger.connection("alice").balance_msat == 21_000
+        # the receipt is on the relay requested, found by #e as any client would
+        found = await w["pool"].query({"kinds": [9735], "#e": [note.id]}, timeout=5)
+        assert [e.id for e in found] == [result.receipt.id]
+        # receipts are published once, even after more publisher passes
+        await anyio.sleep(0.5)
+        assert w["store"].get(zap.invoice.payment_hash).state == "published"
+
+
+async def test_zap_profile_by_npub(tmp_path: Path, relay_url: str) -> None:
+    async with zap_world(tmp_path, relay_url) as w:
+        result = await w["zapper"].zap(nip19.npub_encode(w["alice"].public_key), 5_000,
+                                       receipt_timeout=10)
+        assert result.receipt is not None
+        assert w["ledger"].connection("alice").balance_msat == 5_000
+
+
+async def test_bad_callbacks_move_no_money(tmp_path: Path, relay_url: str) -> None:
+    async with zap_world(tmp_path, relay_url) as w:
+        port, alice, bob = w["port"], w["alice"], w["bob"]
+        base = f"http://127.0.0.1:{port}"
+        status, params = await anyio.to_thread.run_sync(http_get,
+                                                        f"{base}/.well-known/lnurlp/alice")
+        assert status == 200 and params["allowsNostr"] is True
+        assert params["nostrPubkey"] == alice.public_key
+        cb = params["callback"]
+
+        async def req(**kw: Any) -> str:
+            t = nip57.zap_request_template(kw.pop("p", alice.public_key),
+                                           kw.pop("amount", 21_000),
+                                           kw.pop("relays", [relay_url]))
+            for k, v in kw.items():
+                setattr(t, k, v)
+            return (await bob.sign(t)).to_json()
+
+        good = await req()
+        cases = {
+            "missing nostr": f"{cb}?amount=21000",
+            "missing amount": f"{cb}?nostr={quote(good, safe='')}",
+            "not json": f"{cb}?amount=21000&nostr=%7Bnope",
+            "bad signature": f"{cb}?amount=21000&nostr="
+                             + quote(good.replace('"content":""', '"content":"x"'), safe=""),
+            "amount mismatch": f"{cb}?amount=22000&nostr={quote(good, safe='')}",
+            "wrong p": f"{cb}?amount=21000&nostr="
+                       + quote(await req(p=bob.public_key), safe=""),
+            "no relays": f"{cb}?amount=21000&nostr=" + quote(await req(relays=[]), safe=""),
+            "too old": f"{cb}?amount=21000&nostr="
+                       + quote(await req(created_at=1_000_000), safe=""),
+            "below min": f"{cb}?amount=1&nostr={quote(good, safe='')}",
+            "unknown user": f"{base}/lnurlp/mallory/callback?amount=21000&nostr="
+                            + quote(good, safe=""),
+        }
+        for label, url in cases.items():
+            status, body = await anyio.to_thread.run_sync(http_get, url)
+            assert status in (400, 404), (label, status, body)
+            assert body["status"] == "ERROR" and body["reason"], label
+        # nothing was invoiced, nothing moved
+        ledger: Ledger = w["ledger"]
+        assert ledger.transactions(ledger.connection("alice").id, unpaid=True) == []
+        assert ledger.connection("bob").balance_msat == 200_000
+        # the good request still works and hashes the parameter exactly as received
+        status, body = await anyio.to_thread.run_sync(
+            http_get, f"{cb}?amount=21000&nostr={quote(good, safe='')}")
+        assert status == 200
+        from oa_node.nostr import bolt11
+
+        assert bolt11.decode(body["pr"]).description_hash == nip57.description_hash(good)
