@@ -82,7 +82,7 @@ async def drop_pg_schema(dsn: str, schema: str) -> None:
         await con.close()
 
 
-def test_settings(**limits: Any) -> RelaySettings:
+def relay_settings(**limits: Any) -> RelaySettings:
     s = RelaySettings(host="127.0.0.1", port=0, purge_interval=0.2)
     s.rate_limits = RateLimits.off()
     for k, v in limits.items():
@@ -92,7 +92,7 @@ def test_settings(**limits: Any) -> RelaySettings:
 
 @pytest.fixture
 async def relay(tmp_path: Any) -> AsyncIterator[RelayServer]:
-    server = RelayServer(SQLiteStore(tmp_path / "relay.db"), None, test_settings())
+    server = RelayServer(SQLiteStore(tmp_path / "relay.db"), None, relay_settings())
     await server.start()
     try:
         yield server
