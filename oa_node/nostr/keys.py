@@ -22,7 +22,7 @@ CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HEX_RE = re.compile(r"[0-9a-f]*")
 _hex_fullmatch = _HEX_RE.fullmatch
 
-PUBKEY_CACHE_SIZE = 65536
+PUBKEY_CACHE_SIZE = 16384  # ~0.5 KB per entry: bounded at ~8 MB even under key churn
 _pubkey_cache: OrderedDict[str, PublicKeyXOnly | None] = OrderedDict()
 
 # BIP-340 "extraparams" magic, for signing messages that are not 32 bytes long.
@@ -112,7 +112,11 @@ class Keypair:
 
 
 def parse_pubkey(pubkey_hex: str) -> PublicKeyXOnly | None:
-    """Parsed x-only key from the LRU cache, or None if ``pubkey_hex`` is not a valid key."""
+    """Parsed x-only key from the LRU cache, or None if ``pubkey_hex`` is not a valid key.
+
+    Safe to call from several threads (libsecp256k1 calls release the GIL, so a relay may
+    verify in a thread pool): races only cost a re-parse.
+    """
     cache = _pubkey_cache
     try:
         pk = cache[pubkey_hex]
@@ -121,7 +125,10 @@ def parse_pubkey(pubkey_hex: str) -> PublicKeyXOnly | None:
     except TypeError:  # unhashable input
         return None
     else:
-        cache.move_to_end(pubkey_hex)
+        try:
+            cache.move_to_end(pubkey_hex)
+        except KeyError:  # evicted meanwhile by another thread: harmless
+            pass
         return pk
     if not is_hex(pubkey_hex, 32):
         return None
@@ -131,7 +138,10 @@ def parse_pubkey(pubkey_hex: str) -> PublicKeyXOnly | None:
         pk = None
     cache[pubkey_hex] = pk
     if len(cache) > PUBKEY_CACHE_SIZE:
-        cache.popitem(last=False)
+        try:
+            cache.popitem(last=False)
+        except KeyError:  # emptied concurrently
+            pass
     return pk
 
 

@@ -102,3 +102,28 @@ def test_is_hex() -> None:
     assert not is_hex(b"ab" * 32, 32)
     assert not is_hex(None, 32)
     assert not is_hex("ab" * 32 + "\n", 32)
+
+
+def test_concurrent_verification_with_cache_churn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads verifying while a tiny cache evicts constantly: all True, nothing raised."""
+    from collections import OrderedDict
+    from concurrent.futures import ThreadPoolExecutor
+
+    from oa_node.nostr import keys
+
+    monkeypatch.setattr(keys, "_pubkey_cache", OrderedDict())
+    monkeypatch.setattr(keys, "PUBKEY_CACHE_SIZE", 3)
+    signers = [generate_secret_key() for _ in range(12)]
+    msg = bytes(range(32))
+    items = [(public_key_hex(sk), sign_schnorr(sk, msg)) for sk in signers]
+
+    def work(offset: int) -> bool:
+        results = []
+        for i in range(300):
+            pk, sig = items[(offset + i) % len(items)]
+            results.append(verify_schnorr(pk, msg, sig))
+        return all(results)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(work, range(8)))
+    assert len(keys._pubkey_cache) <= 3 + 4  # each racing thread may overshoot by one
