@@ -421,7 +421,8 @@ def trajectory_show(
 
 def _print_report(r: TrajectoryReport) -> None:
     s = r.session
-    console.print(f"[bold]session[/] {escape(r.session_id)} by {r.author}")
+    console.print(f"[bold]session[/] {escape(r.session_id)}", soft_wrap=True)
+    console.print(f"author {r.author}", soft_wrap=True)
     if s is not None:
         if s.repo or s.sha:
             console.print(f"repo {escape(s.repo or '-')} @ {escape(s.sha or '-')}")
@@ -470,9 +471,10 @@ def trajectory_list(config: ConfigOption = None, author: AuthorOption = None,
     if as_json:
         _print_json(rows)
         return
-    table = Table("session", "started", "ended", "events", "repo")
+    table = Table("started", "ended", "events", "repo")
+    table.add_column("session", no_wrap=True)
     for row in rows:
-        table.add_row(row["session_id"], _ago(row["started_at"]), _ago(row["ended_at"]),
+        table.add_row(_ago(row["started_at"]), _ago(row["ended_at"]),
                       str(row["total_events"] if row["total_events"] is not None else "-"),
-                      escape(row["repo"] or ""))
+                      escape(row["repo"] or ""), row["session_id"])
     console.print(table)

@@ -5,6 +5,10 @@ Relays keep only the newest 39201 by ``created_at``, which is not enough when tw
 version it was based on + 1, readers take the highest version they find on any relay, and
 :meth:`AgentStateStore.update` refuses a write whose base is not the newest version the
 relays hold (compare-and-set). Only the agent's key can decrypt the content.
+
+The check and the write are two relay round trips, so two writers racing within that
+window can both write ``N + 1``; readers then agree on one of them (newest ``created_at``,
+then lowest id), and :meth:`AgentStateStore.modify` is the way to read-modify-write.
 """
 
 from __future__ import annotations

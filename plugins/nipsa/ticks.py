@@ -232,9 +232,9 @@ class TickRunner:
     async def _heartbeat(self, send: ObjectSendStream[tuple[str, Event | None]]) -> None:
         assert self.heartbeat
         async with send:
-            while True:
-                await anyio.sleep(self.heartbeat)
+            while True:  # the first beat at start makes a (re)started agent visibly alive
                 self._offer(send, "heartbeat", None)
+                await anyio.sleep(self.heartbeat)
 
     async def _watch_triggers(self, send: ObjectSendStream[tuple[str, Event | None]]) -> None:
         pubkey = self.node.signer.public_key
