@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from oa_node.nostr import bech32, nip19
 from oa_node.nostr.errors import ProtocolError
+from oa_node.nostr.keys import public_key_hex
 
 from .conftest import load_json
 
@@ -213,3 +214,15 @@ def test_bip173_and_bip350_known_strings() -> None:
         bech32.bech32_decode("pzry9x0s0muk")  # no separator
     with pytest.raises(ProtocolError):
         bech32.bech32_decode("1pzry9x0s0muk")  # empty hrp
+
+
+@pytest.mark.parametrize(
+    "v", load_json("nip06/nip06-vectors.json")["vectors"], ids=lambda v: v["npub"][:12]
+)
+def test_nip06_keys_and_encodings(v: dict) -> None:
+    """The key half of NIP-06 (mnemonic derivation itself is not part of oa_node.nostr)."""
+    secret = bytes.fromhex(v["private_key_hex"])
+    assert public_key_hex(secret) == v["public_key_hex"]
+    assert nip19.nsec_encode(secret) == nip19.nsec_encode(v["private_key_hex"]) == v["nsec"]
+    assert nip19.npub_encode(v["public_key_hex"]) == v["npub"]
+    assert nip19.decode(v["nsec"]).data == v["private_key_hex"]
