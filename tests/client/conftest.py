@@ -128,3 +128,23 @@ def relay_process(tmp_path: Path) -> Iterator[RelayProcess]:
         yield rp
     finally:
         rp.stop()
+
+
+@asynccontextmanager
+async def running_relay(db: Path, **settings: Any) -> AsyncIterator[str]:
+    """The relay plugin in-process on 127.0.0.1:0 (rate limits off); yields its URL.
+
+    ``settings`` are RelaySettings fields, e.g. ``auth=AuthSettings(required_for=["write"])``.
+    """
+    from oa_node.plugins.relay.server import RelayServer
+    from oa_node.plugins.relay.settings import RateLimits, RelaySettings
+    from oa_node.plugins.relay.storage import open_store
+
+    settings.setdefault("rate_limits", RateLimits.off())
+    server = RelayServer(open_store("sqlite", sqlite_path=db), None,
+                         RelaySettings(host="127.0.0.1", port=0, **settings))
+    port = await server.start()
+    try:
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        await server.close()
