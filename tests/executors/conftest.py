@@ -23,6 +23,12 @@ def git(repo: Path, *args: str) -> str:
                           text=True, env=GIT_ENV).stdout.strip()
 
 
+@pytest.fixture(name="git")
+def git_fixture() -> Callable[..., str]:
+    """``git(repo, *args)``: run git with a clean identity and no user config."""
+    return git
+
+
 @pytest.fixture
 def make_repo(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
     """A committed git repo with ``files`` (path -> content); returns its folder."""
