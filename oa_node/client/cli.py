@@ -46,13 +46,18 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
+def _stderr() -> Console:
+    # soft_wrap: an error line stays one line, whatever the terminal width
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
 def _fail(message: str) -> NoReturn:
-    Console(stderr=True, highlight=False).print(Text(f"error: {message}", style="bold red"))
+    _stderr().print(Text(f"error: {message}", style="bold red"))
     raise typer.Exit(1)
 
 
 def _warn(message: str) -> None:
-    Console(stderr=True, highlight=False).print(Text(f"warning: {message}", style="yellow"))
+    _stderr().print(Text(f"warning: {message}", style="yellow"))
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
