@@ -65,9 +65,9 @@ def frostr_section() -> Section:
                     Key("allowed_kinds", list, [], item=int,
                         help="Event kinds this holder signs (empty: any). Requesters must then "
                              "send the event with the request."),
-                    Key("rate_limit", float, 60.0, check=non_negative,
+                    Key("rate_limit", float, 120.0, check=non_negative,
                         help="Partial signatures per minute per peer (0: unlimited)."),
-                    Key("burst", int, 20, check=positive, help="Rate-limit burst."),
+                    Key("burst", int, 30, check=positive, help="Rate-limit burst."),
                     Key("allow_ecdh", bool, True, help="Take part in threshold ECDH (NIP-44)."),
                 ],
             ),

@@ -361,10 +361,20 @@ class FrostHolder:
     async def ping(self, peer: str, timeout: float | None = None) -> float:
         """Ping a peer, trading nonces; the round-trip time in seconds."""
         st = self.peers[peer]
-        fresh = self.pools.replenish(peer) if self.pools.needs_replenish(peer) else []
+        # Send nonces when the peer runs low on ours, and also when we run low on its: an
+        # oa-node peer answers a ping that carries nonces with a fresh batch of its own.
+        low = (self.pools.needs_replenish(peer)
+               or self.pools.incoming_count(peer) < protocol.MIN_THRESHOLD)
+        fresh = self.pools.replenish(peer) if low else []
         start = time.monotonic()
-        data = await self._request(peer, protocol.request("ping", Ping(fresh).request_json()),
-                                   timeout or self.request_timeout)
+        try:
+            data = await self._request(
+                peer, protocol.request("ping", Ping(fresh).request_json()),
+                timeout or self.request_timeout)
+        except BaseException:
+            # the peer may never have seen these: keeping them would make it look stocked
+            self.pools.discard(peer, (n.code for n in fresh))
+            raise
         rtt = time.monotonic() - start
         reply = Ping.parse_reply(data)
         self.pools.add_incoming(peer, reply.nonces)

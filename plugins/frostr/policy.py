@@ -86,8 +86,8 @@ class Policy:
     #: event kinds this holder signs; None = any (then requests without the event are fine)
     allowed_kinds: frozenset[int] | None = None
     #: partial signatures per minute per peer (0 = unlimited), with this burst
-    rate_per_minute: float = 60.0
-    burst: int = 20
+    rate_per_minute: float = 120.0
+    burst: int = 30
     allow_ecdh: bool = True
     #: ECDH answers per minute per peer (0 = unlimited)
     ecdh_per_minute: float = 120.0

@@ -198,6 +198,13 @@ class NoncePools:
         pool = self._in.get(peer)
         return pool.popleft() if pool else None
 
+    def discard(self, peer: str, codes: Iterable[bytes]) -> None:
+        """Destroy codes that may never have reached ``peer`` (a lost ping)."""
+        pool = self._out.get(peer)
+        for code in codes:
+            if pool is not None:
+                pool.pop(code, None)
+
     def forget(self, peer: str) -> None:
         self._out.pop(peer, None)
         self._in.pop(peer, None)
