@@ -904,9 +904,32 @@ def comment_template(root: Event, parent: Event, content: str, *, relay_hint: st
 
 
 def comments_for(root: Event, events: Iterable[Event]) -> list[Event]:
-    """NIP-22 comments in ``root``'s thread, oldest first."""
-    out = [e for e in events if e.kind == COMMENT and root.id in tag_values(e.tags, "E")]
-    return sorted(out, key=lambda e: (e.created_at, e.id))
+    """NIP-22 comments in ``root``'s thread in thread order: depth first, siblings oldest
+    first, so a reply always follows what it answers (even within the same second).
+    Comments whose parent is unknown are treated as top-level."""
+    found = {e.id: e for e in events
+             if e.kind == COMMENT and root.id in tag_values(e.tags, "E")}
+    children: dict[str, list[Event]] = {}
+    for e in found.values():
+        parent = comment_parent(e)
+        key = parent if parent in found and parent != e.id else root.id
+        children.setdefault(key, []).append(e)
+    out: list[Event] = []
+    stack = [root.id]
+    seen: set[str] = set()
+    while stack:  # bounded: each comment is pushed at most once
+        node = stack.pop()
+        kids = sorted(children.get(node, []), key=lambda e: (e.created_at, e.id))
+        for kid in reversed(kids):
+            if kid.id not in seen:
+                seen.add(kid.id)
+                stack.append(kid.id)
+        if node != root.id:
+            out.append(found[node])
+    # Cycles (a -> b -> a) never reach the root: append them, oldest first.
+    out += sorted((e for e in found.values() if e.id not in seen),
+                  key=lambda e: (e.created_at, e.id))
+    return out
 
 
 def comment_parent(comment: Event) -> str | None:

@@ -341,3 +341,13 @@ def test_trajectory_tags() -> None:
     assert nip34.check_trajectory_hash("A" * 64) == "a" * 64
     with pytest.raises(Nip34Error):
         nip34.check_trajectory_hash("abc")
+
+
+def test_comment_thread_order_when_clocks_tie() -> None:
+    issue = sign(AUTHOR, nip34.issue_template(REPO, subject="x", content=""))
+    a = sign(OWNER, nip34.comment_template(issue, issue, "a"), 10)
+    b = sign(AUTHOR, nip34.comment_template(issue, a, "b"), 10)
+    c = sign(AUTHOR, nip34.comment_template(issue, b, "c"), 10)
+    d = sign(STRANGER, nip34.comment_template(issue, issue, "d"), 11)
+    for perm in ([c, b, a, d], [d, a, c, b], [b, d, c, a]):
+        assert nip34.comments_for(issue, perm) == [a, b, c, d]
