@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,9 @@ class WalletService:
         self.alias = alias
         self.ready = anyio.Event()
         self.handled = 0
+        self.replayed = 0
+        #: requests seen per encryption scheme (NIP-04 use shows a legacy client)
+        self.encryptions: Counter[str] = Counter()
         self._conns: dict[str, Connection] = {}
         self._info_published: set[str] = set()
 
@@ -144,6 +147,7 @@ class WalletService:
         if conn is None:
             return None  # not addressed to us
         encryption = nip47.request_encryption(event)
+        self.encryptions[encryption] += 1
         if encryption not in ENCRYPTIONS:
             response = nip47.encode_response("unknown", error=(
                 ErrorCode.UNSUPPORTED_ENCRYPTION.value,
@@ -174,6 +178,7 @@ class WalletService:
             lambda exc: nip47.encode_response(request.method,
                                               error=(exc.code.value, exc.message)))
         if replayed:
+            self.replayed += 1
             log.info("request %s seen before: answering the recorded response", event.id)
         self.handled += 1
         await self._respond(conn, event, response, encryption)

@@ -40,13 +40,25 @@ def anyio_backend() -> str:
 @pytest.fixture
 async def relay_url(tmp_path: Path) -> AsyncIterator[str]:
     """A real relay (the relay plugin's server, SQLite store) on 127.0.0.1."""
+    async with run_relay(tmp_path / "relay.db") as url:
+        yield url
+
+
+@pytest.fixture
+async def second_relay_url(tmp_path: Path) -> AsyncIterator[str]:
+    async with run_relay(tmp_path / "relay2.db") as url:
+        yield url
+
+
+@asynccontextmanager
+async def run_relay(db: Path) -> AsyncIterator[str]:
     from oa_node.plugins.relay.server import RelayServer
     from oa_node.plugins.relay.settings import RateLimits, RelaySettings
     from oa_node.plugins.relay.storage.sqlite import SQLiteStore
 
     settings = RelaySettings(host="127.0.0.1", port=0)
     settings.rate_limits = RateLimits.off()
-    server = RelayServer(SQLiteStore(tmp_path / "relay.db"), None, settings)
+    server = RelayServer(SQLiteStore(db), None, settings)
     port = await server.start()
     try:
         yield f"ws://127.0.0.1:{port}"
