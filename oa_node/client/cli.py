@@ -313,7 +313,12 @@ def publish(
         raise typer.BadParameter("signing an event needs --key-file", param_hint="--key-file")
 
     async def go() -> PublishResult:
-        to_send = event if template is None else await signer.sign(template)  # type: ignore[union-attr]
+        if template is not None:
+            assert signer is not None
+            to_send = await signer.sign(template)
+        else:
+            assert event is not None
+            to_send = event
         async with RelayPool(urls, signer=signer, reconnect=False) as pool:
             return await pool.publish(to_send, timeout)
 

@@ -81,7 +81,7 @@ def backoff_delay(attempt: int, initial: float, maximum: float,
     ``maximum``, with "equal jitter" (uniform in the upper half) so many clients that lost the
     same relay do not reconnect in lock-step."""
     base = min(maximum, initial * (2 ** min(attempt, 32)))
-    return base * (0.5 + 0.5 * (rng or random).random())
+    return float(base * (0.5 + 0.5 * (rng or random).random()))
 
 
 @dataclass
@@ -447,7 +447,11 @@ class RelayConnection:
                 attempt += 1
                 continue
             started = time.monotonic()
-            await self._serve(ws)
+            try:
+                await self._serve(ws)
+            except Exception as exc:  # keep the connection alive through unexpected errors
+                log.exception("%s: connection failed unexpectedly", self.url)
+                self.last_error = f"error: {self.url}: {_describe(exc)}"
             if self._state is State.CLOSED:
                 return
             # A connection that lived a while resets the backoff; one that drops at once
@@ -501,7 +505,10 @@ class RelayConnection:
                     self.stats.malformed_messages += 1
                     log.warning("%s: ignoring malformed message: %s", self.url, exc)
                     continue
-                self._dispatch(msg)
+                try:
+                    self._dispatch(msg)
+                except Exception:  # a bug handling one message must not end the connection
+                    log.exception("%s: error handling %s", self.url, type(msg).__name__)
             self.last_error = f"error: {self.url} closed the connection"
         except ConnectionClosed as exc:
             self.last_error = f"error: connection to {self.url} lost: {_describe(exc)}"
