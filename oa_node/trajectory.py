@@ -139,3 +139,26 @@ async def read_trajectory(
          "#a": [session_coordinate(author, session_id)]}, timeout)
     return verify_trajectory(session_id, author, [*sessions, *events],
                              expected_hash=expected_hash)
+
+
+async def read_ref(pool: RelayPool, ref: TrajectoryRef, *, timeout: float = 10.0
+                   ) -> TrajectoryReport:
+    """Audit a reference taken from a result or patch (:meth:`TrajectoryRef.from_tags`):
+    read the session from ``pool`` plus the relay the reference names, and check it against
+    the referenced hash."""
+    from oa_node.client import ClientError
+    from oa_node.client import RelayPool as Pool
+    from oa_node.client.urls import normalize_relay_url
+
+    hint = ""
+    if ref.relay:
+        try:
+            hint = normalize_relay_url(ref.relay)
+        except ClientError:  # a malformed hint is not fatal: the pool's relays may have it
+            hint = ""
+    if not hint or hint in pool.relays:
+        return await read_trajectory(pool, ref.session_id, ref.author,
+                                     expected_hash=ref.trajectory_hash, timeout=timeout)
+    async with Pool([*pool.relays, hint]) as wider:
+        return await read_trajectory(wider, ref.session_id, ref.author,
+                                     expected_hash=ref.trajectory_hash, timeout=timeout)

@@ -21,6 +21,7 @@ from oa_node.trajectory import (
     TrajectoryError,
     TrajectoryRecorder,
     TrajectoryRef,
+    read_ref,
     read_trajectory,
 )
 
@@ -195,3 +196,22 @@ async def test_bad_input_is_a_clear_error(pool: RelayPool, agent: LocalSigner) -
     with pytest.raises(TrajectoryError, match="must not contain 'type'"):
         await rec.record("agent", {"type": "x"})
     assert rec.count == 0  # nothing half-recorded
+
+
+async def test_audit_a_reference_from_result_tags(
+        pool: RelayPool, agent: LocalSigner, start_relay: Callable[[], Any]) -> None:
+    """A buyer holding only a result's tags finds the session through the relay hint."""
+    traj = NodeTrajectories.fixed(pool, agent, publish_timeout=5)
+    _, ref = await record_job(traj)
+    result_tags = [["e", "00" * 32], ["p", BUYER], *ref.tags()]
+    found = TrajectoryRef.from_tags(result_tags, agent.public_key)
+    assert found == ref
+    elsewhere = await start_relay()  # the buyer's own relay has nothing of it
+    async with RelayPool([elsewhere]) as buyer_pool:
+        report = await read_ref(buyer_pool, found, timeout=5)
+        assert buyer_pool.relays == [elsewhere]  # the caller's pool is left alone
+    assert report.ok, report.problems
+    forged = TrajectoryRef(ref.session_id, ref.relay, "11" * 32, ref.author)
+    async with RelayPool([elsewhere]) as buyer_pool:
+        bad = await read_ref(buyer_pool, forged, timeout=5)
+    assert any("expected" in p for p in bad.problems)
