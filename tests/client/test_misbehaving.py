@@ -9,7 +9,7 @@ import anyio
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from oa_node.client import EOSE, RelayConnection, RelayPool, State
+from oa_node.client import EOSE, ClientError, RelayConnection, RelayPool, State
 from oa_node.nostr.event import Event
 from oa_node.signer import LocalSigner
 
@@ -251,3 +251,44 @@ async def test_slow_consumer_drops_beyond_bounded_queue(signer: LocalSigner) -> 
         assert len(items) == 6  # 5 queued events + the EOSE marker, which is never dropped
         assert items[-1] is EOSE
         assert sub.dropped == 15
+
+
+async def test_event_unanswered_at_drop_is_resent_after_reconnect(signer: LocalSigner) -> None:
+    ev = make_event(signer)
+    seen: list[str] = []
+
+    async def forgetful(ws: ServerConnection) -> None:
+        msg = await recv_json(ws)
+        seen.append(msg[1]["id"])
+        if len(seen) == 1:
+            await ws.close(1011, "crashed before answering")
+            return
+        await ws.send(json.dumps(["OK", msg[1]["id"], True, ""]))
+        await ws.wait_closed()
+
+    async with raw_server(forgetful) as url:
+        async with RelayConnection(url, backoff_initial=0.05) as conn:
+            assert await conn.publish(ev, timeout=10) == (True, "")
+        assert seen == [ev.id, ev.id]
+
+
+async def test_close_releases_waiting_publish(signer: LocalSigner) -> None:
+    async def silent(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with raw_server(silent) as url:
+        conn = RelayConnection(url)
+        await conn.connect(5)
+        result: list[tuple[bool, str]] = []
+
+        async def publish() -> None:
+            result.append(await conn.publish(make_event(signer), timeout=30))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(publish)
+                await anyio.sleep(0.2)
+                await conn.close()
+        assert result == [(False, "error: connection closed by client")]
+        with pytest.raises(ClientError, match="closed"):
+            conn.subscribe({"kinds": [1]})
