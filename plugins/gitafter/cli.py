@@ -57,7 +57,8 @@ ConfigOpt = Annotated[Path | None, typer.Option(
 KeyFileOpt = Annotated[Path | None, typer.Option(
     "--key-file", help="Sign with this key file (hex or nsec) instead of the node's signer.")]
 RelayOpt = Annotated[list[str] | None, typer.Option(
-    "--relay", "-r", help="Relay to use (repeatable); default: the repository's relays.")]
+    "--relay", "-r", help="Relay to use (repeatable), besides the repository's own relays; "
+    "needed once to find a repository this clone does not know yet.")]
 DirOpt = Annotated[Path, typer.Option("-C", "--dir", help="The git repository to work in.")]
 RepoOpt = Annotated[str | None, typer.Option(
     "--repo", help="The announced repository (naddr1... or 30617:<pubkey>:<id>), when this "
@@ -241,12 +242,11 @@ async def load_repo(ctx: Context) -> tuple[RelayPool, GitAfterRemote, RepoRef]:
             raise UserError(f"several announcements share this repository's first commit: "
                             f"pick one with --repo ({names})")
         repo = found[0]
-    relays = list(dict.fromkeys(ctx.opts.relays or [*repo.relays, *pool.relays]))
-    if set(relays) != set(pool.relays):
-        for url in relays:
-            pool.add_relay(url)
-    if not ctx.opts.relays or not stored:
-        ctx.remember(repo, relays)
+    # NIP-34: talk to the relays the repository lists, plus any the user named.
+    relays = list(dict.fromkeys([*repo.relays, *pool.relays]))
+    for url in relays:
+        pool.add_relay(url)
+    ctx.remember(repo, relays)
     return pool, remote, repo
 
 

@@ -32,8 +32,9 @@ GIT_ENV = {
 class ThreadRelay:
     """A RelayServer running in its own thread and event loop."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, *, auth_write: bool = False) -> None:
         self.db = db
+        self.auth_write = auth_write
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: RelayServer | None = None
@@ -43,6 +44,8 @@ class ThreadRelay:
         self.thread.start()
         settings = RelaySettings(host="127.0.0.1", port=0, purge_interval=0.5)
         settings.rate_limits = RateLimits.off()
+        if self.auth_write:
+            settings.auth.required_for = ["write"]
         self.server = RelayServer(SQLiteStore(self.db), None, settings)
         fut = asyncio.run_coroutine_threadsafe(self.server.start(), self.loop)
         self.port = fut.result(timeout=20)
@@ -53,6 +56,8 @@ class ThreadRelay:
         return f"ws://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        if self.loop.is_closed():
+            return
         if self.server is not None:
             asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(timeout=20)
         self.loop.call_soon_threadsafe(self.loop.stop)
