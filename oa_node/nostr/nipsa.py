@@ -370,6 +370,14 @@ class Trigger:
         return f"kind:{self.kind}" if self.type == "kind" else self.type
 
 
+def _maybe_trigger(text: str) -> Trigger | None:
+    """Triggers another implementation defines (and we do not) are skipped, not fatal."""
+    try:
+        return Trigger.parse(text)
+    except ProtocolError:
+        return None
+
+
 @dataclass
 class AgentSchedule:
     heartbeat: int | None = None
@@ -401,7 +409,7 @@ class AgentSchedule:
             heartbeat=heartbeat,
             next_tick=_int_tag(event, "next_tick", "schedule"),
             active=active_raw != "false",
-            triggers=[Trigger.parse(v) for v in event.tag_values("trigger")],
+            triggers=[t for t in map(_maybe_trigger, event.tag_values("trigger")) if t],
         )
 
 

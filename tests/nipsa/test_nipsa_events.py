@@ -69,6 +69,9 @@ def test_schedule_round_trip_and_trigger_forms() -> None:
     assert ["trigger", "custom:5050"] in ev.tags
     assert Trigger.parse("custom:5050") == Trigger("kind", 5050)
     assert AgentSchedule.from_event(ev) == s
+    # a trigger type we do not know (another implementation's) is skipped
+    ev2 = sign(EventTemplate(39202, "", [*ev.tags, ["trigger", "price_above:100"]]))
+    assert AgentSchedule.from_event(ev2) == s
     with pytest.raises(ProtocolError, match="trigger"):
         Trigger.parse("kind:-1")
     with pytest.raises(ProtocolError, match="heartbeat"):
