@@ -1,0 +1,107 @@
+"""The plugins as a node runs them: config sections, capabilities, and ``oa-node wallet``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from oa_node.node import build_node
+from oa_node.signer import LocalSigner, write_key_file
+from oa_node.wallet import Wallet, Zapper
+
+pytestmark = pytest.mark.anyio
+
+
+def oa(cfg: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "oa_node.cli", *args, "-c", str(cfg)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def write_config(tmp: Path, relay: str, wallet: bool = True) -> Path:
+    write_key_file(tmp / "node.key", LocalSigner.generate().secret_key)
+    cfg = tmp / "node.toml"
+    cfg.write_text(
+        '[node]\ndata_dir = "."\nname = "alice"\n'
+        f'relays = ["{relay}"]\n'
+        "[ledger_wallet]\nenabled = true\n"
+        + ('[wallet]\nbackend = "nwc"\nuri_file = "wallet.uri"\ntimeout = 10.0\n'
+           if wallet else ""), encoding="utf-8")
+    return cfg
+
+
+async def test_wallet_cli_ledger_commands(tmp_path: Path, relay_url: str) -> None:
+    cfg = write_config(tmp_path, relay_url, wallet=False)
+    buyer = json.loads(oa(cfg, "wallet", "create", "buyer", "--budget-msat", "80000",
+                          "--json").stdout)
+    assert buyer["uri"].startswith("nostr+walletconnect://")
+    oa(cfg, "wallet", "create", "provider")
+    dup = oa(cfg, "wallet", "create", "provider", ok=False)
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    assert "Traceback" not in dup.stderr
+    assert json.loads(oa(cfg, "wallet", "deposit", "buyer", "100000", "--json").stdout) == {
+        "name": "buyer", "balance_msat": 100_000}
+    inv = json.loads(oa(cfg, "wallet", "invoice", "30000", "-d", "job", "-n", "provider",
+                        "--json").stdout)
+    paid = json.loads(oa(cfg, "wallet", "pay", inv["invoice"], "-n", "buyer", "--json").stdout)
+    again = json.loads(oa(cfg, "wallet", "pay", inv["invoice"], "-n", "buyer", "--json").stdout)
+    assert paid == again  # paying twice pays once
+    assert json.loads(oa(cfg, "wallet", "balance", "-n", "buyer", "--json").stdout) == {
+        "balance_msat": 70_000}
+    hist = json.loads(oa(cfg, "wallet", "history", "buyer", "--json").stdout)
+    assert [m["delta_msat"] for m in hist] == [-30_000, 100_000]
+    over = oa(cfg, "wallet", "pay", json.loads(oa(
+        cfg, "wallet", "invoice", "60000", "-n", "provider", "--json").stdout)["invoice"],
+        "-n", "buyer", ok=False)
+    assert over.returncode == 1 and "QUOTA_EXCEEDED" in over.stderr
+    bad = oa(cfg, "wallet", "pay", "lnbc1notaninvoice", "-n", "buyer", ok=False)
+    assert bad.returncode == 1 and "invalid invoice" in bad.stderr
+    listed = json.loads(oa(cfg, "wallet", "list", "--json").stdout)
+    assert {c["name"]: c["balance_msat"] for c in listed} == {"buyer": 70_000,
+                                                              "provider": 30_000}
+    # a fresh URI revokes the old one (the ledger keeps no client secrets)
+    fresh = json.loads(oa(cfg, "wallet", "connect-uri", "buyer", "--json").stdout)["uri"]
+    assert fresh != buyer["uri"]
+
+
+async def test_node_provides_wallet_and_zap(tmp_path: Path, relay_url: str) -> None:
+    cfg = write_config(tmp_path, relay_url)
+    uri = json.loads(oa(cfg, "wallet", "create", "node", "--json").stdout)["uri"]
+    (tmp_path / "wallet.uri").write_text(uri + "\n", encoding="utf-8")
+    oa(cfg, "wallet", "deposit", "node", "5000")
+    node = build_node(cfg)
+    wallet = node.capability("wallet")
+    assert isinstance(wallet, Wallet) and isinstance(node.capability("zap"), Zapper)
+    assert uri.split("secret=")[1][:64] not in repr(wallet)
+    assert {s.name for s in node.services} >= {"wallet", "ledger_wallet"}
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: node.run(handle_signals=False))
+        with anyio.fail_after(20):
+            while True:  # the node's ledger service answers the node's own NWC wallet
+                try:
+                    assert await wallet.get_balance() == 5000
+                    break
+                except Exception:
+                    await anyio.sleep(0.2)
+        out = await anyio.to_thread.run_sync(lambda: oa(cfg, "wallet", "balance", "--json"))
+        assert json.loads(out.stdout) == {"balance_msat": 5000}
+        node.stop()
+
+
+async def test_bad_wallet_config_is_one_clear_line(tmp_path: Path, relay_url: str) -> None:
+    cfg = write_config(tmp_path, relay_url)
+    (tmp_path / "wallet.uri").write_text("nostr+walletconnect://" + "ab" * 32
+                                         + "?relay=wss%3A%2F%2Fr&secret=" + "cd" * 31,
+                                         encoding="utf-8")
+    proc = oa(cfg, "wallet", "balance", ok=False)
+    assert proc.returncode == 1 and "secret" in proc.stderr
+    assert "cd" * 31 not in proc.stderr and "Traceback" not in proc.stderr
