@@ -311,6 +311,32 @@ def _am(repo: git.Repo, patch: PatchEvent, committer: Committer | None) -> None:
         os.unlink(path)
 
 
+def _email_signature(content: str) -> str | None:
+    """The ``-- `` signature block of a patch that has no diff (an empty commit), which
+    ``git am`` wrongly keeps in the commit message because no ``---`` line precedes it."""
+    _, _, body = content.partition("\n\n")
+    lines = body.split("\n")
+    if any(ln == "---" or ln.startswith("diff --git ") for ln in lines):
+        return None
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i] == "-- ":
+            return "\n".join(ln.rstrip() for ln in lines[i + 1:]).strip("\n")
+    return None
+
+
+def _strip_am_signature(repo: git.Repo, sha: str, patch: PatchEvent) -> str:
+    """Undo ``git am`` appending the e-mail signature to an empty commit's message."""
+    sig = _email_signature(patch.event.content)
+    if sig is None:
+        return sha
+    raw = repo.git.cat_file("commit", sha, strip_newline_in_stdout=False)
+    header, sep, message = raw.partition("\n\n")
+    suffix = f"\n\n--\n{sig}\n" if sig else "\n\n--\n"
+    if not message.endswith(suffix):
+        return sha
+    return _write_commit(repo, f"{header}{sep}{message[:-len(suffix)]}\n")
+
+
 def _with_signature(repo: git.Repo, sha: str, pgp_sig: str) -> str:
     """Re-create commit ``sha`` with the proposer's ``gpgsig`` header (which format-patch
     cannot carry), so a signed commit keeps its id."""
@@ -318,7 +344,10 @@ def _with_signature(repo: git.Repo, sha: str, pgp_sig: str) -> str:
     header, sep, message = raw.partition("\n\n")
     sig = "\n".join(["gpgsig " + pgp_sig.split("\n")[0],
                      *(" " + ln for ln in pgp_sig.split("\n")[1:])])
-    new = f"{header}\n{sig}{sep}{message}"
+    return _write_commit(repo, f"{header}\n{sig}{sep}{message}")
+
+
+def _write_commit(repo: git.Repo, new: str) -> str:
     fd, path = tempfile.mkstemp(prefix="oa-commit-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
@@ -361,6 +390,10 @@ def apply_series(repo: git.Repo, patches: Sequence[PatchEvent], branch: str | No
             except git.GitCommandError as exc:
                 raise GitError(f"{where} does not apply: {_git_message(exc)}") from None
             actual = repo.head.commit.hexsha
+            fixed = _strip_am_signature(repo, actual, patch)
+            if fixed != actual:
+                repo.git.update_ref("HEAD", fixed)
+                actual = fixed
             comparable = patch.commit is not None and patch.parent_commit == parent_before
             if comparable and actual != patch.commit and patch.pgp_sig:
                 signed = _with_signature(repo, actual, patch.pgp_sig)

@@ -1,0 +1,69 @@
+"""Commit ids survive the trip: empty commits (format-patch --always, am --empty=keep),
+signed commits (the signature travels in `commit-pgp-sig`), CRLF and binary content."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import git
+import pytest
+
+from tests.gitafter.conftest import Cli, Person, Project, ThreadRelay, commit_file, git_run
+from tests.gitafter.test_flow import announce
+
+
+def ssh_signing(repo: Path, tmp_path: Path) -> None:
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen (Debian: openssh-client) is needed to sign commits")
+    key = tmp_path / "signing_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    git_run(repo, "config", "gpg.format", "ssh")
+    git_run(repo, "config", "user.signingkey", str(key))
+
+
+def test_signed_and_empty_commits_keep_their_ids(cli: Cli, project: Project,
+                                                 relay: ThreadRelay,
+                                                 people: dict[str, Person],
+                                                 tmp_path: Path) -> None:
+    m, c = people["maintainer"], people["contributor"]
+    announce(cli, project, relay, m)
+    ssh_signing(project.contributor, tmp_path)
+    commit_file(project.contributor, "s.txt", "signed\n", "a plain commit")
+    git_run(project.contributor, "commit", "-q", "--allow-empty", "-m", "an empty commit")
+    (project.contributor / "s.txt").write_text("signed twice\n")
+    git_run(project.contributor, "commit", "-q", "-S", "-a", "-m", "a signed commit")
+    crepo = git.Repo(project.contributor)
+    signed = crepo.head.commit.hexsha
+    assert "gpgsig" in crepo.git.cat_file("commit", signed)
+    want = crepo.git.rev_list("--reverse", "HEAD~3..HEAD").split()
+
+    sent = cli.ok("git", "send", "HEAD~3", "-C", str(project.contributor), "--key-file",
+                  str(c.key_file), "--relay", relay.url, "--json")
+    shown = cli.ok("git", "show", sent["root"], "--patches", "-C", str(project.maintainer),
+                   "--json")
+    assert [p["commit"] for p in shown["patches"]] == want
+    applied = cli.ok("git", "apply", sent["root"][:8], "-C", str(project.maintainer), "--json")
+    assert applied["commits"] == want and applied["verified"]
+    mrepo = git.Repo(project.maintainer)
+    assert "gpgsig" in mrepo.git.cat_file("commit", signed)
+    assert mrepo.commit(applied["branch"]).tree.hexsha == crepo.head.commit.tree.hexsha
+
+
+def test_rebased_series_is_applied_but_not_claimed_verified(cli: Cli, project: Project,
+                                                            relay: ThreadRelay,
+                                                            people: dict[str, Person]) -> None:
+    """Applied on another base, ids must differ; the result says they were not compared."""
+    m, c = people["maintainer"], people["contributor"]
+    announce(cli, project, relay, m)
+    commit_file(project.contributor, "r.txt", "r\n", "add r")
+    sent = cli.ok("git", "send", "HEAD~1", "-C", str(project.contributor), "--key-file",
+                  str(c.key_file), "--relay", relay.url, "--json")
+    commit_file(project.maintainer, "other.txt", "o\n", "maintainer moved on")
+    out = cli.ok("git", "apply", sent["root"][:8], "--here", "-C", str(project.maintainer),
+                 "--json")
+    assert out["verified"] is False and out["checks"][0]["ok"] is None
+    assert out["commits"][0] != sent["commits"][0]
+    assert (project.maintainer / "r.txt").read_text() == "r\n"
+    assert git.Repo(project.maintainer).active_branch.name == "main"
