@@ -48,6 +48,7 @@ def request(source: str, *commands: str | dict[str, Any], **extra: Any) -> dict[
 
 
 def no_containers(sb: DockerSandbox) -> bool:
+    sb.flush()
     return not sb.client.api.containers(all=True,
                                         filters={"label": f"{LABEL_NAMESPACE}={sb.namespace}"})
 

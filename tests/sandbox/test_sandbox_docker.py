@@ -36,6 +36,7 @@ def spec(*commands: str | list[str] | CommandSpec, **kw: Any) -> RunSpec:
 
 
 def containers(sb: DockerSandbox) -> list[Any]:
+    sb.flush()
     return sb.client.api.containers(all=True,
                                     filters={"label": f"{LABEL_NAMESPACE}={sb.namespace}"})
 
