@@ -72,4 +72,6 @@ def register_signers(register: Callable[..., None]) -> None:
 @hookspec
 def register_tick_handlers(register: Callable[..., None]) -> None:
     """Decide what an agent tick does (NIP-SA): ``register(name, async_fn)`` where
-    ``async_fn(node, tick) -> TickOutcome`` runs on every heartbeat or trigger."""
+    ``async_fn(node, tick)`` runs on every heartbeat or trigger. ``tick`` has ``tick_id``,
+    ``trigger``, ``trigger_event``, ``request`` and ``state`` (the agent's state store); the
+    handler returns an ``oa_node.nostr.nipsa.TickOutcome``, a dict of its fields, or None."""

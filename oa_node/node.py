@@ -111,6 +111,13 @@ class Node:
             self._pool = RelayPool(self.config["node"]["relays"], signer=self.signer)
         return self._pool
 
+    @pool.setter
+    def pool(self, pool: RelayPool) -> None:
+        """Use another pool (a CLI command given ``--relay``, a test); set before use."""
+        if self._pool is not None and self._pool is not pool:
+            raise RuntimeError("the node's relay pool is already in use")
+        self._pool = pool
+
     # --- capabilities: how plugins offer each other things without importing each other --
 
     def provide(self, name: str, obj: Any) -> None:

@@ -115,7 +115,7 @@ def _run(config: Path | None, relays: list[str] | None, need_signer: bool,
 
     async def main() -> T:
         pool = RelayPool(urls, signer=signer)
-        node._pool = pool  # the capabilities resolve node.pool lazily: use this one
+        node.pool = pool  # the capabilities resolve node.pool lazily: use this one
         try:
             return await fn(node, pool)
         finally:
