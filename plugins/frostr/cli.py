@@ -216,6 +216,7 @@ def sign(
     signer = FrostSigner(holder)
     signed = _with_holder(holder, lambda: signer.sign(template))
     result = signer.last_result
+    assert result is not None
     if as_json:
         _print_json({"event": signed.to_dict(), "signers": result.signers,
                      "cheaters": result.cheaters})

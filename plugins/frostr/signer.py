@@ -9,12 +9,22 @@ from __future__ import annotations
 import hashlib
 import time
 
-from oa_node.plugins.frostr.holder import FrostHolder, nip44_conversation_key_from_x
+from oa_node.plugins.frostr.holder import (
+    FrostHolder,
+    SignResult,
+    nip44_conversation_key_from_x,
+)
 
 from oa_node.errors import UserError
 from oa_node.nostr import nip44
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate, serialize_for_id
+
+#: Events up to this size travel with the sign request (as the session's hex ``content``) so
+#: peers can apply kind policies; larger ones would push the request past the 64 KiB NIP-44
+#: plaintexts bifrost peers accept, so only their id is sent (a peer with a kind policy then
+#: refuses, one without signs).
+MAX_EVENT_WITH_REQUEST = 24 * 1024
 
 
 class FrostSigner:
@@ -23,7 +33,8 @@ class FrostSigner:
     def __init__(self, holder: FrostHolder, *, ready_timeout: float = 30.0) -> None:
         self.holder = holder
         self.ready_timeout = ready_timeout
-        self.last_result = None
+        #: who signed (and who cheated) for the last event
+        self.last_result: SignResult | None = None
 
     @property
     def public_key(self) -> str:
@@ -39,7 +50,8 @@ class FrostSigner:
             raise UserError(f"cannot sign: {exc}") from None
         digest = hashlib.sha256(serialized).digest()
         await self.holder.wait_ready(self.ready_timeout)
-        result = await self.holder.sign(digest, content=serialized)
+        content = serialized if len(serialized) <= MAX_EVENT_WITH_REQUEST else None
+        result = await self.holder.sign(digest, content=content)
         self.last_result = result
         event = Event(digest.hex(), self.public_key, created_at, template.kind, tags,
                       template.content, result.signature.hex())
