@@ -17,6 +17,8 @@ Where bifrost is lax this holder is strict, without changing the wire:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import random
 import time
@@ -596,7 +598,4 @@ class FrostHolder:
 
 def nip44_conversation_key_from_x(shared_x: bytes) -> bytes:
     """HKDF-extract(salt ``nip44-v2``, shared x): what NIP-44 derives from an ECDH."""
-    import hashlib
-    import hmac
-
     return hmac.new(nip44.SALT, shared_x, hashlib.sha256).digest()
