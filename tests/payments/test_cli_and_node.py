@@ -105,3 +105,55 @@ async def test_bad_wallet_config_is_one_clear_line(tmp_path: Path, relay_url: st
     proc = oa(cfg, "wallet", "balance", ok=False)
     assert proc.returncode == 1 and "secret" in proc.stderr
     assert "cd" * 31 not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_oa_node_zap_command(tmp_path: Path, relay_url: str) -> None:
+    """Alice's node serves zaps (ledger wallet + LNURL endpoint); Bob zaps her from the CLI."""
+    from oa_node.client import RelayPool
+    from oa_node.nostr import nip19, nip57
+    from oa_node.nostr.event import EventTemplate
+
+    port = free_port()
+    alice_dir, bob_dir = tmp_path / "alice", tmp_path / "bob"
+    alice_dir.mkdir()
+    bob_dir.mkdir()
+    alice_cfg = write_config(alice_dir, relay_url)
+    with alice_cfg.open("a", encoding="utf-8") as f:
+        f.write(f"[zaps]\nenabled = true\nport = {port}\nreceipt_poll = 0.2\n")
+    bob_cfg = write_config(bob_dir, relay_url)
+    bob_cfg.write_text(bob_cfg.read_text().replace("[ledger_wallet]\nenabled = true\n", ""))
+    for name, folder in (("alice", alice_dir), ("bob", bob_dir)):
+        uri = json.loads(oa(alice_cfg, "wallet", "create", name, "--json").stdout)["uri"]
+        (folder / "wallet.uri").write_text(uri, encoding="utf-8")
+    oa(alice_cfg, "wallet", "deposit", "bob", "100000")
+    alice = build_node(alice_cfg)
+    profile = await alice.signer.sign(EventTemplate(kind=0, content=json.dumps(
+        {"name": "alice", "lud16": f"alice@127.0.0.1:{port}"})))
+    async with RelayPool([relay_url]) as pool:
+        assert (await pool.publish(profile)).ok
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: alice.run(handle_signals=False))
+            npub = nip19.npub_encode(alice.signer.public_key)
+            proc = await anyio.to_thread.run_sync(lambda: oa(
+                bob_cfg, "zap", npub, "21", "--comment", "thanks", "--wait", "15", "--json",
+                ok=False))
+            assert proc.returncode == 0, proc.stderr
+            out = json.loads(proc.stdout)
+            assert out["amount_msat"] == 21_000 and out["receipt"]
+            receipts = await pool.query({"kinds": [9735], "#p": [alice.signer.public_key]},
+                                        timeout=5)
+            assert [r.id for r in receipts] == [out["receipt"]]
+            zap = nip57.validate_receipt(receipts[0], nostr_pubkey=alice.signer.public_key,
+                                         amount_msat=21_000)
+            assert zap.comment == "thanks"
+            alice.stop()
+    listed = json.loads(oa(alice_cfg, "wallet", "list", "--json").stdout)
+    assert {c["name"]: c["balance_msat"] for c in listed} == {"alice": 21_000, "bob": 79_000}
