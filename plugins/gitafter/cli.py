@@ -18,9 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
-from oa_node.plugins.gitafter import gitops, nip34
-from oa_node.plugins.gitafter.nip34 import Proposal, RepoRef, TrajectoryRef, short
-from oa_node.plugins.gitafter.remote import GitAfterRemote
 from rich.console import Console
 from rich.table import Table
 
@@ -29,6 +26,9 @@ from oa_node.nostr import nip19
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, compute_event_id
 from oa_node.nostr.keys import is_hex
+from oa_node.plugins.gitafter import gitops, nip34
+from oa_node.plugins.gitafter.nip34 import Proposal, RepoRef, TrajectoryRef, short
+from oa_node.plugins.gitafter.remote import GitAfterRemote
 from oa_node.signer import LocalSigner, Signer
 
 if TYPE_CHECKING:
@@ -317,9 +317,16 @@ def init(
     async def main() -> dict[str, Any]:
         pool, remote = ctx.remote(relays)
         try:
-            ann, ok1 = await remote.sign_and_publish(repo.to_template())
-            state, ok2 = await remote.sign_and_publish(
-                nip34.state_template(ident, refs, head))
+            # Replaceable events: the newest wins, so never reuse an older timestamp (a
+            # re-announcement within the same second would otherwise be a coin toss).
+            old = await remote.query({"kinds": [nip34.REPO, nip34.STATE],
+                                      "authors": [signer.public_key], "#d": [ident]})
+            now = int(time.time())
+            ann, ok1 = await remote.sign_and_publish(repo.to_template(
+                nip34.next_created_at(now, [e for e in old if e.kind == nip34.REPO])))
+            state, ok2 = await remote.sign_and_publish(nip34.state_template(
+                ident, refs, head, nip34.next_created_at(
+                    now, [e for e in old if e.kind == nip34.STATE])))
         finally:
             await pool.close()
         return {"announcement": ann.id, "state": state.id, "accepted_by": sorted(set(ok1)),
@@ -354,7 +361,10 @@ def state(
         if signer.public_key not in r.all_maintainers:
             raise UserError("only a maintainer publishes the repository state (the "
                             "announcement lists the owner and its maintainers)")
-        event, ok = await remote.sign_and_publish(nip34.state_template(r.identifier, refs, head))
+        previous = await remote.fetch_state(r)
+        created_at = nip34.next_created_at(int(time.time()), [previous] if previous else [])
+        event, ok = await remote.sign_and_publish(
+            nip34.state_template(r.identifier, refs, head, created_at))
         return {"state": event.id, "accepted_by": ok, "refs": refs, "head": head}
 
     out = with_repo(ctx, go)

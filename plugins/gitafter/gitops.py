@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import git
+
+from oa_node.errors import UserError
 from oa_node.plugins.gitafter.nip34 import (
     CommitObject,
     Committer,
@@ -24,8 +26,6 @@ from oa_node.plugins.gitafter.nip34 import (
     parse_commit_object,
     short,
 )
-
-from oa_node.errors import UserError
 
 CONFIG_REPO = "nostr.repo"
 CONFIG_RELAYS = "nostr.relays"

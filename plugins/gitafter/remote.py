@@ -13,15 +13,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oa_node.plugins.gitafter import nip34
-from oa_node.plugins.gitafter.nip34 import Nip34Error, Proposal, RepoRef
-
 from oa_node.client import RelayPool
 from oa_node.errors import UserError
 from oa_node.nostr import nip19
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
 from oa_node.nostr.keys import is_hex
+from oa_node.plugins.gitafter import nip34
+from oa_node.plugins.gitafter.nip34 import Nip34Error, Proposal, RepoRef
 from oa_node.signer import Signer
 
 #: Most events one query asks a relay for (relays cap ``limit``; ours at 1000).

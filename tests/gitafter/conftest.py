@@ -15,12 +15,12 @@ from typing import Any
 
 import git
 import pytest
-from oa_node.plugins.relay.server import RelayServer
-from oa_node.plugins.relay.settings import RateLimits, RelaySettings
-from oa_node.plugins.relay.storage.sqlite import SQLiteStore
 from typer.testing import CliRunner
 
 from oa_node.cli import make_app
+from oa_node.plugins.relay.server import RelayServer
+from oa_node.plugins.relay.settings import RateLimits, RelaySettings
+from oa_node.plugins.relay.storage.sqlite import SQLiteStore
 from oa_node.signer import LocalSigner, write_key_file
 
 GIT_ENV = {

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import git
-from oa_node.plugins.gitafter import nip34
 
+from oa_node.plugins.gitafter import nip34
 from tests.gitafter.conftest import Cli, Person, Project, ThreadRelay, commit_file, git_run
 
 
@@ -97,8 +97,10 @@ def test_revision_replaces_series(cli: Cli, project: Project, relay: ThreadRelay
     m, c = people["maintainer"], people["contributor"]
     announce(cli, project, relay, m)
     commit_file(project.contributor, "a.txt", "first try\n", "add a")
-    first = cli.ok("git", "send", "HEAD~1", "-C", str(project.contributor), "--key-file",
+    # No range: the commits since the branch's upstream (origin/main).
+    first = cli.ok("git", "send", "-C", str(project.contributor), "--key-file",
                    str(c.key_file), "--relay", relay.url, "--json")
+    assert len(first["commits"]) == 1
     git_run(project.contributor, "commit", "-q", "--amend", "-m", "add a (v2)")
     (project.contributor / "a.txt").write_text("second try\n")
     git_run(project.contributor, "commit", "-q", "-a", "--amend", "--no-edit")

@@ -7,6 +7,9 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from oa_node.nostr.event import Event, EventTemplate, sign_event
+from oa_node.nostr.keys import generate_secret_key, public_key_hex
 from oa_node.plugins.gitafter import nip34
 from oa_node.plugins.gitafter.nip34 import (
     CommitObject,
@@ -15,9 +18,6 @@ from oa_node.plugins.gitafter.nip34 import (
     RepoRef,
     TrajectoryRef,
 )
-
-from oa_node.nostr.event import Event, EventTemplate, sign_event
-from oa_node.nostr.keys import generate_secret_key, public_key_hex
 
 OWNER = generate_secret_key()
 CO = generate_secret_key()  # a co-maintainer
