@@ -25,13 +25,13 @@ from pathlib import Path
 
 import anyio
 from coincurve import PrivateKey
+
+from oa_node.client import RelayPool
+from oa_node.nostr.event import EventTemplate, sign_event
 from oa_node.plugins.frostr import encoding, frost
 from oa_node.plugins.frostr.holder import FrostHolder
 from oa_node.plugins.frostr.policy import Policy
 from oa_node.plugins.frostr.suite import BIFROST
-
-from oa_node.client import RelayPool
-from oa_node.nostr.event import EventTemplate, sign_event
 
 
 def median_us(fn, rounds: int, inner: int) -> float:

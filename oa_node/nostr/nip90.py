@@ -90,22 +90,29 @@ def request_template(
     expiration: int | None = None,
     dedicated_kind: bool = False,
     created_at: int | None = None,
+    providers: list[str] | tuple[str, ...] = (),
+    extra_tags: list[list[str]] | None = None,
 ) -> EventTemplate:
-    """A job request; ``content`` is the canonical request JSON or its NIP-44 payload."""
-    if encrypted and provider is None:
-        raise ValueError("an encrypted request must name its provider")
+    """A job request; ``content`` is the canonical request JSON or its NIP-44 payload.
+
+    ``provider`` (or several ``providers``, for redundancy without encryption) become ``p``
+    tags; an encrypted request names exactly one provider, the one it is encrypted to.
+    """
+    named = [*([provider] if provider is not None else []), *providers]
+    if encrypted and len(named) != 1:
+        raise ValueError("an encrypted request must name exactly one provider")
     kind = DEDICATED_KINDS.get(schema, kinds.JOB_REQUEST) if dedicated_kind else kinds.JOB_REQUEST
     tags: list[list[str]] = [["param", "schema", schema], ["t", schema]]
     if bid_msat is not None:
         tags.append(["bid", str(bid_msat)])
     if relays:
         tags.append(["relays", *relays])
-    if provider is not None:
-        tags.append(["p", provider])
+    tags += [["p", p] for p in dict.fromkeys(named)]
     if encrypted:
         tags.append(["encrypted"])
     if expiration is not None:
         tags.append(["expiration", str(expiration)])
+    tags += extra_tags or []
     return EventTemplate(kind=kind, content=content, tags=tags, created_at=created_at)
 
 

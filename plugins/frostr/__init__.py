@@ -15,10 +15,10 @@ from oa_node.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     import typer
-    from oa_node.plugins.frostr.holder import FrostHolder
 
     from oa_node.config import Config
     from oa_node.node import Node
+    from oa_node.plugins.frostr.holder import FrostHolder
 
 _holders: dict[int, tuple[Any, FrostHolder]] = {}
 

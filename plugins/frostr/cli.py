@@ -57,9 +57,8 @@ def _password(var: str | None) -> str | None:
 
 
 def _holder(config: Path | None) -> Any:
-    from oa_node.plugins.frostr import holder_for
-
     from oa_node.node import build_node
+    from oa_node.plugins.frostr import holder_for
 
     path = config if config is not None else (Path("node.toml") if Path("node.toml").exists()
                                               else None)
@@ -107,7 +106,6 @@ def keygen(
 ) -> None:
     """Make a k-of-n group by trusted dealer: a new key, or split an existing nsec."""
     from oa_node.plugins.frostr import encoding, frost, sharefile
-
     from oa_node.signer import parse_secret
 
     if threshold > shares:

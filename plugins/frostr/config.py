@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from oa_node.plugins.frostr.holder import FrostHolder
-from oa_node.plugins.frostr.policy import Policy
-from oa_node.plugins.frostr.sharefile import load_group, load_share
-
 from oa_node.config import Config, Key, Section, non_negative, positive, relay_url
 from oa_node.errors import UserError
 from oa_node.nostr import nip19
 from oa_node.nostr.errors import ProtocolError
+from oa_node.plugins.frostr.holder import FrostHolder
+from oa_node.plugins.frostr.policy import Policy
+from oa_node.plugins.frostr.sharefile import load_group, load_share
 
 
 def _pubkeys(values: list[str]) -> None:

@@ -19,12 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from oa_node.nostr import bech32
+from oa_node.nostr.errors import ProtocolError
 from oa_node.plugins.frostr import frost
 from oa_node.plugins.frostr.frost import FrostError, Point
 from oa_node.plugins.frostr.suite import N
-
-from oa_node.nostr import bech32
-from oa_node.nostr.errors import ProtocolError
 
 GROUP_HRP = "bfgroup"
 SHARE_HRP = "bfshare"

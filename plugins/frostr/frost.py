@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from coincurve import PublicKey, PublicKeyXOnly
+
 from oa_node.plugins.frostr.suite import Ciphersuite, N, tagged_hash
 
 Point = PublicKey

@@ -29,6 +29,11 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+
+from oa_node.client import ClientError, RelayPool
+from oa_node.errors import UserError
+from oa_node.nostr import nip44
+from oa_node.nostr.event import Event, EventTemplate, sign_event
 from oa_node.plugins.frostr import frost, protocol
 from oa_node.plugins.frostr.encoding import GroupPackage, SharePackage, check_share
 from oa_node.plugins.frostr.frost import FrostError, SigningSession
@@ -44,11 +49,6 @@ from oa_node.plugins.frostr.protocol import (
     WireError,
 )
 from oa_node.plugins.frostr.suite import BIFROST
-
-from oa_node.client import ClientError, RelayPool
-from oa_node.errors import UserError
-from oa_node.nostr import nip44
-from oa_node.nostr.event import Event, EventTemplate, sign_event
 from oa_node.signer import LocalSigner
 
 log = logging.getLogger("oa_node.frostr")

@@ -19,13 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from oa_node.nostr import nip44
+from oa_node.nostr.errors import ProtocolError
 from oa_node.plugins.frostr import frost
 from oa_node.plugins.frostr.encoding import GroupPackage
 from oa_node.plugins.frostr.frost import FrostError, Nonce, Point
 from oa_node.plugins.frostr.suite import N
-
-from oa_node.nostr import nip44
-from oa_node.nostr.errors import ProtocolError
 
 RPC_KIND = 20000
 RPC_VERSION = 1

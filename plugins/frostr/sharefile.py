@@ -28,6 +28,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from oa_node.errors import UserError
 from oa_node.plugins.frostr.encoding import (
     EncodingError,
     GroupPackage,
@@ -35,8 +37,6 @@ from oa_node.plugins.frostr.encoding import (
     decode_group,
     decode_share,
 )
-
-from oa_node.errors import UserError
 
 FORMAT = "oa-frostr-share/1"
 SCRYPT_N = 2**17  # ~0.3 s and 128 MiB: a share is worth slowing a guesser down

@@ -9,16 +9,15 @@ from __future__ import annotations
 import hashlib
 import time
 
+from oa_node.errors import UserError
+from oa_node.nostr import nip44
+from oa_node.nostr.errors import ProtocolError
+from oa_node.nostr.event import Event, EventTemplate, serialize_for_id
 from oa_node.plugins.frostr.holder import (
     FrostHolder,
     SignResult,
     nip44_conversation_key_from_x,
 )
-
-from oa_node.errors import UserError
-from oa_node.nostr import nip44
-from oa_node.nostr.errors import ProtocolError
-from oa_node.nostr.event import Event, EventTemplate, serialize_for_id
 
 #: Events up to this size travel with the sign request (as the session's hex ``content``) so
 #: peers can apply kind policies; larger ones would push the request past the 64 KiB NIP-44
@@ -39,6 +38,18 @@ class FrostSigner:
     @property
     def public_key(self) -> str:
         return self.holder.group.public_key
+
+    @property
+    def threshold(self) -> tuple[int, int]:
+        """``(k, n)`` of the group, for NIP-SA profiles that describe a FROST identity."""
+        group = self.holder.group
+        return group.threshold, len(group.members)
+
+    @property
+    def signer_pubkeys(self) -> list[str]:
+        """The share holders' x-only keys (how peers address each other), by index."""
+        keys = self.holder.group.member_keys
+        return [keys[i] for i in sorted(keys)]
 
     async def sign(self, template: EventTemplate) -> Event:
         created_at = int(time.time()) if template.created_at is None else template.created_at

@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from oa_node.plugins.nipsa.settings import NipsaSettings, nipsa_section
-
 from oa_node.hookspecs import hookimpl
+from oa_node.plugins.nipsa.settings import NipsaSettings, nipsa_section
 
 if TYPE_CHECKING:
     import typer
@@ -36,7 +35,6 @@ def register_config(register: Callable[..., None]) -> None:
 def register_services(node: Node, register: Callable[..., None]) -> None:
     from oa_node.plugins.nipsa.recorder import NodeTrajectories
     from oa_node.plugins.nipsa.state import AgentStateStore
-
     from oa_node.trajectory import CAPABILITY
 
     settings = NipsaSettings.from_config(node.config.get("nipsa"))

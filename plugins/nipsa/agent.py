@@ -10,14 +10,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from oa_node.plugins.nipsa.settings import NipsaSettings
-from oa_node.plugins.nipsa.state import AgentStateStore, StateError
-from oa_node.plugins.nipsa.ticks import TickRunner, collect_tick_handlers
-
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
 from oa_node.nostr.kinds import AGENT_GOALS, AGENT_PROFILE, AGENT_SCHEDULE
 from oa_node.nostr.nipsa import GOALS_D, PROFILE_D, SCHEDULE_D, Goal, goals_template
+from oa_node.plugins.nipsa.settings import NipsaSettings
+from oa_node.plugins.nipsa.state import AgentStateStore, StateError
+from oa_node.plugins.nipsa.ticks import TickRunner, collect_tick_handlers
 
 if TYPE_CHECKING:
     from oa_node.client import RelayPool

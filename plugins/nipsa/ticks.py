@@ -29,9 +29,8 @@ from oa_node.nostr.kinds import ENCRYPTED_DM, GIFT_WRAP, TEXT_NOTE, ZAP_RECEIPT
 from oa_node.nostr.nipsa import TickOutcome, TickRequest, TickResult, Trigger, canonical_json
 
 if TYPE_CHECKING:
-    from oa_node.plugins.nipsa.state import AgentStateStore
-
     from oa_node.node import Node
+    from oa_node.plugins.nipsa.state import AgentStateStore
 
 log = logging.getLogger("oa_node.nipsa")
 

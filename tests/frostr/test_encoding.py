@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from oa_node.plugins.frostr import encoding, frost
-from oa_node.plugins.frostr.encoding import EncodingError
 
 from oa_node.nostr import bech32
+from oa_node.plugins.frostr import encoding, frost
+from oa_node.plugins.frostr.encoding import EncodingError
 
 from .conftest import load_vector
 

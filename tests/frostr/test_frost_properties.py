@@ -9,6 +9,7 @@ import pytest
 from coincurve import PrivateKey, PublicKeyXOnly
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from oa_node.plugins.frostr import frost
 from oa_node.plugins.frostr.frost import FrostError, SigningSession
 from oa_node.plugins.frostr.suite import BIFROST, RFC9591, ZF_TR, N

@@ -13,6 +13,7 @@ import hmac
 
 import pytest
 from coincurve import PrivateKey, PublicKeyXOnly
+
 from oa_node.plugins.frostr import frost
 from oa_node.plugins.frostr.frost import (
     Commitment,

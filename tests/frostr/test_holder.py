@@ -13,14 +13,14 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 from coincurve import PrivateKey, PublicKeyXOnly
-from oa_node.plugins.frostr import encoding, frost, protocol
-from oa_node.plugins.frostr.holder import FrostHolder, FrostUnavailable, PeerRejected
-from oa_node.plugins.frostr.policy import Policy
-from oa_node.plugins.frostr.signer import FrostSigner
 
 from oa_node.client import RelayPool
 from oa_node.nostr import nip44
 from oa_node.nostr.event import EventTemplate
+from oa_node.plugins.frostr import encoding, frost, protocol
+from oa_node.plugins.frostr.holder import FrostHolder, FrostUnavailable, PeerRejected
+from oa_node.plugins.frostr.policy import Policy
+from oa_node.plugins.frostr.signer import FrostSigner
 
 pytestmark = pytest.mark.anyio
 

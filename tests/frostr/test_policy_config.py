@@ -6,14 +6,14 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from oa_node.plugins.frostr import encoding, frost, sharefile
-from oa_node.plugins.frostr.config import frostr_section, holder_from_config
-from oa_node.plugins.frostr.policy import Policy, RateLimiter, SignRequest, event_from_content
 
 from oa_node.config import ConfigError, load
 from oa_node.errors import UserError
 from oa_node.node import core_sections
 from oa_node.nostr.event import serialize_for_id
+from oa_node.plugins.frostr import encoding, frost, sharefile
+from oa_node.plugins.frostr.config import frostr_section, holder_from_config
+from oa_node.plugins.frostr.policy import Policy, RateLimiter, SignRequest, event_from_content
 
 GROUP_PK = "e749cbd7931c316ef243bce8b89b8d217ed9a66c2ea35e9bb82d6d376139ee85"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from oa_node.plugins.frostr import encoding, frost, protocol
-from oa_node.plugins.frostr.protocol import NoncePools, SignSession, WireError
 
 from oa_node.nostr import nip44
 from oa_node.nostr.event import Event
+from oa_node.plugins.frostr import encoding, frost, protocol
+from oa_node.plugins.frostr.protocol import NoncePools, SignSession, WireError
 
 from .conftest import load_vector
 

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from oa_node.plugins.frostr import encoding, frost, sharefile
 from oa_node.plugins.frostr.sharefile import ShareFileError
 

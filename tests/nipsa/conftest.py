@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from oa_node.client import RelayPool
 from oa_node.plugins.relay.server import RelayServer
 from oa_node.plugins.relay.settings import RateLimits, RelaySettings
 from oa_node.plugins.relay.storage.sqlite import SQLiteStore
-
-from oa_node.client import RelayPool
 from oa_node.signer import LocalSigner
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 import pytest
-from oa_node.plugins.nipsa.recorder import NodeTrajectories
 from typer.testing import CliRunner
 
 from oa_node.cli import make_app
@@ -22,6 +21,7 @@ from oa_node.client import RelayPool
 from oa_node.errors import UserError
 from oa_node.nostr import nip19
 from oa_node.nostr.nipsa import trajectory_event_template
+from oa_node.plugins.nipsa.recorder import NodeTrajectories
 from oa_node.signer import LocalSigner, write_key_file
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from oa_node.plugins.nipsa.state import AgentStateStore, StaleStateError, StateError
 
 from oa_node.client import RelayPool
 from oa_node.nostr.errors import ProtocolError
+from oa_node.plugins.nipsa.state import AgentStateStore, StaleStateError, StateError
 from oa_node.signer import LocalSigner
 
 pytestmark = pytest.mark.anyio

@@ -10,8 +10,6 @@ from typing import Any
 
 import anyio
 import pytest
-from oa_node.plugins.nipsa.state import AgentStateStore
-from oa_node.plugins.nipsa.ticks import Tick, TickRunner, classify, collect_tick_handlers
 
 from oa_node.client import RelayPool
 from oa_node.hookspecs import hookimpl
@@ -25,6 +23,8 @@ from oa_node.nostr.nipsa import (
     TickResult,
     Trigger,
 )
+from oa_node.plugins.nipsa.state import AgentStateStore
+from oa_node.plugins.nipsa.ticks import Tick, TickRunner, classify, collect_tick_handlers
 from oa_node.signer import LocalSigner, write_key_file
 from oa_node.trajectory import Trajectories
 

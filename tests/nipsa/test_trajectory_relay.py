@@ -10,11 +10,11 @@ from typing import Any
 
 import anyio
 import pytest
-from oa_node.plugins.nipsa.recorder import NodeTrajectories
 from websockets.asyncio.client import connect
 
 from oa_node.client import RelayPool
 from oa_node.nostr.nipsa import trajectory_event_template
+from oa_node.plugins.nipsa.recorder import NodeTrajectories
 from oa_node.signer import LocalSigner
 from oa_node.trajectory import (
     Trajectories,
