@@ -172,6 +172,7 @@ class RelayConnection:
         self._auth_event_id: str | None = None
         self._auth_future: asyncio.Future[tuple[bool, str]] | None = None
         self._rng = random.Random()
+        self._close_called = False
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -184,10 +185,11 @@ class RelayConnection:
         return self._state is State.CONNECTED
 
     def start(self) -> None:
-        """Start the background connection task (idempotent; needs a running loop)."""
-        if self._state is State.CLOSED:
+        """Start the background connection task (idempotent; needs a running loop).
+        A connection that gave up (``reconnect=False``) stays closed: calls report its error."""
+        if self._close_called:
             raise ClientError(f"{self.url}: connection is closed")
-        if self._runner is None:
+        if self._runner is None and self._state is not State.CLOSED:
             self._set_state(State.CONNECTING)
             self._runner = asyncio.get_running_loop().create_task(
                 self._run(), name=f"relay:{self.url}")
@@ -201,8 +203,9 @@ class RelayConnection:
 
     async def close(self) -> None:
         """Close the websocket and end the background task; pending calls get an error."""
-        if self._state is State.CLOSED:
+        if self._close_called:
             return
+        self._close_called = True
         runner, self._runner = self._runner, None
         self._set_state(State.CLOSED)
         for st in list(self._subs.values()):
@@ -287,6 +290,8 @@ class RelayConnection:
     def add_subscription(self, sub: Subscription) -> None:
         """Send ``sub``'s REQ here and keep it across reconnects (used by RelayPool)."""
         self.start()
+        if self._state is State.CLOSED:
+            raise ClientError((self.last_error or "connection is closed").removeprefix("error: "))
         if sub.id in self._subs:
             raise ClientError(f"{self.url}: subscription id {sub.id!r} already in use")
         st = self._subs[sub.id] = _SubState(
@@ -440,7 +445,7 @@ class RelayConnection:
                 self._set_state(State.BACKOFF)
                 self._relay_unreachable()
                 if not self.reconnect:
-                    self._fail_waiters(self.last_error)
+                    self._give_up(self.last_error)
                     return
                 await asyncio.sleep(backoff_delay(attempt, self.backoff_initial,
                                                   self.backoff_max, self._rng))
@@ -459,7 +464,7 @@ class RelayConnection:
             attempt = 0 if time.monotonic() - started > 10 else attempt + 1
             self._set_state(State.BACKOFF)
             if not self.reconnect:
-                self._fail_waiters(self.last_error or "error: connection lost")
+                self._give_up(self.last_error or "error: connection lost")
                 return
             await asyncio.sleep(backoff_delay(attempt, self.backoff_initial,
                                               self.backoff_max, self._rng))
@@ -509,7 +514,9 @@ class RelayConnection:
                     self._dispatch(msg)
                 except Exception:  # a bug handling one message must not end the connection
                     log.exception("%s: error handling %s", self.url, type(msg).__name__)
-            self.last_error = f"error: {self.url} closed the connection"
+            code, reason = ws.close_code, ws.close_reason
+            detail = f" (code {code}{': ' + reason if reason else ''})" if code else ""
+            self.last_error = f"error: {self.url} closed the connection{detail}"
         except ConnectionClosed as exc:
             self.last_error = f"error: connection to {self.url} lost: {_describe(exc)}"
         log.info("%s", self.last_error)
@@ -542,6 +549,15 @@ class RelayConnection:
     def _relay_unreachable(self) -> None:
         for st in self._subs.values():
             st.sub._relay_done(self.url)
+
+    def _give_up(self, message: str) -> None:
+        """With ``reconnect=False``: the connection is over, so is everything on it."""
+        self._set_state(State.CLOSED)
+        self._runner = None
+        for st in list(self._subs.values()):
+            st.sub._relay_closed(self.url, message)
+        self._subs.clear()
+        self._fail_waiters(message)
 
     def _fail_waiters(self, message: str) -> None:
         for pending in self._pending.values():

@@ -292,3 +292,22 @@ async def test_close_releases_waiting_publish(signer: LocalSigner) -> None:
         assert result == [(False, "error: connection closed by client")]
         with pytest.raises(ClientError, match="closed"):
             conn.subscribe({"kinds": [1]})
+
+
+async def test_without_reconnect_a_drop_ends_subscriptions(signer: LocalSigner) -> None:
+    async def hangup(ws: ServerConnection) -> None:
+        await recv_json(ws)
+        await ws.close(1001, "going away")
+
+    async with raw_server(hangup) as url:
+        conn = RelayConnection(url, reconnect=False)
+        try:
+            sub = conn.subscribe({"kinds": [1]})
+            with anyio.fail_after(5):
+                assert [x async for x in sub] == []
+            assert "going away" in sub.closed_reasons[url]
+            assert conn.state is State.CLOSED
+            accepted, message = await conn.publish(make_event(signer), timeout=5)
+            assert not accepted and "going away" in message
+        finally:
+            await conn.close()
