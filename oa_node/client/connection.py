@@ -306,7 +306,10 @@ class RelayConnection:
         """Forget a subscription and send CLOSE if connected."""
         st = self._subs.pop(sub_id, None)
         if st is not None and self._state is State.CONNECTED:
-            self._send_soon(encode(ClientClose(sub_id)))
+            try:
+                self._send_soon(encode(ClientClose(sub_id)))
+            except ClientError as exc:  # the relay ignores events for it anyway
+                log.warning("%s", exc)
 
     async def query(self, filters: FiltersArg, timeout: float = 10.0) -> list[Event]:
         """Stored events matching ``filters`` (until EOSE or timeout), newest first."""

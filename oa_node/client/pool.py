@@ -164,7 +164,10 @@ class RelayPool:
             raise ClientError(f"subscription id {sub.id!r} already in use")
         self._subs[sub.id] = sub
         for conn in self._conns.values():
-            conn.add_subscription(sub)
+            try:
+                conn.add_subscription(sub)
+            except ClientError as exc:  # a relay that gave up (reconnect=False) is skipped
+                sub._relay_closed(conn.url, f"error: {exc}")
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:

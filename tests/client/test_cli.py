@@ -153,3 +153,19 @@ def test_app_runs_as_a_typer_sub_app_in_a_subprocess(relay: str) -> None:
                           cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["supported_nips"]
+
+
+def test_one_relay_down_still_serves_the_others(relay: str, key: tuple[Path, LocalSigner]) -> None:
+    key_file, signer = key
+    down = "ws://127.0.0.1:9"
+    res = invoke("publish", "-r", relay, "-r", down, "-k", "1", "--content", "half",
+                 "--key-file", str(key_file), "--json")
+    assert res.exit_code == 0, res.output
+    results = {r["relay"]: r for r in json.loads(res.stdout)["results"]}
+    assert results[relay]["accepted"] and not results[down]["accepted"]
+    assert "cannot connect" in results[down]["message"]
+
+    res = invoke("query", "-r", down, "-r", relay, "-a", signer.public_key, "--json")
+    assert res.exit_code == 0, res.output
+    assert [Event.from_json(line).content for line in res.stdout.splitlines()] == ["half"]
+    assert "warning:" in res.stderr and "127.0.0.1:9" in res.stderr
