@@ -231,10 +231,11 @@ async def load_repo(ctx: Context) -> tuple[RelayPool, GitAfterRemote, RepoRef]:
             await pool.close()
             raise
         if not found:
+            asked = ", ".join(pool.relays)
             await pool.close()
             raise UserError(f"no repository announcement for this repository (earliest commit "
-                            f"{euc[:12]}) on {', '.join(pool.relays)}: run `oa-node git init` "
-                            "to announce it, or pass --repo naddr1...")
+                            f"{euc[:12]}) on {asked}: run `oa-node git init` to announce it, "
+                            "or pass --repo naddr1...")
         if len(found) > 1:
             await pool.close()
             names = ", ".join(
@@ -833,36 +834,57 @@ def _check_may_set(signer: Signer, root: Event, r: RepoRef, force: bool, what: s
                         "it anyway)")
 
 
-def _merge_info(ctx: Context, p: Proposal, merge_commit: str | None,
-                applied_as: list[str]) -> tuple[str | None, list[str]]:
-    """What a 1631 event says happened: given explicitly, else read from the repository."""
+def _merge_target(ctx: Context, into: str | None) -> str:
+    """The branch a proposal was merged into: ``--into``, else the current branch unless
+    it is a proposal branch (``pr/...``), else main/master."""
+    if into:
+        gitops.resolve_commit(ctx.repo, into)
+        return into
+    current = gitops.current_branch(ctx.repo)
+    if current and not current.startswith("pr/"):
+        return current
+    for name in ("main", "master"):
+        if gitops.branch_exists(ctx.repo, name):
+            return name
+    raise UserError("cannot tell which branch the proposal was merged into: pass --into")
+
+
+def _merge_info(ctx: Context, p: Proposal, merge_commit: str | None, applied_as: list[str],
+                into: str | None) -> tuple[str | None, list[str], str]:
+    """What a 1631 event says happened: given explicitly, else read from the target branch
+    (a merge commit whose parents include the tip, or the commits found in its history)."""
+    target = _merge_target(ctx, into)
     if merge_commit or applied_as:
         mc = gitops.resolve_commit(ctx.repo, merge_commit) if merge_commit else None
-        return mc, [gitops.resolve_commit(ctx.repo, c) for c in applied_as]
+        return mc, [gitops.resolve_commit(ctx.repo, c) for c in applied_as], target
+    tip_commit = ctx.repo.commit(target)
+
+    def merged_by(tip: str) -> str | None:
+        parents = [c.hexsha for c in tip_commit.parents]
+        return tip_commit.hexsha if len(parents) > 1 and tip in parents[1:] else None
+
     if p.pr is not None:
-        if gitops.ancestors_in(ctx.repo, [p.pr.tip]):
-            head = ctx.repo.head.commit
-            if len(head.parents) > 1 and p.pr.tip in [c.hexsha for c in head.parents]:
-                return head.hexsha, []
-            return None, [p.pr.tip]
-        return None, []
+        if gitops.ancestors_in(ctx.repo, [p.pr.tip], target):
+            mc = merged_by(p.pr.tip)
+            return mc, ([] if mc else [p.pr.tip]), target
+        return None, [], target
     proposed = [x.commit for x in p.commit_patches if x.commit]
     if proposed and len(proposed) == len(p.commit_patches) and \
-            gitops.ancestors_in(ctx.repo, proposed):
-        head = ctx.repo.head.commit
-        if len(head.parents) > 1 and proposed[-1] in [c.hexsha for c in head.parents]:
-            return head.hexsha, []
-        return None, proposed
+            gitops.ancestors_in(ctx.repo, proposed, target):
+        mc = merged_by(proposed[-1])
+        return mc, ([] if mc else proposed), target
     branch = _branch_for(p)
     if gitops.branch_exists(ctx.repo, branch):
         commits = gitops.branch_commits(ctx.repo, branch, f"{branch}~{len(p.commit_patches)}")
-        if commits and gitops.ancestors_in(ctx.repo, commits):
-            return None, commits
-    return None, []
+        if commits and gitops.ancestors_in(ctx.repo, commits, target):
+            mc = merged_by(commits[-1])
+            return mc, ([] if mc else commits), target
+    return None, [], target
 
 
 def _status_command(kind: int, id: str, message: str, force: bool, opts: Opts, as_json: bool,
-                    merge_commit: str | None = None, applied_as: list[str] | None = None) -> None:
+                    merge_commit: str | None = None, applied_as: list[str] | None = None,
+                    into: str | None = None) -> None:
     ctx = Context(opts)
 
     async def go(remote: GitAfterRemote, r: RepoRef) -> dict[str, Any]:
@@ -870,15 +892,16 @@ def _status_command(kind: int, id: str, message: str, force: bool, opts: Opts, a
         p, statuses = await remote.proposal(r, id)
         _check_may_set(signer, p.root, r, force, "proposal")
         extra: dict[str, Any] = {}
+        target = None
         if kind == nip34.STATUS_APPLIED:
-            mc, commits = _merge_info(ctx, p, merge_commit, applied_as or [])
+            mc, commits, target = _merge_info(ctx, p, merge_commit, applied_as or [], into)
             extra = {"merge_commit": mc, "applied_commits": commits,
                      "applied_patches": [x.event for x in p.patches]}
         event, ok = await remote.set_status(kind, p.root, r, statuses, content=message,
                                             revision=p.revision, **extra)
         return {"id": p.id, "status": nip34.STATUS_NAMES[kind], "event": event.id,
                 "accepted_by": ok, "merge_commit": extra.get("merge_commit"),
-                "applied_as": extra.get("applied_commits", [])}
+                "applied_as": extra.get("applied_commits", []), "into": target}
 
     out = with_repo(ctx, go)
     if as_json:
@@ -891,8 +914,9 @@ def _status_command(kind: int, id: str, message: str, force: bool, opts: Opts, a
     elif out["applied_as"]:
         console.print(f"  applied as {', '.join(c[:12] for c in out['applied_as'])}")
     elif kind == nip34.STATUS_APPLIED:
-        err_console.print("[yellow]note:[/] the proposal's commits are not in HEAD, so the "
-                          "status names no commits (use --merge-commit / --applied-as)")
+        err_console.print(f"[yellow]note:[/] the proposal's commits are not in "
+                          f"{out['into']}, so the status names no commits (use --into, "
+                          "--merge-commit or --applied-as)")
 
 
 IdArg = Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")]
@@ -905,6 +929,9 @@ def merge(
         help="The merge commit (default: found in HEAD).")] = None,
     applied_as: Annotated[list[str] | None, typer.Option(
         "--applied-as", help="Commit the patches became (repeatable; default: found).")] = None,
+    into: Annotated[str | None, typer.Option(
+        help="Branch it was merged into (default: the current branch, or main/master when on "
+        "a pr/ branch).")] = None,
     message: MessageOpt = "", force: ForceOpt = False,
     config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
     dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
@@ -913,7 +940,7 @@ def merge(
     """Mark a proposal applied/merged (1631), naming the merge or applied commits."""
     _status_command(nip34.STATUS_APPLIED, id, message, force,
                     _opts(config, key_file, relay, dir, repo, timeout), as_json,
-                    merge_commit, applied_as)
+                    merge_commit, applied_as, into)
 
 
 @app.command()

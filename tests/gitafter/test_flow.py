@@ -120,3 +120,15 @@ def test_revision_replaces_series(cli: Cli, project: Project, relay: ThreadRelay
     assert applied["verified"] and len(applied["commits"]) == 2
     crepo = git.Repo(project.contributor)
     assert applied["commits"][-1] == crepo.head.commit.hexsha
+
+    # Still on the proposal's branch and not merged into main: the status names no commits.
+    merged = cli.ok("git", "merge", first["root"][:8], "-C", str(project.maintainer),
+                    "--key-file", str(m.key_file), "--json")
+    assert merged["into"] == "main" and merged["applied_as"] == [] and not merged["merge_commit"]
+    git_run(project.maintainer, "checkout", "-q", "main")
+    git_run(project.maintainer, "merge", "-q", "--ff-only", applied["branch"])
+    merged = cli.ok("git", "merge", first["root"][:8], "-C", str(project.maintainer),
+                    "--key-file", str(m.key_file), "--json")
+    assert merged["applied_as"] == applied["commits"]
+    shown = cli.ok("git", "show", first["root"][:8], "-C", str(project.maintainer), "--json")
+    assert shown["status"] == "applied" and shown["applied_as"] == applied["commits"]
