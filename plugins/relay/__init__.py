@@ -13,12 +13,11 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from oa_node.hookspecs import hookimpl
 from oa_node.plugins.relay.policies import builtin_policies
 from oa_node.plugins.relay.server import RelayServer
 from oa_node.plugins.relay.settings import RelaySettings, relay_section
 from oa_node.plugins.relay.storage import open_store
-
-from oa_node.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from oa_node.node import Node

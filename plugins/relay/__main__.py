@@ -13,11 +13,10 @@ import signal
 import sys
 from pathlib import Path
 
+from oa_node.config import ConfigError, read_toml, validate
 from oa_node.plugins.relay.server import RelayServer
 from oa_node.plugins.relay.settings import RateLimits, RelaySettings, relay_section
 from oa_node.plugins.relay.storage import open_store
-
-from oa_node.config import ConfigError, read_toml, validate
 
 
 def settings_from_file(path: str | None) -> RelaySettings:

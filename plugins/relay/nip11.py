@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oa_node.plugins.relay.settings import RelaySettings
-
 from oa_node import __version__ as oa_version
+from oa_node.plugins.relay.settings import RelaySettings
 
 #: NIPs this relay implements end to end (keep in step with the server).
 SUPPORTED_NIPS = (1, 9, 11, 40, 42, 45)

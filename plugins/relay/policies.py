@@ -21,10 +21,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from oa_node.plugins.relay.settings import RelaySettings
-
     from oa_node.nostr.event import Event
     from oa_node.nostr.filter import Filter
+    from oa_node.plugins.relay.settings import RelaySettings
 
 
 class RelayView(Protocol):

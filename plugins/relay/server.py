@@ -22,10 +22,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from oa_node.plugins.relay.nip11 import CORS_HEADERS, info_json
-from oa_node.plugins.relay.policies import builtin_policies
-from oa_node.plugins.relay.settings import RelaySettings
-from oa_node.plugins.relay.subindex import Subscription, SubscriptionIndex
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -44,6 +40,10 @@ from oa_node.nostr.messages import (
     ClientReq,
     parse_client_message,
 )
+from oa_node.plugins.relay.nip11 import CORS_HEADERS, info_json
+from oa_node.plugins.relay.policies import builtin_policies
+from oa_node.plugins.relay.settings import RelaySettings
+from oa_node.plugins.relay.subindex import Subscription, SubscriptionIndex
 from oa_node.store import EventStore, StoreError
 
 log = logging.getLogger("oa_node.relay")
@@ -103,8 +103,9 @@ class Connection:
         if len(out) > self._max_pending:
             self.closed = True
             out.clear()
-            log.info("closing slow connection from %s (outgoing queue full)", self.ip)
-            self.spawn(self.ws.close(1008, "slow consumer: too many unread messages"))
+            log.info("dropping slow connection from %s (outgoing queue full)", self.ip)
+            # its socket buffers are full, so not even a close frame would get through
+            self.ws.transport.abort()
             return
         self._wake.set()
 
@@ -216,12 +217,18 @@ class RelayServer:
         pending = [t for c in self.connections for t in c.tasks] + list(self._tasks)
         if pending:
             await asyncio.wait(pending, timeout=10)
-        for conn in list(self.connections):
-            await conn.drain(2.0)
+        drains = [asyncio.ensure_future(c.drain(2.0)) for c in self.connections]
+        if drains:
+            await asyncio.wait(drains)
         if self._server is not None:
             self._server.close(close_connections=True)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 10)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._server.wait_closed()), 3)
+            except TimeoutError:  # peers that do not answer the close handshake
+                for conn in list(self.connections):
+                    conn.ws.transport.abort()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._server.wait_closed(), 3)
         if self._close_store:
             await self.store.close()
         log.info("relay stopped")

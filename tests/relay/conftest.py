@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from oa_node.plugins.relay.server import RelayServer
-from oa_node.plugins.relay.settings import RateLimits, RelaySettings
-from oa_node.plugins.relay.storage.sqlite import SQLiteStore
 from websockets.asyncio.client import ClientConnection, connect
 
 from oa_node.nostr.event import Event, EventTemplate, sign_event
 from oa_node.nostr.keys import generate_secret_key, public_key_hex
+from oa_node.plugins.relay.server import RelayServer
+from oa_node.plugins.relay.settings import RateLimits, RelaySettings
+from oa_node.plugins.relay.storage.sqlite import SQLiteStore
 
 PG_ENV = "OA_TEST_POSTGRES_DSN"
 

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
+from oa_node.nostr.event import Event, sign_event
+from oa_node.nostr.nip42 import auth_template
 from oa_node.plugins.relay.policies import builtin_policies
 from oa_node.plugins.relay.server import RelayServer
 from oa_node.plugins.relay.settings import RateLimits, RelaySettings
 from oa_node.plugins.relay.storage.sqlite import SQLiteStore
-
-from oa_node.nostr.event import Event, sign_event
-from oa_node.nostr.nip42 import auth_template
 from tests.relay.conftest import WS, Key, events_of, open_ws, relay_settings
 
 pytestmark = pytest.mark.anyio

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from oa_node.plugins.relay.storage.postgres import PostgresStore
-from oa_node.plugins.relay.storage.sqlite import SQLiteStore
 
 from oa_node.nostr.filter import Filter
+from oa_node.plugins.relay.storage.postgres import PostgresStore
+from oa_node.plugins.relay.storage.sqlite import SQLiteStore
 from oa_node.store import EventStore, SaveStatus, StoreError
 from tests.relay.conftest import Key, drop_pg_schema, fresh_pg_schema, postgres_dsn
 

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+
+from oa_node.nostr.kinds import DELETION, GIFT_WRAP
 from oa_node.plugins.relay.storage.common import (
     count_sql,
     deletion_targets,
@@ -27,8 +29,6 @@ from oa_node.plugins.relay.storage.common import (
     merge_rows,
     query_sql,
 )
-
-from oa_node.nostr.kinds import DELETION, GIFT_WRAP
 from oa_node.store import (
     DELETED,
     DUPLICATE,

@@ -1,0 +1,162 @@
+"""Hostile and broken clients get the right NIP-01 answer or a close; others keep working."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from oa_node.plugins.relay.server import RelayServer
+from oa_node.plugins.relay.storage.sqlite import SQLiteStore
+from tests.relay.conftest import Key, open_ws, relay_settings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def small_relay(tmp_path: Any) -> AsyncIterator[RelayServer]:
+    s = relay_settings(max_message_length=4096, handshake_timeout=0.5, ping_interval=0.3,
+                       ping_timeout=0.3, max_pending_messages=50, max_filter_values=20)
+    server = RelayServer(SQLiteStore(tmp_path / "r.db"), None, s)
+    await server.start()
+    yield server
+    await server.close()
+
+
+async def still_serves(port: int) -> None:
+    c = await open_ws(port)
+    e = Key().sign(content="still here")
+    assert (await c.publish(e))[2] is True
+    await c.close()
+
+
+async def test_malformed_messages_get_notice_or_ok_or_closed(small_relay) -> None:
+    c = await open_ws(small_relay.port)
+    for text in ["not json", "{}", "[]", "[1,2]", '["NOPE"]', '["EVENT"]', '["CLOSE"]',
+                 "[" * 1900 + "]" * 1900]:
+        await c.ws.send(text)
+        msg = await c.recv()
+        assert msg[0] == "NOTICE" and msg[1].startswith("invalid:"), (text[:20], msg)
+    k = Key()
+    e = k.sign().to_dict()
+    e["content"] = "tampered"
+    await c.send("EVENT", e)
+    assert (await c.recv())[:3] == ["OK", e["id"], False]
+    bad_shape = dict(e, kind="1")
+    await c.send("EVENT", bad_shape)
+    msg = await c.recv()
+    assert msg[:3] == ["OK", e["id"], False] and msg[3].startswith("invalid:")
+    wrong_id = k.sign().to_dict()
+    wrong_id["id"] = "ab" * 32
+    await c.send("EVENT", wrong_id)
+    assert (await c.recv())[2:] == [False, "invalid: bad event id or signature"]
+    await c.send("REQ", "s", {"kinds": "one"})
+    assert (await c.recv())[:2] == ["CLOSED", "s"]
+    await c.send("REQ", "s", {"#long": ["x"]})
+    assert (await c.recv())[:2] == ["CLOSED", "s"]
+    await c.send("REQ", "x" * 65, {})
+    assert (await c.recv())[0] == "NOTICE"
+    await c.send("REQ", "s", {"authors": [f"{i:064x}" for i in range(50)]})
+    msg = await c.recv()
+    assert msg[:2] == ["CLOSED", "s"] and msg[2].startswith("invalid:")
+    await c.send("REQ", "s", {"since": -1})
+    assert (await c.recv())[:2] == ["CLOSED", "s"]
+    await c.send("REQ", "s", {"limit": 10**30})
+    assert (await c.recv()) == ["EOSE", "s"]  # clamped, not an error
+    # the connection survived all of it
+    assert (await c.publish(k.sign()))[2] is True
+
+
+async def test_binary_frame_gets_notice(small_relay) -> None:
+    c = await open_ws(small_relay.port)
+    await c.ws.send(b'["REQ","s",{}]')
+    msg = await c.recv()
+    assert msg[0] == "NOTICE" and "binary" in msg[1]
+    assert (await c.req("s", {"kinds": [1]}))[-1] == ["EOSE", "s"]
+
+
+async def test_oversized_frame_closes_only_that_connection(small_relay) -> None:
+    victim = await open_ws(small_relay.port)
+    big = await open_ws(small_relay.port)
+    await big.ws.send(json.dumps(["EVENT", {"content": "x" * 10_000}]))
+    with pytest.raises(ConnectionClosed) as info:
+        await big.ws.recv()
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+    assert (await victim.req("v", {"kinds": [1]}))[-1] == ["EOSE", "v"]
+    await still_serves(small_relay.port)
+
+
+async def test_flood_of_garbage_and_events(small_relay) -> None:
+    flooder = await open_ws(small_relay.port)
+    for _ in range(500):
+        await flooder.ws.send("garbage")
+    k = Key()
+    events = [k.sign(content=str(i)) for i in range(200)]
+    for e in events:
+        await flooder.send("EVENT", e.to_dict())
+    await still_serves(small_relay.port)
+    # the flooder is either still answered or was dropped as a slow reader; never hangs
+    answers = 0
+    try:
+        while answers < 700:
+            await flooder.recv(timeout=5)
+            answers += 1
+    except ConnectionClosed:  # its unread answers passed max_pending_messages: dropped
+        pass
+    else:
+        assert answers == 700
+
+
+async def test_slow_reader_is_dropped(tmp_path: Any) -> None:
+    # keepalive off, so only the outgoing-queue bound can drop the reader
+    s = relay_settings(max_pending_messages=50, ping_interval=3600, ping_timeout=3600)
+    relay = RelayServer(SQLiteStore(tmp_path / "slow.db"), None, s)
+    await relay.start()
+    try:
+        k = Key()
+        slow = await open_ws(relay.port)
+        sock = slow.ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await slow.req("all", {"authors": [k.pubkey]})
+        slow.ws.transport.pause_reading()  # stops reading: data piles up in the relay
+        (conn,) = [c for c in relay.connections if c.ws.remote_address == slow.ws.local_address]
+        pub = await open_ws(relay.port)
+        for n in range(150):  # up to 3000 events of 3 kB, 20 at a time
+            batch = [k.sign(content=f"{n} {i} " + "x" * 3000) for i in range(20)]
+            for e in batch:
+                await pub.send("EVENT", e.to_dict())
+            for _ in batch:
+                assert (await pub.recv())[2] is True
+            if conn.closed:
+                break
+        assert conn.closed
+        await still_serves(relay.port)
+    finally:
+        await relay.close()
+
+
+async def test_half_open_handshake_is_dropped(small_relay) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", small_relay.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finishes the request
+    await writer.drain()
+    await still_serves(small_relay.port)
+    data = await asyncio.wait_for(reader.read(), timeout=5)  # EOF after handshake_timeout
+    assert b"101" not in data
+    writer.close()
+
+
+async def test_silent_peer_is_dropped_by_keepalive(small_relay) -> None:
+    c = await open_ws(small_relay.port)
+    assert len(small_relay.connections) == 1
+    c.ws.transport.pause_reading()  # a peer that vanished: no pongs come back
+    for _ in range(50):
+        if not small_relay.connections:
+            break
+        await asyncio.sleep(0.1)
+    assert not small_relay.connections
+    await still_serves(small_relay.port)
