@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from oa_node.sandbox.base import SandboxUnavailable
 from oa_node.sandbox.docker import DockerSandbox, connect
 from oa_node.sandbox.image import build_base_image

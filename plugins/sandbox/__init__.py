@@ -7,6 +7,7 @@ GitPython) happen only when a hook is used.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,10 @@ from oa_node.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     import typer
+
+    from oa_node.node import Node
+
+log = logging.getLogger("oa_node.sandbox")
 
 
 @hookimpl
@@ -28,6 +33,31 @@ def register_sandboxes(register: Callable[..., None]) -> None:
     from oa_node.plugins.sandbox.config import make_sandbox
 
     register("docker", make_sandbox)
+
+
+@hookimpl
+def register_services(node: Node, register: Callable[..., None]) -> None:
+    register("sandbox-janitor", _janitor)
+
+
+async def _janitor(node: Node) -> None:
+    """At start remove leftovers of a crashed run; at shutdown remove our containers."""
+    import anyio
+
+    from oa_node.plugins.sandbox.config import forget_sandbox, make_sandbox
+    from oa_node.sandbox.base import SandboxError
+
+    try:
+        sandbox = await anyio.to_thread.run_sync(make_sandbox, node.config)
+    except SandboxError as exc:
+        log.info("sandbox unavailable, jobs that need it will fail: %s", exc)
+        return
+    try:
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(sandbox.close)
+            forget_sandbox(node.config)
 
 
 @hookimpl

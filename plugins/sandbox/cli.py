@@ -116,7 +116,11 @@ def run(
     from oa_node.executors.builtin import REPO_INDEX, SANDBOX_RUN
     from oa_node.executors.jobtype import ExecContext
     from oa_node.executors.schema import SchemaError
-    from oa_node.plugins.sandbox.config import make_sandbox, settings_from_config
+    from oa_node.plugins.sandbox.config import (
+        forget_sandbox,
+        make_sandbox,
+        settings_from_config,
+    )
     from oa_node.sandbox.base import SandboxError
 
     doc = _load_request(request)
@@ -151,6 +155,7 @@ def run(
     finally:
         if ctx.sandbox is not None:
             ctx.sandbox.close()
+            forget_sandbox(cfg)
     if not out:
         raise UserError("the job did not finish")
     result = out[0]

@@ -6,11 +6,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from oa_node.config import Config, Key, Section, positive
 from oa_node.executors.git_fetch import SCHEMES
 from oa_node.executors.jobtype import ExecutorSettings
 from oa_node.sandbox.base import Limits, Sandbox, SandboxError
-
-from oa_node.config import Config, Key, Section, positive
 
 
 def _digest_or_empty(value: str) -> None:
@@ -74,8 +73,25 @@ def settings_from_config(config: Config) -> ExecutorSettings:
     )
 
 
+_shared: dict[int, tuple[Any, Sandbox]] = {}
+
+
 def make_sandbox(config: Config | dict[str, Any]) -> Sandbox:
-    """The ``docker`` factory: connects (or raises ``SandboxUnavailable``)."""
+    """The ``docker`` factory: one sandbox per loaded config, so the node's shutdown
+    (the ``sandbox-janitor`` service) removes every container it started. Connects on
+    first use (or raises ``SandboxUnavailable``)."""
+    entry = _shared.get(id(config))
+    if entry is None or entry[0] is not config:
+        entry = (config, _new_sandbox(config))
+        _shared[id(config)] = entry
+    return entry[1]
+
+
+def forget_sandbox(config: Config | dict[str, Any]) -> None:
+    _shared.pop(id(config), None)
+
+
+def _new_sandbox(config: Config | dict[str, Any]) -> Sandbox:
     from oa_node.sandbox.docker import DockerSandbox
 
     s = _section(config)

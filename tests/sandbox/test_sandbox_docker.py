@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from oa_node.sandbox.base import CancelToken, CommandSpec, Limits, RunSpec
 from oa_node.sandbox.docker import LABEL_JOB, LABEL_NAMESPACE, DockerSandbox
 
