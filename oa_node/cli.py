@@ -215,12 +215,9 @@ def make_app(host: PluginHost | None = None) -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     _register_core_commands(app, host)
-    try:
-        from oa_node.client.cli import app as relay_app
-    except ImportError:  # pragma: no cover - only while the client is being built
-        pass
-    else:
-        app.add_typer(relay_app, name="relay")
+    from oa_node.client.cli import app as relay_app
+
+    app.add_typer(relay_app, name="relay")
     for impl in host.hook.register_commands.get_hookimpls():
         try:
             impl.function(app=app)
