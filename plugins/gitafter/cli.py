@@ -170,8 +170,7 @@ class Context:
         return self._signer
 
     def node_relays(self) -> list[str]:
-        if self.opts.key_file is not None and self.config_path is None:
-            return []
+        """``[node] relays`` when a config is in use (the embedded defaults have none)."""
         if self.config_path is None:
             return []
         return list(self.node.config["node"]["relays"])
@@ -190,9 +189,12 @@ class Context:
         return list(dict.fromkeys(found))
 
     def remote(self, relays: list[str]) -> tuple[RelayPool, GitAfterRemote]:
-        from oa_node.client import RelayPool
+        from oa_node.client import ClientError, RelayPool
 
-        pool = RelayPool(relays, signer=self.signer)
+        try:
+            pool = RelayPool(relays, signer=self.signer)
+        except ClientError as exc:
+            raise UserError(str(exc)) from None
         return pool, GitAfterRemote(pool, self.signer, self.opts.timeout)
 
     def remember(self, repo: RepoRef, relays: list[str]) -> None:
@@ -202,7 +204,14 @@ class Context:
 
 
 def run(fn: Callable[[], Awaitable[T]]) -> T:
-    return anyio.run(fn)
+    """Run one command's relay work; relay-client errors are the user's to fix (a bad URL,
+    an unreachable relay), so they print as one line."""
+    from oa_node.client import ClientError
+
+    try:
+        return anyio.run(fn)
+    except ClientError as exc:
+        raise UserError(f"relay: {exc}") from None
 
 
 def _opts(config: Path | None, key_file: Path | None, relay: list[str] | None, dir: Path,
@@ -244,9 +253,16 @@ async def load_repo(ctx: Context) -> tuple[RelayPool, GitAfterRemote, RepoRef]:
                             f"pick one with --repo ({names})")
         repo = found[0]
     # NIP-34: talk to the relays the repository lists, plus any the user named.
-    relays = list(dict.fromkeys([*repo.relays, *pool.relays]))
-    for url in relays:
-        pool.add_relay(url)
+    from oa_node.client import ClientError
+
+    relays: list[str] = []
+    for url in dict.fromkeys([*repo.relays, *pool.relays]):
+        try:
+            conn = pool.add_relay(url)
+        except ClientError:  # the announcement lists a URL that is not a relay: skip it
+            continue
+        if conn.url not in relays:
+            relays.append(conn.url)
     ctx.remember(repo, relays)
     return pool, remote, repo
 

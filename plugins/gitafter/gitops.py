@@ -33,6 +33,9 @@ CONFIG_RELAYS = "nostr.relays"
 #: Keep git from asking for credentials or editors in the middle of a command.
 _QUIET_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "GIT_MERGE_AUTOEDIT": "no"}
 
+#: Seconds a network git command (push, fetch) may take before it is killed.
+NETWORK_TIMEOUT = 300
+
 
 class GitError(UserError):
     """A git operation that failed for a reason the user can act on."""
@@ -218,7 +221,7 @@ def format_patches(repo: git.Repo, shas: Sequence[str], *, cover_letter: bool = 
 
 def push_ref(repo: git.Repo, url: str, sha: str, ref: str) -> None:
     try:
-        repo.git.push(url, f"{sha}:{ref}", env=_QUIET_ENV)
+        repo.git.push(url, f"{sha}:{ref}", env=_QUIET_ENV, kill_after_timeout=NETWORK_TIMEOUT)
     except git.GitCommandError as exc:
         raise GitError(f"cannot push {sha[:10]} to {url} as {ref}: {_git_message(exc)}") from None
 
@@ -423,7 +426,8 @@ def fetch_tip(repo: git.Repo, urls: Sequence[str], tip: str, refs: Sequence[str]
     for url in urls:
         for what in [*refs, tip]:
             try:
-                repo.git.fetch("--quiet", "--no-tags", url, what, env=_QUIET_ENV)
+                repo.git.fetch("--quiet", "--no-tags", url, what, env=_QUIET_ENV,
+                               kill_after_timeout=NETWORK_TIMEOUT)
             except git.GitCommandError as exc:
                 errors.append(f"{url} {what}: {_git_message(exc)}")
                 continue

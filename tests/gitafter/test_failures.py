@@ -125,3 +125,13 @@ def test_unannounced_repository(cli: Cli, project: Project, relay: ThreadRelay,
     msg = cli.fails("git", "send", "HEAD~1", "-C", str(project.contributor), "--key-file",
                     str(people["contributor"].key_file), "--relay", relay.url)
     assert "no repository announcement" in msg and "oa-node git init" in msg
+
+
+def test_bad_relay_urls_and_addresses(cli: Cli, project: Project,
+                                      people: dict[str, Person]) -> None:
+    mdir = ["-C", str(project.maintainer)]
+    assert "invalid relay URL" in cli.fails("git", "list", *mdir, "--relay", "notaurl")
+    assert "invalid relay URL" in cli.fails("git", "init", *mdir, "--relay", "http://x",
+                                            "--key-file", str(people["maintainer"].key_file))
+    assert "--repo" in cli.fails("git", "list", *mdir, "--repo", "naddr1bad")
+    assert "repository address" in cli.fails("git", "list", *mdir, "--repo", "30617:x:y")
