@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from oa_node.executors.jobtype import ExecContext, ExecutorSettings
 from oa_node.sandbox.base import Limits
 from oa_node.sandbox.testing import docker_client, docker_sandbox, sandbox_image

@@ -8,6 +8,7 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from oa_node.executors.canonical import (
     CanonicalJSONError,
     canonical_hash,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from oa_node.executors.canonical import canonical_bytes
 from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo, url_scheme
 from oa_node.executors.hashing import tree_digests, tree_sha256

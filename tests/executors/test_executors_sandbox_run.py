@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
+
 from oa_node.executors.build import build_request, run_build
 from oa_node.executors.hashing import input_sha256, output_sha256, verification_digest
 from oa_node.executors.jobtype import ExecContext, ExecutorSettings
 from oa_node.executors.sandbox_run import execute_sandbox_run, verify_sandbox_run
 from oa_node.sandbox.docker import LABEL_NAMESPACE, DockerSandbox
-from typer.testing import CliRunner
 
 MakeRepo = Callable[[dict[str, str | bytes]], Path]
 

@@ -6,6 +6,8 @@ import copy
 from typing import Any
 
 import pytest
+
+from oa_node.config import ConfigError, load, validate
 from oa_node.executors.builtin import REPO_INDEX, SANDBOX_RUN
 from oa_node.executors.canonical import canonical_hash
 from oa_node.executors.hashing import (
@@ -18,8 +20,6 @@ from oa_node.executors.jobtype import ExecContext, JobType, Verdict
 from oa_node.executors.repo_index_schema import RepoIndexRequest, RepoIndexResult
 from oa_node.executors.sandbox_run_schema import SandboxRunRequest, SandboxRunResult
 from oa_node.executors.schema import SchemaError
-
-from oa_node.config import ConfigError, load, validate
 from oa_node.hookspecs import hookimpl
 from oa_node.node import core_sections
 from oa_node.plugin_manager import PluginHost
