@@ -1,0 +1,55 @@
+"""The job buyer: ``oa-node job ...`` and ``oa-node providers``, and (with ``[buyer]
+enabled``) a service in ``oa-node start`` that finishes submitted jobs: collects results,
+verifies them, publishes verdicts and pays verified ones, also after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from oa_node.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import typer
+
+    from oa_node.node import Node
+
+
+@hookimpl
+def register_config(register: Callable[..., None]) -> None:
+    from oa_node.plugins.buyer.settings import buyer_section
+
+    register(buyer_section())
+
+
+@hookimpl
+def register_services(node: Node, register: Callable[..., None]) -> None:
+    from oa_node.plugins.buyer.settings import BuyerSettings
+
+    settings = BuyerSettings.from_section(node.config.get("buyer") or {})
+    if not settings.enabled:
+        return
+
+    async def buyer_service(node: Node) -> None:
+        import anyio
+
+        from oa_node.plugins.buyer.engine import Buyer
+
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        buyer = Buyer(node, settings)
+        try:
+            await buyer.run()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(buyer.close)
+
+    register("buyer", buyer_service)
+
+
+@hookimpl
+def register_commands(app: typer.Typer) -> None:
+    from oa_node.plugins.buyer.cli import job_app, register_providers_command
+
+    app.add_typer(job_app, name="job")
+    register_providers_command(app)

@@ -1,0 +1,478 @@
+"""``oa-node job submit|status|list|cancel`` and ``oa-node providers``.
+
+``job submit ... --wait`` follows the job in this process (live progress from feedback,
+then verification and payment); without ``--wait`` it prints the job id and the buyer
+service (``[buyer] enabled`` in ``oa-node start``) finishes it. Either way the job's whole
+story is in the buyer ledger: ``oa-node job status ID``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from oa_node.errors import UserError
+from oa_node.nostr import kinds, nip19, nip90
+from oa_node.nostr.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from oa_node.ledger import Record
+    from oa_node.node import Node
+    from oa_node.plugins.buyer.engine import Buyer
+
+job_app = typer.Typer(help="Buy compute: submit NIP-90 jobs, follow, verify and pay them.",
+                      no_args_is_help=True)
+submit_app = typer.Typer(help="Submit a job of a given schema.", no_args_is_help=True)
+job_app.add_typer(submit_app, name="submit")
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="OA_NODE_CONFIG",
+                 help="Config file (default: ./node.toml if present)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ProviderOption = Annotated[list[str] | None, typer.Option(
+    "--provider", "-p", help="Provider npub or hex pubkey (repeatable; default: any).")]
+MaxPriceOption = Annotated[int | None, typer.Option(
+    "--max-price", help="Most the job may cost, in msat (the bid; default [buyer]).")]
+RedundancyOption = Annotated[int | None, typer.Option(
+    "--redundancy", "-k", min=1, max=16,
+    help="Providers that must agree (default [buyer] redundancy).")]
+EncryptOption = Annotated[bool, typer.Option(
+    "--encrypt", help="NIP-44 encrypt the request to the provider(s) named with --provider.")]
+WaitOption = Annotated[bool, typer.Option(
+    "--wait", help="Follow the job here until it is verified and paid (or fails).")]
+WaitTimeoutOption = Annotated[float, typer.Option(
+    "--wait-timeout", help="Most seconds --wait waits.")]
+TtlOption = Annotated[int | None, typer.Option(
+    "--ttl", help="Seconds a provider may still start the job (NIP-40 expiration).")]
+DedicatedOption = Annotated[bool | None, typer.Option(
+    "--dedicated-kind/--generic-kind", help="Publish kind 5930/5931 instead of 5050.")]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def pubkey_arg(text: str) -> str:
+    """A hex pubkey from an npub, nprofile or hex string."""
+    text = text.strip()
+    if text.startswith(("npub1", "nprofile1")):
+        try:
+            decoded = nip19.decode(text)
+        except ProtocolError as exc:
+            raise UserError(f"{text}: not a valid {text[:8]}: {exc}") from None
+        return str(decoded.data if isinstance(decoded.data, str) else decoded.data["pubkey"])
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text.lower()):
+        return text.lower()
+    raise UserError(f"{text!r}: expected an npub or a 64-hex public key")
+
+
+def _load(config: Path | None) -> Node:
+    from oa_node.cli import default_config_path
+    from oa_node.node import build_node
+
+    return build_node(default_config_path(config))
+
+
+def _buyer(node: Node) -> Buyer:
+    from oa_node.plugins.buyer.engine import Buyer
+    from oa_node.plugins.buyer.settings import BuyerSettings
+
+    node.data_dir.mkdir(parents=True, exist_ok=True)
+    return Buyer(node, BuyerSettings.from_section(node.config.get("buyer") or {}))
+
+
+def _run(node: Node, fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``fn`` in an event loop with the node's pool closed afterwards."""
+
+    async def main() -> T:
+        try:
+            return await fn()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await node.pool.close()
+
+    return anyio.run(main)
+
+
+# --- submit ---------------------------------------------------------------------------------
+
+
+@submit_app.command("sandbox_run")
+def submit_sandbox_run(
+    repo: Annotated[str | None, typer.Option("--repo", help="Repository URL to check out.")
+                    ] = None,
+    ref: Annotated[str, typer.Option("--ref", help="Git ref (branch, tag, commit).")] = "HEAD",
+    cmd: Annotated[list[str] | None, typer.Option("--cmd", help="Command to run (repeatable, "
+                                                  "in order).")] = None,
+    image: Annotated[str, typer.Option("--image", help="Image digest sha256:... (default: "
+                                       "the provider's base image).")] = "",
+    network: Annotated[str, typer.Option("--network", help="none | localhost | full")] = "none",
+    timeout_secs: Annotated[float, typer.Option("--timeout-secs", help="Time limit.")] = 60,
+    memory_mb: Annotated[int, typer.Option("--memory-mb", help="Memory limit.")] = 512,
+    cpus: Annotated[float, typer.Option("--cpus", help="CPU limit.")] = 1.0,
+    artifact: Annotated[list[str] | None, typer.Option(
+        "--artifact", help="Workspace path or glob to hash and report (repeatable).")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE (repeatable).")
+                   ] = None,
+    continue_on_fail: Annotated[bool, typer.Option(
+        "--continue-on-fail", help="Run later commands after a failing one.")] = False,
+    provider: ProviderOption = None,
+    max_price: MaxPriceOption = None,
+    redundancy: RedundancyOption = None,
+    encrypt: EncryptOption = False,
+    wait: WaitOption = False,
+    wait_timeout: WaitTimeoutOption = 900,
+    ttl: TtlOption = None,
+    dedicated_kind: DedicatedOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run commands on a repository checkout in a provider's sandbox (oa.sandbox_run.v1)."""
+    if not cmd:
+        raise UserError("give at least one --cmd")
+    environment: dict[str, str] = {}
+    for item in env or []:
+        if "=" not in item:
+            raise UserError(f"--env {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        environment[k] = v
+    node = _load(config)
+    k = redundancy or int((node.config.get("buyer") or {}).get("redundancy", 1))
+    doc: dict[str, Any] = {
+        "sandbox": {"provider": "docker", "image_digest": image, "network_policy": network,
+                    "resources": {"memory_mb": memory_mb, "cpus": cpus,
+                                  "timeout_secs": timeout_secs}},
+        "commands": [{"cmd": c, "continue_on_fail": continue_on_fail} for c in cmd],
+        "env": environment,
+        "verification": {"mode": "objective", "redundancy": k,
+                         "adjudication": "majority_vote" if k > 1 else "none"},
+    }
+    if repo:
+        doc["repo"] = {"source": repo, "git_ref": ref}
+    if artifact:
+        doc["artifacts"] = list(artifact)
+    _submit(node, "oa.sandbox_run.v1", doc, provider, max_price, encrypt, wait, wait_timeout,
+            ttl, dedicated_kind, as_json)
+
+
+@submit_app.command("repo_index")
+def submit_repo_index(
+    repo: Annotated[str, typer.Option("--repo", help="Repository URL to index.")],
+    ref: Annotated[str, typer.Option("--ref", help="Git ref.")] = "HEAD",
+    index_type: Annotated[list[str] | None, typer.Option(
+        "--index-type", help="digests | symbols | dependencies (repeatable).")] = None,
+    expected_tree: Annotated[str | None, typer.Option(
+        "--expected-tree", help="tree_sha256 the checkout must have.")] = None,
+    provider: ProviderOption = None,
+    max_price: MaxPriceOption = None,
+    redundancy: RedundancyOption = None,
+    encrypt: EncryptOption = False,
+    wait: WaitOption = False,
+    wait_timeout: WaitTimeoutOption = 900,
+    ttl: TtlOption = None,
+    dedicated_kind: DedicatedOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Index a repository: file digests and tree hash, symbols, dependencies."""
+    node = _load(config)
+    k = redundancy or int((node.config.get("buyer") or {}).get("redundancy", 1))
+    doc: dict[str, Any] = {
+        "repo_url": repo, "git_ref": ref, "index_types": list(index_type or ["digests"]),
+        "verification": {"mode": "objective", "redundancy": k,
+                         "adjudication": "majority_vote" if k > 1 else "none"},
+    }
+    if expected_tree:
+        doc["expected_tree_sha256"] = expected_tree
+    _submit(node, "oa.repo_index.v1", doc, provider, max_price, encrypt, wait, wait_timeout,
+            ttl, dedicated_kind, as_json)
+
+
+def _submit(node: Node, schema: str, doc: dict[str, Any], provider: list[str] | None,
+            max_price: int | None, encrypt: bool, wait: bool, wait_timeout: float,
+            ttl: int | None, dedicated: bool | None, as_json: bool) -> None:
+    providers = [pubkey_arg(p) for p in provider or []]
+    buyer = _buyer(node)
+
+    async def go() -> tuple[str, bool]:
+        job_id = await buyer.submit(schema, doc, providers=providers, max_price_msat=max_price,
+                                    encrypt=encrypt, dedicated_kinds=dedicated, ttl_secs=ttl)
+        if not as_json:
+            console.print(f"submitted job [bold]{job_id}[/] ({schema})")
+        if not wait:
+            return job_id, True
+        finished = False
+        with anyio.move_on_after(wait_timeout):
+            if as_json:
+                await buyer.run(only=[job_id], stop_when_done=True)
+            else:
+                with console.status("waiting for providers...") as status:
+                    buyer.progress = _progress_printer(status)
+                    await buyer.run(only=[job_id], stop_when_done=True)
+            finished = True
+        return job_id, finished
+
+    try:
+        job_id, finished = _run(node, go)
+    finally:
+        buyer.close()
+    rec = _open_ledger(node).get(job_id)
+    assert rec is not None
+    if as_json:
+        _print_json(_job_json(rec))
+    elif wait:
+        _print_outcome(rec, finished, wait_timeout)
+    else:
+        console.print(f"follow it with: oa-node job status {job_id[:16]}")
+    if wait and (rec.state in ("rejected", "expired", "refused") or not finished):
+        raise typer.Exit(1)
+
+
+def _progress_printer(status: Any) -> Callable[[str, str, dict[str, Any]], None]:
+    def show(job_id: str, what: str, info: dict[str, Any]) -> None:
+        if what == "feedback":
+            who = nip19.npub_encode(info["provider"])[:16]
+            line = f"{who}… {info['status']}" + (f": {info['info']}" if info.get("info") else "")
+            console.print(f"  [cyan]feedback[/] {escape(line)}")
+            status.update(f"{info['status']} ({who}…)")
+        elif what == "result":
+            who = nip19.npub_encode(info["provider"])[:16]
+            verdict = "[green]valid[/]" if info["ok"] else "[red]invalid[/]"
+            console.print(f"  [cyan]result[/] from {who}…: status {info.get('status') or '?'}, "
+                          f"{verdict}")
+            for p in info.get("problems", []):
+                console.print(f"    - {escape(p)}")
+            status.update("verifying")
+        elif what == "audit":
+            console.print(f"  [cyan]audit[/] re-ran here: status {info.get('status')}")
+        elif what in ("verified", "rejected"):
+            color = "green" if what == "verified" else "red"
+            console.print(f"  [{color}]{what}[/]" + (f": {escape(info['reason'])}"
+                                                      if info.get("reason") else ""))
+            status.update("paying" if what == "verified" else "done")
+        elif what == "pay_error":
+            console.print(f"  [yellow]payment failed for now[/]: {escape(info['error'])}")
+        elif what in ("paid", "refused", "expired"):
+            console.print(f"  [bold]{what}[/]")
+
+    return show
+
+
+def _print_outcome(rec: Record, finished: bool, wait_timeout: float) -> None:
+    color = {"paid": "green", "verified": "green", "refused": "yellow"}.get(rec.state, "red")
+    console.print(f"job {rec.id[:16]}: [{color}]{rec.state}[/]")
+    for rid, reason in (rec.data.get("refusals") or {}).items():
+        console.print(f"  not paid {rid[:12]}: {escape(reason)}")
+    if rec.state == "verified" and rec.data.get("pay_error"):
+        console.print(f"  payment pending: {escape(rec.data['pay_error'])} (the buyer service "
+                      "retries)")
+    if not finished:
+        console.print(f"  still {rec.state} after {wait_timeout:g}s; the buyer service "
+                      "(oa-node start with [buyer] enabled) finishes it")
+
+
+# --- status / list / cancel -----------------------------------------------------------------
+
+
+def _open_ledger(node: Node) -> Any:
+    from oa_node.plugins.buyer.ledger import open_buyer_ledger
+
+    return open_buyer_ledger(node.data_dir)
+
+
+def _find(node: Node, job_id: str) -> Record:
+    ledger = _open_ledger(node)
+    try:
+        rec = ledger.get(job_id) or ledger.find(job_id)
+    finally:
+        ledger.close()
+    if rec is None:
+        raise UserError(f"no job {job_id!r} in {node.data_dir} (or the prefix is ambiguous)")
+    return rec
+
+
+def _job_json(rec: Record) -> dict[str, Any]:
+    d = rec.data
+    results = []
+    for rid, r in (d.get("results") or {}).items():
+        c = r.get("check", {})
+        results.append({"result_id": rid, "provider": c.get("provider"), "valid": c.get("ok"),
+                        "problems": c.get("problems", []), "status": c.get("status"),
+                        "digest": c.get("digest"), "verdict": (d.get("verdicts") or {}).get(rid),
+                        "payment": (d.get("payments") or {}).get(rid),
+                        "refusal": (d.get("refusals") or {}).get(rid)})
+    out: dict[str, Any] = {
+        "id": rec.id, "state": rec.state, "schema": d.get("schema"),
+        "request_ids": d.get("request_ids"), "redundancy": d.get("redundancy"),
+        "max_price_msat": d.get("max_price_msat"), "encrypted": d.get("encrypted"),
+        "providers": d.get("providers"), "created_at": rec.created_at,
+        "updated_at": rec.updated_at, "last_feedback": d.get("last_feedback"),
+        "results": results, "failures": d.get("failures"), "audit_digest": d.get("audit_digest"),
+        "pay_error": d.get("pay_error"),
+    }
+    return out
+
+
+@job_app.command("status")
+def job_status(
+    job_id: Annotated[str, typer.Argument(help="Job id (or a unique prefix).")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a job: state, results with verdicts, payments and the ledger history."""
+    node = _load(config)
+    rec = _find(node, job_id)
+    ledger = _open_ledger(node)
+    try:
+        history = [{"from": h.from_state, "to": h.to_state, "at": h.at, "receipt": h.receipt}
+                   for h in ledger.history(rec.id)]
+    finally:
+        ledger.close()
+    data = _job_json(rec) | {"history": history}
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"job [bold]{rec.id}[/] ({data['schema']}): [bold]{rec.state}[/]")
+    console.print(f"  redundancy {data['redundancy']}, bid {data['max_price_msat']} msat"
+                  + (", encrypted" if data["encrypted"] else ""))
+    fb = data.get("last_feedback")
+    if fb:
+        console.print(f"  last feedback: {fb['status']} {escape(fb.get('info') or '')}")
+    table = Table("result", "provider", "status", "valid", "verdict", "paid")
+    for r in data["results"]:
+        table.add_row(r["result_id"][:12], nip19.npub_encode(r["provider"])[:20] + "…",
+                      str(r["status"]), "yes" if r["valid"] else "no", str(r["verdict"] or "-"),
+                      f"{r['payment']['amount_msat']} msat" if r["payment"] else
+                      escape(r["refusal"] or "-"))
+    if data["results"]:
+        console.print(table)
+    for r in data["results"]:
+        for p in r["problems"]:
+            console.print(f"  [red]{r['result_id'][:12]}[/]: {escape(p)}")
+    for h in history:
+        when = time.strftime("%H:%M:%S", time.localtime(h["at"]))
+        console.print(f"  {when} {h['from'] or '-'} -> {h['to']}")
+
+
+@job_app.command("list")
+def job_list(
+    state: Annotated[str | None, typer.Option("--state", help="Only jobs in this state.")
+                     ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most jobs shown.")] = 50,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List this node's jobs, newest first."""
+    node = _load(config)
+    ledger = _open_ledger(node)
+    try:
+        records = ledger.in_states(state) if state else ledger.all(limit)
+    finally:
+        ledger.close()
+    records = records[:limit]
+    if as_json:
+        _print_json([_job_json(r) for r in records])
+        return
+    table = Table("id", "schema", "state", "results", "created")
+    for r in records:
+        table.add_row(r.id[:16], str(r.data.get("schema")), r.state,
+                      str(len(r.data.get("results") or {})),
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)))
+    console.print(table)
+
+
+@job_app.command("cancel")
+def job_cancel(
+    job_id: Annotated[str, typer.Argument(help="Job id (or a unique prefix).")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Withdraw a job: NIP-09 deletion of its requests; providers stop or skip it."""
+    node = _load(config)
+    rec = _find(node, job_id)
+    buyer = _buyer(node)
+    try:
+        done = _run(node, lambda: buyer.cancel(rec.id))
+    finally:
+        buyer.close()
+    if as_json:
+        _print_json(_job_json(done))
+    else:
+        console.print(f"job {rec.id[:16]}: cancelled")
+
+
+# --- providers ------------------------------------------------------------------------------
+
+
+def register_providers_command(app: typer.Typer) -> None:
+    @app.command("providers")
+    def providers(
+        schema: Annotated[str | None, typer.Option("--schema", help="Only providers serving "
+                                                   "this schema.")] = None,
+        timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for "
+                                               "relays.")] = 10.0,
+        config: ConfigOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """List compute providers from their NIP-89 announcements (prices, schemas)."""
+        node = _load(config)
+        if not node.config["node"]["relays"]:
+            raise UserError("no relays: set [node] relays in the config")
+        filt: dict[str, Any] = {"kinds": [kinds.HANDLER_INFO], "#k": [str(kinds.JOB_REQUEST)]}
+        if schema:
+            filt["#t"] = [schema]
+        events = _run(node, lambda: node.pool.query(filt, timeout))
+        ads = list_providers(events)
+        if as_json:
+            _print_json(ads)
+            return
+        if not ads:
+            console.print("no providers announced on " + ", ".join(node.config["node"]["relays"]))
+            return
+        table = Table("provider", "name", "schemas and prices (msat)", "last seen")
+        for ad in ads:
+            prices = ", ".join(f"{s} {ad['pricing_msat'].get(s, '?')}" for s in ad["schemas"])
+            table.add_row(ad["npub"][:24] + "…", escape(ad["name"]), escape(prices),
+                          time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ad["last_seen"])))
+        console.print(table)
+
+
+def list_providers(events: list[Any], now: int | None = None) -> list[dict[str, Any]]:
+    """The newest unexpired, valid announcement per (provider, d), newest first."""
+    from oa_node.nostr.nip40 import is_expired
+
+    newest: dict[tuple[str, str], Any] = {}
+    for ev in events:
+        if not ev.verify() or is_expired(ev, now):
+            continue
+        try:
+            info = nip90.parse_handler(ev)
+        except ProtocolError:
+            continue
+        key = (info.provider, info.identifier)
+        if key not in newest or newest[key].event.created_at < ev.created_at:
+            newest[key] = info
+    out = []
+    for info in sorted(newest.values(), key=lambda i: -i.event.created_at):
+        out.append({"pubkey": info.provider, "npub": nip19.npub_encode(info.provider),
+                    "name": info.name, "identifier": info.identifier, "kinds": info.kinds,
+                    "schemas": info.schemas, "pricing_msat": info.pricing_msat,
+                    "limits": info.limits, "relays": info.relays,
+                    "last_seen": info.event.created_at, "event_id": info.event.id})
+    return out

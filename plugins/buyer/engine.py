@@ -1,0 +1,515 @@
+"""The buyer: publish jobs, follow feedback and results, verify, label, pay only on a pass.
+
+One subscription (feedback and results ``#p``-tagged to this node) serves every pending
+job; a tick loop handles deadlines, jobs submitted by another process (the CLI), and
+payment retries. Every step is a ledger transition, idempotent and durable, so a buyer
+killed anywhere picks up where it stopped: results are fetched again from relays, a
+verified job is paid on restart, and a second payment of the same invoice is answered by
+the wallet with the first one (pay exactly once).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from oa_node.errors import UserError
+from oa_node.executors.canonical import canonical_json
+from oa_node.executors.jobtype import ExecContext, ExecutorSettings, JobType
+from oa_node.executors.schema import SchemaError
+from oa_node.ledger import Record, StateLedger, TransitionError
+from oa_node.nostr import bolt11, kinds, nip90
+from oa_node.nostr.errors import ProtocolError
+from oa_node.nostr.event import Event, EventTemplate
+from oa_node.plugins.buyer.ledger import FINAL, PENDING, open_buyer_ledger
+from oa_node.plugins.buyer.settings import BuyerSettings
+from oa_node.plugins.buyer.verify import Decision, ResultCheck, check_result, decide
+from oa_node.wallet import ErrorCode, WalletError
+
+if TYPE_CHECKING:
+    from oa_node.node import Node
+
+log = logging.getLogger("oa_node.buyer")
+
+Progress = Callable[[str, str, dict[str, Any]], None]
+TRANSIENT = {ErrorCode.TIMEOUT, ErrorCode.RATE_LIMITED, ErrorCode.INTERNAL}
+RESULT_KINDS = sorted({kinds.job_result_kind(k)
+                       for k in (kinds.JOB_REQUEST, *nip90.DEDICATED_KINDS.values())})
+PUBLISH_TIMEOUT = 10.0
+
+
+class Buyer:
+    """The buyer role over a node (its pool, signer, wallet, job types, data dir)."""
+
+    def __init__(self, node: Node, settings: BuyerSettings,
+                 ledger: StateLedger | None = None) -> None:
+        self.node = node
+        self.settings = settings
+        self.ledger = ledger or open_buyer_ledger(node.data_dir)
+        self._by_request: dict[str, str] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+        self._sandbox: Any = None
+        self.progress: Progress | None = None
+        self.ready = anyio.Event()
+
+    @property
+    def pubkey(self) -> str:
+        return self.node.signer.public_key
+
+    def job_type(self, schema: str) -> JobType:
+        types: dict[str, Any] = self.node.plugins.registries.job_types()
+        if schema not in types:
+            raise UserError(f"unknown job schema {schema!r} (known: {', '.join(types)})")
+        return types[schema]  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._sandbox is not None:
+            close = getattr(self._sandbox, "close", None)
+            if close is not None:
+                close()
+        self.ledger.close()
+
+    def _emit(self, job_id: str, what: str, info: dict[str, Any]) -> None:
+        if self.progress is not None:
+            try:
+                self.progress(job_id, what, info)
+            except Exception:
+                log.exception("progress callback")
+
+    async def _publish(self, event: Event) -> Any:
+        return await self.node.pool.publish(event, PUBLISH_TIMEOUT)
+
+    # --- submit ---------------------------------------------------------------------------
+
+    async def submit(self, schema: str, doc: dict[str, Any], *, providers: Iterable[str] = (),
+                     max_price_msat: int | None = None, encrypt: bool = False,
+                     dedicated_kinds: bool | None = None, ttl_secs: int | None = None) -> str:
+        """Validate, sign and publish a job; returns its id (the first request's id)."""
+        job_type = self.job_type(schema)
+        try:
+            model = job_type.request_model.from_dict(doc)
+        except SchemaError as exc:
+            raise UserError(f"invalid {schema} request: {exc}") from None
+        redundancy = int(getattr(getattr(model, "verification", None), "redundancy", 1) or 1)
+        providers = list(dict.fromkeys(providers))
+        if encrypt and not providers:
+            raise UserError("--encrypt needs --provider: a request is encrypted to a provider")
+        if encrypt and len(providers) < redundancy:
+            raise UserError(f"an encrypted job with redundancy {redundancy} needs "
+                            f"{redundancy} providers (one request is encrypted to each)")
+        relays = self.node.config["node"]["relays"]
+        if not relays:
+            raise UserError("no relays: set [node] relays in the config")
+        bid = self.settings.max_price_msat if max_price_msat is None else max_price_msat
+        ttl = ttl_secs or self.settings.job_ttl_secs
+        expiration = int(time.time()) + ttl
+        dedicated = self.settings.dedicated_kinds if dedicated_kinds is None else dedicated_kinds
+        content = canonical_json(doc)
+        templates: list[EventTemplate] = []
+        if encrypt:
+            for p in providers:
+                sealed = await self.node.signer.nip44_encrypt(p, content)
+                templates.append(nip90.request_template(
+                    schema, sealed, bid_msat=bid, relays=relays, provider=p, encrypted=True,
+                    expiration=expiration, dedicated_kind=dedicated))
+        else:
+            templates.append(nip90.request_template(
+                schema, content, bid_msat=bid, relays=relays, providers=providers,
+                expiration=expiration, dedicated_kind=dedicated))
+        events = [await self.node.signer.sign(t) for t in templates]
+        job_id = events[0].id
+        self.ledger.create(job_id, {
+            "schema": schema, "doc": doc, "requests": [e.to_dict() for e in events],
+            "request_ids": [e.id for e in events], "redundancy": redundancy,
+            "max_price_msat": bid, "providers": providers, "encrypted": encrypt,
+            "expiration": expiration, "deadline": expiration + self.settings.result_grace_secs,
+            "submitted_at": time.time(), "results": {},
+        }, {"request_ids": [e.id for e in events]})
+        for e in events:
+            self._by_request[e.id] = job_id
+        accepted = 0
+        for e in events:
+            res = await self._publish(e)
+            accepted += bool(res.ok)
+            if not res.ok:
+                log.warning("request %s reached no relay: %s", e.id[:12], res.rejected)
+        self.ledger.update(job_id, published_at=time.time())
+        if not accepted:
+            raise UserError(f"job {job_id}: no relay accepted the request "
+                            f"({', '.join(relays)}); it is recorded, cancel it or retry")
+        return job_id
+
+    async def cancel(self, job_id: str) -> Record:
+        """NIP-09 deletion of the job's requests; the job ends ``cancelled``."""
+        rec = self.ledger.get(job_id)
+        if rec is None:
+            raise UserError(f"no job {job_id}")
+        if rec.state not in ("published", "feedback", "result_received"):
+            raise UserError(f"job {job_id[:12]} is {rec.state}: too late to cancel")
+        requests = [Event.from_dict(r) for r in rec.data["requests"]]
+        tags = [["e", r.id] for r in requests] + [["k", str(k)] for k in
+                                                   sorted({r.kind for r in requests})]
+        deletion = await self.node.signer.sign(
+            EventTemplate(kind=kinds.DELETION, content="cancelled by the buyer", tags=tags))
+        res = await self._publish(deletion)
+        self.ledger.transition(job_id, "cancelled", {"deletion": deletion.id,
+                                                     "relays": res.accepted_by})
+        return self.ledger.get(job_id)  # type: ignore[return-value]
+
+    # --- following ------------------------------------------------------------------------
+
+    def _reindex(self) -> list[Record]:
+        pending = self.ledger.in_states(*PENDING)
+        for rec in pending:
+            for rid in rec.data.get("request_ids", []):
+                self._by_request[rid] = rec.id
+        return pending
+
+    def _lock(self, job_id: str) -> anyio.Lock:
+        return self._locks.setdefault(job_id, anyio.Lock())
+
+    async def run(self, *, only: Iterable[str] | None = None, stop_when_done: bool = False
+                  ) -> None:
+        """Follow pending jobs until cancelled (the service), or until every job of ``only``
+        is done (``stop_when_done``: the CLI's ``--wait``)."""
+        wanted = set(only) if only is not None else None
+        pending = self._reindex()
+        oldest = min((r.created_at for r in pending), default=time.time())
+        filters = [{"kinds": [kinds.JOB_FEEDBACK, *RESULT_KINDS], "#p": [self.pubkey],
+                    "since": int(oldest) - 60}]
+        async with anyio.create_task_group() as tg:
+            sub = self.node.pool.subscribe(filters)
+            async with sub:
+                tg.start_soon(self._consume, sub, tg)
+                self.ready.set()
+                for rec in pending:  # results already stored (a restart) are judged now
+                    if rec.state in ("result_received", "verified"):
+                        tg.start_soon(self._evaluate, rec.id)
+                while True:
+                    await self._tick(tg)
+                    if stop_when_done and wanted is not None and self._done(wanted):
+                        break
+                    await anyio.sleep(0.5)
+                tg.cancel_scope.cancel()
+
+    def _done(self, wanted: set[str]) -> bool:
+        for job_id in wanted:
+            rec = self.ledger.get(job_id)
+            if rec is None:
+                continue
+            if rec.state in FINAL:
+                continue
+            if rec.state == "verified" and rec.data.get("pay_error"):
+                continue  # the service retries; the CLI reports it
+            return False
+        return True
+
+    async def _consume(self, sub: Any, tg: anyio.abc.TaskGroup) -> None:
+        async for _relay, event in sub:
+            try:
+                if event.kind == kinds.JOB_FEEDBACK:
+                    self.on_feedback(event)
+                else:
+                    job_id = self.on_result_event(event)
+                    if job_id is not None:
+                        tg.start_soon(self._on_result, job_id, event)
+            except Exception:
+                log.exception("event %s", event.id[:12])
+
+    def _job_for(self, request_id: str) -> str | None:
+        job_id = self._by_request.get(request_id)
+        if job_id is None:
+            self._reindex()
+            job_id = self._by_request.get(request_id)
+        return job_id
+
+    def on_feedback(self, event: Event) -> None:
+        try:
+            fb = nip90.parse_feedback(event)
+        except ProtocolError:
+            return
+        job_id = self._job_for(fb.request_id)
+        if job_id is None:
+            return
+        rec = self.ledger.get(job_id)
+        if rec is None or rec.state in FINAL:
+            return
+        info = {"provider": fb.provider, "status": fb.status, "info": fb.info,
+                "at": event.created_at,
+                "amount_msat": fb.amount.msat if fb.amount else None}
+        if rec.state == "published":
+            try:
+                self.ledger.transition(job_id, "feedback", {"feedback": event.id},
+                                       last_feedback=info, first_feedback_at=time.time())
+            except TransitionError:
+                pass
+        self._emit(job_id, "feedback", info)
+
+    def on_result_event(self, event: Event) -> str | None:
+        """The job a result event belongs to, if it is one we still wait for."""
+        request_id = event.first_tag_value("e")
+        if not request_id:
+            return None
+        job_id = self._job_for(request_id)
+        if job_id is None:
+            return None
+        rec = self.ledger.get(job_id)
+        if rec is None or rec.state not in ("published", "feedback", "result_received"):
+            return None
+        if event.id in rec.data.get("results", {}):
+            return None
+        return job_id
+
+    async def _on_result(self, job_id: str, event: Event) -> None:
+        received_at = time.time()
+        async with self._lock(job_id):
+            rec = self.ledger.get(job_id)
+            if rec is None or event.id in rec.data.get("results", {}):
+                return
+            check = await self._check(rec, event)
+            results = dict(rec.data.get("results", {}))
+            results[event.id] = {"event": event.to_dict(), "check": check.to_dict(),
+                                 "received_at": received_at,
+                                 "checked_secs": time.time() - received_at}
+            self.ledger.update(job_id, results=results)
+            if rec.state in ("published", "feedback"):
+                self.ledger.transition(job_id, "result_received",
+                                       {"result_id": event.id, "provider": event.pubkey},
+                                       first_result_at=received_at)
+        self._emit(job_id, "result", check.to_dict())
+        await self._evaluate(job_id)
+
+    async def _check(self, rec: Record, event: Event) -> ResultCheck:
+        try:
+            result = nip90.parse_result(event)
+        except ProtocolError as exc:
+            return ResultCheck(event.id, event.pubkey, False, (f"malformed result: {exc}",))
+        plaintext, error = result.content, None
+        if result.encrypted:
+            try:
+                plaintext = await self.node.signer.nip44_decrypt(event.pubkey, result.content)
+            except (ProtocolError, ValueError) as exc:
+                plaintext, error = None, str(exc)
+        return check_result(result, plaintext,
+                            requests=[Event.from_dict(r) for r in rec.data["requests"]],
+                            request_doc=rec.data["doc"], buyer=self.pubkey,
+                            job_type=self.job_type(rec.data["schema"]), decrypt_error=error)
+
+    # --- deciding -------------------------------------------------------------------------
+
+    async def _evaluate(self, job_id: str, final: bool = False) -> None:
+        async with self._lock(job_id):
+            rec = self.ledger.get(job_id)
+            if rec is None:
+                return
+            if rec.state == "result_received":
+                await self._judge(rec, final)
+        rec = self.ledger.get(job_id)
+        if rec is not None and rec.state == "verified":
+            await self.pay(job_id)
+
+    async def _judge(self, rec: Record, final: bool) -> None:
+        t0 = time.monotonic()
+        results = sorted(rec.data.get("results", {}).values(), key=lambda r: r["received_at"])
+        checks = [ResultCheck.from_dict(r["check"]) for r in results]
+        redundancy = int(rec.data.get("redundancy", 1))
+        audit = rec.data.get("audit_digest")
+        decision = decide(checks, redundancy, final=final, audit_digest=audit)
+        if decision.outcome == "tiebreak":
+            if self.settings.audit_on_disagreement and not rec.data.get("audited"):
+                audit = await self._audit(rec)
+                if audit is not None:
+                    decision = decide(checks, redundancy, final=final, audit_digest=audit)
+            if decision.outcome == "tiebreak":
+                if not final:
+                    return
+                decision = Decision("reject", (), {c.result_id: "providers disagree"
+                                                   for c in checks}, "", decision.reason)
+        elif (decision.outcome == "pass" and audit is None and not rec.data.get("audited")
+              and self.settings.audit_rate > 0 and random.random() < self.settings.audit_rate):
+            audit = await self._audit(rec)
+            if audit is not None and audit != decision.digest:
+                decision = decide(checks, redundancy, final=True, audit_digest=audit)
+        if decision.outcome == "wait":
+            return
+        verdicts = {c.result_id: ("pass" if c.result_id in decision.passed else "fail")
+                    for c in checks}
+        receipt = {"request_ids": rec.data.get("request_ids"), "verdicts": verdicts,
+                   "failed": decision.failed, "digest": decision.digest,
+                   "reason": decision.reason, "audit_digest": audit}
+        target = "verified" if decision.outcome == "pass" else "rejected"
+        moved = self.ledger.transition(rec.id, target, receipt, verdicts=verdicts,
+                                       failures=decision.failed, verified_at=time.time(),
+                                       verify_secs=time.monotonic() - t0 + sum(
+                                           r.get("checked_secs", 0) for r in results))
+        if moved:
+            log.info("job %s %s (%s)", rec.id[:12], target, decision.reason or decision.digest)
+            self._emit(rec.id, target, receipt)
+            if self.settings.publish_verdicts:
+                await self._publish_verdicts(rec, results, verdicts, decision)
+
+    async def _publish_verdicts(self, rec: Record, results: list[dict[str, Any]],
+                                verdicts: dict[str, str], decision: Decision) -> None:
+        for r in results:
+            ev = Event.from_dict(r["event"])
+            verdict = verdicts.get(ev.id)
+            if verdict is None:
+                continue
+            reason = decision.failed.get(ev.id, "") if verdict == "fail" else "verified"
+            request_id = ev.first_tag_value("e") or rec.id
+            try:
+                label = await self.node.signer.sign(nip90.verdict_template(
+                    ev, request_id, verdict, reason[:2000], rec.data["schema"]))
+                await self._publish(label)
+            except Exception:
+                log.exception("verdict label for %s not published", ev.id[:12])
+
+    async def _audit(self, rec: Record) -> str | None:
+        """Re-run the job on this node's own sandbox; its verification digest, or None when
+        no sandbox is available here."""
+        self.ledger.update(rec.id, audited=True)
+        job_type = self.job_type(rec.data["schema"])
+        try:
+            if self._sandbox is None:
+                self._sandbox = await anyio.to_thread.run_sync(self._make_sandbox)
+            model = job_type.request_model.from_dict(rec.data["doc"])
+            ctx = ExecContext(settings=self._exec_settings(), sandbox=self._sandbox,
+                              provider_pubkey=self.pubkey, job_id=f"audit-{rec.id[:24]}")
+            result = await anyio.to_thread.run_sync(job_type.executor, model, ctx,
+                                                    abandon_on_cancel=True)
+        except Exception as exc:
+            log.warning("job %s: audit not possible here (%s)", rec.id[:12], exc)
+            return None
+        doc = result.raw if getattr(result, "raw", None) is not None else result.to_dict()
+        digest = job_type.verifier(rec.data["doc"], doc).verification_digest
+        self.ledger.update(rec.id, audit_digest=digest, audit_status=doc.get("status"))
+        self._emit(rec.id, "audit", {"digest": digest, "status": doc.get("status")})
+        return digest
+
+    def _make_sandbox(self) -> Any:
+        backend = (self.node.config.get("sandbox") or {}).get("backend", "docker")
+        factories: dict[str, Any] = self.node.plugins.registries.sandboxes()
+        if backend not in factories:
+            raise UserError(f"no {backend!r} sandbox backend registered")
+        return factories[backend](self.node.config)
+
+    def _exec_settings(self) -> ExecutorSettings:
+        from oa_node.sandbox.base import Limits
+
+        s = self.node.config.get("sandbox")
+        jobs = self.node.data_dir / "audit-jobs"
+        if not s:
+            return ExecutorSettings(workdir=jobs)
+        return ExecutorSettings(
+            max_limits=Limits(memory_mb=s["max_memory_mb"], cpus=s["max_cpus"],
+                              pids=s["max_pids"], timeout_secs=s["max_timeout_secs"],
+                              disk_mb=s["max_disk_mb"], preview_bytes=s["output_preview_bytes"],
+                              max_artifact_bytes=s["max_artifact_mb"] << 20),
+            allowed_url_schemes=tuple(s["allowed_url_schemes"]),
+            allowed_network_policies=tuple(s["allowed_network_policies"]),
+            workdir=jobs, fetch_timeout_secs=float(s["fetch_timeout_secs"]))
+
+    # --- paying ---------------------------------------------------------------------------
+
+    async def pay(self, job_id: str) -> None:
+        """Pay every verified result of a ``verified`` job, once; safe to call again."""
+        async with self._lock(job_id):
+            rec = self.ledger.get(job_id)
+            if rec is None or rec.state != "verified":
+                return
+            await self._pay(rec)
+
+    async def _pay(self, rec: Record) -> None:
+        wallet = self.node.capability("wallet")
+        passed = [rid for rid, v in rec.data.get("verdicts", {}).items() if v == "pass"]
+        payments: dict[str, Any] = dict(rec.data.get("payments", {}))
+        refusals: dict[str, str] = dict(rec.data.get("refusals", {}))
+        max_price = int(rec.data.get("max_price_msat", 0))
+        for rid in passed:
+            if rid in payments or rid in refusals:
+                continue
+            event = Event.from_dict(rec.data["results"][rid]["event"])
+            reason, invoice = self._payable(event, max_price)
+            if reason is None and wallet is None:
+                reason = "no wallet configured on this node"
+            if reason is not None:
+                refusals[rid] = reason
+                self.ledger.update(rec.id, refusals=refusals)
+                continue
+            assert invoice is not None
+            self.ledger.update(rec.id, paying={rid: invoice.payment_hash},
+                               pay_started_at=time.time())
+            try:
+                payment = await wallet.pay_invoice(invoice.bolt11,  # type: ignore[union-attr]
+                                                   max_fee_msat=self.settings.max_fee_msat)
+            except WalletError as exc:
+                expired = invoice.expires_at <= time.time()
+                if exc.code in TRANSIENT and not expired:
+                    log.warning("job %s: payment to %s failed for now (%s); will retry",
+                                rec.id[:12], event.pubkey[:12], exc)
+                    self.ledger.update(rec.id, pay_error=str(exc), pay_error_at=time.time())
+                    self._emit(rec.id, "pay_error", {"error": str(exc)})
+                    return
+                refusals[rid] = f"payment failed: {exc}"
+                self.ledger.update(rec.id, refusals=refusals)
+                continue
+            payments[rid] = {"provider": event.pubkey, "bolt11": invoice.bolt11,
+                             "payment_hash": payment.payment_hash,
+                             "preimage": payment.preimage, "amount_msat": payment.amount_msat,
+                             "fees_paid_msat": payment.fees_paid_msat, "at": time.time()}
+            self.ledger.update(rec.id, payments=payments, pay_error=None)
+        if payments:
+            moved = self.ledger.transition(rec.id, "paid", {"payments": payments,
+                                                            "refusals": refusals},
+                                           paid_at=time.time())
+        else:
+            moved = self.ledger.transition(rec.id, "refused", {"refusals": refusals})
+        if moved:
+            state = "paid" if payments else "refused"
+            log.info("job %s %s", rec.id[:12], state)
+            self._emit(rec.id, state, {"payments": payments, "refusals": refusals})
+
+    @staticmethod
+    def _payable(event: Event, max_price: int) -> tuple[str | None, Any]:
+        """(refusal reason or None, decoded invoice) for a verified result's amount tag."""
+        try:
+            amount = nip90.parse_result(event).amount
+        except ProtocolError as exc:
+            return f"bad amount: {exc}", None
+        if amount is None:
+            return "the result names no amount", None
+        if amount.msat > max_price:
+            return f"asks {amount.msat} msat, more than the bid of {max_price} msat", None
+        if not amount.bolt11:
+            return "no invoice attached (the provider has no wallet)", None
+        try:
+            inv = bolt11.decode(amount.bolt11)
+        except ProtocolError as exc:
+            return f"invalid invoice: {exc}", None
+        if inv.amount_msat is not None and inv.amount_msat != amount.msat:
+            return (f"invoice is for {inv.amount_msat} msat, the amount tag says "
+                    f"{amount.msat}"), None
+        if inv.is_expired():
+            return "the invoice has expired", None
+        return None, inv
+
+    # --- housekeeping -----------------------------------------------------------------------
+
+    async def _tick(self, tg: anyio.abc.TaskGroup) -> None:
+        now = time.time()
+        for rec in self._reindex():
+            if rec.state in ("published", "feedback") and now > rec.data.get("deadline", now):
+                if self.ledger.transition(rec.id, "expired", {"reason": "no result in time"}):
+                    self._emit(rec.id, "expired", {})
+            elif rec.state == "result_received" and now > rec.data.get("deadline", now):
+                tg.start_soon(self._evaluate, rec.id, True)
+            elif rec.state == "verified":
+                last = rec.data.get("pay_error_at") or 0
+                if (not self._lock(rec.id).locked()
+                        and now - last >= self.settings.pay_retry_secs):
+                    tg.start_soon(self.pay, rec.id)

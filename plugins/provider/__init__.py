@@ -1,0 +1,41 @@
+"""The compute provider ("Pylon"): takes NIP-90 jobs from the node's relays, runs them in the
+sandbox, and answers with a result carrying an invoice that the buyer pays after verifying.
+
+Hooks: ``[provider]`` config and, when ``enabled``, the ``provider`` service. Job types and
+sandbox backends come from the registries (the sandbox plugin fills them); the wallet and
+the trajectory recorder are optional capabilities (``node.capability("wallet")``,
+``node.capability("trajectory")``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from oa_node.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from oa_node.node import Node
+
+
+@hookimpl
+def register_config(register: Callable[..., None]) -> None:
+    from oa_node.plugins.provider.settings import provider_section
+
+    register(provider_section())
+
+
+@hookimpl
+def register_services(node: Node, register: Callable[..., None]) -> None:
+    from oa_node.plugins.provider.settings import ProviderSettings
+
+    settings = ProviderSettings.from_section(node.config.get("provider") or {})
+    if not settings.enabled:
+        return
+
+    async def provider_service(node: Node) -> None:
+        from oa_node.plugins.provider.service import Provider
+
+        await Provider(node, settings).run()
+
+    register("provider", provider_service)

@@ -1,0 +1,550 @@
+"""The provider service: announce, take requests, run them, publish results, get paid.
+
+One task listens for requests (5050 and the dedicated kinds, filtered by ``#t``), decides at
+once whether to take each (addressed to us or open, schema served, not expired, bid not
+below the price, decryptable and valid, room in the queue: otherwise a ``status error``
+feedback says why) and records the decision in the ledger before anything else, so a
+request re-delivered by a relay or seen again after a restart is never run twice. Workers
+(``concurrency`` of them) run accepted jobs through the job type's executor in a thread and
+publish the result with an invoice; a settlement loop marks results paid when the invoice
+settles, or unpaid when it expires or the buyer's verdict says ``fail``.
+
+Restart rules: ``accepted`` jobs (never started) are queued again; ``running`` jobs whose
+result was already signed are re-published, the others are failed with an ``error``
+feedback (they may have half run: running them again would run them twice);
+``result_published`` jobs go back to waiting for payment.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from oa_node.errors import UserError
+from oa_node.executors.canonical import CanonicalJSONError, canonical_json, loads
+from oa_node.executors.jobtype import ExecContext, JobType
+from oa_node.executors.schema import SchemaError
+from oa_node.ledger import Record, StateLedger, TransitionError
+from oa_node.nostr import kinds, nip90
+from oa_node.nostr.errors import ProtocolError
+from oa_node.nostr.event import Event, EventTemplate
+from oa_node.plugins.provider.ledger import open_provider_ledger
+from oa_node.plugins.provider.settings import ProviderSettings, executor_settings
+from oa_node.sandbox.base import CancelToken
+from oa_node.wallet import WalletError
+
+if TYPE_CHECKING:
+    from oa_node.node import Node
+    from oa_node.sandbox.base import Sandbox
+
+log = logging.getLogger("oa_node.provider")
+
+FEEDBACK_TIMEOUT = 10.0
+
+
+class BadRequest(Exception):
+    """A request this provider cannot take; the message goes to the buyer."""
+
+
+class Provider:
+    """Runs until cancelled; ``ready`` is set once it announces and listens."""
+
+    def __init__(self, node: Node, settings: ProviderSettings) -> None:
+        self.node = node
+        self.settings = settings
+        self.ready = anyio.Event()
+        self.ledger: StateLedger | None = None
+        self.sandbox: Sandbox | None = None
+        self.job_types: dict[str, JobType] = {}
+        self._queue: deque[str] = deque()
+        self._queue_changed = anyio.Event()
+        self._running: dict[str, CancelToken] = {}
+        self._settle_wakeup = anyio.Event()
+        self._announcement: Event | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    # --- identity and helpers -----------------------------------------------------------
+
+    @property
+    def pubkey(self) -> str:
+        return self.node.signer.public_key
+
+    @property
+    def served(self) -> list[str]:
+        return [s for s in self.settings.schemas if s in self.job_types]
+
+    def request_kinds(self) -> list[int]:
+        out = [kinds.JOB_REQUEST]
+        if self.settings.dedicated_kinds:
+            out += [nip90.DEDICATED_KINDS[s] for s in self.served if s in nip90.DEDICATED_KINDS]
+        return out
+
+    def _ledger(self) -> StateLedger:
+        assert self.ledger is not None
+        return self.ledger
+
+    async def _publish(self, template: EventTemplate | Event, *, retry_for: float = 0.0) -> Event:
+        """Sign (if needed) and publish; keep trying for ``retry_for`` seconds when no relay
+        accepts (a relay restarting), with a bounded backoff."""
+        event = template if isinstance(template, Event) else await self.node.signer.sign(template)
+        deadline = time.monotonic() + retry_for
+        delay = 0.2
+        while True:
+            result = await self.node.pool.publish(event, FEEDBACK_TIMEOUT)
+            if result.ok or time.monotonic() >= deadline:
+                if not result.ok:
+                    log.warning("event %s (kind %d) reached no relay: %s", event.id[:12],
+                                event.kind, result.rejected)
+                return event
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _feedback(self, request: Event, status: str, info: str = "",
+                        amount: nip90.Amount | None = None) -> None:
+        try:
+            await self._publish(nip90.feedback_template(request, status, info, amount=amount))
+        except Exception:  # feedback is informative; a failure must not stop the job
+            log.exception("feedback %s for %s not sent", status, request.id[:12])
+
+    def _spawn(self, fn: Any, *args: Any) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(fn, *args)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        node = self.node
+        if not node.config["node"]["relays"]:
+            raise UserError("[provider] enabled but [node] relays is empty: the provider "
+                            "needs a relay to take jobs from")
+        registered: dict[str, Any] = node.plugins.registries.job_types()
+        self.job_types = {s: registered[s] for s in self.settings.schemas if s in registered}
+        missing = [s for s in self.settings.schemas if s not in registered]
+        if missing:
+            log.warning("[provider] schemas %s have no registered job type; not served",
+                        ", ".join(missing))
+        if not self.served:
+            raise UserError("[provider] serves no registered job type (check [provider] "
+                            "schemas and that the sandbox plugin is loaded)")
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        self.exec_settings = executor_settings(node.config, node.data_dir)
+        self.sandbox = await anyio.to_thread.run_sync(self._make_sandbox)
+        self.ledger = open_provider_ledger(node.data_dir)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await self._recover()
+                for i in range(self.settings.concurrency):
+                    tg.start_soon(self._worker, name=f"provider-worker-{i}")
+                tg.start_soon(self._settle_loop)
+                tg.start_soon(self._listen_requests)
+                tg.start_soon(self._listen_control)
+                await self._announce()
+                tg.start_soon(self._announce_loop)
+                log.info("provider %s serving %s on %s", self.pubkey[:12],
+                         ", ".join(self.served), ", ".join(node.pool.relays))
+                self.ready.set()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._shutdown()
+
+    def _make_sandbox(self) -> Sandbox:
+        backend = (self.node.config.get("sandbox") or {}).get("backend", "docker")
+        factories = self.node.plugins.registries.sandboxes()
+        if backend not in factories:
+            raise UserError(f"[provider] needs the {backend!r} sandbox backend, which no plugin "
+                            "registered (is the sandbox plugin disabled?)")
+        return factories[backend](self.node.config)  # type: ignore[operator,no-any-return]
+
+    async def _shutdown(self) -> None:
+        for token in self._running.values():
+            token.cancel()
+        if self._announcement is not None:
+            ann = self._announcement
+            tags = [["e", ann.id], ["a", f"{ann.kind}:{ann.pubkey}:{ann.d_tag}"],
+                    ["k", str(ann.kind)]]
+            with anyio.move_on_after(5):
+                try:
+                    await self._publish(EventTemplate(kind=kinds.DELETION,
+                                                      content="provider stopped", tags=tags))
+                except Exception:
+                    log.exception("announcement deletion not sent")
+        if self.sandbox is not None:
+            close = getattr(self.sandbox, "close", None)
+            if close is not None:
+                try:
+                    await anyio.to_thread.run_sync(close)
+                except Exception:
+                    log.exception("closing the sandbox")
+        if self.ledger is not None:
+            self.ledger.close()
+
+    # --- NIP-89 ---------------------------------------------------------------------------
+
+    def announcement_template(self) -> EventTemplate:
+        s = self.settings
+        limits = self.exec_settings.max_limits
+        return nip90.handler_template(
+            s.identifier,
+            {schema: s.price(schema) for schema in self.served},
+            name=self.node.config["node"]["name"],
+            about=s.about,
+            limits={"max_memory_mb": limits.memory_mb, "max_cpus": limits.cpus,
+                    "max_timeout_secs": limits.timeout_secs, "concurrency": s.concurrency,
+                    "queue_bound": s.queue_bound,
+                    "network_policies": list(self.exec_settings.allowed_network_policies)},
+            relays=self.node.config["node"]["relays"],
+            expiration=int(time.time()) + s.announce_ttl_secs,
+        )
+
+    async def _announce(self) -> None:
+        self._announcement = await self._publish(self.announcement_template())
+
+    async def _announce_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.settings.announce_interval_secs)
+            try:
+                await self._announce()
+            except Exception:
+                log.exception("announcement failed")
+
+    # --- intake ---------------------------------------------------------------------------
+
+    async def _listen_requests(self) -> None:
+        since = int(time.time()) - self.settings.lookback_secs
+        filters = [{"kinds": self.request_kinds(), "#t": self.served, "since": since}]
+        while True:
+            async with self.node.pool.subscribe(filters) as sub:
+                async for _relay, event in sub:
+                    try:
+                        await self.on_request(event)
+                    except Exception:  # one bad request must not stop the provider
+                        log.exception("request %s", event.id[:12])
+            log.warning("request subscription ended on every relay; re-subscribing")
+            await anyio.sleep(2)
+
+    async def on_request(self, event: Event) -> str | None:
+        """Decide about one request event; returns the state it was left in (None: not
+        for us or seen before)."""
+        try:
+            job = nip90.parse_request(event)
+        except ProtocolError:
+            return None
+        if job.schema not in self.served or not job.is_for(self.pubkey):
+            return None
+        if event.kind != kinds.JOB_REQUEST and event.kind not in self.request_kinds():
+            return None
+        ledger = self._ledger()
+        if ledger.get(event.id) is not None:
+            return None
+        price = self.settings.price(job.schema)
+        if not ledger.create(event.id, {"request": event.to_dict(), "schema": job.schema,
+                                        "buyer": job.buyer, "price_msat": price,
+                                        "received_at": time.time()}):
+            return None
+        if job.expiration is not None and job.expiration <= time.time():
+            ledger.transition(event.id, "declined", {"reason": "expired"})
+            return "declined"
+        try:
+            if job.bid_msat is not None and job.bid_msat < price:
+                raise BadRequest(f"bid {job.bid_msat} msat is below the price {price} msat")
+            await self.request_document(job)
+            queued = len(self._queue) + len(self._running)
+            if queued >= self.settings.concurrency + self.settings.queue_bound:
+                raise BadRequest("busy")
+        except BadRequest as exc:
+            ledger.transition(event.id, "declined", {"reason": str(exc)})
+            self._spawn(self._feedback, event, "error", str(exc))
+            return "declined"
+        ledger.transition(event.id, "accepted", {"price_msat": price})
+        self._enqueue(event.id)
+        if len(self._queue) > 0 and len(self._running) >= self.settings.concurrency:
+            self._spawn(self._feedback, event, "processing", "queued")
+        return "accepted"
+
+    async def request_document(self, job: nip90.JobRequest) -> Any:
+        """The request parsed by its schema (decrypted first when it was encrypted)."""
+        content = job.content
+        if job.encrypted:
+            if self.pubkey not in job.providers:
+                raise BadRequest("encrypted to another provider")
+            try:
+                content = await self.node.signer.nip44_decrypt(job.buyer, content)
+            except (ProtocolError, ValueError) as exc:
+                raise BadRequest(f"cannot decrypt the request: {exc}") from None
+        try:
+            doc = loads(content)
+        except (CanonicalJSONError, ValueError) as exc:
+            raise BadRequest(f"request content is not JSON: {exc}") from None
+        try:
+            return self.job_types[job.schema].request_model.from_dict(doc)
+        except SchemaError as exc:
+            raise BadRequest(f"invalid request: {exc}") from None
+
+    def _enqueue(self, job_id: str) -> None:
+        self._queue.append(job_id)
+        self._queue_changed.set()
+
+    # --- running --------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            while not self._queue:
+                self._queue_changed = anyio.Event()
+                await self._queue_changed.wait()
+            job_id = self._queue.popleft()
+            try:
+                await self._run_job(job_id)
+            except Exception:
+                log.exception("job %s failed in the provider", job_id[:12])
+                rec = self._ledger().get(job_id)
+                if rec is not None and rec.state in ("accepted", "running"):
+                    self._ledger().transition(job_id, "failed",
+                                              {"reason": "internal error in the provider"})
+                    request = Event.from_dict(rec.data["request"])
+                    await self._feedback(request, "error", "internal error in the provider")
+
+    async def _run_job(self, job_id: str) -> None:
+        ledger = self._ledger()
+        rec = ledger.get(job_id)
+        if rec is None or rec.state != "accepted":
+            return  # cancelled while queued
+        request = Event.from_dict(rec.data["request"])
+        job = nip90.parse_request(request)
+        if job.expiration is not None and job.expiration <= time.time():
+            ledger.transition(job_id, "failed", {"reason": "expired before it could run"})
+            await self._feedback(request, "error", "expired before it could run")
+            return
+        job_type = self.job_types[job.schema]
+        try:
+            model = await self.request_document(job)
+        except BadRequest as exc:
+            ledger.transition(job_id, "failed", {"reason": str(exc)})
+            await self._feedback(request, "error", str(exc))
+            return
+        token = CancelToken()
+        self._running[job_id] = token
+        try:
+            ledger.transition(job_id, "running", started_at=time.time())
+            self._spawn(self._feedback, request, "processing", "running")
+            recorder = await self._start_trajectory(job, model)
+            ctx = ExecContext(settings=self.exec_settings, sandbox=self.sandbox,
+                              provider_pubkey=self.pubkey, cancel=token, job_id=job_id[:32])
+            t0 = time.monotonic()
+            try:
+                result = await anyio.to_thread.run_sync(job_type.executor, model, ctx,
+                                                        abandon_on_cancel=True)
+            except BaseException:
+                token.cancel()
+                raise
+            exec_secs = time.monotonic() - t0
+            doc = result.raw if getattr(result, "raw", None) is not None else result.to_dict()
+            traj_tags = await self._end_trajectory(recorder, doc)
+            if token.cancelled:
+                return  # cancelled by the buyer meanwhile: state already says so
+            await self._answer(job_id, request, job, doc, exec_secs, traj_tags)
+        finally:
+            self._running.pop(job_id, None)
+
+    async def _answer(self, job_id: str, request: Event, job: nip90.JobRequest,
+                      doc: dict[str, Any], exec_secs: float, traj_tags: list[list[str]]) -> None:
+        """Sign the result with its invoice, store it, publish it, then say so."""
+        ledger = self._ledger()
+        price = int(ledger.get(job_id).data.get("price_msat", 0))  # type: ignore[union-attr]
+        content = canonical_json(doc)
+        if job.encrypted:
+            content = await self.node.signer.nip44_encrypt(job.buyer, content)
+        amount, invoice = await self._invoice(job_id, price)
+        template = nip90.result_template(request, content, job.schema, amount=amount,
+                                         encrypted=job.encrypted, extra_tags=traj_tags)
+        event = await self.node.signer.sign(template)
+        ledger.update(job_id, result_event=event.to_dict(), exec_secs=exec_secs,
+                      finished_at=time.time(), status=doc.get("status"), **invoice)
+        await self._publish_result(job_id, event)
+
+    async def _publish_result(self, job_id: str, event: Event) -> None:
+        ledger = self._ledger()
+        await self._publish(event, retry_for=self.settings.publish_retry_secs)
+        rec = ledger.get(job_id)
+        assert rec is not None
+        ledger.transition(job_id, "result_published", {
+            "result_id": event.id, "invoice": rec.data.get("bolt11"),
+            "payment_hash": rec.data.get("payment_hash"), "status": rec.data.get("status")},
+            result_id=event.id, published_at=time.time())
+        request = Event.from_dict(rec.data["request"])
+        status = rec.data.get("status")
+        feedback = {"success": "success", "failed": "success", "timeout": "partial",
+                    "cancelled": "partial"}.get(str(status), "error")
+        amount = nip90.Amount(int(rec.data.get("price_msat", 0)), rec.data.get("bolt11"))
+        self._spawn(self._feedback, request, feedback, f"result {event.id}", amount)
+        if not rec.data.get("payment_hash"):
+            ledger.transition(job_id, "unpaid", {"reason": rec.data.get("invoice_error")
+                                                 or "no wallet configured: nothing to pay"})
+        else:
+            self._settle_wakeup.set()
+
+    async def _invoice(self, job_id: str, price: int) -> tuple[nip90.Amount, dict[str, Any]]:
+        wallet = self.node.capability("wallet")
+        if wallet is None or price <= 0:
+            reason = "no wallet configured" if wallet is None else "free job"
+            return nip90.Amount(price), {"invoice_error": reason}
+        try:
+            inv = await wallet.make_invoice(price, description=f"oa-node job {job_id}",
+                                            expiry=self.settings.invoice_expiry_secs)
+        except WalletError as exc:
+            log.warning("job %s: no invoice (%s); result carries the amount only",
+                        job_id[:12], exc)
+            return nip90.Amount(price), {"invoice_error": str(exc)}
+        return nip90.Amount(price, inv.bolt11), {
+            "bolt11": inv.bolt11, "payment_hash": inv.payment_hash,
+            "invoice_expires_at": time.time() + self.settings.invoice_expiry_secs}
+
+    # --- trajectories (optional) ------------------------------------------------------------
+
+    async def _start_trajectory(self, job: nip90.JobRequest, model: Any) -> Any:
+        traj = self.node.capability("trajectory") if self.settings.record_trajectories else None
+        if traj is None:
+            return None
+        repo = getattr(getattr(model, "repo", None), "source", None) or getattr(
+            model, "repo_url", None)
+        try:
+            rec = await traj.start(participants=[job.buyer], repo=repo)
+            await rec.record("tool_start", {"tool": job.schema, "request": job.id})
+            return rec
+        except Exception as exc:
+            log.warning("job %s: no trajectory (%s)", job.id[:12], exc)
+            return None
+
+    async def _end_trajectory(self, recorder: Any, doc: dict[str, Any]) -> list[list[str]]:
+        if recorder is None:
+            return []
+        try:
+            prov = doc.get("provenance") or {}
+            await recorder.record("tool", {"status": doc.get("status"),
+                                           "output_sha256": prov.get("output_sha256")})
+            ref = await recorder.end({"status": doc.get("status")})
+            return list(ref.tags())
+        except Exception as exc:
+            log.warning("trajectory %s not completed (%s)", recorder.session_id, exc)
+            return []
+
+    # --- settlement ------------------------------------------------------------------------
+
+    async def _settle_loop(self) -> None:
+        while True:
+            with anyio.move_on_after(self.settings.settle_poll_secs):
+                await self._settle_wakeup.wait()
+            self._settle_wakeup = anyio.Event()
+            try:
+                await self.settle_once()
+            except Exception:
+                log.exception("settlement check failed")
+
+    async def settle_once(self) -> None:
+        ledger = self._ledger()
+        wallet = self.node.capability("wallet")
+        for rec in ledger.in_states("result_published"):
+            payment_hash = rec.data.get("payment_hash")
+            if not payment_hash or wallet is None:
+                ledger.transition(rec.id, "unpaid", {"reason": "no wallet to check payment"})
+                continue
+            try:
+                inv = await wallet.lookup_invoice(payment_hash)
+            except WalletError as exc:
+                log.debug("lookup %s: %s", payment_hash[:12], exc)
+                continue
+            if inv.settled:
+                if ledger.transition(rec.id, "paid", {"payment_hash": payment_hash,
+                                                      "preimage": inv.preimage,
+                                                      "amount_msat": inv.amount_msat},
+                                     paid_at=time.time()):
+                    request = Event.from_dict(rec.data["request"])
+                    self._spawn(self._feedback, request, "success", "paid")
+            elif inv.state in ("expired", "failed") or time.time() > float(
+                    rec.data.get("invoice_expires_at") or float("inf")):
+                ledger.transition(rec.id, "unpaid", {"reason": f"invoice {inv.state}"})
+
+    # --- deletions and verdicts ---------------------------------------------------------------
+
+    async def _listen_control(self) -> None:
+        since = int(time.time()) - self.settings.lookback_secs
+        filters = [
+            {"kinds": [kinds.DELETION], "#k": [str(k) for k in self.request_kinds()],
+             "since": since},
+            {"kinds": [kinds.LABEL], "#p": [self.pubkey], "#L": [nip90.VERDICT_NAMESPACE],
+             "since": since},
+        ]
+        while True:
+            async with self.node.pool.subscribe(filters) as sub:
+                async for _relay, event in sub:
+                    try:
+                        if event.kind == kinds.DELETION:
+                            await self.on_deletion(event)
+                        else:
+                            self.on_verdict(event)
+                    except Exception:
+                        log.exception("control event %s", event.id[:12])
+            await anyio.sleep(2)
+
+    async def on_deletion(self, event: Event) -> None:
+        """The buyer withdrew a request (NIP-09): drop it if queued, stop it if running."""
+        ledger = self._ledger()
+        for target in event.tag_values("e"):
+            rec = ledger.get(target)
+            if rec is None or rec.data.get("buyer") != event.pubkey:
+                continue
+            if rec.state in ("accepted", "running"):
+                ledger.transition(target, "cancelled", {"deletion": event.id})
+                if target in self._queue:
+                    self._queue.remove(target)
+                token = self._running.get(target)
+                if token is not None:
+                    token.cancel()
+                log.info("job %s cancelled by its buyer", target[:12])
+
+    def on_verdict(self, event: Event) -> None:
+        parsed = nip90.parse_verdict(event)
+        if parsed is None or parsed[2] != self.pubkey:
+            return
+        verdict, result_id, _ = parsed
+        for rec in self._ledger().in_states("result_published"):
+            if rec.data.get("result_id") != result_id or rec.data.get("buyer") != event.pubkey:
+                continue
+            if verdict == "fail":
+                self._ledger().transition(rec.id, "unpaid", {"reason": "buyer's verdict: fail",
+                                                             "verdict": event.id,
+                                                             "detail": event.content[:500]})
+            else:
+                self._settle_wakeup.set()
+
+    # --- restart ------------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        ledger = self._ledger()
+        for rec in ledger.in_states("running"):
+            await self._recover_running(rec)
+        for rec in ledger.in_states("accepted"):
+            self._enqueue(rec.id)
+        if ledger.in_states("result_published"):
+            self._settle_wakeup.set()
+
+    async def _recover_running(self, rec: Record) -> None:
+        ledger = self._ledger()
+        request = Event.from_dict(rec.data["request"])
+        if rec.data.get("result_event"):
+            log.info("job %s: re-publishing its signed result after a restart", rec.id[:12])
+            event = Event.from_dict(rec.data["result_event"])
+            try:
+                await self._publish_result(rec.id, event)
+            except TransitionError:
+                pass
+            return
+        ledger.transition(rec.id, "failed", {"reason": "interrupted by a provider restart"})
+        log.warning("job %s was running when the provider stopped: failed, not re-run",
+                    rec.id[:12])
+        self._spawn(self._feedback, request, "error",
+                    "interrupted by a provider restart; not re-run")
