@@ -144,10 +144,10 @@ def validate_zap_request(
         raise _err(f"zap request created_at is more than {limits.max_clock_skew}s from now")
     if len(event.content) > limits.max_comment:
         raise _err(f"zap comment longer than {limits.max_comment} characters")
-    ps = event.tag_values("p")
-    if len([t for t in event.tags if t[0] == "p"]) != 1:  # D.3
+    ps = [t for t in event.tags if t[0] == "p"]
+    if len(ps) != 1 or len(ps[0]) < 2:  # D.3
         raise _err("zap request must have exactly one p tag")
-    if ps[0] != recipient_pubkey:
+    if ps[0][1] != recipient_pubkey:
         raise _err("zap request p tag does not name the LNURL user this endpoint serves")
     es = [t for t in event.tags if t[0] == "e"]
     if len(es) > 1:  # D.4
@@ -208,7 +208,7 @@ def receipt_template(
 ) -> EventTemplate:
     """The 9735 receipt for a paid zap; ``created_at`` is the paid time (idempotent)."""
     request = Event.from_json(nostr_param)
-    tags: list[list[str]] = [["p", request.tag_values("p")[0]]]
+    tags: list[list[str]] = [["p", next(t[1] for t in request.tags if t[0] == "p")]]
     for name in ("e", "a", "k"):
         value = request.first_tag_value(name)
         if value is not None:

@@ -10,10 +10,10 @@ from typing import Any
 
 import anyio
 import pytest
-from oa_node.plugins.ledger_wallet.ledger import Ledger
-from oa_node.plugins.ledger_wallet.service import WalletService
 
 from oa_node.nostr import nip47
+from oa_node.plugins.ledger_wallet.ledger import Ledger
+from oa_node.plugins.ledger_wallet.service import WalletService
 
 
 def _vectors_dir() -> Path:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oa_node.nostr import bolt11
 
@@ -99,3 +101,27 @@ def test_tampered_amount_breaks_signature(vectors: Path) -> None:
         return
     # without an n field recovery yields *some* key: it must not be the real payee
     assert inv.payee != case["expected"]["payee_pubkey"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(hrp=st.sampled_from(["lnbc", "lnbc2500u", "lntb1m", "lnbcrt10n", "lnbc1p", "lnxyz"]),
+       data=st.lists(st.integers(0, 31), min_size=0, max_size=400))
+def test_fuzz_checksummed_garbage_only_raises_bolt11_error(hrp: str, data: list[int]) -> None:
+    """Random data with a *valid* checksum: decoding succeeds or raises Bolt11Error only."""
+    from oa_node.nostr.bech32 import bech32_encode
+
+    text = bech32_encode(hrp, data, limit=10_000)
+    try:
+        inv = bolt11.decode(text)
+    except bolt11.Bolt11Error:
+        return
+    assert len(inv.payment_hash) == 64 and len(inv.payee) == 66
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=300))
+def test_fuzz_text_only_raises_bolt11_error(text: str) -> None:
+    try:
+        bolt11.decode(text)
+    except bolt11.Bolt11Error:
+        pass

@@ -6,10 +6,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from oa_node.plugins.ledger_wallet.ledger import Ledger
-from oa_node.plugins.nwc.client import NWCWallet
 
 from oa_node.nostr import bolt11
+from oa_node.plugins.ledger_wallet.ledger import Ledger
+from oa_node.plugins.nwc.client import NWCWallet
 from oa_node.wallet import ErrorCode, WalletError
 from tests.payments.conftest import connect_uri, running_service
 

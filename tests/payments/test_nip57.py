@@ -8,12 +8,12 @@ import secrets
 import time
 
 import pytest
-from oa_node.plugins.ledger_wallet.invoices import issue_invoice
 
 from oa_node.nostr import nip57
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate, sign_event
 from oa_node.nostr.keys import public_key_hex
+from oa_node.plugins.ledger_wallet.invoices import issue_invoice
 
 SENDER = secrets.token_bytes(32)
 RECIPIENT = secrets.token_bytes(32)
@@ -54,6 +54,7 @@ R = ["relays", "ws://127.0.0.1:1"]
     ([], "no tags"),
     ([R], "exactly one p"),
     ([R, P, P], "exactly one p"),
+    ([R, ["p"]], "exactly one p"),
     ([R, ["p", "ab" * 32]], "LNURL user"),
     ([R, P, ["e", "aa" * 32], ["e", "bb" * 32]], "at most one e"),
     ([R, P, ["e", "nothex"]], "not an event id"),

@@ -15,9 +15,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from oa_node.plugins.ledger_wallet.ledger import Ledger
 
 from oa_node.nostr import bolt11
+from oa_node.plugins.ledger_wallet.ledger import Ledger
 from tests.payments.conftest import connect_uri, running_service
 
 pytestmark = pytest.mark.anyio

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import anyio
 import pytest
-from oa_node.plugins.ledger_wallet.ledger import Ledger
-from oa_node.plugins.nwc.client import NWCWallet
 
 from oa_node.client import RelayPool
 from oa_node.nostr import nip47
 from oa_node.nostr.event import Event, sign_event
 from oa_node.nostr.keys import generate_secret_key
+from oa_node.plugins.ledger_wallet.ledger import Ledger
+from oa_node.plugins.nwc.client import NWCWallet
 from oa_node.wallet import ErrorCode, WalletError
 from tests.payments.conftest import connect_uri, running_service
 

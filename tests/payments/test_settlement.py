@@ -13,12 +13,12 @@ from pathlib import Path
 
 import anyio
 import pytest
-from oa_node.plugins.ledger_wallet.ledger import Ledger
-from oa_node.plugins.nwc.client import NWCWallet
 
 from oa_node.client import RelayPool
 from oa_node.nostr import bolt11
 from oa_node.nostr.event import EventTemplate
+from oa_node.plugins.ledger_wallet.ledger import Ledger
+from oa_node.plugins.nwc.client import NWCWallet
 from oa_node.signer import LocalSigner
 from oa_node.wallet import ErrorCode, WalletError
 from tests.payments.conftest import connect_uri, running_service

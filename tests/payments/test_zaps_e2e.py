@@ -13,16 +13,16 @@ from urllib.parse import quote
 
 import anyio
 import pytest
+
+from oa_node.client import RelayPool
+from oa_node.nostr import nip19, nip57
+from oa_node.nostr.event import EventTemplate
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.nwc.client import NWCWallet
 from oa_node.plugins.zaps.http import HttpServer
 from oa_node.plugins.zaps.lnurl import LnurlServer, LnurlSettings
 from oa_node.plugins.zaps.sender import Zapper
 from oa_node.plugins.zaps.store import ZapStore
-
-from oa_node.client import RelayPool
-from oa_node.nostr import nip19, nip57
-from oa_node.nostr.event import EventTemplate
 from oa_node.signer import LocalSigner
 from tests.payments.conftest import connect_uri, running_service
 
