@@ -1190,9 +1190,12 @@ def issue_bounty(
         view, _ = await remote.issue(r, id)
         ev = view.issue.event
         target = nip19.nevent_encode(ev.id, list(r.relays[:2]), ev.pubkey, ev.kind)
-        res = await zapper.zap(target, sats * 1000, comment or
-                               f"bounty for: {view.issue.subject}",
-                               relays=list(remote.pool.relays), receipt_timeout=timeout)
+        try:
+            res = await zapper.zap(target, sats * 1000, comment or
+                                   f"bounty for: {view.issue.subject}",
+                                   relays=list(remote.pool.relays), receipt_timeout=timeout)
+        finally:
+            await _close_node_io(ctx)
         return {"issue": ev.id, "sats": sats, "zap_request": res.zap_request.id,
                 "bolt11": res.bolt11, "preimage": res.payment.preimage,
                 "receipt": res.receipt.id if res.receipt is not None else None}
@@ -1204,6 +1207,16 @@ def issue_bounty(
         console.print(f"zapped {sats} sats to issue {_short_id(out['issue'])}"
                       + (f" (receipt {_short_id(out['receipt'])})" if out["receipt"] else
                          " (no receipt seen yet)"))
+
+
+async def _close_node_io(ctx: Context) -> None:
+    """The zapper used the node's pool and wallet outside a running node: close them."""
+    with anyio.CancelScope(shield=True):
+        wallet = ctx.node.capability("wallet")
+        close = getattr(wallet, "close", None)
+        if close is not None:
+            await close()
+        await ctx.node.pool.close()
 
 
 def register(root: typer.Typer) -> None:
