@@ -27,6 +27,7 @@ from oa_node.wallet import Wallet, WalletError
 from .store import PendingZap, ZapStore
 
 if TYPE_CHECKING:
+    from oa_node.nostr.event import Event
     from oa_node.signer import Signer
 
 log = logging.getLogger("oa_node.zaps")
@@ -118,16 +119,13 @@ class LnurlServer:
         raw_nostr = params.get("nostr", [])
         if len(raw_nostr) != 1 or not raw_nostr[0]:
             return _error("nostr parameter (a signed 9734 zap request) is required")
-        nostr_param, problem = self._decode_request(raw_nostr[0], amount, recipient)
-        if nostr_param is None:
-            return _error(problem)
+        decoded = self._decode_request(raw_nostr[0], amount, recipient)
+        if isinstance(decoded, str):
+            return _error(decoded)
+        nostr_param, request = decoded
         wallet = self._wallet()
         if wallet is None:
             return _error("this node has no wallet configured", 503)
-        request = nip57.validate_zap_request(nostr_param, amount_msat=amount,
-                                             recipient_pubkey=recipient,
-                                             receipt_pubkey=self.signer.public_key,
-                                             limits=s.limits)
         try:
             inv = await wallet.make_invoice(amount, None, nip57.description_hash(nostr_param),
                                             s.invoice_expiry)
@@ -139,26 +137,29 @@ class LnurlServer:
                        inv.expires_at or int(time.time()) + s.invoice_expiry)
         return 200, {"pr": inv.bolt11, "routes": []}
 
-    def _decode_request(self, raw: str, amount: int, recipient: str) -> tuple[str | None, str]:
-        """URL-decode the ``nostr`` value and validate it; returns (exact text, problem).
+    def _decode_request(self, raw: str, amount: int, recipient: str) -> tuple[str, Event] | str:
+        """URL-decode the ``nostr`` value and validate it: (exact text, event) or a problem.
 
         Percent-decoding is tried first (what encodeURIComponent produces); form decoding
         ('+' = space) only if that fails, for clients that use form encoding. The hash is
         taken over whichever text validated, byte for byte.
         """
-        candidates = [unquote(raw, errors="strict")]
-        if "+" in raw:
-            candidates.append(unquote_plus(raw, errors="strict"))
+        try:
+            candidates = [unquote(raw, errors="strict")]
+            if "+" in raw:
+                candidates.append(unquote_plus(raw, errors="strict"))
+        except UnicodeDecodeError:
+            return "nostr parameter is not UTF-8 after URL-decoding"
         problem = "invalid zap request"
         for text in candidates:
             try:
-                nip57.validate_zap_request(text, amount_msat=amount, recipient_pubkey=recipient,
-                                           receipt_pubkey=self.signer.public_key,
-                                           limits=self.settings.limits)
-                return text, ""
-            except (ProtocolError, UnicodeDecodeError) as exc:
-                problem = exc.reason if isinstance(exc, ProtocolError) else "not UTF-8"
-        return None, problem
+                event = nip57.validate_zap_request(
+                    text, amount_msat=amount, recipient_pubkey=recipient,
+                    receipt_pubkey=self.signer.public_key, limits=self.settings.limits)
+                return text, event
+            except ProtocolError as exc:
+                problem = exc.reason
+        return problem
 
     # --- receipts ---------------------------------------------------------------------
 

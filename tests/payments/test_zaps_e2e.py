@@ -39,7 +39,8 @@ def http_get(url: str) -> tuple[int, dict[str, Any]]:
 
 
 @asynccontextmanager
-async def zap_world(tmp_path: Path, relay: str) -> AsyncIterator[dict[str, Any]]:
+async def zap_world(tmp_path: Path, relay: str,
+                    server_cls: type[LnurlServer] = LnurlServer) -> AsyncIterator[dict[str, Any]]:
     ledger = Ledger(tmp_path / "ledger.db")
     alice_uri = connect_uri(ledger, "alice", relay)
     bob_uri = connect_uri(ledger, "bob", relay, deposit=200_000)
@@ -48,7 +49,7 @@ async def zap_world(tmp_path: Path, relay: str) -> AsyncIterator[dict[str, Any]]
             NWCWallet(bob_uri, timeout=10) as bob_w, RelayPool([relay]) as pool:
         store = ZapStore(tmp_path / "zaps.db")
         settings = LnurlSettings(base_url="", users={"alice": alice_key.public_key})
-        lnurl = LnurlServer(settings, alice_key, store, lambda: alice_w)
+        lnurl = server_cls(settings, alice_key, store, lambda: alice_w)
         http = HttpServer(lnurl.handle, "127.0.0.1", 0)
         port = await http.start()
         settings.base_url = f"http://127.0.0.1:{port}"
@@ -129,6 +130,7 @@ async def test_bad_callbacks_move_no_money(tmp_path: Path, relay_url: str) -> No
             "missing nostr": f"{cb}?amount=21000",
             "missing amount": f"{cb}?nostr={quote(good, safe='')}",
             "not json": f"{cb}?amount=21000&nostr=%7Bnope",
+            "not utf-8": f"{cb}?amount=21000&nostr=%FF%FE",
             "bad signature": f"{cb}?amount=21000&nostr="
                              + quote(good.replace('"content":""', '"content":"x"'), safe=""),
             "amount mismatch": f"{cb}?amount=22000&nostr={quote(good, safe='')}",
@@ -156,3 +158,24 @@ async def test_bad_callbacks_move_no_money(tmp_path: Path, relay_url: str) -> No
         from oa_node.nostr import bolt11
 
         assert bolt11.decode(body["pr"]).description_hash == nip57.description_hash(good)
+
+
+class DishonestServer(LnurlServer):
+    """Hands out an invoice that does not commit to the zap request (or the amount)."""
+
+    async def callback(self, name: str, query: str) -> tuple[int, dict[str, Any]]:
+        status, _body = await super().callback(name, query)
+        wallet = self._wallet()
+        assert status == 200 and wallet is not None
+        other = await wallet.make_invoice(21_000, "not your zap request")
+        return 200, {"pr": other.bolt11, "routes": []}
+
+
+async def test_sender_refuses_invoice_not_committing(tmp_path: Path, relay_url: str) -> None:
+    from oa_node.wallet import ZapError
+
+    async with zap_world(tmp_path, relay_url, DishonestServer) as w:
+        with pytest.raises(ZapError, match="does not commit"):
+            await w["zapper"].zap(nip19.npub_encode(w["alice"].public_key), 21_000,
+                                  receipt_timeout=0)
+        assert w["ledger"].connection("bob").balance_msat == 200_000
