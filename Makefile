@@ -27,6 +27,7 @@ run: $(STAMP)
 test: $(STAMP)
 	@eval "$$(bash .ci/services)" && \
 	  $(PY) -m ruff check . && \
+	  $(VENV)/bin/oa-node sandbox build-image && \
 	  $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
