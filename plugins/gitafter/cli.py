@@ -310,8 +310,7 @@ def init(
 ) -> None:
     """Announce this repository (30617) and its refs (30618).
 
-    The address and relays are stored in git config (nostr.repo, nostr.relays) so later
-    commands find them."""
+    The address and relays are kept in git config (nostr.repo, nostr.relays) for later use."""
     ctx = Context(_opts(config, key_file, relay, dir, timeout=timeout))
     signer = ctx.signer
     if signer is None:
@@ -458,9 +457,9 @@ def send(
 ) -> None:
     """Send commits as patches (1617), or as a pull request (1618) when too big.
 
-    One patch event per commit, threaded from the first. With --in-reply-to the series is a
-    new revision of a proposal (for a pull request: an update, 1619). A PR's tip is pushed
-    to refs/nostr/<event id> on every --clone-url first."""
+    One patch event per commit, threaded from the first.
+    With --in-reply-to: a new revision of that proposal (of a pull request: an update, 1619).
+    A PR's tip is pushed to refs/nostr/<event id> on every --clone-url before it is sent."""
     ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
     shas = gitops.commits_in_range(ctx.repo, revision_range)
     mention = [_parse_pubkey(p) for p in cc or []]
@@ -770,8 +769,9 @@ def apply(
 ) -> None:
     """Apply a patch set with `git am` on a branch named after it.
 
-    Commit ids are verified where the patches give them. For a pull request this fetches
-    its tip like `checkout`. A failure leaves the working tree as it was."""
+    Commit ids are verified where the patches give them.
+    For a pull request this fetches its tip like `checkout`.
+    A failure leaves the working tree as it was."""
     ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
     p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id))
     if p.pr is not None:
@@ -821,8 +821,8 @@ def checkout(
 ) -> None:
     """Check out a proposal on its own branch.
 
-    A pull request's tip is fetched from its clone URLs; a patch set is applied at its
-    parent commit."""
+    A pull request's tip is fetched from its clone URLs.
+    A patch set is applied at its parent commit."""
     ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
     p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id))
     if p.pr is not None:
