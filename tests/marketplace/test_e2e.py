@@ -143,3 +143,177 @@ async def test_failing_suite_is_an_honest_result_and_paid(world: World, tmp_path
         assert result["check"]["ok"] and result["check"]["status"] == "failed"
     assert balance(world.ledger, "pylon") == PRICE
     await close(buyer)
+
+
+async def test_encrypted_job(world: World, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", PASSING)
+    node = world.provider_node("pylon")
+    buyer = world.buyer()
+    pk = node.signer.public_key
+    async with running(node):
+        await wait_announced(world.relay, pk)
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
+                                 providers=[pk], encrypt=True)
+        rec = await follow(buyer, job)
+        assert rec.state == "paid", rec.data
+        (result_id,) = rec.data["results"]
+        async with RelayPool([world.relay]) as pool:
+            request = await pool.get_event(job)
+            result = await pool.get_event(result_id)
+        assert request is not None and result is not None
+        assert "pytest" not in request.content and request.first_tag_value("p") == pk
+        assert ["encrypted"] in request.tags and ["encrypted"] in result.tags
+        assert "exit_code" not in result.content  # the result went back encrypted too
+    assert balance(world.ledger, "pylon") == PRICE
+    await close(buyer)
+
+
+async def test_two_providers_compete_for_an_open_job(world: World, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", PASSING)
+    a, b = world.provider_node("pylon-a"), world.provider_node("pylon-b")
+    buyer = world.buyer()
+    async with running(a), running(b):
+        await wait_announced(world.relay, a.signer.public_key)
+        await wait_announced(world.relay, b.signer.public_key)
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]))
+        rec = await follow(buyer, job)
+        assert rec.state == "paid", rec.data
+        assert len(rec.data["payments"]) == 1  # redundancy 1: the first verified result
+        winner = next(iter(rec.data["payments"].values()))["provider"]
+        assert winner in (a.signer.public_key, b.signer.public_key)
+    assert balance(world.ledger, "pylon-a") + balance(world.ledger, "pylon-b") == PRICE
+    assert balance(world.ledger, "buyer") == 100_000 - PRICE
+    await close(buyer)
+
+
+async def test_lying_provider_is_caught_by_redundancy_and_not_paid(world: World,
+                                                                   tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", FAILING)
+    honest = world.provider_node("honest")
+    liar = world.provider_node("liar", liar=True)
+    buyer = world.buyer()
+    h, lie = honest.signer.public_key, liar.signer.public_key
+    async with running(honest), running(liar):
+        await wait_announced(world.relay, h)
+        await wait_announced(world.relay, lie)
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST], 2),
+                                 providers=[h, lie])
+        rec = await follow(buyer, job, timeout=180)
+        assert rec.state == "paid", rec.data
+        by_provider = {r["check"]["provider"]: rid for rid, r in rec.data["results"].items()}
+        assert rec.data["verdicts"] == {by_provider[h]: "pass", by_provider[lie]: "fail"}
+        assert "audit" in rec.data["failures"][by_provider[lie]]
+        assert [p["provider"] for p in rec.data["payments"].values()] == [h]
+        # the liar hears the verdict and gives up on its invoice
+        lledger = open_provider_ledger(liar.data_dir)
+        with anyio.fail_after(20):
+            while lledger.get(job).state != "unpaid":  # type: ignore[union-attr]
+                await anyio.sleep(0.2)
+        assert "verdict" in lledger.history(job)[-1].receipt["reason"]
+        lledger.close()
+    assert balance(world.ledger, "liar") == 0
+    assert balance(world.ledger, "honest") == PRICE
+    # the buyer's wallet made exactly one payment: the liar's invoice was never paid
+    buyer_conn = world.ledger.connection("buyer").id
+    outgoing = [t for t in world.ledger.transactions(buyer_conn) if t["type"] == "outgoing"]
+    assert len(outgoing) == 1
+    await close(buyer)
+
+
+async def test_disagreement_without_audit_pays_nobody(world: World, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", FAILING)
+    honest = world.provider_node("honest")
+    liar = world.provider_node("liar", liar=True)
+    buyer = world.buyer(audit_on_disagreement=False, result_grace_secs=0)
+    h, lie = honest.signer.public_key, liar.signer.public_key
+    async with running(honest), running(liar):
+        await wait_announced(world.relay, h)
+        await wait_announced(world.relay, lie)
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST], 2),
+                                 providers=[h, lie], ttl_secs=20)
+        rec = await follow(buyer, job, timeout=120)
+        assert rec.state == "rejected", rec.data
+        assert set(rec.data["verdicts"].values()) == {"fail"}
+        assert not rec.data.get("payments")
+    assert balance(world.ledger, "buyer") == 100_000
+    assert balance(world.ledger, "liar") == balance(world.ledger, "honest") == 0
+    await close(buyer)
+
+
+async def test_provider_without_wallet_is_refused_clearly(world: World, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", PASSING)
+    node = world.provider_node("pylon", wallet=False)
+    buyer = world.buyer()
+    pk = node.signer.public_key
+    async with running(node):
+        await wait_announced(world.relay, pk)
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
+                                 providers=[pk])
+        rec = await follow(buyer, job)
+        assert rec.state == "refused", rec.data
+        (reason,) = rec.data["refusals"].values()
+        assert "no invoice" in reason
+        pledger = open_provider_ledger(node.data_dir)
+        assert pledger.get(job).state == "unpaid"  # type: ignore[union-attr]
+        assert "no wallet" in pledger.history(job)[-1].receipt["reason"]
+        pledger.close()
+    assert balance(world.ledger, "buyer") == 100_000
+    await close(buyer)
+
+
+async def test_intake_busy_expired_underbid_and_bad_requests(world: World,
+                                                             tmp_path: Path) -> None:
+    """Concurrency 1, queue of 1: the first job runs, the second waits and expires before
+    it can start (never run), the third is answered "busy"; an under-bid and a malformed
+    request are declined with a reason. Every refusal is a status error feedback."""
+    repo = make_repo(tmp_path / "repo", PASSING)
+    node = world.provider_node("pylon", concurrency=1, queue_bound=1)
+    buyer = world.buyer(result_grace_secs=0)
+    pk = node.signer.public_key
+    async with running(node):
+        await wait_announced(world.relay, pk)
+        slow = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, ["sleep 6"]),
+                                  providers=[pk])
+        pledger = open_provider_ledger(node.data_dir)
+        with anyio.fail_after(20):
+            while (r := pledger.get(slow)) is None or r.state != "running":
+                await anyio.sleep(0.1)
+        queued = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, ["echo late"]),
+                                    providers=[pk], ttl_secs=3)
+        busy = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, ["echo busy"]),
+                                  providers=[pk])
+        cheap = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, ["echo cheap"]),
+                                   providers=[pk], max_price_msat=PRICE - 1)
+        bad = await buyer.node.signer.sign(nip90.request_template(
+            "oa.sandbox_run.v1", '{"commands": "not a list"}', provider=pk, bid_msat=PRICE))
+        assert (await buyer.node.pool.publish(bad)).ok
+        await follow(buyer, slow)
+        assert buyer.ledger.get(slow).state == "paid"  # type: ignore[union-attr]
+        with anyio.fail_after(30):
+            while (r := pledger.get(queued)) is None or r.state == "accepted":
+                await anyio.sleep(0.1)
+
+        def history(job: str) -> list[str]:
+            return [h.to_state for h in pledger.history(job)]
+
+        assert history(queued) == ["received", "accepted", "failed"]  # never ran
+        assert "expired" in pledger.history(queued)[-1].receipt["reason"]
+        assert history(busy) == ["received", "declined"]
+        assert pledger.history(busy)[-1].receipt["reason"] == "busy"
+        assert "below the price" in pledger.history(cheap)[-1].receipt["reason"]
+        assert "invalid request" in pledger.history(bad.id)[-1].receipt["reason"]
+        pledger.close()
+        async with RelayPool([world.relay]) as pool:
+            feedback = await pool.query({"kinds": [kinds.JOB_FEEDBACK], "authors": [pk],
+                                         "#e": [queued, busy, cheap, bad.id]}, 5)
+        errors = {f.request_id: f.info for f in map(nip90.parse_feedback, feedback)
+                  if f.status == "error"}
+        assert errors[busy] == "busy"
+        assert "expired" in errors[queued]
+        assert "below the price" in errors[cheap]
+        assert "invalid request" in errors[bad.id]
+        # the buyer's job that never got a result ends expired, unpaid
+        rec = await follow(buyer, queued, timeout=30)
+        assert rec.state == "expired"
+    assert balance(world.ledger, "pylon") == PRICE
+    await close(buyer)
