@@ -1,0 +1,349 @@
+"""Relay benchmark: oa-node's Nexus relay vs PyPI ``nostr-relay``, side by side, one run.
+
+    python benchmarks/relay.py            # full run (100k-event store), a few minutes
+    python benchmarks/relay.py --quick    # smaller store, for a smoke check
+
+Everything on 127.0.0.1. Each relay runs in its own process; a separate load-generator
+process (benchmarks/relay_loadgen.py) drives the same phases against each one:
+ingest (16 concurrent publishers; events/s and OK latency), filling the store to the
+target size, REQ latency (by author; kind + tag; recent, all limit 100), live fan-out
+latency to 100 subscribers, and the relay's peak RSS. Events are signed before any timing.
+``nostr-relay`` is installed into its own virtualenv under benchmarks/.venvs/ on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "results" / "relay"
+REF_VENV = HERE / ".venvs" / "nostr-relay"
+LOADGEN = HERE / "relay_loadgen.py"
+SCHEMAS = [f"oa.bench_{i}.v1" for i in range(5)]
+FANOUT_TAG = "oa-bench-fanout"
+
+
+# --- data: pre-signed events -----------------------------------------------------------------
+
+
+def _sign_chunk(args: tuple[int, int, int, int]) -> list[str]:
+    from oa_node.nostr.event import EventTemplate, sign_event
+
+    seed, start, count, authors = args
+    rng = random.Random(seed + start)
+    keys = [_key(i) for i in range(authors)]
+    now = int(time.time())
+    out = []
+    for i in range(start, start + count):
+        secret, _ = keys[i % authors]
+        r = rng.random()
+        peer = keys[rng.randrange(authors)][1]
+        if r < 0.6:
+            kind, tags = 1, [["t", rng.choice(["news", "ai", "nostr", "jobs"])]]
+        elif r < 0.8:
+            kind, tags = 5050, [["t", rng.choice(SCHEMAS)], ["param", "schema", "x"]]
+        elif r < 0.9:
+            kind, tags = 7000, [["p", peer], ["e", f"{i:064x}"], ["status", "processing"]]
+        else:
+            kind, tags = 6050, [["p", peer], ["e", f"{i:064x}"]]
+        created = now - rng.randrange(0, 2 * 86400)
+        content = f"event {i} " + "x" * rng.randrange(20, 200)
+        ev = sign_event(EventTemplate(kind=kind, content=content, tags=tags, created_at=created),
+                        secret)
+        out.append(ev.to_json())
+    return out
+
+
+def _key(i: int) -> tuple[bytes, str]:
+    from hashlib import sha256
+
+    from oa_node.nostr.keys import public_key_hex
+
+    secret = sha256(f"oa-bench-author-{i}".encode()).digest()
+    return secret, public_key_hex(secret)
+
+
+def make_events(path: Path, total: int, authors: int) -> None:
+    chunk = 2000
+    jobs = [(1, s, min(chunk, total - s), authors) for s in range(0, total, chunk)]
+    with multiprocessing.Pool(max(1, os.cpu_count() or 1)) as pool, path.open("w") as f:
+        for lines in pool.imap(_sign_chunk, jobs):
+            f.write("\n".join(lines) + "\n")
+
+
+def make_fanout_events(path: Path, count: int) -> None:
+    from oa_node.nostr.event import EventTemplate, sign_event
+
+    secret, _ = _key(999_999)
+    with path.open("w") as f:
+        for i in range(count):
+            ev = sign_event(EventTemplate(kind=5050, content=f"job {i} {time.time_ns()}",
+                                          tags=[["t", FANOUT_TAG]]), secret)
+            f.write(ev.to_json() + "\n")
+
+
+def make_queries(path: Path, authors: int, n: int) -> None:
+    rng = random.Random(7)
+    qs: list[dict[str, Any]] = []
+    for _ in range(n):
+        qs.append({"name": "by author", "filter": {"authors": [_key(rng.randrange(authors))[1]],
+                                                   "limit": 100}})
+        qs.append({"name": "kind+tag", "filter": {"kinds": [5050], "#t": [rng.choice(SCHEMAS)],
+                                                  "limit": 100}})
+        qs.append({"name": "recent", "filter": {"kinds": [1], "limit": 100}})
+    rng.shuffle(qs)
+    path.write_text(json.dumps(qs))
+
+
+# --- relays under test -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"relay exited early with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+def ensure_reference() -> Path:
+    exe = REF_VENV / "bin" / "nostr-relay"
+    if not exe.exists():
+        print("installing nostr-relay into", REF_VENV, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(REF_VENV)], check=True)
+        subprocess.run([str(REF_VENV / "bin" / "pip"), "install", "-q", "nostr-relay"],
+                       check=True)
+    return exe
+
+
+class Target:
+    name: str
+    proc: subprocess.Popen
+
+    def start(self) -> str: ...
+
+    def pids(self) -> list[int]:
+        """The relay process and its children (gunicorn workers)."""
+        out, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            try:
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    kids = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+                    todo.extend(int(k) for k in kids)
+            except OSError:
+                pass
+        return out
+
+    def peak_rss_mb(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total / 1024
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Nexus(Target):
+    def __init__(self, workdir: Path, postgres: str | None = None) -> None:
+        self.name = "oa-node (postgres)" if postgres else "oa-node (sqlite)"
+        self.workdir = workdir
+        self.postgres = postgres
+
+    def start(self) -> str:
+        port = free_port()
+        cfg = self.workdir / "nexus.toml"
+        cfg.write_text("[relay.limits]\nmax_subscriptions = 200\ncreated_at_upper_limit = 3600\n")
+        args = [sys.executable, "-m", "oa_node.plugins.relay", "--port", str(port),
+                "--no-rate-limits", "--config", str(cfg)]
+        if self.postgres:
+            args += ["--postgres", self.postgres]
+        else:
+            args += ["--db", str(self.workdir / "nexus.sqlite3")]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        wait_port(port, self.proc)
+        return f"ws://127.0.0.1:{port}"
+
+
+class NostrRelay(Target):
+    def __init__(self, workdir: Path) -> None:
+        self.name = "nostr-relay 1.14 (PyPI)"
+        self.workdir = workdir
+
+    def start(self) -> str:
+        exe = ensure_reference()
+        port = free_port()
+        cfg = self.workdir / "nostr-relay.yaml"
+        db = self.workdir / "nostr-relay.sqlite3"
+        cfg.write_text(
+            "DEBUG: false\nrelay_name: reference\n"
+            f"storage:\n  sqlalchemy.url: sqlite+aiosqlite:///{db}\n"
+            "  num_concurrent_reqs: 10\n  num_concurrent_adds: 2\n"
+            "  validators:\n    - nostr_relay.validators.is_signed\n"
+            "    - nostr_relay.validators.is_recent\n"
+            f"gunicorn:\n  bind: 127.0.0.1:{port}\n  workers: 1\n  loglevel: warning\n"
+            "  reload: false\n"
+            "authentication:\n  enabled: false\n"
+            "message_timeout: 1800\nsubscription_limit: 200\nmax_limit: 6000\n"
+            "logging:\n  version: 1\n  disable_existing_loggers: true\n"
+        )
+        self.proc = subprocess.Popen([str(exe), "-c", str(cfg), "serve"], cwd=self.workdir,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(port, self.proc)
+        time.sleep(1.0)  # gunicorn's worker binds after the master
+        return f"ws://127.0.0.1:{port}"
+
+
+# --- driving the load generator --------------------------------------------------------------
+
+
+def loadgen(*args: str, timeout: float = 900) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, str(LOADGEN), *args], capture_output=True, text=True,
+                         timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_target(t: Target, data: Path, store_size: int, ingest_n: int, cap: float) -> dict:
+    url = t.start()
+    print(f"\n== {t.name} at {url}", flush=True)
+    res: dict[str, Any] = {"name": t.name}
+    try:
+        events = str(data / "events.jsonl")
+        res["ingest"] = loadgen("ingest", "--url", url, "--events", events, "--count",
+                                str(ingest_n), "--publishers", "16", "--window", "8",
+                                "--cap", str(cap))
+        print("   ingest", json.dumps(res["ingest"]), flush=True)
+        t0 = time.perf_counter()
+        fill = loadgen("ingest", "--url", url, "--events", events, "--start", str(ingest_n),
+                       "--count", str(store_size - ingest_n), "--publishers", "16",
+                       "--window", "32", "--cap", "1200", timeout=1500)
+        res["fill"] = fill
+        print(f"   filled to {ingest_n + fill['ok']} events in {time.perf_counter() - t0:.0f} s "
+              f"({fill['events_per_s']:.0f}/s)", flush=True)
+        res["req"] = loadgen("req", "--url", url, "--queries", str(data / "queries.json"))
+        print("   req", json.dumps(res["req"]), flush=True)
+        res["fanout"] = loadgen("fanout", "--url", url, "--events", str(data / "fanout.jsonl"),
+                                "--count", "200", "--subscribers", "100", "--tag", FANOUT_TAG)
+        print("   fanout", json.dumps(res["fanout"]), flush=True)
+        res["rss_mb"] = t.peak_rss_mb()
+    finally:
+        t.stop()
+    return res
+
+
+def table(results: list[dict]) -> str:
+    def f(v: float, digits: int = 1) -> str:
+        return f"{v:,.{digits}f}"
+
+    rows = [("metric", *[r["name"] for r in results])]
+    rows.append(("ingest events/s (16 publishers)",
+                 *[f(r["ingest"]["events_per_s"], 0) for r in results]))
+    rows.append(("  OK latency p50 / p99 ms",
+                 *[f"{f(r['ingest']['p50_ms'])} / {f(r['ingest']['p99_ms'])}" for r in results]))
+    rows.append(("  accepted / sent",
+                 *[f"{r['ingest']['ok']} / {r['ingest']['sent']}" for r in results]))
+    rows.append(("store size (events)",
+                 *[str(r["ingest"]["ok"] + r["fill"]["ok"]) for r in results]))
+    for q in ("by author", "kind+tag", "recent"):
+        rows.append((f"REQ {q} (limit 100) p50 / p99 ms",
+                     *[f"{f(r['req'][q]['p50_ms'])} / {f(r['req'][q]['p99_ms'])}"
+                       for r in results]))
+    rows.append(("fan-out to 100 subs p50 / p99 ms",
+                 *[f"{f(r['fanout']['p50_ms'])} / {f(r['fanout']['p99_ms'])}" for r in results]))
+    rows.append(("  delivered / expected",
+                 *[f"{r['fanout']['delivered']} / {r['fanout']['expected']}" for r in results]))
+    rows.append(("peak RSS MB", *[f(r["rss_mb"]) for r in results]))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="20k-event store instead of 100k")
+    ap.add_argument("--store-size", type=int)
+    ap.add_argument("--ingest", type=int, default=20000, help="events in the timed ingest")
+    ap.add_argument("--cap", type=float, default=60.0, help="max seconds of timed ingest")
+    ap.add_argument("--postgres", metavar="DSN", default=os.environ.get("OA_BENCH_POSTGRES_DSN"),
+                    help="also run oa-node on PostgreSQL (a scratch database)")
+    ap.add_argument("--skip-reference", action="store_true")
+    a = ap.parse_args()
+    store_size = a.store_size or (20000 if a.quick else 100_000)
+    ingest_n = min(a.ingest, store_size)
+    authors = 1000
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    work = WORK / stamp
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    print(f"signing {store_size} events ({authors} authors) ...", flush=True)
+    make_events(work / "events.jsonl", store_size, authors)
+    make_fanout_events(work / "fanout.jsonl", 200)
+    make_queries(work / "queries.json", authors, 100)
+    print(f"signed in {time.perf_counter() - t0:.0f} s (not part of any measurement)")
+
+    targets: list[Target] = [Nexus(work)]
+    if a.postgres:
+        targets.append(Nexus(work, a.postgres))
+    if not a.skip_reference:
+        targets.append(NostrRelay(work))
+    results = [run_target(t, work, store_size, ingest_n, a.cap) for t in targets]
+    (work / "results.json").write_text(json.dumps(results, indent=1))
+
+    print("\n" + table(results))
+    ours = results[0]
+    print(f"\ntargets: ingest >= 3,000 events/s: {ours['ingest']['events_per_s']:,.0f}; "
+          f"fan-out p99 < 10 ms: {ours['fanout']['p99_ms']:.1f}; REQ p99 < 20 ms: "
+          f"{max(ours['req'][q]['p99_ms'] for q in ours['req']):.1f}")
+    ref = next((r for r in results if r["name"].startswith("nostr-relay")), None)
+    if ref and ref["ingest"]["events_per_s"]:
+        ratio = ours["ingest"]["events_per_s"] / ref["ingest"]["events_per_s"]
+        print(f"ingest ratio oa-node / nostr-relay: {ratio:.1f}x (target >= 5x)")
+        for q in ours["req"]:
+            r = ref["req"][q]["p50_ms"] / ours["req"][q]["p50_ms"]
+            print(f"REQ {q} p50 speed-up vs nostr-relay: {r:.1f}x")
+    print(f"results: {work / 'results.json'}")
+    for f in ("events.jsonl", "nexus.sqlite3", "nostr-relay.sqlite3"):
+        for p in work.glob(f + "*"):
+            p.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
