@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("oa_node.buyer")
 
 Progress = Callable[[str, str, dict[str, Any]], None]
-TRANSIENT = {ErrorCode.TIMEOUT, ErrorCode.RATE_LIMITED, ErrorCode.INTERNAL}
+#: wallet answers that no retry will change; anything else (no answer, no relay, rate
+#: limits, low balance) is retried until the invoice expires
+PERMANENT = {ErrorCode.BAD_REQUEST, ErrorCode.NOT_IMPLEMENTED, ErrorCode.UNAUTHORIZED,
+             ErrorCode.RESTRICTED, ErrorCode.UNSUPPORTED_ENCRYPTION, ErrorCode.PAYMENT_FAILED}
 RESULT_KINDS = sorted({kinds.job_result_kind(k)
                        for k in (kinds.JOB_REQUEST, *nip90.DEDICATED_KINDS.values())})
 PUBLISH_TIMEOUT = 10.0
@@ -245,9 +248,10 @@ class Buyer:
         if rec.state == "published":
             try:
                 self.ledger.transition(job_id, "feedback", {"feedback": event.id},
-                                       last_feedback=info, first_feedback_at=time.time())
+                                       first_feedback_at=time.time())
             except TransitionError:
                 pass
+        self.ledger.update(job_id, last_feedback=info)
         self._emit(job_id, "feedback", info)
 
     def on_result_event(self, event: Event) -> str | None:
@@ -449,7 +453,7 @@ class Buyer:
                                                    max_fee_msat=self.settings.max_fee_msat)
             except WalletError as exc:
                 expired = invoice.expires_at <= time.time()
-                if exc.code in TRANSIENT and not expired:
+                if exc.code not in PERMANENT and not expired:
                     log.warning("job %s: payment to %s failed for now (%s); will retry",
                                 rec.id[:12], event.pubkey[:12], exc)
                     self.ledger.update(rec.id, pay_error=str(exc), pay_error_at=time.time())
