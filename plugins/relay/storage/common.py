@@ -85,7 +85,7 @@ def _vals(values: Iterable[Any] | None) -> list[Any] | None:
     return out
 
 
-def filter_where(f: Filter, now: int, p: Params) -> str | None:
+def filter_where(f: Filter, now: int, p: Params, *, join_tag: bool = True) -> str | None:
     """SQL WHERE clause for one filter over ``events e``; None when it can match nothing.
 
     The driving index is chosen explicitly (ids, then authors, then a tag, then kinds,
@@ -110,7 +110,10 @@ def filter_where(f: Filter, now: int, p: Params) -> str | None:
         col = "e.kind" if drive == "kinds" else plus + "e.kind"
         clauses.append(f"{col} IN ({p.many(kinds)})")
     for i, (letter, values) in enumerate(tag_items):
-        if drive == "tags" and i == 0:
+        if drive == "tags" and i == 0 and len(values) == 1 and join_tag:
+            # joined in query_sql: walks tags(name, value, created_at) newest first
+            clauses.append(f"t0.name = {p.add(letter)} AND t0.value = {p.add(values[0])}")
+        elif drive == "tags" and i == 0:
             clauses.append(
                 f"e.seq IN (SELECT t.seq FROM tags t WHERE t.name = {p.add(letter)}"
                 f" AND t.value IN ({p.many(values)}))"
@@ -137,7 +140,13 @@ def query_sql(f: Filter, now: int, style: str) -> tuple[str, list[Any]] | None:
     where = filter_where(f, now, p)
     if where is None:
         return None
-    sql = f"SELECT e.id, e.raw FROM events e WHERE {where} ORDER BY e.created_at DESC, e.id"
+    if "t0.name" in where:  # one tag value drives: read its index in time order, no sort
+        sql = (
+            f"SELECT e.id, e.raw FROM tags t0 JOIN events e ON e.seq = t0.seq WHERE {where}"
+            " ORDER BY t0.created_at DESC, e.id"
+        )
+    else:
+        sql = f"SELECT e.id, e.raw FROM events e WHERE {where} ORDER BY e.created_at DESC, e.id"
     if f.limit is not None:
         sql += f" LIMIT {p.add(int(f.limit))}"
     return sql, p.values
@@ -148,7 +157,7 @@ def count_sql(filters: Iterable[Filter], now: int, style: str) -> tuple[str, lis
     p = Params(style)
     parts: list[str] = []
     for f in filters:
-        where = filter_where(f, now, p)
+        where = filter_where(f, now, p, join_tag=False)
         if where is not None:
             parts.append(f"SELECT e.seq FROM events e WHERE {where}")
     if not parts:
