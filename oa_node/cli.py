@@ -163,7 +163,7 @@ def _config_app(host: PluginHost) -> typer.Typer:
         path = default_config_path(config)
         cfg = config_mod.load(path, sections())
         if as_json:
-            print_json({"path": str(path) if path else None, "config": cfg.data})
+            print_json({"path": str(path) if path else None, "config": cfg.redacted()})
         else:
             console.print(f"{path or '(embedded defaults)'}: ok")
 

@@ -55,6 +55,8 @@ class Key:
     choices: tuple[Any, ...] | None = None
     check: Check | None = None
     optional: bool = False
+    #: never printed by ``oa-node config check`` (wallet URIs, passwords)
+    secret: bool = False
 
     @property
     def required(self) -> bool:
@@ -126,6 +128,22 @@ class Config:
 
     path: Path | None
     data: dict[str, Any] = field(default_factory=dict)
+    #: dotted names of keys declared ``secret``
+    secrets: frozenset[str] = frozenset()
+
+    def redacted(self) -> dict[str, Any]:
+        """The values with every set secret replaced by ``"***"``, for display."""
+        import copy
+
+        out = copy.deepcopy(self.data)
+        for dotted in self.secrets:
+            *tables, last = dotted.split(".")
+            table = out
+            for name in tables:
+                table = table.get(name, {})
+            if table.get(last) not in (None, ""):
+                table[last] = "***"
+        return out
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.data[section]
@@ -286,7 +304,14 @@ def validate(
                 raise v.error(name, f"unknown section [{name}] (known sections: {expected})")
             raise v.error(name, "unknown top-level key (keys belong in a [section])")
     data = {name: v.section(spec, raw.get(name, _MISSING), name) for name, spec in specs.items()}
-    return Config(path=path, data=data)
+    return Config(path=path, data=data, secrets=frozenset(_secret_keys(specs.values())))
+
+
+def _secret_keys(sections: Iterable[Section], prefix: str = "") -> Iterable[str]:
+    for spec in sections:
+        here = f"{prefix}{spec.name}"
+        yield from (f"{here}.{k.name}" for k in spec.keys if k.secret)
+        yield from _secret_keys(spec.sections, here + ".")
 
 
 def load(path: str | Path | None, sections: Iterable[Section]) -> Config:

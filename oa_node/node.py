@@ -182,8 +182,10 @@ class Node:
                 return
 
 
-def build_node(config_path: str | Path | None, **overrides: Any) -> Node:
-    """Load plugins and config, and build a node (services collected, not started)."""
+def build_node(config_path: str | Path | None, *, services: bool = True,
+               **overrides: Any) -> Node:
+    """Load plugins and config, and build a node (services collected unless ``services``
+    is false, as for CLI commands that only need the config and identity; never started)."""
     from oa_node import config as config_mod
     from oa_node.plugin_manager import load_plugins
 
@@ -197,5 +199,6 @@ def build_node(config_path: str | Path | None, **overrides: Any) -> Node:
     sections = core_sections() + host.registries.config_sections()
     cfg = config_mod.load(config_path, sections)  # type: ignore[arg-type]
     node = Node(cfg, host, **overrides)
-    node.collect_services()
+    if services:
+        node.collect_services()
     return node

@@ -42,21 +42,10 @@ def _out(data: Any) -> None:
 def _node(config: Path | None) -> Any:
     """The node's config and registries, without building its services: ledger commands
     must work before the node's own [wallet] URI exists (it is made by these commands)."""
-    from oa_node import config as config_mod
     from oa_node.cli import default_config_path
-    from oa_node.node import Node, core_sections
-    from oa_node.plugin_manager import load_plugins
+    from oa_node.node import build_node
 
-    path = default_config_path(config)
-    disable: frozenset[str] = frozenset()
-    if path is not None:
-        raw, _ = config_mod.read_toml(Path(path))
-        table = raw.get("plugins", {})
-        if isinstance(table, dict) and isinstance(table.get("disable"), list):
-            disable = frozenset(str(x) for x in table["disable"])
-    host = load_plugins(disable)
-    cfg = config_mod.load(path, core_sections() + host.registries.config_sections())
-    return Node(cfg, host)
+    return build_node(default_config_path(config), services=False)
 
 
 def _ledger(node: Any) -> Any:

@@ -34,7 +34,7 @@ def register_config(register: Callable[..., None]) -> None:
             Key("backend", str, "none", 'Which wallet backend: "nwc" or "none".',
                 choices=("none", "nwc")),
             Key("uri", str, None, "nostr+walletconnect://... URI (prefer uri_file).",
-                optional=True),
+                optional=True, secret=True),
             Key("uri_file", str, None,
                 "File holding the URI (relative to this config; keep it mode 0600).",
                 optional=True),

@@ -130,3 +130,13 @@ def test_example_documents_every_key_and_round_trips(tmp_path: Path) -> None:
 def test_relative_paths_resolve_next_to_the_file(tmp_path: Path) -> None:
     cfg = config.load(write(tmp_path, '[node]\nsecret = "x"\n'), SECTIONS)
     assert cfg.resolve_path("data") == (tmp_path / "data").resolve()
+
+
+def test_secrets_are_redacted_for_display(tmp_path: Path) -> None:
+    sections = [Section("wallet", keys=[Key("uri", str, optional=True, secret=True),
+                                        Key("timeout", int, 5)])]
+    cfg = config.load(write(tmp_path, '[wallet]\nuri = "nostr+walletconnect://x?secret=y"\n'),
+                      sections)
+    assert cfg.redacted() == {"wallet": {"uri": "***", "timeout": 5}}
+    assert cfg["wallet"]["uri"].endswith("secret=y")
+    assert config.load(None, sections).redacted() == {"wallet": {"uri": None, "timeout": 5}}
