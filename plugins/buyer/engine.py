@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -160,8 +160,11 @@ class Buyer:
         deletion = await self.node.signer.sign(
             EventTemplate(kind=kinds.DELETION, content="cancelled by the buyer", tags=tags))
         res = await self._publish(deletion)
-        self.ledger.transition(job_id, "cancelled", {"deletion": deletion.id,
-                                                     "relays": res.accepted_by})
+        try:
+            self.ledger.transition(job_id, "cancelled", {"deletion": deletion.id,
+                                                         "relays": res.accepted_by})
+        except TransitionError as exc:
+            raise UserError(f"job {job_id[:12]} moved on meanwhile: {exc}") from None
         return self.ledger.get(job_id)  # type: ignore[return-value]
 
     # --- following ------------------------------------------------------------------------
@@ -172,6 +175,23 @@ class Buyer:
             for rid in rec.data.get("request_ids", []):
                 self._by_request[rid] = rec.id
         return pending
+
+    def _move(self, job_id: str, state: str, receipt: dict[str, Any] | None = None,
+              **data: Any) -> bool:
+        """A ledger transition that another process (the CLI's ``--wait`` next to the
+        service) may have made first: ``False`` then, as for a repeated one."""
+        try:
+            return self.ledger.transition(job_id, state, receipt, **data)
+        except TransitionError as exc:
+            log.debug("%s", exc)
+            return False
+
+    async def _safely(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run one job's step; a failure is logged and never stops the other jobs."""
+        try:
+            await fn(*args)
+        except Exception:
+            log.exception("job step %s failed", getattr(fn, "__name__", fn))
 
     def _lock(self, job_id: str) -> anyio.Lock:
         return self._locks.setdefault(job_id, anyio.Lock())
@@ -192,7 +212,7 @@ class Buyer:
                 self.ready.set()
                 for rec in pending:  # results already stored (a restart) are judged now
                     if rec.state in ("result_received", "verified"):
-                        tg.start_soon(self._evaluate, rec.id)
+                        tg.start_soon(self._safely, self._evaluate, rec.id)
                 while True:
                     await self._tick(tg)
                     if stop_when_done and wanted is not None and self._done(wanted):
@@ -220,7 +240,7 @@ class Buyer:
                 else:
                     job_id = self.on_result_event(event)
                     if job_id is not None:
-                        tg.start_soon(self._on_result, job_id, event)
+                        tg.start_soon(self._safely, self._on_result, job_id, event)
             except Exception:
                 log.exception("event %s", event.id[:12])
 
@@ -246,11 +266,8 @@ class Buyer:
                 "at": event.created_at,
                 "amount_msat": fb.amount.msat if fb.amount else None}
         if rec.state == "published":
-            try:
-                self.ledger.transition(job_id, "feedback", {"feedback": event.id},
-                                       first_feedback_at=time.time())
-            except TransitionError:
-                pass
+            self._move(job_id, "feedback", {"feedback": event.id},
+                       first_feedback_at=time.time())
         self.ledger.update(job_id, last_feedback=info)
         self._emit(job_id, "feedback", info)
 
@@ -282,9 +299,9 @@ class Buyer:
                                  "checked_secs": time.time() - received_at}
             self.ledger.update(job_id, results=results)
             if rec.state in ("published", "feedback"):
-                self.ledger.transition(job_id, "result_received",
-                                       {"result_id": event.id, "provider": event.pubkey},
-                                       first_result_at=received_at)
+                self._move(job_id, "result_received",
+                           {"result_id": event.id, "provider": event.pubkey},
+                           first_result_at=received_at)
         self._emit(job_id, "result", check.to_dict())
         await self._evaluate(job_id)
 
@@ -347,10 +364,10 @@ class Buyer:
                    "failed": decision.failed, "digest": decision.digest,
                    "reason": decision.reason, "audit_digest": audit}
         target = "verified" if decision.outcome == "pass" else "rejected"
-        moved = self.ledger.transition(rec.id, target, receipt, verdicts=verdicts,
-                                       failures=decision.failed, verified_at=time.time(),
-                                       verify_secs=time.monotonic() - t0 + sum(
-                                           r.get("checked_secs", 0) for r in results))
+        moved = self._move(rec.id, target, receipt, verdicts=verdicts,
+                           failures=decision.failed, verified_at=time.time(),
+                           verify_secs=time.monotonic() - t0 + sum(
+                               r.get("checked_secs", 0) for r in results))
         if moved:
             log.info("job %s %s (%s)", rec.id[:12], target, decision.reason or decision.digest)
             self._emit(rec.id, target, receipt)
@@ -468,11 +485,10 @@ class Buyer:
                              "fees_paid_msat": payment.fees_paid_msat, "at": time.time()}
             self.ledger.update(rec.id, payments=payments, pay_error=None)
         if payments:
-            moved = self.ledger.transition(rec.id, "paid", {"payments": payments,
-                                                            "refusals": refusals},
-                                           paid_at=time.time())
+            moved = self._move(rec.id, "paid", {"payments": payments, "refusals": refusals},
+                               paid_at=time.time())
         else:
-            moved = self.ledger.transition(rec.id, "refused", {"refusals": refusals})
+            moved = self._move(rec.id, "refused", {"refusals": refusals})
         if moved:
             state = "paid" if payments else "refused"
             log.info("job %s %s", rec.id[:12], state)
@@ -508,12 +524,12 @@ class Buyer:
         now = time.time()
         for rec in self._reindex():
             if rec.state in ("published", "feedback") and now > rec.data.get("deadline", now):
-                if self.ledger.transition(rec.id, "expired", {"reason": "no result in time"}):
+                if self._move(rec.id, "expired", {"reason": "no result in time"}):
                     self._emit(rec.id, "expired", {})
             elif rec.state == "result_received" and now > rec.data.get("deadline", now):
-                tg.start_soon(self._evaluate, rec.id, True)
+                tg.start_soon(self._safely, self._evaluate, rec.id, True)
             elif rec.state == "verified":
                 last = rec.data.get("pay_error_at") or 0
                 if (not self._lock(rec.id).locked()
                         and now - last >= self.settings.pay_retry_secs):
-                    tg.start_soon(self.pay, rec.id)
+                    tg.start_soon(self._safely, self.pay, rec.id)

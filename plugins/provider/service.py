@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("oa_node.provider")
 
 FEEDBACK_TIMEOUT = 10.0
+INVOICE_ATTEMPTS = 3  # a wallet that is briefly unreachable still gets to invoice
 
 
 class BadRequest(Exception):
@@ -392,13 +393,19 @@ class Provider:
         if wallet is None or price <= 0:
             reason = "no wallet configured" if wallet is None else "free job"
             return nip90.Amount(price), {"invoice_error": reason}
-        try:
-            inv = await wallet.make_invoice(price, description=f"oa-node job {job_id}",
-                                            expiry=self.settings.invoice_expiry_secs)
-        except WalletError as exc:
-            log.warning("job %s: no invoice (%s); result carries the amount only",
-                        job_id[:12], exc)
-            return nip90.Amount(price), {"invoice_error": str(exc)}
+        for attempt in range(INVOICE_ATTEMPTS):
+            try:
+                inv = await wallet.make_invoice(price, description=f"oa-node job {job_id}",
+                                                expiry=self.settings.invoice_expiry_secs)
+                break
+            except WalletError as exc:
+                if attempt + 1 < INVOICE_ATTEMPTS:
+                    log.info("job %s: invoice failed (%s); retrying", job_id[:12], exc)
+                    await anyio.sleep(2.0 * (attempt + 1))
+                    continue
+                log.warning("job %s: no invoice (%s); result carries the amount only",
+                            job_id[:12], exc)
+                return nip90.Amount(price), {"invoice_error": str(exc)}
         return nip90.Amount(price, inv.bolt11), {
             "bolt11": inv.bolt11, "payment_hash": inv.payment_hash,
             "invoice_expires_at": time.time() + self.settings.invoice_expiry_secs}

@@ -1,0 +1,185 @@
+"""``oa-node start`` does the whole loop: one node runs its own relay, its own ledger wallet
+(NIP-47) and the provider; a second node runs the buyer service. Jobs go in through the CLI
+(``job submit``, with and without ``--wait``), and ``job status``, ``job list``,
+``job cancel`` and ``providers`` read the results back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oa_node.plugins.ledger_wallet.ledger import Ledger
+from oa_node.plugins.provider.ledger import open_provider_ledger
+from tests.marketplace.conftest import REPO_ROOT, balance, free_port, wallet_uri
+from tests.marketplace.world import FAILING, PASSING, PYTEST, make_repo, write_config
+
+pytestmark = [pytest.mark.docker]
+
+PRICE = 3_000
+
+
+def cli(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([sys.executable, "-m", "oa_node.cli", *args], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"oa-node {' '.join(args)} -> {out.returncode}\n{out.stdout}\n"
+                             f"{out.stderr}")
+    return out
+
+
+def start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as fh:
+        return subprocess.Popen([sys.executable, "-m", "oa_node.cli", "start", "-c", str(cfg)],
+                                cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            return proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            return -9
+    return proc.returncode
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"node exited: {log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"no relay on port {port}: {log.read_text()}")
+
+
+def poll(fn: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_oa_node_start_runs_the_whole_loop(tmp_path: Path, sandbox_image: str) -> None:
+    port = free_port()
+    relay = f"ws://127.0.0.1:{port}"
+    # the provider node's own ledger wallet: connections made before it starts
+    pylon_dir = tmp_path / "pylon"
+    pylon_dir.mkdir()
+    ledger = Ledger(pylon_dir / "ledger_wallet.db")
+    provider_uri = wallet_uri(ledger, "pylon", relay)
+    buyer_uri = wallet_uri(ledger, "buyer", relay, deposit=100_000)
+    ledger.close()
+    pylon_cfg = write_config(pylon_dir, {
+        "node": {"data_dir": ".", "relays": [relay], "name": "pylon"},
+        "relay": {"enabled": True, "port": port},
+        "ledger_wallet": {"enabled": True},
+        "wallet": {"backend": "nwc", "uri": provider_uri},
+        "sandbox": {"image": sandbox_image, "allowed_url_schemes": ["file"]},
+        "provider": {"enabled": True, "prices": {"oa.sandbox_run.v1": PRICE},
+                     "price_msat": 1_000, "settle_poll_secs": 0.5},
+    })
+    buyer_cfg = write_config(tmp_path / "buyer", {
+        "node": {"data_dir": ".", "relays": [relay], "name": "buyer"},
+        "wallet": {"backend": "nwc", "uri": buyer_uri},
+        "buyer": {"enabled": True, "max_price_msat": 5_000, "pay_retry_secs": 1.0},
+    })
+    passing = make_repo(tmp_path / "passing", PASSING)
+    failing = make_repo(tmp_path / "failing", FAILING)
+    pylon = start(pylon_cfg, tmp_path / "pylon.log")
+    buyer = None
+    try:
+        wait_port(port, pylon, tmp_path / "pylon.log")
+        # The ledger wallet service publishes its 13194 info events once at start, which
+        # races with the node's own relay starting; it re-publishes missing ones when its
+        # connections change, so add one (reported to the payments owner).
+        cli("wallet", "create", "nudge", "-c", str(pylon_cfg))
+
+        def announced() -> list[dict[str, Any]]:
+            out = cli("providers", "--json", "--timeout", "3", "-c", str(buyer_cfg))
+            return json.loads(out.stdout)
+
+        (ad,) = poll(announced, 60, "the provider's announcement")
+        assert ad["name"] == "pylon"
+        assert ad["pricing_msat"] == {"oa.sandbox_run.v1": PRICE, "oa.repo_index.v1": 1_000}
+        assert set(ad["kinds"]) == {5050, 5930, 5931}
+        npub = ad["npub"]
+
+        buyer = start(buyer_cfg, tmp_path / "buyer.log")
+        # 1. submitted without --wait: the buyer service verifies and pays it
+        out = cli("job", "submit", "sandbox_run", "--repo", passing, "--ref", "main",
+                  "--cmd", PYTEST, "--provider", npub, "--json", "-c", str(buyer_cfg))
+        first = json.loads(out.stdout)
+        assert first["state"] == "published"
+
+        def status(job: str) -> dict[str, Any]:
+            return json.loads(cli("job", "status", job[:12], "--json", "-c",
+                                  str(buyer_cfg)).stdout)
+
+        done = poll(lambda: (s := status(first["id"]))["state"] == "paid" and s, 120,
+                    "the buyer service to pay job 1")
+        assert [h["to"] for h in done["history"]] == [
+            "published", "feedback", "result_received", "verified", "paid"]
+        (result,) = done["results"]
+        assert result["verdict"] == "pass" and result["payment"]["amount_msat"] == PRICE
+
+        # 2. --wait in the CLI (the service follows the same job: paid exactly once),
+        #    a failing suite on the dedicated kind: an honest result is paid
+        out = cli("job", "submit", "sandbox_run", "--repo", failing, "--ref", "main",
+                  "--cmd", PYTEST, "--provider", npub, "--dedicated-kind", "--wait",
+                  "-c", str(buyer_cfg))
+        assert "paid" in out.stdout and "result from" in out.stdout, out.stdout
+        jobs = json.loads(cli("job", "list", "--json", "-c", str(buyer_cfg)).stdout)
+        assert [j["state"] for j in jobs] == ["paid", "paid"]
+        second = jobs[0]
+        assert second["results"][0]["status"] == "failed"
+
+        # 3. a job nobody takes, cancelled (NIP-09)
+        nobody = "ab" * 32
+        out = cli("job", "submit", "repo_index", "--repo", passing, "--provider", nobody,
+                  "--json", "-c", str(buyer_cfg))
+        stray = json.loads(out.stdout)["id"]
+        out = cli("job", "cancel", stray[:10], "--json", "-c", str(buyer_cfg))
+        assert json.loads(out.stdout)["state"] == "cancelled"
+        again = cli("job", "cancel", stray, "-c", str(buyer_cfg), check=False)
+        assert again.returncode == 1 and "too late to cancel" in again.stderr
+
+        # bad input: one clear line, exit 1
+        bad = cli("job", "submit", "sandbox_run", "--cmd", "true", "--provider", "npub1xyz",
+                  "-c", str(buyer_cfg), check=False)
+        assert bad.returncode == 1 and "npub" in bad.stderr and "Traceback" not in bad.stderr
+        missing = cli("job", "status", "ffff", "-c", str(buyer_cfg), check=False)
+        assert missing.returncode == 1 and "no job" in missing.stderr
+
+        assert stop(buyer) == 0
+        buyer = None
+        # the provider saw both payments settle
+        pledger = open_provider_ledger(pylon_dir)
+        poll(lambda: all(pledger.get(j).state == "paid"  # type: ignore[union-attr]
+                         for j in (first["id"], second["id"])), 30, "provider paid")
+        pledger.close()
+    finally:
+        if buyer is not None:
+            stop(buyer)
+        assert stop(pylon) == 0, (tmp_path / "pylon.log").read_text()
+    ledger = Ledger(pylon_dir / "ledger_wallet.db")
+    assert balance(ledger, "pylon") == 2 * PRICE
+    assert balance(ledger, "buyer") == 100_000 - 2 * PRICE
+    ledger.close()
