@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -114,16 +115,18 @@ class Buyer:
         dedicated = self.settings.dedicated_kinds if dedicated_kinds is None else dedicated_kinds
         content = canonical_json(doc)
         templates: list[EventTemplate] = []
+        # the same job submitted twice in one second must still be two jobs (two ids)
+        nonce = [["param", "nonce", secrets.token_hex(8)]]
         if encrypt:
             for p in providers:
                 sealed = await self.node.signer.nip44_encrypt(p, content)
                 templates.append(nip90.request_template(
                     schema, sealed, bid_msat=bid, relays=relays, provider=p, encrypted=True,
-                    expiration=expiration, dedicated_kind=dedicated))
+                    expiration=expiration, dedicated_kind=dedicated, extra_tags=nonce))
         else:
             templates.append(nip90.request_template(
                 schema, content, bid_msat=bid, relays=relays, providers=providers,
-                expiration=expiration, dedicated_kind=dedicated))
+                expiration=expiration, dedicated_kind=dedicated, extra_tags=nonce))
         events = [await self.node.signer.sign(t) for t in templates]
         job_id = events[0].id
         self.ledger.create(job_id, {

@@ -1,0 +1,160 @@
+"""Marketplace benchmark: one command, real relay process, real Docker, real NWC wallet.
+
+    .venv/bin/python benchmarks/marketplace.py [--jobs 10] [--throughput 50]
+
+1. Latency of a trivial ``oa.sandbox_run.v1`` job (``echo hi``, no repository), one at a
+   time, from ``job submit`` to the buyer's verified result, split into: relay in (submit
+   -> provider has it), queue (-> executor starts), sandbox (executor), provider out
+   (invoice, sign, publish), relay out (-> buyer has the result), verification; plus the
+   time to paid. Medians over ``--jobs`` runs, and the ratio of the whole to the sandbox
+   part and to a bare ``docker run`` of the same command.
+2. Throughput: ``--throughput`` trivial jobs submitted at once to one provider
+   (concurrency = CPU count), until every one is verified and paid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from oa_node.client import RelayPool  # noqa: E402
+from oa_node.plugins.buyer.engine import Buyer  # noqa: E402
+from oa_node.plugins.buyer.settings import BuyerSettings  # noqa: E402
+from oa_node.plugins.ledger_wallet.ledger import Ledger  # noqa: E402
+from oa_node.plugins.ledger_wallet.service import WalletService  # noqa: E402
+from oa_node.plugins.provider.ledger import open_provider_ledger  # noqa: E402
+from oa_node.sandbox.docker import connect  # noqa: E402
+from oa_node.sandbox.image import build_base_image  # noqa: E402
+from tests.marketplace.conftest import RelayProcess  # noqa: E402
+from tests.marketplace.world import build, node_config, running, wait_announced  # noqa: E402
+
+SCHEMA = "oa.sandbox_run.v1"
+DOC: dict[str, Any] = {
+    "sandbox": {"provider": "docker", "image_digest": "", "network_policy": "none",
+                "resources": {"memory_mb": 256, "cpus": 1.0, "timeout_secs": 30}},
+    "commands": [{"cmd": "echo hi"}], "env": {},
+    "verification": {"mode": "objective", "redundancy": 1, "adjudication": "none"},
+}
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def bare_docker_ms(image: str, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(["docker", "run", "--rm", "--network", "none", image, "sh", "-c",
+                        "echo hi"], check=True, capture_output=True)
+        times.append((time.perf_counter() - t0) * 1000)
+    return med(times)
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    image = build_base_image(connect(timeout=30))
+    tmp = Path(tempfile.mkdtemp(prefix="oa-bench-market-"))
+    relay = RelayProcess(tmp / "relay.sqlite3")
+    relay.start()
+    ledger = Ledger(tmp / "wallet.sqlite3")
+    conns = {}
+    for name, deposit in (("pylon", 0), ("buyer", 10**12)):
+        conn, secret = ledger.create_connection(name)
+        if deposit:
+            ledger.deposit(name, deposit)
+        from oa_node.nostr import nip47
+
+        conns[name] = nip47.ConnectionURI(conn.service_pubkey, (relay.url,), secret).to_uri()
+    out: dict[str, Any] = {}
+    try:
+        wpool = RelayPool([relay.url])
+        service = WalletService(ledger, wpool, refresh_interval=0.2, rate_per_minute=0)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service.run)
+            await service.ready.wait()
+            pnode = build(node_config(tmp / "pylon", relay.url, image, wallet_uri=conns["pylon"],
+                                      provider={"concurrency": os.cpu_count() or 1,
+                                                "queue_bound": args.throughput + 8,
+                                                "price_msat": 1000}))
+            bnode = build(node_config(tmp / "buyer", relay.url, image, buyer={},
+                                      wallet_uri=conns["buyer"]))
+            buyer = Buyer(bnode, BuyerSettings.from_section(bnode.config["buyer"]))
+            pk = pnode.signer.public_key
+            async with running(pnode):
+                await wait_announced(relay.url, pk)
+                pledger = open_provider_ledger(pnode.data_dir)
+                # warm-up (first container start, wallet info, connections)
+                warm = await buyer.submit(SCHEMA, DOC, providers=[pk])
+                await buyer.run(only=[warm], stop_when_done=True)
+                parts: dict[str, list[float]] = {k: [] for k in (
+                    "relay_in", "queue", "sandbox", "provider_out", "relay_out",
+                    "verification", "to_verified", "to_paid")}
+                for _ in range(args.jobs):
+                    job = await buyer.submit(SCHEMA, DOC, providers=[pk])
+                    await buyer.run(only=[job], stop_when_done=True)
+                    b = buyer.ledger.get(job).data  # type: ignore[union-attr]
+                    p = pledger.get(job).data  # type: ignore[union-attr]
+                    parts["relay_in"].append(p["received_at"] - b["submitted_at"])
+                    parts["queue"].append(p["started_at"] - p["received_at"])
+                    parts["sandbox"].append(p["exec_secs"])
+                    # finished_at: result invoiced and signed, about to be published
+                    parts["provider_out"].append(p["finished_at"] - p["started_at"]
+                                                 - p["exec_secs"])
+                    parts["relay_out"].append(b["first_result_at"] - p["finished_at"])
+                    parts["verification"].append(b["verify_secs"])
+                    parts["to_verified"].append(b["verified_at"] - b["submitted_at"])
+                    parts["to_paid"].append(b["paid_at"] - b["submitted_at"])
+                out["latency_ms"] = {k: round(med(v) * 1000, 1) for k, v in parts.items()}
+                # throughput
+                t0 = time.perf_counter()
+                jobs = [await buyer.submit(SCHEMA, DOC, providers=[pk])
+                        for _ in range(args.throughput)]
+                submitted = time.perf_counter() - t0
+                await buyer.run(only=jobs, stop_when_done=True)
+                elapsed = time.perf_counter() - t0
+                states = [buyer.ledger.get(j).state for j in jobs]  # type: ignore[union-attr]
+                out["throughput"] = {
+                    "jobs": args.throughput, "paid": states.count("paid"),
+                    "submit_secs": round(submitted, 2), "total_secs": round(elapsed, 2),
+                    "jobs_per_sec": round(args.throughput / elapsed, 2),
+                    "concurrency": os.cpu_count() or 1}
+                pledger.close()
+            await buyer.node.capability("wallet").close()
+            await bnode.pool.close()
+            buyer.close()
+            tg.cancel_scope.cancel()
+        await wpool.close()
+    finally:
+        relay.stop()
+        ledger.close()
+    out["bare_docker_run_ms"] = round(bare_docker_ms(image, max(3, args.jobs // 2)), 1)
+    lat = out["latency_ms"]
+    out["ratios"] = {
+        "to_verified_over_sandbox": round(lat["to_verified"] / lat["sandbox"], 2),
+        "to_verified_over_bare_docker": round(lat["to_verified"] / out["bare_docker_run_ms"],
+                                              2),
+        "sandbox_over_bare_docker": round(lat["sandbox"] / out["bare_docker_run_ms"], 2),
+    }
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=10, help="sequential jobs for latency")
+    ap.add_argument("--throughput", type=int, default=50, help="jobs for throughput")
+    result = anyio.run(main, ap.parse_args())
+    print(json.dumps(result, indent=2))
