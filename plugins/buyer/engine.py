@@ -342,6 +342,9 @@ class Buyer:
         results = sorted(rec.data.get("results", {}).values(), key=lambda r: r["received_at"])
         checks = [ResultCheck.from_dict(r["check"]) for r in results]
         redundancy = int(rec.data.get("redundancy", 1))
+        named = set(rec.data.get("providers") or ())
+        if named and named <= {c.provider for c in checks}:
+            final = True  # every provider the job named has answered: no one else will
         audit = rec.data.get("audit_digest")
         decision = decide(checks, redundancy, final=final, audit_digest=audit)
         if decision.outcome == "tiebreak":

@@ -224,14 +224,15 @@ async def test_disagreement_without_audit_pays_nobody(world: World, tmp_path: Pa
     repo = make_repo(tmp_path / "repo", FAILING)
     honest = world.provider_node("honest")
     liar = world.provider_node("liar", liar=True)
-    buyer = world.buyer(audit_on_disagreement=False, result_grace_secs=0)
+    buyer = world.buyer(audit_on_disagreement=False)
     h, lie = honest.signer.public_key, liar.signer.public_key
     async with running(honest), running(liar):
         await wait_announced(world.relay, h)
         await wait_announced(world.relay, lie)
         job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST], 2),
-                                 providers=[h, lie], ttl_secs=20)
-        rec = await follow(buyer, job, timeout=120)
+                                 providers=[h, lie])
+        # both named providers answered and disagree: rejected at once, not at expiry
+        rec = await follow(buyer, job, timeout=60)
         assert rec.state == "rejected", rec.data
         assert set(rec.data["verdicts"].values()) == {"fail"}
         assert not rec.data.get("payments")
@@ -317,3 +318,53 @@ async def test_intake_busy_expired_underbid_and_bad_requests(world: World,
         assert rec.state == "expired"
     assert balance(world.ledger, "pylon") == PRICE
     await close(buyer)
+
+
+async def test_repo_index_on_the_dedicated_kind_with_an_audit(world: World,
+                                                              tmp_path: Path) -> None:
+    """repo_index over kind 5931, answered at 6931; the buyer audits every result
+    (audit_rate 1) by indexing the repository itself, agrees, and pays."""
+    repo = make_repo(tmp_path / "repo", {**PASSING, "pkg/mod.py": "def f():\n    return 1\n"})
+    node = world.provider_node("pylon", prices={"oa.repo_index.v1": 700})
+    buyer = world.buyer(audit_rate=1.0, dedicated_kinds=True)
+    pk = node.signer.public_key
+    doc = {"repo_url": repo, "git_ref": "main", "index_types": ["digests", "symbols"],
+           "verification": {"mode": "objective", "redundancy": 1, "adjudication": "none"}}
+    async with running(node):
+        await wait_announced(world.relay, pk)
+        job = await buyer.submit("oa.repo_index.v1", doc, providers=[pk])
+        rec = await follow(buyer, job)
+        assert rec.state == "paid", rec.data
+        assert rec.data["requests"][0]["kind"] == kinds.JOB_REQUEST_REPO_INDEX
+        (result,) = rec.data["results"].values()
+        assert result["event"]["kind"] == kinds.JOB_RESULT_REPO_INDEX
+        assert rec.data["audited"] and rec.data["audit_digest"] == result["check"]["digest"]
+    assert balance(world.ledger, "pylon") == 700
+    await close(buyer)
+
+
+async def test_payable_refuses_what_the_bid_or_invoice_does_not_allow(world: World) -> None:
+    """The pay step's own checks, on real invoices from the ledger wallet."""
+    from oa_node.signer import LocalSigner
+
+    buyer_key, provider_key = LocalSigner.generate(), LocalSigner.generate()
+    conn = world.ledger.create_connection("pylon")[0]
+    req = buyer_key.sign_now(nip90.request_template("oa.sandbox_run.v1", "{}"))
+
+    def result(amount: nip90.Amount | None) -> Any:
+        return provider_key.sign_now(nip90.result_template(req, "{}", "oa.sandbox_run.v1",
+                                                           amount=amount))
+
+    inv = world.ledger.invoice(conn.id, 2_000, description="job")["bolt11"]
+    reason, decoded = Buyer._payable(result(nip90.Amount(2_000, inv)), 5_000)
+    assert reason is None and decoded.amount_msat == 2_000
+    assert "more than the bid" in Buyer._payable(result(nip90.Amount(2_000, inv)), 1_999)[0]
+    assert "invoice is for 2000 msat" in Buyer._payable(result(nip90.Amount(1_000, inv)),
+                                                        5_000)[0]
+    assert "no invoice" in Buyer._payable(result(nip90.Amount(2_000)), 5_000)[0]
+    assert "names no amount" in Buyer._payable(result(None), 5_000)[0]
+    assert "invalid invoice" in Buyer._payable(result(nip90.Amount(2_000, "lnbc1junk")),
+                                               5_000)[0]
+    old = world.ledger.invoice(conn.id, 2_000, description="old", expiry=1)["bolt11"]
+    await anyio.sleep(1.1)
+    assert "expired" in Buyer._payable(result(nip90.Amount(2_000, old)), 5_000)[0]

@@ -44,6 +44,7 @@ def make_repo(path: Path, files: dict[str, str]) -> str:
     git = functools.partial(subprocess.run, check=True, capture_output=True, env=GIT_ENV)
     git(["git", "-C", str(path), "init", "-q", "-b", "main"])
     for rel, text in files.items():
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
         (path / rel).write_text(text)
     git(["git", "-C", str(path), "add", "-A"])
     git(["git", "-C", str(path), "commit", "-qm", "init"])
