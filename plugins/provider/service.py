@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("oa_node.provider")
 
 FEEDBACK_TIMEOUT = 10.0
+TRAJECTORY_TIMEOUT = 5.0
 INVOICE_ATTEMPTS = 3  # a wallet that is briefly unreachable still gets to invoice
 
 
@@ -418,12 +419,16 @@ class Provider:
             return None
         repo = getattr(getattr(model, "repo", None), "source", None) or getattr(
             model, "repo_url", None)
+        rec = None
         try:
-            rec = await traj.start(participants=[job.buyer], repo=repo)
-            await rec.record("tool_start", {"tool": job.schema, "request": job.id})
+            # recording must never hold a job up: a relay that does not answer costs a
+            # bounded wait, then the job runs without a trajectory
+            with anyio.fail_after(TRAJECTORY_TIMEOUT):
+                rec = await traj.start(participants=[job.buyer], repo=repo)
+                await rec.record("tool_start", {"tool": job.schema, "request": job.id})
             return rec
-        except Exception as exc:
-            log.warning("job %s: no trajectory (%s)", job.id[:12], exc)
+        except Exception as exc:  # TimeoutError included
+            log.warning("job %s: no trajectory (%s)", job.id[:12], exc or "timeout")
             return None
 
     async def _end_trajectory(self, recorder: Any, doc: dict[str, Any]) -> list[list[str]]:
@@ -431,12 +436,14 @@ class Provider:
             return []
         try:
             prov = doc.get("provenance") or {}
-            await recorder.record("tool", {"status": doc.get("status"),
-                                           "output_sha256": prov.get("output_sha256")})
-            ref = await recorder.end({"status": doc.get("status")})
+            with anyio.fail_after(TRAJECTORY_TIMEOUT * 2):
+                await recorder.record("tool", {"status": doc.get("status"),
+                                               "output_sha256": prov.get("output_sha256")})
+                ref = await recorder.end({"status": doc.get("status")})
             return list(ref.tags())
-        except Exception as exc:
-            log.warning("trajectory %s not completed (%s)", recorder.session_id, exc)
+        except Exception as exc:  # TimeoutError included
+            log.warning("trajectory %s not completed (%s)", recorder.session_id,
+                        exc or "timeout")
             return []
 
     # --- settlement ------------------------------------------------------------------------
