@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from oa_node.hookspecs import hookimpl
 from oa_node.plugins.relay.policies import builtin_policies
-from oa_node.plugins.relay.server import RelayServer
+from oa_node.plugins.relay.server import RelayServer, tune_interpreter
 from oa_node.plugins.relay.settings import RelaySettings, relay_section
 from oa_node.plugins.relay.storage import open_store
 
@@ -59,6 +59,7 @@ def store_from_config(table: dict[str, Any], data_dir: Any) -> Any:
 
 async def relay_service(node: Node) -> None:
     """Serve until cancelled; on cancellation commit pending events and close the store."""
+    tune_interpreter()
     table = node.config["relay"]
     settings = RelaySettings.from_section(table)
     store = store_from_config(table, node.data_dir)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from oa_node.config import ConfigError, read_toml, validate
-from oa_node.plugins.relay.server import RelayServer
+from oa_node.plugins.relay.server import RelayServer, tune_interpreter
 from oa_node.plugins.relay.settings import RateLimits, RelaySettings, relay_section
 from oa_node.plugins.relay.storage import open_store
 
@@ -37,6 +37,7 @@ async def run(
     no_rate_limits: bool = False,
     ready_file: str | None = None,
 ) -> None:
+    tune_interpreter()
     settings = settings_from_file(config)
     settings.host, settings.port = host, port
     if no_rate_limits:

@@ -54,7 +54,7 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 Policy = Callable[..., "str | None"]
 
 #: Ids remembered to answer repeats without a store probe.
-RECENT_IDS = 200_000
+RECENT_IDS = 50_000
 #: Seconds a subscription remembers the stored events it was sent (see Subscription.sent).
 SENT_MEMORY = 2.0
 #: EVENTs from one connection waiting for their commit before the relay stops reading it.
@@ -164,6 +164,20 @@ class Connection:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+
+#: GIL switch interval for a relay process: the SQLite writer and reader threads hand
+#: results back to the event loop; at Python's default 5 ms they wait for the GIL that long
+#: per batch, which caps ingest and inflates latency (measured in benchmarks/relay.py).
+RELAY_SWITCH_INTERVAL = 0.0005
+
+
+def tune_interpreter() -> None:
+    """Shorten the GIL switch interval (process-wide; called by relay entry points)."""
+    import sys
+
+    if sys.getswitchinterval() > RELAY_SWITCH_INTERVAL:
+        sys.setswitchinterval(RELAY_SWITCH_INTERVAL)
 
 
 class RelayServer:

@@ -93,8 +93,8 @@ def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     # WAL is written before commit returns); only an OS crash may lose the last commits.
     con.execute("PRAGMA synchronous=NORMAL")
     con.execute("PRAGMA temp_store=MEMORY")
-    con.execute("PRAGMA cache_size=-65536")
-    con.execute("PRAGMA mmap_size=268435456")
+    # modest per-connection caches: the OS page cache already holds the file
+    con.execute(f"PRAGMA cache_size={-8192 if readonly else -32768}")
     return con
 
 
