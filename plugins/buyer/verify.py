@@ -84,13 +84,17 @@ def check_result(
         return ResultCheck(ev.id, ev.pubkey, False, tuple(problems))
     try:
         doc = loads(plaintext or "")
-    except (CanonicalJSONError, ValueError) as exc:
+    except (CanonicalJSONError, ValueError, RecursionError) as exc:
         problems.append(f"content is not JSON: {exc}")
         return ResultCheck(ev.id, ev.pubkey, False, tuple(problems))
     if not isinstance(doc, dict):
         problems.append("content is not a JSON object")
         return ResultCheck(ev.id, ev.pubkey, False, tuple(problems))
-    verdict = job_type.verifier(request_doc, doc)
+    try:
+        verdict = job_type.verifier(request_doc, doc)
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:  # a hostile document
+        problems.append(f"result cannot be checked: {type(exc).__name__}: {exc}")
+        return ResultCheck(ev.id, ev.pubkey, False, tuple(problems))
     problems += list(verdict.problems)
     prov = doc.get("provenance")
     if isinstance(prov, dict) and prov.get("provider_pubkey") not in ("", None, ev.pubkey):

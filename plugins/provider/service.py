@@ -280,11 +280,11 @@ class Provider:
                 raise BadRequest(f"cannot decrypt the request: {exc}") from None
         try:
             doc = loads(content)
-        except (CanonicalJSONError, ValueError) as exc:
+        except (CanonicalJSONError, ValueError, RecursionError) as exc:
             raise BadRequest(f"request content is not JSON: {exc}") from None
         try:
             return self.job_types[job.schema].request_model.from_dict(doc)
-        except SchemaError as exc:
+        except (SchemaError, ValueError, TypeError, RecursionError) as exc:
             raise BadRequest(f"invalid request: {exc}") from None
 
     def _enqueue(self, job_id: str) -> None:
@@ -539,6 +539,9 @@ class Provider:
 
     async def _recover(self) -> None:
         ledger = self._ledger()
+        for rec in ledger.in_states("received"):  # stopped between recording and deciding
+            ledger.transition(rec.id, "declined", {"reason": "provider stopped before "
+                                                   "deciding; not taken"})
         for rec in ledger.in_states("running"):
             await self._recover_running(rec)
         for rec in ledger.in_states("accepted"):

@@ -13,6 +13,7 @@ import pytest
 
 from oa_node.client import RelayPool
 from oa_node.nostr import kinds, nip90
+from oa_node.nostr.event import Event
 from oa_node.plugins.buyer.engine import Buyer
 from oa_node.plugins.buyer.settings import BuyerSettings
 from oa_node.plugins.ledger_wallet.ledger import Ledger
@@ -23,6 +24,7 @@ from tests.marketplace.world import (
     PASSING,
     PYTEST,
     LyingSandboxPlugin,
+    RecordingWalletPlugin,
     build,
     make_repo,
     node_config,
@@ -62,11 +64,17 @@ class World:
         return build(cfg)
 
     def buyer(self, name: str = "buyer", deposit: int = 100_000, *, wallet: bool = True,
-              **settings: Any) -> Buyer:
+              record: bool = False, **settings: Any) -> Buyer:
+        """A buyer with a funded wallet; ``record=True`` wraps it in a RecordingWallet."""
         uri = wallet_uri(self.ledger, name, self.relay, deposit) if wallet else None
-        cfg = node_config(self.tmp / name, self.relay, self.image, buyer=settings,
-                          wallet_uri=uri)
-        node = build(cfg)
+        if record:
+            assert uri is not None
+            cfg = node_config(self.tmp / name, self.relay, self.image, buyer=settings)
+            node = build(cfg, plugins=[("recording-wallet", RecordingWalletPlugin(uri))])
+        else:
+            cfg = node_config(self.tmp / name, self.relay, self.image, buyer=settings,
+                              wallet_uri=uri)
+            node = build(cfg)
         return Buyer(node, BuyerSettings.from_section(node.config["buyer"]))
 
 
@@ -191,7 +199,7 @@ async def test_lying_provider_is_caught_by_redundancy_and_not_paid(world: World,
     repo = make_repo(tmp_path / "repo", FAILING)
     honest = world.provider_node("honest")
     liar = world.provider_node("liar", liar=True)
-    buyer = world.buyer()
+    buyer = world.buyer(record=True)
     h, lie = honest.signer.public_key, liar.signer.public_key
     async with running(honest), running(liar):
         await wait_announced(world.relay, h)
@@ -199,6 +207,11 @@ async def test_lying_provider_is_caught_by_redundancy_and_not_paid(world: World,
         job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST], 2),
                                  providers=[h, lie])
         rec = await follow(buyer, job, timeout=180)
+        invoices = {r["check"]["provider"]: nip90.parse_result(
+            Event.from_dict(r["event"])).amount.bolt11  # type: ignore[union-attr]
+            for r in rec.data["results"].values()}
+        # pay_invoice was called for the honest invoice only, never the liar's
+        assert buyer.node.capability("wallet").pay_calls == [invoices[h]]
         assert rec.state == "paid", rec.data
         by_provider = {r["check"]["provider"]: rid for rid, r in rec.data["results"].items()}
         assert rec.data["verdicts"] == {by_provider[h]: "pass", by_provider[lie]: "fail"}
@@ -224,7 +237,7 @@ async def test_disagreement_without_audit_pays_nobody(world: World, tmp_path: Pa
     repo = make_repo(tmp_path / "repo", FAILING)
     honest = world.provider_node("honest")
     liar = world.provider_node("liar", liar=True)
-    buyer = world.buyer(audit_on_disagreement=False)
+    buyer = world.buyer(audit_on_disagreement=False, record=True)
     h, lie = honest.signer.public_key, liar.signer.public_key
     async with running(honest), running(liar):
         await wait_announced(world.relay, h)
@@ -236,6 +249,7 @@ async def test_disagreement_without_audit_pays_nobody(world: World, tmp_path: Pa
         assert rec.state == "rejected", rec.data
         assert set(rec.data["verdicts"].values()) == {"fail"}
         assert not rec.data.get("payments")
+        assert buyer.node.capability("wallet").pay_calls == []  # never even attempted
     assert balance(world.ledger, "buyer") == 100_000
     assert balance(world.ledger, "liar") == balance(world.ledger, "honest") == 0
     await close(buyer)

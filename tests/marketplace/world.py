@@ -181,3 +181,38 @@ class LyingSandboxPlugin:
 
         register(dataclasses.replace(SANDBOX_RUN, executor=lying_executor))
         register(REPO_INDEX)
+
+
+# --- a wallet that records what the buyer asks of it ---------------------------------------
+
+
+class RecordingWallet:
+    """The real NWC wallet, with every ``pay_invoice`` call noted first: the one assertion
+    a balance cannot make is that a payment was never even attempted."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.pay_calls: list[str] = []
+
+    async def pay_invoice(self, bolt11: str, max_fee_msat: int | None = None) -> Any:
+        self.pay_calls.append(bolt11)
+        return await self.inner.pay_invoice(bolt11, max_fee_msat)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class RecordingWalletPlugin:
+    """Provides ``node.capability("wallet")`` as a :class:`RecordingWallet` over an NWC URI
+    (the node's own ``[wallet]`` stays ``none``)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.wallet: RecordingWallet | None = None
+
+    @hookimpl
+    def register_services(self, node: Node, register: Callable[..., None]) -> None:
+        from oa_node.plugins.nwc.client import NWCWallet
+
+        self.wallet = RecordingWallet(NWCWallet(self.uri, timeout=10))
+        node.provide("wallet", self.wallet)
