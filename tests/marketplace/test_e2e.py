@@ -30,6 +30,7 @@ from tests.marketplace.world import (
     node_config,
     running,
     wait_announced,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
@@ -302,6 +303,9 @@ async def test_intake_busy_expired_underbid_and_bad_requests(world: World,
         bad = await buyer.node.signer.sign(nip90.request_template(
             "oa.sandbox_run.v1", '{"commands": "not a list"}', provider=pk, bid_msat=PRICE))
         assert (await buyer.node.pool.publish(bad)).ok
+        deep = await buyer.node.signer.sign(nip90.request_template(
+            "oa.sandbox_run.v1", "[" * 50_000 + "]" * 50_000, provider=pk))
+        assert (await buyer.node.pool.publish(deep)).ok
         await follow(buyer, slow)
         assert buyer.ledger.get(slow).state == "paid"  # type: ignore[union-attr]
         with anyio.fail_after(30):
@@ -317,6 +321,9 @@ async def test_intake_busy_expired_underbid_and_bad_requests(world: World,
         assert pledger.history(busy)[-1].receipt["reason"] == "busy"
         assert "below the price" in pledger.history(cheap)[-1].receipt["reason"]
         assert "invalid request" in pledger.history(bad.id)[-1].receipt["reason"]
+        await wait_for(lambda: (r := pledger.get(deep.id)) and r.state == "declined", 10,
+                       "the deeply nested request to be declined")
+        assert "not JSON" in pledger.history(deep.id)[-1].receipt["reason"]
         pledger.close()
         async with RelayPool([world.relay]) as pool:
             feedback = await pool.query({"kinds": [kinds.JOB_FEEDBACK], "authors": [pk],
