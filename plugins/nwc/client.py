@@ -20,7 +20,7 @@ import anyio
 from oa_node.client import RelayPool
 from oa_node.nostr import bolt11, nip47
 from oa_node.nostr.errors import ProtocolError
-from oa_node.nostr.event import sign_event
+from oa_node.nostr.event import Event, sign_event
 from oa_node.nostr.kinds import NWC_INFO, NWC_RESPONSE
 from oa_node.signer import LocalSigner
 from oa_node.wallet import ErrorCode, Invoice, Payment, WalletError
@@ -78,12 +78,26 @@ class NWCWallet:
 
     # --- info and negotiation -----------------------------------------------------------
 
+    async def _fetch_info_events(self) -> list[Event]:
+        """The service's newest 13194. A service that is still starting gets until
+        ``info_timeout`` to publish it: past EOSE the subscription waits for a live one."""
+        flt = {"kinds": [NWC_INFO], "authors": [self.uri.wallet_pubkey], "limit": 1}
+        found: list[Event] = []
+        with anyio.move_on_after(self.info_timeout):
+            async with self.pool.subscribe(flt, yield_eose=True) as sub:
+                async for item in sub:
+                    if isinstance(item, tuple):
+                        found.append(item[1])
+                    elif found:  # EOSE from every relay with stored info events
+                        break
+                    if found and sub.eose:
+                        break
+        return sorted(found, key=lambda e: e.created_at, reverse=True)[:1]
+
     async def info(self, refresh: bool = False) -> nip47.WalletInfo:
         async with self._lock:
             if self._info is None or refresh:
-                events = await self.pool.query(
-                    {"kinds": [NWC_INFO], "authors": [self.uri.wallet_pubkey], "limit": 1},
-                    timeout=self.info_timeout)
+                events = await self._fetch_info_events()
                 if not events:
                     raise WalletError(ErrorCode.OTHER,
                                       "the wallet service published no info event (13194) on "

@@ -17,7 +17,7 @@ import pytest
 from oa_node.client import RelayPool
 from oa_node.nostr import nip47
 from oa_node.nostr.event import Event, sign_event
-from oa_node.nostr.keys import generate_secret_key
+from oa_node.nostr.keys import generate_secret_key, public_key_hex
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.nwc.client import NWCWallet
 from oa_node.wallet import ErrorCode, WalletError
@@ -170,3 +170,29 @@ async def test_pay_retried_after_crash_pays_once(tmp_path: Path, relay_url: str)
         assert [m["delta_msat"] for m in history if m["reason"] == "payment"] == [-25_000]
     assert ledger.connection("provider").balance_msat == 25_000
     assert json.loads(json.dumps(ledger.total_balance())) == 50_000
+
+
+
+async def test_info_waits_for_a_service_that_is_still_starting(relay_url: str) -> None:
+    """A client asking before the service published its 13194 gets it once it appears."""
+    service_secret = generate_secret_key()
+    info = sign_event(nip47.info_template(["get_balance", "pay_invoice"]), service_secret)
+    uri = nip47.ConnectionURI(info.pubkey, (relay_url,), generate_secret_key())
+
+    async def publish_late() -> None:
+        await anyio.sleep(0.5)
+        async with RelayPool([relay_url]) as pool:
+            assert (await pool.publish(info)).ok_count == 1
+
+    async with NWCWallet(uri, info_timeout=10) as wallet, anyio.create_task_group() as tg:
+        tg.start_soon(publish_late)
+        got = await wallet.info()
+    assert set(got.methods) == {"get_balance", "pay_invoice"}
+
+
+async def test_info_times_out_clearly_without_a_service(relay_url: str) -> None:
+    uri = nip47.ConnectionURI(public_key_hex(generate_secret_key()), (relay_url,),
+                              generate_secret_key())
+    async with NWCWallet(uri, info_timeout=0.5) as wallet:
+        with pytest.raises(WalletError, match="published no info event"):
+            await wallet.info()
