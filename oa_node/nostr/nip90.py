@@ -296,9 +296,13 @@ def handler_template(
     limits: dict[str, Any] | None = None,
     relays: list[str] | tuple[str, ...] = (),
     expiration: int | None = None,
+    dedicated_kinds: bool = True,
 ) -> EventTemplate:
-    """Kind 31990 with ``k`` per served kind, ``t`` per schema, prices in the content."""
-    served = {kinds.JOB_REQUEST} | {DEDICATED_KINDS[s] for s in schemas if s in DEDICATED_KINDS}
+    """Kind 31990 with ``k`` per served kind (5050, plus each schema's dedicated kind
+    unless ``dedicated_kinds`` is off), ``t`` per schema, prices in the content."""
+    served = {kinds.JOB_REQUEST}
+    if dedicated_kinds:
+        served |= {DEDICATED_KINDS[s] for s in schemas if s in DEDICATED_KINDS}
     tags: list[list[str]] = [["d", identifier]]
     tags += [["k", str(k)] for k in sorted(served)]
     tags += [["t", s] for s in sorted(schemas)]

@@ -18,8 +18,8 @@ feedback (they may have half run: running them again would run them twice);
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -62,8 +62,10 @@ class Provider:
         self.ledger: StateLedger | None = None
         self.sandbox: Sandbox | None = None
         self.job_types: dict[str, JobType] = {}
-        self._queue: deque[str] = deque()
-        self._queue_changed = anyio.Event()
+        # accepted jobs wait here (ids, in order); workers take them one at a time
+        self._send, self._receive = anyio.create_memory_object_stream[str](math.inf)
+        self._waiting: set[str] = set()  # accepted, not yet taken by a worker
+        self._active = 0  # taken by a worker
         self._running: dict[str, CancelToken] = {}
         self._settle_wakeup = anyio.Event()
         self._announcement: Event | None = None
@@ -201,6 +203,7 @@ class Provider:
                     "network_policies": list(self.exec_settings.allowed_network_policies)},
             relays=self.node.config["node"]["relays"],
             expiration=int(time.time()) + s.announce_ttl_secs,
+            dedicated_kinds=s.dedicated_kinds,
         )
 
     async def _announce(self) -> None:
@@ -255,8 +258,7 @@ class Provider:
             if job.bid_msat is not None and job.bid_msat < price:
                 raise BadRequest(f"bid {job.bid_msat} msat is below the price {price} msat")
             await self.request_document(job)
-            queued = len(self._queue) + len(self._running)
-            if queued >= self.settings.concurrency + self.settings.queue_bound:
+            if self.load() >= self.settings.concurrency + self.settings.queue_bound:
                 raise BadRequest("busy")
         except BadRequest as exc:
             ledger.transition(event.id, "declined", {"reason": str(exc)})
@@ -264,7 +266,7 @@ class Provider:
             return "declined"
         ledger.transition(event.id, "accepted", {"price_msat": price})
         self._enqueue(event.id)
-        if len(self._queue) > 0 and len(self._running) >= self.settings.concurrency:
+        if self._active >= self.settings.concurrency:
             self._spawn(self._feedback, event, "processing", "queued")
         return "accepted"
 
@@ -288,17 +290,21 @@ class Provider:
             raise BadRequest(f"invalid request: {exc}") from None
 
     def _enqueue(self, job_id: str) -> None:
-        self._queue.append(job_id)
-        self._queue_changed.set()
+        self._waiting.add(job_id)
+        self._send.send_nowait(job_id)
+
+    def load(self) -> int:
+        """Jobs accepted and not finished: waiting for a worker or running."""
+        return len(self._waiting) + self._active
 
     # --- running --------------------------------------------------------------------------
 
     async def _worker(self) -> None:
-        while True:
-            while not self._queue:
-                self._queue_changed = anyio.Event()
-                await self._queue_changed.wait()
-            job_id = self._queue.popleft()
+        async for job_id in self._receive:
+            if job_id not in self._waiting:
+                continue  # cancelled while it waited
+            self._waiting.discard(job_id)
+            self._active += 1
             try:
                 await self._run_job(job_id)
             except Exception:
@@ -309,6 +315,8 @@ class Provider:
                                               {"reason": "internal error in the provider"})
                     request = Event.from_dict(rec.data["request"])
                     await self._feedback(request, "error", "internal error in the provider")
+            finally:
+                self._active -= 1
 
     async def _run_job(self, job_id: str) -> None:
         ledger = self._ledger()
@@ -513,8 +521,7 @@ class Provider:
                 continue
             if rec.state in ("accepted", "running"):
                 ledger.transition(target, "cancelled", {"deletion": event.id})
-                if target in self._queue:
-                    self._queue.remove(target)
+                self._waiting.discard(target)
                 token = self._running.get(target)
                 if token is not None:
                     token.cancel()

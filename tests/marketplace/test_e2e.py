@@ -389,3 +389,30 @@ async def test_payable_refuses_what_the_bid_or_invoice_does_not_allow(world: Wor
     old = world.ledger.invoice(conn.id, 2_000, description="old", expiry=1)["bolt11"]
     await anyio.sleep(1.1)
     assert "expired" in Buyer._payable(result(nip90.Amount(2_000, old)), 5_000)[0]
+
+
+async def test_concurrency_and_generic_kind_only(world: World, tmp_path: Path) -> None:
+    """Two workers run two jobs side by side; with dedicated kinds off the provider neither
+    announces nor takes kind 5930."""
+    node = world.provider_node("pylon", concurrency=2, dedicated_kinds=False)
+    buyer = world.buyer()
+    pk = node.signer.public_key
+    doc = sandbox_doc("", ["sleep 3"])
+    del doc["repo"]
+    async with running(node):
+        await wait_announced(world.relay, pk)
+        async with RelayPool([world.relay]) as pool:
+            (ad,) = await pool.query({"kinds": [kinds.HANDLER_INFO], "authors": [pk]}, 5)
+        assert ad.tag_values("k") == [str(kinds.JOB_REQUEST)]
+        a = await buyer.submit("oa.sandbox_run.v1", doc, providers=[pk])
+        b = await buyer.submit("oa.sandbox_run.v1", doc, providers=[pk])
+        dedicated = await buyer.submit("oa.sandbox_run.v1", doc, providers=[pk],
+                                       dedicated_kinds=True, ttl_secs=5)
+        pledger = open_provider_ledger(node.data_dir)
+        await wait_for(lambda: all((r := pledger.get(j)) and r.state == "running"
+                                   for j in (a, b)), 20, "both jobs running at once")
+        for job in (a, b):
+            assert (await follow(buyer, job)).state == "paid"
+        assert pledger.get(dedicated) is None  # never even received
+        pledger.close()
+    await close(buyer)

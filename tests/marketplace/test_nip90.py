@@ -124,6 +124,9 @@ def test_handler_announcement(provider: LocalSigner) -> None:
                                   kinds.JOB_REQUEST_REPO_INDEX]
     assert info.pricing_msat == {SCHEMA: 5000, "oa.repo_index.v1": 1000}
     assert info.limits == {"concurrency": 2} and ev.expiration == 2_000_000_000
+    generic = nip90.parse_handler(provider.sign_now(nip90.handler_template(
+        "pylon", {SCHEMA: 1}, dedicated_kinds=False)))
+    assert generic.kinds == [kinds.JOB_REQUEST]
     # hostile content: bad prices are dropped, non-objects refused
     junk = provider.sign_now(EventTemplate(kind=kinds.HANDLER_INFO, tags=[["d", "x"]],
                                            content=json.dumps({"pricing": {
