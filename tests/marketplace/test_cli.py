@@ -139,6 +139,8 @@ def test_oa_node_start_runs_the_whole_loop(tmp_path: Path, sandbox_image: str) -
             "published", "feedback", "result_received", "verified", "paid"]
         (result,) = done["results"]
         assert result["verdict"] == "pass" and result["payment"]["amount_msat"] == PRICE
+        human = cli("job", "status", first["id"], "-c", str(buyer_cfg)).stdout
+        assert "paid" in human and f"{PRICE} msat" in human and "verified -> paid" in human
 
         # 2. --wait in the CLI (the service follows the same job: paid exactly once),
         #    a failing suite on the dedicated kind: an honest result is paid
@@ -150,6 +152,8 @@ def test_oa_node_start_runs_the_whole_loop(tmp_path: Path, sandbox_image: str) -
         assert [j["state"] for j in jobs] == ["paid", "paid"]
         second = jobs[0]
         assert second["results"][0]["status"] == "failed"
+        listing = cli("job", "list", "-c", str(buyer_cfg)).stdout
+        assert listing.count("paid") == 2 and "oa.sandbox_run.v1" in listing
 
         # 3. a job nobody takes, cancelled (NIP-09)
         nobody = "ab" * 32
