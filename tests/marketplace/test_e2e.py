@@ -394,7 +394,8 @@ async def test_payable_refuses_what_the_bid_or_invoice_does_not_allow(world: Wor
 async def test_concurrency_and_generic_kind_only(world: World, tmp_path: Path) -> None:
     """Two workers run two jobs side by side; with dedicated kinds off the provider neither
     announces nor takes kind 5930."""
-    node = world.provider_node("pylon", concurrency=2, dedicated_kinds=False)
+    node = world.provider_node("pylon", concurrency=2, dedicated_kinds=False,
+                               announce_interval_secs=1.0)
     buyer = world.buyer()
     pk = node.signer.public_key
     doc = sandbox_doc("", ["sleep 3"])
@@ -414,5 +415,31 @@ async def test_concurrency_and_generic_kind_only(world: World, tmp_path: Path) -
         for job in (a, b):
             assert (await follow(buyer, job)).state == "paid"
         assert pledger.get(dedicated) is None  # never even received
+        pledger.close()
+        async with RelayPool([world.relay]) as pool:  # re-announced while running
+            (later,) = await pool.query({"kinds": [kinds.HANDLER_INFO], "authors": [pk]}, 5)
+        assert later.created_at > ad.created_at and later.expiration > later.created_at
+    await close(buyer)
+
+
+async def test_cancel_stops_a_running_job(world: World, tmp_path: Path) -> None:
+    node = world.provider_node("pylon")
+    buyer = world.buyer()
+    pk = node.signer.public_key
+    doc = sandbox_doc("", ["sleep 60", "echo never"])
+    del doc["repo"]
+    async with running(node):
+        await wait_announced(world.relay, pk)
+        job = await buyer.submit("oa.sandbox_run.v1", doc, providers=[pk])
+        pledger = open_provider_ledger(node.data_dir)
+        await wait_for(lambda: (r := pledger.get(job)) and r.state == "running", 20,
+                       "the job to run")
+        rec = await buyer.cancel(job)
+        assert rec.state == "cancelled"
+        await wait_for(lambda: pledger.get(job).state == "cancelled", 20,  # type: ignore[union-attr]
+                       "the provider to stop it")
+        assert pledger.history(job)[-1].receipt["deletion"]
+        await anyio.sleep(1)
+        assert not pledger.get(job).data.get("result_event")  # type: ignore[union-attr]
         pledger.close()
     await close(buyer)
