@@ -82,6 +82,8 @@ CREATE TABLE IF NOT EXISTS deleted_addresses (
 
 #: Saves committed per transaction at most (bounds one commit's latency).
 MAX_BATCH = 2000
+#: Seconds between background WAL checkpoints.
+CHECKPOINT_INTERVAL = 1.0
 
 
 def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
@@ -110,6 +112,8 @@ class SQLiteStore:
         self._writer_task: asyncio.Task[None] | None = None
         self._write_exec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._read_exec = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
+        self._ckpt_exec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
+        self._ckpt_task: asyncio.Task[None] | None = None
         self._local = threading.local()
         self._reader_cons: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -131,13 +135,31 @@ class SQLiteStore:
         self._probe = _connect(self.path, readonly=True)
         self._queue = asyncio.Queue()
         self._writer_task = asyncio.create_task(self._writer(), name="sqlite-writer")
+        self._ckpt_task = asyncio.create_task(self._checkpointer(), name="sqlite-checkpoint")
         self._opened = True
 
     def _open_writer(self) -> sqlite3.Connection:
         con = _connect(self.path)
         con.execute(f"PRAGMA synchronous={self._synchronous}")
+        # checkpoints run on their own thread (see _checkpointer), not inside a commit
+        # that clients are waiting on
+        con.execute("PRAGMA wal_autocheckpoint=0")
         con.executescript(SCHEMA)
         return con
+
+    async def _checkpointer(self) -> None:
+        """Copy the WAL back into the database once a second, beside the writer (a
+        PASSIVE checkpoint never blocks it), so commits stay short and the WAL small."""
+        loop = asyncio.get_running_loop()
+        con = _connect(self.path, readonly=True)
+        try:
+            while True:
+                await asyncio.sleep(CHECKPOINT_INTERVAL)
+                await loop.run_in_executor(
+                    self._ckpt_exec, con.execute, "PRAGMA wal_checkpoint(PASSIVE)"
+                )
+        finally:
+            await loop.run_in_executor(self._ckpt_exec, con.close)
 
     async def flush(self) -> None:
         pending = list(self._pending.values())
@@ -153,10 +175,22 @@ class SQLiteStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._writer_task)
         loop = asyncio.get_running_loop()
+        if self._ckpt_task is not None:
+            self._ckpt_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ckpt_task
         if self._wcon is not None:
-            await loop.run_in_executor(self._write_exec, self._wcon.close)
+            wcon = self._wcon
+
+            def final() -> None:
+                with contextlib.suppress(sqlite3.Error):
+                    wcon.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                wcon.close()
+
+            await loop.run_in_executor(self._write_exec, final)
         self._write_exec.shutdown(wait=True)
         self._read_exec.shutdown(wait=True)
+        self._ckpt_exec.shutdown(wait=True)
         for con in [*self._reader_cons, *( [self._probe] if self._probe else [])]:
             con.close()
 
