@@ -264,6 +264,11 @@ class Provider:
             ledger.transition(event.id, "declined", {"reason": str(exc)})
             self._spawn(self._feedback, event, "error", str(exc))
             return "declined"
+        except Exception:  # e.g. a signer that fails to decrypt: refuse, never leave it
+            log.exception("request %s", event.id[:12])
+            ledger.transition(event.id, "declined", {"reason": "internal error"})
+            self._spawn(self._feedback, event, "error", "internal error in the provider")
+            return "declined"
         ledger.transition(event.id, "accepted", {"price_msat": price})
         self._enqueue(event.id)
         if self._active >= self.settings.concurrency:
