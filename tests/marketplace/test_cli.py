@@ -22,8 +22,6 @@ from oa_node.plugins.provider.ledger import open_provider_ledger
 from tests.marketplace.conftest import REPO_ROOT, balance, free_port, wallet_uri
 from tests.marketplace.world import FAILING, PASSING, PYTEST, make_repo, write_config
 
-pytestmark = [pytest.mark.docker]
-
 PRICE = 3_000
 
 
@@ -77,6 +75,7 @@ def poll(fn: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.docker
 def test_oa_node_start_runs_the_whole_loop(tmp_path: Path, sandbox_image: str) -> None:
     port = free_port()
     relay = f"ws://127.0.0.1:{port}"
@@ -187,3 +186,46 @@ def test_oa_node_start_runs_the_whole_loop(tmp_path: Path, sandbox_image: str) -
     assert balance(ledger, "pylon") == 2 * PRICE
     assert balance(ledger, "buyer") == 100_000 - 2 * PRICE
     ledger.close()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["job", "submit", "sandbox_run", "--cmd", "true", "--encrypt"],
+     "--encrypt needs --provider"),
+    (["job", "submit", "sandbox_run", "--cmd", "true", "--encrypt", "-k", "2",
+      "--provider", "ab" * 32], "needs 2 providers"),
+    (["job", "submit", "sandbox_run"], "give at least one --cmd"),
+    (["job", "submit", "sandbox_run", "--cmd", "true", "--env", "NOEQUALS"],
+     "expected KEY=VALUE"),
+    (["job", "submit", "sandbox_run", "--cmd", "true", "--network", "bogus"],
+     "invalid oa.sandbox_run.v1 request"),
+    (["job", "submit", "sandbox_run", "--cmd", "true", "--provider", "npub1qqq"],
+     "not a valid npub"),
+    (["job", "submit", "repo_index", "--repo", "file:///x", "--index-type", "everything"],
+     "invalid oa.repo_index.v1 request"),
+    (["job", "status", "0123"], "no job"),
+    (["job", "cancel", "0123"], "no job"),
+])
+def test_cli_refuses_bad_input_before_any_network(tmp_path: Path, args: list[str],
+                                                   message: str) -> None:
+    """In-process (no relay needed): every refusal is a UserError, i.e. one line, exit 1."""
+    from typer.testing import CliRunner
+
+    from oa_node.cli import make_app
+    from oa_node.errors import UserError
+
+    cfg = write_config(tmp_path / "n", {"node": {"data_dir": ".",
+                                                 "relays": ["ws://127.0.0.1:9"]}})
+    result = CliRunner().invoke(make_app(), [*args, "-c", str(cfg)])
+    assert isinstance(result.exception, UserError), (result.exception, result.output)
+    assert message in str(result.exception)
+
+
+def test_providers_needs_relays(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from oa_node.cli import make_app
+    from oa_node.errors import UserError
+
+    cfg = write_config(tmp_path / "n", {"node": {"data_dir": "."}})
+    result = CliRunner().invoke(make_app(), ["providers", "-c", str(cfg)])
+    assert isinstance(result.exception, UserError) and "no relays" in str(result.exception)
