@@ -343,37 +343,51 @@ class Provider:
             return
         token = CancelToken()
         self._running[job_id] = token
+        price = int(rec.data.get("price_msat", 0))
+        side: dict[str, Any] = {}
+
+        async def prepare_invoice() -> None:
+            side["invoice"] = await self._invoice(job_id, price)
+
+        async def start_trajectory() -> None:
+            side["recorder"] = await self._start_trajectory(job, model)
+
         try:
             ledger.transition(job_id, "running", started_at=time.time())
             self._spawn(self._feedback, request, "processing", "running")
-            recorder = await self._start_trajectory(job, model)
             ctx = ExecContext(settings=self.exec_settings, sandbox=self.sandbox,
                               provider_pubkey=self.pubkey, cancel=token, job_id=job_id[:32])
-            t0 = time.monotonic()
-            try:
-                result = await anyio.to_thread.run_sync(job_type.executor, model, ctx,
-                                                        abandon_on_cancel=True)
-            except BaseException:
-                token.cancel()
-                raise
-            exec_secs = time.monotonic() - t0
+            # the invoice and the trajectory's opening events are made while the job runs,
+            # so neither adds to its latency
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(prepare_invoice)
+                tg.start_soon(start_trajectory)
+                t0 = time.monotonic()
+                try:
+                    result = await anyio.to_thread.run_sync(job_type.executor, model, ctx,
+                                                            abandon_on_cancel=True)
+                except BaseException:
+                    token.cancel()
+                    raise
+                exec_secs = time.monotonic() - t0
             doc = result.raw if getattr(result, "raw", None) is not None else result.to_dict()
-            traj_tags = await self._end_trajectory(recorder, doc)
+            traj_tags = await self._end_trajectory(side.get("recorder"), doc)
             if token.cancelled:
                 return  # cancelled by the buyer meanwhile: state already says so
-            await self._answer(job_id, request, job, doc, exec_secs, traj_tags)
+            amount, invoice = side["invoice"]
+            await self._answer(job_id, request, job, doc, exec_secs, traj_tags, amount,
+                               invoice)
         finally:
             self._running.pop(job_id, None)
 
     async def _answer(self, job_id: str, request: Event, job: nip90.JobRequest,
-                      doc: dict[str, Any], exec_secs: float, traj_tags: list[list[str]]) -> None:
+                      doc: dict[str, Any], exec_secs: float, traj_tags: list[list[str]],
+                      amount: nip90.Amount, invoice: dict[str, Any]) -> None:
         """Sign the result with its invoice, store it, publish it, then say so."""
         ledger = self._ledger()
-        price = int(ledger.get(job_id).data.get("price_msat", 0))  # type: ignore[union-attr]
         content = canonical_json(doc)
         if job.encrypted:
             content = await self.node.signer.nip44_encrypt(job.buyer, content)
-        amount, invoice = await self._invoice(job_id, price)
         template = nip90.result_template(request, content, job.schema, amount=amount,
                                          encrypted=job.encrypted, extra_tags=traj_tags)
         event = await self.node.signer.sign(template)
