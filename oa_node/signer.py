@@ -7,12 +7,12 @@ the code knowing which. Methods are async because a threshold signer talks to it
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from oa_node.errors import UserError
+from oa_node.files import write_private
 from oa_node.nostr import nip19, nip44
 from oa_node.nostr.event import Event, EventTemplate, sign_event
 from oa_node.nostr.keys import public_key_hex
@@ -119,14 +119,7 @@ def read_key_file(path: str | Path) -> bytes:
 
 def write_key_file(path: str | Path, secret_key: bytes, *, force: bool = False) -> Path:
     """Write the key as hex with mode 0600; refuse to overwrite unless ``force``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
     try:
-        fd = os.open(p, flags, 0o600)
-    except FileExistsError:
-        raise KeyFileError(f"{p}: already exists (use --force to overwrite)") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(secret_key.hex() + "\n")
-    os.chmod(p, 0o600)
-    return p
+        return write_private(path, secret_key.hex() + "\n", force=force)
+    except FileExistsError as exc:
+        raise KeyFileError(str(exc)) from None

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from oa_node import files
 from oa_node.errors import UserError
 from oa_node.plugins.frostr.encoding import (
     EncodingError,
@@ -129,17 +129,10 @@ def is_encrypted(text: str) -> bool:
 
 def write_private(path: str | Path, text: str, *, force: bool = False) -> Path:
     """Write ``text`` with mode 0600; refuse to overwrite unless ``force``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
     try:
-        fd = os.open(p, flags, 0o600)
-    except FileExistsError:
-        raise ShareFileError(f"{p}: already exists (use --force to overwrite)") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(p, 0o600)
-    return p
+        return files.write_private(path, text, force=force)
+    except FileExistsError as exc:
+        raise ShareFileError(str(exc)) from None
 
 
 def write_share(path: str | Path, share: SharePackage, password: str | None = None, *,
