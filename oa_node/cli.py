@@ -178,6 +178,16 @@ def _config_app(host: PluginHost) -> typer.Typer:
 # --- app assembly ----------------------------------------------------------------------------
 
 
+def sub_app(app: typer.Typer, name: str) -> typer.Typer | None:
+    """The sub-app registered as ``name`` (e.g. ``relay``), so a plugin can add a command
+    to an existing group instead of creating a rival one."""
+    for group in app.registered_groups:
+        if group.name == name and group.typer_instance is not None:
+            return group.typer_instance
+    return None
+
+
+
 def _disabled_from_config(argv: list[str]) -> frozenset[str]:
     """Honour ``[plugins] disable`` for CLI commands too, before Typer parses argv."""
     path: Path | None = None

@@ -1,7 +1,8 @@
 """The relay plugin ("Nexus"): turns a node into a Nostr relay for high-frequency job traffic.
 
 Hooks: ``register_config`` declares ``[relay]`` (off by default); ``register_services``
-runs the relay when enabled; ``register_relay_policies`` registers the built-in policies,
+runs the relay when enabled; ``register_commands`` adds ``oa-node relay serve``;
+``register_relay_policies`` registers the built-in policies,
 so they reach the relay through the same registry as third-party ones. The server is also
 a library (:class:`RelayServer`) and a process (``python -m oa_node.plugins.relay``).
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from oa_node.hookspecs import hookimpl
 from oa_node.plugins.relay.policies import builtin_policies
@@ -37,6 +40,14 @@ def register_relay_policies(register: Callable[..., None]) -> None:
     for stage, fns in builtin_policies().items():
         for fn in fns:
             register(stage, fn)
+
+
+@hookimpl
+def register_commands(app: typer.Typer) -> None:
+    from oa_node.cli import sub_app
+
+    relay_app = sub_app(app, "relay")
+    (relay_app or app).command("serve" if relay_app else "relay-serve")(serve_command)
 
 
 @hookimpl
@@ -70,13 +81,15 @@ async def relay_service(node: Node) -> None:
 
 
 def serve_command(
-    host: str = "127.0.0.1",
-    port: int = 7447,
-    db: str = "relay.sqlite3",
-    postgres: str | None = None,
-    config: str | None = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 7447,
+    db: Annotated[str, typer.Option(help="SQLite database file.")] = "relay.sqlite3",
+    postgres: Annotated[str | None, typer.Option(
+        help="PostgreSQL DSN (instead of SQLite).")] = None,
+    config: Annotated[str | None, typer.Option(
+        help="A node.toml whose relay section (limits, auth, info) to use.")] = None,
 ) -> None:
-    """``oa-node relay serve``: a foreground relay without a node config (Ctrl-C stops it)."""
+    """Run a relay in the foreground without a node (Ctrl-C stops it)."""
     from oa_node.plugins.relay.__main__ import run
 
     asyncio.run(run(host=host, port=port, db=db, postgres=postgres, config=config))
