@@ -20,7 +20,7 @@ setup: $(STAMP)
 
 ## Set up, write a starter config and key into $(DATA_DIR) once, and start the node.
 run: $(STAMP)
-	@[ -f $(DATA_DIR)/node.toml ] || $(VENV)/bin/oa-node init $(DATA_DIR)
+	@[ -f $(DATA_DIR)/node.toml ] || $(VENV)/bin/oa-node init $(DATA_DIR) --relay ws://127.0.0.1:7447
 	$(VENV)/bin/oa-node start --config $(DATA_DIR)/node.toml
 
 ## Install what the tests need (Debian packages, Docker, PostgreSQL) and run the whole suite.

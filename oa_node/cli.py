@@ -101,6 +101,8 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
         data_dir: Annotated[Path, typer.Argument(help="Folder for config, key and data.")] = Path(
             "~/.oa-node"),
         force: Annotated[bool, typer.Option(help="Overwrite an existing config and key.")] = False,
+        relay: Annotated[list[str] | None, typer.Option(
+            "--relay", "-r", help="A relay the node talks to ([node] relays); repeatable.")] = None,
         as_json: JsonOption = False,
     ) -> None:
         """Write a starter node.toml and a new key into DATA_DIR."""
@@ -115,7 +117,10 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
         signer = LocalSigner.generate()
         key_path = write_key_file(data_dir / "node.key", signer.secret_key, force=force)
         sections = core_sections() + host.registries.config_sections()  # type: ignore[operator]
-        text = render_example(sections, {"node": {"data_dir": "."}}, starter=True)
+        node_values: dict[str, Any] = {"data_dir": "."}
+        if relay:
+            node_values["relays"] = list(relay)
+        text = render_example(sections, {"node": node_values}, starter=True)
         cfg_path.write_text(
             "# oa-node starter config, written by `oa-node init`. Every key is documented;\n"
             "# commented keys show their defaults.\n\n" + text, encoding="utf-8")

@@ -19,6 +19,7 @@ def relay_section() -> Section:
     return Section(
         "relay",
         help="The Nexus relay: NIP-01/09/11/40/42/45 over websockets, SQLite or PostgreSQL.",
+        starter={"enabled": True},
         keys=[
             Key("enabled", bool, False, "Run a relay as part of this node."),
             Key("host", str, "127.0.0.1", "Address to listen on."),
