@@ -217,6 +217,15 @@ def _disabled_from_config(argv: list[str]) -> frozenset[str]:
     return frozenset(str(x) for x in disable) if isinstance(disable, list) else frozenset()
 
 
+def _markdown_help(app: typer.Typer) -> None:
+    """Help texts name config sections like ``[node]``: render help as Markdown, which
+    keeps them, instead of Rich markup, which would swallow them as style tags."""
+    app.rich_markup_mode = "markdown"
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            _markdown_help(group.typer_instance)
+
+
 def make_app(host: PluginHost | None = None) -> typer.Typer:
     """The CLI with core commands and every loaded plugin's commands."""
     if host is None:
@@ -240,6 +249,7 @@ def make_app(host: PluginHost | None = None) -> typer.Typer:
             host.fail(impl.plugin_name, f"register_commands: {type(exc).__name__}: {exc}")
             err_console.print(f"[yellow]warning:[/] plugin {impl.plugin_name}: commands not "
                               f"loaded ({escape(str(exc))})", soft_wrap=True)
+    _markdown_help(app)
     return app
 
 
