@@ -9,7 +9,7 @@ in a worker thread) and a buyer checks a result with ``verifier(request, result)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,29 @@ class ExecutorSettings:
     workdir: Path = field(default_factory=lambda: Path.home() / ".oa-node" / "jobs")
     fetch_timeout_secs: float = 120.0
     max_repo_mb: int = 1024
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any] | None, data_dir: Path,
+                     workdir: Path | None = None) -> ExecutorSettings:
+        """Settings from a node's ``[sandbox]`` section (declared by the sandbox plugin;
+        read here so the provider and the buyer's audits share one reading of it).
+        ``workdir`` overrides the section's folder for checkouts."""
+        if not section:
+            return cls(workdir=workdir or data_dir / "sandbox-jobs")
+        s = section
+        if workdir is None:
+            workdir = Path(s["workdir"]).expanduser()
+            workdir = workdir if workdir.is_absolute() else data_dir / workdir
+        return cls(
+            max_limits=Limits(memory_mb=s["max_memory_mb"], cpus=s["max_cpus"],
+                              pids=s["max_pids"], timeout_secs=s["max_timeout_secs"],
+                              disk_mb=s["max_disk_mb"], preview_bytes=s["output_preview_bytes"],
+                              max_artifact_bytes=s["max_artifact_mb"] << 20),
+            allowed_url_schemes=tuple(s["allowed_url_schemes"]),
+            allowed_network_policies=tuple(s["allowed_network_policies"]),
+            workdir=workdir,
+            fetch_timeout_secs=float(s["fetch_timeout_secs"]),
+        )
 
     def cap(self, memory_mb: int, cpus: float, pids: int, timeout_secs: float,
             disk_mb: int) -> Limits:

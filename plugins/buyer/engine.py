@@ -426,20 +426,9 @@ class Buyer:
         return factories[backend](self.node.config)
 
     def _exec_settings(self) -> ExecutorSettings:
-        from oa_node.sandbox.base import Limits
-
-        s = self.node.config.get("sandbox")
-        jobs = self.node.data_dir / "audit-jobs"
-        if not s:
-            return ExecutorSettings(workdir=jobs)
-        return ExecutorSettings(
-            max_limits=Limits(memory_mb=s["max_memory_mb"], cpus=s["max_cpus"],
-                              pids=s["max_pids"], timeout_secs=s["max_timeout_secs"],
-                              disk_mb=s["max_disk_mb"], preview_bytes=s["output_preview_bytes"],
-                              max_artifact_bytes=s["max_artifact_mb"] << 20),
-            allowed_url_schemes=tuple(s["allowed_url_schemes"]),
-            allowed_network_policies=tuple(s["allowed_network_policies"]),
-            workdir=jobs, fetch_timeout_secs=float(s["fetch_timeout_secs"]))
+        return ExecutorSettings.from_section(self.node.config.get("sandbox"),
+                                             self.node.data_dir,
+                                             workdir=self.node.data_dir / "audit-jobs")
 
     # --- paying ---------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from oa_node.config import Config, Key, Section, non_negative, positive
 from oa_node.executors.jobtype import ExecutorSettings
-from oa_node.sandbox.base import Limits
 
 DEFAULT_SCHEMAS = ["oa.sandbox_run.v1", "oa.repo_index.v1"]
 
@@ -93,21 +92,5 @@ class ProviderSettings:
 
 
 def executor_settings(config: Config, data_dir: Path) -> ExecutorSettings:
-    """The provider's policy from ``[sandbox]`` (its caps, schemes, networks, workdir).
-
-    Read from the config section itself: a plugin does not import another plugin's code.
-    """
-    s = config.get("sandbox")
-    if not s:
-        return ExecutorSettings(workdir=data_dir / "sandbox-jobs")
-    workdir = Path(s["workdir"]).expanduser()
-    return ExecutorSettings(
-        max_limits=Limits(memory_mb=s["max_memory_mb"], cpus=s["max_cpus"],
-                          pids=s["max_pids"], timeout_secs=s["max_timeout_secs"],
-                          disk_mb=s["max_disk_mb"], preview_bytes=s["output_preview_bytes"],
-                          max_artifact_bytes=s["max_artifact_mb"] << 20),
-        allowed_url_schemes=tuple(s["allowed_url_schemes"]),
-        allowed_network_policies=tuple(s["allowed_network_policies"]),
-        workdir=workdir if workdir.is_absolute() else data_dir / workdir,
-        fetch_timeout_secs=float(s["fetch_timeout_secs"]),
-    )
+    """The provider's policy from ``[sandbox]`` (its caps, schemes, networks, workdir)."""
+    return ExecutorSettings.from_section(config.get("sandbox"), data_dir)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 from oa_node.config import Config, Key, Section, positive
 from oa_node.executors.git_fetch import SCHEMES
 from oa_node.executors.jobtype import ExecutorSettings
-from oa_node.sandbox.base import Limits, Sandbox, SandboxError
+from oa_node.sandbox.base import Sandbox, SandboxError
 
 
 def _digest_or_empty(value: str) -> None:
@@ -58,19 +57,8 @@ def _section(config: Config | dict[str, Any]) -> dict[str, Any]:
 
 
 def settings_from_config(config: Config) -> ExecutorSettings:
-    s = config["sandbox"]
-    data_dir = config.resolve_path(config["node"]["data_dir"])
-    workdir = Path(s["workdir"]).expanduser()
-    return ExecutorSettings(
-        max_limits=Limits(memory_mb=s["max_memory_mb"], cpus=s["max_cpus"],
-                          pids=s["max_pids"], timeout_secs=s["max_timeout_secs"],
-                          disk_mb=s["max_disk_mb"], preview_bytes=s["output_preview_bytes"],
-                          max_artifact_bytes=s["max_artifact_mb"] << 20),
-        allowed_url_schemes=tuple(s["allowed_url_schemes"]),
-        allowed_network_policies=tuple(s["allowed_network_policies"]),
-        workdir=workdir if workdir.is_absolute() else data_dir / workdir,
-        fetch_timeout_secs=float(s["fetch_timeout_secs"]),
-    )
+    return ExecutorSettings.from_section(config["sandbox"],
+                                         config.resolve_path(config["node"]["data_dir"]))
 
 
 _shared: dict[int, tuple[Any, Sandbox]] = {}
