@@ -8,6 +8,9 @@ A request is checked before any money moves: author = the connection's client ke
 within the connection's rate limit (else ``RATE_LIMITED``). The ledger records each request
 id with its response in the same transaction as the money it moves, so a re-delivered
 request is answered again and never paid twice.
+
+An info event no relay has accepted yet (e.g. the node's own relay is still starting) is
+published again on every refresh until one does: without it NWC clients cannot connect.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ log = logging.getLogger("oa_node.ledger_wallet")
 METHODS = ("pay_invoice", "make_invoice", "lookup_invoice", "get_balance", "get_info",
            "list_transactions")
 ENCRYPTIONS = (nip47.NIP44, nip47.NIP04)
+#: info events published at once (many connections must not flood a relay's rate limit)
+INFO_CONCURRENCY = 8
 
 
 class RateLimiter:
@@ -80,12 +85,15 @@ class WalletService:
         self.encryptions: Counter[str] = Counter()
         self._conns: dict[str, Connection] = {}
         self._info_published: set[str] = set()
+        self._info_lock = anyio.Lock()
+        self._info_failures: Counter[str] = Counter()
 
     # --- main loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
         """Serve until cancelled, picking up connections created meanwhile (e.g. by the CLI)."""
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._retry_infos)
             while True:
                 self._conns = {c.service_pubkey: c for c in self.ledger.connections()
                                if not c.revoked}
@@ -115,17 +123,44 @@ class WalletService:
                    if not c.revoked}
         return current != {k: c.client_pubkey for k, c in self._conns.items()}
 
+    @property
+    def unpublished_infos(self) -> list[str]:
+        """Service keys whose info event no relay has accepted yet."""
+        return [k for k in self._conns if k not in self._info_published]
+
+    async def _retry_infos(self) -> None:
+        """Apart from the request loop, so a relay that is slow to answer never holds up
+        requests arriving on the others."""
+        while True:
+            await anyio.sleep(self.refresh_interval)
+            if self.unpublished_infos:
+                await self._publish_infos()
+
     async def _publish_infos(self) -> None:
-        for key, conn in self._conns.items():
-            if key in self._info_published:
-                continue
+        """Publish each missing info event, a few at a time: a relay that does not answer
+        costs one timeout per batch rather than per connection."""
+        async with self._info_lock:
+            conns = [self._conns[k] for k in self.unpublished_infos]
+            limiter = anyio.CapacityLimiter(INFO_CONCURRENCY)
+            async with anyio.create_task_group() as tg:
+                for conn in conns:
+                    tg.start_soon(self._publish_info, conn, limiter)
+
+    async def _publish_info(self, conn: Connection, limiter: anyio.CapacityLimiter) -> None:
+        async with limiter:
             info = sign_event(nip47.info_template(METHODS, ENCRYPTIONS), conn.service_secret)
             result = await self.pool.publish(info, self.publish_timeout)
-            if result.ok:
-                self._info_published.add(key)
-            else:
-                log.warning("info event for connection %s not accepted: %s", conn.name,
-                            result.rejected)
+        key = conn.service_pubkey
+        if result.ok:
+            self._info_published.add(key)
+            if self._info_failures.pop(key, 0):
+                log.info("info event for connection %s accepted by %s", conn.name,
+                         ", ".join(result.accepted_by))
+            return
+        self._info_failures[key] += 1
+        level = logging.WARNING if self._info_failures[key] == 1 else logging.DEBUG
+        log.log(level, "info event for connection %s not accepted (retrying every %gs): %s",
+                conn.name, self.refresh_interval, result.rejected)
 
     # --- one request ----------------------------------------------------------------------
 

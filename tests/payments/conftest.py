@@ -51,12 +51,13 @@ async def second_relay_url(tmp_path: Path) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def run_relay(db: Path) -> AsyncIterator[str]:
+async def run_relay(db: Path, port: int = 0) -> AsyncIterator[str]:
+    """A relay on ``port`` (0: any free port) until the block ends."""
     from oa_node.plugins.relay.server import RelayServer
     from oa_node.plugins.relay.settings import RateLimits, RelaySettings
     from oa_node.plugins.relay.storage.sqlite import SQLiteStore
 
-    settings = RelaySettings(host="127.0.0.1", port=0)
+    settings = RelaySettings(host="127.0.0.1", port=port)
     settings.rate_limits = RateLimits.off()
     server = RelayServer(SQLiteStore(db), None, settings)
     port = await server.start()
