@@ -1,4 +1,5 @@
-"""``oa-node job submit|status|list|cancel`` and ``oa-node providers``.
+"""``oa-node job submit|status|list|cancel`` and ``oa-node providers`` (gathered with their
+NIP-SA liveness by :mod:`oa_node.plugins.buyer.providers`).
 
 ``job submit ... --wait`` follows the job in this process (live progress from feedback,
 then verification and payment); without ``--wait`` it prints the job id and the buyer
@@ -22,8 +23,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from oa_node.errors import UserError
-from oa_node.nostr import kinds, nip19, nip90
+from oa_node.nostr import nip19
 from oa_node.nostr.errors import ProtocolError
+from oa_node.plugins.buyer.providers import DEFAULT_STALE_FACTOR
 
 if TYPE_CHECKING:
     from oa_node.ledger import Record
@@ -427,52 +429,52 @@ def register_providers_command(app: typer.Typer) -> None:
                                                    "this schema.")] = None,
         timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for "
                                                "relays.")] = 10.0,
+        stale_factor: Annotated[float, typer.Option(
+            "--stale-factor", min=0.1,
+            help="Heartbeats a provider may miss before it counts as stale.")
+        ] = DEFAULT_STALE_FACTOR,
+        show_all: Annotated[bool, typer.Option(
+            "--all", help="Also list stale providers (marked stale).")] = False,
         config: ConfigOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """List compute providers from their NIP-89 announcements (prices, schemas)."""
+        """List compute providers from their NIP-89 announcements (prices, schemas).
+
+        Liveness: a provider running the NIP-SA agent ([nipsa] enabled) publishes a
+        schedule (kind 39202, heartbeat H seconds) and ticks (39210/39211) every H seconds.
+        Its newest tick is shown as "last tick"; a provider whose schedule is active but
+        whose last tick is older than --stale-factor x H (default 3) has stopped ticking
+        and is left out (--all lists it, marked stale). Providers without a schedule are
+        judged by their announcement alone (it expires after the provider's TTL).
+        """
+        from oa_node.plugins.buyer.providers import gather_providers
+
         node = _load(config)
         if not node.config["node"]["relays"]:
             raise UserError("no relays: set [node] relays in the config")
-        filt: dict[str, Any] = {"kinds": [kinds.HANDLER_INFO], "#k": [str(kinds.JOB_REQUEST)]}
-        if schema:
-            filt["#t"] = [schema]
-        events = _run(node, lambda: node.pool.query(filt, timeout))
-        ads = list_providers(events)
+        ads = _run(node, lambda: gather_providers(
+            node.pool, schema=schema, timeout=timeout, stale_factor=stale_factor,
+            include_stale=show_all))
         if as_json:
             _print_json(ads)
             return
         if not ads:
-            console.print("no providers announced on " + ", ".join(node.config["node"]["relays"]))
+            console.print("no live providers announced on "
+                          + ", ".join(node.config["node"]["relays"])
+                          + ("" if show_all else " (--all includes stale ones)"))
             return
-        table = Table("provider", "name", "schemas and prices (msat)", "last seen")
+        table = Table("provider", "name", "schemas and prices (msat)", "last seen", "last tick")
         for ad in ads:
             prices = ", ".join(f"{s} {ad['pricing_msat'].get(s, '?')}" for s in ad["schemas"])
+            tick = _when(ad["last_tick"]) if ad["last_tick"] else "-"
+            if ad["heartbeat"]:
+                tick += f" (every {ad['heartbeat']}s)"
+            if ad["stale"]:
+                tick = f"[red]{tick} stale[/]"
             table.add_row(ad["npub"][:24] + "…", escape(ad["name"]), escape(prices),
-                          time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ad["last_seen"])))
+                          _when(ad["last_seen"]), tick)
         console.print(table)
 
 
-def list_providers(events: list[Any], now: int | None = None) -> list[dict[str, Any]]:
-    """The newest unexpired, valid announcement per (provider, d), newest first."""
-    from oa_node.nostr.nip40 import is_expired
-
-    newest: dict[tuple[str, str], Any] = {}
-    for ev in events:
-        if not ev.verify() or is_expired(ev, now):
-            continue
-        try:
-            info = nip90.parse_handler(ev)
-        except ProtocolError:
-            continue
-        key = (info.provider, info.identifier)
-        if key not in newest or newest[key].event.created_at < ev.created_at:
-            newest[key] = info
-    out = []
-    for info in sorted(newest.values(), key=lambda i: -i.event.created_at):
-        out.append({"pubkey": info.provider, "npub": nip19.npub_encode(info.provider),
-                    "name": info.name, "identifier": info.identifier, "kinds": info.kinds,
-                    "schemas": info.schemas, "pricing_msat": info.pricing_msat,
-                    "limits": info.limits, "relays": info.relays,
-                    "last_seen": info.event.created_at, "event_id": info.event.id})
-    return out
+def _when(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))

@@ -10,6 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
 from oa_node.nostr.kinds import AGENT_GOALS, AGENT_PROFILE, AGENT_SCHEDULE
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from oa_node.signer import Signer
 
 log = logging.getLogger("oa_node.nipsa")
+REPUBLISH_MAX_DELAY = 60.0
 
 
 async def publish(pool: RelayPool, signer: Signer, template: EventTemplate,
@@ -78,11 +81,13 @@ async def run_agent(node: Any, settings: NipsaSettings, state: AgentStateStore) 
             profile.threshold = (int(group[0]), int(group[1]))
             profile.signers = list(members or [])
     schedule = settings.schedule(now)
+    pending: list[EventTemplate] = []
     for template in (profile.to_template(), schedule.to_template()):
         try:
             await publish(pool, signer, template, settings.publish_timeout)
-        except StateError as exc:  # relays may come up later; ticks still run
-            log.warning("%s", exc)
+        except StateError as exc:  # relays may come up later (a node's own relay); ticks run
+            log.warning("%s; retrying until a relay accepts it", exc)
+            pending.append(template)
     handlers = collect_tick_handlers(node)
     log.info("agent %s: heartbeat %s, triggers %s, tick handlers %s", signer.public_key[:12],
              f"{settings.heartbeat}s" if settings.heartbeat else "off",
@@ -92,4 +97,26 @@ async def run_agent(node: Any, settings: NipsaSettings, state: AgentStateStore) 
         handler_timeout=settings.handler_timeout, publish_timeout=settings.publish_timeout,
         tick_ttl=settings.tick_ttl)
     node.nipsa_runner = runner  # for embedding and tests: the live runner
-    await runner.run()
+    async with anyio.create_task_group() as tg:
+        if pending:
+            tg.start_soon(republish, pool, signer, pending, settings.publish_timeout)
+        await runner.run()
+
+
+async def republish(pool: RelayPool, signer: Signer, templates: list[EventTemplate],
+                    timeout: float = 10.0) -> None:
+    """Publish ``templates`` (freshly signed each try) until a relay accepts each one,
+    backing off from 1 s to 60 s: without its schedule, readers cannot tell a provider's
+    ticks from silence (``oa-node providers`` liveness)."""
+    delay = 1.0
+    while templates:
+        await anyio.sleep(delay)
+        delay = min(delay * 2, REPUBLISH_MAX_DELAY)
+        for template in list(templates):
+            try:
+                event = await publish(pool, signer, template, timeout)
+            except StateError as exc:
+                log.debug("%s", exc)
+                continue
+            templates.remove(template)
+            log.info("kind %d published after a retry", event.kind)
