@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,6 +140,10 @@ TRAJECTORY_EVENT_TYPES = frozenset(
 SESSION_END = "session_end"
 
 _MAX_ID_LEN = 128
+#: Most missing ``seq`` numbers a report lists: a hostile ``seq`` or ``total_events`` of
+#: 10**12 must cost a reader a short list, not a set of that size.
+MAX_LISTED_MISSING = 1000
+_KIND_NUMBER = re.compile(r"[0-9]{1,5}")
 _canonical = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
 ).encode
@@ -356,7 +361,7 @@ class Trigger:
         if text in ("mention", "dm", "zap"):
             return cls(text)
         prefix, _, num = text.partition(":")
-        if prefix in ("kind", "custom") and num.isdigit() and 0 <= int(num) <= 65535:
+        if prefix in ("kind", "custom") and _KIND_NUMBER.fullmatch(num) and int(num) <= 65535:
             return cls("kind", int(num))
         raise ProtocolError(
             "invalid", f"trigger {text!r}: expected mention, dm, zap or kind:<0-65535>"
@@ -444,7 +449,7 @@ class Goal:
             priority = int(obj.get("priority", 1))
             created_at = int(obj.get("created_at", 0))
             progress = float(obj.get("progress", 0.0))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity)
             raise ProtocolError(
                 "invalid", f"goal {obj['id']}: priority, created_at and progress must be numbers"
             ) from None
@@ -796,6 +801,18 @@ class TrajectoryStep:
         return cls(seq, kind, body, root, previous, event)
 
 
+def _missing_seqs(present: Sequence[int], last: int) -> tuple[list[int], int]:
+    """The first :data:`MAX_LISTED_MISSING` numbers in ``0..last`` absent from ``present``
+    (sorted, distinct) and how many are absent in all, without walking the whole range."""
+    listed: list[int] = []
+    expected = 0
+    for seq in [*present, last + 1]:
+        if seq > expected:
+            listed.extend(range(expected, min(seq, expected + MAX_LISTED_MISSING - len(listed))))
+        expected = seq + 1
+    return listed, last + 1 - len(present)
+
+
 def trajectory_hash(event_ids: Iterable[str]) -> str:
     """SHA-256 of the compact JSON array of the ids, in the given (seq) order."""
     ids = list(event_ids)
@@ -925,9 +942,10 @@ def verify_trajectory(
     last = max(present, default=-1)
     if session is not None and session.total_events is not None:
         last = max(last, session.total_events - 1)
-    missing = sorted(set(range(last + 1)) - set(present))
-    if missing:
-        problems.append("missing events: seq " + ", ".join(map(str, missing)))
+    missing, missing_count = _missing_seqs(present, last)
+    if missing_count:
+        more = f" (and {missing_count - len(missing)} more)" if missing_count > len(missing) else ""
+        problems.append("missing events: seq " + ", ".join(map(str, missing)) + more)
 
     roots = {s.root for s in steps}
     root: str | None = (
