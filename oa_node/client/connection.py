@@ -623,10 +623,13 @@ class RelayConnection:
                         self.url, event.id, msg.sub_id)
             return
         self.stats.events_received += 1
-        if st.newest is None or event.created_at > st.newest:
-            st.newest = event.created_at
+        # Resume no later than our own clock: anyone can publish an event dated years ahead,
+        # and a ``since`` taken from it would hide every event after the next reconnect.
+        seen_at = min(event.created_at, int(time.time()))
+        if st.newest is None or seen_at > st.newest:
+            st.newest = seen_at
         if st.eose_here:
-            st.resume_since = max(st.resume_since or 0, event.created_at)
+            st.resume_since = max(st.resume_since or 0, seen_at)
         st.sub._deliver(self.url, event)
 
     def _on_closed(self, msg: RelayClosed) -> None:

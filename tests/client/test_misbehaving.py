@@ -128,6 +128,43 @@ async def test_resubscribe_after_drop_moves_since_to_last_seen(signer: LocalSign
             await conn.close()
 
 
+async def test_future_dated_events_do_not_push_resume_since_past_now(
+        signer: LocalSigner) -> None:
+    """An event dated years ahead (anyone can publish one) must not become the resumed
+    ``since``: that would hide every real event after the next reconnect."""
+    future = int(time.time()) + 10 * 365 * 86400
+    stored = make_event(signer, "stored from the future", created_at=future)
+    live = make_event(signer, "live from the future", created_at=future + 1)
+    reqs: list[list] = []
+
+    async def flaky(ws: ServerConnection) -> None:
+        req = await recv_json(ws)
+        reqs.append(req)
+        if len(reqs) == 1:
+            await ws.send(json.dumps(["EVENT", req[1], stored.to_dict()]))
+            await ws.send(json.dumps(["EOSE", req[1]]))
+            await ws.send(json.dumps(["EVENT", req[1], live.to_dict()]))
+            await anyio.sleep(0.2)
+            await ws.close(1011, "crash")
+        else:
+            await ws.send(json.dumps(["EOSE", req[1]]))
+            await ws.wait_closed()
+
+    async with raw_server(flaky) as url:
+        conn = RelayConnection(url, backoff_initial=0.05, backoff_max=0.2)
+        try:
+            async with conn.subscribe({"kinds": [1]}) as sub:
+                with anyio.fail_after(10):
+                    while len(reqs) < 2:
+                        await anyio.sleep(0.02)
+                assert sub.dropped == 0
+            since = reqs[1][2]["since"]
+            assert since <= int(time.time())
+            assert since >= int(time.time()) - 60
+        finally:
+            await conn.close()
+
+
 async def test_drop_before_eose_resends_original_filters(signer: LocalSigner) -> None:
     newest = make_event(signer, "newest", created_at=1_700_000_500)
     reqs: list[list] = []
