@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from oa_node.nostr.keys import is_hex
 from oa_node.nostr.kinds import ZAP_RECEIPT, ZAP_REQUEST
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+_KIND = re.compile(r"[0-9]{1,5}")  # ASCII only: str.isdigit() also takes '²', which int() refuses
 
 
 def _err(reason: str) -> ProtocolError:
@@ -105,8 +107,8 @@ def _is_coordinate(value: str) -> bool:
     parts = value.split(":", 2)
     return (
         len(parts) == 3
-        and parts[0].isdigit()
-        and 0 <= int(parts[0]) <= 65535
+        and _KIND.fullmatch(parts[0]) is not None
+        and int(parts[0]) <= 65535
         and is_hex(parts[1], 32)
     )
 

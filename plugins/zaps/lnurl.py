@@ -13,6 +13,7 @@ on the relays each request named.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from oa_node.signer import Signer
 
 log = logging.getLogger("oa_node.zaps")
+#: ASCII digits only (``str.isdigit`` also takes '²', which ``int`` refuses), and few
+#: enough that ``int`` never meets Python's 4300-digit limit.
+_AMOUNT = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass
@@ -111,7 +115,7 @@ class LnurlServer:
             return _error("query too large", 413)
         params = _query_params(query)
         amounts = params.get("amount", [])
-        if len(amounts) != 1 or not amounts[0].isdigit():
+        if len(amounts) != 1 or not _AMOUNT.fullmatch(amounts[0]):
             return _error("amount parameter (msat, an integer) is required")
         amount = int(amounts[0])
         if not s.min_sendable <= amount <= s.max_sendable:

@@ -63,6 +63,9 @@ R = ["relays", "ws://127.0.0.1:1"]
     ([["relays", "https://x"], P], "ws://"),
     ([R, P, ["amount", "1000"]], "amount"),
     ([R, P, ["a", "not-a-coordinate"]], "coordinate"),
+    ([R, P, ["a", "\u00b2:" + "aa" * 32 + ":d"]], "coordinate"),  # isdigit() but not int()
+    ([R, P, ["a", "9" * 5000 + ":" + "aa" * 32 + ":d"]], "coordinate"),
+    ([R, P, ["a", "65536:" + "aa" * 32 + ":d"]], "coordinate"),
     ([R, P, ["P", "aa" * 32], ["P", "bb" * 32]], "at most one P"),
     ([["relays", *[f"ws://127.0.0.1:{i}" for i in range(1, 20)]], P], "more than"),
 ])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -36,6 +37,16 @@ def http_get(url: str) -> tuple[int, dict[str, Any]]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def raw_get(port: int, target: bytes) -> bytes:
+    """A GET with the request line as given (bytes urllib would refuse to send)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @asynccontextmanager
@@ -140,6 +151,7 @@ async def test_bad_callbacks_move_no_money(tmp_path: Path, relay_url: str) -> No
             "too old": f"{cb}?amount=21000&nostr="
                        + quote(await req(created_at=1_000_000), safe=""),
             "below min": f"{cb}?amount=1&nostr={quote(good, safe='')}",
+            "huge amount": f"{cb}?amount={'9' * 5000}&nostr={quote(good, safe='')}",
             "unknown user": f"{base}/lnurlp/mallory/callback?amount=21000&nostr="
                             + quote(good, safe=""),
         }
@@ -147,6 +159,11 @@ async def test_bad_callbacks_move_no_money(tmp_path: Path, relay_url: str) -> No
             status, body = await anyio.to_thread.run_sync(http_get, url)
             assert status in (400, 404), (label, status, body)
             assert body["status"] == "ERROR" and body["reason"], label
+        # a latin-1 digit ('²' isdigit() but int() refuses it) sent raw on the request line
+        answer = await anyio.to_thread.run_sync(
+            raw_get, port, b"/lnurlp/alice/callback?amount=\xb2&nostr=" + quote(good).encode())
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:60]
+        assert b'"status": "ERROR"' in answer
         # nothing was invoiced, nothing moved
         ledger: Ledger = w["ledger"]
         assert ledger.transactions(ledger.connection("alice").id, unpaid=True) == []
