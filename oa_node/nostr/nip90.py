@@ -33,17 +33,20 @@ def _invalid(reason: str) -> ProtocolError:
     return ProtocolError("invalid", reason)
 
 
+def _non_negative(value: str, what: str) -> int:
+    """Plain ASCII decimal digits only: ``int()`` would also take signs, spaces, ``_`` and
+    other scripts' digits, which no other NIP-90 implementation writes."""
+    if value.isascii() and value.isdigit() and len(value) <= 30:
+        return int(value)
+    digits = value[1:]
+    if value[:1] == "-" and digits.isascii() and digits.isdigit():
+        raise _invalid(f"{what} is negative")
+    raise _invalid(f"{what} is not an integer: {value[:40]!r}")
+
+
 def _int_tag(event: Event, name: str) -> int | None:
     value = event.first_tag_value(name)
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise _invalid(f"{name} tag is not an integer: {value!r}") from None
-    if number < 0:
-        raise _invalid(f"{name} tag is negative")
-    return number
+    return None if value is None else _non_negative(value, f"{name} tag")
 
 
 # --- requests -----------------------------------------------------------------------------
@@ -154,10 +157,7 @@ def _amount(event: Event) -> Amount | None:
     tag = next((t for t in event.tags if t and t[0] == "amount"), None)
     if tag is None or len(tag) < 2:
         return None
-    try:
-        msat = int(tag[1])
-    except ValueError:
-        raise _invalid(f"amount is not an integer: {tag[1]!r}") from None
+    msat = _non_negative(tag[1], "amount")
     return Amount(msat, tag[2] if len(tag) > 2 and tag[2] else None)
 
 
@@ -333,13 +333,14 @@ def parse_handler(event: Event) -> HandlerInfo:
     if not isinstance(meta, dict):
         raise _invalid("handler content is not a JSON object")
     pricing: dict[str, int] = {}
-    for schema, price in (meta.get("pricing") or {}).items():
+    offered = meta.get("pricing")
+    for schema, price in (offered.items() if isinstance(offered, dict) else ()):
         amount = price.get("amount_msat") if isinstance(price, dict) else price
         if isinstance(amount, int) and not isinstance(amount, bool) and amount >= 0:
             pricing[str(schema)] = amount
     served = []
     for k in event.tag_values("k"):
-        if k.isdigit():
+        if k.isascii() and k.isdigit() and len(k) <= 5:
             served.append(int(k))
     limits = meta.get("limits")
     return HandlerInfo(
