@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from oa_node.config import Config, Key, Section, relay_url
+from oa_node.config import Config, ConfigError, Key, Section, relay_url
 from oa_node.plugin_manager import PluginHost
 from oa_node.signer import LocalSigner, Signer
 
@@ -97,7 +97,8 @@ class Node:
         factories = self.plugins.registries.signers()
         if kind not in factories:
             known = ", ".join(["local", *factories])
-            raise ValueError(f"[node] signer = {kind!r}: no such signer (known: {known})")
+            raise ConfigError(self.config.path, "node.signer",
+                              f"no such signer {kind!r} (known: {known})")
         return factories[kind](self.config)  # type: ignore[operator]
 
     # --- relays ---------------------------------------------------------------------
@@ -152,18 +153,21 @@ class Node:
         self._stop_event = anyio.Event()
         if not self.services:
             log.warning("no services enabled: enable a role in the config (e.g. [relay] enabled)")
-        async with anyio.create_task_group() as tg:
-            if handle_signals:
-                tg.start_soon(self._watch_signals)
-            for service in self.services:
-                log.info("starting service %s", service.name)
-                tg.start_soon(self._run_service, service, name=f"service:{service.name}")
-            await self._stop_event.wait()
-            log.info("stopping")
-            tg.cancel_scope.cancel()
-        if self._pool is not None:
-            with anyio.CancelScope(shield=True):
-                await self._pool.close()
+        try:
+            async with anyio.create_task_group() as tg:
+                if handle_signals:
+                    tg.start_soon(self._watch_signals)
+                for service in self.services:
+                    log.info("starting service %s", service.name)
+                    tg.start_soon(self._run_service, service, name=f"service:{service.name}")
+                await self._stop_event.wait()
+                log.info("stopping")
+                tg.cancel_scope.cancel()
+        finally:
+            # Also when a service failed: the pool's connections must not outlive the node.
+            if self._pool is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._pool.close()
         log.info("stopped")
 
     async def _run_service(self, service: Service) -> None:

@@ -117,3 +117,42 @@ def test_a_failing_service_stops_the_node(tmp_path: Path) -> None:
         anyio.run(lambda: node.run(handle_signals=False))
     assert "boom" in repr(info.value) or any("boom" in repr(e) for e in
                                               getattr(info.value, "exceptions", []))
+
+
+def test_a_failing_service_still_closes_the_relay_pool(tmp_path: Path) -> None:
+    """The pool's background connections must not outlive a node that stopped on a failure."""
+    from oa_node.client import RelayPool
+
+    host = PluginHost()
+
+    class Failing:
+        @hookimpl
+        def register_services(self, node: Node, register) -> None:  # type: ignore[no-untyped-def]
+            async def uses_pool_then_fails(node: Node) -> None:
+                node.pool.add_relay("ws://127.0.0.1:9").start()  # discard port: never answers
+                raise RuntimeError("boom")
+
+            register("boom", uses_pool_then_fails)
+
+    host.register(Failing(), "failing")
+    cfg = load(None, core_sections())
+    cfg.data["node"]["data_dir"] = str(tmp_path)
+    node = Node(cfg, host, signer=LocalSigner.generate())
+    pool = RelayPool(signer=node.signer)
+    node.pool = pool
+    node.collect_services()
+    with pytest.raises(BaseExceptionGroup) as info:
+        anyio.run(lambda: node.run(handle_signals=False))
+    assert info.group_contains(RuntimeError, match="boom")
+    assert pool._closed
+    assert pool.relays == []
+
+
+def test_unknown_signer_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    from oa_node.config import ConfigError
+
+    cfg = load(None, core_sections())
+    cfg.data["node"]["signer"] = "nope"
+    node = Node(cfg, PluginHost())
+    with pytest.raises(ConfigError, match=r"node\.signer: no such signer 'nope' \(known: local"):
+        node.signer  # noqa: B018
