@@ -56,6 +56,11 @@ REVISION_MARKERS = ("root-revision", "revision-root")
 _FROM_LINE = re.compile(r"^From ([0-9a-f]{40}|[0-9a-f]{64}) ")
 _COMMIT_ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _TZ = re.compile(r"^([+-])(\d{2})(\d{2})$")
+# ASCII only: str.isdigit() also takes '²', which int() refuses; bounded so int() never meets
+# Python's 4300-digit limit and a git date stays one git accepts
+_KIND = re.compile(r"[0-9]{1,5}")
+_UNIX_TIME = re.compile(r"-?[0-9]{1,12}")
+_TZ_MINUTES = re.compile(r"-?[0-9]{1,4}")
 
 
 class Nip34Error(UserError):
@@ -105,7 +110,8 @@ def marked_e(event: Event, marker: str, name: str = "e") -> str | None:
 def parse_coordinate(value: str) -> tuple[int, str, str]:
     """``"30617:<pubkey>:<d>"`` -> ``(kind, pubkey, d)``."""
     parts = value.split(":", 2)
-    if len(parts) != 3 or not parts[0].isdigit() or not is_hex(parts[1], 32) or not parts[2]:
+    if (len(parts) != 3 or not _KIND.fullmatch(parts[0]) or not is_hex(parts[1], 32)
+            or not parts[2]):
         raise Nip34Error(f"not a repository address: {value!r} (expected 30617:<pubkey>:<id>)")
     return int(parts[0]), parts[1], parts[2]
 
@@ -450,7 +456,8 @@ def parse_patch(event: Event, position: str = "") -> PatchEvent:
     committer = None
     for t in event.tags:
         if t and t[0] == "committer":
-            if len(t) < 5 or not t[3].lstrip("-").isdigit() or not t[4].lstrip("-").isdigit():
+            if (len(t) < 5 or not _UNIX_TIME.fullmatch(t[3]) or not _TZ_MINUTES.fullmatch(t[4])
+                    or abs(int(t[4])) >= 100 * 60):
                 raise Nip34Error(f"{where} is malformed: 'committer' tag must be "
                                  "[committer, name, email, timestamp, tz-minutes]")
             committer = Committer(t[1], t[2], int(t[3]), int(t[4]))

@@ -77,6 +77,9 @@ def test_announcement_errors() -> None:
         RepoRef.from_event(sign(OWNER, EventTemplate(1, "", [["d", "x"]])))
     with pytest.raises(Nip34Error, match="repository address"):
         nip34.parse_coordinate("30617:nothex:demo")
+    for kind in ("\u00b2", "9" * 5000):  # isdigit() but not an int() we can take
+        with pytest.raises(Nip34Error, match="repository address"):
+            nip34.parse_coordinate(f"{kind}:{REPO.owner}:demo")
 
 
 def test_state_event() -> None:
@@ -122,6 +125,11 @@ def test_patch_threading_tags() -> None:
     (patch_text(), [["parent-commit", "nope"]], "'parent-commit'"),
     (patch_text(), [["committer", "A", "a@x"]], "'committer' tag"),
     (patch_text(), [["committer", "A", "a@x", "soon", "0"]], "'committer' tag"),
+    # str.isdigit() takes these but int() does not; a huge value breaks int() or git's date
+    (patch_text(), [["committer", "A", "a@x", "\u00b2", "0"]], "'committer' tag"),
+    (patch_text(), [["committer", "A", "a@x", "1700000000", "-\u00b3"]], "'committer' tag"),
+    (patch_text(), [["committer", "A", "a@x", "9" * 5000, "0"]], "'committer' tag"),
+    (patch_text(), [["committer", "A", "a@x", "1700000000", "6000"]], "'committer' tag"),
 ])
 def test_malformed_patches(content: str, tags: list[list[str]], message: str) -> None:
     ev = sign(AUTHOR, EventTemplate(1617, content, [["t", "root"], *tags]))
