@@ -106,10 +106,6 @@ def test_oa_node_start_runs_the_whole_loop(tmp_path: Path, sandbox_image: str) -
     buyer = None
     try:
         wait_port(port, pylon, tmp_path / "pylon.log")
-        # The ledger wallet service publishes its 13194 info events once at start, which
-        # races with the node's own relay starting; it re-publishes missing ones when its
-        # connections change, so add one (reported to the payments owner).
-        cli("wallet", "create", "nudge", "-c", str(pylon_cfg))
 
         def announced() -> list[dict[str, Any]]:
             out = cli("providers", "--json", "--timeout", "3", "-c", str(buyer_cfg))
