@@ -7,7 +7,7 @@ the code knowing which. Methods are async because a threshold signer talks to it
 
 from __future__ import annotations
 
-import secrets
+from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -15,7 +15,7 @@ from oa_node.errors import UserError
 from oa_node.files import write_private
 from oa_node.nostr import nip19, nip44
 from oa_node.nostr.event import Event, EventTemplate, sign_event
-from oa_node.nostr.keys import public_key_hex
+from oa_node.nostr.keys import CURVE_ORDER, generate_secret_key, public_key_hex
 
 
 @runtime_checkable
@@ -32,6 +32,9 @@ class Signer(Protocol):
     async def nip44_decrypt(self, peer_pubkey: str, payload: str) -> str: ...
 
 
+CONVERSATION_CACHE_SIZE = 4096  # NIP-44 conversation keys kept per LocalSigner
+
+
 class KeyFileError(UserError):
     """A key file that is missing, unreadable or malformed."""
 
@@ -44,11 +47,11 @@ class LocalSigner:
             raise ValueError("secret key must be 32 bytes")
         self._secret = secret_key
         self._public = public_key_hex(secret_key)
-        self._conversation_keys: dict[str, bytes] = {}
+        self._conversation_keys: OrderedDict[str, bytes] = OrderedDict()
 
     @classmethod
     def generate(cls) -> LocalSigner:
-        return cls(secrets.token_bytes(32))
+        return cls(generate_secret_key())
 
     @property
     def public_key(self) -> str:
@@ -66,10 +69,17 @@ class LocalSigner:
         return sign_event(template, self._secret)
 
     def _conversation_key(self, peer: str) -> bytes:
-        key = self._conversation_keys.get(peer)
+        """ECDH per peer is the costly part of NIP-44, so keys are kept, in a bounded LRU:
+        peers are chosen by whoever sends us a request, so the cache must not grow freely."""
+        cache = self._conversation_keys
+        key = cache.get(peer)
         if key is None:
             key = nip44.get_conversation_key(self._secret, peer)
-            self._conversation_keys[peer] = key
+            cache[peer] = key
+            if len(cache) > CONVERSATION_CACHE_SIZE:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(peer)
         return key
 
     async def nip44_encrypt(self, peer_pubkey: str, plaintext: str) -> str:
@@ -86,19 +96,26 @@ class LocalSigner:
 
 
 def parse_secret(text: str) -> bytes:
-    """Accept 64 hex chars or an ``nsec1...`` string."""
+    """Accept 64 hex chars or an ``nsec1...`` string holding a valid secp256k1 secret key.
+
+    The range is checked here, before anything is written: a zero or out-of-range key would
+    otherwise be saved and only fail later, when the node tries to sign.
+    """
     text = text.strip()
-    if text.startswith("nsec1"):
+    if text[:5].lower() == "nsec1":
         decoded = nip19.decode(text)
         if decoded.prefix != "nsec":
             raise KeyFileError("not an nsec")
-        return bytes.fromhex(decoded.data)
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise KeyFileError("expected 64 hex characters or an nsec1... string") from None
-    if len(raw) != 32:
-        raise KeyFileError("expected 64 hex characters or an nsec1... string")
+        raw = bytes.fromhex(str(decoded.data))
+    else:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise KeyFileError("expected 64 hex characters or an nsec1... string") from None
+        if len(raw) != 32:
+            raise KeyFileError("expected 64 hex characters or an nsec1... string")
+    if not 0 < int.from_bytes(raw, "big") < CURVE_ORDER:
+        raise KeyFileError("not a valid secret key (must be between 1 and the curve order - 1)")
     return raw
 
 

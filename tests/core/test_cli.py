@@ -122,3 +122,20 @@ def test_plugins_json_lists_builtins() -> None:
     data = json.loads(res.stdout)
     assert {"name", "module", "distribution", "hooks"} <= set(data["loaded"][0])
     assert all(p["distribution"] == "oa-node" for p in data["loaded"])
+
+
+def test_keys_import_refuses_an_out_of_range_key_without_writing(tmp_path: Path) -> None:
+    key = tmp_path / "node.key"
+    key.write_text(SECRET + "\n")
+    res = oa("keys", "import", "00" * 32, "--key-file", str(key), "--force", cwd=tmp_path)
+    assert res.returncode == 1 and "not a valid secret key" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert key.read_text() == SECRET + "\n"  # the good key was not overwritten
+
+
+def test_keys_show_of_a_zero_key_file_is_a_user_error(tmp_path: Path) -> None:
+    key = tmp_path / "node.key"
+    key.write_text("00" * 32)
+    res = oa("keys", "show", "--key-file", str(key), cwd=tmp_path)
+    assert res.returncode == 1 and "not a valid secret key" in res.stderr
+    assert "Traceback" not in res.stderr
