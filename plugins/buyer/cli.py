@@ -452,16 +452,19 @@ def register_providers_command(app: typer.Typer) -> None:
         node = _load(config)
         if not node.config["node"]["relays"]:
             raise UserError("no relays: set [node] relays in the config")
-        ads = _run(node, lambda: gather_providers(
+        found = _run(node, lambda: gather_providers(
             node.pool, schema=schema, timeout=timeout, stale_factor=stale_factor,
-            include_stale=show_all))
+            include_stale=True))
+        ads = found if show_all else [ad for ad in found if not ad["stale"]]
         if as_json:
             _print_json(ads)
             return
+        hidden = len({ad["pubkey"] for ad in found if ad["stale"]}) if not show_all else 0
+        note = f"{hidden} stale provider(s) left out; --all lists them" if hidden else ""
         if not ads:
             console.print("no live providers announced on "
                           + ", ".join(node.config["node"]["relays"])
-                          + ("" if show_all else " (--all includes stale ones)"))
+                          + (f" ({note})" if note else ""))
             return
         table = Table("provider", "name", "schemas and prices (msat)", "last seen", "last tick")
         for ad in ads:
@@ -474,6 +477,8 @@ def register_providers_command(app: typer.Typer) -> None:
             table.add_row(ad["npub"][:24] + "…", escape(ad["name"]), escape(prices),
                           _when(ad["last_seen"]), tick)
         console.print(table)
+        if note:
+            console.print(note)
 
 
 def _when(ts: int) -> str:

@@ -131,7 +131,9 @@ def providers(cfg: Path, *args: str) -> Any:
     result = CliRunner().invoke(make_app(), ["providers", "--timeout", "3", "-c", str(cfg),
                                              *args])
     assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.output) if "--json" in args else result.output
+    if "--json" in args:
+        return json.loads(result.output)
+    return " ".join(result.output.split())  # rich wraps lines at the terminal width
 
 
 def find(cfg: Path, pubkey: str, *args: str) -> dict[str, Any] | None:
@@ -184,6 +186,7 @@ def test_provider_that_stops_ticking_drops_out(tmp_path: Path, shared_relay: str
     assert stale is not None and stale["stale"] is True and stale["last_tick"] > first_tick
     assert dropped_at - stale["last_tick"] > 3  # silent for more than 3 heartbeats
     assert "stale" in providers(buyer, "--all")
+    assert "stale provider(s) left out" in providers(buyer)
     tolerant = find(buyer, pubkey, "--stale-factor", "1000")
     assert tolerant is not None and tolerant["stale"] is False
 
