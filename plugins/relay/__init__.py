@@ -90,6 +90,11 @@ def serve_command(
         help="A node.toml whose relay section (limits, auth, info) to use.")] = None,
 ) -> None:
     """Run a relay in the foreground without a node (Ctrl-C stops it)."""
+    from oa_node.errors import UserError
     from oa_node.plugins.relay.__main__ import run
+    from oa_node.store import StoreError
 
-    asyncio.run(run(host=host, port=port, db=db, postgres=postgres, config=config))
+    try:
+        asyncio.run(run(host=host, port=port, db=db, postgres=postgres, config=config))
+    except (StoreError, OSError, ValueError) as exc:  # unreachable database, port in use
+        raise UserError(f"relay: {exc}") from None

@@ -17,6 +17,7 @@ from oa_node.config import ConfigError, read_toml, validate
 from oa_node.plugins.relay.server import RelayServer, tune_interpreter
 from oa_node.plugins.relay.settings import RateLimits, RelaySettings, relay_section
 from oa_node.plugins.relay.storage import open_store
+from oa_node.store import StoreError
 
 
 def settings_from_file(path: str | None) -> RelaySettings:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ValueError) as exc:
+    except (StoreError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -32,7 +32,7 @@ from oa_node.nostr import nip42
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event
 from oa_node.nostr.filter import Filter
-from oa_node.nostr.kinds import DELETION, is_ephemeral
+from oa_node.nostr.kinds import DELETION, is_addressable, is_ephemeral, is_replaceable
 from oa_node.nostr.messages import (
     ClientAuth,
     ClientClose,
@@ -222,19 +222,24 @@ class RelayServer:
         await self.store.open()
         self.store.set_live_listener(self._on_remote_event)
         lim = s.limits
-        self._server = await serve(
-            self._handler,
-            s.host,
-            s.port,
-            process_request=self._process_request,
-            compression=None,
-            max_size=lim.max_message_length,
-            open_timeout=lim.handshake_timeout,
-            ping_interval=lim.ping_interval,
-            ping_timeout=lim.ping_timeout,
-            close_timeout=2,
-            logger=logging.getLogger("oa_node.relay.ws"),
-        )
+        try:
+            self._server = await serve(
+                self._handler,
+                s.host,
+                s.port,
+                process_request=self._process_request,
+                compression=None,
+                max_size=lim.max_message_length,
+                open_timeout=lim.handshake_timeout,
+                ping_interval=lim.ping_interval,
+                ping_timeout=lim.ping_timeout,
+                close_timeout=2,
+                logger=logging.getLogger("oa_node.relay.ws"),
+            )
+        except BaseException:  # e.g. the port is taken: leave no writer task or thread behind
+            if self._close_store:
+                await self.store.close()
+            raise
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
         self._purge_task = asyncio.create_task(self._purge_loop(), name="relay-purge")
@@ -287,7 +292,7 @@ class RelayServer:
                 n = await self.store.purge_expired(int(time.time()))
                 if n:
                     log.info("purged %d expired events", n)
-            except StoreError as exc:
+            except Exception as exc:  # a store hiccup must not end purging for good
                 log.warning("expired-event purge failed: %s", exc)
 
     # --- HTTP: NIP-11 ----------------------------------------------------------------
@@ -406,7 +411,7 @@ class RelayServer:
         ephemeral = is_ephemeral(event.kind)
         try:
             if not ephemeral and await self.store.has(eid):
-                self._remember(eid)
+                self._remember(eid, event.kind)
                 conn.post(_ok(eid, True, "duplicate: already have this event"))
                 return
         except StoreError as exc:
@@ -422,7 +427,7 @@ class RelayServer:
         if raw is None:
             raw = event.to_json()
         if ephemeral:
-            self._remember(eid)
+            self._remember(eid, event.kind)
             conn.post(_ok(eid, True, ""))
             self.broadcast(event, raw)
             with contextlib.suppress(StoreError):
@@ -444,15 +449,26 @@ class RelayServer:
         finally:
             conn.inflight.release()
         if result.accepted:
-            self._remember(event.id)
+            self._remember(event.id, event.kind)
         conn.post(_ok(event.id, result.accepted, result.message))
         if result.is_new:
-            if event.kind == DELETION:  # a deleted id must not be answered "duplicate"
-                for target in event.tag_values("e"):
-                    self._recent.pop(target, None)
-            self.broadcast(event, raw)
+            self._deliver_new(event, raw)
 
-    def _remember(self, eid: str) -> None:
+    def _deliver_new(self, event: Event, raw: str) -> None:
+        """Fan out a newly stored event (ours or another process's); a deletion first
+        drops its targets from the recent-ids cache, so a repeat of one reaches the store
+        and is refused there instead of being answered "duplicate"."""
+        if event.kind == DELETION:
+            for target in event.tag_values("e"):
+                self._recent.pop(target, None)
+        self.broadcast(event, raw)
+
+    def _remember(self, eid: str, kind: int) -> None:
+        """Cache an id so a repeat is answered without a store probe. Replaceable and
+        addressable events are not cached: an ``a``-tag deletion or a newer version removes
+        them by address, and the cache could not tell which ids went."""
+        if is_replaceable(kind) or is_addressable(kind):
+            return
         recent = self._recent
         recent[eid] = None
         if len(recent) > RECENT_IDS:
@@ -483,8 +499,8 @@ class RelayServer:
             return
         if event.id in self._recent:
             return
-        self._remember(event.id)
-        self.broadcast(event, raw)
+        self._remember(event.id, event.kind)
+        self._deliver_new(event, raw)
 
     def _visible(self, conn: Connection, kind: int, pubkey: str, tags: list[list[str]]) -> bool:
         authed = conn.authed

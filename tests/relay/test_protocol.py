@@ -143,3 +143,39 @@ async def test_close_unknown_subscription_is_harmless(relay) -> None:
 
 def _msg(obj: Any) -> str:
     return json.dumps(obj)
+
+
+async def test_deleted_addressable_event_is_refused_not_called_a_duplicate(relay) -> None:
+    """An ``a``-tag deletion removes versions whose ids the relay cannot list, so a repeat of
+    one must reach the store (``blocked:``), not a cached ``duplicate:`` answer."""
+    k = Key()
+    c = await open_ws(relay.port)
+    now = int(time.time())
+    ad = k.sign(kind=30000, content="v1", tags=[["d", "x"]], created_at=now - 10)
+    assert (await c.publish(ad))[2] is True
+    coord = f"30000:{k.pubkey}:x"
+    assert (await c.publish(k.sign(kind=5, tags=[["a", coord]], created_at=now)))[2] is True
+    ok = await c.publish(ad)
+    assert ok[2] is False and ok[3].startswith("blocked:"), ok
+    assert events_of(await c.req("d", {"kinds": [30000], "authors": [k.pubkey]})) == []
+
+
+async def test_purging_goes_on_after_a_store_error(relay) -> None:
+    """A failed purge (here the table is briefly missing) is logged; later purges still run."""
+    import sqlite3
+
+    k = Key()
+    c = await open_ws(relay.port)
+    soon = k.sign(tags=[["expiration", str(int(time.time()) + 1)]])
+    assert (await c.publish(soon))[2] is True
+    con = sqlite3.connect(relay.store.path, isolation_level=None, timeout=10)
+    try:
+        con.execute("ALTER TABLE events RENAME TO events_away")
+        await asyncio.sleep(0.6)  # the 0.2 s purge loop fails a few times meanwhile
+        con.execute("ALTER TABLE events_away RENAME TO events")
+    finally:
+        con.close()
+    deadline = time.monotonic() + 5
+    while await relay.store.query([Filter(ids={soon.id})], now=0) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert await relay.store.query([Filter(ids={soon.id})], now=0) == []

@@ -49,3 +49,22 @@ def test_relay_serve_publish_query_and_stop(tmp_path: Path) -> None:
         proc.wait(timeout=30)
     assert proc.returncode in (0, -signal.SIGINT, 130)
     assert (tmp_path / "r.sqlite3").exists()
+
+
+def test_unreachable_database_or_taken_port_is_a_one_line_error(tmp_path: Path) -> None:
+    dead_pg = "postgresql://oa:oa@127.0.0.1:1/none"
+    for argv in (["-m", "oa_node.cli", "relay", "serve", "--port", "0", "--postgres", dead_pg],
+                 ["-m", "oa_node.plugins.relay", "--port", "0", "--postgres", dead_pg]):
+        out = subprocess.run([sys.executable, *argv], capture_output=True, text=True,
+                             timeout=60, check=False)
+        assert out.returncode == 1, out.stderr
+        assert "Traceback" not in out.stderr and "PostgreSQL" in out.stderr, out.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        out = subprocess.run([sys.executable, "-m", "oa_node.cli", "relay", "serve", "--port",
+                              port, "--db", str(tmp_path / "r.sqlite3")],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr and "address already in use" in out.stderr, out.stderr

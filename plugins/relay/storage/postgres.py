@@ -86,6 +86,8 @@ CREATE TABLE IF NOT EXISTS deleted_addresses (
 MAX_BATCH = 1000
 NOTIFY_LIMIT = 7900  # bytes; PostgreSQL refuses payloads of 8000 or more
 _SCHEMA_LOCK = 0x6F61_6E6F_6465  # advisory lock id guarding concurrent schema creation
+#: what asyncpg raises when the server or a connection goes away (turned into StoreError)
+_PG_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class PostgresStore:
@@ -125,7 +127,7 @@ class PostgresStore:
             self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self._pool_size)
             self._lcon = await asyncpg.connect(self.dsn)
             await self._lcon.add_listener(self._channel, self._on_notify)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except _PG_ERRORS as exc:
             raise StoreError(f"cannot open PostgreSQL store: {exc}") from exc
         self._queue = asyncio.Queue()
         self._writer_task = asyncio.create_task(self._writer(), name="postgres-writer")
@@ -312,16 +314,20 @@ class PostgresStore:
     async def purge_expired(self, now: int) -> int:
         self._check()
         assert self._pool is not None
-        async with self._pool.acquire() as con, con.transaction():
-            rows = await con.fetch(
-                "DELETE FROM events WHERE expiration IS NOT NULL AND expiration <= $1"
-                " RETURNING seq",
-                now,
-            )
-            if rows:
-                await con.execute(
-                    "DELETE FROM tags WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows]
+        try:
+            async with self._pool.acquire() as con, con.transaction():
+                rows = await con.fetch(
+                    "DELETE FROM events WHERE expiration IS NOT NULL AND expiration <= $1"
+                    " RETURNING seq",
+                    now,
                 )
+                if rows:
+                    await con.execute(
+                        "DELETE FROM tags WHERE seq = ANY($1::bigint[])",
+                        [r["seq"] for r in rows],
+                    )
+        except _PG_ERRORS as exc:
+            raise StoreError(f"purge failed: {exc}") from exc
         return len(rows)
 
     # --- reads -----------------------------------------------------------------------
@@ -333,7 +339,7 @@ class PostgresStore:
         assert self._pool is not None
         try:
             return bool(await self._pool.fetchval("SELECT 1 FROM events WHERE id = $1", event_id))
-        except (OSError, asyncpg.PostgresError) as exc:
+        except _PG_ERRORS as exc:
             raise StoreError(str(exc)) from exc
 
     async def query(self, filters: Sequence[Filter], now: int | None = None) -> list[str]:
@@ -368,7 +374,10 @@ class PostgresStore:
         if len(payload.encode()) > NOTIFY_LIMIT:
             return
         assert self._pool is not None
-        await self._pool.execute("SELECT pg_notify($1, $2)", self._channel, payload)
+        try:
+            await self._pool.execute("SELECT pg_notify($1, $2)", self._channel, payload)
+        except _PG_ERRORS as exc:
+            raise StoreError(f"cannot share the ephemeral event: {exc}") from exc
 
     def _on_notify(self, _con: Any, _pid: int, _channel: str, payload: str) -> None:
         origin, _, body = payload.partition(":")
@@ -384,6 +393,10 @@ class PostgresStore:
     async def _fetch_and_deliver(self, event_id: str) -> None:
         if self._pool is None or self._closed:
             return
-        raw = await self._pool.fetchval("SELECT raw FROM events WHERE id = $1", event_id)
+        try:
+            raw = await self._pool.fetchval("SELECT raw FROM events WHERE id = $1", event_id)
+        except _PG_ERRORS as exc:  # the event stays queryable; only its live copy is lost
+            log.warning("cannot fetch announced event %s: %s", event_id[:12], exc)
+            return
         if raw is not None and self._listener is not None:
             self._listener(raw)

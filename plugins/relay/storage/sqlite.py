@@ -367,9 +367,12 @@ class SQLiteStore:
 
     async def purge_expired(self, now: int) -> int:
         self._check()
-        return await asyncio.get_running_loop().run_in_executor(
-            self._write_exec, self._purge, now
-        )
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._write_exec, self._purge, now
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"purge failed: {exc}") from exc
 
     def _purge(self, now: int) -> int:
         con = self._wcon
@@ -399,10 +402,11 @@ class SQLiteStore:
         if event_id in self._pending:
             return True
         assert self._probe is not None
-        return (
-            self._probe.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone()
-            is not None
-        )
+        try:
+            row = self._probe.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"lookup failed: {exc}") from exc
+        return row is not None
 
     def _reader(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
