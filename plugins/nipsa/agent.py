@@ -115,8 +115,8 @@ async def republish(pool: RelayPool, signer: Signer, templates: list[EventTempla
         for template in list(templates):
             try:
                 event = await publish(pool, signer, template, timeout)
-            except StateError as exc:
-                log.debug("%s", exc)
+            except Exception as exc:  # relay or signer trouble: the next round tries again
+                log.debug("kind %d not published yet: %s", template.kind, exc)
                 continue
             templates.remove(template)
             log.info("kind %d published after a retry", event.kind)
