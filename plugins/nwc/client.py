@@ -223,14 +223,20 @@ class NWCWallet:
             raise WalletError(ErrorCode.OTHER, "wallet returned a preimage that does not match"
                               " the payment hash")
         fees = result.get("fees_paid") or 0
+        if type(fees) is not int or fees < 0:
+            # the preimage proves the payment happened: a garbled fee report must not turn
+            # it into an exception the caller would read as "not paid"
+            log.warning("wallet reported fees_paid %.40r, not msat; counted as 0", fees)
+            fees = 0
         if max_fee_msat is not None and fees > max_fee_msat:
             log.warning("wallet paid %d msat fees, above the %d msat limit", fees, max_fee_msat)
-        return Payment(decoded.payment_hash, preimage,
-                       decoded.amount_msat or amount_msat or 0, int(fees))
+        return Payment(decoded.payment_hash, str(preimage).lower(),
+                       decoded.amount_msat or amount_msat or 0, fees)
 
-    async def lookup_invoice(self, payment_hash: str) -> Invoice:
+    async def lookup_invoice(self, payment_hash: str, timeout: float | None = None) -> Invoice:
+        """The invoice's state (``timeout`` defaults to the client's request timeout)."""
         return invoice_from_tx(await self.request("lookup_invoice",
-                                                  {"payment_hash": payment_hash}))
+                                                  {"payment_hash": payment_hash}, timeout))
 
     async def get_balance(self) -> int:
         result = await self.request("get_balance")
@@ -241,7 +247,10 @@ class NWCWallet:
 
     async def list_transactions(self, **params: Any) -> list[Invoice]:
         result = await self.request("list_transactions", params)
-        return [invoice_from_tx(t) for t in result.get("transactions") or []]
+        items = result.get("transactions") or []
+        if type(items) is not list:
+            raise WalletError(ErrorCode.OTHER, "wallet sent transactions that are not a list")
+        return [invoice_from_tx(t) for t in items]
 
     async def wait_settled(self, payment_hash: str, timeout: float) -> Invoice:
         """Poll ``lookup_invoice`` until settled (bounded by ``timeout``)."""
@@ -250,7 +259,7 @@ class NWCWallet:
             left = deadline - anyio.current_time()
             if left <= 0:
                 break
-            inv = await self.lookup_invoice(payment_hash)
+            inv = await self.lookup_invoice(payment_hash, timeout=left)  # never past deadline
             if inv.settled:
                 return inv
             if inv.state in ("expired", "failed"):
