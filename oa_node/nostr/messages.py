@@ -100,7 +100,24 @@ RelayMessage = RelayEvent | RelayOk | RelayEose | RelayClosed | RelayNotice | Re
 
 
 # --- helpers ---------------------------------------------------------------------------
-def _load_array(text: str | bytes) -> tuple[list[Any], str]:
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuse duplicate keys: ``json`` keeps the last, other parsers the first, so an event
+    with two ``content`` keys would verify here yet read differently elsewhere, and a relay
+    serves the received text (``ClientEvent.raw``) verbatim."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ProtocolError("invalid", f"duplicate key {key[:32]!r} in a JSON object")
+            seen.add(key)
+    return obj
+
+
+_loads_client = json.JSONDecoder(object_pairs_hook=_unique_keys).decode
+
+
+def _load_array(text: str | bytes, loads: Any = json.loads) -> tuple[list[Any], str]:
     if isinstance(text, bytes | bytearray | memoryview):
         try:
             text = bytes(text).decode("utf-8")
@@ -109,9 +126,11 @@ def _load_array(text: str | bytes) -> tuple[list[Any], str]:
     elif not isinstance(text, str):
         raise ProtocolError("invalid", "message must be text")
     try:
-        msg = json.loads(text)
+        msg = loads(text)
     except RecursionError:
         raise ProtocolError("invalid", "message JSON is nested too deeply") from None
+    except ProtocolError:
+        raise
     except ValueError as exc:
         raise ProtocolError("invalid", f"message is not valid JSON: {exc}") from None
     if type(msg) is not list:
@@ -157,7 +176,7 @@ def _raw_event_text(text: str) -> str | None:
 # --- parsing ---------------------------------------------------------------------------
 def parse_client_message(text: str | bytes) -> ClientMessage:
     """Parse a client->relay frame; raises ProtocolError for anything malformed."""
-    msg, text = _load_array(text)
+    msg, text = _load_array(text, _loads_client)
     typ = msg[0]
     if typ == "EVENT":
         _arity(msg, 2)

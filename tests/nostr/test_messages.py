@@ -133,6 +133,24 @@ def test_raw_event_slice_with_whitespace() -> None:
     assert isinstance(msg, ClientEvent) and msg.raw == raw and msg.event == EV
 
 
+def test_event_with_a_duplicate_key_is_refused() -> None:
+    """json keeps the last ``content``, other parsers the first: the signed event and the
+    text a relay would store and serve (``raw``) must never disagree."""
+    signed = json.dumps(EV.content, ensure_ascii=False)
+    escaped_key = '"' + "\\" + 'u0063ontent"'  # "\u0063ontent" on the wire
+    for dup in (f'"content":"evil","content":{signed}',
+                f'"content":"evil",{escaped_key}:{signed}'):
+        wire = '["EVENT",' + EV.to_json().replace(f'"content":{signed}', dup) + "]"
+        assert json.loads(wire)[1]["content"] == EV.content  # the signed value wins in json
+        with pytest.raises(ProtocolError) as exc:
+            parse_client_message(wire)
+        assert str(exc.value) == "invalid: duplicate key 'content' in a JSON object"
+    # the relay->client direction keeps plain json (a client stores the parsed event only)
+    wire = '["EVENT","s",' + EV.to_json().replace(f'"content":{signed}',
+                                                    f'"content":"evil","content":{signed}') + "]"
+    assert parse_relay_message(wire).event == EV  # type: ignore[union-attr]
+
+
 # --- specific malformed inputs ---------------------------------------------------------
 @pytest.mark.parametrize(
     ("wire", "reason"),
