@@ -39,7 +39,13 @@ def _string(s: str) -> str:
 def _number(value: int | float) -> str:
     if isinstance(value, int):
         # JCS numbers are IEEE doubles: beyond 2**53 an integer prints as its double does.
-        return str(value) if abs(value) <= 2**53 else _number(float(value))
+        if abs(value) <= 2**53:
+            return str(value)
+        try:
+            return _number(float(value))
+        except OverflowError:
+            raise CanonicalJSONError(f"integer of {len(str(abs(value)))} digits is beyond "
+                                     "the range of a JSON (IEEE double) number") from None
     if math.isnan(value) or math.isinf(value):
         raise CanonicalJSONError(f"{value!r} has no JSON form")
     if value == 0:
@@ -119,7 +125,8 @@ def canonical_hash(obj: Any) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON, refusing NaN/Infinity and duplicate object keys (ambiguous to hash)."""
+    """Parse JSON, refusing NaN/Infinity (also as an overflowing number such as ``1e400``)
+    and duplicate object keys: values that have no canonical form to hash."""
 
     def no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj: dict[str, Any] = {}
@@ -132,4 +139,11 @@ def loads(text: str | bytes) -> Any:
     def no_constant(name: str) -> Any:
         raise CanonicalJSONError(f"{name} is not valid JSON")
 
-    return json.loads(text, object_pairs_hook=no_dupes, parse_constant=no_constant)
+    def finite(literal: str) -> float:
+        value = float(literal)
+        if math.isinf(value):
+            raise CanonicalJSONError(f"number {literal[:40]} is beyond the range of a double")
+        return value
+
+    return json.loads(text, object_pairs_hook=no_dupes, parse_constant=no_constant,
+                      parse_float=finite)

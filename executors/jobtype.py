@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oa_node.executors.canonical import CanonicalJSONError
 from oa_node.executors.git_fetch import DEFAULT_ALLOWED_SCHEMES
+from oa_node.executors.hashing import input_sha256, output_sha256, verification_digest
+from oa_node.executors.schema import SchemaError
 from oa_node.sandbox.base import CancelToken, Limits, Sandbox
 
 
@@ -88,6 +91,28 @@ class Verdict:
 
 Executor = Callable[[Any, ExecContext], Any]
 Verifier = Callable[[Any, Any], Verdict]
+
+
+def verify_start(request: Any, result: Any, request_model: Any, result_model: Any
+                 ) -> tuple[Any, Any, list[str], str] | Verdict:
+    """What every verifier does first: parse both documents, recompute the provenance hashes
+    and the verification digest. Returns (request, result, problems, digest), or a failed
+    :class:`Verdict` when the result is malformed or has no canonical form to hash (a
+    hostile provider's document must give a verdict, never an exception)."""
+    try:
+        req = request if isinstance(request, request_model) else request_model.from_dict(request)
+        res = result if isinstance(result, result_model) else result_model.from_dict(result)
+        problems: list[str] = []
+        if res.provenance.input_sha256 != input_sha256(request):
+            problems.append("provenance.input_sha256 does not match this request")
+        if res.provenance.output_sha256 != output_sha256(result):
+            problems.append("provenance.output_sha256 does not match the result")
+        digest = verification_digest(result)
+    except SchemaError as exc:
+        return Verdict(ok=False, problems=(f"schema: {exc}",))
+    except CanonicalJSONError as exc:
+        return Verdict(ok=False, problems=(f"no canonical JSON form to hash: {exc}",))
+    return req, res, problems, digest
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,8 @@ from oa_node.executors.hashing import (
     output_sha256,
     tree_digests,
     tree_sha256,
-    verification_digest,
 )
-from oa_node.executors.jobtype import ExecContext, Verdict
+from oa_node.executors.jobtype import ExecContext, Verdict, verify_start
 from oa_node.executors.repo_index_schema import (
     FileDigest,
     IndexArtifact,
@@ -258,18 +257,10 @@ def _finish(result: RepoIndexResult, request: Any, ctx: ExecContext, started: fl
 def verify_repo_index(request: RepoIndexRequest | dict[str, Any],
                       result: RepoIndexResult | dict[str, Any]) -> Verdict:
     """Objective checks: hashes, tree hash recomputed from the digests, expected tree."""
-    problems: list[str] = []
-    try:
-        req = (request if isinstance(request, RepoIndexRequest)
-               else RepoIndexRequest.from_dict(request))
-        res = (result if isinstance(result, RepoIndexResult)
-               else RepoIndexResult.from_dict(result))
-    except SchemaError as exc:
-        return Verdict(ok=False, problems=(f"schema: {exc}",))
-    if res.provenance.input_sha256 != input_sha256(request):
-        problems.append("provenance.input_sha256 does not match this request")
-    if res.provenance.output_sha256 != output_sha256(result):
-        problems.append("provenance.output_sha256 does not match the result")
+    start = verify_start(request, result, RepoIndexRequest, RepoIndexResult)
+    if isinstance(start, Verdict):
+        return start
+    req, res, problems, digest = start
     if res.status == "success":
         if res.digests and tree_sha256(res.digests) != res.tree_sha256:
             problems.append("tree_sha256 is not the hash of the reported digests")
@@ -285,5 +276,4 @@ def verify_repo_index(request: RepoIndexRequest | dict[str, Any],
         paths = [d.path for d in res.digests]
         if paths != sorted(paths) or len(set(paths)) != len(paths):
             problems.append("digests are not sorted by path or contain duplicates")
-    return Verdict(ok=not problems, problems=tuple(problems),
-                   verification_digest=verification_digest(result))
+    return Verdict(ok=not problems, problems=tuple(problems), verification_digest=digest)

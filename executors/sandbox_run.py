@@ -21,8 +21,8 @@ from typing import Any
 
 from oa_node.executors.canonical import CanonicalJSONError
 from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo
-from oa_node.executors.hashing import input_sha256, output_sha256, verification_digest
-from oa_node.executors.jobtype import ExecContext, Verdict
+from oa_node.executors.hashing import input_sha256, output_sha256
+from oa_node.executors.jobtype import ExecContext, Verdict, verify_start
 from oa_node.executors.sandbox_run_schema import (
     Artifact,
     EnvInfo,
@@ -167,18 +167,10 @@ def _prepare_and_run(req: SandboxRunRequest, ctx: ExecContext) -> SandboxRunResu
 def verify_sandbox_run(request: SandboxRunRequest | dict[str, Any],
                        result: SandboxRunResult | dict[str, Any]) -> Verdict:
     """Objective checks a buyer can make without re-running the job."""
-    problems: list[str] = []
-    try:
-        req = (request if isinstance(request, SandboxRunRequest)
-               else SandboxRunRequest.from_dict(request))
-        res = (result if isinstance(result, SandboxRunResult)
-               else SandboxRunResult.from_dict(result))
-    except SchemaError as exc:
-        return Verdict(ok=False, problems=(f"schema: {exc}",))
-    if res.provenance.input_sha256 != input_sha256(request):
-        problems.append("provenance.input_sha256 does not match this request")
-    if res.provenance.output_sha256 != output_sha256(result):
-        problems.append("provenance.output_sha256 does not match the result")
+    start = verify_start(request, result, SandboxRunRequest, SandboxRunResult)
+    if isinstance(start, Verdict):
+        return start
+    req, res, problems, digest = start
     wanted = req.sandbox.image_digest
     if wanted and res.env_info.image_digest != wanted:
         problems.append(f"ran image {res.env_info.image_digest or '(none)'}, asked for {wanted}")
@@ -208,5 +200,4 @@ def verify_sandbox_run(request: SandboxRunRequest | dict[str, Any],
     net = res.env_info.system_info.get("network_policy")
     if net is not None and net != req.sandbox.network_policy:
         problems.append(f"ran with network {net!r}, asked for {req.sandbox.network_policy!r}")
-    return Verdict(ok=not problems, problems=tuple(problems),
-                   verification_digest=verification_digest(result))
+    return Verdict(ok=not problems, problems=tuple(problems), verification_digest=digest)

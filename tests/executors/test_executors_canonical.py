@@ -44,7 +44,10 @@ def test_keys_sort_by_utf16_code_units_and_strings_escape_minimally() -> None:
     assert canonical_json(obj) == '{"a":null,"b":[1,"x\\u0001\\t\u007f"],"😀":2,"｡":1}'
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), {1: "x"}, "\ud800", object()])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), {1: "x"}, "\ud800", object(),
+                                 10**400, [-(10**309)]],
+                         ids=["nan", "inf", "int-key", "lone-surrogate", "object", "huge-int",
+                              "huge-negative-int"])
 def test_values_without_a_canonical_form_are_refused(bad: object) -> None:
     with pytest.raises(CanonicalJSONError):
         canonical_json(bad)
@@ -60,6 +63,9 @@ def test_loads_refuses_duplicate_keys_and_nan() -> None:
         loads('{"a": 1, "a": 2}')
     with pytest.raises(CanonicalJSONError):
         loads('{"a": NaN}')
+    with pytest.raises(CanonicalJSONError, match="range"):
+        loads('{"a": [1e400]}')  # json.loads alone would give inf, which has no JSON form
+    assert loads('{"a": 1e300}') == {"a": 1e300}
 
 
 json_values = st.recursive(

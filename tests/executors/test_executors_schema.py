@@ -255,3 +255,20 @@ def test_sandbox_config_section(tmp_path: Any) -> None:
     bad.write_text('[sandbox]\nimage = "ubuntu"\n')
     with pytest.raises(ConfigError, match=r"sandbox\.image"):
         load(bad, sections)
+
+
+@pytest.mark.parametrize("path, value", [
+    (["runs", 0, "exit_code"], 10**400),  # an int no JSON number can hold
+    (["runs", 0, "stdout_preview"], "\ud800"),  # a lone surrogate (valid JSON escape)
+    (["env_info", "system_info", "load"], float("nan")),
+], ids=["huge-int", "lone-surrogate", "nan"])
+def test_verifiers_answer_unhashable_results_with_a_failed_verdict(path: list[Any],
+                                                                   value: Any) -> None:
+    hostile = broken(path, value, RESULT)
+    verdict = SANDBOX_RUN.verifier(REQUEST, hostile)
+    assert not verdict.ok and "canonical" in verdict.problems[0], verdict
+    index_req = {"repo_url": "https://example.org/r.git"}
+    index_res = {"tree_sha256": H, "status": "error", "error": "\ud800",
+                 "provenance": RESULT["provenance"]}
+    verdict = REPO_INDEX.verifier(index_req, index_res)
+    assert not verdict.ok and "canonical" in verdict.problems[0], verdict
