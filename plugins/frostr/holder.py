@@ -251,6 +251,10 @@ class FrostHolder:
                      event.pubkey[:12], exc)
         except ClientError as exc:
             log.warning("frostr: could not answer %s: %s", event.pubkey[:12], exc)
+        except Exception:  # a bug met by one message must not end the holder's task group
+            self.stats["dropped"] += 1
+            log.exception("frostr: unexpected error on message %s from %s", event.id[:12],
+                          event.pubkey[:12])
 
     async def _dispatch(self, event: Event) -> None:
         if not self._remember(event.id):

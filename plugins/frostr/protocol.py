@@ -86,7 +86,7 @@ def _json(text: Any, what: str) -> Any:
         raise WireError(f"{what}: expected a JSON string")
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
         raise WireError(f"{what}: invalid JSON") from None
 
 

@@ -173,8 +173,11 @@ async def test_bad_messages_do_not_stop_the_holder(relay_url: str) -> None:
     group, shares = make_group(2, 2, secret=31337)
     a, b = holders(group, shares, relay_url)
     async with running(a, b):
+        deep = "[" * 20_000  # json.loads raises RecursionError, not ValueError, on this
         for junk in ("not json", json.dumps({"id": "x", "type": "request", "method": "nope",
-                                             "params": [""]})):
+                                             "params": [""]}), deep,
+                     json.dumps({"id": "y", "type": "request", "method": "sign",
+                                 "params": [deep]})):
             ev_key = nip44.get_conversation_key(shares[0].secret_bytes, b.pubkey)
             content = protocol.encrypt_content(junk, ev_key)
             from oa_node.nostr.event import sign_event
@@ -184,6 +187,8 @@ async def test_bad_messages_do_not_stop_the_holder(relay_url: str) -> None:
             await a._pool.publish(ev)  # type: ignore[union-attr]
         with pytest.raises(PeerRejected, match="not supported"):
             await a.request(b.pubkey, "bogus", "")
+        assert b.stats["dropped"] == 2  # "not json" and the nested envelope
+        assert b.stats["rejected"] == 3  # "nope", the nested sign session and "bogus"
         assert (await a.sign(hashlib.sha256(b"still fine").digest())).signature
 
 
