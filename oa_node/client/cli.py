@@ -121,6 +121,9 @@ def _build_filters(kind: list[int] | None, author: list[str] | None, ids: list[s
                 filters.append(Filter.from_dict(obj))
             except json.JSONDecodeError as exc:
                 raise typer.BadParameter(f"not JSON: {exc.msg}", param_hint="--filter") from None
+            except RecursionError:
+                raise typer.BadParameter("JSON nested too deeply", param_hint="--filter") \
+                    from None
             except ProtocolError as exc:
                 raise typer.BadParameter(exc.reason, param_hint="--filter") from None
         return filters
@@ -236,10 +239,14 @@ def _load_event_input(source: str) -> dict[str, Any]:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except OSError as exc:
         _fail(f"{source}: cannot read: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        _fail(f"{source}: not UTF-8 text")
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         _fail(f"{source}: not JSON: {exc.msg} (line {exc.lineno})")
+    except RecursionError:
+        _fail(f"{source}: JSON nested too deeply")
     if not isinstance(obj, dict):
         _fail(f"{source}: expected a JSON object (an event)")
     return obj

@@ -36,7 +36,7 @@ def _get(url: str, timeout: float) -> dict[str, Any]:
         raise ClientError(f"{url}: relay information document larger than 1 MiB")
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise ClientError(f"{url}: relay information is not JSON (is this a Nostr relay?)") \
             from None
     if not isinstance(doc, dict):
@@ -47,5 +47,8 @@ def _get(url: str, timeout: float) -> dict[str, Any]:
 async def fetch_relay_info(relay_url: str, timeout: float = 10.0) -> dict[str, Any]:
     """The NIP-11 document of ``relay_url`` (``ws://`` or ``wss://``) as a dict."""
     url = http_url(relay_url)
-    with anyio.fail_after(timeout + 1):
+    # urllib's timeout bounds each socket read, not the whole download: a relay trickling
+    # bytes is cut off here (the worker thread is abandoned and ends with its socket).
+    with anyio.move_on_after(timeout + 1):
         return await anyio.to_thread.run_sync(_get, url, timeout, abandon_on_cancel=True)
+    raise ClientError(f"{url}: no relay information within {timeout:g}s")

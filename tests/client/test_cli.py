@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -169,3 +174,65 @@ def test_one_relay_down_still_serves_the_others(relay: str, key: tuple[Path, Loc
     assert res.exit_code == 0, res.output
     assert [Event.from_json(line).content for line in res.stdout.splitlines()] == ["half"]
     assert "warning:" in res.stderr and "127.0.0.1:9" in res.stderr
+
+
+def test_hostile_event_files_are_user_errors(relay: str, tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes(b'{"kind": 1, "content": "caf\xe9"}')
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    for path, message in ((latin1, "not UTF-8"), (deep, "nested too deeply")):
+        res = invoke("publish", str(path), "-r", relay)
+        assert res.exit_code == 1, res.output
+        assert message in res.stderr
+    res = invoke("query", "-r", relay, "--filter", "[" * 100_000)
+    assert res.exit_code == 2 and "nested too deeply" in res.output
+
+
+@contextmanager
+def http_server(body: bytes, trickle: float = 0.0) -> Iterator[str]:
+    """A one-purpose HTTP server on 127.0.0.1: answers every GET with ``body``, one byte
+    every ``trickle`` seconds when set (a relay that never finishes its answer)."""
+    done = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/nostr+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(len(body)) if trickle else ():
+                if done.wait(trickle):
+                    return
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+            if not trickle:
+                self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{server.server_address[1]}"
+    finally:
+        done.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_info_hostile_documents_are_user_errors() -> None:
+    with http_server(b"[" * 100_000) as url:
+        res = invoke("info", url, "--timeout", "5")
+        assert res.exit_code == 1, res.output
+        assert "not JSON" in res.stderr
+    with http_server(b'{"name": "slow"}' * 100, trickle=0.2) as url:
+        started = time.monotonic()
+        res = invoke("info", url, "--timeout", "1")
+        assert res.exit_code == 1, res.output
+        assert "no relay information within 1s" in res.stderr
+        assert time.monotonic() - started < 10
