@@ -184,7 +184,7 @@ def _read_template(path: str) -> EventTemplate:
         raise UserError(f"{path}: {exc}") from None
     try:
         obj = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise UserError(f"{path}: not JSON: {exc}") from None
     if not isinstance(obj, dict) or type(obj.get("kind")) is not int:
         raise UserError(f"{path}: expected an event object with an integer kind")

@@ -68,7 +68,7 @@ def event_from_content(content_hex: str | None, sighash: bytes,
         raise ValueError("session content does not hash to the sighash")
     try:
         arr = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ValueError("session content is not a serialised event") from None
     if (not isinstance(arr, list) or len(arr) != 6 or arr[0] != 0
             or not isinstance(arr[3], int) or not isinstance(arr[4], list)):

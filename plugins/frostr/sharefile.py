@@ -89,7 +89,7 @@ def encrypt_share(share: SharePackage, password: str, *, n: int = SCRYPT_N) -> s
 def decrypt_share(text: str, password: str) -> SharePackage:
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ShareFileError("encrypted share: not valid JSON") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ShareFileError(f"encrypted share: expected format {FORMAT!r}")

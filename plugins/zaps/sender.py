@@ -53,7 +53,7 @@ def _http_get_json(url: str, timeout: float) -> dict[str, Any]:
         body = exc.read(MAX_HTTP_BODY + 1)
         try:
             reason = json.loads(body).get("reason")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             reason = None
         raise ZapError(f"LNURL server answered {exc.code}: {reason or exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
@@ -62,7 +62,7 @@ def _http_get_json(url: str, timeout: float) -> dict[str, Any]:
         raise ZapError("LNURL answer too large")
     try:
         obj = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
         raise ZapError("LNURL answer is not JSON") from None
     if not isinstance(obj, dict):
         raise ZapError("LNURL answer is not a JSON object")
@@ -129,7 +129,7 @@ class Zapper:
             raise ZapError(f"no profile (kind 0) for {pubkey[:12]}… on the node's relays")
         try:
             profile = json.loads(events[0].content)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ZapError("the recipient's profile is not JSON") from None
         if isinstance(profile, dict) and isinstance(profile.get("lud16"), str):
             try:

@@ -118,6 +118,19 @@ async def test_zap_profile_by_npub(tmp_path: Path, relay_url: str) -> None:
         assert w["ledger"].connection("alice").balance_msat == 5_000
 
 
+async def test_hostile_profile_is_a_zap_error(tmp_path: Path, relay_url: str) -> None:
+    """A kind-0 nested deeper than json.loads recurses is a ZapError, and nothing is paid."""
+    from oa_node.wallet import ZapError
+
+    async with zap_world(tmp_path, relay_url) as w:
+        mallory = LocalSigner.generate()
+        profile = await mallory.sign(EventTemplate(kind=0, content="[" * 20_000))
+        assert (await w["pool"].publish(profile)).ok
+        with pytest.raises(ZapError, match="not JSON"):
+            await w["zapper"].zap(mallory.public_key, 5_000, receipt_timeout=0)
+        assert w["ledger"].connection("bob").balance_msat == 200_000
+
+
 async def test_bad_callbacks_move_no_money(tmp_path: Path, relay_url: str) -> None:
     async with zap_world(tmp_path, relay_url) as w:
         port, alice, bob = w["port"], w["alice"], w["bob"]
