@@ -8,6 +8,8 @@ the file has one for it), the dotted key and what was expected.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -246,6 +248,8 @@ class _Validator:
             )
         if key.type is float:
             value = float(value)
+            if not math.isfinite(value):  # TOML has nan and inf; no timeout or rate wants them
+                raise self.error(dotted, f"expected a finite number, got {value!r}")
         values = [value]
         if key.type is list:
             if key.item is not None:
@@ -339,12 +343,16 @@ def render_example(
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, str):
-            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            # JSON's string escapes are all valid in a TOML basic string; TOML also bars DEL
+            return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
         if isinstance(value, list | tuple):
             return "[" + ", ".join(fmt(v) for v in value) + "]"
         if isinstance(value, dict):
-            return "{ " + ", ".join(f"{k} = {fmt(v)}" for k, v in value.items()) + " }"
+            return "{ " + ", ".join(f"{fmt_key(k)} = {fmt(v)}" for k, v in value.items()) + " }"
         return str(value)
+
+    def fmt_key(key: str) -> str:
+        return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else fmt(key)
 
     def emit(spec: Section, prefix: str) -> None:
         out.append("")

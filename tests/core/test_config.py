@@ -140,3 +140,21 @@ def test_secrets_are_redacted_for_display(tmp_path: Path) -> None:
     assert cfg.redacted() == {"wallet": {"uri": "***", "timeout": 5}}
     assert cfg["wallet"]["uri"].endswith("secret=y")
     assert config.load(None, sections).redacted() == {"wallet": {"uri": None, "timeout": 5}}
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "+nan"])
+def test_float_must_be_finite(tmp_path: Path, value: str) -> None:
+    err = load_error(tmp_path, f'[node]\nsecret = "x"\n[relay]\nratio = {value}\n')
+    assert err.key == "relay.ratio" and err.line == 4
+    assert "expected a finite number" in err.detail
+
+
+def test_example_round_trips_hostile_strings(tmp_path: Path) -> None:
+    """``oa-node init --relay`` puts user text into the file: it must stay valid TOML."""
+    secret = 'line\nbreak\ttab "quoted" back\\slash \x01 del\x7f é ✓'
+    sections = [*SECTIONS, Section("env", keys=[Key("vars", dict, {})])]
+    text = config.render_example(
+        sections, {"node": {"secret": secret}, "env": {"vars": {"a b": "1", "c.d": "2"}}})
+    cfg = config.load(write(tmp_path, text), sections)
+    assert cfg["node"]["secret"] == secret
+    assert cfg["env"]["vars"] == {"a b": "1", "c.d": "2"}
