@@ -55,6 +55,9 @@ log = logging.getLogger("oa_node.frostr")
 
 MAX_EVENT_AGE = 120  # seconds: older requests are replays from a relay that stores kind 20000
 _SEEN_MAX = 10_000
+#: Threshold-ECDH results kept (least recently used dropped): one per peer the node talks to,
+#: so a long-running node meeting many strangers keeps bounded memory.
+ECDH_CACHE_MAX = 4096
 
 
 class FrostUnavailable(UserError):
@@ -127,7 +130,7 @@ class FrostHolder:
         self._conv: dict[str, bytes] = {}
         self._pending: dict[str, tuple[str, Any]] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._ecdh_cache: dict[str, bytes] = {}
+        self._ecdh_cache: OrderedDict[str, bytes] = OrderedDict()
         self._pool: RelayPool | None = None
         self._tg: TaskGroup | None = None
         self._ready = anyio.Event()
@@ -535,6 +538,7 @@ class FrostHolder:
         threshold ECDH: the group secret is never assembled."""
         cached = self._ecdh_cache.get(peer_pubkey)
         if cached is not None:
+            self._ecdh_cache.move_to_end(peer_pubkey)
             return cached
         try:
             pk = bytes.fromhex(peer_pubkey)
@@ -591,6 +595,8 @@ class FrostHolder:
                                                       point)
                 shared = frost.xonly(frost.ecdh_combine(parts.values()))
                 self._ecdh_cache[peer_pubkey] = shared
+                if len(self._ecdh_cache) > ECDH_CACHE_MAX:
+                    self._ecdh_cache.popitem(last=False)
                 return shared
         detail = "; ".join(f"member {self.peers[p].idx}: {why}" for p, why in failures.items())
         raise FrostUnavailable(f"frostr: threshold ECDH failed ({detail or 'no peers'})")

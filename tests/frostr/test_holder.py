@@ -169,6 +169,22 @@ async def test_threshold_ecdh_nip44(relay_url: str) -> None:
         assert nip44.decrypt(reply, key) == "hi back"
 
 
+async def test_ecdh_cache_is_bounded(relay_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from oa_node.plugins.frostr import holder as holder_mod
+
+    monkeypatch.setattr(holder_mod, "ECDH_CACHE_MAX", 2)
+    group, shares = make_group(2, 2, secret=NSEC)
+    a, b = holders(group, shares, relay_url)
+    peers = [PrivateKey().public_key_xonly.format().hex() for _ in range(3)]
+    async with running(a, b):
+        for pk in peers:
+            assert await a.ecdh(pk) == frost.xonly(frost.mul(frost.lift_x(bytes.fromhex(pk)),
+                                                             NSEC))
+        assert list(a._ecdh_cache) == peers[1:]  # the least recently used one went
+        await a.ecdh(peers[1])  # a hit makes it the most recent
+        assert list(a._ecdh_cache) == [peers[2], peers[1]]
+
+
 async def test_bad_messages_do_not_stop_the_holder(relay_url: str) -> None:
     group, shares = make_group(2, 2, secret=31337)
     a, b = holders(group, shares, relay_url)
