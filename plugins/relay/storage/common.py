@@ -7,18 +7,26 @@ Only single-letter tags are indexed, as NIP-01 filters only address those.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from oa_node.nostr import nip09
 from oa_node.nostr.kinds import is_addressable, is_replaceable
+from oa_node.store import DUPLICATE, SaveResult, StoreError
 
 if TYPE_CHECKING:
     from oa_node.nostr import Event, Filter
 
 #: Hard cap on values per filter field that reach SQL (policies reject far less).
 MAX_SQL_VALUES = 5000
+
+log = logging.getLogger("oa_node.relay.storage")
+
+WriteBatch = Callable[[list[tuple["Event", str]]], Awaitable[list[SaveResult]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,3 +187,83 @@ def merge_rows(rows_per_filter: Iterable[Iterable[tuple[str, str]]]) -> list[str
 
 
 Now = Callable[[], int]
+
+
+class BatchWriter:
+    """Group commit for a store: saves queue up and one task writes them, up to
+    ``max_batch`` at a time, in one transaction (``write_batch``); each caller's future
+    resolves after that commit, so ``OK true`` implies durable. A save of an id already
+    queued waits for the first and answers duplicate."""
+
+    def __init__(self, write_batch: WriteBatch, max_batch: int, name: str) -> None:
+        self._write_batch = write_batch
+        self._max_batch = max_batch
+        self._name = name
+        self._queue: asyncio.Queue[tuple[Event, str, asyncio.Future[SaveResult]] | None]
+        self._queue = asyncio.Queue()
+        self._pending: dict[str, asyncio.Future[SaveResult]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    def is_pending(self, event_id: str) -> bool:
+        """True while ``event_id`` is queued or being committed."""
+        return event_id in self._pending
+
+    async def save(self, event: Event, raw: str) -> SaveResult:
+        pending = self._pending.get(event.id)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return DUPLICATE
+        fut: asyncio.Future[SaveResult] = asyncio.get_running_loop().create_future()
+        self._pending[event.id] = fut
+        self._queue.put_nowait((event, raw, fut))
+        return await asyncio.shield(fut)
+
+    async def flush(self) -> None:
+        """Wait until every save queued so far is committed (or failed)."""
+        pending = list(self._pending.values())
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Commit everything queued before this call, then end the writer task."""
+        if self._task is None:
+            return
+        self._queue.put_nowait(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        queue = self._queue
+        stop = False
+        while not stop:
+            item = await queue.get()
+            batch = []
+            if item is None:
+                stop = True
+            else:
+                batch.append(item)
+            while len(batch) < self._max_batch and not queue.empty():
+                nxt = queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    continue
+                batch.append(nxt)
+            if not batch:
+                continue
+            try:
+                results = await asyncio.shield(self._write_batch([(e, r) for e, r, _ in batch]))
+            except Exception as exc:  # the whole transaction rolled back
+                log.warning("%s: write failed: %s", self._name, exc)
+                err = StoreError(f"write failed: {exc}")
+                for ev, _, fut in batch:
+                    self._pending.pop(ev.id, None)
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for (ev, _, fut), res in zip(batch, results, strict=True):
+                self._pending.pop(ev.id, None)
+                if not fut.done():
+                    fut.set_result(res)

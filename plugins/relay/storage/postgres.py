@@ -23,6 +23,7 @@ import asyncpg
 
 from oa_node.nostr.kinds import DELETION, GIFT_WRAP
 from oa_node.plugins.relay.storage.common import (
+    BatchWriter,
     count_sql,
     deletion_targets,
     index_event,
@@ -99,10 +100,7 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._wcon: asyncpg.Connection | None = None
         self._lcon: asyncpg.Connection | None = None
-        self._queue: asyncio.Queue[tuple[Event, str, asyncio.Future[SaveResult]] | None] | None
-        self._queue = None
-        self._writer_task: asyncio.Task[None] | None = None
-        self._pending: dict[str, asyncio.Future[SaveResult]] = {}
+        self._batcher: BatchWriter | None = None
         self._listener: LiveListener | None = None
         self._origin = uuid.uuid4().hex[:12]
         self._channel = "oa_relay"
@@ -129,23 +127,20 @@ class PostgresStore:
             await self._lcon.add_listener(self._channel, self._on_notify)
         except _PG_ERRORS as exc:
             raise StoreError(f"cannot open PostgreSQL store: {exc}") from exc
-        self._queue = asyncio.Queue()
-        self._writer_task = asyncio.create_task(self._writer(), name="postgres-writer")
+        self._batcher = BatchWriter(self._write_batch, MAX_BATCH, "postgres-writer")
+        self._batcher.start()
         self._opened = True
 
     async def flush(self) -> None:
-        pending = list(self._pending.values())
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        if self._batcher is not None:
+            await self._batcher.flush()
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._queue is not None and self._writer_task is not None:
-            self._queue.put_nowait(None)
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._writer_task)
+        if self._batcher is not None:
+            await self._batcher.stop()  # commits everything queued before this
         for task in list(self._bg):
             task.cancel()
         if self._lcon is not None:
@@ -165,49 +160,8 @@ class PostgresStore:
 
     async def save(self, event: Event, raw: str) -> SaveResult:
         self._check()
-        assert self._queue is not None
-        pending = self._pending.get(event.id)
-        if pending is not None:
-            await asyncio.shield(pending)
-            return DUPLICATE
-        fut: asyncio.Future[SaveResult] = asyncio.get_running_loop().create_future()
-        self._pending[event.id] = fut
-        self._queue.put_nowait((event, raw, fut))
-        return await asyncio.shield(fut)
-
-    async def _writer(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
-        stop = False
-        while not stop:
-            item = await queue.get()
-            batch = []
-            if item is None:
-                stop = True
-            else:
-                batch.append(item)
-            while len(batch) < MAX_BATCH and not queue.empty():
-                nxt = queue.get_nowait()
-                if nxt is None:
-                    stop = True
-                    continue
-                batch.append(nxt)
-            if not batch:
-                continue
-            try:
-                results = await asyncio.shield(self._write_batch([(e, r) for e, r, _ in batch]))
-            except Exception as exc:
-                log.warning("PostgreSQL write failed: %s", exc)
-                err = StoreError(f"write failed: {exc}")
-                for ev, _, fut in batch:
-                    self._pending.pop(ev.id, None)
-                    if not fut.done():
-                        fut.set_exception(err)
-                continue
-            for (ev, _, fut), res in zip(batch, results, strict=True):
-                self._pending.pop(ev.id, None)
-                if not fut.done():
-                    fut.set_result(res)
+        assert self._batcher is not None
+        return await self._batcher.save(event, raw)
 
     async def _write_batch(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
         con = self._wcon
@@ -334,7 +288,7 @@ class PostgresStore:
 
     async def has(self, event_id: str) -> bool:
         self._check()
-        if event_id in self._pending:
+        if self._batcher is not None and self._batcher.is_pending(event_id):
             return True
         assert self._pool is not None
         try:

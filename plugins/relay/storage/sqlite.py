@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from oa_node.nostr.kinds import DELETION, GIFT_WRAP
 from oa_node.plugins.relay.storage.common import (
+    BatchWriter,
     count_sql,
     deletion_targets,
     index_event,
@@ -107,9 +108,7 @@ class SQLiteStore:
         self.path = str(path)
         self._readers_n = readers
         self._synchronous = synchronous
-        self._queue: asyncio.Queue[tuple[Event, str, asyncio.Future[SaveResult]] | None] | None
-        self._queue = None
-        self._writer_task: asyncio.Task[None] | None = None
+        self._batcher: BatchWriter | None = None
         self._write_exec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._read_exec = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
         self._ckpt_exec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
@@ -119,7 +118,6 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._wcon: sqlite3.Connection | None = None
         self._probe: sqlite3.Connection | None = None
-        self._pending: dict[str, asyncio.Future[SaveResult]] = {}
         self._closed = False
         self._opened = False
 
@@ -133,8 +131,8 @@ class SQLiteStore:
         loop = asyncio.get_running_loop()
         self._wcon = await loop.run_in_executor(self._write_exec, self._open_writer)
         self._probe = _connect(self.path, readonly=True)
-        self._queue = asyncio.Queue()
-        self._writer_task = asyncio.create_task(self._writer(), name="sqlite-writer")
+        self._batcher = BatchWriter(self._write_in_thread, MAX_BATCH, "sqlite-writer")
+        self._batcher.start()
         self._ckpt_task = asyncio.create_task(self._checkpointer(), name="sqlite-checkpoint")
         self._opened = True
 
@@ -162,18 +160,15 @@ class SQLiteStore:
             await loop.run_in_executor(self._ckpt_exec, con.close)
 
     async def flush(self) -> None:
-        pending = list(self._pending.values())
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        if self._batcher is not None:
+            await self._batcher.flush()
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._queue is not None and self._writer_task is not None:
-            self._queue.put_nowait(None)  # the writer drains everything queued before this
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._writer_task)
+        if self._batcher is not None:
+            await self._batcher.stop()  # commits everything queued before this
         loop = asyncio.get_running_loop()
         if self._ckpt_task is not None:
             self._ckpt_task.cancel()
@@ -202,52 +197,12 @@ class SQLiteStore:
 
     async def save(self, event: Event, raw: str) -> SaveResult:
         self._check()
-        assert self._queue is not None
-        pending = self._pending.get(event.id)
-        if pending is not None:
-            await asyncio.shield(pending)
-            return DUPLICATE
-        fut: asyncio.Future[SaveResult] = asyncio.get_running_loop().create_future()
-        self._pending[event.id] = fut
-        self._queue.put_nowait((event, raw, fut))
-        return await asyncio.shield(fut)
+        assert self._batcher is not None
+        return await self._batcher.save(event, raw)
 
-    async def _writer(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
+    async def _write_in_thread(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
         loop = asyncio.get_running_loop()
-        stop = False
-        while not stop:
-            item = await queue.get()
-            batch = []
-            if item is None:
-                stop = True
-            else:
-                batch.append(item)
-            while len(batch) < MAX_BATCH and not queue.empty():
-                nxt = queue.get_nowait()
-                if nxt is None:
-                    stop = True
-                    continue
-                batch.append(nxt)
-            if not batch:
-                continue
-            work = [(ev, raw) for ev, raw, _ in batch]
-            try:
-                results = await asyncio.shield(
-                    loop.run_in_executor(self._write_exec, self._write_batch, work)
-                )
-            except Exception as exc:  # the whole transaction rolled back
-                err = StoreError(f"write failed: {exc}")
-                for ev, _, fut in batch:
-                    self._pending.pop(ev.id, None)
-                    if not fut.done():
-                        fut.set_exception(err)
-                continue
-            for (ev, _, fut), res in zip(batch, results, strict=True):
-                self._pending.pop(ev.id, None)
-                if not fut.done():
-                    fut.set_result(res)
+        return await loop.run_in_executor(self._write_exec, self._write_batch, items)
 
     def _write_batch(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
         con = self._wcon
@@ -399,7 +354,7 @@ class SQLiteStore:
 
     async def has(self, event_id: str) -> bool:
         self._check()
-        if event_id in self._pending:
+        if self._batcher is not None and self._batcher.is_pending(event_id):
             return True
         assert self._probe is not None
         try:
