@@ -9,11 +9,12 @@ transaction as the record's new state and is kept as a history row with its rece
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,27 +72,33 @@ class StateLedger:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock: committed on success, rolled back on any
+        exception (also a cancellation), so a record and its history never disagree."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     # --- writes ------------------------------------------------------------------------
 
     def create(self, record_id: str, data: Mapping[str, Any] | None = None,
                receipt: Mapping[str, Any] | None = None) -> bool:
         """Insert a record in the initial state; ``False`` when it already exists."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._db.execute(
-                    f"INSERT OR IGNORE INTO {self.name} VALUES (?,?,?,?,?)",
-                    (record_id, self.initial, json.dumps(dict(data or {})), now, now))
-                created = cur.rowcount == 1
-                if created:
-                    self._db.execute(f"INSERT INTO {self.name}_history VALUES (?,?,?,?,?)",
-                                     (record_id, None, self.initial, now,
-                                      json.dumps(dict(receipt or {}))))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._write() as db:
+            cur = db.execute(
+                f"INSERT OR IGNORE INTO {self.name} VALUES (?,?,?,?,?)",
+                (record_id, self.initial, json.dumps(dict(data or {})), now, now))
+            created = cur.rowcount == 1
+            if created:
+                db.execute(f"INSERT INTO {self.name}_history VALUES (?,?,?,?,?)",
+                           (record_id, None, self.initial, now, json.dumps(dict(receipt or {}))))
         return created
 
     def transition(self, record_id: str, to_state: str, receipt: Mapping[str, Any] | None = None,
@@ -105,48 +112,33 @@ class StateLedger:
         if allowed is None:
             raise TransitionError(f"{self.name}: unknown state {to_state!r}")
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(f"SELECT state, data FROM {self.name} WHERE id=?",
-                                       (record_id,)).fetchone()
-                if row is None:
-                    raise KeyError(f"{self.name}: no record {record_id!r}")
-                state, raw = row
-                if state == to_state:
-                    self._db.execute("COMMIT")
-                    return False
-                if state not in allowed:
-                    raise TransitionError(
-                        f"{self.name} {record_id[:12]}: cannot go from {state} to {to_state}")
-                merged = json.loads(raw) | data
-                self._db.execute(
-                    f"UPDATE {self.name} SET state=?, data=?, updated_at=? WHERE id=?",
-                    (to_state, json.dumps(merged), now, record_id))
-                self._db.execute(f"INSERT INTO {self.name}_history VALUES (?,?,?,?,?)",
-                                 (record_id, state, to_state, now,
-                                  json.dumps(dict(receipt or {}))))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._write() as db:
+            row = db.execute(f"SELECT state, data FROM {self.name} WHERE id=?",
+                             (record_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"{self.name}: no record {record_id!r}")
+            state, raw = row
+            if state == to_state:
+                return False
+            if state not in allowed:
+                raise TransitionError(
+                    f"{self.name} {record_id[:12]}: cannot go from {state} to {to_state}")
+            merged = json.loads(raw) | data
+            db.execute(f"UPDATE {self.name} SET state=?, data=?, updated_at=? WHERE id=?",
+                       (to_state, json.dumps(merged), now, record_id))
+            db.execute(f"INSERT INTO {self.name}_history VALUES (?,?,?,?,?)",
+                       (record_id, state, to_state, now, json.dumps(dict(receipt or {}))))
         return True
 
     def update(self, record_id: str, **data: Any) -> None:
         """Merge ``data`` without changing state."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(f"SELECT data FROM {self.name} WHERE id=?",
-                                       (record_id,)).fetchone()
-                if row is None:
-                    raise KeyError(f"{self.name}: no record {record_id!r}")
-                self._db.execute(f"UPDATE {self.name} SET data=?, updated_at=? WHERE id=?",
-                                 (json.dumps(json.loads(row[0]) | data), time.time(), record_id))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._write() as db:
+            row = db.execute(f"SELECT data FROM {self.name} WHERE id=?",
+                             (record_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"{self.name}: no record {record_id!r}")
+            db.execute(f"UPDATE {self.name} SET data=?, updated_at=? WHERE id=?",
+                       (json.dumps(json.loads(row[0]) | data), time.time(), record_id))
 
     # --- reads -------------------------------------------------------------------------
 
@@ -157,11 +149,17 @@ class StateLedger:
         return _record(row) if row else None
 
     def find(self, prefix: str) -> Record | None:
-        """A record by id or unique id prefix (for CLI arguments)."""
+        """A record by id or unique id prefix (for CLI arguments); an exact id always wins."""
+        if not prefix:
+            return None
         with self._lock:
-            rows = self._db.execute(f"SELECT * FROM {self.name} WHERE id LIKE ? LIMIT 2",
-                                    (prefix.replace("%", "") + "%",)).fetchall()
-        return _record(rows[0]) if len(rows) == 1 else None
+            # substr, not LIKE: "_" and "%" are wildcards there, and LIKE ignores case
+            rows = self._db.execute(
+                f"SELECT * FROM {self.name} WHERE substr(id, 1, ?) = ? "
+                "ORDER BY id != ? LIMIT 2", (len(prefix), prefix, prefix)).fetchall()
+        if rows and (len(rows) == 1 or rows[0][0] == prefix):
+            return _record(rows[0])
+        return None
 
     def in_states(self, *states: str) -> list[Record]:
         marks = ",".join("?" * len(states))

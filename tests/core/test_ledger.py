@@ -56,3 +56,30 @@ def test_state_survives_a_killed_process(tmp_path: Path) -> None:
     assert lg.get("a").state == "running"  # type: ignore[union-attr]
     assert [r.id for r in lg.in_states("running")] == ["a"]
     assert lg.find("a") is not None
+
+
+def test_find_takes_prefixes_literally(tmp_path: Path) -> None:
+    lg = ledger(tmp_path)
+    for rid in ("abc1", "abd2", "x_y", "Q1"):
+        lg.create(rid)
+    assert lg.find("abc").id == "abc1"  # type: ignore[union-attr]
+    assert lg.find("ab") is None  # ambiguous
+    assert lg.find("a_") is None  # "_" is not a wildcard
+    assert lg.find("x_").id == "x_y"  # type: ignore[union-attr]
+    assert lg.find("%") is None and lg.find("") is None
+    assert lg.find("q") is None  # ids are case-sensitive
+    lg.create("abc")
+    assert lg.find("abc").id == "abc"  # type: ignore[union-attr]  # an exact id wins
+
+
+def test_a_failed_write_leaves_record_and_history_unchanged(tmp_path: Path) -> None:
+    lg = ledger(tmp_path)
+    lg.create("a", {"n": 1})
+    with pytest.raises(TypeError):
+        lg.transition("a", "running", {"receipt": object()})
+    with pytest.raises(TypeError):
+        lg.update("a", bad=object())
+    rec = lg.get("a")
+    assert rec is not None and rec.state == "received" and rec.data == {"n": 1}
+    assert [h.to_state for h in lg.history("a")] == ["received"]
+    assert lg.transition("a", "running") is True  # the ledger still works afterwards
