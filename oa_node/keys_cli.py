@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,9 @@ from oa_node.nostr import nip19
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.keys import generate_secret_key, public_key_hex
 from oa_node.signer import KeyFileError, parse_secret, read_key_file, write_key_file
+
+if TYPE_CHECKING:
+    from oa_node.config import Config
 
 app = typer.Typer(help="Create, show and import the node's key.", no_args_is_help=True)
 
@@ -35,7 +38,7 @@ def _config_key_path(config: Path | None) -> Path:
     return data_dir / cfg["node"]["key_file"]
 
 
-def _load_node_section(path: Path):  # type: ignore[no-untyped-def]
+def _load_node_section(path: Path) -> Config:
     from oa_node.config import read_toml, validate
     from oa_node.node import core_sections
 
