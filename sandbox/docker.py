@@ -26,7 +26,7 @@ import socket
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -391,8 +391,7 @@ class DockerSandbox:
             sock.settimeout(hard_deadline + 30)
             with contextlib.suppress(OSError):
                 sock.sendall(self._job_line(spec))
-                for chunk in _workspace_tar(spec.workspace):
-                    sock.sendall(chunk)
+                _send_workspace_tar(spec.workspace, sock.sendall)
             reader = _Demux(sock, MAX_CONTROL_BYTES + spec.limits.max_artifact_bytes)
             frames, artifacts, proto_error = self._read_frames(reader, spec)
         finally:
@@ -488,13 +487,21 @@ def _command_run(r: dict[str, Any]) -> CommandRun:
     )
 
 
-def _workspace_tar(workspace: Path | None) -> Iterator[bytes]:
-    """The workspace as an uncompressed tar stream, owned by the sandbox user."""
-    chunks: list[bytes] = []
+TAR_SEND_CHUNK = 1 << 20
+
+
+def _send_workspace_tar(workspace: Path | None, send: Callable[[bytes], Any]) -> None:
+    """Stream the workspace as an uncompressed tar owned by the sandbox user, in chunks of
+    about 1 MiB as tarfile writes them, so host memory stays flat whatever the checkout
+    holds."""
+    buf = bytearray()
 
     class Sink:
         def write(self, data: bytes) -> int:
-            chunks.append(bytes(data))
+            buf.extend(data)
+            if len(buf) >= TAR_SEND_CHUNK:
+                send(bytes(buf))
+                buf.clear()
             return len(data)
 
     def owner(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -506,10 +513,8 @@ def _workspace_tar(workspace: Path | None) -> Iterator[bytes]:
         if workspace is not None:
             for entry in sorted(os.listdir(workspace)):
                 tar.add(workspace / entry, arcname=entry, filter=owner)
-                if sum(map(len, chunks)) >= 1 << 20:
-                    yield b"".join(chunks)
-                    chunks.clear()
-    yield b"".join(chunks)
+    if buf:
+        send(bytes(buf))
 
 
 def _read_artifacts(reader: _Demux, spec: RunSpec) -> list[ArtifactFile]:

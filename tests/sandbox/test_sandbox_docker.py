@@ -283,3 +283,20 @@ def test_missing_image_and_empty_commands_are_errors(docker_sandbox: DockerSandb
     assert out.status == "error" and "not present" in (out.error or "")
     out = docker_sandbox.run(RunSpec(job_id="x", commands=()))
     assert out.status == "error" and "no commands" in (out.error or "")
+
+
+def test_a_big_workspace_is_streamed_in_not_held_in_host_memory(
+        docker_sandbox: DockerSandbox, tmp_path: Path) -> None:
+    size = 200 << 20
+    work = tmp_path / "ws"
+    (work / "src").mkdir(parents=True)  # one top-level folder holding everything
+    with open(work / "src" / "big.bin", "wb") as fh:
+        fh.truncate(size)  # sparse on the host; tar still reads and sends every byte
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = docker_sandbox.run(spec("wc -c < src/big.bin", workspace=work,
+                                  limits=Limits(memory_mb=512, timeout_secs=60, disk_mb=300)))
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert out.status == "success", out.error
+    assert out.runs[0].stdout_preview == f"{size}\n"
+    assert (rss_after - rss_before) < 100 * 1024  # KiB
+    assert containers(docker_sandbox) == []
