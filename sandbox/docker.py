@@ -217,7 +217,7 @@ class DockerSandbox:
                 with self._lock:
                     if c["Id"] in self._active:
                         continue
-            elif owner_host == host and pid.isdigit() and _pid_alive(int(pid)):
+            elif owner_host == host and pid.isascii() and pid.isdigit() and _pid_alive(int(pid)):
                 continue  # another live node on this machine owns it
             if self._remove(c["Id"]):
                 removed += 1

@@ -94,6 +94,12 @@ class Provider:
     async def _publish(self, template: EventTemplate | Event, *, retry_for: float = 0.0) -> Event:
         """Sign (if needed) and publish; keep trying for ``retry_for`` seconds when no relay
         accepts (a relay restarting), with a bounded backoff."""
+        event, _accepted = await self._try_publish(template, retry_for=retry_for)
+        return event
+
+    async def _try_publish(self, template: EventTemplate | Event, *,
+                           retry_for: float = 0.0) -> tuple[Event, bool]:
+        """:meth:`_publish` that also says whether any relay accepted the event."""
         event = template if isinstance(template, Event) else await self.node.signer.sign(template)
         deadline = time.monotonic() + retry_for
         delay = 0.2
@@ -103,7 +109,7 @@ class Provider:
                 if not result.ok:
                     log.warning("event %s (kind %d) reached no relay: %s", event.id[:12],
                                 event.kind, result.rejected)
-                return event
+                return event, result.ok
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -147,8 +153,7 @@ class Provider:
                 tg.start_soon(self._settle_loop)
                 tg.start_soon(self._listen_requests)
                 tg.start_soon(self._listen_control)
-                await self._announce()
-                tg.start_soon(self._announce_loop)
+                tg.start_soon(self._announce_loop, await self._announce())
                 log.info("provider %s serving %s on %s", self.pubkey[:12],
                          ", ".join(self.served), ", ".join(node.pool.relays))
                 self.ready.set()
@@ -206,16 +211,27 @@ class Provider:
             dedicated_kinds=s.dedicated_kinds,
         )
 
-    async def _announce(self) -> None:
-        self._announcement = await self._publish(self.announcement_template())
+    async def _announce(self) -> bool:
+        """Publish a fresh announcement; ``True`` when a relay accepted it."""
+        self._announcement, accepted = await self._try_publish(self.announcement_template())
+        return accepted
 
-    async def _announce_loop(self) -> None:
+    async def _announce_loop(self, accepted: bool) -> None:
+        """Re-announce every ``announce_interval_secs``; an announcement no relay took (the
+        node's own relay still starting, a relay down) is retried sooner, backing off."""
+        retry = 1.0
         while True:
-            await anyio.sleep(self.settings.announce_interval_secs)
+            if accepted:
+                retry = 1.0
+                await anyio.sleep(self.settings.announce_interval_secs)
+            else:
+                await anyio.sleep(min(retry, self.settings.announce_interval_secs))
+                retry = min(retry * 2, 60.0)
             try:
-                await self._announce()
+                accepted = await self._announce()
             except Exception:
                 log.exception("announcement failed")
+                accepted = False
 
     # --- intake ---------------------------------------------------------------------------
 
