@@ -56,7 +56,8 @@ def register_wallets(register: Callable[..., None]) -> None:
 
 @hookspec
 def register_relay_policies(register: Callable[..., None]) -> None:
-    """Add relay policies: ``register(stage, fn)`` with stage one of ``"event"``,
+    """Add relay policies: ``register(stage, fn)`` with stage one of ``"event"`` (before
+    the signature is checked), ``"verified_event"`` (after: policies keyed on the author),
     ``"filter"``, ``"connect"``; ``fn`` returns ``None`` to accept or a rejection reason
     carrying a NIP-01 machine-readable prefix (``"blocked: ..."``)."""
 

@@ -126,8 +126,18 @@ class Registries:
         self._cache: dict[str, object] = {}
 
     def config_sections(self) -> list[object]:
+        """Every plugin's declared sections; a plugin whose hook fails is reported in
+        ``host.failed`` (and by ``oa-node plugins``) instead of breaking every command."""
         sections: list[object] = []
-        self._host.hook.register_config(register=sections.append)
+        for impl in self._host.hook.register_config.get_hookimpls():
+            mine: list[object] = []
+            try:
+                impl.function(register=mine.append)
+            except Exception as exc:
+                self._host.fail(impl.plugin_name,
+                                f"register_config: {type(exc).__name__}: {exc}")
+                continue
+            sections += mine
         return sections
 
     def job_types(self) -> dict[str, object]:
@@ -165,8 +175,11 @@ class Registries:
         return self._cache["signers"]  # type: ignore[return-value]
 
     def relay_policies(self) -> dict[str, list[object]]:
-        """stage ("event", "filter", "connect") -> policy functions, in load order."""
-        stages: dict[str, list[object]] = {"event": [], "filter": [], "connect": []}
+        """stage -> policy functions, in load order. ``event`` policies see an event
+        before its signature is checked (cheap refusals first); ``verified_event`` ones only
+        after (anything keyed on the author, whose key could otherwise be forged)."""
+        stages: dict[str, list[object]] = {"event": [], "verified_event": [], "filter": [],
+                                           "connect": []}
 
         def register(stage: str, fn: object) -> None:
             if stage not in stages:

@@ -207,12 +207,13 @@ def connections_per_ip(conn: ConnView) -> str | None:
 
 EVENT_POLICIES: tuple[EventPolicy, ...] = (
     ip_event_rate,
-    pubkey_event_rate,
     kind_lists,
     max_event_tags,
     max_content_length,
     created_at_window,
 )
+#: after the signature check: a forged author must not spend the real author's allowance
+VERIFIED_EVENT_POLICIES: tuple[EventPolicy, ...] = (pubkey_event_rate,)
 FILTER_POLICIES: tuple[FilterPolicy, ...] = (ip_req_rate, max_filters, max_filter_values, no_search)
 CONNECT_POLICIES: tuple[ConnectPolicy, ...] = (connections_per_ip,)
 
@@ -222,5 +223,6 @@ def builtin_policies() -> dict[str, list[Callable[..., str | None]]]:
     return {
         "connect": list(CONNECT_POLICIES),
         "event": list(EVENT_POLICIES),
+        "verified_event": list(VERIFIED_EVENT_POLICIES),
         "filter": list(FILTER_POLICIES),
     }

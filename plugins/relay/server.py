@@ -196,6 +196,7 @@ class RelayServer:
         pol = builtin_policies() if policies is None else policies
         self._connect_policies = list(pol.get("connect", []))
         self._event_policies = list(pol.get("event", []))
+        self._verified_event_policies = list(pol.get("verified_event", []))
         self._filter_policies = list(pol.get("filter", []))
         self.state: dict[str, Any] = {}
         self.index = SubscriptionIndex()
@@ -420,6 +421,11 @@ class RelayServer:
         if not event.verify():
             conn.post(_ok(eid, False, "invalid: bad event id or signature"))
             return
+        for policy in self._verified_event_policies:
+            reason = policy(event, conn)
+            if reason:
+                conn.post(_ok(eid, False, reason))
+                return
         exp = event.expiration
         if exp is not None and exp <= time.time():
             conn.post(_ok(eid, False, "invalid: event has expired"))

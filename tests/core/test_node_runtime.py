@@ -156,3 +156,24 @@ def test_unknown_signer_is_a_config_error_naming_the_key(tmp_path: Path) -> None
     node = Node(cfg, PluginHost())
     with pytest.raises(ConfigError, match=r"node\.signer: no such signer 'nope' \(known: local"):
         node.signer  # noqa: B018
+
+
+def test_a_plugin_whose_config_hook_fails_is_reported_not_fatal() -> None:
+    from oa_node.config import Key, Section
+
+    class Broken:
+        @hookimpl
+        def register_config(self, register) -> None:  # type: ignore[no-untyped-def]
+            raise RuntimeError("cannot declare")
+
+    class Fine:
+        @hookimpl
+        def register_config(self, register) -> None:  # type: ignore[no-untyped-def]
+            register(Section("fine", keys=[Key("x", int, 1)]))
+
+    host = PluginHost()
+    host.register(Broken(), "broken")
+    host.register(Fine(), "fine")
+    sections = host.registries.config_sections()
+    assert [s.name for s in sections] == ["fine"]  # type: ignore[attr-defined]
+    assert [(f.name, "cannot declare" in f.error) for f in host.failed] == [("broken", True)]

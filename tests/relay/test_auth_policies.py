@@ -204,6 +204,26 @@ async def test_rate_limits_per_ip_and_per_pubkey(make_relay) -> None:
     assert got[-1][0] == "CLOSED" and got[-1][2].startswith("rate-limited:")
 
 
+async def test_forged_events_do_not_spend_the_real_authors_allowance(make_relay) -> None:
+    """The per-author bucket runs after the signature check: someone else's forgeries
+    (right pubkey, bad signature) are refused as invalid and cost the author nothing."""
+    s = relay_settings()
+    s.rate_limits = RateLimits(pubkey_events_per_second=0.001, pubkey_events_burst=2)
+    relay = await make_relay(s)
+    victim = Key()
+    attacker = await open_ws(relay.port)
+    for n in range(5):
+        forged = victim.sign(content=f"forged {n}")
+        forged.sig = "00" * 64
+        ok = await attacker.publish(forged)
+        assert ok[2] is False and ok[3].startswith("invalid:")
+    honest = await open_ws(relay.port)
+    assert (await honest.publish(victim.sign(content="mine 1")))[2] is True
+    assert (await honest.publish(victim.sign(content="mine 2")))[2] is True
+    ok = await honest.publish(victim.sign(content="mine 3"))  # now the real bucket is empty
+    assert ok[2] is False and ok[3].startswith("rate-limited:")
+
+
 async def test_third_party_policies_compose_with_builtins(make_relay) -> None:
     def no_links(event: Event, conn: Any) -> str | None:
         return "blocked: no links" if "http" in event.content else None
