@@ -5,6 +5,13 @@ today an NWC client provided by the ``nwc`` plugin) and the zapper with
 ``node.capability("zap")`` (a :class:`Zapper`, from the ``zaps`` plugin). Both are plain
 Protocols so the marketplace, GitAfter bounties and tests depend on this module only.
 
+Capability names: ``"wallet"`` is the node's default wallet; ``"wallet:<name>"`` is the
+named account ``<name>`` (``[wallet.accounts]`` in the ``nwc`` plugin), also a
+:class:`Wallet`. Accounts let one node run roles that must not pay themselves (a provider
+earning into one account, a buyer spending from another); a role chooses with its own
+``wallet_account`` key (``""`` = ``"wallet"``) and treats a named account that is absent as
+a config error, never as "no wallet".
+
 Every failure is a :class:`WalletError` whose ``code`` is a NIP-47 error code (or one of the
 local codes below), so a caller can branch on ``exc.code`` whatever wallet sits behind it.
 Paying is idempotent at the wallet: paying the same invoice twice pays once and answers the

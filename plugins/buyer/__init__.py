@@ -23,13 +23,14 @@ def register_config(register: Callable[..., None]) -> None:
     register(buyer_section())
 
 
-@hookimpl
+@hookimpl(trylast=True)  # after the wallet plugins provided their capabilities
 def register_services(node: Node, register: Callable[..., None]) -> None:
     from oa_node.plugins.buyer.settings import BuyerSettings
 
     settings = BuyerSettings.from_section(node.config.get("buyer") or {})
     if not settings.enabled:
         return
+    settings.wallet(node)  # a missing wallet account stops the start with one line
 
     async def buyer_service(node: Node) -> None:
         import anyio

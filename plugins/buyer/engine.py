@@ -54,6 +54,7 @@ class Buyer:
                  ledger: StateLedger | None = None) -> None:
         self.node = node
         self.settings = settings
+        settings.wallet(node)  # a missing wallet account: one line now, not at payment time
         self.ledger = ledger or open_buyer_ledger(node.data_dir)
         self._by_request: dict[str, str] = {}
         self._locks: dict[str, anyio.Lock] = {}
@@ -441,7 +442,7 @@ class Buyer:
             await self._pay(rec)
 
     async def _pay(self, rec: Record) -> None:
-        wallet = self.node.capability("wallet")
+        wallet = self.settings.wallet(self.node)
         passed = [rid for rid, v in rec.data.get("verdicts", {}).items() if v == "pass"]
         payments: dict[str, Any] = dict(rec.data.get("payments", {}))
         refusals: dict[str, str] = dict(rec.data.get("refusals", {}))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from oa_node.config import Key, Section, non_negative, positive
+from oa_node.config import ConfigError, Key, Section, non_negative, positive
+
+if TYPE_CHECKING:
+    from oa_node.node import Node
 
 
 def _rate(value: float) -> None:
@@ -39,6 +42,8 @@ def buyer_section() -> Section:
             Key("publish_verdicts", bool, True, "Publish each verdict as a NIP-32 label."),
             Key("pay_retry_secs", float, 10.0, "Seconds between retries of a failed payment.",
                 check=positive),
+            Key("wallet_account", str, "", 'Wallet that pays verified results: "" is the '
+                "default [wallet], a name is that [wallet.accounts] entry."),
         ],
     )
 
@@ -56,8 +61,20 @@ class BuyerSettings:
     audit_on_disagreement: bool = True
     publish_verdicts: bool = True
     pay_retry_secs: float = 10.0
+    wallet_account: str = ""
 
     @classmethod
     def from_section(cls, table: dict[str, Any]) -> BuyerSettings:
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in dict(table).items() if k in known})
+
+    def wallet(self, node: Node) -> Any | None:
+        """The wallet the buyer pays with, ``None`` when the node has none; a named account
+        the node does not provide is a config error (found at start, not at payment)."""
+        account = self.wallet_account
+        wallet = node.capability("wallet" if not account else f"wallet:{account}")
+        if wallet is None and account:
+            raise ConfigError(node.config.path, "buyer.wallet_account",
+                              f"no wallet account {account!r} on this node (add it to "
+                              "[wallet.accounts])")
+        return wallet

@@ -3,17 +3,25 @@
 ``[wallet] backend = "nwc"`` with ``uri`` (or ``uri_file``, safer: keep the secret out of
 the config) makes the node provide ``node.capability("wallet")``, an
 :class:`~oa_node.wallet.Wallet` other plugins (marketplace buyer/provider, zaps) use.
+
+``[wallet.accounts]`` adds named NWC connections (``name = "nostr+walletconnect://..."`` or
+``name = { uri_file = "..." }``), each provided as ``node.capability(f"wallet:{name}")``,
+so one node can keep apart the money of roles that must not pay themselves (one earning,
+one spending from the same wallet service). Accounts are NWC whatever ``backend`` says.
+This plugin knows no roles: a role picks its account with a key in its own section.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from oa_node.config import Key, Section, positive
+from oa_node.config import ConfigError, Key, Section, positive
 from oa_node.errors import UserError
 from oa_node.hookspecs import hookimpl
 from oa_node.nostr import nip47
@@ -23,6 +31,8 @@ if TYPE_CHECKING:
     from oa_node.node import Node
 
     from .client import NWCWallet
+
+log = logging.getLogger("oa_node.nwc")
 
 
 @hookimpl
@@ -42,8 +52,19 @@ def register_config(register: Callable[..., None]) -> None:
                 check=positive),
             Key("info_timeout", float, 10.0, "Seconds to wait for the wallet's info event.",
                 check=positive),
+            Key("accounts", dict, None,
+                "Named NWC connections besides the default one, offered to other plugins as "
+                'capability "wallet:<name>"\n(a role picks one with its own `wallet_account` '
+                'key), e.g. a [wallet.accounts] table with\nspend = "nostr+walletconnect://..."'
+                ' or spend = { uri_file = "spend.uri" }.\nAlways NWC, whatever `backend` says; '
+                "same timeouts as the default wallet.",
+                optional=True, secret=True),
         ],
     ))
+
+
+#: account names become capability names ("wallet:<name>") and config keys
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def read_uri(node: Node) -> nip47.ConnectionURI:
@@ -51,17 +72,50 @@ def read_uri(node: Node) -> nip47.ConnectionURI:
     cfg = node.config["wallet"]
     text = cfg.get("uri")
     if cfg.get("uri_file"):
-        path: Path = node.config.resolve_path(cfg["uri_file"])
-        try:
-            text = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UserError(f"[wallet] uri_file {path}: cannot read ({exc.strerror})") from None
+        text = _read_uri_file(node, cfg["uri_file"], "[wallet] uri_file")
     if not text:
         raise UserError('[wallet] backend = "nwc" needs uri or uri_file')
+    return _parse_uri(text, "[wallet] connection URI")
+
+
+def _read_uri_file(node: Node, name: str, what: str) -> str:
+    path: Path = node.config.resolve_path(name)
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UserError(f"{what} {path}: cannot read ({exc.strerror})") from None
+
+
+def _parse_uri(text: str, what: str) -> nip47.ConnectionURI:
     try:
         return nip47.parse_uri(text)
     except ProtocolError as exc:
-        raise UserError(f"[wallet] connection URI: {exc.reason}") from None
+        raise UserError(f"{what}: {exc.reason}") from None
+
+
+def read_accounts(node: Node) -> dict[str, nip47.ConnectionURI]:
+    """``[wallet.accounts]`` as name -> connection URI; errors name the key, never the secret."""
+    accounts: dict[str, Any] = node.config["wallet"].get("accounts") or {}
+    out: dict[str, nip47.ConnectionURI] = {}
+    for name, value in accounts.items():
+        dotted = f"wallet.accounts.{name}"
+
+        def bad(message: str, dotted: str = dotted) -> ConfigError:
+            return ConfigError(node.config.path, dotted, message)
+
+        if not ACCOUNT_NAME.fullmatch(name):
+            raise bad("an account name is 1-64 letters, digits, '-' or '_'")
+        if isinstance(value, str):
+            text = value
+        elif isinstance(value, dict) and set(value) == {"uri_file"} \
+                and isinstance(value["uri_file"], str):
+            text = _read_uri_file(node, value["uri_file"], f"[wallet.accounts] {name}: uri_file")
+        else:
+            raise bad('expected a nostr+walletconnect:// URI string or { uri_file = "..." }')
+        if not text:
+            raise bad("empty connection URI")
+        out[name] = _parse_uri(text, f"[wallet.accounts] {name}: connection URI")
+    return out
 
 
 def make_wallet(node: Node) -> NWCWallet:
@@ -78,22 +132,37 @@ def register_wallets(register: Callable[..., None]) -> None:
 
 @hookimpl
 def register_services(node: Node, register: Callable[..., None]) -> None:
-    backend = node.config["wallet"]["backend"]
-    if backend == "none":
+    cfg = node.config["wallet"]
+    backend = cfg["backend"]
+    wallets: dict[str, object] = {}
+    if backend != "none":
+        factories = node.plugins.registries.wallets()
+        if backend not in factories:
+            raise UserError(f"[wallet] backend = {backend!r}: no such wallet backend")
+        wallets["wallet"] = factories[backend](node)  # type: ignore[operator]
+    if cfg.get("accounts"):
+        from .client import NWCWallet
+
+        for name, uri in read_accounts(node).items():
+            wallets[f"wallet:{name}"] = NWCWallet(uri, timeout=cfg["timeout"],
+                                                  info_timeout=cfg["info_timeout"])
+    if not wallets:
         return
-    factories = node.plugins.registries.wallets()
-    if backend not in factories:
-        raise UserError(f"[wallet] backend = {backend!r}: no such wallet backend")
-    wallet = factories[backend](node)  # type: ignore[operator]
-    node.provide("wallet", wallet)
+    for capability, wallet in wallets.items():
+        node.provide(capability, wallet)
 
     async def keep_wallet(node: Node) -> None:
         try:
             await anyio.sleep_forever()
         finally:
-            close = getattr(wallet, "close", None)
-            if close is not None:
-                with anyio.CancelScope(shield=True):
-                    await close()
+            with anyio.CancelScope(shield=True):
+                for capability, wallet in wallets.items():
+                    close = getattr(wallet, "close", None)
+                    if close is None:
+                        continue
+                    try:
+                        await close()
+                    except Exception:  # one stuck connection must not keep the others open
+                        log.exception("closing %s", capability)
 
     register("wallet", keep_wallet)

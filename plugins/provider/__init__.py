@@ -3,8 +3,8 @@ sandbox, and answers with a result carrying an invoice that the buyer pays after
 
 Hooks: ``[provider]`` config and, when ``enabled``, the ``provider`` service. Job types and
 sandbox backends come from the registries (the sandbox plugin fills them); the wallet and
-the trajectory recorder are optional capabilities (``node.capability("wallet")``,
-``node.capability("trajectory")``).
+the trajectory recorder are optional capabilities (``node.capability("wallet")``, or
+``"wallet:<name>"`` with ``wallet_account``, and ``node.capability("trajectory")``).
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ def register_config(register: Callable[..., None]) -> None:
     register(provider_section())
 
 
-@hookimpl
+@hookimpl(trylast=True)  # after the wallet plugins provided their capabilities
 def register_services(node: Node, register: Callable[..., None]) -> None:
     from oa_node.plugins.provider.settings import ProviderSettings
 
     settings = ProviderSettings.from_section(node.config.get("provider") or {})
     if not settings.enabled:
         return
+    settings.wallet(node)  # a missing wallet account stops the start with one line
 
     async def provider_service(node: Node) -> None:
         from oa_node.plugins.provider.service import Provider

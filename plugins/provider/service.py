@@ -433,7 +433,7 @@ class Provider:
             self._settle_wakeup.set()
 
     async def _invoice(self, job_id: str, price: int) -> tuple[nip90.Amount, dict[str, Any]]:
-        wallet = self.node.capability("wallet")
+        wallet = self.settings.wallet(self.node)
         if wallet is None or price <= 0:
             reason = "no wallet configured" if wallet is None else "free job"
             return nip90.Amount(price), {"invoice_error": reason}
@@ -503,7 +503,7 @@ class Provider:
 
     async def settle_once(self) -> None:
         ledger = self._ledger()
-        wallet = self.node.capability("wallet")
+        wallet = self.settings.wallet(self.node)
         for rec in ledger.in_states("result_published"):
             payment_hash = rec.data.get("payment_hash")
             if not payment_hash or wallet is None:

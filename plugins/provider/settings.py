@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from oa_node.config import Config, Key, Section, non_negative, positive
+from oa_node.config import Config, ConfigError, Key, Section, non_negative, positive
 from oa_node.executors.jobtype import ExecutorSettings
+
+if TYPE_CHECKING:
+    from oa_node.node import Node
 
 DEFAULT_SCHEMAS = ["oa.sandbox_run.v1", "oa.repo_index.v1"]
 
@@ -56,6 +59,8 @@ def provider_section() -> Section:
                 "no relay accepted.", check=positive),
             Key("record_trajectories", bool, True, "Record each job as a NIP-SA trajectory "
                 "when the node can (adds trajectory tags to results)."),
+            Key("wallet_account", str, "", "Wallet that invoices and receives payments: "
+                '"" is the default [wallet], a name is that [wallet.accounts] entry.'),
         ],
     )
 
@@ -78,6 +83,7 @@ class ProviderSettings:
     settle_poll_secs: float = 2.0
     publish_retry_secs: float = 120.0
     record_trajectories: bool = True
+    wallet_account: str = ""
 
     @classmethod
     def from_section(cls, table: dict[str, Any]) -> ProviderSettings:
@@ -89,6 +95,17 @@ class ProviderSettings:
 
     def price(self, schema: str) -> int:
         return self.prices.get(schema, self.price_msat)
+
+    def wallet(self, node: Node) -> Any | None:
+        """The wallet this provider uses, ``None`` when the node has none; a named account
+        the node does not provide is a config error (found at start, not at payment)."""
+        account = self.wallet_account
+        wallet = node.capability("wallet" if not account else f"wallet:{account}")
+        if wallet is None and account:
+            raise ConfigError(node.config.path, "provider.wallet_account",
+                              f"no wallet account {account!r} on this node (add it to "
+                              "[wallet.accounts])")
+        return wallet
 
 
 def executor_settings(config: Config, data_dir: Path) -> ExecutorSettings:
