@@ -5,30 +5,27 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from oa_node.client.errors import ClientError
+from oa_node.nostr import nip42
 
 
 def normalize_relay_url(url: str) -> str:
-    """``WSS://Relay.Example/`` -> ``wss://relay.example``: lower-case scheme and host, no
-    trailing slash on the path, no fragment; raise ClientError for anything not ws(s)://."""
+    """``WSS://Relay.Example:443/`` -> ``wss://relay.example``: validated, then normalised by
+    the same rule NIP-42 uses to compare relay URLs (lower-case scheme and host, no default
+    port, no trailing slash, no fragment); raise ClientError for anything not ws(s)://."""
     if not isinstance(url, str):
         raise ClientError(f"relay URL must be a string, got {type(url).__name__}")
     text = url.strip()
     try:
         parts = urlsplit(text)
-        port = parts.port
+        parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
         raise ClientError(f"invalid relay URL {url!r}: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("ws", "wss") or not parts.hostname:
-        raise ClientError(f"invalid relay URL {url!r}: expected ws://host[:port] or wss://host[:port]")
-    host = parts.hostname.lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
+    if parts.scheme.lower() not in ("ws", "wss") or not parts.hostname:
+        raise ClientError(
+            f"invalid relay URL {url!r}: expected ws://host[:port] or wss://host[:port]")
     if parts.username or parts.password:
         raise ClientError(f"invalid relay URL {url!r}: credentials in relay URLs are not supported")
-    path = parts.path.rstrip("/")
-    return urlunsplit((scheme, netloc, path, parts.query, ""))
+    return nip42.normalize_relay_url(urlunsplit(parts._replace(fragment="")))
 
 
 def http_url(relay_url: str) -> str:

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.anyio
     ("wss://Relay.Example.COM/", "wss://relay.example.com"),
     ("WS://127.0.0.1:7777", "ws://127.0.0.1:7777"),
     (" wss://relay.example/path/ ", "wss://relay.example/path"),
-    ("ws://[::1]:80/", "ws://[::1]:80"),
+    ("ws://[::1]:80/", "ws://[::1]"),  # default port dropped, as NIP-42 compares
+    ("wss://Relay.Example:443/x/#frag", "wss://relay.example/x"),
+    ("wss://relay.example:4443", "wss://relay.example:4443"),
 ])
 def test_normalize_relay_url(raw: str, norm: str) -> None:
     assert normalize_relay_url(raw) == norm
