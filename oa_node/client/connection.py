@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from oa_node.client.errors import ClientError
 from oa_node.client.subscription import (
     DEFAULT_MAX_QUEUE,
+    DEFAULT_QUERY_CAP,
     FiltersArg,
     Subscription,
     as_filters,
@@ -311,15 +312,18 @@ class RelayConnection:
             except ClientError as exc:  # the relay ignores events for it anyway
                 log.warning("%s", exc)
 
-    async def query(self, filters: FiltersArg, timeout: float = 10.0) -> list[Event]:
+    async def query(self, filters: FiltersArg, timeout: float = 10.0, *,
+                    max_events: int = DEFAULT_QUERY_CAP) -> list[Event]:
         """Stored events matching ``filters`` (until EOSE or timeout), newest first."""
         events: list[Event] = []
-        async with self.subscribe(filters, yield_eose=True, max_queue=1_000_000) as sub:
+        async with self.subscribe(filters, yield_eose=True, max_queue=max_events) as sub:
             with anyio.move_on_after(timeout):
                 async for item in sub:
                     if not isinstance(item, tuple):
                         break
                     events.append(item[1])
+                    if len(events) >= max_events:  # a relay ignoring "limit" is cut off
+                        break
         events.sort(key=lambda e: (-e.created_at, e.id))
         return events
 

@@ -19,6 +19,7 @@ from oa_node.client.connection import RelayConnection
 from oa_node.client.errors import ClientError
 from oa_node.client.subscription import (
     DEFAULT_MAX_QUEUE,
+    DEFAULT_QUERY_CAP,
     FiltersArg,
     Subscription,
     _EoseMarker,
@@ -176,16 +177,19 @@ class RelayPool:
         for conn in self._conns.values():
             conn.remove_subscription(sub.id)
 
-    async def query(self, filters: FiltersArg, timeout: float = 10.0) -> list[Event]:
+    async def query(self, filters: FiltersArg, timeout: float = 10.0, *,
+                    max_events: int = DEFAULT_QUERY_CAP) -> list[Event]:
         """Stored events from all relays, until every relay sent EOSE (or is unreachable)
         or ``timeout``; de-duplicated, newest first."""
         events: list[Event] = []
-        async with self.subscribe(filters, yield_eose=True, max_queue=1_000_000) as sub:
+        async with self.subscribe(filters, yield_eose=True, max_queue=max_events) as sub:
             with anyio.move_on_after(timeout):
                 async for item in sub:
                     if isinstance(item, _EoseMarker):
                         break
                     events.append(item[1])
+                    if len(events) >= max_events:  # a relay ignoring "limit" is cut off
+                        break
         events.sort(key=lambda e: (-e.created_at, e.id))
         return events
 

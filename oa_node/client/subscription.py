@@ -28,6 +28,8 @@ FilterLike = Filter | Mapping[str, Any]
 FiltersArg = FilterLike | Iterable[FilterLike]
 
 DEFAULT_MAX_QUEUE = 10_000
+#: most events one ``query`` collects: a relay ignoring ``limit`` cannot fill our memory
+DEFAULT_QUERY_CAP = 100_000
 DEFAULT_MAX_SEEN = 100_000
 
 

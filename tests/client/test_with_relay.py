@@ -50,6 +50,12 @@ async def test_query_until_eose(tmp_path: Path, signer: LocalSigner) -> None:
         assert [e.content for e in two] == ["n4", "n3"]
         assert await pool.get_event(other.id, timeout=5) == other
         assert await pool.get_event("f" * 64, timeout=5) is None
+        # the caller's cap bounds what one query holds, whatever the relay sends
+        capped = await pool.query({"authors": [signer.public_key]}, timeout=5, max_events=3)
+        assert len(capped) == 3
+        conn_capped = await pool.connections[url].query(
+            {"authors": [signer.public_key]}, timeout=5, max_events=2)
+        assert len(conn_capped) == 2
 
 
 async def test_live_subscription(tmp_path: Path, signer: LocalSigner) -> None:
