@@ -46,6 +46,9 @@ def register_config(register: Callable[..., None]) -> None:
             Key("max_relays", int, 10, "Most relays a zap request may list.", check=positive),
             Key("receipt_poll", float, 1.0, "Seconds between checks for paid zap invoices.",
                 check=positive),
+            Key("receipt_give_up", float, 86_400.0,
+                "Seconds a paid zap's receipt is retried (and an expired invoice's status"
+                " asked for) before the zap is logged and marked failed.", check=positive),
             Key("db", str, "zaps.db", "Pending zaps, relative to [node] data_dir."),
         ],
     ))
@@ -100,6 +103,7 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
         settings = LnurlSettings(
             base_url="", users=_users(node), min_sendable=cfg["min_sendable"],
             max_sendable=cfg["max_sendable"], invoice_expiry=cfg["invoice_expiry"],
+            give_up_after=cfg["receipt_give_up"],
             limits=ZapRequestLimits(max_bytes=cfg["max_request_bytes"],
                                     max_clock_skew=cfg["max_clock_skew"],
                                     max_relays=cfg["max_relays"]))

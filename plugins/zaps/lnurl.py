@@ -7,7 +7,9 @@ to ``<name>``'s pubkey, ``relays`` required, our size/skew limits) and an invoic
 whose description hash is the SHA-256 of the ``nostr`` value exactly as received after
 URL-decoding. Every refusal is a LUD-06 ``{"status": "ERROR", "reason": ...}`` and nothing
 is invoiced. :meth:`LnurlServer.publish_receipts` turns paid invoices into 9735 receipts
-on the relays each request named.
+on the relays each request named; a zap it cannot finish within ``give_up_after`` seconds
+(a receipt no relay takes, an invoice the wallet will not report on) is logged and marked
+failed instead of being retried forever.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class LnurlSettings:
     limits: nip57.ZapRequestLimits = field(default_factory=nip57.ZapRequestLimits)
     max_query: int = 12 * 1024
     publish_timeout: float = 5.0
+    #: Seconds a paid zap's receipt is retried (from when the payment was seen), and an
+    #: expired invoice's status is asked for, before the zap is marked failed.
+    give_up_after: float = 24 * 3600.0
+    #: Zaps handled per pass (the ones tried longest ago first).
+    batch: int = 200
 
 
 def _error(reason: str, status: int = 400) -> tuple[int, dict[str, Any]]:
@@ -174,22 +181,37 @@ class LnurlServer:
             return 0
         sent = 0
         now = int(time.time())
-        for z in self.store.pending():
+        give_up = self.settings.give_up_after
+        for z in self.store.pending(self.settings.batch, now):
             if z.state == "pending":
                 try:
                     inv = await wallet.lookup_invoice(z.payment_hash)
                 except WalletError as exc:
                     log.warning("lookup of zap invoice %s failed: %s", z.payment_hash[:12], exc)
+                    if now >= z.expires_at + give_up:
+                        self._give_up(z, f"wallet lookup kept failing: {exc}")
                     continue
                 if not inv.settled:
                     if now >= z.expires_at:
                         self.store.mark_expired(z.payment_hash)
                     continue
-                self.store.mark_paid(z.payment_hash, inv.settled_at or now)
+                self.store.mark_paid(z.payment_hash, inv.settled_at or now, now)
                 z = self.store.get(z.payment_hash) or z
-            if await self._publish_one(z, pool_factory):
+            try:
+                published = await self._publish_one(z, pool_factory)
+            except Exception:  # one bad row (signer, relay list) must not end the pass
+                log.exception("zap receipt for %s failed", z.payment_hash[:12])
+                published = False
+            if published:
                 sent += 1
+            elif now >= (z.paid_seen_at or z.paid_at or now) + give_up:
+                self._give_up(z, f"no relay accepted the receipt within {give_up:g} s")
         return sent
+
+    def _give_up(self, z: PendingZap, reason: str) -> None:
+        log.error("zap %s for %s given up: %s (relays %s)", z.payment_hash, z.user_name,
+                  reason, z.relays)
+        self.store.mark_failed(z.payment_hash, reason)
 
     async def _publish_one(self, z: PendingZap, pool_factory: Any) -> bool:
         template = nip57.receipt_template(z.nostr, z.bolt11, paid_at=z.paid_at or int(time.time()))

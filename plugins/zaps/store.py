@@ -1,9 +1,16 @@
 """Zap requests waiting for payment, kept in SQLite so receipts survive a restart.
 
-A row is written when the LNURL callback hands out an invoice (``pending``), and moves to
-``published`` once its receipt reached at least one requested relay, or ``expired`` when
-the invoice lapsed unpaid. The receipt's ``created_at`` is the payment time, so a receipt
-re-published after a crash is the same event (same id), never a second zap.
+A row is written when the LNURL callback hands out an invoice (``pending``), moves to
+``paid`` when the wallet reports it settled, to ``published`` once its receipt reached at
+least one requested relay, or ``expired`` when the invoice lapsed unpaid. A row the node
+cannot finish within the give-up time (a receipt no relay takes, an invoice the wallet
+never answers about) becomes ``failed``, with the reason kept in ``error``. The receipt's
+``created_at`` is the payment time, so a receipt re-published after a crash is the same
+event (same id), never a second zap.
+
+The retry queue is ordered by ``last_attempt``: every pass stamps the rows it takes
+before working on them, so rows that keep failing go to the back and can never starve
+newer ones out of a bounded batch.
 """
 
 from __future__ import annotations
@@ -26,9 +33,21 @@ CREATE TABLE IF NOT EXISTS zaps (
     expires_at INTEGER NOT NULL,
     state TEXT NOT NULL DEFAULT 'pending',
     paid_at INTEGER,
-    receipt_id TEXT
+    receipt_id TEXT,
+    last_attempt INTEGER NOT NULL DEFAULT 0,
+    paid_seen_at INTEGER,
+    error TEXT
 );
-CREATE INDEX IF NOT EXISTS zaps_state ON zaps (state);
+"""
+#: Columns added after the first release, for databases made by it (name, declaration).
+_ADDED_COLUMNS = (
+    ("last_attempt", "INTEGER NOT NULL DEFAULT 0"),
+    ("paid_seen_at", "INTEGER"),
+    ("error", "TEXT"),
+)
+_INDEXES = """
+DROP INDEX IF EXISTS zaps_state;
+CREATE INDEX IF NOT EXISTS zaps_queue ON zaps (state, last_attempt);
 """
 
 
@@ -45,9 +64,14 @@ class PendingZap:
     state: str
     paid_at: int | None
     receipt_id: str | None
+    last_attempt: int = 0
+    paid_seen_at: int | None = None  # when this node learnt of the payment (give-up clock)
+    error: str | None = None
 
 
 class ZapStore:
+    """The zaps table; one connection, autocommit (each statement is its own transaction)."""
+
     def __init__(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, timeout=10.0,
@@ -55,6 +79,11 @@ class ZapStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(zaps)")}
+        for name, decl in _ADDED_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE zaps ADD COLUMN {name} {decl}")
+        self._db.executescript(_INDEXES)
 
     def close(self) -> None:
         self._db.close()
@@ -70,11 +99,23 @@ class ZapStore:
     def _row(self, r: sqlite3.Row) -> PendingZap:
         return PendingZap(r["payment_hash"], r["user_name"], r["nostr"], r["bolt11"],
                           r["amount_msat"], json.loads(r["relays"]), r["created_at"],
-                          r["expires_at"], r["state"], r["paid_at"], r["receipt_id"])
+                          r["expires_at"], r["state"], r["paid_at"], r["receipt_id"],
+                          r["last_attempt"], r["paid_seen_at"], r["error"])
 
-    def pending(self, limit: int = 200) -> list[PendingZap]:
-        rows = self._db.execute("SELECT * FROM zaps WHERE state IN ('pending', 'paid')"
-                                " ORDER BY created_at LIMIT ?", (limit,)).fetchall()
+    def pending(self, limit: int = 200, now: int | None = None) -> list[PendingZap]:
+        """The ``limit`` unfinished zaps tried longest ago, each stamped as attempted at ``now``.
+
+        Stamping before the work (not after) means a row whose handling raises still moves
+        to the back of the queue.
+        """
+        now = int(time.time()) if now is None else now
+        with self._db:  # one transaction, so two passes never take the same rows twice
+            self._db.execute("BEGIN IMMEDIATE")
+            rows = self._db.execute(
+                "SELECT * FROM zaps WHERE state IN ('pending', 'paid')"
+                " ORDER BY last_attempt, created_at, rowid LIMIT ?", (limit,)).fetchall()
+            self._db.executemany("UPDATE zaps SET last_attempt = ? WHERE payment_hash = ?",
+                                 [(now, r["payment_hash"]) for r in rows])
         return [self._row(r) for r in rows]
 
     def get(self, payment_hash: str) -> PendingZap | None:
@@ -82,9 +123,12 @@ class ZapStore:
                              (payment_hash,)).fetchone()
         return self._row(r) if r else None
 
-    def mark_paid(self, payment_hash: str, paid_at: int) -> None:
-        self._db.execute("UPDATE zaps SET state = 'paid', paid_at = ? WHERE payment_hash = ?"
-                         " AND state = 'pending'", (paid_at, payment_hash))
+    def mark_paid(self, payment_hash: str, paid_at: int, now: int | None = None) -> None:
+        """``paid_at`` is the wallet's settle time (the receipt's ``created_at``); ``now``
+        starts the give-up clock, so a payment found late still gets its full retry time."""
+        self._db.execute("UPDATE zaps SET state = 'paid', paid_at = ?, paid_seen_at = ?"
+                         " WHERE payment_hash = ? AND state = 'pending'",
+                         (paid_at, int(time.time()) if now is None else now, payment_hash))
 
     def mark_published(self, payment_hash: str, receipt_id: str) -> None:
         self._db.execute("UPDATE zaps SET state = 'published', receipt_id = ?"
@@ -93,3 +137,8 @@ class ZapStore:
     def mark_expired(self, payment_hash: str) -> None:
         self._db.execute("UPDATE zaps SET state = 'expired' WHERE payment_hash = ?"
                          " AND state = 'pending'", (payment_hash,))
+
+    def mark_failed(self, payment_hash: str, error: str) -> None:
+        """Give up on an unfinished zap; ``error`` says why (for the operator)."""
+        self._db.execute("UPDATE zaps SET state = 'failed', error = ? WHERE payment_hash = ?"
+                         " AND state IN ('pending', 'paid')", (error, payment_hash))
