@@ -23,9 +23,9 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -51,6 +51,7 @@ from oa_node.plugins.frostr.protocol import (
 from oa_node.plugins.frostr.suite import BIFROST
 from oa_node.signer import LocalSigner
 
+T = TypeVar("T")
 log = logging.getLogger("oa_node.frostr")
 
 MAX_EVENT_AGE = 120  # seconds: older requests are replays from a relay that stores kind 20000
@@ -211,6 +212,21 @@ class FrostHolder:
             raise UserError(f"{peer} is not a peer of this holder")
         return await self._request(peer, protocol.request(method, param),
                                    timeout or self.request_timeout)
+
+    async def _ask(self, peer: str, method: str, params: Any, timeout: float,
+                   parse: Callable[[Any], T], failures: dict[str, str]) -> T | None:
+        """One request to one peer, parsed; on a timeout, refusal or bad reply the reason
+        is written to ``failures[peer]`` and ``None`` returned (signing goes on with the
+        others)."""
+        try:
+            return parse(await self._request(peer, protocol.request(method, params), timeout))
+        except TimeoutError:
+            failures[peer] = "no answer (timeout)"
+        except PeerRejected as exc:
+            failures[peer] = f"refused: {exc.reason}"
+        except (WireError, ClientError) as exc:
+            failures[peer] = f"bad reply: {exc}"
+        return None
 
     async def _request(self, peer: str, env: Envelope, timeout: float) -> Any:
         """Send a request and wait for the peer's accept ``data``; PeerRejected or
@@ -495,17 +511,9 @@ class FrostHolder:
 
         async def ask(peer: str) -> None:
             st = self.peers[peer]
-            try:
-                data = await self._request(peer, protocol.request("sign", params), timeout)
-                resp = SignResponse.from_json(data)
-            except TimeoutError:
-                failures[peer] = "no answer (timeout)"
-                return
-            except PeerRejected as exc:
-                failures[peer] = f"refused: {exc.reason}"
-                return
-            except (WireError, ClientError) as exc:
-                failures[peer] = f"bad reply: {exc}"
+            resp = await self._ask(peer, "sign", params, timeout, SignResponse.from_json,
+                                   failures)
+            if resp is None:
                 return
             self.pools.add_incoming(peer, resp.replenish)
             if (resp.idx != st.idx or resp.sid != session.sid or resp.nonce_code
@@ -565,18 +573,9 @@ class FrostHolder:
             async def ask(peer: str, req: dict[str, Any] = req,
                           members: list[int] = members, parts: dict[int, Any] = parts,
                           remaining: float = remaining) -> None:
-                try:
-                    data = await self._request(peer, protocol.request("ecdh", req),
-                                               min(remaining, self.request_timeout))
-                    resp = EcdhPackage.from_json(data)
-                except TimeoutError:
-                    failures[peer] = "no answer (timeout)"
-                    return
-                except PeerRejected as exc:
-                    failures[peer] = f"refused: {exc.reason}"
-                    return
-                except (WireError, ClientError) as exc:
-                    failures[peer] = f"bad reply: {exc}"
+                resp = await self._ask(peer, "ecdh", req, min(remaining, self.request_timeout),
+                                       EcdhPackage.from_json, failures)
+                if resp is None:
                     return
                 if (resp.idx != self.peers[peer].idx or resp.members != members
                         or len(resp.entries) != 1 or resp.entries[0][0] != pk):
