@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -32,7 +33,13 @@ def run(*cmd: str | Path, cwd: Path | None = None, env: dict[str, str] | None = 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, ROOT)
+    # Build from a clean copy: setuptools' in-tree build/ folder would otherwise carry
+    # modules deleted since the last build into the wheel (and litter the checkout).
+    src = tmp_path_factory.mktemp("src") / "oa-node"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache",
+        ".ruff_cache", ".hypothesis", "benchmarks"))
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, src)
     (found,) = out.glob("oa_node-*.whl")
     return found
 
