@@ -30,6 +30,9 @@ from .invoices import issue_invoice, node_pubkey
 
 BUDGET_PERIODS = ("never", "daily", "weekly", "monthly", "yearly")
 MAX_METADATA = 4096  # NIP-47: larger metadata MUST be dropped
+#: 21 million BTC in msat: no larger amount exists, and larger ints overflow SQLite's INTEGER
+MAX_MSAT = 21_000_000 * 100_000_000 * 1000
+_MAX_SQL_INT = 2**63 - 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -289,8 +292,9 @@ class Ledger:
         description: str | None = None, description_hash: str | None = None,
         expiry: int = 3600, metadata: dict[str, Any] | None = None,
     ) -> sqlite3.Row:
-        if type(amount_msat) is not int or amount_msat <= 0:
-            raise WalletError(ErrorCode.OTHER, "amount must be a positive integer (msat)")
+        if type(amount_msat) is not int or not 0 < amount_msat <= MAX_MSAT:
+            raise WalletError(ErrorCode.OTHER, "amount must be a positive integer (msat),"
+                              " at most 21 million BTC")
         if type(expiry) is not int or not 0 < expiry <= 31 * 86400:
             raise WalletError(ErrorCode.OTHER, "expiry must be 1..2678400 seconds")
         try:
@@ -418,7 +422,9 @@ class Ledger:
     def transactions(self, conn_id: int, *, since: int = 0, until: int | None = None,
                      limit: int = 20, offset: int = 0, unpaid: bool = False,
                      kind: str | None = None) -> list[dict[str, Any]]:
-        until = int(time.time()) if until is None else until
+        # beyond SQLite's INTEGER the bounds mean "no bound" (and would overflow the query)
+        since = min(since, _MAX_SQL_INT)
+        until = int(time.time()) if until is None else min(until, _MAX_SQL_INT)
         out: list[dict[str, Any]] = []
         if kind in (None, "incoming"):
             q = ("SELECT * FROM invoices WHERE connection_id = ? AND created_at BETWEEN ? AND ?"

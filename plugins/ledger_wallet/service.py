@@ -43,6 +43,8 @@ METHODS = ("pay_invoice", "make_invoice", "lookup_invoice", "get_balance", "get_
 ENCRYPTIONS = (nip47.NIP44, nip47.NIP04)
 #: info events published at once (many connections must not flood a relay's rate limit)
 INFO_CONCURRENCY = 8
+#: ``p`` tags looked up per request not addressed to a known connection (a request has one)
+MAX_P_TAGS = 4
 
 
 class RateLimiter:
@@ -108,13 +110,16 @@ class WalletService:
                 async with sub:
                     await sub.wait_eose(10.0)
                     self.ready.set()
+                    # connections are re-read every refresh_interval also while requests
+                    # keep arriving (a busy client must not hide a new connection)
+                    next_check = time.monotonic() + self.refresh_interval
                     while True:
                         item = await sub.next(timeout=self.refresh_interval)
-                        if item is not None and not isinstance(item, tuple):
-                            continue
-                        if item is not None:
+                        if isinstance(item, tuple):
                             tg.start_soon(self._handle_safely, item[1])
+                        if time.monotonic() < next_check and item is not None:
                             continue
+                        next_check = time.monotonic() + self.refresh_interval
                         if sub.closed or self._connections_changed():
                             break
 
@@ -174,13 +179,9 @@ class WalletService:
         """Answer one request event; returns the response JSON (None when ignored)."""
         if event.kind != NWC_REQUEST or nip47.is_expired_request(event):
             return None
-        targets = event.tag_values("p")
-        conn = next((self._conns[p] for p in targets if p in self._conns), None)
+        conn = self._addressed_to(event.tag_values("p"))
         if conn is None:
-            conn = next((c for p in targets if (c := self.ledger.connection_by_service_key(p))),
-                        None)
-        if conn is None:
-            return None  # not addressed to us
+            return None  # not addressed to us (or to a revoked connection)
         encryption = nip47.request_encryption(event)
         self.encryptions[encryption] += 1
         if encryption not in ENCRYPTIONS:
@@ -209,7 +210,7 @@ class WalletService:
             return response
         response, replayed = self.ledger.handle_once(
             event.id, conn.id, request.method,
-            lambda db: self._execute(db, conn, request),
+            lambda db: self._execute(db, conn, request, event.pubkey),
             lambda exc: nip47.encode_response(request.method,
                                               error=(exc.code.value, exc.message)))
         if replayed:
@@ -218,6 +219,16 @@ class WalletService:
         self.handled += 1
         await self._respond(conn, event, response, encryption)
         return response
+
+    def _addressed_to(self, targets: list[str]) -> Connection | None:
+        """The live connection a request's ``p`` tags name, read from the ledger now: the
+        cached one may predate a key rotation done by another process (the CLI)."""
+        ours = [p for p in targets if p in self._conns] or targets[:MAX_P_TAGS]
+        for p in ours:
+            conn = self.ledger.connection_by_service_key(p)
+            if conn is not None and not conn.revoked:
+                return conn
+        return None
 
     async def _respond(self, conn: Connection, request: Event, response: str,
                        encryption: str) -> None:
@@ -231,7 +242,14 @@ class WalletService:
 
     # --- methods (run inside the ledger transaction) ------------------------------------
 
-    def _execute(self, db: sqlite3.Connection, conn: Connection, req: nip47.Request) -> str:
+    def _execute(self, db: sqlite3.Connection, conn: Connection, req: nip47.Request,
+                 author: str) -> str:
+        # authorised again inside the transaction that may move money: a key rotated since
+        # the request was read must not pay
+        row = db.execute("SELECT client_pubkey, revoked FROM connections WHERE id = ?",
+                         (conn.id,)).fetchone()
+        if row is None or row["revoked"] or row["client_pubkey"] != author:
+            raise WalletError(ErrorCode.UNAUTHORIZED, "this public key has no wallet connected")
         handler: Callable[[sqlite3.Connection, Connection, dict[str, Any]], dict[str, Any]] | None
         handler = getattr(self, f"_m_{req.method}", None) if req.method in METHODS else None
         if handler is None:

@@ -100,3 +100,52 @@ async def test_bad_input_moves_no_money(tmp_path: Path, relay_url: str) -> None:
         assert await wa.get_balance() == 50_000
         assert await wb.get_balance() == 1_000
     assert ledger.total_balance() == 51_000
+
+
+async def test_rotated_client_key_is_refused_at_once(tmp_path: Path, relay_url: str) -> None:
+    """A key rotated by another process (the CLI) stops paying before the service's next
+    refresh of its connection list; the new key works."""
+    import anyio
+
+    from oa_node.client import RelayPool
+    from oa_node.nostr import nip47
+    from oa_node.plugins.ledger_wallet.service import WalletService
+
+    ledger = Ledger(tmp_path / "ledger.db")
+    a = connect_uri(ledger, "a", relay_url, deposit=50_000)
+    b = connect_uri(ledger, "b", relay_url)
+    async with RelayPool([relay_url]) as pool, anyio.create_task_group() as tg:
+        service = WalletService(ledger, pool, refresh_interval=60.0)  # a stale cache
+        tg.start_soon(service.run)
+        with anyio.fail_after(10):
+            await service.ready.wait()
+        async with NWCWallet(a, timeout=10) as old, NWCWallet(b, timeout=10) as wb:
+            assert await old.get_balance() == 50_000
+            _conn, secret = Ledger(tmp_path / "ledger.db").rotate_client_key("a")
+            inv = await wb.make_invoice(10_000, "after rotation")
+            with pytest.raises(WalletError) as info:
+                await old.pay_invoice(inv.bolt11)
+            assert info.value.code == ErrorCode.UNAUTHORIZED
+            new_uri = nip47.ConnectionURI(a.wallet_pubkey, a.relays, secret)
+            async with NWCWallet(new_uri, timeout=10) as new:
+                await new.pay_invoice(inv.bolt11)
+            assert await wb.get_balance() == 10_000
+        tg.cancel_scope.cancel()
+    assert ledger.connection("a").balance_msat == 40_000
+
+
+async def test_hostile_numbers_get_an_answer(tmp_path: Path, relay_url: str) -> None:
+    """Integers beyond SQLite's range are a clear error or no bound, never a silent drop
+    (which left the client waiting for its timeout)."""
+    ledger = Ledger(tmp_path / "ledger.db")
+    a = connect_uri(ledger, "a", relay_url, deposit=50_000)
+    async with running_service(ledger, relay_url), NWCWallet(a, timeout=10) as wa:
+        for params in ({"amount": 2**70}, {"amount": 21_000_000 * 10**11 + 1}):
+            with pytest.raises(WalletError, match="at most 21 million BTC") as info:
+                await wa.request("make_invoice", params)
+            assert info.value.code == ErrorCode.OTHER
+        inv = await wa.make_invoice(1_000, "x")
+        out = await wa.request("list_transactions", {"from": 2**70, "unpaid": True})
+        assert out["transactions"] == []
+        out = await wa.request("list_transactions", {"until": 2**70, "unpaid": True})
+        assert [t["payment_hash"] for t in out["transactions"]] == [inv.payment_hash]
