@@ -106,7 +106,7 @@ class AgentStateStore:
             raise StateError(f"agent state: cannot decrypt: {exc.reason}") from None
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # nested deeper than Python recurses
             raise StateError(f"agent state: not JSON after decryption: {exc}") from None
         if not isinstance(data, dict):
             raise StateError("agent state: must be a JSON object")

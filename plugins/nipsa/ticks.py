@@ -99,6 +99,13 @@ def trigger_filters(pubkey: str, triggers: list[Trigger], since: int) -> list[di
     return filters
 
 
+def advance_since(since: int, created_at: int, now: int) -> int:
+    """The ``since`` of the next trigger subscription after seeing an event stamped
+    ``created_at``: never past ``now``, so an event dated in the future (anyone can send
+    one that mentions the agent) cannot hide the real ones after a resubscription."""
+    return max(since, min(created_at, now))
+
+
 def classify(event: Event, pubkey: str, triggers: list[Trigger]) -> str | None:
     """Which configured trigger ``event`` fires (None: none, e.g. the agent's own event)."""
     if event.pubkey == pubkey:
@@ -243,7 +250,7 @@ class TickRunner:
                 filters = trigger_filters(pubkey, self.triggers, since)
                 async with self.node.pool.subscribe(filters) as sub:
                     async for _relay, event in sub:
-                        since = max(since, event.created_at)
+                        since = advance_since(since, event.created_at, int(time.time()))
                         trigger = classify(event, pubkey, self.triggers)
                         if trigger is not None:
                             self._offer(send, trigger, event)

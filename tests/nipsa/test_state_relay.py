@@ -81,3 +81,6 @@ async def test_bad_state_is_a_clear_error(pool: RelayPool, agent: LocalSigner) -
     payload = await agent.nip44_encrypt(agent.public_key, "[1, 2]")
     with pytest.raises(StateError, match="JSON object"):
         await store.decrypt(payload)
+    deep = await agent.nip44_encrypt(agent.public_key, "[" * 20_000)
+    with pytest.raises(StateError, match="not JSON"):
+        await store.decrypt(deep)

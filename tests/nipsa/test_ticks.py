@@ -24,7 +24,13 @@ from oa_node.nostr.nipsa import (
     Trigger,
 )
 from oa_node.plugins.nipsa.state import AgentStateStore
-from oa_node.plugins.nipsa.ticks import Tick, TickRunner, classify, collect_tick_handlers
+from oa_node.plugins.nipsa.ticks import (
+    Tick,
+    TickRunner,
+    advance_since,
+    classify,
+    collect_tick_handlers,
+)
 from oa_node.signer import LocalSigner, write_key_file
 from oa_node.trajectory import Trajectories
 
@@ -179,6 +185,15 @@ def test_trigger_classification() -> None:
     assert classify(ev(5050, []), me.public_key, triggers) == "kind"
     assert classify(ev(1, p, by=me), me.public_key, triggers) is None  # never wake on self
     assert classify(ev(1, p), me.public_key, [Trigger("dm")]) is None
+
+
+def test_future_event_cannot_push_the_trigger_window_past_now() -> None:
+    """A mention dated in the future must not make the next subscription skip real ones."""
+    now = 1_700_000_000
+    assert advance_since(now - 100, now - 50, now) == now - 50
+    assert advance_since(now - 100, now + 800, now) == now  # a relay allows 900 s ahead
+    assert advance_since(now - 100, 2**40, now) == now
+    assert advance_since(now - 10, now - 50, now) == now - 10  # never moves back
 
 
 class RecordingHandler:
