@@ -10,6 +10,7 @@ the wallet with the first one (pay exactly once).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import secrets
@@ -451,6 +452,11 @@ class Buyer:
             if rid in payments or rid in refusals:
                 continue
             event = Event.from_dict(rec.data["results"][rid]["event"])
+            earlier = await self._paid_before(wallet, rec, rid, event)
+            if earlier is not None:
+                payments[rid] = earlier
+                self.ledger.update(rec.id, payments=payments, pay_error=None)
+                continue
             reason, invoice = self._payable(event, max_price)
             if reason is None and wallet is None:
                 reason = "no wallet configured on this node"
@@ -489,6 +495,34 @@ class Buyer:
             state = "paid" if payments else "refused"
             log.info("job %s %s", rec.id[:12], state)
             self._emit(rec.id, state, {"payments": payments, "refusals": refusals})
+
+    async def _paid_before(self, wallet: Any, rec: Record, rid: str, event: Event
+                           ) -> dict[str, Any] | None:
+        """The payment an earlier attempt made, when its answer was lost (a timeout, a
+        crash): asked of the wallet before the invoice is judged again, because by now it
+        may have expired, and an expired invoice that was paid must not end ``refused``."""
+        payment_hash = (rec.data.get("paying") or {}).get(rid)
+        if wallet is None or not payment_hash:
+            return None
+        try:
+            found = await wallet.lookup_invoice(payment_hash)
+        except WalletError:  # not found (never paid) or no answer: judge and pay as usual
+            return None
+        if found.type != "outgoing" or not found.settled or not found.preimage:
+            return None
+        try:
+            proven = hashlib.sha256(bytes.fromhex(found.preimage)).hexdigest() == payment_hash
+        except ValueError:
+            proven = False
+        if not proven:
+            log.warning("job %s: the wallet reports %s paid without a valid preimage",
+                        rec.id[:12], payment_hash[:12])
+            return None
+        log.info("job %s: an earlier payment of %s went through", rec.id[:12], payment_hash[:12])
+        return {"provider": event.pubkey, "bolt11": found.bolt11,
+                "payment_hash": payment_hash, "preimage": found.preimage,
+                "amount_msat": found.amount_msat, "fees_paid_msat": found.fees_paid_msat,
+                "at": time.time()}
 
     @staticmethod
     def _payable(event: Event, max_price: int) -> tuple[str | None, Any]:
