@@ -48,6 +48,12 @@ RESULT_KINDS = sorted({kinds.job_result_kind(k)
 PUBLISH_TIMEOUT = 10.0
 
 
+def max_results(redundancy: int) -> int:
+    """How many results one job records: enough for every honest answer and some
+    second results to label, bounded so strangers' keys cannot grow a job without end."""
+    return 4 * max(redundancy, 1) + 8
+
+
 class Buyer:
     """The buyer role over a node (its pool, signer, wallet, job types, data dir)."""
 
@@ -287,7 +293,15 @@ class Buyer:
         rec = self.ledger.get(job_id)
         if rec is None or rec.state not in ("published", "feedback", "result_received"):
             return None
-        if event.id in rec.data.get("results", {}):
+        results = rec.data.get("results", {})
+        if event.id in results:
+            return None
+        named = rec.data.get("providers") or ()
+        if named and event.pubkey not in named:
+            return None  # a job addressed to providers is none of anyone else's business
+        if len(results) >= max_results(int(rec.data.get("redundancy", 1))):
+            log.warning("job %s: result %s from %s ignored (result limit reached)",
+                        job_id[:12], event.id[:12], event.pubkey[:12])
             return None
         return job_id
 

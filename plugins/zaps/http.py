@@ -31,13 +31,16 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
 class HttpServer:
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0, *,
                  max_line: int = 16 * 1024, max_headers: int = 32 * 1024,
-                 read_timeout: float = 10.0) -> None:
+                 read_timeout: float = 10.0, handler_timeout: float = 60.0) -> None:
         self.handler = handler
         self.host = host
         self.port = port
         self.max_line = max_line
         self.max_headers = max_headers
+        #: for the request head only: a slow client must not hold a connection open
         self.read_timeout = read_timeout
+        #: for answering (an invoice goes through the wallet, over relays)
+        self.handler_timeout = handler_timeout
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -55,7 +58,18 @@ class HttpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            status, body, head = await asyncio.wait_for(self._request(reader), self.read_timeout)
+            request = await asyncio.wait_for(self._read_head(reader), self.read_timeout)
+            if isinstance(request, list):
+                method, path, query = request
+                head = method == "HEAD"
+                try:
+                    status, body = await asyncio.wait_for(self.handler(path, query),
+                                                          self.handler_timeout)
+                except TimeoutError:
+                    status, body = 503, {"status": "ERROR",
+                                         "reason": "took too long to answer, try again"}
+            else:
+                status, body, head = request
         except TimeoutError:
             status, body, head = 408, {"status": "ERROR", "reason": "request timeout"}, False
         except Exception:  # the node keeps serving whatever one request does
@@ -80,7 +94,10 @@ class HttpServer:
             except (ConnectionError, OSError):
                 pass
 
-    async def _request(self, reader: asyncio.StreamReader) -> tuple[int, dict[str, Any], bool]:
+    async def _read_head(
+        self, reader: asyncio.StreamReader,
+    ) -> tuple[int, dict[str, Any], bool] | list[str]:
+        """``[method, path, query]`` of a valid request, or the error answer to send."""
         def error(status: int, reason: str) -> tuple[int, dict[str, Any], bool]:
             return status, {"status": "ERROR", "reason": reason}, False
 
@@ -113,5 +130,4 @@ class HttpServer:
         if method not in ("GET", "HEAD"):
             return error(405, "only GET is supported")
         path, _, query = target.partition("?")
-        status, body = await self.handler(path, query)
-        return status, body, method == "HEAD"
+        return [method, path, query]

@@ -443,3 +443,36 @@ async def test_cancel_stops_a_running_job(world: World, tmp_path: Path) -> None:
         assert not pledger.get(job).data.get("result_event")  # type: ignore[union-attr]
         pledger.close()
     await close(buyer)
+
+
+async def test_result_intake_is_bounded(world: World, tmp_path: Path) -> None:
+    """Strangers cannot attach results to a job addressed to named providers, and an open
+    job records a bounded number of results however many keys answer."""
+    from oa_node.nostr.event import sign_event
+    from oa_node.nostr.keys import generate_secret_key, public_key_hex
+    from oa_node.plugins.buyer.engine import max_results
+
+    repo = make_repo(tmp_path / "repo", PASSING)
+    buyer = world.buyer()
+    try:
+        named_key = generate_secret_key()
+        addressed = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
+                                       providers=[public_key_hex(named_key)])
+        request = Event.from_dict(buyer.ledger.get(addressed).data["requests"][0])
+
+        def result_from(secret: bytes, req: Event) -> Event:
+            return sign_event(nip90.result_template(req, "{}", "oa.sandbox_run.v1"), secret)
+
+        assert buyer.on_result_event(result_from(generate_secret_key(), request)) is None
+        assert buyer.on_result_event(result_from(named_key, request)) == addressed
+
+        open_job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]))
+        open_req = Event.from_dict(buyer.ledger.get(open_job).data["requests"][0])
+        for _ in range(max_results(1)):
+            event = result_from(generate_secret_key(), open_req)
+            assert buyer.on_result_event(event) == open_job
+            await buyer._on_result(open_job, event)
+        assert len(buyer.ledger.get(open_job).data["results"]) == max_results(1)
+        assert buyer.on_result_event(result_from(generate_secret_key(), open_req)) is None
+    finally:
+        await close(buyer)

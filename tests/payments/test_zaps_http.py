@@ -1,0 +1,54 @@
+"""The LNURL endpoint's HTTP server: the read timeout bounds a slow client, not the time the
+node takes to answer (an invoice goes through the wallet over relays)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from oa_node.plugins.zaps.http import HttpServer
+
+pytestmark = pytest.mark.anyio
+
+
+async def get(port: int, raw: bytes) -> tuple[int, dict[str, Any]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+async def test_slow_answer_is_not_a_request_timeout() -> None:
+    async def slow(path: str, query: str) -> tuple[int, dict[str, Any]]:
+        await asyncio.sleep(0.6)
+        return 200, {"path": path, "query": query}
+
+    server = HttpServer(slow, "127.0.0.1", 0, read_timeout=0.2, handler_timeout=5)
+    port = await server.start()
+    try:
+        status, body = await get(port, b"GET /.well-known/lnurlp/a?x=1 HTTP/1.1\r\n\r\n")
+        assert (status, body) == (200, {"path": "/.well-known/lnurlp/a", "query": "x=1"})
+    finally:
+        await server.close()
+
+
+async def test_slow_client_and_stuck_handler_get_clear_answers() -> None:
+    async def stuck(path: str, query: str) -> tuple[int, dict[str, Any]]:
+        await asyncio.sleep(30)
+        return 200, {}
+
+    server = HttpServer(stuck, "127.0.0.1", 0, read_timeout=0.2, handler_timeout=0.3)
+    port = await server.start()
+    try:
+        status, body = await get(port, b"GET /x HTTP/1.1\r\n")  # head never finished
+        assert status == 408 and body["reason"] == "request timeout"
+        status, body = await get(port, b"GET /x HTTP/1.1\r\n\r\n")
+        assert status == 503 and "too long" in body["reason"]
+    finally:
+        await server.close()
