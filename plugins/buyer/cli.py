@@ -84,11 +84,13 @@ def pubkey_arg(text: str) -> str:
     raise UserError(f"{text!r}: expected an npub or a 64-hex public key")
 
 
-def _load(config: Path | None) -> Node:
+def _load(config: Path | None, *, services: bool = True) -> Node:
+    """The node for a command; commands that only read the ledger or relays skip the
+    services (no wallet connection, no other plugin's set-up)."""
     from oa_node.cli import default_config_path
     from oa_node.node import build_node
 
-    return build_node(default_config_path(config))
+    return build_node(default_config_path(config), services=services)
 
 
 def _buyer(node: Node) -> Buyer:
@@ -338,7 +340,7 @@ def job_status(
     as_json: JsonOption = False,
 ) -> None:
     """Show a job: state, results with verdicts, payments and the ledger history."""
-    node = _load(config)
+    node = _load(config, services=False)
     rec = _find(node, job_id)
     ledger = _open_ledger(node)
     try:
@@ -381,7 +383,7 @@ def job_list(
     as_json: JsonOption = False,
 ) -> None:
     """List this node's jobs, newest first."""
-    node = _load(config)
+    node = _load(config, services=False)
     ledger = _open_ledger(node)
     try:
         records = ledger.in_states(state) if state else ledger.all(limit)
@@ -449,7 +451,7 @@ def register_providers_command(app: typer.Typer) -> None:
         """
         from oa_node.plugins.buyer.providers import gather_providers
 
-        node = _load(config)
+        node = _load(config, services=False)
         if not node.config["node"]["relays"]:
             raise UserError("no relays: set [node] relays in the config")
         found = _run(node, lambda: gather_providers(

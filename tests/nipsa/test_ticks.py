@@ -96,14 +96,16 @@ async def test_running_agent_ticks_on_heartbeat_and_mention(tmp_path: Path,
     assert "nipsa" in [s.name for s in node.services]
     agent = node.signer.public_key
     fan = LocalSigner.generate()
-    note = fan.sign_now(EventTemplate(1, "hey @agent", [["p", agent]]))
-    unrelated = fan.sign_now(EventTemplate(1, "not for the agent", []))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(partial(node.run, handle_signals=False))
         with anyio.fail_after(20):
             while getattr(node, "nipsa_runner", None) is None or len(handlers.ticks) < 1:
                 await anyio.sleep(0.05)
+            # made now: a mention older than the agent's start is not a trigger, and on a
+            # loaded machine the agent may start seconds after the test began
+            note = fan.sign_now(EventTemplate(1, "hey @agent", [["p", agent]]))
+            unrelated = fan.sign_now(EventTemplate(1, "not for the agent", []))
             async with RelayPool([relay_url]) as outsider:
                 await outsider.publish(unrelated, 5)
                 await outsider.publish(note, 5)
