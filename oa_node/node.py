@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from oa_node.config import Config, ConfigError, Key, Section, relay_url
 from oa_node.plugin_manager import PluginHost
@@ -155,8 +156,8 @@ class Node:
             log.warning("no services enabled: enable a role in the config (e.g. [relay] enabled)")
         try:
             async with anyio.create_task_group() as tg:
-                if handle_signals:
-                    tg.start_soon(self._watch_signals)
+                if handle_signals:  # handled before any service starts (a signal then
+                    await tg.start(self._watch_signals)  # must stop the node, not kill it)
                 for service in self.services:
                     log.info("starting service %s", service.name)
                     tg.start_soon(self._run_service, service, name=f"service:{service.name}")
@@ -178,8 +179,10 @@ class Node:
             self.stop()
             raise
 
-    async def _watch_signals(self) -> None:
+    async def _watch_signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                             ) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)
                 self.stop()

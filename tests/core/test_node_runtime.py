@@ -45,8 +45,8 @@ def test_start_stops_cleanly_on_signal(tmp_path: Path, signum: signal.Signals) -
         env=os.environ | {"COLUMNS": "200"},
     )
     try:
-        wait_for_line(proc, "services:")
-        time.sleep(0.5)
+        # signals are handled before the first service starts: no grace sleep needed
+        wait_for_line(proc, "starting service")
         proc.send_signal(signum)
         rest = proc.communicate(timeout=30)[1]
         assert proc.returncode == 0, rest
