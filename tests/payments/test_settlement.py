@@ -20,7 +20,7 @@ from oa_node.nostr.event import EventTemplate
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.nwc.client import NWCWallet
 from oa_node.signer import LocalSigner
-from oa_node.wallet import ErrorCode, WalletError
+from oa_node.wallet import WalletError
 from tests.payments.conftest import connect_uri, running_service
 
 pytestmark = pytest.mark.anyio
@@ -42,12 +42,10 @@ async def run_job(pool: RelayPool, provider_key: LocalSigner, provider_w: NWCWal
     verified = got.content == "expected output" and decoded.amount_msat == int(amount_tag[1])
     if verified:
         await buyer_w.pay_invoice(amount_tag[2])
-    try:
-        await provider_w.wait_settled(inv.payment_hash, timeout=1.5)
-        return verified, "paid"
-    except WalletError as exc:
-        assert exc.code is ErrorCode.TIMEOUT
-        return verified, "unpaid"
+    # pay_invoice answers once the ledger moved the money, so one lookup tells: no race
+    # against a short settle deadline (a slow NWC round trip read as "unpaid" under load)
+    seen = await provider_w.lookup_invoice(inv.payment_hash)
+    return verified, "paid" if seen.settled else "unpaid"
 
 
 async def test_verified_job_settles_rejected_job_moves_nothing(tmp_path: Path,
