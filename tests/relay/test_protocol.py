@@ -171,7 +171,7 @@ async def test_purging_goes_on_after_a_store_error(relay) -> None:
 
     k = Key()
     c = await open_ws(relay.port)
-    soon = k.sign(tags=[["expiration", str(int(time.time()) + 1)]])
+    soon = k.sign(tags=[["expiration", str(int(time.time()) + 2)]])  # >= 1 s to publish it
     assert (await c.publish(soon))[2] is True
     con = sqlite3.connect(relay.store.path, isolation_level=None, timeout=10)
     try:
@@ -180,7 +180,7 @@ async def test_purging_goes_on_after_a_store_error(relay) -> None:
         con.execute("ALTER TABLE events_away RENAME TO events")
     finally:
         con.close()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while await relay.store.query([Filter(ids={soon.id})], now=0) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert await relay.store.query([Filter(ids={soon.id})], now=0) == []
