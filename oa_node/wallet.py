@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from oa_node.errors import UserError
 
 if TYPE_CHECKING:
+    from oa_node.node import Node
     from oa_node.nostr.event import Event
 
 
@@ -175,3 +176,17 @@ class Zapper(Protocol):
 
 class ZapError(UserError):
     """A zap that cannot be made: no lud16, no nostr support, a bad LNURL answer..."""
+
+
+def wallet_for(node: Node, account: str, key: str) -> Any | None:
+    """The wallet a role uses: the default ``"wallet"`` capability, or ``wallet:<account>``
+    when the role's config names an account. ``None`` when the node has no default wallet;
+    a named account the node does not provide is a config error naming ``key`` (so it is
+    found at start, not at payment time)."""
+    from oa_node.config import ConfigError
+
+    wallet = node.capability(f"wallet:{account}" if account else "wallet")
+    if wallet is None and account:
+        raise ConfigError(node.config.path, key, f"no wallet account {account!r} on this "
+                          "node (add it to [wallet.accounts])")
+    return wallet

@@ -157,15 +157,13 @@ def submit_sandbox_run(
         k, v = item.split("=", 1)
         environment[k] = v
     node = _load(config)
-    k = redundancy or int((node.config.get("buyer") or {}).get("redundancy", 1))
     doc: dict[str, Any] = {
         "sandbox": {"provider": "docker", "image_digest": image, "network_policy": network,
                     "resources": {"memory_mb": memory_mb, "cpus": cpus,
                                   "timeout_secs": timeout_secs}},
         "commands": [{"cmd": c, "continue_on_fail": continue_on_fail} for c in cmd],
         "env": environment,
-        "verification": {"mode": "objective", "redundancy": k,
-                         "adjudication": "majority_vote" if k > 1 else "none"},
+        "verification": _verification(node, redundancy),
     }
     if repo:
         doc["repo"] = {"source": repo, "git_ref": ref}
@@ -196,16 +194,21 @@ def submit_repo_index(
 ) -> None:
     """Index a repository: file digests and tree hash, symbols, dependencies."""
     node = _load(config)
-    k = redundancy or int((node.config.get("buyer") or {}).get("redundancy", 1))
     doc: dict[str, Any] = {
         "repo_url": repo, "git_ref": ref, "index_types": list(index_type or ["digests"]),
-        "verification": {"mode": "objective", "redundancy": k,
-                         "adjudication": "majority_vote" if k > 1 else "none"},
+        "verification": _verification(node, redundancy),
     }
     if expected_tree:
         doc["expected_tree_sha256"] = expected_tree
     _submit(node, "oa.repo_index.v1", doc, provider, max_price, encrypt, wait, wait_timeout,
             ttl, dedicated_kind, as_json)
+
+
+def _verification(node: Node, redundancy: int | None) -> dict[str, Any]:
+    """Objective verification by ``redundancy`` providers (default: ``[buyer]``'s)."""
+    k = redundancy or int((node.config.get("buyer") or {}).get("redundancy", 1))
+    return {"mode": "objective", "redundancy": k,
+            "adjudication": "majority_vote" if k > 1 else "none"}
 
 
 def _submit(node: Node, schema: str, doc: dict[str, Any], provider: list[str] | None,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oa_node.config import ConfigError, Key, Section, non_negative, positive
+from oa_node.config import Key, Section, non_negative, positive
+from oa_node.wallet import wallet_for
 
 if TYPE_CHECKING:
     from oa_node.node import Node
@@ -71,10 +72,4 @@ class BuyerSettings:
     def wallet(self, node: Node) -> Any | None:
         """The wallet the buyer pays with, ``None`` when the node has none; a named account
         the node does not provide is a config error (found at start, not at payment)."""
-        account = self.wallet_account
-        wallet = node.capability("wallet" if not account else f"wallet:{account}")
-        if wallet is None and account:
-            raise ConfigError(node.config.path, "buyer.wallet_account",
-                              f"no wallet account {account!r} on this node (add it to "
-                              "[wallet.accounts])")
-        return wallet
+        return wallet_for(node, self.wallet_account, "buyer.wallet_account")

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oa_node.config import Config, ConfigError, Key, Section, non_negative, positive
+from oa_node.config import Config, Key, Section, non_negative, positive
 from oa_node.executors.jobtype import ExecutorSettings
+from oa_node.wallet import wallet_for
 
 if TYPE_CHECKING:
     from oa_node.node import Node
@@ -99,13 +100,7 @@ class ProviderSettings:
     def wallet(self, node: Node) -> Any | None:
         """The wallet this provider uses, ``None`` when the node has none; a named account
         the node does not provide is a config error (found at start, not at payment)."""
-        account = self.wallet_account
-        wallet = node.capability("wallet" if not account else f"wallet:{account}")
-        if wallet is None and account:
-            raise ConfigError(node.config.path, "provider.wallet_account",
-                              f"no wallet account {account!r} on this node (add it to "
-                              "[wallet.accounts])")
-        return wallet
+        return wallet_for(node, self.wallet_account, "provider.wallet_account")
 
 
 def executor_settings(config: Config, data_dir: Path) -> ExecutorSettings:
