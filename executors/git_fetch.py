@@ -21,11 +21,9 @@ from pathlib import Path
 import git
 import git.exc
 
-SCHEMES = ("https", "http", "git", "ssh", "file")
+from oa_node import gitsafe
+
 DEFAULT_ALLOWED_SCHEMES = ("https", "git")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_HELPER = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)::")
-_SCP = re.compile(r"^(?:[^@/:]+@)?[^/:]+:(?!//)")
 _HEX = re.compile(r"^[0-9a-f]{4,64}$")
 
 
@@ -33,29 +31,13 @@ class FetchError(Exception):
     """The repository could not be fetched, or the URL is not allowed; message is for users."""
 
 
-def url_scheme(url: str) -> str:
-    """The transport git would use: https, http, git, ssh, file, or e.g. ``ext``."""
-    if m := _HELPER.match(url):
-        return m.group(1).lower()
-    if m := _SCHEME.match(url):
-        scheme = m.group(1).lower()
-        return "ssh" if scheme in ("git+ssh", "ssh+git") else scheme
-    if _SCP.match(url) and not url.startswith(("/", ".")):
-        return "ssh"
-    return "file"
-
-
 def check_url(url: str, allowed: tuple[str, ...] | list[str]) -> str:
-    """Raise :class:`FetchError` unless ``url``'s transport is allowed; returns the scheme."""
-    if not url or url.startswith("-") or any(ord(c) < 0x20 for c in url):
-        raise FetchError(f"repository URL {url!r} is not acceptable")
-    scheme = url_scheme(url)
-    if scheme == "ext" or scheme not in allowed or scheme not in SCHEMES:
-        raise FetchError(
-            f"repository URL scheme {scheme!r} is not allowed "
-            f"(allowed: {', '.join(allowed) or 'none'}): {url}"
-        )
-    return scheme
+    """Raise :class:`FetchError` unless ``url`` passes the project's one URL rule
+    (:func:`oa_node.gitsafe.check_url`); returns the scheme."""
+    try:
+        return gitsafe.check_url(url, allowed)
+    except gitsafe.UnsafeURL as exc:
+        raise FetchError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -71,19 +53,11 @@ def _config_args(hooks_dir: Path, allowed: tuple[str, ...]) -> list[str]:
         "core.hooksPath": str(hooks_dir),
         "core.fsmonitor": "false",
         "core.sshCommand": ssh,
-        "credential.helper": "",
-        "protocol.ext.allow": "never",
-        "protocol.file.allow": "always" if "file" in allowed else "never",
-        "protocol.allow": "never",
-        **{f"protocol.{s}.allow": "always" for s in allowed if s != "file"},
-        "submodule.recurse": "false",
-        "fetch.recurseSubmodules": "false",
-        "transfer.fsckObjects": "true",
         "advice.detachedHead": "false",
         "init.defaultBranch": "main",
         "gc.auto": "0",
     }
-    args: list[str] = []
+    args = gitsafe.protocol_config(allowed)
     for key, value in pairs.items():
         args += ["-c", f"{key}={value}"]
     return args
@@ -104,14 +78,9 @@ def _env(dest: Path, home: Path, allowed: tuple[str, ...]) -> dict[str, str]:
         "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_CONFIG_COUNT": "0",
         "GIT_CONFIG_PARAMETERS": "",
-        "GIT_ALLOW_PROTOCOL": ":".join(allowed),
-        "GIT_PROTOCOL_FROM_USER": "0",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "true",
-        "SSH_ASKPASS": "true",
+        **gitsafe.protocol_env(allowed),
         "GIT_SSH_COMMAND": "",
         "GIT_SSH": "",
-        "GIT_LFS_SKIP_SMUDGE": "1",
         "GIT_TRACE": "0",
     }
 

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from oa_node import gitsafe
 from oa_node.errors import UserError
 from oa_node.nostr import nip19
 from oa_node.nostr.errors import ProtocolError
@@ -67,6 +68,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for relays.")]
 ForceOpt = Annotated[bool, typer.Option(
     "--force", help="Publish even though readers will ignore it (not a maintainer/author).")]
+AllowSchemeOpt = Annotated[list[str] | None, typer.Option(
+    "--allow-scheme", help="A URL scheme a pull request's tip may be fetched over "
+    f"(repeatable; default: {', '.join(gitops.DEFAULT_FETCH_SCHEMES)}; add 'file' for "
+    "local paths, 'http' for plain HTTP).")]
 MessageOpt = Annotated[str, typer.Option("--message", "-m", help="Text for the event.")]
 
 
@@ -745,6 +750,15 @@ async def _check_trajectory(p: Proposal, remote: GitAfterRemote) -> dict[str, An
 # --- apply / checkout ---------------------------------------------------------------------------
 
 
+def _fetch_schemes(allow_scheme: list[str] | None) -> tuple[str, ...]:
+    schemes = tuple(allow_scheme or gitops.DEFAULT_FETCH_SCHEMES)
+    bad = [s for s in schemes if s not in gitsafe.SCHEMES]
+    if bad:
+        raise UserError(f"--allow-scheme: {', '.join(bad)} is not one of "
+                        f"{', '.join(gitsafe.SCHEMES)}")
+    return schemes
+
+
 def _branch_for(p: Proposal) -> str:
     name = p.pr.branch_name if p.pr is not None and p.pr.branch_name else p.subject
     return f"pr/{gitops.slug(name)}-{short(p.id)}"
@@ -763,6 +777,7 @@ def apply(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing branch.")] = False,
     no_verify: Annotated[bool, typer.Option(
         "--no-verify", help="Keep commits whose ids differ from the proposal's.")] = False,
+    allow_scheme: AllowSchemeOpt = None,
     config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
     dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
     as_json: JsonOpt = False,
@@ -772,10 +787,11 @@ def apply(
     Commit ids are verified where the patches give them.
     For a pull request this fetches its tip like `checkout`.
     A failure leaves the working tree as it was."""
+    schemes = _fetch_schemes(allow_scheme)
     ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
     p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id))
     if p.pr is not None:
-        _checkout_pr(ctx, p, branch, force, as_json)
+        _checkout_pr(ctx, p, branch, force, as_json, schemes)
         return
     target = None if here else (branch or _branch_for(p))
     result = gitops.apply_series(ctx.repo, p.patches, target, onto=onto, force=force,
@@ -797,9 +813,10 @@ def apply(
 
 
 def _checkout_pr(ctx: Context, p: Proposal, branch: str | None, force: bool,
-                 as_json: bool) -> None:
+                 as_json: bool, allowed_schemes: Sequence[str]) -> None:
     assert p.pr is not None
-    source = gitops.fetch_tip(ctx.repo, p.pr.clone, p.pr.tip, p.pr.fetch_refs)
+    source = gitops.fetch_tip(ctx.repo, p.pr.clone, p.pr.tip, p.pr.fetch_refs,
+                              allowed_schemes=allowed_schemes)
     name = branch or _branch_for(p)
     gitops.checkout_commit(ctx.repo, p.pr.tip, name, force=force)
     if as_json:
@@ -815,18 +832,21 @@ def checkout(
     branch: Annotated[str | None, typer.Option(
         help="Branch to create (default: pr/<name>-<id>).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing branch.")] = False,
+    allow_scheme: AllowSchemeOpt = None,
     config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
     dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Check out a proposal on its own branch.
 
-    A pull request's tip is fetched from its clone URLs.
+    A pull request's tip is fetched from its clone URLs: only over the allowed schemes,
+    never a URL with credentials or one git would read as an option.
     A patch set is applied at its parent commit."""
+    schemes = _fetch_schemes(allow_scheme)
     ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
     p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id))
     if p.pr is not None:
-        _checkout_pr(ctx, p, branch, force, as_json)
+        _checkout_pr(ctx, p, branch, force, as_json, schemes)
         return
     name = branch or _branch_for(p)
     result = gitops.apply_series(ctx.repo, p.patches, name, force=force, verify=False)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import git
 
+from oa_node import gitsafe
 from oa_node.errors import UserError
 from oa_node.plugins.gitafter.nip34 import (
     CommitObject,
@@ -417,24 +418,46 @@ def apply_series(repo: git.Repo, patches: Sequence[PatchEvent], branch: str | No
     return result
 
 
-def fetch_tip(repo: git.Repo, urls: Sequence[str], tip: str, refs: Sequence[str]) -> str:
+#: Transports ``checkout`` fetches a pull request's tip over unless the user allows more.
+DEFAULT_FETCH_SCHEMES = ("https", "ssh", "git")
+
+
+def fetch_tip(repo: git.Repo, urls: Sequence[str], tip: str, refs: Sequence[str], *,
+              allowed_schemes: Sequence[str] = DEFAULT_FETCH_SCHEMES) -> str:
     """Make ``tip`` present locally by fetching from ``urls``: first the ``refs/nostr/<id>``
-    refs a PR is pushed to, then the commit itself; returns the URL that had it."""
+    refs a PR is pushed to, then the commit itself; returns the URL that had it.
+
+    The URLs come from a stranger's event: each must pass :func:`oa_node.gitsafe.check_url`
+    (an option-like or ``ext::`` URL would run a program), is passed after ``--``, and git
+    runs with its own transport allow-list, so nothing but a fetch can happen."""
     if has_commit(repo, tip):
         return "(local)"
+    allowed = tuple(allowed_schemes)
     errors: list[str] = []
+    usable: list[str] = []
     for url in urls:
+        try:
+            gitsafe.check_url(url, allowed)
+        except gitsafe.UnsafeURL as exc:
+            errors.append(str(exc))
+            continue
+        usable.append(url)
+    env = {**_QUIET_ENV, **gitsafe.protocol_env(allowed)}
+    config = gitsafe.protocol_config(allowed)
+    for url in usable:
         for what in [*refs, tip]:
             try:
-                repo.git.fetch("--quiet", "--no-tags", url, what, env=_QUIET_ENV,
-                               kill_after_timeout=NETWORK_TIMEOUT)
+                repo.git.execute(["git", *config, "fetch", "--quiet", "--no-tags",
+                                  "--no-recurse-submodules", "--", url, what],
+                                 env=env, kill_after_timeout=NETWORK_TIMEOUT)
             except git.GitCommandError as exc:
                 errors.append(f"{url} {what}: {_git_message(exc)}")
                 continue
             if has_commit(repo, tip):
                 return url
     detail = "; ".join(errors[-3:])
-    raise GitError(f"cannot fetch commit {tip[:12]} from {', '.join(urls)}"
+    shown = ", ".join(gitsafe.shown(u, redact=True) for u in urls)
+    raise GitError(f"cannot fetch commit {tip[:12]} from {shown}"
                    + (f" ({detail})" if detail else ""))
 
 

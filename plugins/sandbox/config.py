@@ -6,8 +6,8 @@ import hashlib
 from typing import Any
 
 from oa_node.config import Config, Key, Section, positive
-from oa_node.executors.git_fetch import SCHEMES
 from oa_node.executors.jobtype import ExecutorSettings
+from oa_node.gitsafe import SCHEMES
 from oa_node.sandbox.base import Sandbox, SandboxError
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from oa_node.executors.canonical import canonical_bytes
-from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo, url_scheme
+from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo
 from oa_node.executors.hashing import tree_digests, tree_sha256
 from oa_node.executors.jobtype import ExecContext
 from oa_node.executors.repo_index import execute_repo_index, verify_repo_index
+from oa_node.gitsafe import url_scheme
 
 MakeRepo = Callable[[dict[str, str | bytes]], Path]
 Git = Callable[..., str]

@@ -52,7 +52,7 @@ def test_pr_round_trip(cli: Cli, project: Project, relay: ThreadRelay,
     assert listed[0]["pr"]["tip"] == tip and listed[0]["pr"]["branch_name"] == "big-data"
     assert listed[0]["subject"] == "add a big data file"
 
-    out = cli.ok("git", "checkout", sent["root"][:8], *mdir, "--json")
+    out = cli.ok("git", "checkout", sent["root"][:8], *mdir, "--allow-scheme", "file", "--json")
     mrepo = git.Repo(project.maintainer)
     assert out["branch"] == f"pr/big-data-{sent['root'][:8]}"
     assert mrepo.head.commit.hexsha == tip and mrepo.active_branch.name == out["branch"]
@@ -66,7 +66,8 @@ def test_pr_round_trip(cli: Cli, project: Project, relay: ThreadRelay,
     new_tip = git_run(project.contributor, "rev-parse", "HEAD")
     shown = cli.ok("git", "show", sent["root"], *mdir, "--json")
     assert shown["pr"]["tip"] == new_tip and shown["pr"]["updated_by"] == upd["events"][0]
-    out = cli.ok("git", "checkout", sent["root"][:8], *mdir, "--branch", "review", "--json")
+    out = cli.ok("git", "checkout", sent["root"][:8], *mdir, "--branch", "review",
+                 "--allow-scheme", "file", "--json")
     assert mrepo.commit("review").hexsha == new_tip
     assert mrepo.commit("review").tree.hexsha == \
         git.Repo(project.contributor).head.commit.tree.hexsha
