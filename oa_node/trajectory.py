@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from oa_node.errors import UserError
 from oa_node.nostr.kinds import TRAJECTORY_EVENT, TRAJECTORY_SESSION
-from oa_node.nostr.nipsa import TrajectoryReport, session_coordinate, verify_trajectory
+from oa_node.nostr.nipsa.trajectory import TrajectoryReport, session_coordinate, verify_trajectory
 
 if TYPE_CHECKING:
     from oa_node.client import RelayPool

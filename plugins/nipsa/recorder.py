@@ -19,8 +19,8 @@ import anyio
 
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
-from oa_node.nostr.nipsa import (
-    SESSION_END,
+from oa_node.nostr.nipsa.common import SESSION_END
+from oa_node.nostr.nipsa.trajectory import (
     TrajectoryReport,
     TrajectorySession,
     trajectory_event_template,

@@ -25,7 +25,8 @@ from oa_node.errors import UserError
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event
 from oa_node.nostr.kinds import AGENT_STATE
-from oa_node.nostr.nipsa import STATE_D, canonical_json, choose_state, state_template
+from oa_node.nostr.nipsa.common import STATE_D, canonical_json
+from oa_node.nostr.nipsa.state import choose_state, state_template
 
 if TYPE_CHECKING:
     from oa_node.client import RelayPool

@@ -26,7 +26,9 @@ from anyio.abc import ObjectSendStream
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event
 from oa_node.nostr.kinds import ENCRYPTED_DM, GIFT_WRAP, TEXT_NOTE, ZAP_RECEIPT
-from oa_node.nostr.nipsa import TickOutcome, TickRequest, TickResult, Trigger, canonical_json
+from oa_node.nostr.nipsa.common import canonical_json
+from oa_node.nostr.nipsa.schedule import Trigger
+from oa_node.nostr.nipsa.ticks import TickOutcome, TickRequest, TickResult
 
 if TYPE_CHECKING:
     from oa_node.node import Node
