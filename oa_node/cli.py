@@ -23,6 +23,7 @@ from oa_node import __version__
 from oa_node.config import ConfigError, render_example
 from oa_node.errors import UserError
 from oa_node.plugin_manager import PluginHost, load_plugins
+from oa_node.redact import install_log_redaction, redact
 
 console = Console()
 err_console = Console(stderr=True)
@@ -60,6 +61,7 @@ def setup_logging(level: str) -> None:
         handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=True)],
         force=True,
     )
+    install_log_redaction()
 
 
 # --- core commands -------------------------------------------------------------------------
@@ -257,7 +259,7 @@ def main() -> None:
     try:
         make_app()()
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+        err_console.print(f"[bold red]error:[/] {escape(redact(str(exc)))}", highlight=False,
                           soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:

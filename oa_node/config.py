@@ -134,10 +134,11 @@ class Config:
     secrets: frozenset[str] = frozenset()
 
     def redacted(self) -> dict[str, Any]:
-        """The values with every set secret replaced by ``"***"``, for display."""
-        import copy
+        """The values with every set secret replaced by ``"***"``, and any password or
+        secret parameter of a URI elsewhere masked (:func:`oa_node.redact.redact`)."""
+        from oa_node.redact import redact_values
 
-        out = copy.deepcopy(self.data)
+        out: dict[str, Any] = redact_values(self.data)
         for dotted in self.secrets:
             *tables, last = dotted.split(".")
             table = out
@@ -237,6 +238,7 @@ class _Validator:
         return out
 
     def key(self, key: Key, value: Any, dotted: str) -> Any:
+        shown = (lambda v: "***") if key.secret else repr  # a secret is never echoed
         if value is _MISSING:
             if key.required:
                 raise self.error(dotted, f"missing required key ({_TYPE_NAMES[key.type]})")
@@ -244,12 +246,13 @@ class _Validator:
             return list(default) if isinstance(default, list | tuple) else default
         if not _type_ok(value, key.type):
             raise self.error(
-                dotted, f"expected {_TYPE_NAMES[key.type]}, got {type(value).__name__} {value!r}"
+                dotted,
+                f"expected {_TYPE_NAMES[key.type]}, got {type(value).__name__} {shown(value)}",
             )
         if key.type is float:
             value = float(value)
             if not math.isfinite(value):  # TOML has nan and inf; no timeout or rate wants them
-                raise self.error(dotted, f"expected a finite number, got {value!r}")
+                raise self.error(dotted, f"expected a finite number, got {shown(value)}")
         values = [value]
         if key.type is list:
             if key.item is not None:
@@ -257,19 +260,19 @@ class _Validator:
                     if not _type_ok(item, key.item):
                         raise self.error(
                             dotted,
-                            f"item {i}: expected {_TYPE_NAMES[key.item]}, got {item!r}",
+                            f"item {i}: expected {_TYPE_NAMES[key.item]}, got {shown(item)}",
                         )
             values = list(value)
         if key.choices is not None:
             for v in values:
                 if v not in key.choices:
                     options = ", ".join(repr(c) for c in key.choices)
-                    raise self.error(dotted, f"expected one of {options}, got {v!r}")
+                    raise self.error(dotted, f"expected one of {options}, got {shown(v)}")
         if key.check is not None:
             try:
                 key.check(value)
             except ValueError as exc:
-                raise self.error(dotted, f"expected {exc}, got {value!r}") from None
+                raise self.error(dotted, f"expected {exc}, got {shown(value)}") from None
         return value
 
 

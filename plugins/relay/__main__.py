@@ -17,6 +17,7 @@ from oa_node.config import ConfigError, read_toml, validate
 from oa_node.plugins.relay.server import RelayServer, tune_interpreter
 from oa_node.plugins.relay.settings import RateLimits, RelaySettings, relay_section
 from oa_node.plugins.relay.storage import open_store
+from oa_node.redact import install_log_redaction, redact
 from oa_node.store import StoreError
 
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
     try:
         asyncio.run(
             run(
@@ -82,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except (StoreError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1
     return 0
 

@@ -31,7 +31,7 @@ def relay_section() -> Section:
                 choices=("sqlite", "postgres")),
             Key("sqlite_path", str, "relay.sqlite3", "SQLite file, relative to the data dir."),
             Key("postgres_dsn", str, None, "PostgreSQL DSN when storage = \"postgres\".",
-                optional=True),
+                optional=True, secret=True),
             Key("purge_interval", float, 60.0, "Seconds between purges of expired events.",
                 check=positive),
         ],
