@@ -13,6 +13,15 @@ Restart rules: ``accepted`` jobs (never started) are queued again; ``running`` j
 result was already signed are re-published, the others are failed with an ``error``
 feedback (they may have half run: running them again would run them twice);
 ``result_published`` jobs go back to waiting for payment.
+
+Encrypted requests (NIP-44 to this provider) get no trajectory: NIP-SA sessions and steps
+are public events that would tie the buyer (``p``), the repository (``repo``) and the
+request id to this provider's work, and an encrypted trajectory would still show who worked
+for whom and when. So an encrypted job publishes only what NIP-90 itself needs: the result
+(content encrypted to the buyer; ``e``/``p``/``request`` tags bind it to the request, whose
+content is ciphertext) and 7000 feedback (``e``/``p``; its free text in clear only when it
+is a fixed word or the result id, anything else goes encrypted to the buyer in the
+content).
 """
 
 from __future__ import annotations
@@ -46,6 +55,25 @@ log = logging.getLogger("oa_node.provider")
 FEEDBACK_TIMEOUT = 10.0
 TRAJECTORY_TIMEOUT = 5.0
 INVOICE_ATTEMPTS = 3  # a wallet that is briefly unreachable still gets to invoice
+
+
+#: Feedback words that say nothing about an encrypted request's content.
+PUBLIC_INFO = frozenset({"running", "queued", "busy", "paid", "internal error in the provider",
+                         "expired before it could run", "encrypted to another provider",
+                         "interrupted by a provider restart; not re-run"})
+ENCRYPTED_INFO = "details encrypted to the buyer"
+
+
+def _is_encrypted(request: Event) -> bool:
+    return any(t and t[0] == "encrypted" for t in request.tags)
+
+
+def _public_info(info: str) -> bool:
+    """``info`` may be published in clear for an encrypted request."""
+    if info in PUBLIC_INFO:
+        return True
+    word, _, rest = info.partition(" ")
+    return word == "result" and len(rest) == 64 and all(c in "0123456789abcdef" for c in rest)
 
 
 class BadRequest(Exception):
@@ -115,8 +143,16 @@ class Provider:
 
     async def _feedback(self, request: Event, status: str, info: str = "",
                         amount: nip90.Amount | None = None) -> None:
+        """Publish a 7000. For an encrypted request only fixed words (or the id of the
+        result, public anyway) go in clear; any other detail, which may quote the decrypted
+        request, goes NIP-44 encrypted to the buyer in the content."""
         try:
-            await self._publish(nip90.feedback_template(request, status, info, amount=amount))
+            content, extra = "", []
+            if info and _is_encrypted(request) and not _public_info(info):
+                content = await self.node.signer.nip44_encrypt(request.pubkey, info)
+                info, extra = ENCRYPTED_INFO, [["encrypted"]]
+            await self._publish(nip90.feedback_template(request, status, info, amount=amount,
+                                                        content=content, extra_tags=extra))
         except Exception:  # feedback is informative; a failure must not stop the job
             log.exception("feedback %s for %s not sent", status, request.id[:12])
 
@@ -458,7 +494,7 @@ class Provider:
 
     async def _start_trajectory(self, job: nip90.JobRequest, model: Any) -> Any:
         traj = self.node.capability("trajectory") if self.settings.record_trajectories else None
-        if traj is None:
+        if traj is None or job.encrypted:  # see the module docstring: nothing in clear
             return None
         repo = getattr(getattr(model, "repo", None), "source", None) or getattr(
             model, "repo_url", None)

@@ -59,6 +59,7 @@ def provider_section() -> Section:
             Key("publish_retry_secs", float, 120.0, "How long to keep re-sending a result "
                 "no relay accepted.", check=positive),
             Key("record_trajectories", bool, True, "Record each job as a NIP-SA trajectory "
+                "(never an encrypted job: it would be public) "
                 "when the node can (adds trajectory tags to results)."),
             Key("wallet_account", str, "", "Wallet that invoices and receives payments: "
                 '"" is the default [wallet], a name is that [wallet.accounts] entry.'),
