@@ -7,7 +7,8 @@ import random
 import pytest
 
 from oa_node.client import EOSE, ClientError, PublishResult, Subscription, normalize_relay_url
-from oa_node.client.connection import _resume_filters, _SubState, backoff_delay
+from oa_node.client.status import backoff_delay
+from oa_node.client.subscribing import _resume_filters, _SubState
 from oa_node.client.urls import http_url
 from oa_node.nostr.filter import Filter
 from oa_node.signer import LocalSigner
