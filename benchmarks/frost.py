@@ -91,8 +91,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def holder(group: encoding.GroupPackage, share: encoding.SharePackage, url: str) -> FrostHolder:
-    return FrostHolder(group, share, [url], policy=Policy(rate_per_minute=0),
-                       request_timeout=5.0, sign_timeout=10.0)
+    policy = Policy(rate_per_minute=0, allow_bare_hashes=True)
+    return FrostHolder(group, share, [url], policy=policy, request_timeout=5.0,
+                       sign_timeout=10.0)
 
 
 async def serve_peers(group_text: str, shares: list[str], url: str) -> None:

@@ -71,6 +71,18 @@ def register_signers(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_frost_policies(register: Callable[..., None]) -> None:
+    """Add checks a FROSTR share holder runs before every partial signature it makes for a
+    peer: ``register(fn)`` where ``fn(request)`` returns ``None`` to allow or a refusal
+    reason (sent to the requester). ``request`` has ``requester`` (the peer's x-only share
+    key), ``requester_idx``, ``sighash`` (32 bytes) and ``event``: the event being signed as
+    a dict (``pubkey``, ``created_at``, ``kind``, ``tags``, ``content``; its id already
+    recomputed and equal to ``sighash``), or ``None`` for a bare hash (only reaching the
+    checks where ``[frostr.policy] allow_bare_hashes`` is set). A check that raises
+    refuses."""
+
+
+@hookspec
 def register_tick_handlers(register: Callable[..., None]) -> None:
     """Decide what an agent tick does (NIP-SA): ``register(name, async_fn)`` where
     ``async_fn(node, tick)`` runs on every heartbeat or trigger. ``tick`` has ``tick_id``,

@@ -18,20 +18,43 @@ if TYPE_CHECKING:
 
     from oa_node.config import Config
     from oa_node.node import Node
+    from oa_node.plugin_manager import PluginHost
     from oa_node.plugins.frostr.holder import FrostHolder
 
 _holders: dict[int, tuple[Any, FrostHolder]] = {}
 
 
-def holder_for(config: Config) -> FrostHolder:
-    """The holder for this loaded config (built once, shared by service and signer)."""
+def holder_for(config: Config, plugins: PluginHost | None = None) -> FrostHolder:
+    """The holder for this loaded config (built once, shared by service and signer).
+
+    Every path that *runs* a holder (the service, the ``frost`` commands) passes the
+    plugin host, so the checks plugins register through ``register_frost_policies`` are in
+    its policy before it answers any peer. (The signer factory gets only the config; its
+    holder is the service's, so it answers nothing unless the service runs it.)"""
     from oa_node.plugins.frostr.config import holder_from_config
 
     entry = _holders.get(id(config))
     if entry is None or entry[0] is not config:
         entry = (config, holder_from_config(config))
         _holders[id(config)] = entry
-    return entry[1]
+    holder = entry[1]
+    if plugins is not None and not holder.plugin_checks_loaded:
+        holder.policy.checks.extend(plugin_policy_checks(plugins))
+        holder.plugin_checks_loaded = True
+    return holder
+
+
+def plugin_policy_checks(plugins: PluginHost) -> list[Callable[..., Any]]:
+    """The signing checks every plugin registered (``register_frost_policies``)."""
+    found: list[Callable[..., Any]] = []
+
+    def register(fn: Callable[..., Any]) -> None:
+        if not callable(fn):
+            raise TypeError(f"register_frost_policies: {fn!r} is not callable")
+        found.append(fn)
+
+    plugins.hook.register_frost_policies(register=register)
+    return found
 
 
 @hookimpl
@@ -46,7 +69,7 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
     cfg = node.config
     if not (cfg["frostr"]["enabled"] or cfg["node"]["signer"] == "frost"):
         return
-    holder = holder_for(cfg)
+    holder = holder_for(cfg, node.plugins)
 
     async def run_holder(node: Node) -> None:
         await holder.run()

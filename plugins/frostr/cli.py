@@ -65,7 +65,7 @@ def _holder(config: Path | None) -> Any:
     if path is None:
         raise UserError("no config: pass --config FILE with a [frostr] section")
     node = build_node(path)
-    return holder_for(node.config)
+    return holder_for(node.config, node.plugins)
 
 
 def _with_holder(holder: Any, fn: Callable[[], Awaitable[T]]) -> T:

@@ -59,11 +59,21 @@ def frostr_section() -> Section:
         sections=[
             Section(
                 "policy",
-                help="What this holder signs for its peers.",
+                help="What this holder signs for its peers. A holder signs only Nostr events "
+                     "it can check:\nthe request carries the event, the holder recomputes "
+                     "its id (the sighash),\nchecks it is by the group key, its kind and "
+                     "every plugin check (register_frost_policies).\nbifrost 2.x requesters "
+                     "send only the sighash: a default holder refuses to sign for them\n"
+                     "(it still answers their pings and, with allow_ecdh, their ECDH). "
+                     "Signing for bifrost\nmembers needs allow_bare_hashes = true, and then "
+                     "any member can get any 32-byte\nhash signed (rate-limited).",
                 keys=[
                     Key("allowed_kinds", list, [], item=int,
-                        help="Event kinds this holder signs (empty: any). Requesters must then "
-                             "send the event with the request."),
+                        help="Event kinds this holder signs (empty: any kind of event it is "
+                             "shown)."),
+                    Key("allow_bare_hashes", bool, False,
+                        help="Also sign a bare sighash sent without its event (what bifrost "
+                             "peers send). Not with allowed_kinds."),
                     Key("rate_limit", float, 120.0, check=non_negative,
                         help="Partial signatures per minute per peer (0: unlimited)."),
                     Key("burst", int, 30, check=positive, help="Rate-limit burst."),
@@ -77,8 +87,11 @@ def frostr_section() -> Section:
 def policy_from(section: dict[str, Any]) -> Policy:
     p = section["policy"]
     kinds = frozenset(p["allowed_kinds"]) if p["allowed_kinds"] else None
-    return Policy(allowed_kinds=kinds, rate_per_minute=p["rate_limit"], burst=p["burst"],
-                  allow_ecdh=p["allow_ecdh"])
+    if kinds is not None and p["allow_bare_hashes"]:
+        raise UserError("frostr.policy.allow_bare_hashes: cannot be combined with "
+                        "allowed_kinds (a bare hash has no kind to check)")
+    return Policy(allowed_kinds=kinds, allow_bare_hashes=p["allow_bare_hashes"],
+                  rate_per_minute=p["rate_limit"], burst=p["burst"], allow_ecdh=p["allow_ecdh"])
 
 
 def holder_from_config(config: Config) -> FrostHolder:

@@ -126,6 +126,8 @@ class FrostHolder:
             self.peers[key] = PeerState(i, key)
         self.pools = NoncePools(share.secret_bytes)
         self.cheaters: set[int] = set()
+        #: whether the plugins' ``register_frost_policies`` checks are in ``policy.checks``
+        self.plugin_checks_loaded = False
         self.stats: dict[str, int] = {"answered": 0, "rejected": 0, "dropped": 0}
         self._signer = LocalSigner(share.secret_bytes)
         self._conv: dict[str, bytes] = {}

@@ -1,20 +1,28 @@
 """What a share holder agrees to do for its peers: the gate before every partial signature.
 
 bifrost's signers see only a sighash and sign whatever a member asks. A holder here applies
-a :class:`Policy` first: which peers may ask at all, which event kinds it signs (the
-requester then has to send the event itself in the session's ``content``, which must hash
-to the sighash), a per-peer rate limit, whether it helps with ECDH, and any extra checks
-(``Policy.checks``: the hook a NIP-SA "marketplace signer" plugs its rules into).
+a :class:`Policy` first. By default it signs only what it can see: the requester sends the
+event's NIP-01 serialisation in the session's ``content``, the holder recomputes the id
+(which must equal the sighash), checks that the event is by the group key, of an allowed
+kind, and passes every extra check. A bare 32-byte hash (what bifrost requesters send) is
+signed only when ``allow_bare_hashes`` is set. Then a per-peer rate limit applies.
+
+Extra checks come from ``Policy.checks``; plugins add theirs through the
+``register_frost_policies`` hook (see ``oa_node.hookspecs``), which the frostr plugin wires
+into every holder it runs. A check that raises refuses (fails closed).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
+
+log = logging.getLogger("oa_node.frostr")
 
 
 @dataclass(frozen=True)
@@ -24,8 +32,9 @@ class SignRequest:
     requester: str  # x-only share key of the peer asking
     requester_idx: int
     sighash: bytes
-    #: the event being signed, when the requester sent it (``content`` in the session);
-    #: already checked to hash to ``sighash``
+    #: the event being signed (``pubkey``, ``created_at``, ``kind``, ``tags``, ``content``),
+    #: parsed from the session's ``content`` and already checked to hash to ``sighash`` and to
+    #: be by the group key; None for a bare hash (only when ``allow_bare_hashes`` is set)
     event: dict[str, Any] | None
 
 
@@ -79,12 +88,20 @@ def event_from_content(content_hex: str | None, sighash: bytes,
             "content": arr[5]}
 
 
+BARE_HASH_REFUSED = ("policy: this holder signs only events it can check; send the event as "
+                     "content (or set [frostr.policy] allow_bare_hashes = true)")
+
+
 @dataclass
 class Policy:
-    """A holder's rules. The defaults sign any kind for any group member, rate-limited."""
+    """A holder's rules. The defaults sign Nostr events of any kind by the group key that
+    the requester shows, for any group member, rate-limited; never a bare hash."""
 
-    #: event kinds this holder signs; None = any (then requests without the event are fine)
+    #: event kinds this holder signs; None = any kind (the event must still be shown)
     allowed_kinds: frozenset[int] | None = None
+    #: sign a bare 32-byte hash that comes without its event (bifrost requesters send only
+    #: that): any member can then get any hash signed. Never with ``allowed_kinds``.
+    allow_bare_hashes: bool = False
     #: partial signatures per minute per peer (0 = unlimited), with this burst
     rate_per_minute: float = 120.0
     burst: int = 30
@@ -94,18 +111,25 @@ class Policy:
     checks: list[PolicyCheck] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.allow_bare_hashes and self.allowed_kinds is not None:
+            raise ValueError("allow_bare_hashes cannot be combined with allowed_kinds "
+                             "(a bare hash has no kind to check)")
         self._sign_rate = RateLimiter(self.rate_per_minute, self.burst)
         self._ecdh_rate = RateLimiter(self.ecdh_per_minute, self.burst)
 
     def check_sign(self, req: SignRequest) -> str | None:
         """None to sign, else the reason for the ``reject`` envelope."""
-        if self.allowed_kinds is not None:
-            if req.event is None:
-                return "policy: this holder signs only known kinds; send the event as content"
-            if req.event["kind"] not in self.allowed_kinds:
-                return f"policy: kind {req.event['kind']} is not allowed"
+        if req.event is None:
+            if not self.allow_bare_hashes:
+                return BARE_HASH_REFUSED
+        elif self.allowed_kinds is not None and req.event["kind"] not in self.allowed_kinds:
+            return f"policy: kind {req.event['kind']} is not allowed"
         for check in self.checks:
-            reason = check(req)
+            try:
+                reason = check(req)
+            except Exception:  # a broken check refuses: it must never sign by accident
+                log.exception("frostr: policy check %r failed; refusing", check)
+                return "policy: a check failed on this request"
             if reason:
                 return f"policy: {reason}"
         if not self._sign_rate.allow(req.requester):

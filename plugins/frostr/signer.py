@@ -21,8 +21,8 @@ from oa_node.plugins.frostr.holder import (
 
 #: Events up to this size travel with the sign request (as the session's hex ``content``) so
 #: peers can apply kind policies; larger ones would push the request past the 64 KiB NIP-44
-#: plaintexts bifrost peers accept, so only their id is sent (a peer with a kind policy then
-#: refuses, one without signs).
+#: plaintexts bifrost peers accept, so only their id is sent (a default holder then refuses:
+#: it signs a bare hash only with ``[frostr.policy] allow_bare_hashes``).
 MAX_EVENT_WITH_REQUEST = 24 * 1024
 
 

@@ -50,7 +50,10 @@ async def running(*holders: FrostHolder) -> AsyncIterator[None]:
 
 
 def holders(group, shares, url, cls=FrostHolder, **kw):
-    return [cls(group, s, [url], request_timeout=3.0, sign_timeout=8.0, **kw) for s in shares]
+    """Holders that sign bare hashes: these tests exercise the signing machinery (what a
+    default holder refuses is in ``test_sign_policy.py``)."""
+    return [cls(group, s, [url], request_timeout=3.0, sign_timeout=8.0,
+                policy=Policy(allow_bare_hashes=True), **kw) for s in shares]
 
 
 async def test_sign_2_of_3_and_group_key_is_the_npub(relay_url: str) -> None:
@@ -215,7 +218,7 @@ async def test_nonce_pools_refill_over_many_signatures(relay_url: str) -> None:
     # deadline a loaded machine meets (one slow round trip of 120 would fail the test)
     a = FrostHolder(group, shares[0], [relay_url], request_timeout=10.0, sign_timeout=30.0)
     b = FrostHolder(group, shares[1], [relay_url], request_timeout=1.0, sign_timeout=8.0,
-                    policy=Policy(rate_per_minute=0))
+                    policy=Policy(rate_per_minute=0, allow_bare_hashes=True))
     async with running(b):
         await anyio.sleep(1.5)  # b's startup ping to a times out: a never got those nonces
         b.request_timeout = 10.0  # its answers' publishes from here on
