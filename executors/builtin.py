@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from oa_node.executors import repo_index_schema, sandbox_run_schema
 from oa_node.executors.jobtype import JobType
-from oa_node.executors.repo_index import execute_repo_index, verify_repo_index
-from oa_node.executors.sandbox_run import execute_sandbox_run, verify_sandbox_run
+from oa_node.executors.repo_index import admit_repo_index, execute_repo_index, verify_repo_index
+from oa_node.executors.sandbox_run import (
+    admit_sandbox_run,
+    execute_sandbox_run,
+    verify_sandbox_run,
+)
 
 SANDBOX_RUN = JobType(
     schema_id=sandbox_run_schema.SCHEMA_ID,
@@ -14,6 +18,7 @@ SANDBOX_RUN = JobType(
     executor=execute_sandbox_run,
     verifier=verify_sandbox_run,
     description="Run commands on a repository checkout in a sandbox (tests, builds).",
+    admit=admit_sandbox_run,
 )
 
 REPO_INDEX = JobType(
@@ -23,6 +28,7 @@ REPO_INDEX = JobType(
     executor=execute_repo_index,
     verifier=verify_repo_index,
     description="Index a repository: file digests and tree hash, Python symbols, dependencies.",
+    admit=admit_repo_index,
 )
 
 BUILTIN_JOB_TYPES: tuple[JobType, ...] = (SANDBOX_RUN, REPO_INDEX)

@@ -91,6 +91,9 @@ class Verdict:
 
 Executor = Callable[[Any, ExecContext], Any]
 Verifier = Callable[[Any, Any], Verdict]
+#: ``admit(request_model, settings)``: why this provider refuses the request before any work
+#: (a URL scheme, network policy or limit it does not allow), or ``None`` to take it
+Admit = Callable[[Any, ExecutorSettings], "str | None"]
 
 
 def verify_start(request: Any, result: Any, request_model: Any, result_model: Any
@@ -123,3 +126,4 @@ class JobType:
     executor: Executor
     verifier: Verifier
     description: str = ""
+    admit: Admit | None = None

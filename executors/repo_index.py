@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from oa_node.executors.canonical import CanonicalJSONError, canonical_bytes
-from oa_node.executors.git_fetch import FetchError, fetch_repo
+from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo
 from oa_node.executors.hashing import (
     input_sha256,
     output_sha256,
     tree_digests,
     tree_sha256,
 )
-from oa_node.executors.jobtype import ExecContext, Verdict, verify_start
+from oa_node.executors.jobtype import ExecContext, ExecutorSettings, Verdict, verify_start
 from oa_node.executors.repo_index_schema import (
     FileDigest,
     IndexArtifact,
@@ -163,6 +163,16 @@ def dependencies_index(root: Path, digests: list[dict[str, Any]], check: Any
     return deps
 
 
+def admit_repo_index(req: RepoIndexRequest, s: ExecutorSettings) -> str | None:
+    """Why this provider refuses ``req`` before any work (a URL scheme it does not allow);
+    ``None`` when it takes it."""
+    try:
+        check_url(req.repo_url, s.allowed_url_schemes)
+    except FetchError as exc:
+        return str(exc)
+    return None
+
+
 def execute_repo_index(request: RepoIndexRequest | dict[str, Any],
                        ctx: ExecContext) -> RepoIndexResult:
     """Index one repository; always returns a result (``status`` says how it went)."""
@@ -261,6 +271,11 @@ def verify_repo_index(request: RepoIndexRequest | dict[str, Any],
     if isinstance(start, Verdict):
         return start
     req, res, problems, digest = start
+    if res.status != "success":
+        problems.append(f"status {res.status}: the repository was not indexed, there is no "
+                        "work to pay for")
+    elif not res.tree_sha256 or ("digests" in req.index_types and not res.digests):
+        problems.append("status success without a tree hash or file digests: no work is shown")
     if res.status == "success":
         if res.digests and tree_sha256(res.digests) != res.tree_sha256:
             problems.append("tree_sha256 is not the hash of the reported digests")

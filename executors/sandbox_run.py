@@ -22,7 +22,7 @@ from typing import Any
 from oa_node.executors.canonical import CanonicalJSONError
 from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo
 from oa_node.executors.hashing import input_sha256, output_sha256
-from oa_node.executors.jobtype import ExecContext, Verdict, verify_start
+from oa_node.executors.jobtype import ExecContext, ExecutorSettings, Verdict, verify_start
 from oa_node.executors.sandbox_run_schema import (
     Artifact,
     EnvInfo,
@@ -101,6 +101,30 @@ def execute_sandbox_run(request: SandboxRunRequest | dict[str, Any],
     return _finish(result, request, ctx, started, t0)
 
 
+def admit_sandbox_run(req: SandboxRunRequest, s: ExecutorSettings) -> str | None:
+    """Why this provider refuses ``req`` before any work (``None``: it takes it): no
+    commands, a network policy, URL scheme or resource limit it does not allow. A provider
+    says so in an ``error`` feedback; it never publishes a result (and an invoice) for it."""
+    if not req.commands:
+        return "the job has no commands to run (commands is empty)"
+    if req.sandbox.network_policy not in s.allowed_network_policies:
+        return (f"network_policy {req.sandbox.network_policy!r} is not allowed by this "
+                f"provider (allowed: {', '.join(s.allowed_network_policies)})")
+    if req.repo is not None:
+        try:
+            check_url(req.repo.source, s.allowed_url_schemes)
+        except FetchError as exc:
+            return str(exc)
+    res, m = req.sandbox.resources, s.max_limits
+    for name, asked, most in (("memory_mb", res.memory_mb, m.memory_mb),
+                              ("cpus", res.cpus, m.cpus),
+                              ("timeout_secs", res.timeout_secs, m.timeout_secs),
+                              ("disk_mb", res.disk_mb, m.disk_mb), ("pids", res.pids, m.pids)):
+        if asked > most:
+            return f"resources.{name} {asked:g} is more than this provider allows ({most:g})"
+    return None
+
+
 def _prepare_and_run(req: SandboxRunRequest, ctx: ExecContext) -> SandboxRunResult:
     s = ctx.settings
     if not req.commands:
@@ -164,6 +188,47 @@ def _prepare_and_run(req: SandboxRunRequest, ctx: ExecContext) -> SandboxRunResu
         shutil.rmtree(job_dir, ignore_errors=True)
 
 
+def _stops(run: RunRecord, cmd: Any) -> bool:
+    """Whether the runner stops after ``run``: a time-out, an OOM kill, or a non-zero exit
+    of a command not marked ``continue_on_fail``."""
+    return run.timed_out or run.oom_killed or (run.exit_code != 0 and not cmd.continue_on_fail)
+
+
+def _work_problems(req: SandboxRunRequest, res: SandboxRunResult) -> list[str]:
+    """Whether the runs prove the work the status claims: ``error``/``cancelled`` results
+    and missing runs, exit codes or durations are no work to pay for, and the runs must be
+    exactly the commands the runner executes (in order, stopping where the schema says)."""
+    if res.status in ("error", "cancelled"):
+        return [f"status {res.status}: the job was not run, there is no work to pay for"
+                + (f" ({res.error[:200]})" if res.error else "")]
+    if not res.runs:
+        return [f"status {res.status} with no runs: no work is shown"]
+    problems: list[str] = []
+    raw_runs = (res.raw or {}).get("runs") or []
+    for i, raw in enumerate(raw_runs):
+        if not isinstance(raw, dict) or "exit_code" not in raw or "duration_ms" not in raw:
+            problems.append(f"runs[{i}] has no exit_code or no duration_ms")
+    cmds = req.commands
+    stop = next((i for i, (r, c) in enumerate(zip(res.runs, cmds, strict=False))
+                 if _stops(r, c)), None)
+    if stop is not None and stop + 1 != len(res.runs):
+        problems.append(f"runs continue after runs[{stop}], where the runner stops")
+    last = res.runs[-1]
+    if res.status == "success":
+        if len(res.runs) != len(cmds) or stop is not None:
+            problems.append("status success, but not every command ran and passed")
+    elif res.status == "failed":
+        if stop is None or last.timed_out:
+            oom = bool(res.env_info.system_info.get("oom_killed"))
+            if not oom or last.timed_out:
+                problems.append("status failed, but no command failed")
+    elif res.status == "timeout":
+        cut_between = stop is None and len(res.runs) < len(cmds)  # limit hit between commands
+        if not last.timed_out and not cut_between:
+            problems.append("status timeout, but every command finished in time")
+    return problems
+
+
 def verify_sandbox_run(request: SandboxRunRequest | dict[str, Any],
                        result: SandboxRunResult | dict[str, Any]) -> Verdict:
     """Objective checks a buyer can make without re-running the job."""
@@ -179,17 +244,7 @@ def verify_sandbox_run(request: SandboxRunRequest | dict[str, Any],
     for i, (run, cmd) in enumerate(zip(res.runs, req.commands, strict=False)):
         if run.cmd != cmd.cmd:
             problems.append(f"runs[{i}].cmd differs from commands[{i}].cmd")
-    blocking = [i for i, (r, c) in enumerate(zip(res.runs, req.commands, strict=False))
-                if r.exit_code != 0 and not c.continue_on_fail]
-    if res.status == "success":
-        if len(res.runs) != len(req.commands) or blocking:
-            problems.append("status success, but not every command ran and passed")
-    elif res.status == "failed":
-        if not blocking and not any(r.oom_killed for r in res.runs) and not res.error:
-            problems.append("status failed, but no command failed")
-    elif res.status == "timeout":
-        if res.runs and not res.runs[-1].timed_out and len(res.runs) == len(req.commands):
-            problems.append("status timeout, but every command finished in time")
+    problems += _work_problems(req, res)
     paths = [a.path for a in res.artifacts]
     if len(set(paths)) != len(paths):
         problems.append("duplicate artifact paths")

@@ -309,7 +309,7 @@ class Provider:
         try:
             if job.bid_msat is not None and job.bid_msat < price:
                 raise BadRequest(f"bid {job.bid_msat} msat is below the price {price} msat")
-            await self.request_document(job)
+            self.admit(job.schema, await self.request_document(job))
             if self.load() >= self.settings.concurrency + self.settings.queue_bound:
                 raise BadRequest("busy")
         except BadRequest as exc:
@@ -345,6 +345,15 @@ class Provider:
             return self.job_types[job.schema].request_model.from_dict(doc)
         except (SchemaError, ValueError, TypeError, RecursionError) as exc:
             raise BadRequest(f"invalid request: {exc}") from None
+
+    def admit(self, schema: str, model: Any) -> None:
+        """Raise :class:`BadRequest` when this provider's policy refuses the request (URL
+        scheme, network, limits): it is refused before any work with an ``error`` feedback,
+        never answered with a result and an invoice."""
+        admit = getattr(self.job_types[schema], "admit", None)
+        reason = admit(model, self.exec_settings) if admit is not None else None
+        if reason:
+            raise BadRequest(reason)
 
     def _enqueue(self, job_id: str) -> None:
         self._waiting.add(job_id)
@@ -426,6 +435,13 @@ class Provider:
             traj_tags = await self._end_trajectory(side.get("recorder"), doc)
             if token.cancelled:
                 return  # cancelled by the buyer meanwhile: state already says so
+            if doc.get("status") in ("error", "cancelled"):
+                # the job could not be run as asked (fetch failed, image missing ...): that
+                # is an error feedback, not a result with an invoice for work never done
+                reason = str(doc.get("error") or f"the job ended {doc.get('status')}")[:2000]
+                ledger.transition(job_id, "failed", {"reason": reason}, status=doc["status"])
+                await self._feedback(request, "error", reason)
+                return
             amount, invoice = side["invoice"]
             await self._answer(job_id, request, job, doc, exec_secs, traj_tags, amount,
                                invoice)

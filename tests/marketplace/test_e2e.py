@@ -55,11 +55,11 @@ class World:
         self.tmp, self.relay, self.image, self.ledger = tmp, relay, image, ledger
 
     def provider_node(self, name: str, *, wallet: bool = True, liar: bool = False,
-                      **provider: Any) -> Any:
+                      sandbox: dict[str, Any] | None = None, **provider: Any) -> Any:
         uri = wallet_uri(self.ledger, name, self.relay) if wallet else None
         cfg = node_config(self.tmp / name, self.relay, self.image,
                           provider={"prices": {"oa.sandbox_run.v1": PRICE}, **provider},
-                          wallet_uri=uri)
+                          wallet_uri=uri, extra={"sandbox": sandbox or {}})
         if liar:
             return build(cfg, plugins=[("liar", LyingSandboxPlugin())], disable=["sandbox"])
         return build(cfg)

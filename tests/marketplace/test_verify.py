@@ -133,6 +133,33 @@ def test_objective_checks_of_the_schema(keys: dict[str, LocalSigner]) -> None:
     assert "provenance names another provider" in c.problems
 
 
+def test_runs_must_show_the_work_the_status_claims() -> None:
+    """Honest shapes pass (a limit hit between commands, a failure that stops the run); a
+    run after a stopping one, or a status the runs do not show, fails."""
+    from oa_node.executors.sandbox_run import verify_sandbox_run
+    from tests.marketplace.rogue import forged_success, sealed
+
+    req = {**REQUEST, "commands": [{"cmd": "a"}, {"cmd": "b"}, {"cmd": "c"}]}
+
+    def verdict(status: str, codes: list[int], timed_out: int = -1) -> tuple[str, ...]:
+        doc = forged_success(req, "")
+        doc["runs"] = [{**doc["runs"][i], "exit_code": c, "timed_out": i == timed_out}
+                       for i, c in enumerate(codes)]
+        doc["status"] = status
+        return verify_sandbox_run(req, sealed(doc, req, "")).problems
+
+    assert verdict("success", [0, 0, 0]) == ()
+    assert verdict("failed", [0, 1]) == ()
+    assert verdict("timeout", [0, 0]) == ()  # the limit was reached before command 2
+    assert verdict("timeout", [0, 124], timed_out=1) == ()
+    assert verdict("failed", [1, 0]) == ("runs continue after runs[0], where the runner stops",)
+    assert verdict("timeout", [0, 0, 0]) == (
+        "status timeout, but every command finished in time",)
+    assert verdict("failed", [0, 0]) == ("status failed, but no command failed",)
+    assert verdict("success", [0, 0]) == (
+        "status success, but not every command ran and passed",)
+
+
 def rc(rid: str, provider: str, digest: str = "d1", ok: bool = True) -> ResultCheck:
     return ResultCheck(rid, provider, ok, () if ok else ("bad",), digest if ok else "")
 

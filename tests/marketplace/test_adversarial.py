@@ -1,0 +1,157 @@
+"""Adversarial pay-after-verify (issue 13): rogue providers sign results on the real relay,
+the buyer verifies and pays through the real ledger wallet. Each test asserts, from the
+wallet's side, exactly who was paid, and which verdict labels exist."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from oa_node.client import RelayPool
+from oa_node.nostr import kinds, nip90
+from oa_node.nostr.event import Event
+from oa_node.plugins.ledger_wallet.ledger import Ledger
+from oa_node.plugins.provider.ledger import open_provider_ledger
+from tests.marketplace.conftest import balance
+from tests.marketplace.rogue import Rogue, forged_success, labels_on, sealed, zero_work
+from tests.marketplace.test_e2e import PRICE, World, close, follow, sandbox_doc
+from tests.marketplace.world import PASSING, PYTEST, make_repo, running, wait_announced
+
+pytestmark = pytest.mark.anyio
+DEPOSIT = 100_000
+
+
+@pytest.fixture
+def world(tmp_path: Path, shared_relay: str, sandbox_image: str, wallets: Ledger) -> World:
+    return World(tmp_path, shared_relay, sandbox_image, wallets)
+
+
+def request_of(buyer: Any, job_id: str) -> tuple[Event, dict[str, Any]]:
+    rec = buyer.ledger.get(job_id)
+    return Event.from_dict(rec.data["requests"][0]), rec.data["doc"]
+
+
+def no_duration(request: dict[str, Any], provider: str) -> dict[str, Any]:
+    doc = forged_success(request, provider)
+    for run in doc["runs"]:
+        del run["duration_ms"]
+    return sealed(doc, request, provider)
+
+
+def failed_without_runs(request: dict[str, Any], provider: str) -> dict[str, Any]:
+    doc = zero_work(request, provider)
+    doc["status"] = "failed"
+    return sealed(doc, request, provider)
+
+
+def timeout_without_runs(request: dict[str, Any], provider: str) -> dict[str, Any]:
+    doc = zero_work(request, provider)
+    doc["status"] = "timeout"
+    return sealed(doc, request, provider)
+
+
+def fewer_runs_failed(request: dict[str, Any], provider: str) -> dict[str, Any]:
+    """Two commands, one run that exited 0, and "failed" with an error text."""
+    doc = forged_success(request, provider)
+    doc["runs"] = doc["runs"][:1]
+    doc["status"], doc["error"] = "failed", "it broke"
+    return sealed(doc, request, provider)
+
+
+@pytest.mark.parametrize("forge", [
+    zero_work,
+    lambda req, pk: zero_work(req, pk, "cancelled"),
+    no_duration,
+    failed_without_runs,
+    timeout_without_runs,
+    fewer_runs_failed,
+], ids=["error", "cancelled", "no-duration", "failed-no-runs", "timeout-no-runs",
+        "fewer-runs"])
+async def test_no_work_is_never_paid(world: World, tmp_path: Path, forge: Any) -> None:
+    rogue = Rogue(world.ledger, "rogue", world.relay, PRICE)
+    buyer = world.buyer(record=True)
+    try:
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(
+            "file:///nowhere", [PYTEST, "true"]), providers=[rogue.pubkey])
+        request, doc = request_of(buyer, job)
+        result = await rogue.result(request, forge(doc, rogue.pubkey))
+        await rogue.publish(result)
+        rec = await follow(buyer, job, timeout=60)
+        assert rec.state == "rejected", rec.data
+        assert rec.data["verdicts"] == {result.id: "fail"}
+        assert buyer.node.capability("wallet").pay_calls == []
+        assert await labels_on(world.relay, [result.id]) == [("fail", result.id, rogue.pubkey)]
+    finally:
+        await close(buyer)
+    assert rogue.balance() == 0
+    assert balance(world.ledger, "buyer") == DEPOSIT
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("policy, reason", [
+    ({"allowed_url_schemes": ["https"]}, "scheme"),
+    ({"max_memory_mb": 128}, "memory_mb"),
+], ids=["scheme", "limits"])
+async def test_a_refused_request_is_an_error_feedback_never_a_result(
+        world: World, tmp_path: Path, policy: dict[str, Any], reason: str) -> None:
+    repo = make_repo(tmp_path / "repo", PASSING)
+    node = world.provider_node("pylon", sandbox=policy)
+    buyer = world.buyer(record=True, result_grace_secs=0)
+    pk = node.signer.public_key
+    started = int(time.time())
+    try:
+        async with running(node):
+            await wait_announced(world.relay, pk, after=started - 1)
+            job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
+                                     providers=[pk], ttl_secs=4)
+            rec = await follow(buyer, job, timeout=60)
+            assert rec.state == "expired", rec.data
+            assert not rec.data["results"]
+            assert rec.data["last_feedback"]["status"] == "error"
+            assert reason in rec.data["last_feedback"]["info"]
+            pledger = open_provider_ledger(node.data_dir)
+            assert [h.to_state for h in pledger.history(job)] == ["received", "declined"]
+            pledger.close()
+            async with RelayPool([world.relay]) as pool:
+                answers = await pool.query({"kinds": [kinds.JOB_RESULT], "#e": [job]}, 5)
+                feedback = await pool.query({"kinds": [kinds.JOB_FEEDBACK], "#e": [job]}, 5)
+            assert answers == []
+            assert [nip90.parse_feedback(f).status for f in feedback] == ["error"]
+            assert buyer.node.capability("wallet").pay_calls == []
+    finally:
+        await close(buyer)
+    assert balance(world.ledger, "pylon") == 0
+    assert balance(world.ledger, "buyer") == DEPOSIT
+
+
+@pytest.mark.docker
+async def test_a_job_that_cannot_run_is_an_error_feedback_never_a_result(
+        world: World, tmp_path: Path) -> None:
+    """Admitted, then the fetch fails (no such repository): no result, no invoice."""
+    node = world.provider_node("pylon")
+    buyer = world.buyer(record=True, result_grace_secs=0)
+    pk = node.signer.public_key
+    started = int(time.time())
+    try:
+        async with running(node):
+            await wait_announced(world.relay, pk, after=started - 1)
+            job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(
+                f"file://{tmp_path}/missing", [PYTEST]), providers=[pk], ttl_secs=4)
+            rec = await follow(buyer, job, timeout=60)
+            assert rec.state == "expired", rec.data
+            assert not rec.data["results"]
+            pledger = open_provider_ledger(node.data_dir)
+            with anyio.fail_after(10):
+                while pledger.get(job).state != "failed":  # type: ignore[union-attr]
+                    await anyio.sleep(0.1)
+            pledger.close()
+            async with RelayPool([world.relay]) as pool:
+                assert await pool.query({"kinds": [kinds.JOB_RESULT], "#e": [job]}, 5) == []
+    finally:
+        await close(buyer)
+    assert balance(world.ledger, "pylon") == 0
+    assert balance(world.ledger, "buyer") == DEPOSIT
