@@ -83,6 +83,8 @@ class WalletService:
         self.ready = anyio.Event()
         self.handled = 0
         self.replayed = 0
+        #: requests refused with RATE_LIMITED (a client that exhausts its limit)
+        self.rate_limited = 0
         #: requests seen per encryption scheme (NIP-04 use shows a legacy client)
         self.encryptions: Counter[str] = Counter()
         self._conns: dict[str, Connection] = {}
@@ -204,6 +206,7 @@ class WalletService:
             await self._respond(conn, event, response, encryption)
             return response
         if not self.limiter.allow(conn.id):
+            self.rate_limited += 1
             response = nip47.encode_response(request.method, error=(
                 ErrorCode.RATE_LIMITED.value, "too many requests; retry in a few seconds"))
             await self._respond(conn, event, response, encryption)

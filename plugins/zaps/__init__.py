@@ -44,8 +44,25 @@ def register_config(register: Callable[..., None]) -> None:
             Key("max_clock_skew", int, 600, "Largest |created_at - now| of a zap request, s.",
                 check=positive),
             Key("max_relays", int, 10, "Most relays a zap request may list.", check=positive),
-            Key("receipt_poll", float, 1.0, "Seconds between checks for paid zap invoices.",
+            Key("receipt_poll", float, 1.0,
+                "Seconds between passes over pending zaps, and before an invoice's first"
+                " lookup (then doubling, up to max_backoff).", check=positive),
+            Key("max_backoff", float, 60.0, "Longest wait between lookups of one unpaid zap, s.",
                 check=positive),
+            Key("lookups_per_minute", int, 30,
+                "Most wallet lookups per minute for pending zaps (keep well under the wallet's"
+                " own rate limit).", check=positive),
+            Key("callback_per_minute", int, 10,
+                "LNURL callbacks per client address per minute (more get HTTP 429).",
+                check=positive),
+            Key("max_pending_per_client", int, 5,
+                "Unpaid zap invoices one client address may hold at once (more: HTTP 429).",
+                check=positive),
+            Key("max_pending", int, 50,
+                "Unpaid zap invoices the node holds at once (more: HTTP 503).", check=positive),
+            Key("trusted_proxies", list, [],
+                "Addresses of reverse proxies whose X-Forwarded-For names the client (for the"
+                " per-client limits).", item=str),
             Key("receipt_give_up", float, 86_400.0,
                 "Seconds a paid zap's receipt is retried (and an expired invoice's status"
                 " asked for) before the zap is logged and marked failed.", check=positive),
@@ -103,12 +120,17 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
         settings = LnurlSettings(
             base_url="", users=_users(node), min_sendable=cfg["min_sendable"],
             max_sendable=cfg["max_sendable"], invoice_expiry=cfg["invoice_expiry"],
-            give_up_after=cfg["receipt_give_up"],
+            give_up_after=cfg["receipt_give_up"], poll_interval=cfg["receipt_poll"],
+            max_backoff=cfg["max_backoff"], lookups_per_minute=cfg["lookups_per_minute"],
+            callback_per_minute=cfg["callback_per_minute"],
+            max_pending_per_client=cfg["max_pending_per_client"],
+            max_pending=cfg["max_pending"],
             limits=ZapRequestLimits(max_bytes=cfg["max_request_bytes"],
                                     max_clock_skew=cfg["max_clock_skew"],
                                     max_relays=cfg["max_relays"]))
         lnurl = LnurlServer(settings, node.signer, store, _wallet_lookup(node))
-        http = HttpServer(lnurl.handle, cfg["host"], cfg["port"])
+        http = HttpServer(lnurl.handle, cfg["host"], cfg["port"],
+                          trusted_proxies=frozenset(cfg["trusted_proxies"]))
         bound = await http.start()
         settings.base_url = (cfg["public_url"].rstrip("/")
                              or f"http://{cfg['host']}:{bound}")

@@ -6,6 +6,10 @@ would tie the zaps endpoint to a websocket server (the relay's), while a node ma
 zaps without running a relay. What this handles is deliberately small and bounded: GET and
 HEAD only, no request bodies, a request line and headers within fixed sizes, a read
 timeout, one request per connection (``Connection: close``), CORS open for web wallets.
+
+The handler is told the client's address (for per-client limits): the TCP peer, or the last
+``X-Forwarded-For`` entry when the peer is one of ``trusted_proxies`` (a TLS proxy in front
+of the node; from anyone else the header is ignored, so it cannot be forged).
 """
 
 from __future__ import annotations
@@ -18,20 +22,22 @@ from typing import Any
 
 log = logging.getLogger("oa_node.zaps.http")
 
-#: ``handler(path, raw_query) -> (status, json body)``; the raw query is not decoded so the
-#: LNURL callback can hash the ``nostr`` parameter exactly as it was sent.
-Handler = Callable[[str, str], Awaitable[tuple[int, dict[str, Any]]]]
+#: ``handler(path, raw_query, client) -> (status, json body)``; the raw query is not decoded
+#: so the LNURL callback can hash the ``nostr`` parameter exactly as it was sent; ``client``
+#: is the client's IP address.
+Handler = Callable[[str, str, str], Awaitable[tuple[int, dict[str, Any]]]]
 
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
            408: "Request Timeout", 413: "Payload Too Large", 414: "URI Too Long",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error",
-           503: "Service Unavailable"}
+           429: "Too Many Requests", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 class HttpServer:
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0, *,
                  max_line: int = 16 * 1024, max_headers: int = 32 * 1024,
-                 read_timeout: float = 10.0, handler_timeout: float = 60.0) -> None:
+                 read_timeout: float = 10.0, handler_timeout: float = 60.0,
+                 trusted_proxies: frozenset[str] = frozenset()) -> None:
         self.handler = handler
         self.host = host
         self.port = port
@@ -41,6 +47,7 @@ class HttpServer:
         self.read_timeout = read_timeout
         #: for answering (an invoice goes through the wallet, over relays)
         self.handler_timeout = handler_timeout
+        self.trusted_proxies = trusted_proxies
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -58,12 +65,17 @@ class HttpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            peer = writer.get_extra_info("peername")
+            peer_ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
             request = await asyncio.wait_for(self._read_head(reader), self.read_timeout)
             if isinstance(request, list):
-                method, path, query = request
+                method, path, query, forwarded = request
                 head = method == "HEAD"
+                client = peer_ip
+                if forwarded and peer_ip in self.trusted_proxies:
+                    client = forwarded.split(",")[-1].strip()[:64] or peer_ip
                 try:
-                    status, body = await asyncio.wait_for(self.handler(path, query),
+                    status, body = await asyncio.wait_for(self.handler(path, query, client),
                                                           self.handler_timeout)
                 except TimeoutError:
                     status, body = 503, {"status": "ERROR",
@@ -97,7 +109,7 @@ class HttpServer:
     async def _read_head(
         self, reader: asyncio.StreamReader,
     ) -> tuple[int, dict[str, Any], bool] | list[str]:
-        """``[method, path, query]`` of a valid request, or the error answer to send."""
+        """``[method, path, query, x-forwarded-for]`` of a valid request, or the error answer."""
         def error(status: int, reason: str) -> tuple[int, dict[str, Any], bool]:
             return status, {"status": "ERROR", "reason": reason}, False
 
@@ -112,6 +124,7 @@ class HttpServer:
             return error(400, "malformed request line")
         method, target, _ = parts
         size = 0
+        forwarded = ""
         while True:
             try:
                 h = await reader.readuntil(b"\r\n")
@@ -123,6 +136,8 @@ class HttpServer:
             if h == b"\r\n":
                 break
             name, _, value = h.decode("latin-1").partition(":")
+            if name.strip().lower() == "x-forwarded-for":
+                forwarded = value.strip()
             if name.strip().lower() == "content-length" and value.strip() not in ("", "0"):
                 return error(413, "request bodies are not accepted")
             if name.strip().lower() == "transfer-encoding":
@@ -130,4 +145,4 @@ class HttpServer:
         if method not in ("GET", "HEAD"):
             return error(405, "only GET is supported")
         path, _, query = target.partition("?")
-        return [method, path, query]
+        return [method, path, query, forwarded]

@@ -10,6 +10,17 @@ is invoiced. :meth:`LnurlServer.publish_receipts` turns paid invoices into 9735 
 on the relays each request named; a zap it cannot finish within ``give_up_after`` seconds
 (a receipt no relay takes, an invoice the wallet will not report on) is logged and marked
 failed instead of being retried forever.
+
+The callback is unauthenticated and every invoice costs the wallet work, so what anyone can
+make the node do is bounded: each client address gets ``callback_per_minute`` callbacks
+and at most ``max_pending_per_client`` unpaid invoices (else HTTP 429), the node at most
+``max_pending`` unpaid invoices in all (else 503), and the wallet at most
+``lookups_per_minute`` ``lookup_invoice`` calls, each pending zap looked up with
+exponential backoff (at the next pass, then ``poll_interval`` doubling up to
+``max_backoff``). A wallet that does not know an invoice (``NOT_FOUND``: made by a
+previous wallet) ends that zap at once, with one log line. A wallet that announces
+payments (NIP-47 notifications) makes the zap due at once through
+:meth:`LnurlServer.payment_announced`.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ import anyio
 
 from oa_node.nostr import nip57
 from oa_node.nostr.errors import ProtocolError
-from oa_node.wallet import Wallet, WalletError
+from oa_node.wallet import ErrorCode, Wallet, WalletError
 
 from .store import PendingZap, ZapStore
 
@@ -52,8 +63,51 @@ class LnurlSettings:
     #: Seconds a paid zap's receipt is retried (from when the payment was seen), and an
     #: expired invoice's status is asked for, before the zap is marked failed.
     give_up_after: float = 24 * 3600.0
-    #: Zaps handled per pass (the ones tried longest ago first).
+    #: Zaps handled per pass (the ones due longest ago first).
     batch: int = 200
+    #: Callbacks per client address per minute (a burst of that many is allowed).
+    callback_per_minute: int = 10
+    #: Unpaid, unexpired invoices at once: per client address, and in all.
+    max_pending_per_client: int = 5
+    max_pending: int = 50
+    #: ``lookup_invoice`` calls per minute for pending zaps (leaves the wallet's own rate
+    #: limit to everything else the node does with it).
+    lookups_per_minute: int = 30
+    #: First lookup of a pending zap after this many seconds, doubling up to ``max_backoff``.
+    poll_interval: float = 1.0
+    max_backoff: float = 60.0
+
+
+class TokenBuckets:
+    """``per_minute`` tokens a minute per key, at most ``burst`` saved up; bounded memory
+    (full buckets are forgotten when more than ``max_keys`` keys are tracked)."""
+
+    def __init__(self, per_minute: float, burst: float | None = None,
+                 max_keys: int = 10_000) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(per_minute if burst is None else burst)
+        self.max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def available(self, key: str, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate)
+
+    def take(self, key: str, now: float | None = None) -> bool:
+        """Take one token for ``key``; False (nothing taken) when its bucket is empty."""
+        now = time.monotonic() if now is None else now
+        tokens = self.available(key, now)
+        if tokens < 1.0:
+            return False
+        if len(self._buckets) >= self.max_keys and key not in self._buckets:
+            self._buckets = {k: v for k, v in self._buckets.items()
+                             if self.available(k, now) < self.burst}
+            if len(self._buckets) >= self.max_keys:  # all busy: forget the oldest
+                for k in list(self._buckets)[: len(self._buckets) // 2]:
+                    del self._buckets[k]
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
 
 
 def _error(reason: str, status: int = 400) -> tuple[int, dict[str, Any]]:
@@ -80,6 +134,10 @@ class LnurlServer:
         self.signer = signer
         self.store = store
         self._wallet_lookup = wallet_lookup
+        self._callbacks = TokenBuckets(settings.callback_per_minute)
+        self._lookups = TokenBuckets(settings.lookups_per_minute)
+        #: lookup_invoice calls made (the wallet load this endpoint causes)
+        self.lookups = 0
 
     def _wallet(self) -> Wallet | None:
         return self._wallet_lookup()
@@ -87,12 +145,12 @@ class LnurlServer:
     def lnurl(self, name: str) -> str:
         return nip57.lnurl_encode(f"{self.settings.base_url}/.well-known/lnurlp/{name}")
 
-    async def handle(self, path: str, query: str) -> tuple[int, dict[str, Any]]:
+    async def handle(self, path: str, query: str, client: str = "") -> tuple[int, dict[str, Any]]:
         parts = [p for p in path.split("/") if p]
         if len(parts) == 3 and parts[:2] == [".well-known", "lnurlp"]:
             return self.pay_params(parts[2])
         if len(parts) == 3 and parts[0] == "lnurlp" and parts[2] == "callback":
-            return await self.callback(parts[1], query)
+            return await self.callback(parts[1], query, client)
         return _error("not found", 404)
 
     def _metadata(self, name: str) -> str:
@@ -113,11 +171,13 @@ class LnurlServer:
             "nostrPubkey": self.signer.public_key,
         }
 
-    async def callback(self, name: str, query: str) -> tuple[int, dict[str, Any]]:
+    async def callback(self, name: str, query: str, client: str = "") -> tuple[int, dict[str, Any]]:
         s = self.settings
         recipient = s.users.get(name)
         if recipient is None:
             return _error(f"unknown user {name!r}", 404)
+        if not self._callbacks.take(client):
+            return _error("too many requests from your address; retry in a minute", 429)
         if len(query) > s.max_query:
             return _error("query too large", 413)
         params = _query_params(query)
@@ -137,6 +197,11 @@ class LnurlServer:
         wallet = self._wallet()
         if wallet is None:
             return _error("this node has no wallet configured", 503)
+        if self.store.unpaid(client) >= s.max_pending_per_client:
+            return _error(f"{s.max_pending_per_client} unpaid invoices from your address"
+                          " already; pay or let them expire first", 429)
+        if self.store.unpaid() >= s.max_pending:
+            return _error("too many unpaid invoices; retry in a few minutes", 503)
         try:
             inv = await wallet.make_invoice(amount, None, nip57.description_hash(nostr_param),
                                             s.invoice_expiry)
@@ -145,7 +210,7 @@ class LnurlServer:
             return _error(f"cannot make an invoice: {exc.message}", 503)
         self.store.add(inv.payment_hash, name, nostr_param, inv.bolt11, amount,
                        nip57.zap_request_relays(request),
-                       inv.expires_at or int(time.time()) + s.invoice_expiry)
+                       inv.expires_at or int(time.time()) + s.invoice_expiry, client)
         return 200, {"pr": inv.bolt11, "routes": []}
 
     def _decode_request(self, raw: str, amount: int, recipient: str) -> tuple[str, Event] | str:
@@ -174,22 +239,41 @@ class LnurlServer:
 
     # --- receipts ---------------------------------------------------------------------
 
+    def payment_announced(self, payment_hash: str) -> None:
+        """The wallet announced this invoice paid: look it up (and publish) on the next pass."""
+        self.store.wake(payment_hash)
+
+    def _due(self, now: float) -> list[PendingZap]:
+        """Due zaps, the ones due longest ago first; pending ones (a lookup each) only
+        within the lookup budget."""
+        s = self.settings
+        return self.store.pending(s.batch, now, base_delay=s.poll_interval,
+                                  max_delay=s.max_backoff,
+                                  max_unpaid=int(self._lookups.available("")))
+
     async def publish_receipts(self, pool_factory: Any) -> int:
-        """One pass over unpaid/unpublished zaps; returns how many receipts went out."""
+        """One pass over due unpaid/unpublished zaps; returns how many receipts went out."""
         wallet = self._wallet()
         if wallet is None:
             return 0
         sent = 0
         now = int(time.time())
         give_up = self.settings.give_up_after
-        for z in self.store.pending(self.settings.batch, now):
+        for z in self._due(time.time()):
             if z.state == "pending":
+                self._lookups.take("")
+                self.lookups += 1
                 try:
                     inv = await wallet.lookup_invoice(z.payment_hash)
                 except WalletError as exc:
-                    log.warning("lookup of zap invoice %s failed: %s", z.payment_hash[:12], exc)
-                    if now >= z.expires_at + give_up:
+                    if exc.code == ErrorCode.NOT_FOUND:
+                        self._give_up(z, f"the wallet does not know the invoice (lookup: {exc})",
+                                      logging.WARNING)
+                    elif now >= z.expires_at + give_up:
                         self._give_up(z, f"wallet lookup kept failing: {exc}")
+                    else:
+                        log.debug("lookup of zap invoice %s failed (retrying with backoff):"
+                                  " %s", z.payment_hash[:12], exc)
                     continue
                 if not inv.settled:
                     if now >= z.expires_at:
@@ -208,9 +292,9 @@ class LnurlServer:
                 self._give_up(z, f"no relay accepted the receipt within {give_up:g} s")
         return sent
 
-    def _give_up(self, z: PendingZap, reason: str) -> None:
-        log.error("zap %s for %s given up: %s (relays %s)", z.payment_hash, z.user_name,
-                  reason, z.relays)
+    def _give_up(self, z: PendingZap, reason: str, level: int = logging.ERROR) -> None:
+        log.log(level, "zap %s for %s given up: %s (relays %s)", z.payment_hash, z.user_name,
+                reason, z.relays)
         self.store.mark_failed(z.payment_hash, reason)
 
     async def _publish_one(self, z: PendingZap, pool_factory: Any) -> bool:

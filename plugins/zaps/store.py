@@ -8,9 +8,12 @@ never answers about) becomes ``failed``, with the reason kept in ``error``. The 
 ``created_at`` is the payment time, so a receipt re-published after a crash is the same
 event (same id), never a second zap.
 
-The retry queue is ordered by ``last_attempt``: every pass stamps the rows it takes
-before working on them, so rows that keep failing go to the back and can never starve
-newer ones out of a bounded batch.
+The retry queue is ordered by ``next_check``: every pass stamps the rows it takes before
+working on them with the next time they are due, growing exponentially with the number of
+attempts (``checks``) up to a cap. A row that keeps failing therefore goes to the back and
+is tried less and less often: it can neither starve newer rows out of a bounded batch nor
+keep the wallet busy (an unpaid invoice costs a handful of lookups over its lifetime, not
+one a second). ``client`` is the address that asked for the invoice, for per-client caps.
 """
 
 from __future__ import annotations
@@ -36,7 +39,10 @@ CREATE TABLE IF NOT EXISTS zaps (
     receipt_id TEXT,
     last_attempt INTEGER NOT NULL DEFAULT 0,
     paid_seen_at INTEGER,
-    error TEXT
+    error TEXT,
+    next_check REAL NOT NULL DEFAULT 0,
+    checks INTEGER NOT NULL DEFAULT 0,
+    client TEXT NOT NULL DEFAULT ''
 );
 """
 #: Columns added after the first release, for databases made by it (name, declaration).
@@ -44,10 +50,14 @@ _ADDED_COLUMNS = (
     ("last_attempt", "INTEGER NOT NULL DEFAULT 0"),
     ("paid_seen_at", "INTEGER"),
     ("error", "TEXT"),
+    ("next_check", "REAL NOT NULL DEFAULT 0"),
+    ("checks", "INTEGER NOT NULL DEFAULT 0"),
+    ("client", "TEXT NOT NULL DEFAULT ''"),
 )
 _INDEXES = """
 DROP INDEX IF EXISTS zaps_state;
-CREATE INDEX IF NOT EXISTS zaps_queue ON zaps (state, last_attempt);
+DROP INDEX IF EXISTS zaps_queue;
+CREATE INDEX IF NOT EXISTS zaps_due ON zaps (state, next_check);
 """
 
 
@@ -67,6 +77,9 @@ class PendingZap:
     last_attempt: int = 0
     paid_seen_at: int | None = None  # when this node learnt of the payment (give-up clock)
     error: str | None = None
+    next_check: float = 0.0
+    checks: int = 0
+    client: str = ""
 
 
 class ZapStore:
@@ -89,34 +102,68 @@ class ZapStore:
         self._db.close()
 
     def add(self, payment_hash: str, user: str, nostr: str, bolt11: str, amount_msat: int,
-            relays: list[str], expires_at: int) -> None:
+            relays: list[str], expires_at: int, client: str = "",
+            first_check: float | None = None) -> None:
+        """A zap handed out; first looked up at ``first_check`` (default: at once)."""
         self._db.execute(
             "INSERT INTO zaps (payment_hash, user_name, nostr, bolt11, amount_msat, relays,"
-            " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, expires_at, client, next_check) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (payment_hash, user, nostr, bolt11, amount_msat, json.dumps(relays),
-             int(time.time()), expires_at))
+             int(time.time()), expires_at, client, first_check or 0))
 
     def _row(self, r: sqlite3.Row) -> PendingZap:
         return PendingZap(r["payment_hash"], r["user_name"], r["nostr"], r["bolt11"],
                           r["amount_msat"], json.loads(r["relays"]), r["created_at"],
                           r["expires_at"], r["state"], r["paid_at"], r["receipt_id"],
-                          r["last_attempt"], r["paid_seen_at"], r["error"])
+                          r["last_attempt"], r["paid_seen_at"], r["error"], r["next_check"],
+                          r["checks"], r["client"])
 
-    def pending(self, limit: int = 200, now: int | None = None) -> list[PendingZap]:
-        """The ``limit`` unfinished zaps tried longest ago, each stamped as attempted at ``now``.
+    def pending(self, limit: int = 200, now: float | None = None, *, base_delay: float = 1.0,
+                max_delay: float = 60.0, max_unpaid: int | None = None) -> list[PendingZap]:
+        """Up to ``limit`` unfinished zaps due at ``now``, the ones due longest ago first,
+        of which at most ``max_unpaid`` still unpaid (each costs a wallet lookup); each is
+        stamped as attempted and given its next due time, ``base_delay * 2**checks``
+        seconds on, at most ``max_delay``.
 
         Stamping before the work (not after) means a row whose handling raises still moves
         to the back of the queue.
         """
-        now = int(time.time()) if now is None else now
+        now = time.time() if now is None else now
         with self._db:  # one transaction, so two passes never take the same rows twice
             self._db.execute("BEGIN IMMEDIATE")
-            rows = self._db.execute(
-                "SELECT * FROM zaps WHERE state IN ('pending', 'paid')"
-                " ORDER BY last_attempt, created_at, rowid LIMIT ?", (limit,)).fetchall()
-            self._db.executemany("UPDATE zaps SET last_attempt = ? WHERE payment_hash = ?",
-                                 [(now, r["payment_hash"]) for r in rows])
+            rows = []
+            unpaid = 0
+            for r in self._db.execute(
+                    "SELECT * FROM zaps WHERE state IN ('pending', 'paid') AND next_check <= ?"
+                    " ORDER BY next_check, last_attempt, created_at, rowid", (now,)):
+                if len(rows) >= limit:
+                    break
+                if r["state"] == "pending":
+                    if max_unpaid is not None and unpaid >= max_unpaid:
+                        continue
+                    unpaid += 1
+                rows.append(r)
+            self._db.executemany(
+                "UPDATE zaps SET last_attempt = ?, checks = checks + 1, next_check = ?"
+                " WHERE payment_hash = ?",
+                [(int(now), now + min(max_delay, base_delay * 2 ** min(r["checks"], 30)),
+                  r["payment_hash"]) for r in rows])
         return [self._row(r) for r in rows]
+
+    def wake(self, payment_hash: str) -> None:
+        """Make a zap due now (its payment was announced by the wallet)."""
+        self._db.execute("UPDATE zaps SET next_check = 0 WHERE payment_hash = ?",
+                         (payment_hash,))
+
+    def unpaid(self, client: str | None = None, now: int | None = None) -> int:
+        """How many invoices are handed out, unpaid and unexpired (of ``client``, if given)."""
+        now = int(time.time()) if now is None else now
+        q = "SELECT COUNT(*) FROM zaps WHERE state = 'pending' AND expires_at > ?"
+        args: tuple[object, ...] = (now,)
+        if client is not None:
+            q += " AND client = ?"
+            args += (client,)
+        return int(self._db.execute(q, args).fetchone()[0])
 
     def get(self, payment_hash: str) -> PendingZap | None:
         r = self._db.execute("SELECT * FROM zaps WHERE payment_hash = ?",
@@ -126,8 +173,8 @@ class ZapStore:
     def mark_paid(self, payment_hash: str, paid_at: int, now: int | None = None) -> None:
         """``paid_at`` is the wallet's settle time (the receipt's ``created_at``); ``now``
         starts the give-up clock, so a payment found late still gets its full retry time."""
-        self._db.execute("UPDATE zaps SET state = 'paid', paid_at = ?, paid_seen_at = ?"
-                         " WHERE payment_hash = ? AND state = 'pending'",
+        self._db.execute("UPDATE zaps SET state = 'paid', paid_at = ?, paid_seen_at = ?,"
+                         " checks = 0 WHERE payment_hash = ? AND state = 'pending'",
                          (paid_at, int(time.time()) if now is None else now, payment_hash))
 
     def mark_published(self, payment_hash: str, receipt_id: str) -> None:

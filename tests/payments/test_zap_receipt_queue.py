@@ -6,6 +6,7 @@ relay URL on 127.0.0.1 that nothing listens on (a receipt no relay accepts).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import sqlite3
@@ -47,18 +48,34 @@ def test_queue_takes_rows_tried_longest_ago(tmp_path: Path) -> None:
     second = [z.payment_hash[-1] for z in store.pending(limit=2, now=101)]
     third = [z.payment_hash[-1] for z in store.pending(limit=2, now=102)]
     assert first == ["0", "1"]
-    assert second == ["2", "0"]  # the untried row first, then the one tried longest ago
-    assert third == ["1", "0"]  # ties go by age
+    assert second == ["2", "0"]  # the untried row first, then the one due longest ago
+    assert third == ["1", "2"]  # "0" backs off: its second try put it 2 s on, at 103
     assert store.get(f"{1:064x}").last_attempt == 102
+    assert [z.payment_hash[-1] for z in store.pending(limit=5, now=102.5)] == []
     store.mark_paid(f"{0:064x}", paid_at=50, now=103)
     store.mark_failed(f"{0:064x}", "gave up")
     got = store.get(f"{0:064x}")
     assert (got.state, got.paid_at, got.paid_seen_at, got.error) == ("failed", 50, 103, "gave up")
-    assert f"{0:064x}" not in [z.payment_hash for z in store.pending(now=104)]
+    assert f"{0:064x}" not in [z.payment_hash for z in store.pending(now=10**6)]
     store.mark_failed(f"{1:064x}", "x")
     store.mark_published(f"{2:064x}", "ab" * 32)
     store.mark_failed(f"{2:064x}", "too late")  # a published zap is never marked failed
     assert store.get(f"{2:064x}").state == "published"
+    store.close()
+
+
+def test_lookups_back_off_exponentially_up_to_a_cap(tmp_path: Path) -> None:
+    store = ZapStore(tmp_path / "zaps.db")
+    store.add("ab" * 32, "alice", "{}", "lnbc", 1000, ["ws://127.0.0.1:1"], 10**10)
+    now, times = 0.0, []
+    while len(times) < 10:
+        if store.pending(now=now, base_delay=1.0, max_delay=60.0):
+            times.append(now)
+        now += 0.5
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    store.wake("ab" * 32)  # a payment announced by the wallet: due at once
+    assert len(store.pending(now=now)) == 1
     store.close()
 
 

@@ -50,16 +50,17 @@ def raw_get(port: int, target: bytes) -> bytes:
 
 
 @asynccontextmanager
-async def zap_world(tmp_path: Path, relay: str,
-                    server_cls: type[LnurlServer] = LnurlServer) -> AsyncIterator[dict[str, Any]]:
+async def zap_world(tmp_path: Path, relay: str, server_cls: type[LnurlServer] = LnurlServer,
+                    receipts: bool = True, **limits: Any) -> AsyncIterator[dict[str, Any]]:
     ledger = Ledger(tmp_path / "ledger.db")
     alice_uri = connect_uri(ledger, "alice", relay)
     bob_uri = connect_uri(ledger, "bob", relay, deposit=200_000)
     alice_key, bob_key = LocalSigner.generate(), LocalSigner.generate()
-    async with running_service(ledger, relay), NWCWallet(alice_uri, timeout=10) as alice_w, \
+    async with running_service(ledger, relay) as service, \
+            NWCWallet(alice_uri, timeout=10) as alice_w, \
             NWCWallet(bob_uri, timeout=10) as bob_w, RelayPool([relay]) as pool:
         store = ZapStore(tmp_path / "zaps.db")
-        settings = LnurlSettings(base_url="", users={"alice": alice_key.public_key})
+        settings = LnurlSettings(base_url="", users={"alice": alice_key.public_key}, **limits)
         lnurl = server_cls(settings, alice_key, store, lambda: alice_w)
         http = HttpServer(lnurl.handle, "127.0.0.1", 0)
         port = await http.start()
@@ -70,15 +71,17 @@ async def zap_world(tmp_path: Path, relay: str,
         for ev in (profile, note):
             assert (await pool.publish(ev)).ok
 
-        async def receipts() -> None:
+        async def publish() -> None:
             while True:
                 await lnurl.publish_receipts(lambda relays: RelayPool(relays))
                 await anyio.sleep(0.2)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(receipts)
+            if receipts:
+                tg.start_soon(publish)
             try:
-                yield {"ledger": ledger, "alice": alice_key, "bob": bob_key, "port": port,
+                yield {"ledger": ledger, "service": service, "lnurl": lnurl,
+                       "alice": alice_key, "bob": bob_key, "port": port,
                        "note": note, "store": store, "pool": pool, "alice_w": alice_w,
                        "bob_w": bob_w, "zapper": Zapper(bob_key, pool, lambda: bob_w,
                                                         relays=[relay])}
@@ -132,7 +135,7 @@ async def test_hostile_profile_is_a_zap_error(tmp_path: Path, relay_url: str) ->
 
 
 async def test_bad_callbacks_move_no_money(tmp_path: Path, relay_url: str) -> None:
-    async with zap_world(tmp_path, relay_url) as w:
+    async with zap_world(tmp_path, relay_url, callback_per_minute=100) as w:
         port, alice, bob = w["port"], w["alice"], w["bob"]
         base = f"http://127.0.0.1:{port}"
         status, params = await anyio.to_thread.run_sync(http_get,
@@ -193,8 +196,9 @@ async def test_bad_callbacks_move_no_money(tmp_path: Path, relay_url: str) -> No
 class DishonestServer(LnurlServer):
     """Hands out an invoice that does not commit to the zap request (or the amount)."""
 
-    async def callback(self, name: str, query: str) -> tuple[int, dict[str, Any]]:
-        status, _body = await super().callback(name, query)
+    async def callback(self, name: str, query: str,
+                       client: str = "") -> tuple[int, dict[str, Any]]:
+        status, _body = await super().callback(name, query, client)
         wallet = self._wallet()
         assert status == 200 and wallet is not None
         other = await wallet.make_invoice(21_000, "not your zap request")

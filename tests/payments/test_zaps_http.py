@@ -25,7 +25,7 @@ async def get(port: int, raw: bytes) -> tuple[int, dict[str, Any]]:
 
 
 async def test_slow_answer_is_not_a_request_timeout() -> None:
-    async def slow(path: str, query: str) -> tuple[int, dict[str, Any]]:
+    async def slow(path: str, query: str, client: str) -> tuple[int, dict[str, Any]]:
         await asyncio.sleep(0.6)
         return 200, {"path": path, "query": query}
 
@@ -39,7 +39,7 @@ async def test_slow_answer_is_not_a_request_timeout() -> None:
 
 
 async def test_slow_client_and_stuck_handler_get_clear_answers() -> None:
-    async def stuck(path: str, query: str) -> tuple[int, dict[str, Any]]:
+    async def stuck(path: str, query: str, client: str) -> tuple[int, dict[str, Any]]:
         await asyncio.sleep(30)
         return 200, {}
 
