@@ -380,7 +380,8 @@ class Buyer:
                 decision = decide(checks, redundancy, final=True, audit_digest=audit)
         if decision.outcome == "wait":
             return
-        verdicts = {c.result_id: ("pass" if c.result_id in decision.passed else "fail")
+        verdicts = {c.result_id: ("pass" if c.result_id in decision.passed else
+                                  "surplus" if c.result_id in decision.surplus else "fail")
                     for c in checks}
         receipt = {"request_ids": rec.data.get("request_ids"), "verdicts": verdicts,
                    "failed": decision.failed, "digest": decision.digest,
@@ -401,8 +402,8 @@ class Buyer:
         for r in results:
             ev = Event.from_dict(r["event"])
             verdict = verdicts.get(ev.id)
-            if verdict is None:
-                continue
+            if verdict not in ("pass", "fail"):
+                continue  # a surplus result is recorded, neither paid nor labelled
             reason = decision.failed.get(ev.id, "") if verdict == "fail" else "verified"
             request_id = ev.first_tag_value("e") or rec.id
             try:
@@ -458,7 +459,9 @@ class Buyer:
 
     async def _pay(self, rec: Record) -> None:
         wallet = self.settings.wallet(self.node)
-        passed = [rid for rid, v in rec.data.get("verdicts", {}).items() if v == "pass"]
+        # at most ``redundancy`` payments per job, whatever the verdicts say
+        passed = [rid for rid, v in rec.data.get("verdicts", {}).items()
+                  if v == "pass"][:max(1, int(rec.data.get("redundancy", 1)))]
         payments: dict[str, Any] = dict(rec.data.get("payments", {}))
         refusals: dict[str, str] = dict(rec.data.get("refusals", {}))
         max_price = int(rec.data.get("max_price_msat", 0))

@@ -8,8 +8,10 @@ internal consistency), and provenance naming the signer. It yields the result's
 *verification digest*.
 
 :func:`decide` compares digests across providers: ``redundancy`` distinct providers with the
-same digest pass; a disagreement needs a tie-break (an audit re-run) or more results; at the
-deadline, too few agreeing results reject the job.
+same digest pass (the first ``redundancy`` of them in arrival order are the ones paid:
+exactly K payments at redundancy K, whatever arrives meanwhile); a disagreement needs a
+tie-break (an audit re-run) or more results; at the deadline, too few agreeing results
+reject the job.
 """
 
 from __future__ import annotations
@@ -115,6 +117,9 @@ class Decision:
     failed: dict[str, str] = field(default_factory=dict)
     digest: str = ""
     reason: str = ""
+    #: results that agree with ``passed`` but came after the ``redundancy`` first ones:
+    #: recorded, never paid (a burst or a replay must not multiply the payments)
+    surplus: tuple[str, ...] = ()
 
 
 def decide(checks: Sequence[ResultCheck], redundancy: int, *, final: bool = False,
@@ -143,7 +148,8 @@ def decide(checks: Sequence[ResultCheck], redundancy: int, *, final: bool = Fals
                 for rid in ids:
                     failed[rid] = "disagrees with the buyer's own re-run (audit)"
         if winners and len(winners) + 1 >= redundancy:
-            return Decision("pass", tuple(winners), failed, audit_digest)
+            return Decision("pass", tuple(winners[:redundancy]), failed, audit_digest,
+                            surplus=tuple(winners[redundancy:]))
         if not winners and any(groups.values()):
             return Decision("reject", (), failed, "",
                             "no result agrees with the buyer's own re-run")
@@ -159,7 +165,8 @@ def decide(checks: Sequence[ResultCheck], redundancy: int, *, final: bool = Fals
                 for rid in ids:
                     failed[rid] = (f"disagrees with the {len(winners)} provider(s) that "
                                    "agree")
-        return Decision("pass", tuple(winners), failed, digest)
+        return Decision("pass", tuple(winners[:redundancy]), failed, digest,
+                        surplus=tuple(winners[redundancy:]))
     valid = sum(len(ids) for ids in groups.values())
     if len(groups) > 1 and valid >= redundancy:
         return Decision("tiebreak", (), failed, "",

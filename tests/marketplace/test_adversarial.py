@@ -155,3 +155,46 @@ async def test_a_job_that_cannot_run_is_an_error_feedback_never_a_result(
         await close(buyer)
     assert balance(world.ledger, "pylon") == 0
     assert balance(world.ledger, "buyer") == DEPOSIT
+
+
+@pytest.mark.parametrize("k, keys", [(1, 3), (2, 4)])
+@pytest.mark.parametrize("when", ["live", "replayed"])
+async def test_a_burst_of_agreeing_results_pays_exactly_k(world: World, tmp_path: Path,
+                                                          k: int, keys: int, when: str) -> None:
+    """``keys`` providers answer an open job with agreeing valid results in one burst,
+    while the buyer listens (live) or before it subscribes (a relay replaying them): the
+    first ``k`` are paid, the others recorded as surplus, unpaid and unlabelled."""
+    rogues = [Rogue(world.ledger, f"r{i}", world.relay, PRICE) for i in range(keys)]
+    buyer = world.buyer(record=True)
+    try:
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc("file:///x", [PYTEST], k))
+        request, doc = request_of(buyer, job)
+        results = [await r.result(request, forged_success(doc, r.pubkey)) for r in rogues]
+        rec = None
+        if when == "replayed":
+            await rogues[0].publish(*results)
+            rec = await follow(buyer, job, timeout=60)
+        else:
+            async with anyio.create_task_group() as tg:
+                async def run() -> None:
+                    nonlocal rec
+                    rec = await follow(buyer, job, timeout=60)
+                tg.start_soon(run)
+                with anyio.fail_after(20):
+                    await buyer.ready.wait()
+                await rogues[0].publish(*results)
+        assert rec is not None and rec.state == "paid", rec and rec.data
+        assert len(rec.data["payments"]) == k
+        assert len(buyer.node.capability("wallet").pay_calls) == k
+        paid = {p["provider"] for p in rec.data["payments"].values()}
+        verdicts = rec.data["verdicts"]
+        assert sorted(verdicts.values()).count("pass") == k
+        assert all(v in ("pass", "surplus") for v in verdicts.values())
+        labels = await labels_on(world.relay, [e.id for e in results])
+        assert sorted(labels) == sorted(("pass", rid, e.pubkey) for e in results
+                                        for rid in [e.id] if verdicts.get(rid) == "pass")
+    finally:
+        await close(buyer)
+    assert sorted(r.balance() for r in rogues) == [0] * (keys - k) + [PRICE] * k
+    assert {r.pubkey for r in rogues if r.balance()} == paid
+    assert balance(world.ledger, "buyer") == DEPOSIT - k * PRICE

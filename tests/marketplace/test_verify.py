@@ -196,3 +196,15 @@ def test_decide_waits_then_rejects_too_few_and_counts_each_provider_once() -> No
     twice = decide([rc("r1", "a"), rc("r2", "a")], 2, final=True)
     assert twice.outcome == "reject"
     assert twice.failed["r2"] == "a second result from the same provider"
+
+
+def test_decide_passes_exactly_k_in_arrival_order() -> None:
+    """More agreeing results than asked for: the first ``redundancy`` pass (are paid), the
+    rest are surplus, never more passes than K, with or without an audit."""
+    burst = [rc(f"r{i}", f"p{i}") for i in range(5)]
+    one = decide(burst, 1)
+    assert one.passed == ("r0",) and one.surplus == ("r1", "r2", "r3", "r4")
+    two = decide(burst, 2)
+    assert two.passed == ("r0", "r1") and len(two.surplus) == 3
+    audited = decide(burst, 2, audit_digest="d1")
+    assert audited.passed == ("r0", "r1") and len(audited.surplus) == 3
