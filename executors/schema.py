@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from oa_node import gitsafe
+
 T = TypeVar("T")
 MISSING: Any = object()
 
@@ -187,12 +189,17 @@ def git_ref(value: Any, path: str) -> str:
 
 
 def repo_url(value: Any, path: str) -> str:
-    """A repository location; the allowed schemes are the executor's (provider's) call."""
+    """A repository location that passes the project's one URL rule
+    (:func:`oa_node.gitsafe.check_url`: not an option, no control characters, a transport
+    git may use, no credentials) for any of git's safe transports; which of them a
+    provider accepts is its own call. Checked here so that a buyer refuses to publish,
+    and a provider to take, a request whose URL carries a token (it would be echoed in
+    public events); the message never shows the secret."""
     text = check_str(value, path, max_len=4096, allow_empty=False)
-    if text.startswith("-"):
-        raise SchemaError(path, "must not start with '-'")
-    if any(ord(c) < 0x20 or c == "\x7f" for c in text) or " " in text:
-        raise SchemaError(path, "must not contain spaces or control characters")
+    try:
+        gitsafe.check_url(text, gitsafe.SCHEMES)
+    except gitsafe.UnsafeURL as exc:
+        raise SchemaError(path, str(exc)) from None
     return text
 
 

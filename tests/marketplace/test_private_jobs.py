@@ -11,6 +11,7 @@ events) from before the first request until the end.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ import anyio
 import pytest
 
 from oa_node.client import RelayPool
+from oa_node.errors import UserError
 from oa_node.nostr import kinds, nip19, nip90
 from oa_node.nostr.event import Event
 from oa_node.plugins.buyer.engine import Buyer
@@ -225,3 +227,61 @@ async def test_a_refusal_of_an_encrypted_request_keeps_its_reason_encrypted(
     assert "PRIVATE-WORD" not in fb.to_json() and ["encrypted"] in fb.tags
     reason = await signer.nip44_decrypt(pk, fb.content)
     assert "invalid request" in reason and "PRIVATE-WORD" in reason
+
+
+TOKEN = "ghp_SECRETt0ken123"
+PASSWORD = "pw-SECRET456"
+
+
+async def test_a_url_with_credentials_is_refused_and_the_secret_reaches_no_event_nor_log(
+        tmp_path: Path, sandbox_image: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    repo = make_repo(tmp_path / "repo", PASSING)
+    with_token = repo.replace("file://", f"file://{TOKEN}@")
+    async with private_world(tmp_path, sandbox_image) as w:
+        pk = w["provider"].signer.public_key
+        buyer = w["buyer"]
+        # an oa-node buyer refuses to publish it at all, in one line without the secret
+        with pytest.raises(UserError, match="carries credentials") as refused:
+            await buyer.submit("oa.sandbox_run.v1", sandbox_doc(with_token, [PYTEST]),
+                               providers=[pk])
+        assert TOKEN not in str(refused.value)
+        with pytest.raises(UserError, match="carries credentials"):
+            await buyer.submit("oa.repo_index.v1", {
+                "repo_url": f"https://u:{PASSWORD}@example.org/r.git", "git_ref": "main"},
+                providers=[pk])
+        # another client publishes such requests anyway: the provider refuses them
+        signer = buyer.node.signer
+        docs = [("oa.sandbox_run.v1", sandbox_doc(with_token, [PYTEST])),
+                ("oa.repo_index.v1", {"repo_url": f"https://u:{PASSWORD}@example.org/r.git",
+                                      "git_ref": "main", "index_types": ["digests"]})]
+        requests = []
+        async with RelayPool([w["relay"]]) as pool:
+            for schema, doc in docs:
+                req = await signer.sign(nip90.request_template(
+                    schema, json.dumps(doc), provider=pk,
+                    expiration=int(time.time()) + 300))
+                assert (await pool.publish(req, 10)).ok
+                requests.append(req)
+
+        def refusals() -> list[Event]:
+            return [e for e in w["spy"].events.values() if e.kind == kinds.JOB_FEEDBACK
+                    and set(e.tag_values("e")) & {r.id for r in requests}]
+
+        feedback = await wait_for(lambda: len(refusals()) == 2 and refusals(), 30,
+                                  "the provider's two refusals")
+        events = await w["spy"].everything(w["relay"])
+    for fb in feedback:
+        status = next(t for t in fb.tags if t[0] == "status")
+        assert status[1] == "error" and "carries credentials" in status[2], status
+        assert "***@" in status[2]
+    ids = {r.id for r in requests}
+    # no result, no trajectory: the jobs were never accepted
+    assert not [e for e in events if ids & set(e.tag_values("e")) and e.kind in RESULT_KINDS]
+    assert not [e for e in events if e.kind == kinds.TRAJECTORY_SESSION]
+    # the secrets are only in the requests the careless client itself published
+    for secret in (TOKEN, PASSWORD):
+        assert [e.id for e in events if secret in e.to_json()] == [
+            r.id for r in requests if secret in r.to_json()]
+        assert not [r.getMessage() for r in caplog.records if secret in r.getMessage()
+                    or secret in (r.exc_text or "")]
