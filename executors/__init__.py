@@ -1,14 +1,14 @@
 """Job schemas and the executors that run them.
 
 The public helpers buyers and providers share:
-``canonical_json`` / ``canonical_hash`` (JCS-style canonical JSON), ``input_sha256``,
+``canonical_json`` / ``canonical_hash`` (from core :mod:`oa_node.canonical`), ``input_sha256``,
 ``output_sha256``, ``tree_sha256`` and ``verification_digest`` (``hashing``); the models
 (``sandbox_run_schema``, ``repo_index_schema``) with ``from_dict``/``to_dict`` and
 ``SchemaError``; ``JobType``/``ExecContext``/``Verdict`` (``jobtype``); the built-in job
 types in ``builtin`` (imported lazily: they pull in GitPython and the sandbox).
 """
 
-from oa_node.executors.canonical import CanonicalJSONError, canonical_hash, canonical_json
+from oa_node.canonical import CanonicalJSONError, canonical_hash, canonical_json
 from oa_node.executors.hashing import (
     input_sha256,
     output_sha256,

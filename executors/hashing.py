@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from oa_node.executors.canonical import canonical_hash
+from oa_node.canonical import canonical_hash
 
 READ_CHUNK = 1 << 20
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oa_node.executors.canonical import CanonicalJSONError
+from oa_node.canonical import CanonicalJSONError
 from oa_node.executors.git_fetch import DEFAULT_ALLOWED_SCHEMES
 from oa_node.executors.hashing import input_sha256, output_sha256, verification_digest
 from oa_node.executors.schema import SchemaError

@@ -25,7 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from oa_node.executors.canonical import CanonicalJSONError, canonical_bytes
+from oa_node.canonical import CanonicalJSONError, canonical_bytes
 from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo
 from oa_node.executors.hashing import (
     input_sha256,

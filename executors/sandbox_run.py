@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from oa_node.executors.canonical import CanonicalJSONError
+from oa_node.canonical import CanonicalJSONError
 from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo
 from oa_node.executors.hashing import input_sha256, output_sha256
 from oa_node.executors.jobtype import ExecContext, ExecutorSettings, Verdict, verify_start

@@ -14,10 +14,12 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from oa_node import sqlite
 
 
 class TransitionError(Exception):
@@ -52,11 +54,7 @@ class StateLedger:
         self.initial = initial
         self.transitions = {k: frozenset(v) for k, v in transitions.items()}
         self._lock = threading.Lock()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = sqlite.connect(path)
         self._db.executescript(f"""
             CREATE TABLE IF NOT EXISTS {name} (
                 id TEXT PRIMARY KEY, state TEXT NOT NULL, data TEXT NOT NULL,
@@ -72,18 +70,9 @@ class StateLedger:
         with self._lock:
             self._db.close()
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction under the lock: committed on success, rolled back on any
-        exception (also a cancellation), so a record and its history never disagree."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction under the lock (:func:`oa_node.sqlite.write_transaction`)."""
+        return sqlite.write_transaction(self._db, self._lock)
 
     # --- writes ------------------------------------------------------------------------
 

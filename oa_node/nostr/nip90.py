@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from oa_node.canonical import canonical_json
 from oa_node.nostr import kinds
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
@@ -310,15 +311,13 @@ def handler_template(
         tags.append(["relays", *relays])
     if expiration is not None:
         tags.append(["expiration", str(expiration)])
-    content = json.dumps(
+    content = canonical_json(
         {
             "name": name,
             "about": about,
             "pricing": {s: {"amount_msat": p, "unit": "msat"} for s, p in sorted(schemas.items())},
             "limits": limits or {},
-        },
-        sort_keys=True,
-        separators=(",", ":"),
+        }
     )
     return EventTemplate(kind=kinds.HANDLER_INFO, content=content, tags=tags)
 

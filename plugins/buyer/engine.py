@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from oa_node.canonical import canonical_json
 from oa_node.errors import UserError
-from oa_node.executors.canonical import canonical_json
 from oa_node.executors.jobtype import ExecContext, ExecutorSettings, JobType
 from oa_node.executors.schema import SchemaError
 from oa_node.ledger import Record, StateLedger, TransitionError

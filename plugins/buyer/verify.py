@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from oa_node.executors.canonical import CanonicalJSONError, loads
+from oa_node.canonical import CanonicalJSONError, loads
 from oa_node.executors.jobtype import JobType
 from oa_node.nostr import kinds
 from oa_node.nostr.event import Event

@@ -15,13 +15,14 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from oa_node import sqlite
 from oa_node.nostr import bolt11
 from oa_node.nostr.keys import public_key_hex
 from oa_node.wallet import ErrorCode, WalletError
@@ -128,13 +129,9 @@ class Ledger:
 
     def __init__(self, path: str | Path, *, network: str = "bcrt") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.network = network
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0,
-                                   check_same_thread=False)
+        self._db = sqlite.connect(self.path, timeout=10.0)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         self.node_secret = self._node_secret()
@@ -143,17 +140,9 @@ class Ledger:
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction taken up front (BEGIN IMMEDIATE): no check-then-update race."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
-            self._db.execute("COMMIT")
+        return sqlite.write_transaction(self._db)
 
     def _node_secret(self) -> bytes:
         with self._tx() as db:

@@ -25,7 +25,7 @@ from oa_node.errors import UserError
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event
 from oa_node.nostr.kinds import AGENT_STATE
-from oa_node.nostr.nipsa.common import STATE_D, canonical_json
+from oa_node.nostr.nipsa.common import STATE_D, content_json
 from oa_node.nostr.nipsa.state import choose_state, state_template
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class AgentStateStore:
             if current != base:
                 raise StaleStateError(base, current)
             signer = self._signer_src()
-            text = canonical_json(data)
+            text = content_json(data)
             ciphertext = await signer.nip44_encrypt(signer.public_key, text)
             created = int(time.time())
             if current_event is not None:

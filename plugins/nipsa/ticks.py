@@ -26,7 +26,7 @@ from anyio.abc import ObjectSendStream
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event
 from oa_node.nostr.kinds import ENCRYPTED_DM, GIFT_WRAP, TEXT_NOTE, ZAP_RECEIPT
-from oa_node.nostr.nipsa.common import canonical_json
+from oa_node.nostr.nipsa.common import content_json
 from oa_node.nostr.nipsa.schedule import Trigger
 from oa_node.nostr.nipsa.ticks import TickOutcome, TickRequest, TickResult
 
@@ -196,7 +196,7 @@ class TickRunner:
         duration_ms = max(1, math.ceil((time.monotonic() - started) * 1000))
         body = {"trigger": trigger, "handlers": sorted(self.handlers), "actions": actions,
                 "summary": summaries, "errors": errors}
-        encrypted = await signer.nip44_encrypt(signer.public_key, canonical_json(body))
+        encrypted = await signer.nip44_encrypt(signer.public_key, content_json(body))
         result_template = TickResult(
             tick_id, request.id, signer.public_key, status, len(actions), cost, duration_ms,
             trajectory,

@@ -90,7 +90,7 @@ def build_image(
 
 
 def _load_request(path: str) -> Any:
-    from oa_node.executors.canonical import CanonicalJSONError, loads
+    from oa_node.canonical import CanonicalJSONError, loads
 
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")

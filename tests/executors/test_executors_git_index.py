@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oa_node.executors.canonical import canonical_bytes
+from oa_node.canonical import canonical_bytes
 from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo
 from oa_node.executors.hashing import tree_digests, tree_sha256
 from oa_node.executors.jobtype import ExecContext

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from oa_node.canonical import canonical_hash
 from oa_node.config import ConfigError, load, validate
 from oa_node.executors.builtin import REPO_INDEX, SANDBOX_RUN
-from oa_node.executors.canonical import canonical_hash
 from oa_node.executors.hashing import (
     input_sha256,
     output_sha256,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from oa_node.canonical import canonical_json
 from oa_node.executors.builtin import SANDBOX_RUN
-from oa_node.executors.canonical import canonical_json
 from oa_node.executors.hashing import input_sha256, output_sha256, verification_digest
 from oa_node.nostr import nip90
 from oa_node.nostr.event import Event

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from oa_node.canonical import canonical_json
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
 from oa_node.nostr.kinds import TRAJECTORY_EVENT
@@ -163,6 +164,18 @@ def test_hash_rule_is_sha256_of_compact_json_id_array() -> None:
     assert trajectory_hash([]) == hashlib.sha256(b"[]").hexdigest()
     with pytest.raises(ProtocolError):
         trajectory_hash(["F" * 64])
+
+
+def test_content_is_the_one_canonical_form_and_big_integers_are_refused() -> None:
+    # oa_node.canonical (JCS): 1.0 -> 1, keys by UTF-16 code units (U+1F600 before U+FF61)
+    payload = {"\uff61": 1.0, "\U0001f600": [1e21, 0.5]}
+    t = trajectory_event_template(pubkey=AGENT.public_key, session_id=SID, root="a" * 64,
+                                  seq=0, previous=None, type="agent", payload=payload)
+    assert t.content == canonical_json({"type": "agent", **payload})
+    assert t.content.endswith('"\U0001f600":[1e+21,0.5],"\uff61":1}')
+    with pytest.raises(ProtocolError, match="2\\*\\*53"):  # rounded by any double reader
+        trajectory_event_template(pubkey=AGENT.public_key, session_id=SID, root="a" * 64,
+                                  seq=0, previous=None, type="agent", payload={"n": 2**53 + 1})
 
 
 def test_trajectory_event_shape() -> None:

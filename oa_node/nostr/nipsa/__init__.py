@@ -80,7 +80,7 @@ from oa_node.nostr.nipsa.common import (
     TICK_STATUSES,
     TICK_TRIGGERS,
     TRAJECTORY_EVENT_TYPES,
-    canonical_json,
+    content_json,
 )
 from oa_node.nostr.nipsa.goals import GOAL_STATUSES, Goal, goals_template, parse_goals
 from oa_node.nostr.nipsa.profile import AgentProfile
@@ -128,8 +128,8 @@ __all__ = [
     "TrajectorySession",
     "TrajectoryStep",
     "Trigger",
-    "canonical_json",
     "choose_state",
+    "content_json",
     "goals_template",
     "parse_goals",
     "session_coordinate",

@@ -1,11 +1,12 @@
 """NIP-SA pieces every event family shares: the ``d`` values, the enumerations, the
-canonical content form and the tag readers."""
+content form (canonical JSON) and the tag readers."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from oa_node.canonical import CanonicalJSONError, canonical_json
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event
 from oa_node.nostr.keys import is_hex
@@ -42,17 +43,13 @@ _MAX_ID_LEN = 128
 #: Most missing ``seq`` numbers a report lists: a hostile ``seq`` or ``total_events`` of
 #: 10**12 must cost a reader a short list, not a set of that size.
 MAX_LISTED_MISSING = 1000
-_canonical = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
-).encode
-
-
-def canonical_json(obj: Any) -> str:
-    """Keys sorted, no whitespace, UTF-8 verbatim: one text per value (the JCS rule for the
-    JSON oa-node produces)."""
+def content_json(obj: Any) -> str:
+    """The canonical JSON (:func:`oa_node.canonical.canonical_json`) of an event's content;
+    integers beyond 2**53 are refused rather than rounded, so every reader gets the value
+    that was written."""
     try:
-        return _canonical(obj)
-    except (TypeError, ValueError) as exc:
+        return canonical_json(obj, exact_integers=True)
+    except CanonicalJSONError as exc:
         raise ProtocolError("invalid", f"not JSON-serialisable: {exc}") from None
 
 

@@ -14,7 +14,7 @@ from oa_node.nostr.kinds import (
 )
 from oa_node.nostr.nipsa.common import (
     GOALS_D,
-    canonical_json,
+    content_json,
     expect_kind,
 )
 
@@ -69,7 +69,7 @@ class Goal:
 def goals_template(goals: Sequence[Goal], created_at: int | None = None) -> EventTemplate:
     return EventTemplate(
         AGENT_GOALS,
-        canonical_json({"goals": [g.to_dict() for g in goals]}),
+        content_json({"goals": [g.to_dict() for g in goals]}),
         [["d", GOALS_D]],
         created_at,
     )

@@ -13,8 +13,8 @@ from oa_node.nostr.kinds import (
 from oa_node.nostr.nipsa.common import (
     AUTONOMY_LEVELS,
     PROFILE_D,
-    canonical_json,
     check_pubkey,
+    content_json,
     expect_kind,
     json_object,
 )
@@ -68,7 +68,7 @@ class AgentProfile:
             tags.append(["operator", self.operator])
         if self.lud16:
             tags.append(["lud16", self.lud16])
-        return EventTemplate(AGENT_PROFILE, canonical_json(content), tags, created_at)
+        return EventTemplate(AGENT_PROFILE, content_json(content), tags, created_at)
 
     @classmethod
     def from_event(cls, event: Event) -> AgentProfile:

@@ -19,9 +19,9 @@ from oa_node.nostr.nipsa.common import (
     MAX_LISTED_MISSING,
     SESSION_END,
     TRAJECTORY_EVENT_TYPES,
-    canonical_json,
     check_identifier,
     check_pubkey,
+    content_json,
     expect_kind,
     int_tag,
     json_object,
@@ -84,7 +84,7 @@ class TrajectorySession:
                 total_events=self.total_events,
                 trajectory_hash=self.trajectory_hash,
             )
-        return EventTemplate(TRAJECTORY_SESSION, canonical_json(content), tags, created_at)
+        return EventTemplate(TRAJECTORY_SESSION, content_json(content), tags, created_at)
 
     @classmethod
     def from_event(cls, event: Event) -> TrajectorySession:
@@ -143,7 +143,7 @@ def trajectory_event_template(
     if previous is not None:
         tags.append(["e", previous, "", "reply"])
     tags += [["session", session_id], ["seq", str(seq)], ["step", type]]
-    return EventTemplate(TRAJECTORY_EVENT, canonical_json(body), tags, created_at)
+    return EventTemplate(TRAJECTORY_EVENT, content_json(body), tags, created_at)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,15 @@
-"""Canonical JSON (RFC 8785 / JCS style) and the hashes built on it.
+"""Canonical JSON (RFC 8785 / JCS style) and the hashes built on it: the one canonical form
+in oa-node (job requests and results, verification digests, NIP-SA event content).
 
 Two parties must compute the same hash from the same object without sharing code: object
 keys sorted by UTF-16 code units, no whitespace, strings escaped minimally (only ``"``,
 ``\\`` and control characters), numbers in the ECMAScript shortest form (``1.0`` -> ``1``,
 ``1e21`` -> ``1e+21``). NaN, infinities, lone surrogates and non-string keys are refused.
+
+An integer beyond 2**53 is written as the double it becomes in every JavaScript reader
+(``2**60`` -> ``1152921504606847000``), as RFC 8785 requires; ``exact_integers=True``
+refuses such an integer instead, for content that must carry a value unchanged to readers
+that keep 64-bit integers (NIP-SA state and trajectories).
 """
 
 from __future__ import annotations
@@ -36,11 +42,14 @@ def _string(s: str) -> str:
     return "".join(out)
 
 
-def _number(value: int | float) -> str:
+def _number(value: int | float, exact_integers: bool = False) -> str:
     if isinstance(value, int):
         # JCS numbers are IEEE doubles: beyond 2**53 an integer prints as its double does.
         if abs(value) <= 2**53:
             return str(value)
+        if exact_integers:
+            raise CanonicalJSONError(f"integer of {len(str(abs(value)))} digits is beyond "
+                                     "2**53: a JSON number would not carry it exactly")
         try:
             return _number(float(value))
         except OverflowError:
@@ -74,7 +83,7 @@ def _number(value: int | float) -> str:
     return sign + digits[0] + "." + digits[1:] + exp
 
 
-def _encode(value: Any, out: list[str]) -> None:
+def _encode(value: Any, out: list[str], exact: bool) -> None:
     if value is None:
         out.append("null")
     elif value is True:
@@ -82,7 +91,7 @@ def _encode(value: Any, out: list[str]) -> None:
     elif value is False:
         out.append("false")
     elif isinstance(value, int | float):
-        out.append(_number(value))
+        out.append(_number(value, exact))
     elif isinstance(value, str):
         out.append(_string(value))
     elif isinstance(value, list | tuple):
@@ -90,7 +99,7 @@ def _encode(value: Any, out: list[str]) -> None:
         for i, item in enumerate(value):
             if i:
                 out.append(",")
-            _encode(item, out)
+            _encode(item, out, exact)
         out.append("]")
     elif isinstance(value, dict):
         for key in value:
@@ -102,16 +111,17 @@ def _encode(value: Any, out: list[str]) -> None:
                 out.append(",")
             out.append(_string(key))
             out.append(":")
-            _encode(value[key], out)
+            _encode(value[key], out, exact)
         out.append("}")
     else:
         raise CanonicalJSONError(f"{type(value).__name__} is not a JSON value")
 
 
-def canonical_json(obj: Any) -> str:
-    """The canonical JSON text of ``obj`` (dicts, lists, str, int, float, bool, None)."""
+def canonical_json(obj: Any, *, exact_integers: bool = False) -> str:
+    """The canonical JSON text of ``obj`` (dicts, lists, str, int, float, bool, None);
+    :class:`CanonicalJSONError` when it has none (see the module docstring)."""
     out: list[str] = []
-    _encode(obj, out)
+    _encode(obj, out, exact_integers)
     return "".join(out)
 
 

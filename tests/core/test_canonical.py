@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oa_node.executors.canonical import (
+from oa_node.canonical import (
     CanonicalJSONError,
     canonical_hash,
     canonical_json,
@@ -97,3 +97,11 @@ def _as_doubles(v: object) -> object:
         return [_as_doubles(x) for x in v]
     assert isinstance(v, dict)
     return {k: _as_doubles(x) for k, x in v.items()}
+
+
+def test_exact_integers_refuses_what_a_double_would_round() -> None:
+    assert (canonical_json([2**53, -(2**53)], exact_integers=True)
+            == "[9007199254740992,-9007199254740992]")
+    with pytest.raises(CanonicalJSONError, match="2\\*\\*53"):
+        canonical_json({"a": [2**53 + 1]}, exact_integers=True)
+    assert canonical_json(2**60) == "1152921504606847000"  # the JCS form, as before
