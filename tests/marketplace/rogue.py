@@ -14,8 +14,8 @@ from typing import Any
 
 import anyio
 
+from oa_node.canonical import canonical_json
 from oa_node.client import RelayPool
-from oa_node.executors.canonical import canonical_json
 from oa_node.executors.hashing import input_sha256, output_sha256
 from oa_node.nostr import kinds, nip90
 from oa_node.nostr.event import Event
