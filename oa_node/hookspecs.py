@@ -15,6 +15,7 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
+    from oa_node.config import Config
     from oa_node.node import Node
 
 hookspec = pluggy.HookspecMarker("oa_node")
@@ -55,13 +56,14 @@ def register_wallets(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def register_relay_policies(register: Callable[..., None]) -> None:
+def register_relay_policies(config: Config, register: Callable[..., None]) -> None:
     """Add relay policies: ``register(stage, fn)`` with stage one of ``"event"`` (before
     the signature is checked), ``"verified_event"`` (after: policies keyed on the author),
     ``"filter"``, ``"connect"``; ``fn`` returns ``None`` to accept or a rejection reason
-    carrying a NIP-01 machine-readable prefix (``"blocked: ..."``)."""
-
-
+    carrying a NIP-01 machine-readable prefix (``"blocked: ..."``). ``config`` is the
+    node's validated config: a plugin makes its policies from its own section (factories
+    that take their parameters, as in khatru; see ``oa_node.plugins.relay.policies``). The
+    relay of ``oa-node start`` and of ``oa-node relay serve`` run the same policies."""
 
 
 @hookspec

@@ -174,10 +174,11 @@ class Registries:
             self._cache["signers"] = _collect_pairs(self._host.hook.register_signers, "signer")
         return self._cache["signers"]  # type: ignore[return-value]
 
-    def relay_policies(self) -> dict[str, list[object]]:
-        """stage -> policy functions, in load order. ``event`` policies see an event
-        before its signature is checked (cheap refusals first); ``verified_event`` ones only
-        after (anything keyed on the author, whose key could otherwise be forged)."""
+    def relay_policies(self, config: object) -> dict[str, list[object]]:
+        """stage -> policy functions made from ``config`` (the node's validated config), in
+        load order. ``event`` policies see an event before its signature is checked (cheap
+        refusals first); ``verified_event`` ones only after (anything keyed on the author,
+        whose key could otherwise be forged)."""
         stages: dict[str, list[object]] = {"event": [], "verified_event": [], "filter": [],
                                            "connect": []}
 
@@ -186,5 +187,5 @@ class Registries:
                 raise ValueError(f"unknown relay policy stage {stage!r} (expected {list(stages)})")
             stages[stage].append(fn)
 
-        self._host.hook.register_relay_policies(register=register)
+        self._host.hook.register_relay_policies(config=config, register=register)
         return stages

@@ -23,9 +23,12 @@ from oa_node.plugins.relay.settings import RelaySettings, relay_section
 from oa_node.plugins.relay.storage import open_store
 
 if TYPE_CHECKING:
+    from oa_node.config import Config
     from oa_node.node import Node
+    from oa_node.plugin_manager import PluginHost
 
-__all__ = ["RelayServer", "RelaySettings", "open_store", "relay_service", "serve_command"]
+__all__ = ["RelayServer", "RelaySettings", "build_relay", "open_store", "relay_service",
+           "serve_command"]
 
 log = logging.getLogger("oa_node.relay")
 
@@ -36,8 +39,9 @@ def register_config(register: Callable[..., None]) -> None:
 
 
 @hookimpl
-def register_relay_policies(register: Callable[..., None]) -> None:
-    for stage, fns in builtin_policies().items():
+def register_relay_policies(config: Config, register: Callable[..., None]) -> None:
+    settings = RelaySettings.from_section(config.get("relay") or {})
+    for stage, fns in builtin_policies(settings).items():
         for fn in fns:
             register(stage, fn)
 
@@ -68,14 +72,19 @@ def store_from_config(table: dict[str, Any], data_dir: Any) -> Any:
     )
 
 
+def build_relay(config: Config, plugins: PluginHost, data_dir: Any) -> RelayServer:
+    """The relay ``[relay]`` describes, with every policy the loaded plugins register: the
+    one place ``oa-node start`` and ``oa-node relay serve`` both build their relay."""
+    table = config["relay"]
+    policies: dict[str, list[Any]] = plugins.registries.relay_policies(config)
+    return RelayServer(store_from_config(table, data_dir), policies,
+                       RelaySettings.from_section(table))
+
+
 async def relay_service(node: Node) -> None:
     """Serve until cancelled; on cancellation commit pending events and close the store."""
     tune_interpreter()
-    table = node.config["relay"]
-    settings = RelaySettings.from_section(table)
-    store = store_from_config(table, node.data_dir)
-    policies: dict[str, list[Any]] = node.plugins.registries.relay_policies()
-    server = RelayServer(store, policies, settings)
+    server = build_relay(node.config, node.plugins, node.data_dir)
     await server.start()
     await server.serve_forever()
 
@@ -87,9 +96,11 @@ def serve_command(
     postgres: Annotated[str | None, typer.Option(
         help="PostgreSQL DSN (instead of SQLite).")] = None,
     config: Annotated[str | None, typer.Option(
-        help="A node.toml whose relay section (limits, auth, info) to use.")] = None,
+        help="A node.toml whose relay section (limits, auth, info) and plugins' sections "
+        "to use.")] = None,
 ) -> None:
-    """Run a relay in the foreground without a node (Ctrl-C stops it)."""
+    """Run a relay in the foreground without a node's other roles (Ctrl-C stops it); the
+    plugins' relay policies apply as under `oa-node start`."""
     from oa_node.errors import UserError
     from oa_node.plugins.relay.__main__ import run
     from oa_node.store import StoreError

@@ -12,21 +12,28 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from oa_node.config import ConfigError, read_toml, validate
-from oa_node.plugins.relay.server import RelayServer, tune_interpreter
-from oa_node.plugins.relay.settings import RateLimits, RelaySettings, relay_section
-from oa_node.plugins.relay.storage import open_store
+from oa_node.config import ConfigError
+from oa_node.plugins.relay import build_relay
+from oa_node.plugins.relay.server import tune_interpreter
+from oa_node.plugins.relay.settings import RateLimits
 from oa_node.redact import install_log_redaction, redact
 from oa_node.store import StoreError
 
+if TYPE_CHECKING:
+    from oa_node.node import Node
 
-def settings_from_file(path: str | None) -> RelaySettings:
-    if path is None:
-        return RelaySettings()
-    raw, text = read_toml(Path(path))
-    cfg = validate([relay_section()], {"relay": raw.get("relay", {})}, Path(path), text)
-    return RelaySettings.from_section(cfg["relay"])
+
+def relay_config(path: str | None) -> Node:
+    """A node (never started) over ``path`` or the embedded defaults: its config and the
+    loaded plugins, whose relay policies this relay runs as ``oa-node start`` would."""
+    from oa_node.node import build_node
+
+    node = build_node(path, services=False)
+    if "relay" not in node.config:
+        raise ConfigError(path, "relay", "the relay plugin is disabled ([plugins] disable)")
+    return node
 
 
 async def run(
@@ -40,12 +47,13 @@ async def run(
     ready_file: str | None = None,
 ) -> None:
     tune_interpreter()
-    settings = settings_from_file(config)
-    settings.host, settings.port = host, port
+    node = relay_config(config)
+    table = node.config["relay"]  # the command line wins over the file
+    table.update(host=host, port=port, storage="postgres" if postgres else "sqlite",
+                 postgres_dsn=postgres, sqlite_path=str(Path(db).expanduser().resolve()))
     if no_rate_limits:
-        settings.rate_limits = RateLimits.off()
-    store = open_store("postgres" if postgres else "sqlite", sqlite_path=db, postgres_dsn=postgres)
-    server = RelayServer(store, None, settings)
+        table["rate_limits"] = dict(vars(RateLimits.off()))
+    server = build_relay(node.config, node.plugins, node.data_dir)
     bound = await server.start()
     print(f"relay listening on ws://{host}:{bound}", flush=True)
     if ready_file:

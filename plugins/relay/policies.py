@@ -2,22 +2,26 @@
 
 A policy is a small function that returns ``None`` to accept or a NIP-01 prefixed reason
 (``"blocked: ..."``) to refuse; the relay runs every registered policy of a stage in order
-and answers with the first refusal. Stages and signatures (the same for third-party plugins
-registering through ``register_relay_policies``):
+and answers with the first refusal. As in khatru, each built-in is a factory that takes its
+parameters (``max_event_tags(100)``) and returns the policy, so a plugin composes them from
+its own config section (``register_relay_policies(config, register)``). Stages and
+signatures (the same for third-party plugins):
 
 - ``"connect"``: ``fn(conn) -> str | None`` when a websocket opens (refusal closes it);
 - ``"event"``: ``fn(event, conn) -> str | None`` for every EVENT before it is verified;
+- ``"verified_event"``: like ``"event"``, after the signature check (author-keyed rules);
 - ``"filter"``: ``fn(filters, conn) -> str | None`` for every REQ and COUNT.
 
 ``conn`` is the relay's connection object: ``conn.ip``, ``conn.authed`` (authenticated
 pubkeys), ``len(conn.subs)``, and ``conn.relay`` with ``.settings`` (:class:`RelaySettings`)
-and ``.state`` (a dict where policies keep shared state such as rate-limit buckets).
+and ``.state`` (a dict where policies keep per-relay state such as rate-limit buckets, so
+one policy object may serve several relays).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -102,127 +106,182 @@ def _buckets(conn: ConnView, name: str, rate: float, burst: int) -> Buckets:
 # --- event stage -----------------------------------------------------------------------
 
 
-def max_event_tags(event: Event, conn: ConnView) -> str | None:
-    limit = conn.relay.settings.limits.max_event_tags
-    if limit and len(event.tags) > limit:
-        return f"invalid: too many tags ({len(event.tags)} > {limit})"
-    return None
+def max_event_tags(limit: int) -> EventPolicy:
+    """Refuse events with more than ``limit`` tags."""
+
+    def max_event_tags(event: Event, conn: ConnView) -> str | None:
+        if limit and len(event.tags) > limit:
+            return f"invalid: too many tags ({len(event.tags)} > {limit})"
+        return None
+
+    return max_event_tags
 
 
-def max_content_length(event: Event, conn: ConnView) -> str | None:
-    limit = conn.relay.settings.limits.max_content_length
-    if limit and len(event.content) > limit:
-        return f"invalid: content too long ({len(event.content)} > {limit} characters)"
-    return None
+def max_content_length(limit: int) -> EventPolicy:
+    """Refuse events whose content has more than ``limit`` characters."""
+
+    def max_content_length(event: Event, conn: ConnView) -> str | None:
+        if limit and len(event.content) > limit:
+            return f"invalid: content too long ({len(event.content)} > {limit} characters)"
+        return None
+
+    return max_content_length
 
 
-def created_at_window(event: Event, conn: ConnView) -> str | None:
-    limits = conn.relay.settings.limits
-    now = int(time.time())
-    if limits.created_at_upper_limit and event.created_at > now + limits.created_at_upper_limit:
-        return "invalid: created_at is too far in the future"
-    if limits.created_at_lower_limit and event.created_at < now - limits.created_at_lower_limit:
-        return "invalid: created_at is too old"
-    return None
+def created_at_window(lower: int, upper: int) -> EventPolicy:
+    """Refuse events older than ``lower`` or more than ``upper`` seconds in the future
+    (0 disables a side)."""
+
+    def created_at_window(event: Event, conn: ConnView) -> str | None:
+        now = int(time.time())
+        if upper and event.created_at > now + upper:
+            return "invalid: created_at is too far in the future"
+        if lower and event.created_at < now - lower:
+            return "invalid: created_at is too old"
+        return None
+
+    return created_at_window
 
 
-def kind_lists(event: Event, conn: ConnView) -> str | None:
-    limits = conn.relay.settings.limits
-    if limits.kinds_allow and event.kind not in limits.kinds_allow:
-        return f"blocked: kind {event.kind} is not accepted here"
-    if limits.kinds_deny and event.kind in limits.kinds_deny:
-        return f"blocked: kind {event.kind} is not accepted here"
-    return None
+def kind_lists(allow: Iterable[int] = (), deny: Iterable[int] = ()) -> EventPolicy:
+    """Accept only the ``allow`` kinds (when any) and none of the ``deny`` kinds."""
+    allowed, denied = frozenset(allow), frozenset(deny)
+
+    def kind_lists(event: Event, conn: ConnView) -> str | None:
+        if (allowed and event.kind not in allowed) or event.kind in denied:
+            return f"blocked: kind {event.kind} is not accepted here"
+        return None
+
+    return kind_lists
 
 
-def ip_event_rate(event: Event, conn: ConnView) -> str | None:
-    rl = conn.relay.settings.rate_limits
-    if rl.ip_events_per_second and not _buckets(
-        conn, "ip_events", rl.ip_events_per_second, rl.ip_events_burst
-    ).take(conn.ip):
-        return "rate-limited: slow down, too many events from your address"
-    return None
+def ip_event_rate(rate: float, burst: int) -> EventPolicy:
+    """A token bucket of EVENTs per client address."""
+
+    def ip_event_rate(event: Event, conn: ConnView) -> str | None:
+        if rate and not _buckets(conn, "ip_events", rate, burst).take(conn.ip):
+            return "rate-limited: slow down, too many events from your address"
+        return None
+
+    return ip_event_rate
 
 
-def pubkey_event_rate(event: Event, conn: ConnView) -> str | None:
-    rl = conn.relay.settings.rate_limits
-    if rl.pubkey_events_per_second and not _buckets(
-        conn, "pubkey_events", rl.pubkey_events_per_second, rl.pubkey_events_burst
-    ).take(event.pubkey):
-        return "rate-limited: slow down, too many events from this author"
-    return None
+def pubkey_event_rate(rate: float, burst: int) -> EventPolicy:
+    """A token bucket of EVENTs per author (register it after the signature check)."""
+
+    def pubkey_event_rate(event: Event, conn: ConnView) -> str | None:
+        if rate and not _buckets(conn, "pubkey_events", rate, burst).take(event.pubkey):
+            return "rate-limited: slow down, too many events from this author"
+        return None
+
+    return pubkey_event_rate
 
 
 # --- filter stage ----------------------------------------------------------------------
 
 
-def max_filters(filters: list[Filter], conn: ConnView) -> str | None:
-    limit = conn.relay.settings.limits.max_filters
-    if limit and len(filters) > limit:
-        return f"invalid: too many filters ({len(filters)} > {limit})"
-    return None
+def max_filters(limit: int) -> FilterPolicy:
+    """Refuse a REQ/COUNT with more than ``limit`` filters."""
 
-
-def max_filter_values(filters: list[Filter], conn: ConnView) -> str | None:
-    limit = conn.relay.settings.limits.max_filter_values
-    if not limit:
+    def max_filters(filters: list[Filter], conn: ConnView) -> str | None:
+        if limit and len(filters) > limit:
+            return f"invalid: too many filters ({len(filters)} > {limit})"
         return None
-    for f in filters:
-        for name, values in (("ids", f.ids), ("authors", f.authors), ("kinds", f.kinds)):
-            if values is not None and len(values) > limit:
-                return f"invalid: too many {name} in a filter ({len(values)} > {limit})"
-        for letter, values in f.tags.items():
-            if len(values) > limit:
-                return f"invalid: too many #{letter} values in a filter ({len(values)} > {limit})"
-    return None
+
+    return max_filters
 
 
-def no_search(filters: list[Filter], conn: ConnView) -> str | None:
-    if any(f.search is not None for f in filters):
-        return "unsupported: search (NIP-50) is not supported by this relay"
-    return None
+def max_filter_values(limit: int) -> FilterPolicy:
+    """Refuse a filter with more than ``limit`` ids, authors, kinds or values of a tag."""
+
+    def max_filter_values(filters: list[Filter], conn: ConnView) -> str | None:
+        if not limit:
+            return None
+        for f in filters:
+            for name, values in (("ids", f.ids), ("authors", f.authors), ("kinds", f.kinds)):
+                if values is not None and len(values) > limit:
+                    return f"invalid: too many {name} in a filter ({len(values)} > {limit})"
+            for letter, values in f.tags.items():
+                if len(values) > limit:
+                    return (f"invalid: too many #{letter} values in a filter "
+                            f"({len(values)} > {limit})")
+        return None
+
+    return max_filter_values
 
 
-def ip_req_rate(filters: list[Filter], conn: ConnView) -> str | None:
-    rl = conn.relay.settings.rate_limits
-    if rl.ip_reqs_per_second and not _buckets(
-        conn, "ip_reqs", rl.ip_reqs_per_second, rl.ip_reqs_burst
-    ).take(conn.ip):
-        return "rate-limited: slow down, too many subscriptions from your address"
-    return None
+def no_search() -> FilterPolicy:
+    """Refuse NIP-50 search filters (this relay does not implement search)."""
+
+    def no_search(filters: list[Filter], conn: ConnView) -> str | None:
+        if any(f.search is not None for f in filters):
+            return "unsupported: search (NIP-50) is not supported by this relay"
+        return None
+
+    return no_search
+
+
+def ip_req_rate(rate: float, burst: int) -> FilterPolicy:
+    """A token bucket of REQ/COUNT per client address."""
+
+    def ip_req_rate(filters: list[Filter], conn: ConnView) -> str | None:
+        if rate and not _buckets(conn, "ip_reqs", rate, burst).take(conn.ip):
+            return "rate-limited: slow down, too many subscriptions from your address"
+        return None
+
+    return ip_req_rate
 
 
 # --- connect stage ---------------------------------------------------------------------
 
 
-def connections_per_ip(conn: ConnView) -> str | None:
-    limit = conn.relay.settings.limits.max_connections_per_ip
-    if not limit:
+def connections_per_ip(limit: int) -> ConnectPolicy:
+    """Refuse a connection beyond ``limit`` open ones from the same address."""
+
+    def connections_per_ip(conn: ConnView) -> str | None:
+        if not limit:
+            return None
+        counts: dict[str, int] = conn.relay.state.setdefault("connections_per_ip", {})
+        if counts.get(conn.ip, 0) > limit:  # the relay counts this connection already
+            return f"rate-limited: too many connections from your address (max {limit})"
         return None
-    counts: dict[str, int] = conn.relay.state.setdefault("connections_per_ip", {})
-    if counts.get(conn.ip, 0) > limit:  # the relay counts this connection already
-        return f"rate-limited: too many connections from your address (max {limit})"
-    return None
+
+    return connections_per_ip
 
 
-EVENT_POLICIES: tuple[EventPolicy, ...] = (
-    ip_event_rate,
-    kind_lists,
-    max_event_tags,
-    max_content_length,
-    created_at_window,
-)
-#: after the signature check: a forged author must not spend the real author's allowance
-VERIFIED_EVENT_POLICIES: tuple[EventPolicy, ...] = (pubkey_event_rate,)
-FILTER_POLICIES: tuple[FilterPolicy, ...] = (ip_req_rate, max_filters, max_filter_values, no_search)
-CONNECT_POLICIES: tuple[ConnectPolicy, ...] = (connections_per_ip,)
+def builtin_policies(settings: RelaySettings | None = None
+                     ) -> dict[str, list[Callable[..., str | None]]]:
+    """The built-ins by stage, made from ``settings`` (``[relay]``: limits and rate
+    limits; a limit of 0 leaves its policy out), as ``register_relay_policies`` registers
+    them."""
+    from oa_node.plugins.relay.settings import RelaySettings
 
-
-def builtin_policies() -> dict[str, list[Callable[..., str | None]]]:
-    """The built-ins by stage, as ``register_relay_policies`` registers them."""
-    return {
-        "connect": list(CONNECT_POLICIES),
-        "event": list(EVENT_POLICIES),
-        "verified_event": list(VERIFIED_EVENT_POLICIES),
-        "filter": list(FILTER_POLICIES),
-    }
+    s = settings or RelaySettings()
+    lim, rl = s.limits, s.rate_limits
+    event: list[EventPolicy] = []
+    if rl.ip_events_per_second:
+        event.append(ip_event_rate(rl.ip_events_per_second, rl.ip_events_burst))
+    if lim.kinds_allow or lim.kinds_deny:
+        event.append(kind_lists(lim.kinds_allow, lim.kinds_deny))
+    if lim.max_event_tags:
+        event.append(max_event_tags(lim.max_event_tags))
+    if lim.max_content_length:
+        event.append(max_content_length(lim.max_content_length))
+    if lim.created_at_lower_limit or lim.created_at_upper_limit:
+        event.append(created_at_window(lim.created_at_lower_limit, lim.created_at_upper_limit))
+    # after the signature check: a forged author must not spend the real author's allowance
+    verified: list[EventPolicy] = []
+    if rl.pubkey_events_per_second:
+        verified.append(pubkey_event_rate(rl.pubkey_events_per_second, rl.pubkey_events_burst))
+    filters: list[FilterPolicy] = []
+    if rl.ip_reqs_per_second:
+        filters.append(ip_req_rate(rl.ip_reqs_per_second, rl.ip_reqs_burst))
+    if lim.max_filters:
+        filters.append(max_filters(lim.max_filters))
+    if lim.max_filter_values:
+        filters.append(max_filter_values(lim.max_filter_values))
+    filters.append(no_search())
+    connect: list[ConnectPolicy] = []
+    if lim.max_connections_per_ip:
+        connect.append(connections_per_ip(lim.max_connections_per_ip))
+    return {"connect": connect, "event": event, "verified_event": verified, "filter": filters}

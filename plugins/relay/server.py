@@ -181,7 +181,8 @@ def tune_interpreter() -> None:
 
 
 class RelayServer:
-    """A relay over ``store``; ``policies`` maps stage -> functions (see ``policies.py``)."""
+    """A relay over ``store``; ``policies`` maps stage -> functions (see ``policies.py``;
+    ``None``: only the built-ins, made from ``settings``)."""
 
     def __init__(
         self,
@@ -193,7 +194,7 @@ class RelayServer:
     ) -> None:
         self.store = store
         self.settings = settings or RelaySettings()
-        pol = builtin_policies() if policies is None else policies
+        pol = builtin_policies(self.settings) if policies is None else policies
         self._connect_policies = list(pol.get("connect", []))
         self._event_policies = list(pol.get("event", []))
         self._verified_event_policies = list(pol.get("verified_event", []))

@@ -236,11 +236,12 @@ async def test_third_party_policies_compose_with_builtins(make_relay) -> None:
         n = conn.relay.state["connections_per_ip"].get(conn.ip, 0)
         return "blocked: one connection per address" if n > 1 else None
 
-    policies = builtin_policies()
+    settings = relay_settings(max_content_length=100)
+    policies = builtin_policies(settings)
     policies["event"].append(no_links)
     policies["filter"].append(only_kind_1)
     policies["connect"].append(max_one_connection)
-    relay = await make_relay(relay_settings(max_content_length=100), policies)
+    relay = await make_relay(settings, policies)
     k = Key()
     c = await open_ws(relay.port)
     ok = await c.publish(k.sign(content="see http://x"))

@@ -231,13 +231,27 @@ def test_config_section_validates(tmp_path: Path) -> None:
 
 
 def test_builtin_policies_go_through_the_registry() -> None:
+    """The relay plugin makes its built-ins from the config it is handed: a limit set
+    to 0 leaves its policy out, a set one is there."""
+    from oa_node import config as config_mod
+    from oa_node.node import core_sections
     from oa_node.plugin_manager import load_plugins
     from oa_node.plugins.relay.policies import builtin_policies
+    from oa_node.plugins.relay.settings import RelaySettings
 
     host = load_plugins()
-    stages = host.registries.relay_policies()
-    for stage, fns in builtin_policies().items():
+    sections = core_sections() + host.registries.config_sections()  # type: ignore[operator]
+
+    def names(policies: dict[str, list[Any]]) -> dict[str, list[str]]:
+        return {stage: [fn.__name__ for fn in fns] for stage, fns in policies.items()}
+
+    cfg = config_mod.validate(sections, {})
+    stages = names(host.registries.relay_policies(cfg))
+    for stage, fns in names(builtin_policies(RelaySettings())).items():
         assert all(fn in stages[stage] for fn in fns)
+    assert "max_event_tags" in stages["event"]
+    cfg = config_mod.validate(sections, {"relay": {"limits": {"max_event_tags": 0}}})
+    assert "max_event_tags" not in names(host.registries.relay_policies(cfg))["event"]
 
 
 def test_module_refuses_bad_arguments(tmp_path: Path) -> None:
