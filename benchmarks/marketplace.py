@@ -30,6 +30,8 @@ import anyio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from harness.marketplace import build, node_config, running, wait_announced  # noqa: E402
+from harness.relay import RelayProcess  # noqa: E402
 from oa_node.client import RelayPool  # noqa: E402
 from oa_node.plugins.buyer.engine import Buyer  # noqa: E402
 from oa_node.plugins.buyer.settings import BuyerSettings  # noqa: E402
@@ -38,8 +40,6 @@ from oa_node.plugins.ledger_wallet.service import WalletService  # noqa: E402
 from oa_node.plugins.provider.ledger import open_provider_ledger  # noqa: E402
 from oa_node.sandbox.docker import connect  # noqa: E402
 from oa_node.sandbox.image import build_base_image  # noqa: E402
-from tests.marketplace.conftest import RelayProcess  # noqa: E402
-from tests.marketplace.world import build, node_config, running, wait_announced  # noqa: E402
 
 SCHEMA = "oa.sandbox_run.v1"
 DOC: dict[str, Any] = {
@@ -67,7 +67,7 @@ def bare_docker_ms(image: str, runs: int) -> float:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     image = build_base_image(connect(timeout=30))
     tmp = Path(tempfile.mkdtemp(prefix="oa-bench-market-"))
-    relay = RelayProcess(tmp / "relay.sqlite3")
+    relay = RelayProcess(tmp / "relay.sqlite3", extra=["--no-rate-limits"])
     relay.start()
     ledger = Ledger(tmp / "wallet.sqlite3")
     conns = {}

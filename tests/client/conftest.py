@@ -9,12 +9,6 @@ connection) — the failure cases a real relay cannot be made to produce.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +17,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from harness.relay import RelayProcess
 from oa_node.nostr.event import Event, EventTemplate
 from oa_node.signer import LocalSigner
 
@@ -63,62 +58,6 @@ async def recv_json(ws: ServerConnection) -> list[Any]:
 
 
 # --- the real relay ---------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 20.0,
-              proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"relay process exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"relay did not listen on port {port} within {timeout}s")
-
-
-class RelayProcess:
-    """``python -m oa_node.plugins.relay`` as a child process we start and stop by PID."""
-
-    def __init__(self, db: Path, port: int | None = None, extra: list[str] | None = None) -> None:
-        self.db = db
-        self.port = port or free_port()
-        self.extra = extra or []
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "oa_node.plugins.relay", "--host", "127.0.0.1",
-               "--port", str(self.port), "--db", str(self.db), *self.extra]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        wait_port(self.port, proc=self.proc)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-        self.proc = None
-
 
 @pytest.fixture
 def relay_process(tmp_path: Path) -> Iterator[RelayProcess]:

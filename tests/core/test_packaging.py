@@ -52,6 +52,9 @@ def test_wheel_holds_every_package_under_oa_node_only(wheel: Path) -> None:
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.relative_to(ROOT / folder).as_posix()
             assert f"{installed}/{rel}" in names, f"{folder}/{rel} missing from the wheel"
+    test_code = [n for n in names if n.endswith(".py")
+                 and b"import pytest" in zipfile.ZipFile(wheel).read(n)]
+    assert not test_code, f"test-only code in the wheel: {test_code}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[oa_node.plugins]" in text and "oa-node = oa_node.cli:main" in text

@@ -1,4 +1,5 @@
-"""Fixtures for executor tests: real git repositories on disk and the real Docker sandbox."""
+"""Fixtures for executor tests: real git repositories on disk (the Docker sandbox fixtures
+are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ import pytest
 
 from oa_node.executors.jobtype import ExecContext, ExecutorSettings
 from oa_node.sandbox.base import Limits
-from oa_node.sandbox.testing import docker_client, docker_sandbox, sandbox_image
-
-__all__ = ["docker_client", "docker_sandbox", "sandbox_image"]
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org",

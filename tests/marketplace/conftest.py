@@ -8,22 +8,17 @@ test uses fresh node keys, providers only take requests published after they sta
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+import harness.relay
+from harness.wait import free_port
 from oa_node.plugins.ledger_wallet.ledger import Ledger
-from oa_node.sandbox.testing import docker_client, sandbox_image
 from tests.payments.conftest import connect_uri, running_service
 
-__all__ = ["docker_client", "sandbox_image"]
+__all__ = ["free_port"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,51 +28,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RelayProcess:
-    """``python -m oa_node.plugins.relay`` as a child we start and stop by its PID."""
+class RelayProcess(harness.relay.RelayProcess):
+    """The relay child process without rate limits (these tests publish in bursts)."""
 
     def __init__(self, db: Path, port: int | None = None) -> None:
-        self.db = db
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "oa_node.plugins.relay", "--host", "127.0.0.1",
-               "--port", str(self.port), "--db", str(self.db), "--no-rate-limits"]
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"relay exited with {self.proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("relay did not start")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.proc = None
+        super().__init__(db, port, extra=["--no-rate-limits"])
 
 
 @pytest.fixture(scope="session")
