@@ -1,6 +1,7 @@
 """The FROSTR coordination protocol (bifrost 2.x wire format), without I/O.
 
-Message shapes, ids and nonce handling as ``/shared/frostr/PROTOCOL.md`` describes them:
+Message shapes, ids and nonce handling as @frostr/bifrost 2.0.2 speaks them (a recorded
+sign request is in ``tests/vectors/frostr-bifrost/wire-sign-request.json``):
 RPC envelopes (NIP-44 plaintexts of kind-20000 events), sign sessions with ``gid``/``sid``,
 HMAC-derived nonces from pre-shared codes, ping and ECDH payloads. Every parser validates
 its input fully and raises :class:`WireError` with a reason, so a malformed peer message

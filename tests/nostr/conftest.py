@@ -1,29 +1,25 @@
-"""Locate the shared official test vectors (``../shared/vectors`` beside the repository).
+"""The official test vectors, in ``tests/vectors/`` (see its README for their sources).
 
-``OA_SHARED_DIR`` overrides the location. A missing directory is an error, never a skip:
-the vector tests are the proof that the protocol code is right.
+A missing file is an error, never a skip: the vector tests are the proof that the protocol
+code is right.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("OA_SHARED_DIR") or REPO_ROOT.parent / "shared")
-VECTORS = SHARED / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
 
 def vector_path(relpath: str) -> Path:
     path = VECTORS / relpath
     if not path.is_file():
         raise FileNotFoundError(
-            f"official test vector {path} is missing: put the shared/ directory beside the "
-            "repository or set OA_SHARED_DIR"
+            f"official test vector {path} is missing (tests/vectors/ is part of the repository)"
         )
     return path
 

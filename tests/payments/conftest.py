@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,20 +14,13 @@ from oa_node.nostr import nip47
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.ledger_wallet.service import WalletService
 
-
-def _vectors_dir() -> Path:
-    env = os.environ.get("OA_SHARED_DIR")
-    base = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared"
-    return base / "vectors"
-
-
-VECTORS = _vectors_dir()
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
 
 @pytest.fixture(scope="session")
 def vectors() -> Path:
     if not VECTORS.is_dir():  # a missing vectors dir is a failure, never a skip
-        pytest.fail(f"test vectors not found at {VECTORS} (set OA_SHARED_DIR)")
+        pytest.fail(f"test vectors not found at {VECTORS}")
     return VECTORS
 
 
