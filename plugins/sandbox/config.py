@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from oa_node.config import Config, Key, Section, positive
+from oa_node.config import Config, Section, positive
 from oa_node.executors.jobtype import ExecutorSettings
 from oa_node.gitsafe import SCHEMES
-from oa_node.sandbox.base import Sandbox, SandboxError
+from oa_node.sandbox.base import Limits, Sandbox, SandboxError
+from oa_node.settings import Settings, setting
 
 
 def _digest_or_empty(value: str) -> None:
@@ -16,38 +19,56 @@ def _digest_or_empty(value: str) -> None:
         raise ValueError('an image digest "sha256:<64 hex>", or "" for the built base image')
 
 
+@dataclass(frozen=True)
+class SandboxSettings(
+    Settings, section="sandbox",
+    help="Where and how jobs run: the Docker sandbox, its limits and what requests may ask.",
+):
+    backend: str = setting("docker", "Sandbox backend.", choices=("docker",))
+    image: str = setting("", 'Image digest to run ("" = the base image that '
+                         "`oa-node sandbox build-image` builds).", check=_digest_or_empty)
+    docker_host: str = setting("", 'Docker daemon URL ("" = DOCKER_HOST or the local socket).')
+    max_memory_mb: int = setting(2048, "Cap on a job's memory (MiB).", check=positive)
+    max_cpus: float = setting(2.0, "Cap on a job's CPUs.", check=positive)
+    max_pids: int = setting(512, "Cap on a job's processes.", check=positive)
+    max_timeout_secs: int = setting(600, "Cap on a job's wall-clock time.", check=positive)
+    max_disk_mb: int = setting(4096, "Cap on a job's workspace and /tmp size (MiB, tmpfs: "
+                               "counts against memory).", check=positive)
+    output_preview_bytes: int = setting(4096, "Output kept per stream (the full stream is "
+                                        "always hashed).", check=positive)
+    max_artifact_mb: int = setting(256, "Cap on a job's artifacts in total (MiB).",
+                                   check=positive)
+    allowed_url_schemes: tuple[str, ...] = setting(
+        ("https", "git"), "Repository URL schemes jobs may use (file only for local testing; "
+        "ext is never allowed).", choices=SCHEMES)
+    allowed_network_policies: tuple[str, ...] = setting(
+        ("none", "localhost"), 'Network policies requests may ask for ("full" gives the '
+        "container a bridge network).", choices=("none", "localhost", "full"))
+    workdir: str = setting("sandbox-jobs", "Per-job checkouts, relative to the node's data_dir.")
+    fetch_timeout_secs: int = setting(120, "Time limit of a repository fetch.", check=positive)
+
+    def executor_settings(self, data_dir: Path, workdir: Path | None = None
+                          ) -> ExecutorSettings:
+        """The execution policy these settings give (caps, schemes, networks, folders);
+        ``workdir`` overrides the folder for checkouts (relative ones are under
+        ``data_dir``)."""
+        if workdir is None:
+            workdir = Path(self.workdir).expanduser()
+            workdir = workdir if workdir.is_absolute() else data_dir / workdir
+        return ExecutorSettings(
+            max_limits=Limits(memory_mb=self.max_memory_mb, cpus=self.max_cpus,
+                              pids=self.max_pids, timeout_secs=self.max_timeout_secs,
+                              disk_mb=self.max_disk_mb, preview_bytes=self.output_preview_bytes,
+                              max_artifact_bytes=self.max_artifact_mb << 20),
+            allowed_url_schemes=self.allowed_url_schemes,
+            allowed_network_policies=self.allowed_network_policies,
+            workdir=workdir,
+            fetch_timeout_secs=float(self.fetch_timeout_secs),
+        )
+
+
 def sandbox_section() -> Section:
-    return Section(
-        "sandbox",
-        help="Where and how jobs run: the Docker sandbox, its limits and what requests may ask.",
-        keys=[
-            Key("backend", str, "docker", "Sandbox backend.", choices=("docker",)),
-            Key("image", str, "", 'Image digest to run ("" = the base image that '
-                "`oa-node sandbox build-image` builds).", check=_digest_or_empty),
-            Key("docker_host", str, "", 'Docker daemon URL ("" = DOCKER_HOST or the local '
-                "socket)."),
-            Key("max_memory_mb", int, 2048, "Cap on a job's memory (MiB).", check=positive),
-            Key("max_cpus", float, 2.0, "Cap on a job's CPUs.", check=positive),
-            Key("max_pids", int, 512, "Cap on a job's processes.", check=positive),
-            Key("max_timeout_secs", int, 600, "Cap on a job's wall-clock time.", check=positive),
-            Key("max_disk_mb", int, 4096, "Cap on a job's workspace and /tmp size (MiB, "
-                "tmpfs: counts against memory).", check=positive),
-            Key("output_preview_bytes", int, 4096, "Output kept per stream (the full stream "
-                "is always hashed).", check=positive),
-            Key("max_artifact_mb", int, 256, "Cap on a job's artifacts in total (MiB).",
-                check=positive),
-            Key("allowed_url_schemes", list, ["https", "git"], "Repository URL schemes jobs "
-                "may use (file only for local testing; ext is never allowed).", item=str,
-                choices=SCHEMES),
-            Key("allowed_network_policies", list, ["none", "localhost"], "Network policies "
-                'requests may ask for ("full" gives the container a bridge network).',
-                item=str, choices=("none", "localhost", "full")),
-            Key("workdir", str, "sandbox-jobs", "Per-job checkouts, relative to the node's "
-                "data_dir."),
-            Key("fetch_timeout_secs", int, 120, "Time limit of a repository fetch.",
-                check=positive),
-        ],
-    )
+    return SandboxSettings.section()
 
 
 def _section(config: Config | dict[str, Any]) -> dict[str, Any]:
@@ -57,8 +78,8 @@ def _section(config: Config | dict[str, Any]) -> dict[str, Any]:
 
 
 def settings_from_config(config: Config) -> ExecutorSettings:
-    return ExecutorSettings.from_section(config["sandbox"],
-                                         config.resolve_path(config["node"]["data_dir"]))
+    return SandboxSettings.from_section(config["sandbox"]).executor_settings(
+        config.resolve_path(config["node"]["data_dir"]))
 
 
 _shared: dict[int, tuple[Any, Sandbox]] = {}
