@@ -120,7 +120,8 @@ class StateLedger:
         return True
 
     def update(self, record_id: str, **data: Any) -> None:
-        """Merge ``data`` without changing state."""
+        """Merge ``data`` without changing state (each value replaces the whole top-level
+        value: use :meth:`put` for one entry of a map that others write too)."""
         with self._write() as db:
             row = db.execute(f"SELECT data FROM {self.name} WHERE id=?",
                              (record_id,)).fetchone()
@@ -128,6 +129,29 @@ class StateLedger:
                 raise KeyError(f"{self.name}: no record {record_id!r}")
             db.execute(f"UPDATE {self.name} SET data=?, updated_at=? WHERE id=?",
                        (json.dumps(json.loads(row[0]) | data), time.time(), record_id))
+
+    def put(self, record_id: str, field: str, key: str, value: Any, *,
+            if_absent: bool = False) -> bool:
+        """Set ``data[field][key] = value`` reading and writing in one transaction, so
+        writers of other keys of the same map (another task, another process) lose
+        nothing, unlike :meth:`update`, which replaces whole top-level values. With
+        ``if_absent`` it is a compare-and-set: ``False``, and nothing written, when the key
+        is already there."""
+        with self._write() as db:
+            row = db.execute(f"SELECT data FROM {self.name} WHERE id=?",
+                             (record_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"{self.name}: no record {record_id!r}")
+            data = json.loads(row[0])
+            current = data.get(field)
+            mapping = dict(current) if isinstance(current, dict) else {}
+            if if_absent and key in mapping:
+                return False
+            mapping[key] = value
+            data[field] = mapping
+            db.execute(f"UPDATE {self.name} SET data=?, updated_at=? WHERE id=?",
+                       (json.dumps(data), time.time(), record_id))
+        return True
 
     # --- reads -------------------------------------------------------------------------
 

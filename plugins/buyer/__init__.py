@@ -40,7 +40,7 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
         node.data_dir.mkdir(parents=True, exist_ok=True)
         buyer = Buyer(node, settings)
         try:
-            await buyer.run()
+            await buyer.run(wait_for_lock=True)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(buyer.close)

@@ -2,7 +2,8 @@
 NIP-SA liveness by :mod:`oa_node.plugins.buyer.providers`).
 
 ``job submit ... --wait`` follows the job in this process (live progress from feedback,
-then verification and payment); without ``--wait`` it prints the job id and the buyer
+then verification and payment), or, when the buyer service already runs on this data dir,
+watches the ledger while the service finishes it (one buyer per data dir); without ``--wait`` it prints the job id and the buyer
 service (``[buyer] enabled`` in ``oa-node start``) finishes it. Either way the job's whole
 story is in the buyer ledger: ``oa-node job status ID``.
 """
@@ -227,11 +228,11 @@ def _submit(node: Node, schema: str, doc: dict[str, Any], provider: list[str] | 
         finished = False
         with anyio.move_on_after(wait_timeout):
             if as_json:
-                await buyer.run(only=[job_id], stop_when_done=True)
+                await _follow(buyer, job_id, None)
             else:
                 with console.status("waiting for providers...") as status:
                     buyer.progress = _progress_printer(status)
-                    await buyer.run(only=[job_id], stop_when_done=True)
+                    await _follow(buyer, job_id, status)
             finished = True
         return job_id, finished
 
@@ -249,6 +250,37 @@ def _submit(node: Node, schema: str, doc: dict[str, Any], provider: list[str] | 
         console.print(f"follow it with: oa-node job status {job_id[:16]}")
     if wait and (rec.state in ("rejected", "expired", "refused") or not finished):
         raise typer.Exit(1)
+
+
+async def _follow(buyer: Buyer, job_id: str, status: Any) -> None:
+    """Be the buyer for this job, or, when one already runs on this data dir (the
+    service), watch the ledger while it finishes the job: never a second buyer."""
+    from oa_node.plugins.buyer.engine import BuyerBusy
+
+    try:
+        await buyer.run(only=[job_id], stop_when_done=True)
+        return
+    except BuyerBusy:
+        pass
+    show = buyer.progress if status is not None else None
+    if show is not None:
+        console.print("  the buyer service on this data dir follows it")
+    state, results = "", set()
+    while True:
+        done = buyer.done({job_id})
+        rec = buyer.ledger.get(job_id)
+        if show is not None and rec is not None:
+            for rid, r in (rec.data.get("results") or {}).items():
+                if rid not in results and r.get("check"):
+                    results.add(rid)
+                    show(job_id, "result", r["check"])
+            if rec.state != state:
+                state = rec.state
+                if state in ("verified", "rejected", "paid", "refused", "expired"):
+                    show(job_id, state, {})
+        if done:
+            return
+        await anyio.sleep(0.3)
 
 
 def _progress_printer(status: Any) -> Callable[[str, str, dict[str, Any]], None]:

@@ -10,8 +10,10 @@ the wallet with the first one (pay exactly once).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 import random
 import secrets
 import time
@@ -46,6 +48,28 @@ PERMANENT = {ErrorCode.BAD_REQUEST, ErrorCode.NOT_IMPLEMENTED, ErrorCode.UNAUTHO
 RESULT_KINDS = sorted({kinds.job_result_kind(k)
                        for k in (kinds.JOB_REQUEST, *nip90.DEDICATED_KINDS.values())})
 PUBLISH_TIMEOUT = 10.0
+
+
+LOCK_FILE = "buyer.lock"
+
+
+class BuyerBusy(UserError):
+    """Another buyer (the service, or a CLI's ``--wait``) already acts on this data dir."""
+
+
+def try_buyer_lock(data_dir: Any) -> int | None:
+    """The exclusive lock that makes one buyer per data dir (released when the process
+    ends, however it ends); its file descriptor, or ``None`` when another holds it."""
+    path = os.path.join(data_dir, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def max_results(redundancy: int) -> int:
@@ -207,10 +231,30 @@ class Buyer:
     def _lock(self, job_id: str) -> anyio.Lock:
         return self._locks.setdefault(job_id, anyio.Lock())
 
-    async def run(self, *, only: Iterable[str] | None = None, stop_when_done: bool = False
-                  ) -> None:
+    async def run(self, *, only: Iterable[str] | None = None, stop_when_done: bool = False,
+                  wait_for_lock: bool = False) -> None:
         """Follow pending jobs until cancelled (the service), or until every job of ``only``
-        is done (``stop_when_done``: the CLI's ``--wait``)."""
+        is done (``stop_when_done``: the CLI's ``--wait``).
+
+        Only one buyer acts on a data dir (two would both pay, audit and judge the same
+        jobs): without the lock this raises :class:`BuyerBusy`, or with ``wait_for_lock``
+        (the service) waits until the other one ends."""
+        self.node.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = try_buyer_lock(self.node.data_dir)
+        if fd is None and not wait_for_lock:
+            raise BuyerBusy(f"another buyer is running on {self.node.data_dir}")
+        if fd is None:
+            log.warning("another buyer holds %s; waiting for it to end",
+                        self.node.data_dir / LOCK_FILE)
+        while fd is None:
+            await anyio.sleep(1.0)
+            fd = try_buyer_lock(self.node.data_dir)
+        try:
+            await self._follow(only, stop_when_done)
+        finally:
+            os.close(fd)
+
+    async def _follow(self, only: Iterable[str] | None, stop_when_done: bool) -> None:
         wanted = set(only) if only is not None else None
         pending = self._reindex()
         oldest = min((r.created_at for r in pending), default=time.time())
@@ -226,12 +270,12 @@ class Buyer:
                         tg.start_soon(self._safely, self._evaluate, rec.id)
                 while True:
                     await self._tick(tg)
-                    if stop_when_done and wanted is not None and self._done(wanted):
+                    if stop_when_done and wanted is not None and self.done(wanted):
                         break
                     await anyio.sleep(0.5)
                 tg.cancel_scope.cancel()
 
-    def _done(self, wanted: set[str]) -> bool:
+    def done(self, wanted: set[str]) -> bool:
         for job_id in wanted:
             rec = self.ledger.get(job_id)
             if rec is None:
@@ -312,11 +356,9 @@ class Buyer:
             if rec is None or event.id in rec.data.get("results", {}):
                 return
             check = await self._check(rec, event)
-            results = dict(rec.data.get("results", {}))
-            results[event.id] = {"event": event.to_dict(), "check": check.to_dict(),
-                                 "received_at": received_at,
-                                 "checked_secs": time.time() - received_at}
-            self.ledger.update(job_id, results=results)
+            self.ledger.put(job_id, "results", event.id, {
+                "event": event.to_dict(), "check": check.to_dict(), "received_at": received_at,
+                "checked_secs": time.time() - received_at}, if_absent=True)
             if rec.state in ("published", "feedback"):
                 self._move(job_id, "result_received",
                            {"result_id": event.id, "provider": event.pubkey},
@@ -364,7 +406,7 @@ class Buyer:
         audit = rec.data.get("audit_digest")
         decision = decide(checks, redundancy, final=final, audit_digest=audit)
         if decision.outcome == "tiebreak":
-            if self.settings.audit_on_disagreement and not rec.data.get("audited"):
+            if self.settings.audit_on_disagreement and not self._audit_tried(rec):
                 audit = await self._audit(rec)
                 if audit is not None:
                     decision = decide(checks, redundancy, final=final, audit_digest=audit)
@@ -373,7 +415,7 @@ class Buyer:
                     return
                 decision = Decision("reject", (), {c.result_id: "providers disagree"
                                                    for c in checks}, "", decision.reason)
-        elif (decision.outcome == "pass" and audit is None and not rec.data.get("audited")
+        elif (decision.outcome == "pass" and audit is None and not self._audit_tried(rec)
               and self.settings.audit_rate > 0 and random.random() < self.settings.audit_rate):
             audit = await self._audit(rec)
             if audit is not None and audit != decision.digest:
@@ -416,7 +458,6 @@ class Buyer:
     async def _audit(self, rec: Record) -> str | None:
         """Re-run the job on this node's own sandbox; its verification digest, or None when
         no sandbox is available here."""
-        self.ledger.update(rec.id, audited=True)
         job_type = self.job_type(rec.data["schema"])
         try:
             if self._sandbox is None:
@@ -428,12 +469,20 @@ class Buyer:
                                                     abandon_on_cancel=True)
         except Exception as exc:
             log.warning("job %s: audit not possible here (%s)", rec.id[:12], exc)
+            self.ledger.update(rec.id, audit_unavailable=f"{type(exc).__name__}: {exc}"[:500])
             return None
         doc = result.raw if getattr(result, "raw", None) is not None else result.to_dict()
         digest = job_type.verifier(rec.data["doc"], doc).verification_digest
-        self.ledger.update(rec.id, audit_digest=digest, audit_status=doc.get("status"))
+        self.ledger.update(rec.id, audited=True, audit_digest=digest,
+                           audit_status=doc.get("status"))
         self._emit(rec.id, "audit", {"digest": digest, "status": doc.get("status")})
         return digest
+
+    @staticmethod
+    def _audit_tried(rec: Record) -> bool:
+        """An audit finished (its digest recorded) or could not run here; recorded only
+        once it did, never when it starts."""
+        return rec.data.get("audit_digest") is not None or bool(rec.data.get("audit_unavailable"))
 
     def _make_sandbox(self) -> Any:
         backend = (self.node.config.get("sandbox") or {}).get("backend", "docker")
@@ -462,6 +511,8 @@ class Buyer:
         # at most ``redundancy`` payments per job, whatever the verdicts say
         passed = [rid for rid, v in rec.data.get("verdicts", {}).items()
                   if v == "pass"][:max(1, int(rec.data.get("redundancy", 1)))]
+        # a local view for the loop; every entry is written with put (one field, one
+        # transaction), so nothing another writer recorded meanwhile is lost
         payments: dict[str, Any] = dict(rec.data.get("payments", {}))
         refusals: dict[str, str] = dict(rec.data.get("refusals", {}))
         max_price = int(rec.data.get("max_price_msat", 0))
@@ -472,18 +523,19 @@ class Buyer:
             earlier = await self._paid_before(wallet, rec, rid, event)
             if earlier is not None:
                 payments[rid] = earlier
-                self.ledger.update(rec.id, payments=payments, pay_error=None)
+                self.ledger.put(rec.id, "payments", rid, earlier)
+                self.ledger.update(rec.id, pay_error=None)
                 continue
             reason, invoice = self._payable(event, max_price)
             if reason is None and wallet is None:
                 reason = "no wallet configured on this node"
             if reason is not None:
                 refusals[rid] = reason
-                self.ledger.update(rec.id, refusals=refusals)
+                self.ledger.put(rec.id, "refusals", rid, reason)
                 continue
             assert invoice is not None
-            self.ledger.update(rec.id, paying={rid: invoice.payment_hash},
-                               pay_started_at=time.time())
+            self.ledger.put(rec.id, "paying", rid, invoice.payment_hash)
+            self.ledger.update(rec.id, pay_started_at=time.time())
             try:
                 payment = await wallet.pay_invoice(invoice.bolt11,  # type: ignore[union-attr]
                                                    max_fee_msat=self.settings.max_fee_msat)
@@ -496,13 +548,14 @@ class Buyer:
                     self._emit(rec.id, "pay_error", {"error": str(exc)})
                     return
                 refusals[rid] = f"payment failed: {exc}"
-                self.ledger.update(rec.id, refusals=refusals)
+                self.ledger.put(rec.id, "refusals", rid, refusals[rid])
                 continue
             payments[rid] = {"provider": event.pubkey, "bolt11": invoice.bolt11,
                              "payment_hash": payment.payment_hash,
                              "preimage": payment.preimage, "amount_msat": payment.amount_msat,
                              "fees_paid_msat": payment.fees_paid_msat, "at": time.time()}
-            self.ledger.update(rec.id, payments=payments, pay_error=None)
+            self.ledger.put(rec.id, "payments", rid, payments[rid])
+            self.ledger.update(rec.id, pay_error=None)
         if payments:
             moved = self._move(rec.id, "paid", {"payments": payments, "refusals": refusals},
                                paid_at=time.time())
