@@ -3,8 +3,9 @@ NIP-SA liveness by :mod:`oa_node.plugins.buyer.providers`).
 
 ``job submit ... --wait`` follows the job in this process (live progress from feedback,
 then verification and payment), or, when the buyer service already runs on this data dir,
-watches the ledger while the service finishes it (one buyer per data dir); without ``--wait`` it prints the job id and the buyer
-service (``[buyer] enabled`` in ``oa-node start``) finishes it. Either way the job's whole
+watches the ledger while the service finishes it (one buyer per data dir); without
+``--wait`` it prints the job id and the buyer service (``[buyer] enabled`` in
+``oa-node start``) finishes it. Either way the job's whole
 story is in the buyer ledger: ``oa-node job status ID``.
 """
 
