@@ -1,4 +1,4 @@
-"""The built-in job types, ready to hand to a ``register_job_types`` hook."""
+"""The built-in job types: the core registers them itself (``Registries.job_types``)."""
 
 from __future__ import annotations
 

@@ -42,7 +42,9 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
 @hookspec
 def register_job_types(register: Callable[..., None]) -> None:
     """Add job types: ``register(JobType(schema_id, request_model, result_model, executor,
-    verifier))``."""
+    verifier))``. The built-in ones are the core's own registration, so they exist whatever
+    plugins load; ``register(job_type, replace=True)`` replaces a built-in (once), any other
+    schema registered twice is refused."""
 
 
 @hookspec

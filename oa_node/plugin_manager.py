@@ -141,15 +141,26 @@ class Registries:
         return sections
 
     def job_types(self) -> dict[str, object]:
-        """schema id -> job type object (anything with a ``schema_id`` attribute)."""
+        """schema id -> job type object (anything with a ``schema_id`` attribute): the
+        core's built-in job types (``oa_node.executors.builtin``), then every plugin's.
+        They are their own registration: a buyer knows the schemas whichever plugins load
+        (the sandbox's included). A plugin replaces a built-in only by saying so
+        (``register(job_type, replace=True)``); any other schema registered twice is
+        refused."""
         if "job_types" not in self._cache:
-            found: dict[str, object] = {}
+            from oa_node.executors.builtin import BUILTIN_JOB_TYPES
 
-            def register(job_type: object) -> None:
+            builtin = {str(jt.schema_id) for jt in BUILTIN_JOB_TYPES}
+            found: dict[str, object] = {jt.schema_id: jt for jt in BUILTIN_JOB_TYPES}
+            replaced: set[str] = set()
+
+            def register(job_type: object, *, replace: bool = False) -> None:
                 schema_id = str(getattr(job_type, "schema_id", ""))
                 if not schema_id:
                     raise ValueError(f"job type {job_type!r} has no schema_id")
-                if schema_id in found:
+                if replace and schema_id in builtin and schema_id not in replaced:
+                    replaced.add(schema_id)
+                elif schema_id in found:
                     raise ValueError(f"job type {schema_id!r} registered twice")
                 found[schema_id] = job_type
 

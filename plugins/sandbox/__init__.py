@@ -1,8 +1,9 @@
-"""The built-in sandbox plugin: Docker backend, the two job schemas, ``oa-node sandbox``.
+"""The built-in sandbox plugin: the Docker backend and ``oa-node sandbox``.
 
-Hooks: ``[sandbox]`` config, the ``docker`` sandbox factory, the ``oa.sandbox_run.v1`` and
-``oa.repo_index.v1`` job types and the ``sandbox`` CLI sub-app. Heavy imports (docker,
-GitPython) happen only when a hook is used.
+Hooks: ``[sandbox]`` config, the ``docker`` sandbox factory and the ``sandbox`` CLI sub-app.
+The job types it runs (``oa.sandbox_run.v1``, ``oa.repo_index.v1``) are the core's own
+registration (``oa_node.executors.builtin``), known with or without this plugin. Heavy
+imports (docker, GitPython) happen only when a hook is used.
 """
 
 from __future__ import annotations
@@ -58,14 +59,6 @@ async def _janitor(node: Node) -> None:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(sandbox.close)
             forget_sandbox(node.config)
-
-
-@hookimpl
-def register_job_types(register: Callable[..., None]) -> None:
-    from oa_node.executors.builtin import BUILTIN_JOB_TYPES
-
-    for job_type in BUILTIN_JOB_TYPES:
-        register(job_type)
 
 
 @hookimpl

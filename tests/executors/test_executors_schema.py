@@ -210,10 +210,7 @@ class ThirdPartyPlugin:
 
 
 def test_a_third_party_plugin_adds_a_job_type() -> None:
-    import oa_node.plugins.sandbox as sandbox_plugin
-
-    host = PluginHost()
-    host.register(sandbox_plugin, "sandbox")
+    host = PluginHost()  # no plugin at all: the built-in job types are the core's
     host.register(ThirdPartyPlugin(), "echo")
     types = host.registries.job_types()
     assert set(types) == {"oa.sandbox_run.v1", "oa.repo_index.v1", "example.echo.v1"}
@@ -224,8 +221,8 @@ def test_a_third_party_plugin_adds_a_job_type() -> None:
     assert res.text == "HI" and echo.verifier(req, res).ok  # type: ignore[attr-defined]
 
 
-def test_registering_a_schema_twice_is_refused() -> None:
-    import oa_node.plugins.sandbox as sandbox_plugin
+def test_registering_a_schema_twice_is_refused_unless_replacing_a_builtin() -> None:
+    import dataclasses
 
     class Dup:
         @staticmethod
@@ -234,10 +231,58 @@ def test_registering_a_schema_twice_is_refused() -> None:
             register(SANDBOX_RUN)
 
     host = PluginHost()
-    host.register(sandbox_plugin, "sandbox")
     host.register(Dup(), "dup")
     with pytest.raises(ValueError, match="registered twice"):
         host.registries.job_types()
+
+    mine = dataclasses.replace(SANDBOX_RUN, description="mine")
+
+    class Replacer:
+        @staticmethod
+        @hookimpl
+        def register_job_types(register: Any) -> None:
+            register(mine, replace=True)
+
+    host = PluginHost()
+    host.register(Replacer(), "replacer")
+    assert host.registries.job_types()["oa.sandbox_run.v1"] is mine
+    host = PluginHost()  # a second replacement of the same schema is refused
+    host.register(Replacer(), "replacer")
+    host.register(type("Other", (Replacer,), {})(), "other")
+    with pytest.raises(ValueError, match="registered twice"):
+        host.registries.job_types()
+    host = PluginHost()  # replace=True is for built-ins only
+
+    class Echo2:
+        @staticmethod
+        @hookimpl
+        def register_job_types(register: Any) -> None:
+            register(dataclasses.replace(SANDBOX_RUN, schema_id="example.echo.v1"),
+                     replace=True)
+
+    host.register(ThirdPartyPlugin(), "echo")
+    host.register(Echo2(), "echo2")
+    with pytest.raises(ValueError, match="registered twice"):
+        host.registries.job_types()
+
+
+def test_job_schemas_are_known_with_the_sandbox_plugin_disabled(tmp_path: Any) -> None:
+    """A buyer-only node that disables the sandbox still knows every built-in schema."""
+    from oa_node.node import build_node
+    from oa_node.plugins.buyer.engine import Buyer
+    from oa_node.plugins.buyer.settings import BuyerSettings
+
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(f'[node]\ndata_dir = "{tmp_path}"\n[plugins]\ndisable = ["sandbox"]\n')
+    node = build_node(cfg, services=False)
+    assert "sandbox" not in {p.name for p in node.plugins.loaded}
+    assert "sandbox" not in node.config
+    buyer = Buyer(node, BuyerSettings())
+    try:
+        assert buyer.job_type("oa.sandbox_run.v1") is SANDBOX_RUN
+        assert buyer.job_type("oa.repo_index.v1") is REPO_INDEX
+    finally:
+        buyer.close()
 
 
 def test_sandbox_config_section(tmp_path: Any) -> None:

@@ -58,7 +58,7 @@ class LyingSandboxPlugin:
     def register_job_types(self, register: Callable[..., None]) -> None:
         import dataclasses
 
-        from oa_node.executors.builtin import REPO_INDEX, SANDBOX_RUN
+        from oa_node.executors.builtin import SANDBOX_RUN
         from oa_node.executors.sandbox_run_schema import SandboxRunResult
 
         def lying_executor(request: Any, ctx: Any) -> Any:
@@ -70,8 +70,7 @@ class LyingSandboxPlugin:
             doc["provenance"]["output_sha256"] = output_sha256(doc)
             return SandboxRunResult.from_dict(doc)
 
-        register(dataclasses.replace(SANDBOX_RUN, executor=lying_executor))
-        register(REPO_INDEX)
+        register(dataclasses.replace(SANDBOX_RUN, executor=lying_executor), replace=True)
 
 
 # --- a wallet that records what the buyer asks of it ---------------------------------------
