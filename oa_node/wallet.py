@@ -16,6 +16,29 @@ Every failure is a :class:`WalletError` whose ``code`` is a NIP-47 error code (o
 local codes below), so a caller can branch on ``exc.code`` whatever wallet sits behind it.
 Paying is idempotent at the wallet: paying the same invoice twice pays once and answers the
 recorded result, so a settlement step retried after a crash is safe.
+
+Hold invoices (escrow: funds locked before work, released after verification), NIP-47
+``make_hold_invoice``/``settle_hold_invoice``/``cancel_hold_invoice``:
+
+1. The buyer picks a 32-byte ``preimage`` and sends ``sha256(preimage)`` (the payment hash).
+2. The payee calls ``make_hold_invoice(amount, payment_hash, ...)`` -> an :class:`Invoice`
+   (``state="pending"``) whose bolt11 it gives the payer.
+3. The payer calls ``pay_invoice(bolt11)``: its wallet locks the amount. As on Lightning
+   this call returns only when the hold is *resolved* (settled: the preimage; cancelled or
+   expired: ``PAYMENT_FAILED``), so run it in a task with a long timeout, or let it time
+   out (``TIMEOUT``) and follow it with ``lookup_invoice(payment_hash)`` on the payer's
+   side (an ``outgoing`` transaction, ``pending`` while locked, ``settled``, or ``failed``
+   when refunded). Paying it again is safe (the same lock, never a second one).
+4. The payee learns the funds are locked with ``wait_accepted(payment_hash, timeout)``
+   (the ``hold_invoice_accepted`` notification, or lookups: ``state="accepted"``,
+   ``settle_deadline`` set) and only then works.
+5. ``settle_hold_invoice(preimage)`` (the payee, once given the preimage) moves the locked
+   amount to the payee; ``cancel_hold_invoice(payment_hash)`` returns it to the payer; a
+   hold not settled by its deadline is cancelled by the wallet. Both calls are idempotent
+   (repeating the step taken answers success; the other step then fails).
+
+A wallet without hold support answers ``NOT_IMPLEMENTED`` (check ``supports_holds()``
+first and fall back to plain pay-after-verify).
 """
 
 from __future__ import annotations
@@ -85,7 +108,7 @@ class Invoice:
     payment_hash: str
     amount_msat: int
     type: str = "incoming"
-    state: str = "pending"  # pending | settled | expired | failed
+    state: str = "pending"  # pending | accepted (a locked hold) | settled | expired | failed
     description: str | None = None
     description_hash: str | None = None
     preimage: str | None = None
@@ -94,10 +117,19 @@ class Invoice:
     expires_at: int | None = None
     settled_at: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: a hold invoice's settle deadline: a block height (NIP-47) and, if the wallet says,
+    #: the unix time (``settle_deadline_at``, an oa-node ledger extension)
+    settle_deadline: int | None = None
+    settle_deadline_at: int | None = None
 
     @property
     def settled(self) -> bool:
         return self.state == "settled"
+
+    @property
+    def accepted(self) -> bool:
+        """A hold invoice whose amount the payer has locked (not yet settled)."""
+        return self.state == "accepted"
 
 
 @dataclass(frozen=True)
@@ -138,6 +170,34 @@ class Wallet(Protocol):
 
     async def wait_settled(self, payment_hash: str, timeout: float) -> Invoice:
         """Return once the invoice is settled; ``TIMEOUT`` after ``timeout`` seconds."""
+        ...
+
+    async def supports_holds(self) -> bool:
+        """Whether the wallet offers the three hold-invoice methods."""
+        ...
+
+    async def make_hold_invoice(
+        self,
+        amount_msat: int,
+        payment_hash: str,
+        description: str | None = None,
+        description_hash: str | None = None,
+        expiry: int = 3600,
+    ) -> Invoice:
+        """A hold invoice for ``payment_hash`` (the preimage stays with the caller's peer)."""
+        ...
+
+    async def settle_hold_invoice(self, preimage: str) -> None:
+        """Claim a locked hold invoice (idempotent)."""
+        ...
+
+    async def cancel_hold_invoice(self, payment_hash: str) -> None:
+        """Give up a hold invoice; a locked amount returns to the payer (idempotent)."""
+        ...
+
+    async def wait_accepted(self, payment_hash: str, timeout: float) -> Invoice:
+        """Return once a hold invoice is locked (or settled); ``TIMEOUT`` otherwise,
+        ``PAYMENT_FAILED`` if it was cancelled or expired."""
         ...
 
 

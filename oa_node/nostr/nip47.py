@@ -5,6 +5,13 @@ plugin (a wallet service). Current NIP-47 is NIP-44 first: the 13194 info event 
 schemes in an ``encryption`` tag and every request names its scheme in the same tag; a
 missing tag means legacy NIP-04, kept here only for wallets or clients that speak nothing
 else. The connection secret is never part of a ``repr`` or an error message.
+
+Notifications (:func:`notification_template`, :func:`decode_notification`): kind 23197
+encrypted with NIP-44, and kind 23196 with NIP-04 for legacy clients; a service that speaks
+both publishes both. Types: ``payment_received``, ``payment_sent`` and, for hold invoices
+(``make_hold_invoice`` with a client-chosen ``payment_hash``, ``settle_hold_invoice`` with
+the ``preimage``, ``cancel_hold_invoice`` with the ``payment_hash``),
+``hold_invoice_accepted`` once a payer has locked the amount.
 """
 
 from __future__ import annotations
@@ -25,7 +32,13 @@ from oa_node.nostr import nip40
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
 from oa_node.nostr.keys import is_hex, public_key_hex
-from oa_node.nostr.kinds import NWC_INFO, NWC_NOTIFICATION, NWC_REQUEST, NWC_RESPONSE
+from oa_node.nostr.kinds import (
+    NWC_INFO,
+    NWC_NOTIFICATION,
+    NWC_NOTIFICATION_NIP04,
+    NWC_REQUEST,
+    NWC_RESPONSE,
+)
 
 SCHEME = "nostr+walletconnect"
 NIP44 = "nip44_v2"
@@ -47,6 +60,8 @@ METHODS = (
     "settle_hold_invoice",
     "sign_message",
 )
+NOTIFICATIONS = ("payment_received", "payment_sent", "hold_invoice_accepted")
+HOLD_METHODS = ("make_hold_invoice", "settle_hold_invoice", "cancel_hold_invoice")
 
 
 def _err(reason: str) -> ProtocolError:
@@ -257,8 +272,41 @@ def response_template(
     return EventTemplate(kind=NWC_RESPONSE, content=ciphertext, tags=tags)
 
 
-def notification_template(client_pubkey: str, ciphertext: str) -> EventTemplate:
-    return EventTemplate(kind=NWC_NOTIFICATION, content=ciphertext, tags=[["p", client_pubkey]])
+def notification_template(client_pubkey: str, ciphertext: str,
+                          encryption: str = NIP44) -> EventTemplate:
+    """Kind 23197 (NIP-44) or, for ``encryption = nip04``, the legacy kind 23196."""
+    if encryption == NIP04:
+        return EventTemplate(kind=NWC_NOTIFICATION_NIP04, content=ciphertext,
+                             tags=[["p", client_pubkey]])
+    return EventTemplate(kind=NWC_NOTIFICATION, content=ciphertext,
+                         tags=[["p", client_pubkey], ["encryption", encryption]])
+
+
+def notification_encryption(event: Event) -> str:
+    """The scheme a notification is encrypted with, from its kind."""
+    return NIP04 if event.kind == NWC_NOTIFICATION_NIP04 else NIP44
+
+
+@dataclass(frozen=True)
+class Notification:
+    notification_type: str
+    notification: dict[str, Any]
+
+
+def encode_notification(kind: str, body: Mapping[str, Any]) -> str:
+    return json.dumps({"notification_type": kind, "notification": dict(body)},
+                      separators=(",", ":"))
+
+
+def decode_notification(plaintext: str) -> Notification:
+    obj = _loads_object(plaintext, "notification")
+    kind = obj.get("notification_type")
+    body = obj.get("notification")
+    if type(kind) is not str or not kind:
+        raise _err("notification has no notification_type")
+    if type(body) is not dict:
+        raise _err("notification body must be an object")
+    return Notification(kind, body)
 
 
 def is_expired_request(event: Event, now: int | None = None) -> bool:
@@ -350,7 +398,8 @@ def check_transaction(obj: Mapping[str, Any]) -> dict[str, Any]:
             if type(v) is not str:
                 raise _err(f"transaction {key} must be a string")
             out[key] = v
-    for key in ("fees_paid", "created_at", "expires_at", "settled_at"):
+    for key in ("fees_paid", "created_at", "expires_at", "settled_at", "settle_deadline",
+                "settle_deadline_at"):
         v = _opt_int(obj, key)
         if v is not None:
             out[key] = v

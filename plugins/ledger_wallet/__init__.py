@@ -4,7 +4,10 @@ For local use, development and tests: each connection (``oa-node wallet create N
 a ``nostr+walletconnect://`` URI any NWC client can use. Payments between its own
 connections settle atomically; invoices are real, signed BOLT #11 invoices (regtest
 network by default), so any decoder accepts them. It never reaches the Lightning network:
-an invoice it did not issue fails with ``PAYMENT_FAILED``.
+an invoice it did not issue fails with ``PAYMENT_FAILED``. It also offers hold invoices
+(``make_hold_invoice``, ``settle_hold_invoice``, ``cancel_hold_invoice``; see
+:mod:`.holds`) and NIP-47 notifications (``payment_received``, ``payment_sent``,
+``hold_invoice_accepted``; see :mod:`.service`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from oa_node.config import Key, Section, non_negative, relay_url
+from oa_node.config import Key, Section, non_negative, positive, relay_url
 from oa_node.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -37,6 +40,9 @@ def register_config(register: Callable[..., None]) -> None:
                 choices=("bc", "tb", "tbs", "bcrt", "sb")),
             Key("rate_per_minute", int, 120, "Requests per connection per minute (0 = no limit).",
                 check=non_negative),
+            Key("hold_seconds", int, 86_400,
+                "Seconds a paid hold invoice stays locked before it is cancelled and the payer"
+                " refunded.", check=positive),
         ],
     ))
 
@@ -67,6 +73,7 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
                              " or [node] relays")
         node.data_dir.mkdir(parents=True, exist_ok=True)
         ledger = Ledger(ledger_path(node), network=cfg["network"])
+        ledger.hold_seconds = cfg["hold_seconds"]
         pool = RelayPool(relays, signer=node.signer)
         try:
             await WalletService(ledger, pool, rate_per_minute=cfg["rate_per_minute"],

@@ -45,8 +45,12 @@ def issue_invoice(
     network: str = "bcrt",
     now: int | None = None,
     preimage: bytes | None = None,
+    payment_hash: str | None = None,
 ) -> IssuedInvoice:
-    """Encode and sign an invoice; exactly one of ``description``/``description_hash``."""
+    """Encode and sign an invoice; exactly one of ``description``/``description_hash``.
+
+    With ``payment_hash`` (a hold invoice: the payee's client keeps the preimage) the
+    returned ``preimage`` is empty."""
     if amount_msat <= 0:
         raise ValueError("amount must be a positive number of msat")
     if description is not None and description_hash is not None:
@@ -62,8 +66,18 @@ def issue_invoice(
             raise ValueError("description hash must be 64 hex characters") from None
     if expiry <= 0:
         raise ValueError("expiry must be a positive number of seconds")
-    preimage = preimage or secrets.token_bytes(32)
-    payment_hash = hashlib.sha256(preimage).hexdigest()
+    if payment_hash is not None:
+        try:
+            if len(bytes.fromhex(payment_hash)) != 32:
+                raise ValueError
+        except ValueError:
+            raise ValueError("payment hash must be 64 hex characters") from None
+        payment_hash = payment_hash.lower()
+        preimage_hex = ""
+    else:
+        preimage = preimage or secrets.token_bytes(32)
+        payment_hash = hashlib.sha256(preimage).hexdigest()
+        preimage_hex = preimage.hex()
     created = int(time.time()) if now is None else now
     tags = Tags()
     tags.add(TagChar.payment_hash, payment_hash)
@@ -85,4 +99,4 @@ def issue_invoice(
     decoded = bolt11_reader.decode(text)  # our own strict reader must accept what we issue
     if decoded.payment_hash != payment_hash or decoded.amount_msat != amount_msat:
         raise RuntimeError("issued invoice does not decode to what was encoded")
-    return IssuedInvoice(text, payment_hash, preimage.hex(), created, created + expiry)
+    return IssuedInvoice(text, payment_hash, preimage_hex, created, created + expiry)

@@ -27,6 +27,7 @@ from oa_node.nostr import bolt11
 from oa_node.nostr.keys import public_key_hex
 from oa_node.wallet import ErrorCode, WalletError
 
+from . import holds
 from .invoices import issue_invoice, node_pubkey
 
 BUDGET_PERIODS = ("never", "daily", "weekly", "monthly", "yearly")
@@ -91,6 +92,14 @@ CREATE TABLE IF NOT EXISTS moves (
     ref TEXT,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    connection_id INTEGER NOT NULL REFERENCES connections(id),
+    notification TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent, id);
 CREATE INDEX IF NOT EXISTS payments_conn_time ON payments (connection_id, settled_at);
 CREATE INDEX IF NOT EXISTS moves_conn ON moves (connection_id, id);
 """
@@ -134,6 +143,9 @@ class Ledger:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._db.executescript(holds.SCHEMA)
+        #: seconds a paid hold invoice stays locked before it is cancelled (refunded)
+        self.hold_seconds = holds.HOLD_SECONDS
         self.node_secret = self._node_secret()
         self.node_pubkey = node_pubkey(self.node_secret)
 
@@ -203,6 +215,41 @@ class Ledger:
             raise WalletError(ErrorCode.NOT_FOUND, f"no connection named {name!r}")
         return self._row_to_conn(row)
 
+    def connection_by_id(self, conn_id: int) -> Connection | None:
+        row = self._db.execute("SELECT * FROM connections WHERE id = ?", (conn_id,)).fetchone()
+        return self._row_to_conn(row) if row else None
+
+    def resolved_waiters(self) -> list[tuple[sqlite3.Row, str]]:
+        """``pay_invoice`` requests waiting on holds now settled or cancelled, each with its
+        answer (recorded, so a re-delivered request gets the same one)."""
+        from oa_node.nostr import nip47
+
+        out = []
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT w.*, h.state, h.reason, h.payer_id FROM hold_waiters w"
+                " JOIN holds h ON h.payment_hash = w.payment_hash"
+                " WHERE w.answered = 0 AND h.state IN ('settled', 'cancelled')").fetchall()
+            for w in rows:
+                if w["state"] == "settled":
+                    pay = db.execute("SELECT * FROM payments WHERE connection_id = ? AND"
+                                     " payment_hash = ?", (w["payer_id"],
+                                                           w["payment_hash"])).fetchone()
+                    response = nip47.encode_response("pay_invoice", {
+                        "preimage": pay["preimage"], "fees_paid": pay["fees_msat"]})
+                else:
+                    response = nip47.encode_response("pay_invoice", error=(
+                        ErrorCode.PAYMENT_FAILED.value,
+                        f"hold invoice cancelled: {w['reason'] or 'by the payee'}"))
+                db.execute("INSERT OR IGNORE INTO requests VALUES (?, ?, 'pay_invoice', ?, ?)",
+                           (w["event_id"], w["connection_id"], response, int(time.time())))
+                out.append((w, response))
+        return out
+
+    def mark_answered(self, event_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE hold_waiters SET answered = 1 WHERE event_id = ?", (event_id,))
+
     def connection_by_service_key(self, service_pubkey: str) -> Connection | None:
         row = self._db.execute("SELECT * FROM connections WHERE service_pubkey = ?",
                                (service_pubkey,)).fetchone()
@@ -246,6 +293,25 @@ class Ledger:
         db.execute("INSERT INTO moves (connection_id, delta_msat, reason, ref, created_at)"
                    " VALUES (?, ?, ?, ?, ?)", (conn_id, delta, reason, ref, int(time.time())))
 
+    # --- notifications (a durable outbox, written with the money it reports) -----------
+
+    @staticmethod
+    def _notify(db: sqlite3.Connection, conn_id: int, kind: str, tx: dict[str, Any]) -> None:
+        db.execute("INSERT INTO outbox (connection_id, notification, created_at) VALUES"
+                   " (?, ?, ?)", (conn_id, json.dumps({"notification_type": kind,
+                                                       "notification": tx}),
+                                  int(time.time())))
+
+    def unsent_notifications(self, limit: int = 100) -> list[tuple[int, int, str]]:
+        """``(id, connection_id, notification JSON)`` not yet published, oldest first."""
+        rows = self._db.execute("SELECT id, connection_id, notification FROM outbox"
+                                " WHERE sent = 0 ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def mark_notified(self, ids: list[int]) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE outbox SET sent = 1 WHERE id = ?", [(i,) for i in ids])
+
     # --- requests (idempotency) -------------------------------------------------------
 
     def handle_once(
@@ -270,6 +336,8 @@ class Ledger:
                 db.execute("ROLLBACK TO work")
                 response = on_error(exc)
             db.execute("RELEASE work")
+            if response == "":  # deferred (a hold invoice in flight): answered when resolved
+                return response, False
             db.execute("INSERT INTO requests VALUES (?, ?, ?, ?, ?)",
                        (event_id, connection_id, method, response, int(time.time())))
             return response, False
@@ -280,6 +348,7 @@ class Ledger:
         self, db: sqlite3.Connection, conn_id: int, amount_msat: int, *,
         description: str | None = None, description_hash: str | None = None,
         expiry: int = 3600, metadata: dict[str, Any] | None = None,
+        payment_hash: str | None = None,
     ) -> sqlite3.Row:
         if type(amount_msat) is not int or not 0 < amount_msat <= MAX_MSAT:
             raise WalletError(ErrorCode.OTHER, "amount must be a positive integer (msat),"
@@ -289,9 +358,12 @@ class Ledger:
         try:
             issued = issue_invoice(self.node_secret, amount_msat, description=description,
                                    description_hash=description_hash, expiry=expiry,
-                                   network=self.network)
+                                   network=self.network, payment_hash=payment_hash)
         except ValueError as exc:
             raise WalletError(ErrorCode.OTHER, str(exc)) from None
+        if db.execute("SELECT 1 FROM invoices WHERE payment_hash = ?",
+                      (issued.payment_hash,)).fetchone():
+            raise WalletError(ErrorCode.OTHER, "an invoice with this payment hash exists")
         meta = json.dumps(metadata) if metadata else None
         if meta is not None and len(meta) > MAX_METADATA:
             meta = None
@@ -305,8 +377,11 @@ class Ledger:
     def pay_invoice(
         self, db: sqlite3.Connection, conn_id: int, invoice_text: str, *,
         amount_msat: int | None = None, max_fee_msat: int | None = None, now: int | None = None,
-    ) -> sqlite3.Row:
-        """Settle one of our own invoices from ``conn_id``'s balance (inside ``db``'s tx)."""
+    ) -> sqlite3.Row | holds.HoldLocked:
+        """Settle one of our own invoices from ``conn_id``'s balance (inside ``db``'s tx).
+
+        A hold invoice is not settled but locked: the answer is a
+        :class:`~.holds.HoldLocked` (see :mod:`.holds`)."""
         now = int(time.time()) if now is None else now
         if type(invoice_text) is not str:
             raise WalletError(ErrorCode.OTHER, "invoice must be a bolt11 string")
@@ -341,6 +416,11 @@ class Ledger:
         if inv.payee != self.node_pubkey or target is None or target["bolt11"] != inv.bolt11:
             raise WalletError(ErrorCode.PAYMENT_FAILED,
                               "no route: the ledger wallet settles only its own invoices")
+        hold = holds.get(db, inv.payment_hash)
+        if hold is not None:
+            again = holds.before_pay(db, hold, conn_id)
+            if again is not None:
+                return again
         if target["settled_at"] is not None:
             raise WalletError(ErrorCode.PAYMENT_FAILED, "invoice is already paid")
         if target["connection_id"] == conn_id:
@@ -353,6 +433,7 @@ class Ledger:
             spent = db.execute(
                 "SELECT COALESCE(SUM(amount_msat + fees_msat), 0) FROM payments"
                 " WHERE connection_id = ? AND settled_at >= ?", (conn_id, start)).fetchone()[0]
+            spent += holds.locked_by(db, conn_id)
             if spent + amount > payer["budget_msat"]:
                 raise WalletError(ErrorCode.QUOTA_EXCEEDED,
                                   f"budget {payer['budget_msat']} msat per {payer['budget_period']}"
@@ -362,6 +443,14 @@ class Ledger:
         if cur.rowcount != 1:
             raise WalletError(ErrorCode.INSUFFICIENT_BALANCE,
                               f"balance {payer['balance_msat']} msat < {amount} msat")
+        if hold is not None:
+            if amount != hold["amount_msat"]:
+                raise WalletError(ErrorCode.OTHER, "a hold invoice is paid its exact amount")
+            locked = holds.lock(db, hold, conn_id, now, self.hold_seconds)
+            self._move(db, conn_id, -amount, "hold_lock", inv.payment_hash)
+            self._notify(db, target["connection_id"], "hold_invoice_accepted",
+                         self.hold_tx(target, holds.get(db, inv.payment_hash), now))
+            return locked
         db.execute("UPDATE connections SET balance_msat = balance_msat + ? WHERE id = ?",
                    (amount, target["connection_id"]))
         db.execute("UPDATE invoices SET settled_at = ? WHERE payment_hash = ?",
@@ -374,10 +463,106 @@ class Ledger:
              inv.description_hash, now, now))
         self._move(db, conn_id, -amount, "payment", inv.payment_hash)
         self._move(db, target["connection_id"], amount, "invoice", inv.payment_hash)
-        return db.execute("SELECT * FROM payments WHERE connection_id = ? AND payment_hash = ?",
-                          (conn_id, inv.payment_hash)).fetchone()
+        return self._paid(db, conn_id, target["connection_id"], inv.payment_hash, now)
 
-    def pay(self, conn_id: int, invoice_text: str, **kw: Any) -> sqlite3.Row:
+    def _paid(self, db: sqlite3.Connection, payer_id: int, payee_id: int, payment_hash: str,
+              now: int) -> sqlite3.Row:
+        """Notify both sides of a settled payment; the payer's payment row."""
+        row = db.execute("SELECT * FROM payments WHERE connection_id = ? AND payment_hash = ?",
+                         (payer_id, payment_hash)).fetchone()
+        invoice = db.execute("SELECT * FROM invoices WHERE payment_hash = ?",
+                             (payment_hash,)).fetchone()
+        self._notify(db, payee_id, "payment_received", self.invoice_tx(invoice, now))
+        self._notify(db, payer_id, "payment_sent", self.payment_tx(row))
+        return row
+
+    # --- hold invoices (see holds.py for the states) ----------------------------------
+
+    def make_hold_invoice(self, db: sqlite3.Connection, conn_id: int, amount_msat: int,
+                          payment_hash: object, **kw: Any) -> sqlite3.Row:
+        ph = holds.check_hash(payment_hash)
+        row = self.make_invoice(db, conn_id, amount_msat, payment_hash=ph, **kw)
+        db.execute("INSERT INTO holds (payment_hash, connection_id, amount_msat) VALUES"
+                   " (?, ?, ?)", (ph, conn_id, amount_msat))
+        return row
+
+    def settle_hold(self, db: sqlite3.Connection, conn_id: int, preimage: object,
+                    now: int | None = None) -> sqlite3.Row:
+        """The payee releases a locked hold with its preimage: the amount is theirs."""
+        now = int(time.time()) if now is None else now
+        pre, ph = holds.preimage_hash(preimage)
+        hold = holds.owned(db, conn_id, ph)
+        if hold["state"] == "settled":
+            return hold  # done before: answer success again, move nothing
+        if hold["state"] != "accepted":
+            raise WalletError(ErrorCode.OTHER, f"hold invoice is {hold['state']}, not accepted:"
+                              " nothing to settle")
+        if now >= hold["settle_by"]:
+            self._cancel(db, hold, now, "settle deadline passed")
+            raise WalletError(ErrorCode.OTHER, "the settle deadline passed: the hold invoice"
+                              " was cancelled and the payer refunded")
+        amount, payer = hold["amount_msat"], hold["payer_id"]
+        db.execute("UPDATE holds SET state = 'settled', resolved_at = ? WHERE payment_hash = ?",
+                   (now, ph))
+        db.execute("UPDATE connections SET balance_msat = balance_msat + ? WHERE id = ?",
+                   (amount, conn_id))
+        db.execute("UPDATE invoices SET settled_at = ?, preimage = ? WHERE payment_hash = ?",
+                   (now, pre, ph))
+        inv = db.execute("SELECT * FROM invoices WHERE payment_hash = ?", (ph,)).fetchone()
+        db.execute(
+            "INSERT INTO payments (connection_id, payment_hash, bolt11, amount_msat, fees_msat,"
+            " preimage, description, description_hash, created_at, settled_at)"
+            " VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            (payer, ph, inv["bolt11"], amount, pre, inv["description"],
+             inv["description_hash"], hold["accepted_at"], now))
+        self._move(db, conn_id, amount, "hold_settle", ph)
+        self._paid(db, payer, conn_id, ph, now)
+        return holds.get(db, ph)  # type: ignore[return-value]
+
+    def cancel_hold(self, db: sqlite3.Connection, conn_id: int, payment_hash: object,
+                    now: int | None = None) -> sqlite3.Row:
+        """The payee gives up a hold: a locked amount returns to the payer."""
+        now = int(time.time()) if now is None else now
+        hold = holds.owned(db, conn_id, holds.check_hash(payment_hash))
+        if hold["state"] == "cancelled":
+            return hold
+        if hold["state"] == "settled":
+            raise WalletError(ErrorCode.OTHER, "hold invoice is settled: it cannot be cancelled")
+        self._cancel(db, hold, now, "cancelled by the payee")
+        return holds.get(db, hold["payment_hash"])  # type: ignore[return-value]
+
+    def _cancel(self, db: sqlite3.Connection, hold: sqlite3.Row, now: int, reason: str) -> None:
+        ph = hold["payment_hash"]
+        db.execute("UPDATE holds SET state = 'cancelled', resolved_at = ?, reason = ?"
+                   " WHERE payment_hash = ?", (now, reason, ph))
+        if hold["state"] == "accepted":
+            db.execute("UPDATE connections SET balance_msat = balance_msat + ? WHERE id = ?",
+                       (hold["amount_msat"], hold["payer_id"]))
+            self._move(db, hold["payer_id"], hold["amount_msat"], "hold_refund", ph)
+
+    def expire_holds(self, now: int | None = None) -> int:
+        """Cancel (refund) every accepted hold past its settle deadline; how many."""
+        now = int(time.time()) if now is None else now
+        with self._tx() as db:
+            due = db.execute("SELECT * FROM holds WHERE state = 'accepted' AND settle_by <= ?",
+                             (now,)).fetchall()
+            for hold in due:
+                self._cancel(db, hold, now, "settle deadline passed")
+        return len(due)
+
+    def hold_tx(self, invoice: sqlite3.Row, hold: sqlite3.Row | None,
+                now: int | None = None) -> dict[str, Any]:
+        """An incoming transaction object, with the hold's state and deadline if it is one."""
+        tx = self.invoice_tx(invoice, now)
+        if hold is not None:
+            tx["state"] = {"open": tx["state"], "accepted": "accepted", "settled": "settled",
+                           "cancelled": "failed"}[hold["state"]]
+            if hold["settle_by"] is not None:
+                tx["settle_deadline"] = -(-hold["settle_by"] // holds.BLOCK_SECONDS)
+                tx["settle_deadline_at"] = hold["settle_by"]
+        return tx
+
+    def pay(self, conn_id: int, invoice_text: str, **kw: Any) -> sqlite3.Row | holds.HoldLocked:
         """``pay_invoice`` in a transaction of its own (CLI, tests)."""
         with self._tx() as db:
             return self.pay_invoice(db, conn_id, invoice_text, **kw)
@@ -401,11 +586,19 @@ class Ledger:
         row = self._db.execute("SELECT * FROM invoices WHERE payment_hash = ? AND"
                                " connection_id = ?", (payment_hash, conn_id)).fetchone()
         if row is not None:
-            return self.invoice_tx(row, now)
+            return self.hold_tx(row, holds.get(self._db, payment_hash), now)
         row = self._db.execute("SELECT * FROM payments WHERE payment_hash = ? AND"
                                " connection_id = ?", (payment_hash, conn_id)).fetchone()
         if row is not None:
             return self.payment_tx(row)
+        hold = holds.get(self._db, payment_hash)
+        if hold is not None and hold["payer_id"] == conn_id:  # a hold this payer locked
+            inv = self._db.execute("SELECT * FROM invoices WHERE payment_hash = ?",
+                                   (payment_hash,)).fetchone()
+            return {"type": "outgoing", "invoice": inv["bolt11"], "payment_hash": payment_hash,
+                    "state": "failed" if hold["state"] == "cancelled" else "pending",
+                    "amount": hold["amount_msat"], "fees_paid": 0,
+                    "created_at": hold["accepted_at"], "expires_at": inv["expires_at"]}
         raise WalletError(ErrorCode.NOT_FOUND, f"no invoice or payment {payment_hash}")
 
     def transactions(self, conn_id: int, *, since: int = 0, until: int | None = None,

@@ -9,6 +9,15 @@ within the connection's rate limit (else ``RATE_LIMITED``). The ledger records e
 id with its response in the same transaction as the money it moves, so a re-delivered
 request is answered again and never paid twice.
 
+Notifications: every money move writes its ``payment_received``/``payment_sent``/
+``hold_invoice_accepted`` notification to the ledger's outbox in the same transaction; the
+service publishes the outbox (kind 23197 NIP-44 and kind 23196 NIP-04 for each) after each
+request and every ``refresh_interval``, so a notification survives a kill -9 (delivery is
+at least once). Hold invoices (see :mod:`.holds`): a ``pay_invoice`` of one is answered
+only when the payee settles (the preimage) or cancels, or the deadline passes
+(``PAYMENT_FAILED``), as on Lightning; the waiting request is kept in the ledger, so the
+answer also survives a restart.
+
 An info event no relay has accepted yet (e.g. the node's own relay is still starting) is
 published again on every refresh until one does: without it NWC clients cannot connect.
 """
@@ -29,6 +38,7 @@ from oa_node.nostr.event import Event, sign_event
 from oa_node.nostr.kinds import NWC_REQUEST
 from oa_node.wallet import ErrorCode, WalletError
 
+from . import holds
 from .ledger import Connection, Ledger
 
 if TYPE_CHECKING:
@@ -39,7 +49,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("oa_node.ledger_wallet")
 
 METHODS = ("pay_invoice", "make_invoice", "lookup_invoice", "get_balance", "get_info",
-           "list_transactions")
+           "list_transactions", "make_hold_invoice", "settle_hold_invoice",
+           "cancel_hold_invoice")
+NOTIFICATIONS = nip47.NOTIFICATIONS
+#: what ``_m_pay_invoice`` returns for a hold invoice: no answer yet (see holds.py)
+DEFERRED = ""
 ENCRYPTIONS = (nip47.NIP44, nip47.NIP04)
 #: info events published at once (many connections must not flood a relay's rate limit)
 INFO_CONCURRENCY = 8
@@ -91,6 +105,9 @@ class WalletService:
         self._info_published: set[str] = set()
         self._info_lock = anyio.Lock()
         self._info_failures: Counter[str] = Counter()
+        self._outbox_lock = anyio.Lock()
+        #: notifications published (each once per encryption)
+        self.notified = 0
 
     # --- main loop ----------------------------------------------------------------------
 
@@ -137,11 +154,47 @@ class WalletService:
 
     async def _retry_infos(self) -> None:
         """Apart from the request loop, so a relay that is slow to answer never holds up
-        requests arriving on the others."""
+        requests arriving on the others. Also expires holds and flushes the outbox (money
+        moved by another process, e.g. the CLI, is announced too)."""
+        await self._flush()
         while True:
             await anyio.sleep(self.refresh_interval)
             if self.unpublished_infos:
                 await self._publish_infos()
+            try:
+                if self.ledger.expire_holds():
+                    log.info("hold invoices past their settle deadline cancelled")
+                await self._flush()
+            except Exception:  # the loop keeps the infos and the outbox going
+                log.exception("hold expiry / notification pass failed")
+
+    async def _flush(self) -> None:
+        """Answer pay_invoice requests waiting on resolved holds; publish the outbox."""
+        async with self._outbox_lock:
+            for w, response in self.ledger.resolved_waiters():
+                conn = self.ledger.connection_by_id(w["connection_id"])
+                if conn is not None:
+                    await self._send(conn, w["client_pubkey"], w["event_id"], response,
+                                     w["encryption"])
+                self.ledger.mark_answered(w["event_id"])
+            while batch := self.ledger.unsent_notifications():
+                for _id, conn_id, body in batch:
+                    conn = self.ledger.connection_by_id(conn_id)
+                    if conn is not None and not conn.revoked:
+                        await self._publish_notification(conn, body)
+                self.ledger.mark_notified([b[0] for b in batch])
+
+    async def _publish_notification(self, conn: Connection, body: str) -> None:
+        for encryption in ENCRYPTIONS:
+            ciphertext = nip47.encrypt(encryption, conn.service_secret, conn.client_pubkey, body)
+            event = sign_event(nip47.notification_template(conn.client_pubkey, ciphertext,
+                                                           encryption), conn.service_secret)
+            result = await self.pool.publish(event, self.publish_timeout)
+            if result.ok:
+                self.notified += 1
+            else:
+                log.warning("notification for %s not accepted by any relay: %s", conn.name,
+                            result.rejected)
 
     async def _publish_infos(self) -> None:
         """Publish each missing info event, a few at a time: a relay that does not answer
@@ -155,7 +208,8 @@ class WalletService:
 
     async def _publish_info(self, conn: Connection, limiter: anyio.CapacityLimiter) -> None:
         async with limiter:
-            info = sign_event(nip47.info_template(METHODS, ENCRYPTIONS), conn.service_secret)
+            info = sign_event(nip47.info_template((*METHODS, "notifications"), ENCRYPTIONS,
+                                                  NOTIFICATIONS), conn.service_secret)
             result = await self.pool.publish(info, self.publish_timeout)
         key = conn.service_pubkey
         if result.ok:
@@ -213,14 +267,16 @@ class WalletService:
             return response
         response, replayed = self.ledger.handle_once(
             event.id, conn.id, request.method,
-            lambda db: self._execute(db, conn, request, event.pubkey),
+            lambda db: self._execute(db, conn, request, event, encryption),
             lambda exc: nip47.encode_response(request.method,
                                               error=(exc.code.value, exc.message)))
         if replayed:
             self.replayed += 1
             log.info("request %s seen before: answering the recorded response", event.id)
         self.handled += 1
-        await self._respond(conn, event, response, encryption)
+        if response != DEFERRED:
+            await self._respond(conn, event, response, encryption)
+        await self._flush()
         return response
 
     def _addressed_to(self, targets: list[str]) -> Connection | None:
@@ -235,18 +291,23 @@ class WalletService:
 
     async def _respond(self, conn: Connection, request: Event, response: str,
                        encryption: str) -> None:
-        ciphertext = nip47.encrypt(encryption, conn.service_secret, request.pubkey, response)
-        reply = sign_event(nip47.response_template(request.pubkey, request.id, ciphertext,
+        await self._send(conn, request.pubkey, request.id, response, encryption)
+
+    async def _send(self, conn: Connection, client: str, request_id: str, response: str,
+                    encryption: str) -> None:
+        ciphertext = nip47.encrypt(encryption, conn.service_secret, client, response)
+        reply = sign_event(nip47.response_template(client, request_id, ciphertext,
                                                    encryption), conn.service_secret)
         result = await self.pool.publish(reply, self.publish_timeout)
         if not result.ok:
-            log.warning("response to %s not accepted by any relay: %s", request.id,
+            log.warning("response to %s not accepted by any relay: %s", request_id,
                         result.rejected)
 
     # --- methods (run inside the ledger transaction) ------------------------------------
 
     def _execute(self, db: sqlite3.Connection, conn: Connection, req: nip47.Request,
-                 author: str) -> str:
+                 event: Event, encryption: str) -> str:
+        author = event.pubkey
         # authorised again inside the transaction that may move money: a key rotated since
         # the request was read must not pay
         row = db.execute("SELECT client_pubkey, revoked FROM connections WHERE id = ?",
@@ -257,7 +318,11 @@ class WalletService:
         handler = getattr(self, f"_m_{req.method}", None) if req.method in METHODS else None
         if handler is None:
             raise WalletError(ErrorCode.NOT_IMPLEMENTED, f"method {req.method!r} not supported")
-        return nip47.encode_response(req.method, handler(db, conn, req.params))
+        result = handler(db, conn, req.params)
+        if isinstance(result, holds.HoldLocked):  # answered when the hold is resolved
+            holds.add_waiter(db, event.id, result.payment_hash, conn.id, author, encryption)
+            return DEFERRED
+        return nip47.encode_response(req.method, result)
 
     def _m_get_balance(self, db: sqlite3.Connection, conn: Connection,
                        params: dict[str, Any]) -> dict[str, Any]:
@@ -270,11 +335,25 @@ class WalletService:
         return {"alias": self.alias, "color": "#f7931a", "pubkey": self.ledger.node_pubkey,
                 "network": {"bc": "mainnet", "tb": "testnet", "tbs": "signet"}.get(
                     self.ledger.network, "regtest"),
-                "block_height": 0, "block_hash": "00" * 32, "methods": list(METHODS),
-                "notifications": []}
+                "block_height": holds.block_height(), "block_hash": "00" * 32,
+                "methods": list(METHODS), "notifications": list(NOTIFICATIONS)}
+
+    def _m_make_hold_invoice(self, db: sqlite3.Connection, conn: Connection,
+                             params: dict[str, Any]) -> dict[str, Any]:
+        return self._m_make_invoice(db, conn, params, hold=True)
+
+    def _m_settle_hold_invoice(self, db: sqlite3.Connection, conn: Connection,
+                               params: dict[str, Any]) -> dict[str, Any]:
+        self.ledger.settle_hold(db, conn.id, params.get("preimage"))
+        return {}
+
+    def _m_cancel_hold_invoice(self, db: sqlite3.Connection, conn: Connection,
+                               params: dict[str, Any]) -> dict[str, Any]:
+        self.ledger.cancel_hold(db, conn.id, params.get("payment_hash"))
+        return {}
 
     def _m_make_invoice(self, db: sqlite3.Connection, conn: Connection,
-                        params: dict[str, Any]) -> dict[str, Any]:
+                        params: dict[str, Any], hold: bool = False) -> dict[str, Any]:
         desc = params.get("description")
         dhash = params.get("description_hash")
         if desc is not None and type(desc) is not str:
@@ -285,10 +364,14 @@ class WalletService:
             # NIP-57 style: the hash commits to the description; keep the hash in the invoice
             desc = None
         meta = params.get("metadata") if isinstance(params.get("metadata"), dict) else None
-        row = self.ledger.make_invoice(db, conn.id, params.get("amount"),  # type: ignore[arg-type]
-                                       description=desc or (None if dhash else ""),
-                                       description_hash=dhash or None,
-                                       expiry=params.get("expiry", 3600), metadata=meta)
+        kw: dict[str, Any] = {"description": desc or (None if dhash else ""),
+                              "description_hash": dhash or None,
+                              "expiry": params.get("expiry", 3600), "metadata": meta}
+        if hold:
+            row = self.ledger.make_hold_invoice(db, conn.id, params.get("amount"),  # type: ignore[arg-type]
+                                                params.get("payment_hash"), **kw)
+            return self.ledger.hold_tx(row, holds.get(db, row["payment_hash"]))
+        row = self.ledger.make_invoice(db, conn.id, params.get("amount"), **kw)  # type: ignore[arg-type]
         return self.ledger.invoice_tx(row)
 
     def _m_pay_invoice(self, db: sqlite3.Connection, conn: Connection,
@@ -298,6 +381,8 @@ class WalletService:
             raise WalletError(ErrorCode.OTHER, "amount must be a positive integer (msat)")
         row = self.ledger.pay_invoice(db, conn.id, params.get("invoice"),  # type: ignore[arg-type]
                                       amount_msat=amount)
+        if isinstance(row, holds.HoldLocked):
+            return row  # type: ignore[return-value]
         return {"preimage": row["preimage"], "fees_paid": row["fees_msat"]}
 
     def _m_lookup_invoice(self, db: sqlite3.Connection, conn: Connection,

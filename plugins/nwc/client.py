@@ -6,13 +6,27 @@ each request as a 23194 event with an ``expiration`` and waits for the 23195 res
 names it in its ``e`` tag. Error codes become :class:`~oa_node.wallet.WalletError` with the
 same code; no answer in time is ``TIMEOUT``. The connection secret appears in no log line,
 ``repr`` or error message.
+
+Notifications: when the info event lists them, :meth:`NWCWallet.notifications` subscribes
+to the service's 23197 (NIP-44) or, for a NIP-04-only service, 23196 events addressed to
+this connection; :meth:`NWCWallet.wait_settled` and :meth:`NWCWallet.wait_accepted` wait
+on them and fall back to ``lookup_invoice`` with exponential backoff (the only way with a
+wallet that sends none). Hold invoices: see :mod:`oa_node.wallet` for the flow.
+
+"Already paid" (the :class:`~oa_node.wallet.Wallet` contract) holds whatever service is
+behind the URI: :meth:`NWCWallet.pay_invoice` looks the payment up first and answers a
+recorded one, and maps a ``PAYMENT_FAILED`` for an invoice this connection had in fact paid
+to that payment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -21,7 +35,12 @@ from oa_node.client import RelayPool
 from oa_node.nostr import bolt11, nip47
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, sign_event
-from oa_node.nostr.kinds import NWC_INFO, NWC_RESPONSE
+from oa_node.nostr.kinds import (
+    NWC_INFO,
+    NWC_NOTIFICATION,
+    NWC_NOTIFICATION_NIP04,
+    NWC_RESPONSE,
+)
 from oa_node.signer import LocalSigner
 from oa_node.wallet import ErrorCode, Invoice, Payment, WalletError
 
@@ -42,7 +61,8 @@ def invoice_from_tx(tx: dict[str, Any]) -> Invoice:
         description_hash=t.get("description_hash"), preimage=t.get("preimage"),
         fees_paid_msat=t.get("fees_paid", 0), created_at=t.get("created_at", 0),
         expires_at=t.get("expires_at"), settled_at=t.get("settled_at"),
-        metadata=t.get("metadata", {}),
+        metadata=t.get("metadata", {}), settle_deadline=t.get("settle_deadline"),
+        settle_deadline_at=t.get("settle_deadline_at"),
     )
 
 
@@ -51,11 +71,15 @@ class NWCWallet:
 
     def __init__(self, uri: nip47.ConnectionURI | str, *, timeout: float = 30.0,
                  info_timeout: float = 10.0, poll_interval: float = 0.5,
-                 pool: RelayPool | None = None) -> None:
+                 max_poll_interval: float = 30.0, pool: RelayPool | None = None) -> None:
         self.uri = nip47.parse_uri(uri) if isinstance(uri, str) else uri
         self.timeout = timeout
         self.info_timeout = info_timeout
+        #: fallback lookups while waiting: first after poll_interval, doubling up to max
         self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        #: lookup_invoice requests sent (how much polling a wait cost)
+        self.lookups = 0
         self._secret = self.uri.secret
         self._own_pool = pool is None
         self.pool = pool or RelayPool(self.uri.relays, signer=LocalSigner(self._secret))
@@ -210,10 +234,22 @@ class NWCWallet:
         if (decoded.amount_msat is not None and amount_msat is not None
                 and decoded.amount_msat != amount_msat):
             raise WalletError(ErrorCode.BAD_REQUEST, "amount does not match the invoice")
+        recorded = await self._recorded_payment(decoded.payment_hash)
+        if recorded is not None:
+            return recorded
         params: dict[str, Any] = {"invoice": decoded.bolt11}
         if amount_msat is not None:
             params["amount"] = amount_msat
-        result = await self.request("pay_invoice", params)
+        try:
+            result = await self.request("pay_invoice", params)
+        except WalletError as exc:
+            if exc.code != ErrorCode.PAYMENT_FAILED:
+                raise
+            # e.g. "already paid": if this connection did pay it, that is the answer
+            recorded = await self._recorded_payment(decoded.payment_hash)
+            if recorded is None:
+                raise
+            return recorded
         preimage = result.get("preimage")
         try:
             proof = hashlib.sha256(bytes.fromhex(str(preimage))).hexdigest()
@@ -233,8 +269,30 @@ class NWCWallet:
         return Payment(decoded.payment_hash, str(preimage).lower(),
                        decoded.amount_msat or amount_msat or 0, fees)
 
+    async def _recorded_payment(self, payment_hash: str) -> Payment | None:
+        """This connection's settled payment of ``payment_hash`` (its preimage checked), or
+        None: unknown, unpaid, or a lookup that failed (then paying decides)."""
+        try:
+            inv = await self.lookup_invoice(payment_hash, timeout=min(self.timeout, 10.0))
+        except WalletError as exc:
+            if exc.code not in (ErrorCode.NOT_FOUND, ErrorCode.NOT_IMPLEMENTED):
+                log.debug("lookup before paying %s failed: %s", payment_hash[:12], exc)
+            return None
+        if inv.type != "outgoing" or not inv.settled or not inv.preimage:
+            return None
+        try:
+            ok = hashlib.sha256(bytes.fromhex(inv.preimage)).hexdigest() == payment_hash
+        except ValueError:
+            ok = False
+        if not ok:
+            log.warning("wallet reported a payment of %s whose preimage does not match",
+                        payment_hash[:12])
+            return None
+        return Payment(payment_hash, inv.preimage.lower(), inv.amount_msat, inv.fees_paid_msat)
+
     async def lookup_invoice(self, payment_hash: str, timeout: float | None = None) -> Invoice:
         """The invoice's state (``timeout`` defaults to the client's request timeout)."""
+        self.lookups += 1
         return invoice_from_tx(await self.request("lookup_invoice",
                                                   {"payment_hash": payment_hash}, timeout))
 
@@ -252,17 +310,154 @@ class NWCWallet:
             raise WalletError(ErrorCode.OTHER, "wallet sent transactions that are not a list")
         return [invoice_from_tx(t) for t in items]
 
-    async def wait_settled(self, payment_hash: str, timeout: float) -> Invoice:
-        """Poll ``lookup_invoice`` until settled (bounded by ``timeout``)."""
+    # --- hold invoices ------------------------------------------------------------------
+
+    async def supports_holds(self) -> bool:
+        info = await self.info()
+        return set(nip47.HOLD_METHODS) <= info.methods
+
+    async def make_hold_invoice(self, amount_msat: int, payment_hash: str,
+                                description: str | None = None,
+                                description_hash: str | None = None,
+                                expiry: int = 3600) -> Invoice:
+        if type(amount_msat) is not int or amount_msat <= 0:
+            raise WalletError(ErrorCode.BAD_REQUEST, "amount must be a positive integer (msat)")
+        if type(payment_hash) is not str or not _is_hash(payment_hash):
+            raise WalletError(ErrorCode.BAD_REQUEST, "payment_hash must be 64 hex characters")
+        params: dict[str, Any] = {"amount": amount_msat, "payment_hash": payment_hash.lower(),
+                                  "expiry": expiry}
+        if description is not None:
+            params["description"] = description
+        if description_hash is not None:
+            params["description_hash"] = description_hash
+        inv = invoice_from_tx(await self.request("make_hold_invoice", params))
+        self._check_issued(inv, amount_msat, description, description_hash)
+        if inv.payment_hash != payment_hash.lower():
+            raise WalletError(ErrorCode.OTHER, "wallet issued a hold invoice for another hash")
+        return inv
+
+    async def settle_hold_invoice(self, preimage: str) -> None:
+        if type(preimage) is not str or not _is_hash(preimage):
+            raise WalletError(ErrorCode.BAD_REQUEST, "preimage must be 64 hex characters")
+        await self.request("settle_hold_invoice", {"preimage": preimage.lower()})
+
+    async def cancel_hold_invoice(self, payment_hash: str) -> None:
+        if type(payment_hash) is not str or not _is_hash(payment_hash):
+            raise WalletError(ErrorCode.BAD_REQUEST, "payment_hash must be 64 hex characters")
+        await self.request("cancel_hold_invoice", {"payment_hash": payment_hash.lower()})
+
+    # --- notifications and waiting --------------------------------------------------------
+
+    @asynccontextmanager
+    async def notifications(self) -> AsyncIterator[AsyncIterator[nip47.Notification]]:
+        """Notifications from now on, decrypted and checked (an empty stream when the
+        wallet announces none). Usage: ``async with w.notifications() as stream:``."""
+        info = await self.info()
+        wallet = self.uri.wallet_pubkey
+        encryption = self._encryption or nip47.NIP44
+        kind = NWC_NOTIFICATION_NIP04 if encryption == nip47.NIP04 else NWC_NOTIFICATION
+        flt = {"kinds": [kind], "authors": [wallet], "#p": [self.uri.client_pubkey],
+               "since": int(time.time()) - 5}
+        if not info.notifications:
+            async def nothing() -> AsyncIterator[nip47.Notification]:
+                await anyio.sleep_forever()
+                yield  # type: ignore[misc]  # pragma: no cover
+
+            yield nothing()
+            return
+        async with self.pool.subscribe(flt) as sub:
+            await sub.wait_eose(min(self.timeout, 10.0))
+
+            async def stream() -> AsyncIterator[nip47.Notification]:
+                async for item in sub:
+                    if not isinstance(item, tuple):
+                        continue
+                    event = item[1]
+                    if event.pubkey != wallet or event.kind != kind:
+                        continue
+                    try:
+                        note = nip47.decode_notification(
+                            nip47.decrypt(encryption, self._secret, wallet, event.content))
+                        nip47.check_transaction(note.notification)
+                    except ProtocolError as exc:
+                        log.debug("ignoring undecodable notification %s: %s", event.id[:12],
+                                  exc.reason)
+                        continue
+                    yield note
+
+            yield stream()
+
+    async def _wait(self, payment_hash: str, timeout: float, types: tuple[str, ...],
+                    done: tuple[str, ...]) -> Invoice:
+        """Wait until the invoice's state is in ``done``: on notifications of ``types``,
+        with lookups as a fallback (after ``poll_interval`` s, doubling)."""
+        payment_hash = payment_hash.lower()
         deadline = anyio.current_time() + timeout
-        while True:
+        found: list[Invoice] = []
+
+        async def check() -> bool:
             left = deadline - anyio.current_time()
             if left <= 0:
-                break
-            inv = await self.lookup_invoice(payment_hash, timeout=left)  # never past deadline
-            if inv.settled:
-                return inv
+                return False
+            inv = await self.lookup_invoice(payment_hash, timeout=left)
+            if inv.state in done:
+                found.append(inv)
+                return True
             if inv.state in ("expired", "failed"):
                 raise WalletError(ErrorCode.PAYMENT_FAILED, f"invoice is {inv.state}")
-            await anyio.sleep(min(self.poll_interval, max(0.0, deadline - anyio.current_time())))
-        raise WalletError(ErrorCode.TIMEOUT, f"invoice not settled within {timeout:g}s")
+            return False
+
+        announced = bool(set(types) & (await self.info()).notifications)
+        with anyio.move_on_after(max(0.0, timeout)):
+            async with self.notifications() as stream, anyio.create_task_group() as tg:
+                async def listen() -> None:
+                    async for note in stream:
+                        body = note.notification
+                        if (note.notification_type not in types
+                                or str(body.get("payment_hash", "")).lower() != payment_hash):
+                            continue
+                        try:
+                            inv = invoice_from_tx(body)
+                        except WalletError:
+                            continue
+                        if "state" not in body:  # optional in NIP-47: the type says it
+                            state = ("accepted" if note.notification_type
+                                     == "hold_invoice_accepted" else "settled")
+                            inv = dataclasses.replace(inv, state=state)
+                        if inv.state in done:
+                            found.append(inv)
+                            tg.cancel_scope.cancel()
+                            return
+
+                async def poll() -> None:
+                    # one lookup at once (it may have happened before we listened), then
+                    # fallback lookups; rarer when the wallet announces what we wait for
+                    delay = self.poll_interval * (10 if announced else 1)
+                    while not await check():
+                        await anyio.sleep(delay)
+                        delay = min(delay * 2, self.max_poll_interval)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(listen)
+                tg.start_soon(poll)
+        if found:
+            return found[0]
+        raise WalletError(ErrorCode.TIMEOUT, f"invoice not {done[0]} within {timeout:g}s")
+
+    async def wait_settled(self, payment_hash: str, timeout: float) -> Invoice:
+        """Return once settled: on the ``payment_received`` notification when the wallet
+        sends them, else by lookups with backoff (bounded by ``timeout``)."""
+        return await self._wait(payment_hash, timeout, ("payment_received",), ("settled",))
+
+    async def wait_accepted(self, payment_hash: str, timeout: float) -> Invoice:
+        """Return once a hold invoice is locked by its payer (or already settled)."""
+        return await self._wait(payment_hash, timeout,
+                                ("hold_invoice_accepted", "payment_received"),
+                                ("accepted", "settled"))
+
+
+def _is_hash(value: str) -> bool:
+    try:
+        return len(bytes.fromhex(value)) == 32 and len(value) == 64
+    except ValueError:
+        return False

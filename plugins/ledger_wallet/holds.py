@@ -1,0 +1,136 @@
+"""Hold invoices in the ledger (NIP-47 ``make_hold_invoice``/``settle_hold_invoice``/
+``cancel_hold_invoice`` and the ``hold_invoice_accepted`` notification).
+
+A hold invoice is made for a payment hash the payee's *client* chose (it alone knows the
+preimage). Its life, one row in ``holds``, each step one SQLite transaction together with
+the money it moves (so a kill -9 at any point leaves either the step done or not done, and
+never a second move):
+
+``open``      made; payable until the invoice's expiry.
+``accepted``  paid: the payer's balance is debited and the amount is *locked* (belongs to
+              nobody); the payee gets ``hold_invoice_accepted``. The payer's ``pay_invoice``
+              request is not answered yet (as on Lightning, the payment is in flight).
+``settled``   the payee's ``settle_hold_invoice`` gave the preimage: the locked amount goes
+              to the payee, the payer's request is answered with the preimage, and the usual
+              ``payment_received``/``payment_sent`` notifications go out.
+``cancelled`` the payee's ``cancel_hold_invoice``, or the settle deadline passed
+              (``settle_by``, ``hold_seconds`` after acceptance): the locked amount returns
+              to the payer, whose request is answered ``PAYMENT_FAILED``.
+
+Settling and cancelling are idempotent (a repeat of the step already taken answers success;
+the other step is refused). ``settle_deadline`` is reported, as NIP-47 asks, as a block
+height on this ledger's clock (one "block" every :data:`BLOCK_SECONDS`, the height
+``get_info`` reports); ``settle_deadline_at`` gives the same deadline as a unix time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from oa_node.wallet import ErrorCode, WalletError
+
+BLOCK_SECONDS = 600
+#: default time a paid hold invoice stays locked before it is cancelled (144 blocks, a day)
+HOLD_SECONDS = 144 * BLOCK_SECONDS
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS holds (
+    payment_hash TEXT PRIMARY KEY,
+    connection_id INTEGER NOT NULL REFERENCES connections(id),
+    state TEXT NOT NULL DEFAULT 'open'
+        CHECK (state IN ('open', 'accepted', 'settled', 'cancelled')),
+    amount_msat INTEGER NOT NULL,
+    payer_id INTEGER REFERENCES connections(id),
+    accepted_at INTEGER,
+    settle_by INTEGER,
+    resolved_at INTEGER,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS holds_due ON holds (state, settle_by);
+CREATE TABLE IF NOT EXISTS hold_waiters (
+    event_id TEXT PRIMARY KEY,
+    payment_hash TEXT NOT NULL,
+    connection_id INTEGER NOT NULL,
+    client_pubkey TEXT NOT NULL,
+    encryption TEXT NOT NULL,
+    answered INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+def block_height(now: int | None = None) -> int:
+    """This ledger's block height: one block every :data:`BLOCK_SECONDS` since the epoch."""
+    return int(time.time() if now is None else now) // BLOCK_SECONDS
+
+
+@dataclass(frozen=True)
+class HoldLocked:
+    """``pay_invoice`` of a hold invoice: the amount is locked, the answer comes later."""
+
+    payment_hash: str
+    amount_msat: int
+
+
+def check_hash(value: object, what: str = "payment_hash") -> str:
+    if type(value) is not str or len(value) != 64:
+        raise WalletError(ErrorCode.OTHER, f"{what} must be 64 hex characters")
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        raise WalletError(ErrorCode.OTHER, f"{what} must be 64 hex characters") from None
+    return value.lower()
+
+
+def get(db: sqlite3.Connection, payment_hash: str) -> sqlite3.Row | None:
+    return db.execute("SELECT * FROM holds WHERE payment_hash = ?", (payment_hash,)).fetchone()
+
+
+def locked_by(db: sqlite3.Connection, payer_id: int) -> int:
+    """msat the payer has locked in accepted holds (counts against its budget)."""
+    return int(db.execute("SELECT COALESCE(SUM(amount_msat), 0) FROM holds WHERE payer_id = ?"
+                          " AND state = 'accepted'", (payer_id,)).fetchone()[0])
+
+
+def before_pay(db: sqlite3.Connection, hold: sqlite3.Row, payer_id: int) -> HoldLocked | None:
+    """A hold past ``open``: the answer to another ``pay_invoice`` of it (or an error)."""
+    if hold["state"] == "open":
+        return None
+    if hold["state"] == "accepted" and hold["payer_id"] == payer_id:
+        return HoldLocked(hold["payment_hash"], hold["amount_msat"])  # still in flight
+    if hold["state"] == "cancelled" and hold["payer_id"] in (None, payer_id):
+        raise WalletError(ErrorCode.PAYMENT_FAILED, "the payee cancelled this hold invoice")
+    raise WalletError(ErrorCode.PAYMENT_FAILED, "invoice is already paid")
+
+
+def lock(db: sqlite3.Connection, hold: sqlite3.Row, payer_id: int, now: int,
+         hold_seconds: int) -> HoldLocked:
+    """Mark ``hold`` accepted by ``payer_id`` (whose balance the caller has debited)."""
+    cur = db.execute("UPDATE holds SET state = 'accepted', payer_id = ?, accepted_at = ?,"
+                     " settle_by = ? WHERE payment_hash = ? AND state = 'open'",
+                     (payer_id, now, now + hold_seconds, hold["payment_hash"]))
+    if cur.rowcount != 1:
+        raise WalletError(ErrorCode.INTERNAL, "hold invoice changed state during payment")
+    return HoldLocked(hold["payment_hash"], hold["amount_msat"])
+
+
+def add_waiter(db: sqlite3.Connection, event_id: str, payment_hash: str, conn_id: int,
+               client_pubkey: str, encryption: str) -> None:
+    db.execute("INSERT OR IGNORE INTO hold_waiters (event_id, payment_hash, connection_id,"
+               " client_pubkey, encryption) VALUES (?, ?, ?, ?, ?)",
+               (event_id, payment_hash, conn_id, client_pubkey, encryption))
+
+
+def owned(db: sqlite3.Connection, conn_id: int, payment_hash: str) -> sqlite3.Row:
+    hold = get(db, payment_hash)
+    if hold is None or hold["connection_id"] != conn_id:
+        raise WalletError(ErrorCode.NOT_FOUND, f"no hold invoice {payment_hash}")
+    return hold
+
+
+def preimage_hash(preimage: object) -> tuple[str, str]:
+    """(preimage, its payment hash), both lower-case hex."""
+    pre = check_hash(preimage, "preimage")
+    return pre, hashlib.sha256(bytes.fromhex(pre)).hexdigest()
