@@ -9,6 +9,7 @@ import anyio
 import pytest
 from websockets.asyncio.server import ServerConnection
 
+from harness.wait import wait_for
 from oa_node.client import EOSE, ClientError, RelayConnection, RelayPool, State
 from oa_node.nostr.event import Event
 from oa_node.signer import LocalSigner
@@ -99,7 +100,7 @@ async def test_resubscribe_after_drop_moves_since_to_last_seen(signer: LocalSign
                 await ws.send(json.dumps(["EVENT", sub_id, ev.to_dict()]))
             await ws.send(json.dumps(["EOSE", sub_id]))
             await ws.send(json.dumps(["EVENT", sub_id, live.to_dict()]))
-            await anyio.sleep(0.2)
+            await wait_for(lambda: conn.stats.events_received >= 3, 10, "the live event")
             await ws.close(1011, "crash")  # drop the client
         else:
             # a resumed REQ: send the boundary event again (must be de-duplicated) and a new one
@@ -144,7 +145,7 @@ async def test_future_dated_events_do_not_push_resume_since_past_now(
             await ws.send(json.dumps(["EVENT", req[1], stored.to_dict()]))
             await ws.send(json.dumps(["EOSE", req[1]]))
             await ws.send(json.dumps(["EVENT", req[1], live.to_dict()]))
-            await anyio.sleep(0.2)
+            await wait_for(lambda: conn.stats.events_received >= 2, 10, "the live event")
             await ws.close(1011, "crash")
         else:
             await ws.send(json.dumps(["EOSE", req[1]]))
@@ -154,9 +155,7 @@ async def test_future_dated_events_do_not_push_resume_since_past_now(
         conn = RelayConnection(url, backoff_initial=0.05, backoff_max=0.2)
         try:
             async with conn.subscribe({"kinds": [1]}) as sub:
-                with anyio.fail_after(10):
-                    while len(reqs) < 2:
-                        await anyio.sleep(0.02)
+                await wait_for(lambda: len(reqs) >= 2, 10, "the resumed REQ")
                 assert sub.dropped == 0
             since = reqs[1][2]["since"]
             assert since <= int(time.time())
@@ -175,7 +174,7 @@ async def test_drop_before_eose_resends_original_filters(signer: LocalSigner) ->
         if len(reqs) == 1:
             # stored events go newest first; dropping mid-way means older ones are missing
             await ws.send(json.dumps(["EVENT", req[1], newest.to_dict()]))
-            await anyio.sleep(0.1)
+            await wait_for(lambda: conn.stats.events_received >= 1, 10, "the first event")
             await ws.close(1011, "crash")
         else:
             await ws.send(json.dumps(["EOSE", req[1]]))
@@ -324,7 +323,7 @@ async def test_close_releases_waiting_publish(signer: LocalSigner) -> None:
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(publish)
-                await anyio.sleep(0.2)
+                await wait_for(lambda: conn._pending, 5, "the publish to wait for its OK")
                 await conn.close()
         assert result == [(False, "error: connection closed by client")]
         with pytest.raises(ClientError, match="closed"):

@@ -9,6 +9,7 @@ import anyio
 import pytest
 from websockets.asyncio.server import ServerConnection
 
+from harness.wait import wait_for
 from oa_node.client import EOSE, ClientError, RelayConnection, RelayPool
 from oa_node.nostr.event import EventTemplate
 from oa_node.signer import LocalSigner
@@ -198,9 +199,7 @@ async def test_reconnect_and_resubscribe_after_relay_restart(tmp_path: Path,
                 conn = pool.connections[relay.url]
 
                 await anyio.to_thread.run_sync(relay.stop)
-                with anyio.fail_after(10):
-                    while conn.connected:
-                        await anyio.sleep(0.02)
+                await wait_for(lambda: not conn.connected, 10, "the client to see the drop")
                 # While our relay is down (the subscriber keeps retrying), events reach its
                 # database through another relay process on another port: the subscriber can
                 # only get them from the resumed REQ once its relay is back.

@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from harness.wait import wait_for
 from oa_node.config import load
 from oa_node.hookspecs import hookimpl
 from oa_node.node import Node, core_sections
@@ -73,7 +74,7 @@ class _Plugin:
                 self.events.append("cleaned up")
 
         async def stopper(node: Node) -> None:
-            await anyio.sleep(0.2)
+            await wait_for(lambda: "started" in self.events, 10, "the worker to start")
             node.stop()
 
         register("worker", worker)

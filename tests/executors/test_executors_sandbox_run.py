@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from harness.wait import wait_until
 from oa_node.executors.build import build_request, run_build
 from oa_node.executors.hashing import input_sha256, output_sha256, verification_digest
 from oa_node.executors.jobtype import ExecContext, ExecutorSettings
@@ -146,7 +146,11 @@ def test_timeout_and_cancel_statuses(make_repo: MakeRepo, ctx: ExecContext) -> N
     out: list[Any] = []
     worker = threading.Thread(target=lambda: out.append(execute_sandbox_run(req, ctx)))
     worker.start()
-    time.sleep(1.0)
+    sb = ctx.sandbox
+    assert isinstance(sb, DockerSandbox)
+    wait_until(lambda: sb.client.api.containers(
+        filters={"label": f"{LABEL_NAMESPACE}={sb.namespace}"}), 60,
+        "the job's container to run (cancel must hit a running job)")
     ctx.cancel.cancel()
     worker.join(30)
     assert out and out[0].status == "cancelled"

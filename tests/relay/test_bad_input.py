@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from harness.wait import wait_for
 from oa_node.plugins.relay.server import RelayServer
 from oa_node.plugins.relay.storage.sqlite import SQLiteStore
 from tests.relay.conftest import Key, open_ws, relay_settings
@@ -154,9 +155,5 @@ async def test_silent_peer_is_dropped_by_keepalive(small_relay) -> None:
     c = await open_ws(small_relay.port)
     assert len(small_relay.connections) == 1
     c.ws.transport.pause_reading()  # a peer that vanished: no pongs come back
-    for _ in range(50):
-        if not small_relay.connections:
-            break
-        await asyncio.sleep(0.1)
-    assert not small_relay.connections
+    await wait_for(lambda: not small_relay.connections, 10, "keepalive to drop the silent peer")
     await still_serves(small_relay.port)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
+from harness.wait import port_open, wait_until
 from oa_node.signer import write_key_file
 from tests.relay.conftest import Key
 
@@ -71,15 +72,12 @@ def free_port() -> int:
 
 
 def wait_for_port(proc: subprocess.Popen[str], port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"relay exited early: {proc.stderr.read() if proc.stderr else ''}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port} after {timeout} s")
+        return port_open(port)
+
+    wait_until(listening, timeout, f"a listener on port {port}")
 
 
 def publish(port: int, key: Key) -> list[object]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from harness.wait import port_open, wait_for
 from oa_node.nostr.filter import Filter
 from oa_node.plugins.relay.storage.sqlite import SQLiteStore
 from tests.relay.conftest import (
@@ -42,14 +43,12 @@ class RelayProcess:
         self.port = 0
 
     async def wait_ready(self) -> int:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.ready.exists() and self.ready.read_text():
-                self.port = int(self.ready.read_text())
-                return self.port
+        def ready() -> str:
             assert self.proc.poll() is None, "relay process died on start"
-            await asyncio.sleep(0.05)
-        raise TimeoutError("relay process did not start")
+            return self.ready.read_text() if self.ready.exists() else ""
+
+        self.port = int(await wait_for(ready, 20, "the relay process to write its port"))
+        return self.port
 
     def stop(self, sig: int) -> int:
         self.proc.send_signal(sig)
@@ -193,12 +192,8 @@ async def test_node_runs_the_relay_service(tmp_path: Path) -> None:
     node.services = [s for s in node.services if s.name == "relay"]  # other plugins' roles
     runner = asyncio.ensure_future(node.run(handle_signals=False))
     try:
-        for _ in range(100):
-            try:
-                c = await open_ws(port)
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+        await wait_for(lambda: port_open(port), 10, "the node's relay to listen")
+        c = await open_ws(port)
         k = Key()
         e = k.sign(content="via node")
         assert (await c.publish(e))[2] is True

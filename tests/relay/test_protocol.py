@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from harness.wait import wait_for
 from oa_node.nostr.filter import Filter
 from tests.relay.conftest import Key, events_of, open_ws
 
@@ -119,12 +120,11 @@ async def test_expiration_rejected_hidden_and_purged(relay) -> None:
     soon = k.sign(tags=[["expiration", str(expires)]])
     assert (await c.publish(soon))[2] is True
     assert [e["id"] for e in events_of(await c.req("a", {"ids": [soon.id]}))] == [soon.id]
-    await asyncio.sleep(max(0.0, expires - time.time()) + 0.1)  # past expiry: hidden at once
+    # the boundary under test: once the clock is past it, the event is hidden at once
+    await wait_for(lambda: time.time() > expires + 0.1, 10, "the expiration time to pass")
     assert events_of(await c.req("b", {"ids": [soon.id]})) == []
-    deadline = time.monotonic() + 10  # the 0.2 s purge loop deletes it (a loaded CPU may lag)
-    while await relay.store.query([Filter(ids={soon.id})], now=0) != []:
-        assert time.monotonic() < deadline, "expired event never purged"
-        await asyncio.sleep(0.1)
+    # the 0.2 s purge loop deletes it (a loaded CPU may lag)
+    await wait_for(lambda: _gone(relay, soon.id), 10, "the expired event to be purged")
 
 
 async def test_count(relay) -> None:
@@ -165,7 +165,12 @@ async def test_deleted_addressable_event_is_refused_not_called_a_duplicate(relay
     assert events_of(await c.req("d", {"kinds": [30000], "authors": [k.pubkey]})) == []
 
 
-async def test_purging_goes_on_after_a_store_error(relay) -> None:
+async def _gone(relay: Any, event_id: str) -> bool:
+    return await relay.store.query([Filter(ids={event_id})], now=0) == []
+
+
+async def test_purging_goes_on_after_a_store_error(relay, caplog: pytest.LogCaptureFixture
+                                                   ) -> None:
     """A failed purge (here the table is briefly missing) is logged; later purges still run."""
     import sqlite3
 
@@ -176,11 +181,9 @@ async def test_purging_goes_on_after_a_store_error(relay) -> None:
     con = sqlite3.connect(relay.store.path, isolation_level=None, timeout=10)
     try:
         con.execute("ALTER TABLE events RENAME TO events_away")
-        await asyncio.sleep(0.6)  # the 0.2 s purge loop fails a few times meanwhile
+        await wait_for(lambda: any("purge failed" in r.getMessage() for r in caplog.records),
+                       10, "the purge loop to fail on the missing table")
         con.execute("ALTER TABLE events_away RENAME TO events")
     finally:
         con.close()
-    deadline = time.monotonic() + 10
-    while await relay.store.query([Filter(ids={soon.id})], now=0) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    assert await relay.store.query([Filter(ids={soon.id})], now=0) == []
+    await wait_for(lambda: _gone(relay, soon.id), 10, "a later purge to delete the event")

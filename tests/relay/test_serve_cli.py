@@ -7,9 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from harness.wait import wait_port
 from oa_node.nostr.event import EventTemplate, sign_event
 from oa_node.nostr.keys import generate_secret_key
 
@@ -32,12 +32,7 @@ def test_relay_serve_publish_query_and_stop(tmp_path: Path) -> None:
                              str(port), "--db", str(tmp_path / "r.sqlite3")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+        wait_port(port, 30, proc)
         event = sign_event(EventTemplate(kind=1, content="served"), generate_secret_key())
         (tmp_path / "e.json").write_text(event.to_json())
         published = oa("relay", "publish", str(tmp_path / "e.json"), "--relay", url, "--json")

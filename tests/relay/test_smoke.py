@@ -25,7 +25,8 @@ async def test_publish_then_query_and_live(relay) -> None:
     live = await sub.recv()
     assert live == ["EVENT", "s1", ev2.to_dict()]
     await sub.send("CLOSE", "s1")
-    await asyncio.sleep(0.05)
+    # one connection's messages are handled in order: this REQ's EOSE means CLOSE was done
+    assert (await sub.req("sync", {"ids": ["0" * 64]}))[-1] == ["EOSE", "sync"]
     ev3 = alice.sign(content="third")
     assert (await pub.publish(ev3))[2] is True
     with pytest.raises(asyncio.TimeoutError):

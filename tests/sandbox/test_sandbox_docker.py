@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from harness.wait import wait_until
 from oa_node.sandbox.base import CancelToken, CommandSpec, Limits, RunSpec
 from oa_node.sandbox.docker import LABEL_JOB, LABEL_NAMESPACE, DockerSandbox
 
@@ -43,13 +44,11 @@ def containers(sb: DockerSandbox) -> list[Any]:
 
 
 def wait_for_container(sb: DockerSandbox, timeout: float = 20) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def running() -> str | None:
         found = containers(sb)
-        if found and found[0]["State"] == "running":
-            return str(found[0]["Id"])
-        time.sleep(0.05)
-    raise AssertionError("no container appeared")
+        return str(found[0]["Id"]) if found and found[0]["State"] == "running" else None
+
+    return str(wait_until(running, timeout, "a running container"))
 
 
 def test_runs_commands_in_order_with_hashes_previews_and_image_digest(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from harness.wait import wait_for
 from oa_node.node import build_node
 from oa_node.plugins.sandbox.config import make_sandbox
 from oa_node.sandbox.base import CommandSpec, Limits, RunSpec
@@ -34,10 +34,8 @@ def test_node_shutdown_removes_running_job_containers(
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: node.run(handle_signals=False))
             job.start()
-            deadline = time.monotonic() + 30
-            while not sandbox.client.api.containers(filters=label):
-                assert time.monotonic() < deadline, "job container never started"
-                await anyio.sleep(0.05)
+            await wait_for(lambda: sandbox.client.api.containers(filters=label), 30,
+                           "the job's container")
             node.stop()
 
     anyio.run(main)
