@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import anyio
 import pytest
 from typer.testing import CliRunner
 
+from harness.wait import wait_until
 from oa_node.cli import make_app
 from oa_node.client import RelayPool
 from oa_node.errors import UserError
@@ -38,11 +38,12 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
          str(d / "relay.db"), "--no-rate-limits", "--ready-file", str(ready)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while not (ready.exists() and ready.read_text().strip()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("relay process did not start")
-            time.sleep(0.05)
+        def started() -> str:
+            if proc.poll() is not None:
+                raise RuntimeError(f"relay process exited with {proc.returncode}")
+            return ready.read_text().strip() if ready.exists() else ""
+
+        wait_until(started, 20, "the relay process to write its port")
         yield f"ws://127.0.0.1:{int(ready.read_text())}"
     finally:
         os.kill(proc.pid, signal.SIGTERM)

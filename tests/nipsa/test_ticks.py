@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
+from harness.wait import wait_for
 from oa_node.client import RelayPool
 from oa_node.hookspecs import hookimpl
 from oa_node.node import Node, build_node
@@ -99,19 +100,18 @@ async def test_running_agent_ticks_on_heartbeat_and_mention(tmp_path: Path,
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(partial(node.run, handle_signals=False))
-        with anyio.fail_after(20):
-            while getattr(node, "nipsa_runner", None) is None or len(handlers.ticks) < 1:
-                await anyio.sleep(0.05)
-            # made now: a mention older than the agent's start is not a trigger, and on a
-            # loaded machine the agent may start seconds after the test began
-            note = fan.sign_now(EventTemplate(1, "hey @agent", [["p", agent]]))
-            unrelated = fan.sign_now(EventTemplate(1, "not for the agent", []))
-            async with RelayPool([relay_url]) as outsider:
-                await outsider.publish(unrelated, 5)
-                await outsider.publish(note, 5)
-            runner = node.nipsa_runner  # type: ignore[attr-defined]
-            while not any(r.trigger == "mention" for r in runner.history):
-                await anyio.sleep(0.05)
+        await wait_for(lambda: getattr(node, "nipsa_runner", None) is not None
+                       and len(handlers.ticks) >= 1, 20, "the agent's first tick")
+        # made now: a mention older than the agent's start is not a trigger, and on a
+        # loaded machine the agent may start seconds after the test began
+        note = fan.sign_now(EventTemplate(1, "hey @agent", [["p", agent]]))
+        unrelated = fan.sign_now(EventTemplate(1, "not for the agent", []))
+        async with RelayPool([relay_url]) as outsider:
+            await outsider.publish(unrelated, 5)
+            await outsider.publish(note, 5)
+        runner = node.nipsa_runner  # type: ignore[attr-defined]
+        await wait_for(lambda: any(r.trigger == "mention" for r in runner.history), 20,
+                       "a tick for the mention")
         finished = list(runner.history)
         node.stop()
 
