@@ -1,18 +1,26 @@
-"""NIP-40 expiration timestamps."""
+"""NIP-40 expiration timestamps.
+
+Works on anything with NIP-01 ``tags`` (an :class:`~oa_node.nostr.event.Event`, a
+template), so this module imports nothing of ``event`` (which imports it).
+"""
 
 from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from oa_node.nostr.event import Event
+
+class Tagged(Protocol):
+    @property
+    def tags(self) -> Sequence[Sequence[str]]: ...
+
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
-def expiration(event: Event) -> int | None:
+def expiration(event: Tagged) -> int | None:
     """The first ``expiration`` tag as an int; None when absent or not a plain decimal number."""
     for t in event.tags:
         if len(t) > 1 and t[0] == "expiration":
@@ -21,7 +29,7 @@ def expiration(event: Event) -> int | None:
     return None
 
 
-def is_expired(event: Event, now: int | None = None) -> bool:
+def is_expired(event: Tagged, now: int | None = None) -> bool:
     """True once ``now`` has reached the expiration time (relays then drop/hide the event)."""
     exp = expiration(event)
     if exp is None:

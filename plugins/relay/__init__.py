@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,12 +20,12 @@ from oa_node.hookspecs import hookimpl
 from oa_node.plugins.relay.policies import builtin_policies
 from oa_node.plugins.relay.server import RelayServer, tune_interpreter
 from oa_node.plugins.relay.settings import RelaySettings, relay_section
+from oa_node.plugins.relay.standalone import build_relay
 from oa_node.plugins.relay.storage import open_store
 
 if TYPE_CHECKING:
     from oa_node.config import Config
     from oa_node.node import Node
-    from oa_node.plugin_manager import PluginHost
 
 __all__ = ["RelayServer", "RelaySettings", "build_relay", "open_store", "relay_service",
            "serve_command"]
@@ -60,27 +60,6 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
         register("relay", relay_service)
 
 
-def store_from_config(table: dict[str, Any], data_dir: Any) -> Any:
-    """The configured store; the SQLite path is relative to the node's data dir."""
-    from pathlib import Path
-
-    path = Path(table.get("sqlite_path") or "relay.sqlite3").expanduser()
-    if not path.is_absolute():
-        path = Path(data_dir) / path
-    return open_store(
-        table.get("storage", "sqlite"), sqlite_path=path, postgres_dsn=table.get("postgres_dsn")
-    )
-
-
-def build_relay(config: Config, plugins: PluginHost, data_dir: Any) -> RelayServer:
-    """The relay ``[relay]`` describes, with every policy the loaded plugins register: the
-    one place ``oa-node start`` and ``oa-node relay serve`` both build their relay."""
-    table = config["relay"]
-    policies: dict[str, list[Any]] = plugins.registries.relay_policies(config)
-    return RelayServer(store_from_config(table, data_dir), policies,
-                       RelaySettings.from_section(table))
-
-
 async def relay_service(node: Node) -> None:
     """Serve until cancelled; on cancellation commit pending events and close the store."""
     tune_interpreter()
@@ -102,7 +81,7 @@ def serve_command(
     """Run a relay in the foreground without a node's other roles (Ctrl-C stops it); the
     plugins' relay policies apply as under `oa-node start`."""
     from oa_node.errors import UserError
-    from oa_node.plugins.relay.__main__ import run
+    from oa_node.plugins.relay.standalone import run
     from oa_node.store import StoreError
 
     try:

@@ -9,61 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from oa_node.config import ConfigError
-from oa_node.plugins.relay import build_relay
-from oa_node.plugins.relay.server import tune_interpreter
-from oa_node.plugins.relay.settings import RateLimits
+from oa_node.plugins.relay.standalone import run
 from oa_node.redact import install_log_redaction, redact
 from oa_node.store import StoreError
-
-if TYPE_CHECKING:
-    from oa_node.node import Node
-
-
-def relay_config(path: str | None) -> Node:
-    """A node (never started) over ``path`` or the embedded defaults: its config and the
-    loaded plugins, whose relay policies this relay runs as ``oa-node start`` would."""
-    from oa_node.node import build_node
-
-    node = build_node(path, services=False)
-    if "relay" not in node.config:
-        raise ConfigError(path, "relay", "the relay plugin is disabled ([plugins] disable)")
-    return node
-
-
-async def run(
-    *,
-    host: str = "127.0.0.1",
-    port: int = 7447,
-    db: str = "relay.sqlite3",
-    postgres: str | None = None,
-    config: str | None = None,
-    no_rate_limits: bool = False,
-    ready_file: str | None = None,
-) -> None:
-    tune_interpreter()
-    node = relay_config(config)
-    table = node.config["relay"]  # the command line wins over the file
-    table.update(host=host, port=port, storage="postgres" if postgres else "sqlite",
-                 postgres_dsn=postgres, sqlite_path=str(Path(db).expanduser().resolve()))
-    if no_rate_limits:
-        table["rate_limits"] = dict(vars(RateLimits.off()))
-    server = build_relay(node.config, node.plugins, node.data_dir)
-    bound = await server.start()
-    print(f"relay listening on ws://{host}:{bound}", flush=True)
-    if ready_file:
-        Path(ready_file).write_text(str(bound))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.close()
 
 
 def main(argv: list[str] | None = None) -> int:
