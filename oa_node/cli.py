@@ -7,7 +7,6 @@ anything else is a bug and prints a traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -15,41 +14,31 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from oa_node import __version__
+from oa_node.cli_kit import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_NAME,
+    ConfigOption,
+    JsonOption,
+    cell,
+    console,
+    default_config_path,
+    err_console,
+    print_json,
+    render,
+    run_main,
+    say,
+    sub_app,
+    warn,
+)
 from oa_node.config import ConfigError, render_example
 from oa_node.errors import UserError
 from oa_node.plugin_manager import PluginHost, load_plugins
-from oa_node.redact import install_log_redaction, redact
+from oa_node.redact import install_log_redaction
 
-console = Console()
-err_console = Console(stderr=True)
-
-CONFIG_ENV = "OA_NODE_CONFIG"
-DEFAULT_CONFIG_NAME = "node.toml"
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", envvar=CONFIG_ENV,
-        help="Config file (default: ./node.toml if present, else the embedded defaults).",
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
-def default_config_path(explicit: Path | None) -> Path | None:
-    if explicit is not None:
-        return explicit
-    candidate = Path.cwd() / DEFAULT_CONFIG_NAME
-    return candidate if candidate.exists() else None
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+__all__ = ["console", "default_config_path", "main", "make_app", "print_json", "sub_app"]
 
 
 def setup_logging(level: str) -> None:
@@ -79,7 +68,7 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
         if as_json:
             print_json({"version": __version__})
         else:
-            console.print(f"oa-node {__version__}")
+            say("oa-node {}", __version__)
 
     @app.command()
     def plugins(as_json: JsonOption = False) -> None:
@@ -92,11 +81,13 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
             return
         table = Table("name", "module", "distribution", "hooks")
         for p in host.loaded:
-            table.add_row(p.name, p.module, f"{p.distribution} {p.version}".strip(),
-                          ", ".join(h.removeprefix("register_") for h in p.hooks))
+            table.add_row(cell(p.name), cell(p.module),
+                          cell(f"{p.distribution} {p.version}".strip()),
+                          cell(", ".join(h.removeprefix("register_") for h in p.hooks)))
         console.print(table)
         for f in host.failed:
-            err_console.print(f"[red]failed to load plugin {f.name} ({f.module}): {f.error}")
+            err_console.print(render("[red]failed to load plugin {} ({}): {}", f.name, f.module,
+                                     f.error), soft_wrap=True)
 
     @app.command()
     def init(
@@ -132,9 +123,10 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
             return
         from oa_node.nostr import nip19
 
-        console.print(f"wrote {cfg_path}\nwrote {key_path} (mode 0600)")
-        console.print(f"node identity: {nip19.npub_encode(signer.public_key)}")
-        console.print(f"start it with: oa-node start --config {cfg_path}")
+        say("wrote {}", cfg_path)
+        say("wrote {} (mode 0600)", key_path)
+        say("node identity: {}", nip19.npub_encode(signer.public_key))
+        say("start it with: oa-node start --config {}", cfg_path)
 
     @app.command()
     def start(config: ConfigOption = None) -> None:
@@ -172,7 +164,7 @@ def _config_app(host: PluginHost) -> typer.Typer:
         if as_json:
             print_json({"path": str(path) if path else None, "config": cfg.redacted()})
         else:
-            console.print(f"{path or '(embedded defaults)'}: ok")
+            say("{}: ok", path or "(embedded defaults)")
 
     @app.command()
     def example() -> None:
@@ -183,16 +175,6 @@ def _config_app(host: PluginHost) -> typer.Typer:
 
 
 # --- app assembly ----------------------------------------------------------------------------
-
-
-def sub_app(app: typer.Typer, name: str) -> typer.Typer | None:
-    """The sub-app registered as ``name`` (e.g. ``relay``), so a plugin can add a command
-    to an existing group instead of creating a rival one."""
-    for group in app.registered_groups:
-        if group.name == name and group.typer_instance is not None:
-            return group.typer_instance
-    return None
-
 
 
 def _disabled_from_config(argv: list[str]) -> frozenset[str]:
@@ -249,21 +231,13 @@ def make_app(host: PluginHost | None = None) -> typer.Typer:
             impl.function(app=app)
         except Exception as exc:  # one broken plugin must not take the whole CLI down
             host.fail(impl.plugin_name, f"register_commands: {type(exc).__name__}: {exc}")
-            err_console.print(f"[yellow]warning:[/] plugin {impl.plugin_name}: commands not "
-                              f"loaded ({escape(str(exc))})", soft_wrap=True)
+            warn("plugin {}: commands not loaded ({})", impl.plugin_name, exc)
     _markdown_help(app)
     return app
 
 
 def main() -> None:
-    try:
-        make_app()()
-    except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(redact(str(exc)))}", highlight=False,
-                          soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_main(lambda: make_app()())
 
 
 if __name__ == "__main__":  # pragma: no cover

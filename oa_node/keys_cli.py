@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from oa_node.cli_kit import JsonOption, config_option, default_config_path, print_json, say
 from oa_node.errors import UserError
 from oa_node.nostr import nip19
 from oa_node.nostr.errors import ProtocolError
@@ -27,7 +28,6 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite an existin
 
 
 def _config_key_path(config: Path | None) -> Path:
-    from oa_node.cli import default_config_path
     from oa_node.config import load
     from oa_node.node import core_sections
 
@@ -60,18 +60,15 @@ def _describe(secret: bytes, path: Path, show_secret: bool) -> dict[str, str]:
 
 
 def _print(info: dict[str, str], as_json: bool) -> None:
-    from oa_node.cli import console, print_json
-
     if as_json:
         print_json(info)
         return
     for k, v in info.items():
-        console.print(f"{k:>10}  {v}", highlight=False)
+        say("{:>10}  {}", k, v)
 
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="OA_NODE_CONFIG",
-                                                   help="Config naming the key file.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ConfigOpt = config_option("Config naming the key file.")
+JsonOpt = JsonOption
 
 
 @app.command()

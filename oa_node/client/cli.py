@@ -16,10 +16,10 @@ from typing import Any, NoReturn, TypeVar
 
 import anyio
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from oa_node.cli_kit import cell, clean, console, print_error, say, warn
 from oa_node.client.errors import ClientError
 from oa_node.client.nip11 import fetch_relay_info
 from oa_node.client.pool import PublishResult, RelayPool
@@ -37,27 +37,16 @@ T = TypeVar("T")
 
 RelayOpt = typer.Option(..., "--relay", "-r", help="Relay URL (ws:// or wss://); repeatable.")
 TimeoutOpt = typer.Option(10.0, "--timeout", min=0.1, help="Seconds to wait for relays.")
-JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
 # --- helpers ----------------------------------------------------------------------------
 
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
-
-
-def _stderr() -> Console:
-    # soft_wrap: an error line stays one line, whatever the terminal width
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
 def _fail(message: str) -> NoReturn:
-    _stderr().print(Text(f"error: {message}", style="bold red"))
+    """One ``error:`` line and exit code 1 (here rather than a UserError: the relay
+    commands are also run on their own, without ``oa-node``'s error handler)."""
+    print_error(message)
     raise typer.Exit(1)
-
-
-def _warn(message: str) -> None:
-    _stderr().print(Text(f"warning: {message}", style="yellow"))
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
@@ -157,44 +146,37 @@ def _when(ts: int) -> str:
         return str(ts)
 
 
-def _short(text: str, n: int = 80) -> str:
-    text = text.replace("\n", " ")
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def _print_events(events: list[Event], as_json: bool) -> None:
     if as_json:
         for ev in events:
             typer.echo(ev.to_json())
         return
-    console = _console()
     if not events:
-        console.print("no events")
+        say("no events")
         return
     table = Table(show_lines=False)
     for col in ("created (UTC)", "kind", "author", "id", "content"):
         table.add_column(col)
     for ev in events:
         table.add_row(_when(ev.created_at), str(ev.kind), nip19.npub_encode(ev.pubkey)[:20] + "…",
-                      ev.id[:16], Text(_short(ev.content)))
+                      ev.id[:16], cell(ev.content, limit=80))
     console.print(table)
-    console.print(f"{len(events)} event(s)")
+    say("{} event(s)", len(events))
 
 
 def _print_publish(result: PublishResult, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return
-    console = _console()
-    console.print(f"event {result.event_id}")
+    say("event {}", result.event_id)
     table = Table()
     for col in ("relay", "accepted", "message"):
         table.add_column(col)
     for url, (ok, msg) in result.results.items():
-        table.add_row(url, Text("yes", style="green") if ok else Text("no", style="red"),
-                      Text(msg))
+        table.add_row(cell(url), Text("yes", style="green") if ok else Text("no", style="red"),
+                      cell(msg))
     console.print(table)
-    console.print(f"accepted by {result.ok_count} of {len(result.results)} relay(s)")
+    say("accepted by {} of {} relay(s)", result.ok_count, len(result.results))
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -226,7 +208,7 @@ def query(
             errors = await pool.connect(timeout)
             for err in errors.values():
                 if err:
-                    _warn(err)
+                    warn("{}", err)
             if all(errors.values()):
                 raise ClientError("no relay reachable")
             return await pool.query(filters, timeout)
@@ -354,10 +336,10 @@ def info(
     if as_json:
         typer.echo(json.dumps(doc, ensure_ascii=False))
         return
-    table = Table(title=f"relay {url}", show_header=False)
+    table = Table(title=cell(f"relay {url}"), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     for key, value in doc.items():
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        table.add_row(key, Text(shown))
-    _console().print(table)
+        table.add_row(cell(key), Text(clean(shown, one_line=False, limit=None)))
+    console.print(table)

@@ -8,20 +8,30 @@ unique commit. The key is ``--key-file``, else the node's signer from ``--config
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from oa_node import gitsafe
+from oa_node.cli_kit import (
+    JsonOption,
+    TimeoutOption,
+    cell,
+    config_option,
+    console,
+    print_json,
+    print_text,
+    say,
+    shared_options,
+    warn,
+)
 from oa_node.errors import UserError
 from oa_node.nostr import nip19
 from oa_node.nostr.errors import ProtocolError
@@ -36,8 +46,6 @@ if TYPE_CHECKING:
     from oa_node.client import RelayPool
     from oa_node.node import Node
 
-console = Console()
-err_console = Console(stderr=True)
 T = TypeVar("T")
 
 app = typer.Typer(
@@ -51,10 +59,9 @@ app.add_typer(issue_app, name="issue")
 
 # --- options every command shares ---------------------------------------------------------------
 
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", "-c", envvar="OA_NODE_CONFIG",
-    help="Node config: its key signs, its relays are a fallback, its plugins (zaps, NIP-SA) "
-    "are used when present.")]
+ConfigOpt = config_option(
+    "Node config: its key signs, its relays are a fallback, its plugins (zaps, NIP-SA) "
+    "are used when present.")
 KeyFileOpt = Annotated[Path | None, typer.Option(
     "--key-file", help="Sign with this key file (hex or nsec) instead of the node's signer.")]
 RelayOpt = Annotated[list[str] | None, typer.Option(
@@ -64,8 +71,6 @@ DirOpt = Annotated[Path, typer.Option("-C", "--dir", help="The git repository to
 RepoOpt = Annotated[str | None, typer.Option(
     "--repo", help="The announced repository (naddr1... or 30617:<pubkey>:<id>), when this "
     "clone does not know it yet.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for relays.")]
 ForceOpt = Annotated[bool, typer.Option(
     "--force", help="Publish even though readers will ignore it (not a maintainer/author).")]
 AllowSchemeOpt = Annotated[list[str] | None, typer.Option(
@@ -77,16 +82,16 @@ MessageOpt = Annotated[str, typer.Option("--message", "-m", help="Text for the e
 
 @dataclass
 class Opts:
-    config: Path | None = None
-    key_file: Path | None = None
-    relays: list[str] = field(default_factory=list)
-    dir: Path = Path(".")
-    repo: str | None = None
-    timeout: float = 10.0
+    """The options of every ``oa-node git`` command, declared once (see
+    :func:`~oa_node.cli_kit.shared_options`); ``init`` has no ``--repo``."""
 
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    config: ConfigOpt = None
+    key_file: KeyFileOpt = None
+    relay: RelayOpt = None
+    dir: DirOpt = Path(".")
+    repo: RepoOpt = None
+    timeout: TimeoutOption = 10.0
+    as_json: JsonOption = False
 
 
 def _npub(pubkey: str) -> str:
@@ -186,8 +191,8 @@ class Context:
 
     def base_relays(self, hints: Sequence[str] = ()) -> list[str]:
         """Relays for finding the announcement: --relay, else stored, hints, node relays."""
-        if self.opts.relays:
-            return list(dict.fromkeys(self.opts.relays))
+        if self.opts.relay:
+            return list(dict.fromkeys(self.opts.relay))
         found = [*self.stored_relays(), *hints, *self.node_relays()]
         if not found:
             raise UserError("no relays: pass --relay URL (or set [node] relays in the config)")
@@ -217,11 +222,6 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         return anyio.run(fn)
     except ClientError as exc:
         raise UserError(f"relay: {exc}") from None
-
-
-def _opts(config: Path | None, key_file: Path | None, relay: list[str] | None, dir: Path,
-          repo: str | None = None, timeout: float = 10.0) -> Opts:
-    return Opts(config, key_file, list(relay or []), dir, repo, timeout)
 
 
 async def load_repo(ctx: Context) -> tuple[RelayPool, GitAfterRemote, RepoRef]:
@@ -296,6 +296,7 @@ def _status_style(name: str) -> str:
 
 
 @app.command()
+@shared_options(Opts, exclude=("repo",))
 def init(
     identifier: Annotated[str | None, typer.Option(
         "--identifier", "-d", help="The repository id (d tag); default: the folder name.")] = None,
@@ -310,13 +311,12 @@ def init(
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="Hashtag.")] = None,
     euc: Annotated[str | None, typer.Option(
         help="Earliest unique commit (default: the root commit).")] = None,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), timeout: TimeoutOpt = 10.0, as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """Announce this repository (30617) and its refs (30618).
 
     The address and relays are kept in git config (nostr.repo, nostr.relays) for later use."""
-    ctx = Context(_opts(config, key_file, relay, dir, timeout=timeout))
+    ctx = Context(opts)
     signer = ctx.signer
     if signer is None:
         raise UserError("no key to sign with: pass --key-file PATH, or --config with a node key")
@@ -356,25 +356,24 @@ def init(
     out = run(main)
     ctx.remember(repo, relays)
     naddr = nip19.naddr_encode(ident, signer.public_key, nip34.REPO, relays[:3])
-    if as_json:
+    if opts.as_json:
         print_json(out | {"naddr": naddr, "coordinate": repo.coordinate, "euc": first,
                           "relays": relays, "refs": refs, "head": head})
         return
-    console.print(f"announced [bold]{repo.name}[/] ({repo.coordinate})")
-    console.print(f"  naddr  {naddr}")
-    console.print(f"  euc    {first}")
-    console.print(f"  relays {', '.join(out['accepted_by'])}")
-    console.print(f"  state  {len(refs)} refs, HEAD {head or '(detached)'}")
+    say("announced [bold]{}[/] ({})", repo.name, repo.coordinate)
+    say("  naddr  {}", naddr)
+    say("  euc    {}", first)
+    say("  relays {}", ", ".join(out["accepted_by"]))
+    say("  state  {} refs, HEAD {}", len(refs), head or "(detached)")
 
 
 @app.command()
+@shared_options(Opts)
 def state(
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """Republish the repository state (30618: branches, tags, HEAD) from local refs."""
-    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    ctx = Context(opts)
     refs, head = gitops.refs_state(ctx.repo)
 
     async def go(remote: GitAfterRemote, r: RepoRef) -> dict[str, Any]:
@@ -389,11 +388,11 @@ def state(
         return {"state": event.id, "accepted_by": ok, "refs": refs, "head": head}
 
     out = with_repo(ctx, go)
-    if as_json:
+    if opts.as_json:
         print_json(out)
     else:
-        console.print(f"published state {_short_id(out['state'])}: {len(refs)} refs, "
-                      f"HEAD {head or '(detached)'} to {', '.join(out['accepted_by'])}")
+        say("published state {}: {} refs, HEAD {} to {}", _short_id(out["state"]), len(refs),
+            head or "(detached)", ", ".join(out["accepted_by"]))
 
 
 # --- send ---------------------------------------------------------------------------------------
@@ -426,6 +425,7 @@ async def _trajectory_ref(ctx: Context, remote: GitAfterRemote, session: str | N
 
 
 @app.command()
+@shared_options(Opts)
 def send(
     revision_range: Annotated[str | None, typer.Argument(
         metavar="[REVISION-RANGE]",
@@ -456,16 +456,14 @@ def send(
     ] = nip34.MAX_PATCH_BYTES,
     cc: Annotated[list[str] | None, typer.Option(
         "--cc", help="Also notify this user (npub or hex; repeatable).")] = None,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """Send commits as patches (1617), or as a pull request (1618) when too big.
 
     One patch event per commit, threaded from the first.
     With --in-reply-to: a new revision of that proposal (of a pull request: an update, 1619).
     A PR's tip is pushed to refs/nostr/<event id> on every --clone-url before it is sent."""
-    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    ctx = Context(opts)
     shas = gitops.commits_in_range(ctx.repo, revision_range)
     mention = [_parse_pubkey(p) for p in cc or []]
 
@@ -568,16 +566,15 @@ def send(
                 "accepted_by": sorted(ok)}
 
     out = with_repo(ctx, go)
-    if as_json:
+    if opts.as_json:
         print_json(out)
         return
     what = {"patches": f"{len(out['events'])} patch event(s)", "pr": "pull request",
             "pr-update": "pull request update"}[out["kind"]]
-    console.print(f"sent {what} for {len(out['commits'])} commit(s): "
-                  f"[bold]{_short_id(out['root'])}[/]"
-                  + (f" (revision of {_short_id(out['revision_of'])})"
-                     if out.get("revision_of") else ""))
-    console.print(f"  relays {', '.join(out['accepted_by'])}")
+    say("sent {} for {} commit(s): [bold]{}[/]{}", what, len(out["commits"]),
+        _short_id(out["root"]), f" (revision of {_short_id(out['revision_of'])})"
+        if out.get("revision_of") else "")
+    say("  relays {}", ", ".join(out["accepted_by"]))
 
 
 # --- list / show -------------------------------------------------------------------------------
@@ -632,46 +629,44 @@ def _status_filter(value: str, names: dict[int, str]) -> set[str] | None:
 
 
 @app.command("list")
+@shared_options(Opts)
 def list_(
     status: StatusFilter = "open",
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """List proposals (patch sets and pull requests) with their status."""
-    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    ctx = Context(opts)
     wanted = _status_filter(status, nip34.STATUS_NAMES)
     props, warnings = with_repo(ctx, lambda remote, r: remote.proposals(r))
     props = [p for p in props if wanted is None or p.status.name in wanted]
     for w in warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
-    if as_json:
+        warn("{}", w)
+    if opts.as_json:
         print_json({"proposals": [proposal_json(p) for p in props], "warnings": warnings})
         return
     if not props:
-        console.print(f"no {status} proposals")
+        say("no {} proposals", status)
         return
     table = Table("id", "status", "kind", "subject", "author", "commits")
     for p in props:
         n = str(len(p.commit_patches)) if p.pr is None else "PR"
-        table.add_row(_short_id(p.id), f"[{_status_style(p.status.name)}]{p.status.name}",
-                      p.kind, p.subject, _short_npub(p.author), n)
+        table.add_row(_short_id(p.id), cell(p.status.name, style=_status_style(p.status.name)),
+                      p.kind, cell(p.subject), _short_npub(p.author), n)
     console.print(table)
 
 
 @app.command()
+@shared_options(Opts)
 def show(
     id: Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")],
     patches: Annotated[bool, typer.Option("--patches", help="Print the patch texts.")] = False,
     check_trajectory: Annotated[bool, typer.Option(
         "--check-trajectory", help="Fetch the attached trajectory from its relay and check "
         "its hash and continuity.")] = False,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """Show a proposal: status, revisions, commits, trajectory and comments."""
-    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    ctx = Context(opts)
 
     async def go(remote: GitAfterRemote,
                  r: RepoRef) -> tuple[Proposal, list[Event], dict[str, Any] | None]:
@@ -683,7 +678,7 @@ def show(
         return p, comments, check
 
     p, comments, check = with_repo(ctx, go)
-    if as_json:
+    if opts.as_json:
         data = proposal_json(p, comments)
         if check is not None:
             data["trajectory_check"] = check
@@ -692,42 +687,46 @@ def show(
                 d["content"] = x.event.content
         print_json(data)
         return
-    console.print(f"[bold]{p.subject}[/]  ({p.kind} {p.id})")
-    console.print(f"  author  {_npub(p.author)}")
+    say("[bold]{}[/]  ({} {})", p.subject, p.kind, p.id)
+    say("  author  {}", _npub(p.author))
     by = f" by {_short_npub(p.status.event.pubkey)}" if p.status.event else ""
-    console.print(f"  status  [{_status_style(p.status.name)}]{p.status.name}[/]{by}")
+    say(f"  status  [{_status_style(p.status.name)}]{{}}[/]{{}}", p.status.name, by)
     if p.status.merge_commit:
-        console.print(f"  merged  {p.status.merge_commit}")
+        say("  merged  {}", p.status.merge_commit)
     if p.status.applied_as:
-        console.print(f"  applied {', '.join(c[:12] for c in p.status.applied_as)}")
+        say("  applied {}", ", ".join(c[:12] for c in p.status.applied_as))
     if p.revisions:
-        console.print(f"  revision {len(p.revisions) + 1} ({_short_id(p.revisions[-1].id)})")
+        say("  revision {} ({})", len(p.revisions) + 1, _short_id(p.revisions[-1].id))
     traj = p.trajectory
     if traj is not None:
-        console.print(f"  trajectory {traj.session} on {traj.relay or '?'} "
-                      f"hash {traj.sha256 or '(none)'}")
+        say("  trajectory {} on {} hash {}", traj.session, traj.relay or "?",
+            traj.sha256 or "(none)")
     if check is not None:
         verdict = "[green]ok[/]" if check["ok"] else "[red]FAILED[/]"
-        console.print(f"  trajectory check {verdict}: {check['events']} events, computed "
-                      f"hash {check['computed_hash']}")
+        say(f"  trajectory check {verdict}: {{}} events, computed hash {{}}", check["events"],
+            check["computed_hash"])
         for problem in check["problems"]:
-            console.print(f"    {problem}", markup=False)
+            say("    {}", problem)
     if p.pr is not None:
-        console.print(f"  tip     {p.pr.tip}  branch {p.pr.branch_name or '-'}")
-        console.print(f"  clone   {', '.join(p.pr.clone)}")
+        say("  tip     {}  branch {}", p.pr.tip, p.pr.branch_name or "-")
+        say("  clone   {}", ", ".join(p.pr.clone))
         if p.root.content:
-            console.print(p.root.content)
+            print_text(p.root.content)
     else:
         for i, x in enumerate(p.patches):
             offset = 0 if p.patches[0].is_cover_letter else 1
             label = "cover" if x.is_cover_letter else str(i + offset)
-            console.print(f"  [{label}] {_short_id(x.id)} {x.subject}"
-                          + (f"  commit {x.commit[:12]}" if x.commit else ""))
+            say("  [{}] {} {}{}", label, _short_id(x.id), x.subject,
+                f"  commit {x.commit[:12]}" if x.commit else "")
             if patches:
-                console.print(x.event.content, markup=False, highlight=False)
+                print_text(x.event.content)
+    _print_comments(comments)
+
+
+def _print_comments(comments: list[Event]) -> None:
     for c in comments:
-        console.print(f"\n[bold]{_short_npub(c.pubkey)}[/] ({_short_id(c.id)}):")
-        console.print(c.content, markup=False, highlight=False)
+        say("\n[bold]{}[/] ({}):", _short_npub(c.pubkey), _short_id(c.id))
+        print_text(c.content)
 
 
 async def _check_trajectory(p: Proposal, remote: GitAfterRemote) -> dict[str, Any]:
@@ -765,6 +764,7 @@ def _branch_for(p: Proposal) -> str:
 
 
 @app.command()
+@shared_options(Opts)
 def apply(
     id: Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")],
     branch: Annotated[str | None, typer.Option(
@@ -778,9 +778,7 @@ def apply(
     no_verify: Annotated[bool, typer.Option(
         "--no-verify", help="Keep commits whose ids differ from the proposal's.")] = False,
     allow_scheme: AllowSchemeOpt = None,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """Apply a patch set with `git am` on a branch named after it.
 
@@ -788,10 +786,10 @@ def apply(
     For a pull request this fetches its tip like `checkout`.
     A failure leaves the working tree as it was."""
     schemes = _fetch_schemes(allow_scheme)
-    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    ctx = Context(opts)
     p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id))
     if p.pr is not None:
-        _checkout_pr(ctx, p, branch, force, as_json, schemes)
+        _checkout_pr(ctx, p, branch, force, opts.as_json, schemes)
         return
     target = None if here else (branch or _branch_for(p))
     result = gitops.apply_series(ctx.repo, p.patches, target, onto=onto, force=force,
@@ -799,17 +797,17 @@ def apply(
     data = {"id": p.id, "branch": result.branch, "base": result.base,
             "commits": result.commits, "verified": result.verified,
             "checks": [c.__dict__ for c in result.checks]}
-    if as_json:
+    if opts.as_json:
         print_json(data)
         return
-    console.print(f"applied {len(result.commits)} commit(s) of {_short_id(p.id)} on "
-                  f"[bold]{result.branch}[/] (base {result.base[:12]})")
+    say("applied {} commit(s) of {} on [bold]{}[/] (base {})", len(result.commits),
+        _short_id(p.id), result.branch, result.base[:12])
     unverified = [c for c in result.checks if c.ok is None]
     if result.verified:
-        console.print("  commit ids match the proposal")
+        say("  commit ids match the proposal")
     elif unverified:
-        console.print(f"  {len(unverified)} commit(s) not compared (no commit tag, or applied "
-                      "on a different base)")
+        say("  {} commit(s) not compared (no commit tag, or applied on a different base)",
+            len(unverified))
 
 
 def _checkout_pr(ctx: Context, p: Proposal, branch: str | None, force: bool,
@@ -822,20 +820,19 @@ def _checkout_pr(ctx: Context, p: Proposal, branch: str | None, force: bool,
     if as_json:
         print_json({"id": p.id, "branch": name, "tip": p.pr.tip, "fetched_from": source})
     else:
-        console.print(f"checked out {_short_id(p.id)} tip {p.pr.tip[:12]} on [bold]{name}[/] "
-                      f"(from {source})")
+        say("checked out {} tip {} on [bold]{}[/] (from {})", _short_id(p.id), p.pr.tip[:12],
+            name, source)
 
 
 @app.command()
+@shared_options(Opts)
 def checkout(
     id: Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")],
     branch: Annotated[str | None, typer.Option(
         help="Branch to create (default: pr/<name>-<id>).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing branch.")] = False,
     allow_scheme: AllowSchemeOpt = None,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """Check out a proposal on its own branch.
 
@@ -843,19 +840,19 @@ def checkout(
     never a URL with credentials or one git would read as an option.
     A patch set is applied at its parent commit."""
     schemes = _fetch_schemes(allow_scheme)
-    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    ctx = Context(opts)
     p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id))
     if p.pr is not None:
-        _checkout_pr(ctx, p, branch, force, as_json, schemes)
+        _checkout_pr(ctx, p, branch, force, opts.as_json, schemes)
         return
     name = branch or _branch_for(p)
     result = gitops.apply_series(ctx.repo, p.patches, name, force=force, verify=False)
-    if as_json:
+    if opts.as_json:
         print_json({"id": p.id, "branch": name, "base": result.base, "commits": result.commits,
                     "verified": result.verified})
     else:
-        console.print(f"checked out {_short_id(p.id)} on [bold]{name}[/] "
-                      f"({len(result.commits)} commit(s) on {result.base[:12]})")
+        say("checked out {} on [bold]{}[/] ({} commit(s) on {})", _short_id(p.id), name,
+            len(result.commits), result.base[:12])
 
 
 # --- statuses -----------------------------------------------------------------------------------
@@ -918,9 +915,11 @@ def _merge_info(ctx: Context, p: Proposal, merge_commit: str | None, applied_as:
     return None, [], target
 
 
-def _status_command(kind: int, id: str, message: str, force: bool, opts: Opts, as_json: bool,
+def _status_command(kind: int, id: str, message: str, force: bool, opts: Opts,
                     merge_commit: str | None = None, applied_as: list[str] | None = None,
                     into: str | None = None) -> None:
+    """What ``merge``, ``close``, ``reopen`` and ``draft`` do: publish a status (1630-1633)
+    for a proposal, as a maintainer or its author."""
     ctx = Context(opts)
 
     async def go(remote: GitAfterRemote, r: RepoRef) -> dict[str, Any]:
@@ -940,25 +939,25 @@ def _status_command(kind: int, id: str, message: str, force: bool, opts: Opts, a
                 "applied_as": extra.get("applied_commits", []), "into": target}
 
     out = with_repo(ctx, go)
-    if as_json:
+    if opts.as_json:
         print_json(out)
         return
-    console.print(f"{_short_id(out['id'])} is now [{_status_style(out['status'])}]"
-                  f"{out['status']}[/] (status {_short_id(out['event'])})")
+    say(f"{{}} is now [{_status_style(out['status'])}]{{}}[/] (status {{}})",
+        _short_id(out["id"]), out["status"], _short_id(out["event"]))
     if out["merge_commit"]:
-        console.print(f"  merge commit {out['merge_commit']}")
+        say("  merge commit {}", out["merge_commit"])
     elif out["applied_as"]:
-        console.print(f"  applied as {', '.join(c[:12] for c in out['applied_as'])}")
+        say("  applied as {}", ", ".join(c[:12] for c in out["applied_as"]))
     elif kind == nip34.STATUS_APPLIED:
-        err_console.print(f"[yellow]note:[/] the proposal's commits are not in "
-                          f"{out['into']}, so the status names no commits (use --into, "
-                          "--merge-commit or --applied-as)")
+        warn("the proposal's commits are not in {}, so the status names no commits (use "
+             "--into, --merge-commit or --applied-as)", out["into"], label="note")
 
 
 IdArg = Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")]
 
 
 @app.command()
+@shared_options(Opts)
 def merge(
     id: IdArg,
     merge_commit: Annotated[str | None, typer.Option(
@@ -969,50 +968,26 @@ def merge(
         help="Branch it was merged into (default: the current branch, or main/master when on "
         "a pr/ branch).")] = None,
     message: MessageOpt = "", force: ForceOpt = False,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """Mark a proposal applied/merged (1631), naming the merge or applied commits."""
-    _status_command(nip34.STATUS_APPLIED, id, message, force,
-                    _opts(config, key_file, relay, dir, repo, timeout), as_json,
-                    merge_commit, applied_as, into)
+    _status_command(nip34.STATUS_APPLIED, id, message, force, opts, merge_commit, applied_as,
+                    into)
 
 
-@app.command()
-def close(
-    id: IdArg, message: MessageOpt = "", force: ForceOpt = False,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
-) -> None:
-    """Close a proposal (1632)."""
-    _status_command(nip34.STATUS_CLOSED, id, message, force,
-                    _opts(config, key_file, relay, dir, repo, timeout), as_json)
+def _status_setter(kind: int, name: str, doc: str) -> None:
+    """Register ``oa-node git NAME ID``: publish status ``kind`` for a proposal."""
+
+    @app.command(name, help=doc)
+    @shared_options(Opts)
+    def command(id: IdArg, message: MessageOpt = "", force: ForceOpt = False, *,
+                opts: Opts) -> None:
+        _status_command(kind, id, message, force, opts)
 
 
-@app.command()
-def reopen(
-    id: IdArg, message: MessageOpt = "", force: ForceOpt = False,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
-) -> None:
-    """Reopen a proposal (1630)."""
-    _status_command(nip34.STATUS_OPEN, id, message, force,
-                    _opts(config, key_file, relay, dir, repo, timeout), as_json)
-
-
-@app.command()
-def draft(
-    id: IdArg, message: MessageOpt = "", force: ForceOpt = False,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
-) -> None:
-    """Mark a proposal as a draft (1633)."""
-    _status_command(nip34.STATUS_DRAFT, id, message, force,
-                    _opts(config, key_file, relay, dir, repo, timeout), as_json)
+_status_setter(nip34.STATUS_CLOSED, "close", "Close a proposal (1632).")
+_status_setter(nip34.STATUS_OPEN, "reopen", "Reopen a proposal (1630).")
+_status_setter(nip34.STATUS_DRAFT, "draft", "Mark a proposal as a draft (1633).")
 
 
 # --- issues --------------------------------------------------------------------------------------
@@ -1032,17 +1007,16 @@ def _issue_json(issue: nip34.Issue, status: nip34.Status,
 
 
 @issue_app.command("create")
+@shared_options(Opts)
 def issue_create(
     subject: Annotated[str, typer.Option("--subject", "-s", help="The issue's title.")],
     body: Annotated[str, typer.Option(
         "--body", "-m", help="Markdown text ('-' reads stdin).")] = "",
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="Label.")] = None,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """Open an issue (kind 1621)."""
-    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    ctx = Context(opts)
     text = sys.stdin.read() if body == "-" else body
 
     async def go(remote: GitAfterRemote, r: RepoRef) -> tuple[Event, list[str]]:
@@ -1050,78 +1024,73 @@ def issue_create(
             nip34.issue_template(r, subject=subject, content=text, labels=label or ()))
 
     event, ok = with_repo(ctx, go)
-    if as_json:
+    if opts.as_json:
         print_json({"id": event.id, "accepted_by": ok,
                     "nevent": nip19.nevent_encode(event.id, [], event.pubkey, event.kind)})
     else:
-        console.print(f"opened issue [bold]{_short_id(event.id)}[/]: {subject}")
+        say("opened issue [bold]{}[/]: {}", _short_id(event.id), subject)
 
 
 @issue_app.command("list")
+@shared_options(Opts)
 def issue_list(
     status: StatusFilter = "open",
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """List issues with their status."""
-    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    ctx = Context(opts)
     wanted = _status_filter(status, nip34.ISSUE_STATUS_NAMES)
     items = with_repo(ctx, lambda remote, r: remote.issues(r))
     items = [(i, s) for i, s in items
              if wanted is None or nip34.ISSUE_STATUS_NAMES[s.kind] in wanted]
-    if as_json:
+    if opts.as_json:
         print_json({"issues": [_issue_json(i, s) for i, s in items]})
         return
     if not items:
-        console.print(f"no {status} issues")
+        say("no {} issues", status)
         return
     table = Table("id", "status", "subject", "labels", "author")
     for i, s in items:
         name = nip34.ISSUE_STATUS_NAMES[s.kind]
-        table.add_row(_short_id(i.id), f"[{_status_style(name)}]{name}", i.subject,
-                      ", ".join(i.labels), _short_npub(i.event.pubkey))
+        table.add_row(_short_id(i.id), cell(name, style=_status_style(name)), cell(i.subject),
+                      cell(", ".join(i.labels)), _short_npub(i.event.pubkey))
     console.print(table)
 
 
 @issue_app.command("show")
+@shared_options(Opts)
 def issue_show(
     id: Annotated[str, typer.Argument(help="Issue id (hex prefix, note1 or nevent1).")],
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """Show an issue, its status and its comments."""
-    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    ctx = Context(opts)
     view, _ = with_repo(ctx, lambda remote, r: remote.issue(r, id))
-    if as_json:
+    if opts.as_json:
         print_json(_issue_json(view.issue, view.status, view.comments))
         return
     name = nip34.ISSUE_STATUS_NAMES[view.status.kind]
-    console.print(f"[bold]{view.issue.subject}[/]  (issue {view.issue.id})")
-    console.print(f"  author {_npub(view.issue.event.pubkey)}")
-    console.print(f"  status [{_status_style(name)}]{name}[/]")
+    say("[bold]{}[/]  (issue {})", view.issue.subject, view.issue.id)
+    say("  author {}", _npub(view.issue.event.pubkey))
+    say(f"  status [{_status_style(name)}]{{}}[/]", name)
     if view.issue.labels:
-        console.print(f"  labels {', '.join(view.issue.labels)}")
+        say("  labels {}", ", ".join(view.issue.labels))
     if view.issue.event.content:
-        console.print(view.issue.event.content, markup=False, highlight=False)
-    for c in view.comments:
-        console.print(f"\n[bold]{_short_npub(c.pubkey)}[/] ({_short_id(c.id)}):")
-        console.print(c.content, markup=False, highlight=False)
+        print_text(view.issue.event.content)
+    _print_comments(view.comments)
 
 
 @issue_app.command("comment")
+@shared_options(Opts)
 def issue_comment(
     id: Annotated[str, typer.Argument(help="Issue or proposal id the thread belongs to.")],
     message: Annotated[str, typer.Option("--message", "-m", help="Comment text ('-': stdin).")],
     reply_to: Annotated[str | None, typer.Option(
         help="Answer this comment in the thread (default: the root).")] = None,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """Comment on an issue, patch set or PR (NIP-22 kind 1111)."""
-    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    ctx = Context(opts)
     text = sys.stdin.read() if message == "-" else message
     from oa_node.plugins.gitafter.remote import pick
 
@@ -1133,14 +1102,13 @@ def issue_comment(
         return await remote.sign_and_publish(nip34.comment_template(root, parent, text))
 
     event, ok = with_repo(ctx, go)
-    if as_json:
+    if opts.as_json:
         print_json({"id": event.id, "accepted_by": ok})
     else:
-        console.print(f"commented ({_short_id(event.id)})")
+        say("commented ({})", _short_id(event.id))
 
 
-def _issue_status(kind: int, id: str, message: str, force: bool, opts: Opts,
-                  as_json: bool) -> None:
+def _issue_status(kind: int, id: str, message: str, force: bool, opts: Opts) -> None:
     ctx = Context(opts)
 
     async def go(remote: GitAfterRemote, r: RepoRef) -> dict[str, Any]:
@@ -1153,51 +1121,47 @@ def _issue_status(kind: int, id: str, message: str, force: bool, opts: Opts,
                 "event": event.id, "accepted_by": ok}
 
     out = with_repo(ctx, go)
-    if as_json:
+    if opts.as_json:
         print_json(out)
     else:
-        console.print(f"issue {_short_id(out['id'])} is now {out['status']}")
+        say("issue {} is now {}", _short_id(out["id"]), out["status"])
+
+
+IssueIdArg = Annotated[str, typer.Argument(help="Issue id.")]
 
 
 @issue_app.command("close")
+@shared_options(Opts)
 def issue_close(
-    id: Annotated[str, typer.Argument(help="Issue id.")],
+    id: IssueIdArg,
     resolved: Annotated[bool, typer.Option(
         "--resolved", help="Mark resolved (1631) rather than closed (1632).")] = False,
     message: MessageOpt = "", force: ForceOpt = False,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """Close an issue (1632), or resolve it (1631) with --resolved."""
     _issue_status(nip34.STATUS_APPLIED if resolved else nip34.STATUS_CLOSED, id, message,
-                  force, _opts(config, key_file, relay, dir, repo, timeout), as_json)
+                  force, opts)
 
 
 @issue_app.command("reopen")
-def issue_reopen(
-    id: Annotated[str, typer.Argument(help="Issue id.")],
-    message: MessageOpt = "", force: ForceOpt = False,
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
-) -> None:
+@shared_options(Opts)
+def issue_reopen(id: IssueIdArg, message: MessageOpt = "", force: ForceOpt = False, *,
+                 opts: Opts) -> None:
     """Reopen an issue (1630)."""
-    _issue_status(nip34.STATUS_OPEN, id, message, force,
-                  _opts(config, key_file, relay, dir, repo, timeout), as_json)
+    _issue_status(nip34.STATUS_OPEN, id, message, force, opts)
 
 
 @issue_app.command("bounty")
+@shared_options(Opts)
 def issue_bounty(
-    id: Annotated[str, typer.Argument(help="Issue id.")],
+    id: IssueIdArg,
     sats: Annotated[int, typer.Argument(help="Amount in satoshis.", min=1)],
     comment: Annotated[str, typer.Option(help="Zap comment.")] = "",
-    config: ConfigOpt = None, key_file: KeyFileOpt = None, relay: RelayOpt = None,
-    dir: DirOpt = Path("."), repo: RepoOpt = None, timeout: TimeoutOpt = 10.0,
-    as_json: JsonOpt = False,
+    *, opts: Opts,
 ) -> None:
     """Put a bounty on an issue: zap it (NIP-57) through the node's wallet."""
-    ctx = Context(_opts(config, key_file, relay, dir, repo, timeout))
+    ctx = Context(opts)
     if ctx.config_path is None:
         raise UserError("a bounty is paid from the node's wallet: pass --config with the "
                         "zaps plugin and a wallet configured")
@@ -1213,7 +1177,7 @@ def issue_bounty(
         try:
             res = await zapper.zap(target, sats * 1000, comment or
                                    f"bounty for: {view.issue.subject}",
-                                   relays=list(remote.pool.relays), receipt_timeout=timeout)
+                                   relays=list(remote.pool.relays), receipt_timeout=opts.timeout)
         finally:
             await _close_node_io(ctx)
         return {"issue": ev.id, "sats": sats, "zap_request": res.zap_request.id,
@@ -1221,12 +1185,12 @@ def issue_bounty(
                 "receipt": res.receipt.id if res.receipt is not None else None}
 
     out = with_repo(ctx, go)
-    if as_json:
+    if opts.as_json:
         print_json(out)
     else:
-        console.print(f"zapped {sats} sats to issue {_short_id(out['issue'])}"
-                      + (f" (receipt {_short_id(out['receipt'])})" if out["receipt"] else
-                         " (no receipt seen yet)"))
+        say("zapped {} sats to issue {}{}", sats, _short_id(out["issue"]),
+            f" (receipt {_short_id(out['receipt'])})" if out["receipt"] else
+            " (no receipt seen yet)")
 
 
 async def _close_node_io(ctx: Context) -> None:
