@@ -38,7 +38,7 @@ __all__ = [
     "CONFIG_ENV", "ConfigOption", "ForceOption", "JsonOption", "TimeoutOption", "cell",
     "clean", "config_option", "console", "default_config_path", "err_console", "fail",
     "print_error", "print_json", "print_text", "progress", "render", "run_main",
-    "shared_options", "sub_app", "warn",
+    "shared_options", "sub_app", "text_arg", "warn",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -310,6 +310,17 @@ def print_error(message: object) -> None:
     err_console.print(render("[bold red]error:[/] {}", Text(clean(redact(str(message)),
                                                                   limit=2000))),
                       highlight=False, soft_wrap=True)
+
+
+def text_arg(value: str, name: str) -> str:
+    """``value`` of option ``name`` if it is text an event can carry: invalid UTF-8 in
+    argv or a file arrives as lone surrogates, which no event may contain (one line, exit 1,
+    before anything is published)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"{name}: not valid UTF-8 text") from None
+    return value
 
 
 def fail(message: str) -> NoReturn:

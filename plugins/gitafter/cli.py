@@ -30,6 +30,7 @@ from oa_node.cli_kit import (
     print_text,
     say,
     shared_options,
+    text_arg,
     warn,
 )
 from oa_node.errors import UserError
@@ -1017,7 +1018,9 @@ def issue_create(
 ) -> None:
     """Open an issue (kind 1621)."""
     ctx = Context(opts)
-    text = sys.stdin.read() if body == "-" else body
+    text = text_arg(sys.stdin.read() if body == "-" else body, "--body")
+    subject = text_arg(subject, "--subject")
+    label = [text_arg(x, "--label") for x in label or []]
 
     async def go(remote: GitAfterRemote, r: RepoRef) -> tuple[Event, list[str]]:
         return await remote.sign_and_publish(
@@ -1091,7 +1094,7 @@ def issue_comment(
 ) -> None:
     """Comment on an issue, patch set or PR (NIP-22 kind 1111)."""
     ctx = Context(opts)
-    text = sys.stdin.read() if message == "-" else message
+    text = text_arg(sys.stdin.read() if message == "-" else message, "--message")
     from oa_node.plugins.gitafter.remote import pick
 
     async def go(remote: GitAfterRemote, r: RepoRef) -> tuple[Event, list[str]]:
