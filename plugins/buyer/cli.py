@@ -249,7 +249,8 @@ def _submit(node: Node, schema: str, doc: dict[str, Any], provider: list[str] | 
         _print_outcome(rec, finished, wait_timeout)
     else:
         console.print(f"follow it with: oa-node job status {job_id[:16]}")
-    if wait and (rec.state in ("rejected", "expired", "refused") or not finished):
+    if wait and (rec.state in ("rejected", "undecided", "expired", "refused")
+                 or not finished):
         raise typer.Exit(1)
 
 
@@ -277,7 +278,7 @@ async def _follow(buyer: Buyer, job_id: str, status: Any) -> None:
                     show(job_id, "result", r["check"])
             if rec.state != state:
                 state = rec.state
-                if state in ("verified", "rejected", "paid", "refused", "expired"):
+                if state in ("verified", "rejected", "undecided", "paid", "refused", "expired"):
                     show(job_id, state, {})
         if done:
             return
@@ -300,8 +301,12 @@ def _progress_printer(status: Any) -> Callable[[str, str, dict[str, Any]], None]
                 console.print(f"    - {escape(p)}")
             status.update("verifying")
         elif what == "audit":
-            console.print(f"  [cyan]audit[/] re-ran here: status {info.get('status')}")
-        elif what in ("verified", "rejected"):
+            if info.get("status") == "unavailable":
+                console.print(f"  [yellow]audit unavailable[/] here (no vote): "
+                              f"{escape(str(info.get('reason', '')))}")
+            else:
+                console.print(f"  [cyan]audit[/] re-ran here: status {info.get('status')}")
+        elif what in ("verified", "rejected", "undecided"):
             color = "green" if what == "verified" else "red"
             console.print(f"  [{color}]{what}[/]" + (f": {escape(info['reason'])}"
                                                       if info.get("reason") else ""))

@@ -412,9 +412,13 @@ class Buyer:
                     decision = decide(checks, redundancy, final=final, audit_digest=audit)
             if decision.outcome == "tiebreak":
                 if not final:
-                    return
-                decision = Decision("reject", (), {c.result_id: "providers disagree"
-                                                   for c in checks}, "", decision.reason)
+                    return  # another provider's result may still settle it
+                # nobody can tell who is right: no payment, no label on anyone
+                unavailable = self.ledger.get(rec.id).data.get("audit_unavailable")  # type: ignore[union-attr]
+                why = (f"audit unavailable: {unavailable}" if unavailable else
+                       "no audit (audit_on_disagreement is off)")
+                decision = Decision("undecided", (), decision.failed, "",
+                                    f"{decision.reason}; {why}")
         elif (decision.outcome == "pass" and audit is None and not self._audit_tried(rec)
               and self.settings.audit_rate > 0 and random.random() < self.settings.audit_rate):
             audit = await self._audit(rec)
@@ -423,12 +427,14 @@ class Buyer:
         if decision.outcome == "wait":
             return
         verdicts = {c.result_id: ("pass" if c.result_id in decision.passed else
-                                  "surplus" if c.result_id in decision.surplus else "fail")
+                                  "surplus" if c.result_id in decision.surplus else
+                                  "fail" if c.result_id in decision.failed or
+                                  decision.outcome != "undecided" else "undecided")
                     for c in checks}
         receipt = {"request_ids": rec.data.get("request_ids"), "verdicts": verdicts,
                    "failed": decision.failed, "digest": decision.digest,
                    "reason": decision.reason, "audit_digest": audit}
-        target = "verified" if decision.outcome == "pass" else "rejected"
+        target = {"pass": "verified", "undecided": "undecided"}.get(decision.outcome, "rejected")
         moved = self._move(rec.id, target, receipt, verdicts=verdicts,
                            failures=decision.failed, verified_at=time.time(),
                            verify_secs=time.monotonic() - t0 + sum(
@@ -456,8 +462,10 @@ class Buyer:
                 log.exception("verdict label for %s not published", ev.id[:12])
 
     async def _audit(self, rec: Record) -> str | None:
-        """Re-run the job on this node's own sandbox; its verification digest, or None when
-        no sandbox is available here."""
+        """Re-run the job on this node's own sandbox; its verification digest, or ``None``
+        when the audit is unavailable: no sandbox here, or the re-run itself did no work
+        (``error``/``cancelled``: e.g. this node refuses the URL scheme) or does not pass
+        its own checks. An unavailable audit is no vote: it is recorded as such."""
         job_type = self.job_type(rec.data["schema"])
         try:
             if self._sandbox is None:
@@ -468,15 +476,21 @@ class Buyer:
             result = await anyio.to_thread.run_sync(job_type.executor, model, ctx,
                                                     abandon_on_cancel=True)
         except Exception as exc:
-            log.warning("job %s: audit not possible here (%s)", rec.id[:12], exc)
-            self.ledger.update(rec.id, audit_unavailable=f"{type(exc).__name__}: {exc}"[:500])
-            return None
+            return self._audit_unavailable(rec, f"{type(exc).__name__}: {exc}")
         doc = result.raw if getattr(result, "raw", None) is not None else result.to_dict()
-        digest = job_type.verifier(rec.data["doc"], doc).verification_digest
+        verdict = job_type.verifier(rec.data["doc"], doc)
+        if not verdict.ok:
+            return self._audit_unavailable(rec, "; ".join(verdict.problems))
+        digest = verdict.verification_digest
         self.ledger.update(rec.id, audited=True, audit_digest=digest,
                            audit_status=doc.get("status"))
         self._emit(rec.id, "audit", {"digest": digest, "status": doc.get("status")})
         return digest
+
+    def _audit_unavailable(self, rec: Record, reason: str) -> None:
+        log.warning("job %s: audit unavailable here (%s)", rec.id[:12], reason[:300])
+        self.ledger.update(rec.id, audit_unavailable=reason[:500])
+        self._emit(rec.id, "audit", {"status": "unavailable", "reason": reason[:500]})
 
     @staticmethod
     def _audit_tried(rec: Record) -> bool:

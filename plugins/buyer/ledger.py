@@ -1,9 +1,11 @@
 """The buyer's durable job ledger (SQLite in the node's data dir).
 
-``published -> feedback -> result_received -> verified | rejected``, then ``verified ->
-paid | refused``; ``expired`` (no usable result in time) and ``cancelled`` (NIP-09) end a
-job early. A job is paid only from ``verified``, and the ledger keeps the receipts (request
-ids, result ids, verdicts, invoices, payment hashes and preimages) in its history.
+``published -> feedback -> result_received -> verified | rejected | undecided`` (valid
+results disagree and no audit could tell who is right: nobody paid, nobody labelled),
+then ``verified -> paid | refused``; ``expired`` (no usable result in time) and
+``cancelled`` (NIP-09) end a job early. A job is paid only from ``verified``, and the
+ledger keeps the receipts (request ids, result ids, verdicts, invoices, payment hashes and
+preimages) in its history.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ TRANSITIONS: dict[str, set[str]] = {
     "result_received": {"published", "feedback"},
     "verified": {"result_received"},
     "rejected": {"result_received"},
+    "undecided": {"result_received"},
     "paid": {"verified"},
     "refused": {"verified"},
     "expired": {"published", "feedback"},
@@ -24,7 +27,7 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 
 PENDING = ("published", "feedback", "result_received", "verified")
-FINAL = frozenset({"paid", "refused", "rejected", "expired", "cancelled"})
+FINAL = frozenset({"paid", "refused", "rejected", "undecided", "expired", "cancelled"})
 
 
 def open_buyer_ledger(data_dir: Path) -> StateLedger:

@@ -198,3 +198,42 @@ async def test_a_burst_of_agreeing_results_pays_exactly_k(world: World, tmp_path
     assert sorted(r.balance() for r in rogues) == [0] * (keys - k) + [PRICE] * k
     assert {r.pubkey for r in rogues if r.balance()} == paid
     assert balance(world.ledger, "buyer") == DEPOSIT - k * PRICE
+
+
+def failed_run(request: dict[str, Any], provider: str) -> dict[str, Any]:
+    """A structurally valid "the first command failed" result."""
+    doc = forged_success(request, provider)
+    doc["runs"] = doc["runs"][:1]
+    doc["runs"][0]["exit_code"] = 1
+    doc["status"], doc["error"] = "failed", "command 0 exited with 1"
+    return sealed(doc, request, provider)
+
+
+@pytest.mark.docker
+async def test_an_audit_that_cannot_run_is_no_vote(world: World, tmp_path: Path) -> None:
+    """Two providers disagree; the buyer's own sandbox refuses the file scheme, so its
+    audit re-run ends ``error``: that is 'audit unavailable', not a vote against either.
+    The job ends undecided: nobody paid, nobody labelled."""
+    repo = make_repo(tmp_path / "repo", PASSING)
+    a = Rogue(world.ledger, "ra", world.relay, PRICE)
+    b = Rogue(world.ledger, "rb", world.relay, PRICE)
+    buyer = world.buyer(record=True)
+    buyer.node.config["sandbox"]["allowed_url_schemes"] = ["https"]
+    try:
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST], 2),
+                                 providers=[a.pubkey, b.pubkey])
+        request, doc = request_of(buyer, job)
+        ra = await a.result(request, forged_success(doc, a.pubkey))
+        rb = await b.result(request, failed_run(doc, b.pubkey))
+        await a.publish(ra, rb)
+        rec = await follow(buyer, job, timeout=120)
+        assert rec.state == "undecided", rec.data
+        assert rec.data["verdicts"] == {ra.id: "undecided", rb.id: "undecided"}
+        assert "scheme" in rec.data["audit_unavailable"]
+        assert rec.data.get("audit_digest") is None and not rec.data.get("audited")
+        assert buyer.node.capability("wallet").pay_calls == []
+        assert await labels_on(world.relay, [ra.id, rb.id]) == []
+    finally:
+        await close(buyer)
+    assert a.balance() == b.balance() == 0
+    assert balance(world.ledger, "buyer") == DEPOSIT

@@ -245,10 +245,14 @@ async def test_disagreement_without_audit_pays_nobody(world: World, tmp_path: Pa
         await wait_announced(world.relay, lie)
         job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST], 2),
                                  providers=[h, lie])
-        # both named providers answered and disagree: rejected at once, not at expiry
+        # both named providers answered and disagree, nothing can tell who is right:
+        # undecided at once (not at expiry), nobody paid and nobody labelled
         rec = await follow(buyer, job, timeout=60)
-        assert rec.state == "rejected", rec.data
-        assert set(rec.data["verdicts"].values()) == {"fail"}
+        assert rec.state == "undecided", rec.data
+        assert set(rec.data["verdicts"].values()) == {"undecided"}
+        async with RelayPool([world.relay]) as pool:
+            assert await pool.query({"kinds": [kinds.LABEL],
+                                     "#e": list(rec.data["verdicts"])}, 5) == []
         assert not rec.data.get("payments")
         assert buyer.node.capability("wallet").pay_calls == []  # never even attempted
     assert balance(world.ledger, "buyer") == 100_000
