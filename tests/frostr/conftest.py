@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness.wait import wait_until
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
@@ -52,14 +53,16 @@ class RelayProcess:
              "--no-rate-limits"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 20
-        while not ready.exists() or not ready.read_text().strip():
+        def started() -> str:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"relay exited: {self.proc.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("relay did not start within 20 s")
-            time.sleep(0.05)
+            return ready.read_text().strip() if ready.exists() else ""
+
+        try:
+            wait_until(started, 20, "the relay to write its port")
+        except AssertionError:
+            self.stop()
+            raise
         self.url = f"ws://127.0.0.1:{int(ready.read_text())}"
         return self.url
 

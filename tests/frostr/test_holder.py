@@ -14,6 +14,7 @@ import anyio
 import pytest
 from coincurve import PrivateKey, PublicKeyXOnly
 
+from harness.wait import wait_for
 from oa_node.client import RelayPool
 from oa_node.nostr import nip44
 from oa_node.nostr.event import EventTemplate
@@ -220,7 +221,11 @@ async def test_nonce_pools_refill_over_many_signatures(relay_url: str) -> None:
     b = FrostHolder(group, shares[1], [relay_url], request_timeout=1.0, sign_timeout=8.0,
                     policy=Policy(rate_per_minute=0, allow_bare_hashes=True))
     async with running(b):
-        await anyio.sleep(1.5)  # b's startup ping to a times out: a never got those nonces
+        # b's startup ping to a times out (a is not running): a never got those nonces,
+        # and b discards them
+        peer = next(iter(b.peers))
+        await wait_for(lambda: b.pools.outgoing_count(peer) > 0, 10, "b's startup ping")
+        await wait_for(lambda: b.pools.outgoing_count(peer) == 0, 10, "b's ping to time out")
         b.request_timeout = 10.0  # its answers' publishes from here on
         async with running(a):
             for i in range(protocol.POOL_SIZE + 20):

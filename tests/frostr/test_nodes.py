@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -11,13 +12,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from coincurve import PrivateKey
 
+from harness.wait import wait_until
 from oa_node.nostr.event import Event
 
 NSEC_HEX = "6c32ab4f47e8846452a2b330adf5d836c208d3151e3310d53ed58b9d2d7142d9"
@@ -55,13 +56,13 @@ class NodeProcess:
             self.lines.append(line)
 
     def wait_for(self, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in ln for ln in self.lines):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
+        def seen() -> bool:
+            return any(text in ln for ln in self.lines)
+
+        with contextlib.suppress(AssertionError):  # a timeout: the log is shown below
+            wait_until(lambda: seen() or self.proc.poll() is not None, timeout, repr(text))
+        if seen():
+            return
         raise AssertionError(f"{self.config.name}: no {text!r} in log:\n{''.join(self.lines)}")
 
     def stop(self) -> None:
