@@ -5,7 +5,7 @@ The public helpers buyers and providers share:
 ``output_sha256``, ``tree_sha256`` and ``verification_digest`` (``hashing``); the models
 (``sandbox_run_schema``, ``repo_index_schema``) with ``from_dict``/``to_dict`` and
 ``SchemaError``; ``JobType``/``ExecContext``/``Verdict`` (``jobtype``); the built-in job
-types in ``builtin`` (imported lazily: they pull in GitPython and the sandbox).
+types in ``builtin`` (imported lazily: they pull in git fetching and the sandbox).
 """
 
 from oa_node.canonical import CanonicalJSONError, canonical_hash, canonical_json

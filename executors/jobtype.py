@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from oa_node.canonical import CanonicalJSONError
-from oa_node.executors.git_fetch import DEFAULT_ALLOWED_SCHEMES
+from oa_node.executors.git_fetch import DEFAULT_ALLOWED_SCHEMES, FetchLimits
 from oa_node.executors.hashing import input_sha256, output_sha256, verification_digest
 from oa_node.executors.schema import SchemaError
 from oa_node.sandbox.base import CancelToken, Limits, Sandbox
@@ -31,7 +31,10 @@ class ExecutorSettings:
     allowed_network_policies: tuple[str, ...] = ("none", "localhost")
     workdir: Path = field(default_factory=lambda: Path.home() / ".oa-node" / "jobs")
     fetch_timeout_secs: float = 120.0
-    max_repo_mb: int = 1024
+    max_repo_mb: int = 1024  # files checked out (also capped by a job's disk limit)
+    max_fetch_mb: int = 200  # bytes received by one fetch
+    max_repo_files: int = 20_000
+    index_memory_mb: int = 512  # address space of repo_index's parser process
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any] | None, data_dir: Path,
@@ -54,7 +57,17 @@ class ExecutorSettings:
             allowed_network_policies=tuple(s["allowed_network_policies"]),
             workdir=workdir,
             fetch_timeout_secs=float(s["fetch_timeout_secs"]),
+            max_repo_mb=int(s.get("max_repo_mb", cls.max_repo_mb)),
+            max_fetch_mb=int(s.get("max_fetch_mb", cls.max_fetch_mb)),
+            max_repo_files=int(s.get("max_repo_files", cls.max_repo_files)),
+            index_memory_mb=int(s.get("index_memory_mb", cls.index_memory_mb)),
         )
+
+    def fetch_limits(self, disk_mb: int | None = None) -> FetchLimits:
+        """The caps of one repository fetch (checkout size also within ``disk_mb``)."""
+        repo_mb = self.max_repo_mb if disk_mb is None else min(self.max_repo_mb, disk_mb)
+        return FetchLimits(max_fetch_bytes=self.max_fetch_mb << 20,
+                           max_checkout_bytes=repo_mb << 20, max_files=self.max_repo_files)
 
     def cap(self, memory_mb: int, cpus: float, pids: int, timeout_secs: float,
             disk_mb: int) -> Limits:

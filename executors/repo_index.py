@@ -1,12 +1,15 @@
 """Executor and verifier of ``oa.repo_index.v1``.
 
-Runs on the host, not in a container, on purpose: indexing only *reads* files (sha256,
-``ast.parse`` without compiling or importing, TOML/JSON parsing), it never executes
-repository code, and a container would add ~0.3 s and a Docker dependency to every index.
-The exposure is bounded instead: the fetch is the hardened ``git_fetch``; symlinks are
-never followed; files above a size cap are hashed but not parsed; every parser error
-(including ``RecursionError``/``MemoryError`` from hostile nesting) becomes a per-file
-error entry; the walk checks the cancel token and a deadline between files.
+Runs on the host, not in a container: indexing only *reads* files (sha256, ``ast.parse``
+without compiling or importing, TOML/JSON parsing), it never executes repository code, and
+a container would add a Docker dependency and ~0.3 s to every index. The exposure is
+bounded instead: the fetch is the hardened ``git_fetch`` (bytes received, file count and
+checkout size capped before anything is written to the work tree, see
+:class:`~oa_node.executors.git_fetch.FetchLimits`); hashing streams each file; symlinks are
+never followed; parsing runs in a child Python process with ``RLIMIT_AS``/``RLIMIT_CPU``
+and a per-file time limit (:mod:`oa_node.executors.repo_parse`), files above 1 MiB are
+hashed but not parsed, and a file that exhausts a limit (or crashes the parser) gets an
+error entry instead of a symbol list; the job's deadline and cancel token bound the rest.
 
 Each index is an artifact: the canonical JSON of its content, with its sha256 and size
 (the ``digests`` artifact hash therefore equals ``tree_sha256``). When the context has an
@@ -15,13 +18,9 @@ Each index is an artifact: the canonical JSON of its content, with its sha256 an
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import json
-import re
 import shutil
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -40,127 +39,18 @@ from oa_node.executors.repo_index_schema import (
     RepoIndexRequest,
     RepoIndexResult,
 )
+from oa_node.executors.repo_parse import (
+    ParseLimitError,
+    is_dependency_file,
+    parse_files,
+)
 from oa_node.executors.schema import Provenance, SchemaError
-
-MAX_PARSE_BYTES = 1 << 20
-_REQ_LINE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*(.*)$")
 
 
 class _Stop(Exception):
     def __init__(self, status: str, message: str) -> None:
         self.status = status
         super().__init__(message)
-
-
-def _read_small(root: Path, rel: str) -> bytes | None:
-    path = root / rel
-    try:
-        st = path.lstat()
-    except OSError:
-        return None
-    if not path.is_file() or path.is_symlink() or st.st_size > MAX_PARSE_BYTES:
-        return None
-    return path.read_bytes()
-
-
-def python_symbols(source: bytes) -> list[dict[str, Any]]:
-    """Top-level functions, classes, their methods and module-level names, with lines."""
-    tree = ast.parse(source)
-    out: list[dict[str, Any]] = []
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            kind = "async_function" if isinstance(node, ast.AsyncFunctionDef) else "function"
-            out.append({"name": node.name, "kind": kind, "line": node.lineno})
-        elif isinstance(node, ast.ClassDef):
-            out.append({"name": node.name, "kind": "class", "line": node.lineno})
-            for sub in node.body:
-                if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef):
-                    out.append({"name": f"{node.name}.{sub.name}", "kind": "method",
-                                "line": sub.lineno})
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for t in targets:
-                if isinstance(t, ast.Name):
-                    out.append({"name": t.id, "kind": "variable", "line": node.lineno})
-    return out
-
-
-def symbols_index(root: Path, digests: list[dict[str, Any]], check: Any) -> list[dict[str, Any]]:
-    files: list[dict[str, Any]] = []
-    for d in digests:
-        if not d["path"].endswith(".py"):
-            continue
-        check()
-        data = _read_small(root, d["path"])
-        if data is None:
-            files.append({"path": d["path"], "error": "not parsed (larger than 1 MiB)"})
-            continue
-        try:
-            files.append({"path": d["path"], "symbols": python_symbols(data)})
-        except SyntaxError as exc:
-            files.append({"path": d["path"], "error": f"syntax error at line {exc.lineno}"})
-        except (RecursionError, MemoryError, ValueError) as exc:
-            files.append({"path": d["path"], "error": f"not parsed: {type(exc).__name__}"})
-    return files
-
-
-def _pep508(spec: str) -> tuple[str, str]:
-    m = _REQ_LINE.match(spec)
-    if not m:
-        return spec.strip(), ""
-    return m.group(1).lower().replace("_", "-"), (m.group(2) or "") + m.group(3).strip()
-
-
-def dependencies_index(root: Path, digests: list[dict[str, Any]], check: Any
-                       ) -> list[dict[str, Any]]:
-    """Declared dependencies from pyproject.toml, requirements*.txt and package.json."""
-    deps: list[dict[str, Any]] = []
-
-    def add(file: str, ecosystem: str, scope: str, name: str, spec: str) -> None:
-        deps.append({"file": file, "ecosystem": ecosystem, "scope": scope, "name": name,
-                     "spec": spec})
-
-    for d in digests:
-        path, base = d["path"], d["path"].rsplit("/", 1)[-1]
-        if base not in ("pyproject.toml", "package.json") and not (
-                base.startswith("requirements") and base.endswith(".txt")):
-            continue
-        check()
-        data = _read_small(root, path)
-        if data is None:
-            continue
-        try:
-            text = data.decode("utf-8")
-            if base == "pyproject.toml":
-                doc = tomllib.loads(text)
-                project = doc.get("project", {})
-                for spec in project.get("dependencies", []) or []:
-                    add(path, "pypi", "runtime", *_pep508(str(spec)))
-                for extra, specs in (project.get("optional-dependencies") or {}).items():
-                    for spec in specs or []:
-                        add(path, "pypi", f"extra:{extra}", *_pep508(str(spec)))
-                poetry = doc.get("tool", {}).get("poetry", {})
-                for name, spec in (poetry.get("dependencies") or {}).items():
-                    if name.lower() != "python":
-                        add(path, "pypi", "runtime", name.lower(), json.dumps(spec)
-                            if not isinstance(spec, str) else spec)
-            elif base == "package.json":
-                doc = json.loads(text)
-                for scope in ("dependencies", "devDependencies", "peerDependencies",
-                              "optionalDependencies"):
-                    for name, spec in (doc.get(scope) or {}).items():
-                        add(path, "npm", scope, str(name), str(spec))
-            else:
-                for line in text.splitlines():
-                    line = line.split(" #", 1)[0].strip()
-                    if not line or line.startswith(("#", "-")):
-                        continue
-                    add(path, "pypi", "runtime", *_pep508(line))
-        except (ValueError, TypeError, AttributeError, tomllib.TOMLDecodeError,
-                RecursionError) as exc:
-            deps.append({"file": path, "error": f"not parsed: {type(exc).__name__}: {exc}"[:300]})
-    deps.sort(key=lambda e: (e["file"], e.get("scope", ""), e.get("name", "")))
-    return deps
 
 
 def admit_repo_index(req: RepoIndexRequest, s: ExecutorSettings) -> str | None:
@@ -208,22 +98,38 @@ def _index(req: RepoIndexRequest, ctx: ExecContext, job_dir: Path, t0: float
     try:
         checkout = fetch_repo(req.repo_url, req.git_ref, job_dir / "repo",
                               allowed_schemes=s.allowed_url_schemes,
-                              timeout_secs=s.fetch_timeout_secs)
+                              timeout_secs=s.fetch_timeout_secs,
+                              limits=s.fetch_limits(), cancel=ctx.cancel)
     except (FetchError, OSError) as exc:
+        check()
         raise _Stop("error", str(exc)) from None
     check()
     root = checkout.path
     digests = tree_digests(root)
     tree = tree_sha256(digests)
+    check()
+    # parsing happens in a child process with memory, CPU and per-file time limits
+    tasks = [("symbols", d["path"]) for d in digests
+             if "symbols" in req.index_types and d["path"].endswith(".py")]
+    tasks += [("dependencies", d["path"]) for d in digests
+              if "dependencies" in req.index_types and is_dependency_file(d["path"])]
+    try:
+        parsed = parse_files(root, tasks, deadline=deadline, memory_mb=s.index_memory_mb,
+                             check=check)
+    except ParseLimitError as exc:
+        raise _Stop("error", str(exc)) from None
     indexes: dict[str, Any] = {}
     for kind in req.index_types:
-        check()
         if kind == "digests":
             indexes[kind] = digests
         elif kind == "symbols":
-            indexes[kind] = symbols_index(root, digests, check)
+            indexes[kind] = [out for (k, _), out in zip(tasks, parsed, strict=True)
+                             if k == "symbols"]
         elif kind == "dependencies":
-            indexes[kind] = dependencies_index(root, digests, check)
+            deps = [d for (k, _), out in zip(tasks, parsed, strict=True)
+                    if k == "dependencies" for d in out]
+            deps.sort(key=lambda e: (e["file"], e.get("scope", ""), e.get("name", "")))
+            indexes[kind] = deps
     artifacts = []
     for kind, content in indexes.items():
         try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 from oa_node.canonical import CanonicalJSONError
@@ -78,14 +77,6 @@ def _from_outcome(outcome: RunOutcome, commit: str) -> SandboxRunResult:
         artifacts=tuple(Artifact(path=a.path, sha256=a.sha256, size_bytes=a.size_bytes,
                                  mime_type=a.mime_type) for a in outcome.artifacts),
     )
-
-
-def _tree_size(root: Path) -> int:
-    total = 0
-    for p in root.rglob("*"):
-        if p.is_file() and not p.is_symlink():
-            total += p.lstat().st_size
-    return total
 
 
 def execute_sandbox_run(request: SandboxRunRequest | dict[str, Any],
@@ -158,17 +149,20 @@ def _prepare_and_run(req: SandboxRunRequest, ctx: ExecContext) -> SandboxRunResu
         workspace = None
         if req.repo is not None:
             try:
+                # bytes received, files and their size are capped while fetching and
+                # before checkout (git_fetch), never measured after the fact
                 checkout = fetch_repo(req.repo.source, req.repo.git_ref, job_dir / "repo",
                                       allowed_schemes=s.allowed_url_schemes,
-                                      timeout_secs=s.fetch_timeout_secs)
+                                      timeout_secs=s.fetch_timeout_secs,
+                                      limits=s.fetch_limits(limits.disk_mb),
+                                      cancel=ctx.cancel)
             except (FetchError, OSError) as exc:
+                if ctx.cancel.cancelled:
+                    return SandboxRunResult(status="cancelled", error="cancelled while "
+                                            "fetching", env_info=EnvInfo(image_digest=image))
                 return _error(str(exc), image)
             commit = checkout.commit
             workspace = checkout.path
-            size_mb = _tree_size(workspace) / (1 << 20)
-            if size_mb > min(s.max_repo_mb, limits.disk_mb):
-                return _error(f"repository checkout is {size_mb:.0f} MiB, more than the "
-                              f"{min(s.max_repo_mb, limits.disk_mb)} MiB allowed", image)
         spec = RunSpec(
             job_id=ctx.job_id,
             commands=tuple(CommandSpec(c.cmd, c.workdir, c.continue_on_fail)

@@ -46,6 +46,15 @@ class SandboxSettings(
         "container a bridge network).", choices=("none", "localhost", "full"))
     workdir: str = setting("sandbox-jobs", "Per-job checkouts, relative to the node's data_dir.")
     fetch_timeout_secs: int = setting(120, "Time limit of a repository fetch.", check=positive)
+    max_fetch_mb: int = setting(200, "Cap on the bytes one repository fetch receives (git is "
+                                "stopped as it crosses it).", check=positive)
+    max_repo_mb: int = setting(1024, "Cap on a checkout's files in total (MiB; also within "
+                               "the job's disk limit), checked before checkout.",
+                               check=positive)
+    max_repo_files: int = setting(20000, "Cap on the files of a checkout, checked before "
+                                  "checkout.", check=positive)
+    index_memory_mb: int = setting(512, "Memory (address space) of the process that parses "
+                                   "a repository for oa.repo_index.v1.", check=positive)
 
     def executor_settings(self, data_dir: Path, workdir: Path | None = None
                           ) -> ExecutorSettings:
@@ -64,6 +73,10 @@ class SandboxSettings(
             allowed_network_policies=self.allowed_network_policies,
             workdir=workdir,
             fetch_timeout_secs=float(self.fetch_timeout_secs),
+            max_fetch_mb=self.max_fetch_mb,
+            max_repo_mb=self.max_repo_mb,
+            max_repo_files=self.max_repo_files,
+            index_memory_mb=self.index_memory_mb,
         )
 
 
