@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from harness.wait import wait_for
 from oa_node.node import build_node
 from oa_node.signer import LocalSigner, write_key_file
 from oa_node.wallet import Wallet, Zapper
@@ -85,13 +86,13 @@ async def test_node_provides_wallet_and_zap(tmp_path: Path, relay_url: str) -> N
     assert {s.name for s in node.services} >= {"wallet", "ledger_wallet"}
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: node.run(handle_signals=False))
-        with anyio.fail_after(20):
-            while True:  # the node's ledger service answers the node's own NWC wallet
-                try:
-                    assert await wallet.get_balance() == 5000
-                    break
-                except Exception:
-                    await anyio.sleep(0.2)
+        async def answers() -> bool:
+            try:
+                return await wallet.get_balance() == 5000
+            except Exception:
+                return False
+
+        await wait_for(answers, 20, "the node's ledger service to answer its own NWC wallet")
         out = await anyio.to_thread.run_sync(lambda: oa(cfg, "wallet", "balance", "--json"))
         assert json.loads(out.stdout) == {"balance_msat": 5000}
         node.stop()

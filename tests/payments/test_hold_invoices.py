@@ -18,6 +18,7 @@ import anyio
 import pytest
 from anyio.abc import Process
 
+from harness.wait import wait_for
 from oa_node.nostr import bolt11
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.nwc.client import NWCWallet
@@ -117,9 +118,7 @@ async def test_hold_cancel_and_expiry_refund(tmp_path: Path, relay_url: str) -> 
         out.clear()
         async with anyio.create_task_group() as tg:
             await pay_in_background(tg, buyer, late.bolt11, out)
-            with anyio.fail_after(15):
-                while not out:
-                    await anyio.sleep(0.1)
+            await wait_for(lambda: out, 15, "the payment's answer")
         assert isinstance(out[0], WalletError) and out[0].code == ErrorCode.PAYMENT_FAILED
         assert ledger.connection("buyer").balance_msat == 100_000
         assert ledger.connection("provider").balance_msat == 0

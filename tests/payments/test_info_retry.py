@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from harness.wait import wait_for
 from oa_node.client import RelayPool
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.ledger_wallet.service import WalletService
@@ -41,7 +42,8 @@ async def test_info_published_once_the_relay_listens(tmp_path: Path) -> None:
                 await service.ready.wait()
             # nothing listens yet: the first publish was refused, and no connection changes
             assert service.unpublished_infos == [uri.wallet_pubkey]
-            await anyio.sleep(0.5)
+            await wait_for(lambda: service._info_failures[uri.wallet_pubkey] >= 2, 10,
+                           "a retried publish to fail too")
             assert service.unpublished_infos == [uri.wallet_pubkey]
 
             async with run_relay(tmp_path / "relay.db", port=port), \

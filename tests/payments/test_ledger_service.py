@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
 
+from harness.wait import wait_for
 from oa_node.nostr import bolt11
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.nwc.client import NWCWallet
@@ -81,9 +83,7 @@ async def test_bad_input_moves_no_money(tmp_path: Path, relay_url: str) -> None:
         assert "amount mismatch" in err.message
         # expired invoice (service side: sent raw)
         old = ledger.invoice(ledger.connection("b").id, 5_000, description="old", expiry=1)
-        import anyio
-
-        await anyio.sleep(1.1)
+        await wait_for(lambda: time.time() > old["expires_at"] + 0.1, 10, "the invoice to expire")
         await refused(wa.pay_invoice(old["bolt11"]), ErrorCode.BAD_REQUEST)
         err = await refused(wa.request("pay_invoice", {"invoice": old["bolt11"]}),
                             ErrorCode.PAYMENT_FAILED)

@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import anyio
 import pytest
 
+from harness.wait import wait_for
 from oa_node.client import RelayPool
 from oa_node.nostr import nip47
 from oa_node.nostr.event import Event, sign_event
@@ -136,7 +136,7 @@ async def main():
         ev = sign_event(nip47.request_template(uri.wallet_pubkey, content), uri.secret)
         assert (await pool.publish(ev)).ok
         print("sent", flush=True)
-        await anyio.sleep(3600)  # 'crashes' here: killed before it reads the answer
+        await anyio.sleep_forever()  # 'crashes' here: killed before it reads the answer
 anyio.run(main)
 """
 
@@ -153,10 +153,8 @@ async def test_pay_retried_after_crash_pays_once(tmp_path: Path, relay_url: str)
         try:
             line = await anyio.to_thread.run_sync(proc.stdout.readline)  # type: ignore[union-attr]
             assert line.strip() == "sent"
-            deadline = time.monotonic() + 10
-            while ledger.connection("buyer").balance_msat == 50_000:
-                assert time.monotonic() < deadline, "the service never settled the payment"
-                await anyio.sleep(0.05)
+            await wait_for(lambda: ledger.connection("buyer").balance_msat != 50_000, 10,
+                           "the service to settle the payment")
         finally:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
@@ -180,7 +178,9 @@ async def test_info_waits_for_a_service_that_is_still_starting(relay_url: str) -
     uri = nip47.ConnectionURI(info.pubkey, (relay_url,), generate_secret_key())
 
     async def publish_late() -> None:
-        await anyio.sleep(0.5)
+        # once the client's stored-events query came back empty (EOSE): it waits live now
+        await wait_for(lambda: any(st.eose_here for c in wallet.pool.connections.values()
+                                   for st in c._subs.values()), 10, "the client's empty query")
         async with RelayPool([relay_url]) as pool:
             assert (await pool.publish(info)).ok_count == 1
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import anyio
 import pytest
 
+from harness.wait import wait_for
 from oa_node.client import RelayPool
 from oa_node.nostr import nip57
 from oa_node.plugins.ledger_wallet.ledger import Ledger
@@ -164,10 +164,12 @@ async def test_stuck_receipt_is_given_up(tmp_path: Path, relay_url: str,
         assert store.get(stuck).state == "paid"  # not at the first failure
         assert store.get("ab" * 32).state == "failed"
         assert "lookup" in (store.get("ab" * 32).error or "")
-        with caplog.at_level(logging.ERROR, "oa_node.zaps"), anyio.fail_after(10):
-            while store.get(stuck).state == "paid":
-                await anyio.sleep(0.2)
-                await lnurl.publish_receipts(RelayPool)
+        async def given_up() -> bool:
+            await lnurl.publish_receipts(RelayPool)
+            return store.get(stuck).state != "paid"
+
+        with caplog.at_level(logging.ERROR, "oa_node.zaps"):
+            await wait_for(given_up, 10, "the stuck receipt to be given up", interval=0.2)
         z = store.get(stuck)
         assert z.state == "failed" and "no relay accepted" in (z.error or "")
         assert any(stuck in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)

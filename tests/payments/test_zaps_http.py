@@ -40,7 +40,7 @@ async def test_slow_answer_is_not_a_request_timeout() -> None:
 
 async def test_slow_client_and_stuck_handler_get_clear_answers() -> None:
     async def stuck(path: str, query: str, client: str) -> tuple[int, dict[str, Any]]:
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # stuck for good: the handler timeout must end it
         return 200, {}
 
     server = HttpServer(stuck, "127.0.0.1", 0, read_timeout=0.2, handler_timeout=0.3)
