@@ -99,11 +99,11 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Write a starter node.toml and a new key into DATA_DIR."""
+        from oa_node.files import private_dir, write_private
         from oa_node.node import core_sections
         from oa_node.signer import LocalSigner, write_key_file
 
-        data_dir = data_dir.expanduser().resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = private_dir(data_dir.expanduser().resolve())
         cfg_path = data_dir / DEFAULT_CONFIG_NAME
         if cfg_path.exists() and not force:
             raise UserError(f"{cfg_path}: already exists (use --force to overwrite)")
@@ -114,9 +114,9 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
         if relay:
             node_values["relays"] = list(relay)
         text = render_example(sections, {"node": node_values}, starter=True)
-        cfg_path.write_text(
-            "# oa-node starter config, written by `oa-node init`. Every key is documented;\n"
-            "# commented keys show their defaults.\n\n" + text, encoding="utf-8")
+        write_private(  # 0600: a config may come to hold secrets (a DSN, a wallet URI)
+            cfg_path, "# oa-node starter config, written by `oa-node init`. Every key is "
+            "documented;\n# commented keys show their defaults.\n\n" + text, force=True)
         if as_json:
             print_json({"config": str(cfg_path), "key_file": str(key_path),
                         "public_key": signer.public_key})

@@ -18,6 +18,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from oa_node.config import Config, ConfigError, Key, Section, relay_url
+from oa_node.files import loose_modes, private_dir
 from oa_node.plugin_manager import PluginHost
 from oa_node.signer import LocalSigner, Signer
 
@@ -150,7 +151,10 @@ class Node:
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Run every service until a signal, ``stop()`` or a failing service."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
+        extra = (self.config.path,) if self.config.path is not None else ()
+        for warning in loose_modes(self.data_dir, extra):
+            log.warning("%s", warning)
         self._stop_event = anyio.Event()
         if not self.services:
             log.warning("no services enabled: enable a role in the config (e.g. [relay] enabled)")

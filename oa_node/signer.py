@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from oa_node.errors import UserError
-from oa_node.files import write_private
+from oa_node.files import UnsafeFileError, read_private, write_private
 from oa_node.nostr import nip19, nip44
 from oa_node.nostr.event import Event, EventTemplate, sign_event
 from oa_node.nostr.keys import CURVE_ORDER, generate_secret_key, public_key_hex
@@ -122,7 +122,9 @@ def parse_secret(text: str) -> bytes:
 def read_key_file(path: str | Path) -> bytes:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_private(p, "key file")
+    except UnsafeFileError as exc:
+        raise KeyFileError(str(exc)) from None
     except FileNotFoundError:
         raise KeyFileError(
             f"{p}: key file not found (create one with `oa-node keys generate`)") from None

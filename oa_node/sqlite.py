@@ -14,13 +14,15 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from oa_node.files import connect_sqlite
+
 
 def connect(path: str | Path, *, timeout: float = 5.0) -> sqlite3.Connection:
     """An autocommit connection (transactions only where :func:`write_transaction` opens
-    them), usable from any thread, in WAL mode with full fsync; the folder is created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, timeout=timeout, check_same_thread=False)
+    them), usable from any thread, in WAL mode with full fsync; the file (with its WAL and
+    SHM) is created 0600 in a 0700 folder (:func:`oa_node.files.connect_sqlite`)."""
+    db = connect_sqlite(Path(path), isolation_level=None, timeout=timeout,
+                        check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     return db

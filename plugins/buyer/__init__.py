@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from oa_node.files import private_dir
 from oa_node.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
 
         from oa_node.plugins.buyer.engine import Buyer
 
-        node.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(node.data_dir)
         buyer = Buyer(node, settings)
         try:
             await buyer.run(wait_for_lock=True)

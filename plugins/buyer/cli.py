@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from oa_node.errors import UserError
+from oa_node.files import private_dir
 from oa_node.nostr import nip19
 from oa_node.nostr.errors import ProtocolError
 from oa_node.plugins.buyer.providers import DEFAULT_STALE_FACTOR
@@ -99,7 +100,7 @@ def _buyer(node: Node) -> Buyer:
     from oa_node.plugins.buyer.engine import Buyer
     from oa_node.plugins.buyer.settings import BuyerSettings
 
-    node.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(node.data_dir)
     return Buyer(node, BuyerSettings.from_section(node.config.get("buyer") or {}))
 
 

@@ -143,18 +143,17 @@ def write_share(path: str | Path, share: SharePackage, password: str | None = No
 
 
 def write_group(path: str | Path, group: GroupPackage, *, force: bool = False) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.exists() and not force:
-        raise ShareFileError(f"{p}: already exists (use --force to overwrite)")
-    p.write_text(group.encode() + "\n", encoding="utf-8")
-    return p
+    # public, but 0600 like every file the node keeps (files.write_private)
+    return write_private(path, group.encode() + "\n", force=force)
 
 
 def _read(path: str | Path, what: str) -> str:
     p = Path(path)
-    try:
-        return p.read_text(encoding="utf-8")
+    try:  # a share is a secret: refused when others may read it (files.read_private)
+        return files.read_private(p, f"{what} file") if what == "share" else p.read_text(
+            encoding="utf-8")
+    except files.UnsafeFileError as exc:
+        raise ShareFileError(str(exc)) from None
     except FileNotFoundError:
         raise ShareFileError(f"{p}: {what} file not found") from None
     except (OSError, UnicodeDecodeError) as exc:

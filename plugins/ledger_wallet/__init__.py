@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from oa_node.config import Key, Section, non_negative, positive, relay_url
+from oa_node.files import private_dir
 from oa_node.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
         if not relays:
             raise ValueError("[ledger_wallet] enabled but no relays: set [ledger_wallet] relays"
                              " or [node] relays")
-        node.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(node.data_dir)
         ledger = Ledger(ledger_path(node), network=cfg["network"])
         ledger.hold_seconds = cfg["hold_seconds"]
         pool = RelayPool(relays, signer=node.signer)

@@ -23,6 +23,7 @@ import anyio
 
 from oa_node.config import ConfigError, Key, Section, positive
 from oa_node.errors import UserError
+from oa_node.files import read_private
 from oa_node.hookspecs import hookimpl
 from oa_node.nostr import nip47
 from oa_node.nostr.errors import ProtocolError
@@ -81,7 +82,7 @@ def read_uri(node: Node) -> nip47.ConnectionURI:
 def _read_uri_file(node: Node, name: str, what: str) -> str:
     path: Path = node.config.resolve_path(name)
     try:
-        return path.read_text(encoding="utf-8").strip()
+        return read_private(path, what).strip()
     except OSError as exc:
         raise UserError(f"{what} {path}: cannot read ({exc.strerror})") from None
 

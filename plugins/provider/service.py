@@ -37,6 +37,7 @@ from oa_node.canonical import CanonicalJSONError, canonical_json, loads
 from oa_node.errors import UserError
 from oa_node.executors.jobtype import ExecContext, JobType
 from oa_node.executors.schema import SchemaError
+from oa_node.files import private_dir
 from oa_node.ledger import Record, StateLedger, TransitionError
 from oa_node.nostr import kinds, nip90
 from oa_node.nostr.errors import ProtocolError
@@ -176,7 +177,7 @@ class Provider:
         if not self.served:
             raise UserError("[provider] serves no registered job type (check [provider] "
                             "schemas and that the sandbox plugin is loaded)")
-        node.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(node.data_dir)
         self.exec_settings = executor_settings(node.config, node.data_dir)
         self.sandbox = await anyio.to_thread.run_sync(self._make_sandbox)
         self.ledger = open_provider_ledger(node.data_dir)

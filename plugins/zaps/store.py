@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from oa_node.files import connect_sqlite
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS zaps (
     payment_hash TEXT PRIMARY KEY,
@@ -86,8 +88,7 @@ class ZapStore:
     """The zaps table; one connection, autocommit (each statement is its own transaction)."""
 
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=10.0,
+        self._db = connect_sqlite(path, isolation_level=None, timeout=10.0,
                                    check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -127,6 +127,7 @@ def test_plugins_json_lists_builtins() -> None:
 def test_keys_import_refuses_an_out_of_range_key_without_writing(tmp_path: Path) -> None:
     key = tmp_path / "node.key"
     key.write_text(SECRET + "\n")
+    key.chmod(0o600)  # a key is refused when not 0600
     res = oa("keys", "import", "00" * 32, "--key-file", str(key), "--force", cwd=tmp_path)
     assert res.returncode == 1 and "not a valid secret key" in res.stderr
     assert "Traceback" not in res.stderr
@@ -136,6 +137,7 @@ def test_keys_import_refuses_an_out_of_range_key_without_writing(tmp_path: Path)
 def test_keys_show_of_a_zero_key_file_is_a_user_error(tmp_path: Path) -> None:
     key = tmp_path / "node.key"
     key.write_text("00" * 32)
+    key.chmod(0o600)
     res = oa("keys", "show", "--key-file", str(key), cwd=tmp_path)
     assert res.returncode == 1 and "not a valid secret key" in res.stderr
     assert "Traceback" not in res.stderr

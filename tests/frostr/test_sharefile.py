@@ -68,5 +68,6 @@ def test_group_loading(tmp_path: Path, pkg) -> None:
     with pytest.raises(ShareFileError, match="group"):
         sharefile.load_group("junk", base_dir=tmp_path)
     (tmp_path / "junk2").write_text("hello")
+    (tmp_path / "junk2").chmod(0o600)
     with pytest.raises(ShareFileError):
         sharefile.read_share(tmp_path / "junk2")

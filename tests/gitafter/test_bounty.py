@@ -111,6 +111,7 @@ def test_bounty_zaps_the_issue(cli: Cli, project: Project, relay: ThreadRelay,
     data = tmp_path / "maintainer-node"
     data.mkdir()
     (data / "node.key").write_text(m.key_file.read_text())
+    (data / "node.key").chmod(0o600)  # a key is refused when not 0600
     cfg = data / "node.toml"
     cfg.write_text(f'[node]\ndata_dir = "{data}"\nrelays = ["{relay.url}"]\n\n'
                    f'[wallet]\nbackend = "nwc"\nuri = "{world.uri("maint", 100_000)}"\n')

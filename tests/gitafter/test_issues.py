@@ -77,6 +77,7 @@ def test_bounty_needs_a_wallet(cli: Cli, project: Project, relay: ThreadRelay,
     data = tmp_path / "node"
     data.mkdir()
     (data / "node.key").write_text(c.key_file.read_text())
+    (data / "node.key").chmod(0o600)  # a key is refused when not 0600
     cfg = data / "node.toml"
     cfg.write_text(f'[node]\ndata_dir = "{data}"\nrelays = ["{relay.url}"]\n')
     res = cli("git", "issue", "bounty", issue["id"][:8], "21", "-C", str(project.contributor),

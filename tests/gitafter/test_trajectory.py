@@ -37,6 +37,7 @@ def node_config(tmp_path: Path, person: Person, relay: ThreadRelay) -> Path:
     data = tmp_path / f"node-{person.name}"
     data.mkdir()
     (data / "node.key").write_text(person.key_file.read_text())
+    (data / "node.key").chmod(0o600)  # a key is refused when not 0600
     cfg = data / "node.toml"
     cfg.write_text(f'[node]\ndata_dir = "{data}"\nrelays = ["{relay.url}"]\n')
     return cfg

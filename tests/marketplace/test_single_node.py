@@ -50,6 +50,8 @@ def test_one_node_with_both_roles_runs_the_whole_loop(tmp_path: Path, sandbox_im
         "name": "spend", "balance_msat": DEPOSIT}
     (folder / "wallet.uri").write_text(earn["uri"] + "\n")
     (folder / "spend.uri").write_text(spend["uri"] + "\n")
+    for uri_file in ("wallet.uri", "spend.uri"):  # secrets are refused when not 0600
+        (folder / uri_file).chmod(0o600)
     cfg = write_config(folder, {
         **sections,
         "wallet": {"backend": "nwc", "uri_file": "wallet.uri", "timeout": 10.0,
@@ -113,6 +115,7 @@ URI = ("nostr+walletconnect://" + "b8" * 32 + "?relay=ws%3A%2F%2F127.0.0.1%3A9&s
 def test_accounts_are_capabilities_next_to_the_default_wallet(tmp_path: Path) -> None:
     (tmp_path / "n").mkdir()
     (tmp_path / "n" / "b.uri").write_text(URI + "\n")
+    (tmp_path / "n" / "b.uri").chmod(0o600)  # secrets are refused when not 0600
     cfg = write_config(tmp_path / "n", {
         "node": {"data_dir": ".", "relays": ["ws://127.0.0.1:9"]},
         "wallet": {"backend": "none", "accounts": {"a": URI, "b": {"uri_file": "b.uri"}}},

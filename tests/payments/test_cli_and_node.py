@@ -78,6 +78,7 @@ async def test_node_provides_wallet_and_zap(tmp_path: Path, relay_url: str) -> N
     cfg = write_config(tmp_path, relay_url)
     uri = json.loads(oa(cfg, "wallet", "create", "node", "--json").stdout)["uri"]
     (tmp_path / "wallet.uri").write_text(uri + "\n", encoding="utf-8")
+    (tmp_path / "wallet.uri").chmod(0o600)  # secrets are refused when not 0600
     oa(cfg, "wallet", "deposit", "node", "5000")
     node = build_node(cfg)
     wallet = node.capability("wallet")
@@ -103,6 +104,7 @@ async def test_bad_wallet_config_is_one_clear_line(tmp_path: Path, relay_url: st
     (tmp_path / "wallet.uri").write_text("nostr+walletconnect://" + "ab" * 32
                                          + "?relay=wss%3A%2F%2Fr&secret=" + "cd" * 31,
                                          encoding="utf-8")
+    (tmp_path / "wallet.uri").chmod(0o600)
     proc = oa(cfg, "wallet", "balance", ok=False)
     assert proc.returncode == 1 and "secret" in proc.stderr
     assert "cd" * 31 not in proc.stderr and "Traceback" not in proc.stderr
@@ -134,6 +136,7 @@ async def test_oa_node_zap_command(tmp_path: Path, relay_url: str) -> None:
     for name, folder in (("alice", alice_dir), ("bob", bob_dir)):
         uri = json.loads(oa(alice_cfg, "wallet", "create", name, "--json").stdout)["uri"]
         (folder / "wallet.uri").write_text(uri, encoding="utf-8")
+        (folder / "wallet.uri").chmod(0o600)
     oa(alice_cfg, "wallet", "deposit", "bob", "100000")
     alice = build_node(alice_cfg)
     profile = await alice.signer.sign(EventTemplate(kind=0, content=json.dumps(

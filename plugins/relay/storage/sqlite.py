@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from oa_node.files import connect_sqlite
 from oa_node.nostr.kinds import DELETION, GIFT_WRAP
 from oa_node.plugins.relay.storage.common import (
     BatchWriter,
@@ -88,7 +89,7 @@ CHECKPOINT_INTERVAL = 1.0
 
 
 def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
-    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    con = connect_sqlite(path, isolation_level=None, check_same_thread=False, timeout=30)
     con.execute("PRAGMA busy_timeout=30000")
     if not readonly:
         con.execute("PRAGMA journal_mode=WAL")
@@ -126,8 +127,6 @@ class SQLiteStore:
     async def open(self) -> None:
         if self._opened:
             return
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         self._wcon = await loop.run_in_executor(self._write_exec, self._open_writer)
         self._probe = _connect(self.path, readonly=True)
