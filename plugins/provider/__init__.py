@@ -5,6 +5,10 @@ Hooks: ``[provider]`` config and, when ``enabled``, the ``provider`` service. Jo
 sandbox backends come from the registries (the sandbox plugin fills them); the wallet and
 the trajectory recorder are optional capabilities (``node.capability("wallet")``, or
 ``"wallet:<name>"`` with ``wallet_account``, and ``node.capability("trajectory")``).
+
+Encrypted requests are never recorded as trajectories (public events that would name the
+buyer, the repository and the request), and feedback on them carries only fixed words in
+clear, details NIP-44 encrypted to the buyer: see :mod:`.service`.
 """
 
 from __future__ import annotations
