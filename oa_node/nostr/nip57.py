@@ -9,7 +9,16 @@ invoice's description hash commits to those bytes, never to a re-serialisation.
 (Appendix F plus what DESIGN.md asks): the receipt signed by the recipient's LNURL
 ``nostrPubkey``, a strictly decoded invoice whose description hash is the SHA-256 of the
 embedded zap request, a valid zap request with a single ``p`` matching the receipt's,
-amounts that agree, and ``e``/``a`` tags that match the zapped target.
+amounts that agree, ``e``/``a`` tags that match the zapped target, a ``P`` (if any) that
+names the request's author, and (Appendix F) the request's ``lnurl`` tag, when present,
+equal to the recipient's LNURL when the caller gives it. A caller waiting for the receipt
+of its own request first picks receipts with :func:`receipt_request_id` (others' receipts
+are not errors, just not ours).
+
+``P``: a receipt carries ``P`` = the zap request's pubkey (the sender). Appendix D.8 lets a
+request carry at most one ``P``, equal to "the zap receipt's pubkey"; clients read that
+either as the server's ``nostrPubkey`` or as the sender (what the receipt's ``P`` will be),
+so a request's ``P`` may be either, and none is required.
 """
 
 from __future__ import annotations
@@ -177,12 +186,8 @@ def validate_zap_request(
     big_p = [t for t in event.tags if t[0] == "P"]
     if len(big_p) > 1:  # D.8
         raise _err("zap request must have at most one P tag")
-    if (
-        big_p
-        and receipt_pubkey is not None
-        and (len(big_p[0]) < 2 or big_p[0][1] != receipt_pubkey)
-    ):
-        raise _err("zap request P tag does not equal the zap receipt's pubkey")
+    if big_p and (len(big_p[0]) < 2 or big_p[0][1] not in (receipt_pubkey, event.pubkey)):
+        raise _err("zap request P tag is neither the zap receipt's pubkey nor the sender")
     return event
 
 
@@ -247,6 +252,33 @@ def _single(event: Event, name: str, what: str) -> str | None:
     return values[0][1] if values else None
 
 
+def receipt_request_id(receipt: Event) -> str | None:
+    """The id of the zap request a receipt embeds (unchecked: for picking our own)."""
+    descriptions = [t for t in receipt.tags if t[0] == "description" and len(t) > 1]
+    if len(descriptions) != 1 or len(descriptions[0][1]) > 64 * 1024:
+        return None
+    try:
+        obj = json.loads(descriptions[0][1])
+    except (ValueError, RecursionError):
+        return None
+    value = obj.get("id") if isinstance(obj, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _same_lnurl(tag: str, lnurl: str) -> bool:
+    """Whether two LNURLs (bech32 ``lnurl1...`` or the URL itself) name the same URL."""
+    def url(text: str) -> str:
+        text = text.strip()
+        if text.lower().startswith(("lnurl1", "lightning:")):
+            text = lnurl_decode(text)
+        return text.rstrip("/")
+
+    try:
+        return url(tag) == url(lnurl)
+    except ProtocolError:
+        return False
+
+
 def validate_receipt(
     receipt: Event,
     *,
@@ -255,11 +287,14 @@ def validate_receipt(
     event_id: str | None = None,
     address: str | None = None,
     amount_msat: int | None = None,
+    lnurl: str | None = None,
 ) -> Zap:
     """Check a 9735 receipt in full; raises :class:`ProtocolError` naming the failed rule.
 
     ``nostr_pubkey`` is the recipient's LNURL ``nostrPubkey``; ``recipient``, ``event_id``,
-    ``address`` and ``amount_msat`` (when given) must be what the receipt is counted for.
+    ``address`` and ``amount_msat`` (when given) must be what the receipt is counted for;
+    ``lnurl`` is the recipient's LNURL (bech32 or its URL), which the request's ``lnurl``
+    tag, when it has one, must name (so a receipt for another address is refused).
     """
     if receipt.kind != ZAP_RECEIPT:
         raise _err(f"receipt must be kind {ZAP_RECEIPT}, got {receipt.kind}")
@@ -309,6 +344,9 @@ def validate_receipt(
     sender_tag = _single(receipt, "P", "receipt")
     if sender_tag is not None and sender_tag != request.pubkey:
         raise _err("receipt P tag is not the zap request's author")
+    req_lnurl = _single(request, "lnurl", "zap request")
+    if lnurl is not None and req_lnurl is not None and not _same_lnurl(req_lnurl, lnurl):
+        raise _err("zap request lnurl tag is not the recipient's lnurl")
     preimage = _single(receipt, "preimage", "receipt")
     if preimage is not None:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from oa_node.config import Key, Section, port, positive
+from oa_node.config import Key, Section, non_negative, port, positive
 from oa_node.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -40,6 +40,9 @@ def register_config(register: Callable[..., None]) -> None:
             Key("max_sendable", int, 100_000_000_000, "Largest zap, msat.", check=positive),
             Key("invoice_expiry", int, 600, "Seconds a zap invoice stays payable.",
                 check=positive),
+            Key("comment_allowed", int, 280,
+                "LUD-12: longest comment on a plain LNURL payment, characters (0 = none).",
+                check=non_negative),
             Key("max_request_bytes", int, 8192, "Largest zap request accepted.", check=positive),
             Key("max_clock_skew", int, 600, "Largest |created_at - now| of a zap request, s.",
                 check=positive),
@@ -124,7 +127,7 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
             max_backoff=cfg["max_backoff"], lookups_per_minute=cfg["lookups_per_minute"],
             callback_per_minute=cfg["callback_per_minute"],
             max_pending_per_client=cfg["max_pending_per_client"],
-            max_pending=cfg["max_pending"],
+            max_pending=cfg["max_pending"], comment_allowed=cfg["comment_allowed"],
             limits=ZapRequestLimits(max_bytes=cfg["max_request_bytes"],
                                     max_clock_skew=cfg["max_clock_skew"],
                                     max_relays=cfg["max_relays"]))
@@ -134,15 +137,34 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
         bound = await http.start()
         settings.base_url = (cfg["public_url"].rstrip("/")
                              or f"http://{cfg['host']}:{bound}")
-        try:
-            while True:
-                try:
-                    await lnurl.publish_receipts(lambda relays: RelayPool(relays))
-                except Exception:
-                    import logging
+        import logging
 
-                    logging.getLogger("oa_node.zaps").exception("receipt pass failed")
-                await anyio.sleep(cfg["receipt_poll"])
+        log = logging.getLogger("oa_node.zaps")
+        wake = [anyio.Event()]  # the current one: set by a notification, renewed per pass
+
+        async def follow_notifications() -> None:
+            """Wallet notifications make a paid zap's receipt go out at once."""
+            delay = 1.0
+            while True:
+                wallet = node.capability("wallet")
+                try:
+                    await lnurl.listen(wallet, lambda: wake[0].set())
+                except Exception as exc:  # a wallet or relay hiccup: listen again later
+                    log.debug("wallet notifications: %s (listening again in %gs)", exc, delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 300.0)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow_notifications)
+                while True:
+                    try:
+                        await lnurl.publish_receipts(lambda relays: RelayPool(relays))
+                    except Exception:
+                        log.exception("receipt pass failed")
+                    with anyio.move_on_after(cfg["receipt_poll"]):
+                        await wake[0].wait()
+                    wake[0] = anyio.Event()
         finally:
             await http.close()
             store.close()

@@ -1,5 +1,10 @@
 """The LNURL-pay endpoint with NIP-57 support, and the loop that publishes receipts.
 
+Any LNURL wallet can pay (LUD-06/LUD-16): a callback without ``nostr`` is a plain payment,
+invoiced with the description hash of the exact ``metadata`` string the pay parameters
+gave, and a LUD-12 ``comment`` of at most ``commentAllowed`` characters is kept with it
+(in the zaps database, for the operator); no receipt is published for it.
+
 ``GET /.well-known/lnurlp/<name>`` answers LUD-06 pay parameters with ``allowsNostr`` and
 ``nostrPubkey`` (the node's signer, which signs receipts). ``GET /lnurlp/<name>/callback``
 takes ``amount`` and ``nostr``: the zap request is validated (NIP-57 Appendix D, ``p`` bound
@@ -28,6 +33,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_plus
@@ -76,6 +82,8 @@ class LnurlSettings:
     #: First lookup of a pending zap after this many seconds, doubling up to ``max_backoff``.
     poll_interval: float = 1.0
     max_backoff: float = 60.0
+    #: LUD-12: longest comment on a plain (non-zap) payment, characters (0 = none)
+    comment_allowed: int = 280
 
 
 class TokenBuckets:
@@ -166,7 +174,7 @@ class LnurlServer:
             "minSendable": self.settings.min_sendable,
             "maxSendable": self.settings.max_sendable,
             "metadata": self._metadata(name),
-            "commentAllowed": 0,
+            "commentAllowed": self.settings.comment_allowed,
             "allowsNostr": True,
             "nostrPubkey": self.signer.public_key,
         }
@@ -188,12 +196,39 @@ class LnurlServer:
         if not s.min_sendable <= amount <= s.max_sendable:
             return _error(f"amount must be between {s.min_sendable} and {s.max_sendable} msat")
         raw_nostr = params.get("nostr", [])
-        if len(raw_nostr) != 1 or not raw_nostr[0]:
-            return _error("nostr parameter (a signed 9734 zap request) is required")
+        if len(raw_nostr) > 1:
+            return _error("give at most one nostr parameter")
+        if not raw_nostr:  # LUD-06 plain payment (with a LUD-12 comment, perhaps)
+            comment = self._comment(params.get("comment", []))
+            if comment is None:
+                return _error(f"comment: at most one, of at most {s.comment_allowed}"
+                              " characters")
+            return await self._invoice(name, amount, client, self._metadata(name), "", [],
+                                       comment)
         decoded = self._decode_request(raw_nostr[0], amount, recipient)
         if isinstance(decoded, str):
             return _error(decoded)
         nostr_param, request = decoded
+        return await self._invoice(name, amount, client, nostr_param, nostr_param,
+                                   nip57.zap_request_relays(request), "")
+
+    def _comment(self, raw: list[str]) -> str | None:
+        """The LUD-12 comment ("" when none), or None when it is not acceptable."""
+        if not raw:
+            return ""
+        try:
+            text = unquote_plus(raw[0], errors="strict")
+        except UnicodeDecodeError:
+            return None
+        if len(raw) > 1 or len(text) > self.settings.comment_allowed:
+            return None
+        return text
+
+    async def _invoice(self, name: str, amount: int, client: str, described: str, nostr: str,
+                       relays: list[str], comment: str) -> tuple[int, dict[str, Any]]:
+        """Invoice ``amount`` committing to ``described`` (the zap request, or the LUD-06
+        metadata); record it (``nostr`` empty for a plain payment)."""
+        s = self.settings
         wallet = self._wallet()
         if wallet is None:
             return _error("this node has no wallet configured", 503)
@@ -203,14 +238,14 @@ class LnurlServer:
         if self.store.unpaid() >= s.max_pending:
             return _error("too many unpaid invoices; retry in a few minutes", 503)
         try:
-            inv = await wallet.make_invoice(amount, None, nip57.description_hash(nostr_param),
+            inv = await wallet.make_invoice(amount, None, nip57.description_hash(described),
                                             s.invoice_expiry)
         except WalletError as exc:
             log.warning("zap invoice for %s failed: %s", name, exc)
             return _error(f"cannot make an invoice: {exc.message}", 503)
-        self.store.add(inv.payment_hash, name, nostr_param, inv.bolt11, amount,
-                       nip57.zap_request_relays(request),
-                       inv.expires_at or int(time.time()) + s.invoice_expiry, client)
+        self.store.add(inv.payment_hash, name, nostr, inv.bolt11, amount, relays,
+                       inv.expires_at or int(time.time()) + s.invoice_expiry, client,
+                       comment=comment)
         return 200, {"pr": inv.bolt11, "routes": []}
 
     def _decode_request(self, raw: str, amount: int, recipient: str) -> tuple[str, Event] | str:
@@ -242,6 +277,22 @@ class LnurlServer:
     def payment_announced(self, payment_hash: str) -> None:
         """The wallet announced this invoice paid: look it up (and publish) on the next pass."""
         self.store.wake(payment_hash)
+
+    async def listen(self, wallet: Any, on_paid: Callable[[], None] | None = None) -> None:
+        """Follow the wallet's ``payment_received`` notifications (NIP-47), when it has
+        them, making the zap due at once (and calling ``on_paid``)."""
+        notifications = getattr(wallet, "notifications", None)
+        if notifications is None:
+            return
+        async with notifications() as stream:
+            async for note in stream:
+                if note.notification_type != "payment_received":
+                    continue
+                payment_hash = str(note.notification.get("payment_hash", "")).lower()
+                if self.store.get(payment_hash) is not None:
+                    self.payment_announced(payment_hash)
+                    if on_paid is not None:
+                        on_paid()
 
     def _due(self, now: float) -> list[PendingZap]:
         """Due zaps, the ones due longest ago first; pending ones (a lookup each) only
@@ -281,6 +332,12 @@ class LnurlServer:
                     continue
                 self.store.mark_paid(z.payment_hash, inv.settled_at or now, now)
                 z = self.store.get(z.payment_hash) or z
+                if not z.nostr:  # a plain LUD-06 payment: nothing to publish
+                    self.store.mark_published(z.payment_hash, None)
+                    log.info("payment of %d msat to %s received (plain LNURL-pay%s)",
+                             z.amount_msat, z.user_name,
+                             ", with a comment" if z.comment else "")
+                    continue
             try:
                 published = await self._publish_one(z, pool_factory)
             except Exception:  # one bad row (signer, relay list) must not end the pass

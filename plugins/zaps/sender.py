@@ -2,8 +2,10 @@
 
 Before paying, the invoice from the recipient's LNURL callback must be for the exact amount
 and commit (description hash) to the zap request we signed; otherwise nothing is paid.
-After paying, the receipt is awaited on the zap's relays and accepted only if it passes
-:func:`oa_node.nostr.nip57.validate_receipt` against the LNURL ``nostrPubkey``.
+After paying, the receipt is awaited on the zap's relays: receipts for other requests
+(other people's zaps to the same recipient) are skipped at debug level, and ours is
+accepted only if it passes :func:`oa_node.nostr.nip57.validate_receipt` against the LNURL
+``nostrPubkey`` and the recipient's LNURL.
 """
 
 from __future__ import annotations
@@ -184,12 +186,14 @@ class Zapper:
             raise ZapError("invoice does not commit to our zap request: not paid")
         payment = await wallet.pay_invoice(pr)
         receipt = await self._await_receipt(request.id, nostr_pubkey, recipient, event_id,
-                                            address, amount_msat, zap_relays, receipt_timeout)
+                                            address, amount_msat, zap_relays, receipt_timeout,
+                                            lnurl)
         return ZapResult(request, pr, payment, receipt)
 
     async def _await_receipt(self, request_id: str, nostr_pubkey: str, recipient: str,
                              event_id: str | None, address: str | None, amount: int,
-                             relays: list[str], timeout: float) -> Any:
+                             relays: list[str], timeout: float, lnurl: str | None = None,
+                             ) -> Any:
         if timeout <= 0:
             return None
         flt: dict[str, Any] = {"kinds": [ZAP_RECEIPT], "#p": [recipient],
@@ -201,13 +205,17 @@ class Zapper:
                 async for item in sub:
                     if not isinstance(item, tuple):
                         continue
+                    if nip57.receipt_request_id(item[1]) != request_id:
+                        log.debug("zap receipt %s is for another request", item[1].id[:12])
+                        continue
                     try:
                         zap = nip57.validate_receipt(item[1], nostr_pubkey=nostr_pubkey,
                                                      recipient=recipient, event_id=event_id,
-                                                     address=address, amount_msat=amount)
+                                                     address=address, amount_msat=amount,
+                                                     lnurl=lnurl)
                     except ProtocolError as exc:
-                        log.warning("ignoring invalid zap receipt %s: %s", item[1].id[:12],
-                                    exc.reason)
+                        log.warning("ignoring invalid receipt %s for our zap: %s",
+                                    item[1].id[:12], exc.reason)
                         continue
                     if zap.request.id == request_id:
                         return item[1]

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS zaps (
     error TEXT,
     next_check REAL NOT NULL DEFAULT 0,
     checks INTEGER NOT NULL DEFAULT 0,
-    client TEXT NOT NULL DEFAULT ''
+    client TEXT NOT NULL DEFAULT '',
+    comment TEXT NOT NULL DEFAULT ''
 );
 """
 #: Columns added after the first release, for databases made by it (name, declaration).
@@ -55,6 +56,7 @@ _ADDED_COLUMNS = (
     ("next_check", "REAL NOT NULL DEFAULT 0"),
     ("checks", "INTEGER NOT NULL DEFAULT 0"),
     ("client", "TEXT NOT NULL DEFAULT ''"),
+    ("comment", "TEXT NOT NULL DEFAULT ''"),
 )
 _INDEXES = """
 DROP INDEX IF EXISTS zaps_state;
@@ -82,6 +84,7 @@ class PendingZap:
     next_check: float = 0.0
     checks: int = 0
     client: str = ""
+    comment: str = ""  # LUD-12, on a plain payment (``nostr`` empty: no receipt)
 
 
 class ZapStore:
@@ -104,20 +107,22 @@ class ZapStore:
 
     def add(self, payment_hash: str, user: str, nostr: str, bolt11: str, amount_msat: int,
             relays: list[str], expires_at: int, client: str = "",
-            first_check: float | None = None) -> None:
-        """A zap handed out; first looked up at ``first_check`` (default: at once)."""
+            first_check: float | None = None, comment: str = "") -> None:
+        """A zap (or, ``nostr`` empty, a plain payment) handed out; first looked up at
+        ``first_check`` (default: at once)."""
         self._db.execute(
             "INSERT INTO zaps (payment_hash, user_name, nostr, bolt11, amount_msat, relays,"
-            " created_at, expires_at, client, next_check) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, expires_at, client, next_check, comment)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (payment_hash, user, nostr, bolt11, amount_msat, json.dumps(relays),
-             int(time.time()), expires_at, client, first_check or 0))
+             int(time.time()), expires_at, client, first_check or 0, comment))
 
     def _row(self, r: sqlite3.Row) -> PendingZap:
         return PendingZap(r["payment_hash"], r["user_name"], r["nostr"], r["bolt11"],
                           r["amount_msat"], json.loads(r["relays"]), r["created_at"],
                           r["expires_at"], r["state"], r["paid_at"], r["receipt_id"],
                           r["last_attempt"], r["paid_seen_at"], r["error"], r["next_check"],
-                          r["checks"], r["client"])
+                          r["checks"], r["client"], r["comment"])
 
     def pending(self, limit: int = 200, now: float | None = None, *, base_delay: float = 1.0,
                 max_delay: float = 60.0, max_unpaid: int | None = None) -> list[PendingZap]:
@@ -178,7 +183,8 @@ class ZapStore:
                          " checks = 0 WHERE payment_hash = ? AND state = 'pending'",
                          (paid_at, int(time.time()) if now is None else now, payment_hash))
 
-    def mark_published(self, payment_hash: str, receipt_id: str) -> None:
+    def mark_published(self, payment_hash: str, receipt_id: str | None) -> None:
+        """Done: the receipt is out (``receipt_id`` None: a plain payment, no receipt)."""
         self._db.execute("UPDATE zaps SET state = 'published', receipt_id = ?"
                          " WHERE payment_hash = ?", (receipt_id, payment_hash))
 

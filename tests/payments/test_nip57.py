@@ -103,6 +103,10 @@ def test_big_p_must_equal_receipt_pubkey() -> None:
         check(ev, receipt_pubkey=public_key_hex(SERVER))
     assert check(_retag([R, P, ["P", public_key_hex(SERVER)]]),
                  receipt_pubkey=public_key_hex(SERVER))
+    # the sender's own key (what the receipt's P will be) is accepted too; none is required
+    assert check(_retag([R, P, ["P", public_key_hex(SENDER)]]),
+                 receipt_pubkey=public_key_hex(SERVER))
+    assert check(_retag([R, P]), receipt_pubkey=public_key_hex(SERVER))
 
 
 def test_description_hash_uses_bytes_as_received() -> None:
@@ -187,6 +191,19 @@ def test_forged_receipt_other_checks() -> None:
                       (bad_preimage, "preimage")):
         with pytest.raises(ProtocolError, match=why):
             validate(make_receipt(edit=edit))
+    # Appendix F: a request naming another lnurl is a receipt for another address
+    ours = nip57.lnurl_encode("https://example.com/.well-known/lnurlp/alice")
+    theirs = nip57.lnurl_encode("https://example.com/.well-known/lnurlp/mallory")
+    tagged = make_receipt(sign_event(nip57.zap_request_template(
+        public_key_hex(RECIPIENT), 21000, ["ws://127.0.0.1:1"], event_id=TARGET,
+        lnurl=theirs), SENDER).to_json())
+    with pytest.raises(ProtocolError, match="lnurl"):
+        validate(tagged, lnurl=ours)
+    assert validate(tagged, lnurl=theirs.lower())  # bech32 is case-insensitive
+    assert validate(tagged, lnurl="https://example.com/.well-known/lnurlp/mallory")
+    assert validate(tagged)  # no lnurl given: not checked
+    untagged = make_receipt()
+    assert validate(untagged, lnurl=ours)  # no lnurl tag in the request: nothing to check
     with pytest.raises(ProtocolError, match="target"):
         validate(make_receipt(), event_id="cd" * 32)
     with pytest.raises(ProtocolError, match="someone else"):
@@ -195,6 +212,16 @@ def test_forged_receipt_other_checks() -> None:
     tampered.content = "x"
     with pytest.raises(ProtocolError, match="signature"):
         validate(tampered)
+
+
+def test_receipt_request_id_picks_our_own() -> None:
+    req = request()
+    assert nip57.receipt_request_id(make_receipt(req.to_json())) == req.id
+
+    def garble(t: EventTemplate) -> None:
+        t.tags = [x if x[0] != "description" else ["description", "[" * 5000] for x in t.tags]
+
+    assert nip57.receipt_request_id(make_receipt(edit=garble)) is None
 
 
 def test_lnurl_and_lud16() -> None:

@@ -54,10 +54,12 @@ async def scripted_wallet(relay: str, script: Script) -> AsyncIterator[nip47.Con
                     body = script(decoded.method, decoded.params)
                     if body is None:
                         continue
+                    error = body.get("__error__")  # {"__error__": [code, message]}
+                    answer = (nip47.encode_response(decoded.method, error=tuple(error))
+                              if error else nip47.encode_response(decoded.method, body))
                     reply = nip47.response_template(
                         req.pubkey, req.id,
-                        nip47.encrypt(nip47.NIP44, secret, req.pubkey,
-                                      nip47.encode_response(decoded.method, body)))
+                        nip47.encrypt(nip47.NIP44, secret, req.pubkey, answer))
                     await pool.publish(sign_event(reply, secret))
 
         async with anyio.create_task_group() as tg:

@@ -160,7 +160,10 @@ async def test_bad_callbacks_move_no_money(tmp_path: Path, relay_url: str) -> No
 
         good = await req()
         cases = {
-            "missing nostr": f"{cb}?amount=21000",
+            "comment too long": f"{cb}?amount=21000&comment={'x' * 281}",
+            "two comments": f"{cb}?amount=21000&comment=a&comment=b",
+            "two nostr": f"{cb}?amount=21000&nostr={quote(good, safe='')}"
+                         f"&nostr={quote(good, safe='')}",
             "missing amount": f"{cb}?nostr={quote(good, safe='')}",
             "not json": f"{cb}?amount=21000&nostr=%7Bnope",
             "not utf-8": f"{cb}?amount=21000&nostr=%FF%FE",
@@ -219,3 +222,85 @@ async def test_sender_refuses_invoice_not_committing(tmp_path: Path, relay_url: 
             await w["zapper"].zap(nip19.npub_encode(w["alice"].public_key), 21_000,
                                   receipt_timeout=0)
         assert w["ledger"].connection("bob").balance_msat == 200_000
+
+
+async def test_plain_lnurl_pay_with_comment(tmp_path: Path, relay_url: str) -> None:
+    """LUD-06/LUD-16/LUD-12 driven over plain HTTP, as any LNURL wallet would: no nostr
+    parameter, the invoice commits to the exact metadata string, the comment is kept."""
+    import hashlib
+
+    from oa_node.nostr import bolt11
+
+    async with zap_world(tmp_path, relay_url) as w:
+        base = f"http://127.0.0.1:{w['port']}"
+        # LUD-16: the lightning address resolves to this URL; LUD-01: its bech32 form too
+        url = nip57.lud16_url(f"alice@127.0.0.1:{w['port']}")
+        assert url == f"{base}/.well-known/lnurlp/alice"
+        assert nip57.lnurl_decode(nip57.lnurl_encode(url)) == url
+        status, params = await anyio.to_thread.run_sync(http_get, url)
+        assert status == 200 and params["tag"] == "payRequest"
+        assert params["commentAllowed"] == 280
+        metadata = params["metadata"]
+        assert ["text/identifier", f"alice@127.0.0.1:{w['port']}"] in json.loads(metadata)
+        comment = "thanks for the fix! ünïcode + spaces"
+        status, body = await anyio.to_thread.run_sync(
+            http_get, f"{params['callback']}?amount=7000&comment={quote(comment)}")
+        assert status == 200, body
+        assert body["routes"] == []
+        inv = bolt11.decode(body["pr"])
+        assert inv.amount_msat == 7000
+        assert inv.description_hash == hashlib.sha256(metadata.encode()).hexdigest()
+        await w["bob_w"].pay_invoice(body["pr"])
+        store: ZapStore = w["store"]
+        with anyio.fail_after(15):
+            while store.get(inv.payment_hash).state != "published":
+                await anyio.sleep(0.1)
+        row = store.get(inv.payment_hash)
+        assert row.comment == comment and row.receipt_id is None  # no receipt for plain pay
+        assert w["ledger"].connection("alice").balance_msat == 7000
+        found = await w["pool"].query({"kinds": [9735], "#p": [w["alice"].public_key]},
+                                      timeout=2)
+        assert found == []
+
+
+async def test_receipt_comes_on_the_wallet_notification(tmp_path: Path,
+                                                        relay_url: str) -> None:
+    """Passes run only when the wallet's payment_received notification asks (and lookups
+    back off to an hour): the receipt still comes, after one lookup."""
+    async with zap_world(tmp_path, relay_url, receipts=False, poll_interval=3600.0,
+                         max_backoff=3600.0) as w:
+        lnurl: LnurlServer = w["lnurl"]
+        wake = [anyio.Event()]
+
+        async def publisher() -> None:
+            while True:
+                await wake[0].wait()
+                wake[0] = anyio.Event()
+                await lnurl.publish_receipts(lambda relays: RelayPool(relays))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lnurl.listen, w["alice_w"], lambda: wake[0].set())
+            tg.start_soon(publisher)
+            result = await w["zapper"].zap(nip19.npub_encode(w["alice"].public_key), 9_000,
+                                           receipt_timeout=10)
+            tg.cancel_scope.cancel()
+        assert result.receipt is not None
+        assert lnurl.lookups == 1
+
+
+async def test_others_receipts_are_ignored_quietly(tmp_path: Path, relay_url: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    async with zap_world(tmp_path, relay_url) as w:
+        carol_w_uri = connect_uri(w["ledger"], "carol", relay_url, deposit=50_000)
+        async with NWCWallet(carol_w_uri, timeout=10) as carol_w:
+            carol = Zapper(LocalSigner.generate(), w["pool"], lambda: carol_w,
+                           relays=[relay_url])
+            target = nip19.npub_encode(w["alice"].public_key)
+            assert (await carol.zap(target, 7_000, receipt_timeout=10)).receipt is not None
+            with caplog.at_level(logging.DEBUG, "oa_node.zaps"):
+                mine = await w["zapper"].zap(target, 5_000, receipt_timeout=10)
+        assert mine.receipt is not None
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+        assert any("another request" in r.getMessage() for r in caplog.records)
