@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
+from oa_node.canonical import loads
 from oa_node.client import RelayPool
-from oa_node.executors.canonical import loads
 from oa_node.ledger import StateLedger
 from oa_node.nostr import kinds
 from oa_node.plugins.buyer.engine import BuyerBusy, try_buyer_lock
