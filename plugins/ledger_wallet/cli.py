@@ -195,6 +195,9 @@ def pay(
     if connection:
         led = _ledger(node)
         row = led.pay(led.connection(connection).id, bolt11)
+        if not hasattr(row, "keys"):  # a hold invoice: locked until the payee settles
+            raise UserError(f"hold invoice {row.payment_hash}: {row.amount_msat} msat locked"
+                            " until the payee settles or cancels it")
         data = {"payment_hash": row["payment_hash"], "preimage": row["preimage"],
                 "amount_msat": row["amount_msat"], "fees_paid_msat": row["fees_msat"]}
     else:
