@@ -54,7 +54,7 @@ def postgres_dsn() -> str:
     if not dsn:
         if os.environ.get("CI"):
             pytest.fail(f"{PG_ENV} is not set but CI is: PostgreSQL tests must run in CI")
-        pytest.skip(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql://oa:oa@127.0.0.1/oa_test)")
+        pytest.skip(f'PostgreSQL tests need {PG_ENV} (run: eval "$(bash .ci/services)")')
     return dsn
 
 
