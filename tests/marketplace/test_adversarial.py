@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
+from harness.wait import wait_for
 from oa_node.client import RelayPool
 from oa_node.nostr import kinds, nip90
 from oa_node.nostr.event import Event
@@ -145,9 +146,8 @@ async def test_a_job_that_cannot_run_is_an_error_feedback_never_a_result(
             assert rec.state == "expired", rec.data
             assert not rec.data["results"]
             pledger = open_provider_ledger(node.data_dir)
-            with anyio.fail_after(10):
-                while pledger.get(job).state != "failed":  # type: ignore[union-attr]
-                    await anyio.sleep(0.1)
+            await wait_for(lambda: pledger.get(job).state == "failed", 10,  # type: ignore[union-attr]
+                           "the provider to fail the job")
             pledger.close()
             async with RelayPool([world.relay]) as pool:
                 assert await pool.query({"kinds": [kinds.JOB_RESULT], "#e": [job]}, 5) == []

@@ -8,15 +8,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.wait import port_open, wait_until
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.provider.ledger import open_provider_ledger
 from tests.marketplace.conftest import REPO_ROOT, balance, free_port, wallet_uri
@@ -53,26 +52,19 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"node exited: {log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"no relay on port {port}: {log.read_text()}")
+        return port_open(port)
+
+    try:
+        wait_until(listening, timeout, f"a relay on port {port}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {log.read_text()}") from None
 
 
 def poll(fn: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(fn, timeout, what, interval=0.3)
 
 
 @pytest.mark.docker

@@ -118,9 +118,8 @@ async def test_passing_suite_is_verified_and_paid(world: World, tmp_path: Path) 
         assert result["check"]["status"] == "success"
         # the provider sees the invoice settle and records the payment
         pledger = open_provider_ledger(node.data_dir)
-        with anyio.fail_after(20):
-            while pledger.get(job).state != "paid":  # type: ignore[union-attr]
-                await anyio.sleep(0.2)
+        await wait_for(lambda: pledger.get(job).state == "paid", 20,  # type: ignore[union-attr]
+                       "the provider to see the payment")
         hist = [h.to_state for h in pledger.history(job)]
         assert hist == ["received", "accepted", "running", "result_published", "paid"]
         assert pledger.history(job)[-1].receipt["preimage"] == payment["preimage"]
@@ -220,9 +219,8 @@ async def test_lying_provider_is_caught_by_redundancy_and_not_paid(world: World,
         assert [p["provider"] for p in rec.data["payments"].values()] == [h]
         # the liar hears the verdict and gives up on its invoice
         lledger = open_provider_ledger(liar.data_dir)
-        with anyio.fail_after(20):
-            while lledger.get(job).state != "unpaid":  # type: ignore[union-attr]
-                await anyio.sleep(0.2)
+        await wait_for(lambda: lledger.get(job).state == "unpaid", 20,  # type: ignore[union-attr]
+                       "the liar to give up its invoice")
         assert "verdict" in lledger.history(job)[-1].receipt["reason"]
         lledger.close()
     assert balance(world.ledger, "liar") == 0
@@ -295,9 +293,8 @@ async def test_intake_busy_expired_underbid_and_bad_requests(world: World,
         slow = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, ["sleep 6"]),
                                   providers=[pk])
         pledger = open_provider_ledger(node.data_dir)
-        with anyio.fail_after(20):
-            while (r := pledger.get(slow)) is None or r.state != "running":
-                await anyio.sleep(0.1)
+        await wait_for(lambda: (r := pledger.get(slow)) and r.state == "running", 20,
+                       "the slow job to run")
         queued = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, ["echo late"]),
                                     providers=[pk], ttl_secs=3)
         busy = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, ["echo busy"]),
@@ -312,9 +309,8 @@ async def test_intake_busy_expired_underbid_and_bad_requests(world: World,
         assert (await buyer.node.pool.publish(deep)).ok
         await follow(buyer, slow)
         assert buyer.ledger.get(slow).state == "paid"  # type: ignore[union-attr]
-        with anyio.fail_after(30):
-            while (r := pledger.get(queued)) is None or r.state == "accepted":
-                await anyio.sleep(0.1)
+        await wait_for(lambda: (r := pledger.get(queued)) and r.state != "accepted", 30,
+                       "the queued job to leave 'accepted'")
 
         def history(job: str) -> list[str]:
             return [h.to_state for h in pledger.history(job)]
@@ -390,9 +386,9 @@ async def test_payable_refuses_what_the_bid_or_invoice_does_not_allow(world: Wor
     assert "names no amount" in Buyer._payable(result(None), 5_000)[0]
     assert "invalid invoice" in Buyer._payable(result(nip90.Amount(2_000, "lnbc1junk")),
                                                5_000)[0]
-    old = world.ledger.invoice(conn.id, 2_000, description="old", expiry=1)["bolt11"]
-    await anyio.sleep(1.1)
-    assert "expired" in Buyer._payable(result(nip90.Amount(2_000, old)), 5_000)[0]
+    old = world.ledger.invoice(conn.id, 2_000, description="old", expiry=1)
+    await wait_for(lambda: time.time() > old["expires_at"] + 0.1, 10, "the invoice to expire")
+    assert "expired" in Buyer._payable(result(nip90.Amount(2_000, old["bolt11"])), 5_000)[0]
 
 
 async def test_concurrency_and_generic_kind_only(world: World, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import anyio
 import pytest
 from typer.testing import CliRunner
 
+from harness.wait import wait_for, wait_until
 from oa_node.client import RelayPool
 from oa_node.nostr import kinds
 from oa_node.nostr.event import Event, EventTemplate
@@ -153,29 +154,27 @@ def test_provider_that_stops_ticking_drops_out(tmp_path: Path, shared_relay: str
         proc = subprocess.Popen([sys.executable, "-m", "oa_node.cli", "start", "-c", str(cfg)],
                                 cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
-        row = None
-        while row is None or row["last_tick"] is None:
+        def ticking() -> Any:
             assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"never listed as ticking:\n{log.read_text()}"
-            time.sleep(0.3)
             row = find(buyer, pubkey)
+            return row if row is not None and row["last_tick"] is not None else None
+
+        row = wait_until(ticking, 20, "the provider listed as ticking", interval=0.3)
         assert row["heartbeat"] == 1 and row["stale"] is False
         assert "last tick" in providers(buyer)
         # ticks keep coming while it runs
         first_tick = row["last_tick"]
-        while row is not None and row["last_tick"] == first_tick:
-            assert time.monotonic() < deadline, "the provider ticked once only"
-            time.sleep(0.3)
-            row = find(buyer, pubkey)
-        assert row is not None
+        def next_tick() -> Any:
+            r = find(buyer, pubkey)
+            assert r is not None, "the provider dropped out while it was running"
+            return r if r["last_tick"] != first_tick else None
+
+        wait_until(next_tick, 20, "a second tick", interval=0.3)
 
         os.kill(proc.pid, signal.SIGKILL)  # a crash: no deletion of its announcement
         proc.wait(10)
-        killed = time.monotonic()
-        while find(buyer, pubkey) is not None:
-            assert time.monotonic() - killed < 10, "still listed 10 s after it was killed"
-            time.sleep(0.3)
+        wait_until(lambda: find(buyer, pubkey) is None, 10, "the killed provider to drop out",
+                   interval=0.3)
         dropped_at = time.time()
     finally:
         if proc.poll() is None:
@@ -207,17 +206,14 @@ async def test_schedule_is_republished_when_the_relay_comes_up(tmp_path: Path) -
     relay = RelayProcess(tmp_path / "relay.sqlite3", port)
     try:
         async with running(node):
-            with anyio.fail_after(10):  # the first tick ran: the schedule already failed
-                while not getattr(getattr(node, "nipsa_runner", None), "history", None):
-                    await anyio.sleep(0.05)
+            # the first tick ran: the schedule already failed
+            await wait_for(lambda: getattr(getattr(node, "nipsa_runner", None), "history", None),
+                           10, "the first tick")
             await anyio.to_thread.run_sync(relay.start)
             async with RelayPool([url]) as reader:
-                with anyio.fail_after(20):
-                    while not await reader.query({"kinds": [kinds.AGENT_SCHEDULE],
-                                                  "authors": [node.signer.public_key]}, 2):
-                        await anyio.sleep(0.2)
-                    while not await reader.query({"kinds": [kinds.AGENT_PROFILE],
-                                                  "authors": [node.signer.public_key]}, 2):
-                        await anyio.sleep(0.2)
+                for kind in (kinds.AGENT_SCHEDULE, kinds.AGENT_PROFILE):
+                    await wait_for(lambda k=kind: reader.query(  # type: ignore[misc]
+                        {"kinds": [k], "authors": [node.signer.public_key]}, 2), 20,
+                        f"the agent's kind {kind} on the relay once it is up", interval=0.2)
     finally:
         await anyio.to_thread.run_sync(relay.stop)

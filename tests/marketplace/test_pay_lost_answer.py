@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from harness.wait import wait_for
 from oa_node.nostr import nip90
 from oa_node.plugins.buyer.engine import Buyer
 from oa_node.plugins.buyer.settings import BuyerSettings
@@ -60,7 +61,8 @@ async def test_paid_then_expired_invoice_ends_paid(tmp_path: Path, shared_relay:
             paid_job = await verified_job(buyer, provider, lost["bolt11"], lost["payment_hash"])
             other_job = await verified_job(buyer, provider, unpaid["bolt11"],
                                            unpaid["payment_hash"])
-            await anyio.sleep(max(0.0, lost["expires_at"] + 0.2 - time.time()))
+            await wait_for(lambda: time.time() > lost["expires_at"] + 0.2, 10,
+                           "the lost invoice to expire")
             with anyio.fail_after(30):
                 await buyer.pay(paid_job)
                 await buyer.pay(other_job)
