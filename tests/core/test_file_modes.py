@@ -12,13 +12,14 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from harness import wait as waits
+from harness.wait import wait_until
 from oa_node import files
 from oa_node.node import build_node
 from oa_node.plugins.frostr import encoding, frost, sharefile
@@ -61,14 +62,17 @@ def free_port() -> int:
 
 def wait_for(cond: Any, timeout: float, what: str, proc: subprocess.Popen[bytes],
              log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def done() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"node exited while waiting for {what}:\n{log.read_text()}")
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()}")
+        return bool(cond())
+
+    try:
+        wait_until(done, timeout, what, interval=0.1)
+    except AssertionError as exc:
+        if not str(exc).startswith("timed out"):
+            raise
+        raise AssertionError(f"{exc}:\n{log.read_text()}") from None
 
 
 def port_open(port: int) -> bool:
@@ -238,9 +242,7 @@ def test_start_warns_about_a_data_dir_and_databases_open_to_others(
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: node.run(handle_signals=False))
-            with anyio.fail_after(10):
-                while node._stop_event is None:
-                    await anyio.sleep(0.01)
+            await waits.wait_for(lambda: node._stop_event is not None, 10, "the node to run")
             node.stop()
 
     with caplog.at_level(logging.WARNING, logger="oa_node"):

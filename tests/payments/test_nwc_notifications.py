@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
+from harness.wait import wait_for
 from oa_node.client import RelayPool
 from oa_node.nostr import nip47
 from oa_node.plugins.ledger_wallet.ledger import Ledger
@@ -49,14 +50,12 @@ async def test_wait_settled_is_woken_by_payment_received(tmp_path: Path,
                 settled.append(await payee.wait_settled(inv.payment_hash, timeout=20))
 
             tg.start_soon(wait)
-            with anyio.fail_after(10):
-                while payee.lookups == 0:  # the wait's first lookup: it is listening
-                    await anyio.sleep(0.05)
+            # the wait's first lookup: it is listening
+            await wait_for(lambda: payee.lookups > 0, 10, "the payee's first lookup")
             started = time.monotonic()
             await payer.pay_invoice(inv.bolt11)
-            with anyio.fail_after(10):
-                while len(seen) < 2 or not settled:
-                    await anyio.sleep(0.05)
+            await wait_for(lambda: len(seen) >= 2 and settled, 10,
+                           "both notifications and the settlement")
             tg.cancel_scope.cancel()
         assert settled[0].settled and settled[0].payment_hash == inv.payment_hash
         assert payee.lookups == 1 and time.monotonic() - started < 10

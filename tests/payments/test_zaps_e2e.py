@@ -252,9 +252,8 @@ async def test_plain_lnurl_pay_with_comment(tmp_path: Path, relay_url: str) -> N
         assert inv.description_hash == hashlib.sha256(metadata.encode()).hexdigest()
         await w["bob_w"].pay_invoice(body["pr"])
         store: ZapStore = w["store"]
-        with anyio.fail_after(15):
-            while store.get(inv.payment_hash).state != "published":
-                await anyio.sleep(0.1)
+        await wait_for(lambda: store.get(inv.payment_hash).state == "published", 15,
+                       "the zap to be published")
         row = store.get(inv.payment_hash)
         assert row.comment == comment and row.receipt_id is None  # no receipt for plain pay
         assert w["ledger"].connection("alice").balance_msat == 7000
