@@ -141,24 +141,46 @@ async def read_trajectory(
                              expected_hash=expected_hash)
 
 
-async def read_ref(pool: RelayPool, ref: TrajectoryRef, *, timeout: float = 10.0
-                   ) -> TrajectoryReport:
-    """Audit a reference taken from a result or patch (:meth:`TrajectoryRef.from_tags`):
-    read the session from ``pool`` plus the relay the reference names, and check it against
-    the referenced hash."""
+def reading_relays(relays: Sequence[str], hint: str, *,
+                   allow_hinted_relays: bool = False) -> list[str]:
+    """Where to read a referenced trajectory: ``relays`` (the node's, or the ones the user
+    passed), plus the relay a result or a patch names only when ``allow_hinted_relays``.
+
+    The hint is written by whoever published the reference: following it by default would
+    let any provider or contributor make the reader connect wherever it likes (an address
+    on the reader's network, a tracker). A malformed hint is dropped.
+    """
     from oa_node.client import ClientError
-    from oa_node.client import RelayPool as Pool
     from oa_node.client.urls import normalize_relay_url
 
-    hint = ""
-    if ref.relay:
+    out = list(dict.fromkeys(relays))
+    if allow_hinted_relays and hint:
         try:
-            hint = normalize_relay_url(ref.relay)
-        except ClientError:  # a malformed hint is not fatal: the pool's relays may have it
-            hint = ""
-    if not hint or hint in pool.relays:
-        return await read_trajectory(pool, ref.session_id, ref.author,
-                                     expected_hash=ref.trajectory_hash, timeout=timeout)
-    async with Pool([*pool.relays, hint]) as wider:
-        return await read_trajectory(wider, ref.session_id, ref.author,
-                                     expected_hash=ref.trajectory_hash, timeout=timeout)
+            url = normalize_relay_url(hint)
+        except ClientError:
+            return out
+        if url not in out:
+            out.append(url)
+    return out
+
+
+async def read_ref(pool: RelayPool, ref: TrajectoryRef, *, timeout: float = 10.0,
+                   allow_hinted_relays: bool = False) -> TrajectoryReport:
+    """Audit a reference taken from a result or patch (:meth:`TrajectoryRef.from_tags`):
+    read the session from ``pool`` and check it against the referenced hash. The relay the
+    reference names is contacted only with ``allow_hinted_relays`` (:func:`reading_relays`);
+    the caller's pool is never changed."""
+    from oa_node.client import RelayPool as Pool
+
+    relays = reading_relays(pool.relays, ref.relay, allow_hinted_relays=allow_hinted_relays)
+    if relays == list(pool.relays):
+        report = await read_trajectory(pool, ref.session_id, ref.author,
+                                       expected_hash=ref.trajectory_hash, timeout=timeout)
+    else:
+        async with Pool(relays) as wider:
+            report = await read_trajectory(wider, ref.session_id, ref.author,
+                                           expected_hash=ref.trajectory_hash, timeout=timeout)
+    if not report.ok and reading_relays(relays, ref.relay, allow_hinted_relays=True) != relays:
+        report.problems.append("the reference names another relay, not contacted (allow"
+                               " hinted relays to read it there)")
+    return report

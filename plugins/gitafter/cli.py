@@ -662,8 +662,11 @@ def show(
     id: Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")],
     patches: Annotated[bool, typer.Option("--patches", help="Print the patch texts.")] = False,
     check_trajectory: Annotated[bool, typer.Option(
-        "--check-trajectory", help="Fetch the attached trajectory from its relay and check "
-        "its hash and continuity.")] = False,
+        "--check-trajectory", help="Fetch the attached trajectory from the repository's "
+        "relays and check its hash and continuity.")] = False,
+    allow_hinted_relays: Annotated[bool, typer.Option(
+        "--allow-hinted-relays", help="With --check-trajectory, also connect to the relay "
+        "the proposal names for its trajectory (its author chose it).")] = False,
     *, opts: Opts,
 ) -> None:
     """Show a proposal: status, revisions, commits, trajectory and comments."""
@@ -675,7 +678,7 @@ def show(
         comments = await remote.comments(p.root)
         check = None
         if check_trajectory:
-            check = await _check_trajectory(p, remote)
+            check = await _check_trajectory(p, remote, allow_hinted_relays)
         return p, comments, check
 
     p, comments, check = with_repo(ctx, go)
@@ -730,18 +733,28 @@ def _print_comments(comments: list[Event]) -> None:
         print_text(c.content)
 
 
-async def _check_trajectory(p: Proposal, remote: GitAfterRemote) -> dict[str, Any]:
-    """Rebuild the attached trajectory from relays and compare its hash with the tag."""
+async def _check_trajectory(p: Proposal, remote: GitAfterRemote,
+                            allow_hinted_relays: bool = False) -> dict[str, Any]:
+    """Rebuild the attached trajectory from relays and compare its hash with the tag; the
+    relay the proposal names is contacted only when the user allows it."""
     from oa_node.client import RelayPool
-    from oa_node.trajectory import read_trajectory
+    from oa_node.trajectory import TrajectoryError, read_trajectory, reading_relays
 
     traj = p.trajectory
     if traj is None:
         raise UserError(f"proposal {short(p.id)} has no trajectory attached")
-    relays = [traj.relay] if traj.relay else remote.pool.relays
-    async with RelayPool(relays) as pool:
-        report = await read_trajectory(pool, traj.session, expected_hash=traj.sha256,
-                                       timeout=remote.timeout)
+    relays = reading_relays(remote.pool.relays, traj.relay,
+                            allow_hinted_relays=allow_hinted_relays)
+    hinted = reading_relays(relays, traj.relay, allow_hinted_relays=True) != relays
+    try:
+        async with RelayPool(relays) as pool:
+            report = await read_trajectory(pool, traj.session, expected_hash=traj.sha256,
+                                           timeout=remote.timeout)
+    except TrajectoryError as exc:
+        if not hinted:
+            raise
+        raise UserError(f"{exc} (the proposal names another relay for it, not contacted:"
+                        " pass --allow-hinted-relays to read it there)") from None
     return {"ok": report.ok, "computed_hash": report.computed_hash,
             "expected_hash": traj.sha256, "events": len(report.steps),
             "problems": list(report.problems)}

@@ -32,9 +32,11 @@ GIT_ENV = {
 class ThreadRelay:
     """A RelayServer running in its own thread and event loop."""
 
-    def __init__(self, db: Path, *, auth_write: bool = False) -> None:
+    def __init__(self, db: Path, *, auth_write: bool = False,
+                 policies: dict[str, list[Any]] | None = None) -> None:
         self.db = db
         self.auth_write = auth_write
+        self.policies = policies
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: RelayServer | None = None
@@ -46,7 +48,7 @@ class ThreadRelay:
         settings.rate_limits = RateLimits.off()
         if self.auth_write:
             settings.auth.required_for = ["write"]
-        self.server = RelayServer(SQLiteStore(self.db), None, settings)
+        self.server = RelayServer(SQLiteStore(self.db), self.policies, settings)
         fut = asyncio.run_coroutine_threadsafe(self.server.start(), self.loop)
         self.port = fut.result(timeout=20)
         return self.url

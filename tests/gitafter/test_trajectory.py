@@ -80,3 +80,35 @@ def test_trajectory_hash_given_and_checked(cli: Cli, project: Project, relay: Th
     assert shown["trajectory"]["hash"] == wrong
     check = shown["trajectory_check"]
     assert check["ok"] is False and check["computed_hash"] == digest and check["problems"]
+
+
+def test_check_trajectory_reads_the_repository_relays_not_the_hint(
+        cli: Cli, project: Project, relay: ThreadRelay, people: dict[str, Person],
+        tmp_path: Path) -> None:
+    """The relay a proposal names for its trajectory is its author's choice: `show
+    --check-trajectory` reads from the repository's relays and contacts that one only with
+    --allow-hinted-relays."""
+    m, c = people["maintainer"], people["contributor"]
+    announce(cli, project, relay, m)
+    connections: list[str] = []
+    other = ThreadRelay(tmp_path / "other.db",
+                        policies={"connect": [lambda conn: connections.append(conn.ip)]})
+    other.start()
+    try:
+        session, digest = record_session(node_config(tmp_path, c, other))
+        commit_file(project.contributor, "b.txt", "b\n", "add b")
+        sent = cli.ok("git", "send", "HEAD~1", "--trajectory", session, "--trajectory-relay",
+                      other.url, "--trajectory-hash", digest, "-C", str(project.contributor),
+                      "--key-file", str(c.key_file), "--relay", relay.url, "--json")
+        before = len(connections)
+        assert before >= 1  # the counter counts: the recording node's connection
+        mdir = ["-C", str(project.maintainer)]
+        msg = cli.fails("git", "show", sent["root"], "--check-trajectory", *mdir)
+        assert "--allow-hinted-relays" in msg and "no session" in msg, msg
+        assert len(connections) == before, "the hinted relay was contacted"
+        shown = cli.ok("git", "show", sent["root"], "--check-trajectory",
+                       "--allow-hinted-relays", *mdir, "--json")
+        assert shown["trajectory_check"]["ok"] is True
+        assert len(connections) > before
+    finally:
+        other.stop()

@@ -28,11 +28,12 @@ def relay_settings() -> RelaySettings:
 
 @pytest.fixture
 async def start_relay(tmp_path: Path) -> AsyncIterator[Callable[[], Any]]:
-    """Start as many in-process relays as a test needs; each returns its ws:// URL."""
+    """Start as many in-process relays as a test needs (``policies`` as the relay plugin
+    takes them, e.g. ``{"connect": [fn]}``); each returns its ws:// URL."""
     servers: list[RelayServer] = []
 
-    async def start() -> str:
-        server = RelayServer(SQLiteStore(tmp_path / f"relay{len(servers)}.db"), None,
+    async def start(policies: dict[str, list[Any]] | None = None) -> str:
+        server = RelayServer(SQLiteStore(tmp_path / f"relay{len(servers)}.db"), policies,
                              relay_settings())
         port = await server.start()
         servers.append(server)

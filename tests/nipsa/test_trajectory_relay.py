@@ -23,6 +23,7 @@ from oa_node.trajectory import (
     TrajectoryRef,
     read_ref,
     read_trajectory,
+    reading_relays,
 )
 
 pytestmark = pytest.mark.anyio
@@ -199,19 +200,39 @@ async def test_bad_input_is_a_clear_error(pool: RelayPool, agent: LocalSigner) -
 
 
 async def test_audit_a_reference_from_result_tags(
-        pool: RelayPool, agent: LocalSigner, start_relay: Callable[[], Any]) -> None:
-    """A buyer holding only a result's tags finds the session through the relay hint."""
-    traj = NodeTrajectories.fixed(pool, agent, publish_timeout=5)
-    _, ref = await record_job(traj)
+        agent: LocalSigner, start_relay: Callable[..., Any]) -> None:
+    """A buyer holding only a result's tags reads the session from its own relays; the relay
+    the result names (chosen by the provider) is contacted only when the buyer allows it."""
+    connections: list[str] = []
+    hinted = await start_relay({"connect": [lambda conn: connections.append(conn.ip)]})
+    async with RelayPool([hinted], signer=agent) as agent_pool:
+        traj = NodeTrajectories.fixed(agent_pool, agent, publish_timeout=5)
+        _, ref = await record_job(traj)
     result_tags = [["e", "00" * 32], ["p", BUYER], *ref.tags()]
     found = TrajectoryRef.from_tags(result_tags, agent.public_key)
-    assert found == ref
+    assert found == ref and ref.relay == hinted
+    before = len(connections)
+    assert before >= 1  # the counter counts: the agent's own connection
     elsewhere = await start_relay()  # the buyer's own relay has nothing of it
     async with RelayPool([elsewhere]) as buyer_pool:
-        report = await read_ref(buyer_pool, found, timeout=5)
+        unread = await read_ref(buyer_pool, found, timeout=5)
+        assert len(connections) == before, "the hinted relay was contacted"
+        assert not unread.ok and "not contacted" in unread.problems[-1]
+        report = await read_ref(buyer_pool, found, timeout=5, allow_hinted_relays=True)
         assert buyer_pool.relays == [elsewhere]  # the caller's pool is left alone
+    assert len(connections) > before
     assert report.ok, report.problems
     forged = TrajectoryRef(ref.session_id, ref.relay, "11" * 32, ref.author)
     async with RelayPool([elsewhere]) as buyer_pool:
-        bad = await read_ref(buyer_pool, forged, timeout=5)
+        bad = await read_ref(buyer_pool, forged, timeout=5, allow_hinted_relays=True)
     assert any("expected" in p for p in bad.problems)
+
+
+def test_reading_relays_takes_a_hint_only_when_allowed() -> None:
+    mine = ["ws://127.0.0.1:1"]
+    assert reading_relays(mine, "ws://127.0.0.1:2") == mine
+    assert reading_relays(mine, "ws://127.0.0.1:2", allow_hinted_relays=True) == [
+        *mine, "ws://127.0.0.1:2"]
+    for bad in ("", "--upload-pack=x", "http://127.0.0.1:2", "ws://"):
+        assert reading_relays(mine, bad, allow_hinted_relays=True) == mine, bad
+    assert reading_relays(mine, mine[0], allow_hinted_relays=True) == mine
