@@ -1,4 +1,4 @@
-"""Host-side repository fetch, the most exposed code on a provider (DESIGN.md §4).
+"""Host-side repository fetch, the most exposed code on a provider.
 
 The rules: clone only, into a fresh folder we create (git never runs in a directory the
 request controls: ``GIT_DIR``/``GIT_WORK_TREE`` are always explicit); hooks off

@@ -1,6 +1,6 @@
 """``oa.repo_index.v1``: index a repository at a ref (digests, Python symbols, dependencies).
 
-Request and result as in DESIGN.md §3. oa-node additions to the result (optional):
+Request and result: the models below. oa-node additions to the result (optional):
 ``status`` (success | error | timeout | cancelled), ``error`` and ``commit`` (the commit id
 that ``git_ref`` resolved to).
 """

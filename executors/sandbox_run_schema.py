@@ -1,6 +1,6 @@
 """``oa.sandbox_run.v1``: run commands on a repository checkout in a sandbox.
 
-Request and result as in DESIGN.md §3. oa-node additions (all optional, so documents from
+Request and result: the models below. oa-node additions (all optional, so documents from
 other implementations still parse): ``artifacts`` (paths/globs relative to the workspace),
 ``resources.pids``, and per run ``stdout_bytes``, ``stderr_bytes``, ``timed_out``,
 ``oom_killed``. ``repo`` may be omitted (an empty workspace).

@@ -1,4 +1,4 @@
-"""``DockerSandbox``: one hardened, throw-away container per job (DESIGN.md §4).
+"""``DockerSandbox``: one hardened, throw-away container per job.
 
 Every container runs with no network (unless the spec allows more), ``cap_drop=ALL``,
 ``no-new-privileges``, a read-only root, tmpfs ``/tmp`` and workspace, uid 1000, memory /

@@ -1,4 +1,5 @@
-"""Event kinds: NIP-01 storage classes and the kind numbers oa-node speaks (DESIGN.md §3)."""
+"""Event kinds: NIP-01 storage classes and the kind numbers oa-node speaks
+(docs/ARCHITECTURE.md, "Protocol surface")."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ none). It must be given the parameter *exactly as received* after URL-decoding: 
 invoice's description hash commits to those bytes, never to a re-serialisation.
 
 :func:`validate_receipt` is the one check every place that counts a zap must run
-(Appendix F plus what DESIGN.md asks): the receipt signed by the recipient's LNURL
+(Appendix F plus oa-node's stricter rules): the receipt signed by the recipient's LNURL
 ``nostrPubkey``, a strictly decoded invoice whose description hash is the SHA-256 of the
 embedded zap request, a valid zap request with a single ``p`` matching the receipt's,
 amounts that agree, ``e``/``a`` tags that match the zapped target, a ``P`` (if any) that

@@ -1,6 +1,6 @@
 """NIP-90 typed jobs, NIP-89 capability ads and NIP-32 verdict labels (pure).
 
-oa-node's job events (DESIGN.md §3): a request (5050, or the dedicated kind of its schema)
+oa-node's job events: a request (5050, or the dedicated kind of its schema)
 carries the schema's request as canonical JSON, NIP-44 encrypted when it names a provider
 and asks for it; the schema id travels in ``["param","schema",<id>]`` and ``["t",<id>]`` so
 relays can filter. Results answer at request kind + 1000; feedback is 7000. The schema id,

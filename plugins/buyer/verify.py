@@ -1,7 +1,7 @@
 """Verification of job results (pure): one result on its own, then all of a job's results.
 
-:func:`check_result` makes every objective check one result allows (DESIGN.md §3
-"Pay-after-verify settlement"): signature, binding to one of this job's requests (``e``,
+:func:`check_result` makes every objective check one result allows (pay after
+verify): signature, binding to one of this job's requests (``e``,
 the embedded ``request`` event, kind + 1000, ``p`` = buyer, the named provider), encryption
 kept, the schema's own verifier (structure, ``input_sha256``, requested image digest,
 internal consistency), and provenance naming the signer. It yields the result's

@@ -1,8 +1,8 @@
 """NIP-34 (git over Nostr) events: building, parsing and status resolution, with no I/O.
 
 Everything here takes and returns plain values and :class:`Event` objects so it can be
-tested without git or relays. The rules follow NIP-34 plus the interop notes in DESIGN.md
-(what ngit and gitworkshop actually read and write):
+tested without git or relays. The rules follow NIP-34 plus what ngit and gitworkshop
+actually read and write:
 
 * A patch series is one kind-1617 event per commit. The first carries ``t root``; every
   later one carries ``e <first> "" root`` and ``e <previous> "" reply`` (send both even where

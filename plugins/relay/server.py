@@ -1,6 +1,6 @@
 """The Nexus relay server: NIP-01/09/11/40/42/45 over websockets on top of an EventStore.
 
-Hot-path choices (see DESIGN.md §5): an EVENT is answered from a recent-ids cache or a
+Hot-path choices: an EVENT is answered from a recent-ids cache or a
 store probe before any signature work; verified events go to the store's batching writer
 and the connection keeps reading while the batch commits (``OK`` follows the commit); the
 event's JSON text as received is stored and sent out again, never re-serialised; live
