@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from oa_node.config import Config, Key, Section, non_negative, positive, relay_url
 from oa_node.errors import UserError
 from oa_node.nostr import nip19
 from oa_node.nostr.errors import ProtocolError
+from oa_node.plugins.frostr.encoding import SharePackage
 from oa_node.plugins.frostr.holder import FrostHolder
+from oa_node.plugins.frostr.noncestore import NonceStoreError, persistent_pools
 from oa_node.plugins.frostr.policy import Policy
+from oa_node.plugins.frostr.protocol import NoncePools
 from oa_node.plugins.frostr.sharefile import load_group, load_share
+
+log = logging.getLogger("oa_node.frostr")
 
 
 def _pubkeys(values: list[str]) -> None:
@@ -114,5 +121,27 @@ def holder_from_config(config: Config) -> FrostHolder:
     if not relays:
         raise UserError("frostr.relays: no relays (set [frostr] relays or [node] relays)")
     peers = [normalize_pubkey(p) for p in sec["peers"]] or None
-    return FrostHolder(group, share, relays, peers=peers, policy=policy_from(sec),
-                       request_timeout=sec["request_timeout"], sign_timeout=sec["sign_timeout"])
+    policy = policy_from(sec)
+    return FrostHolder(group, share, relays, peers=peers, policy=policy,
+                       request_timeout=sec["request_timeout"], sign_timeout=sec["sign_timeout"],
+                       pools=_pools(config, share))
+
+
+def nonce_file(config: Config, share: SharePackage) -> Path:
+    """Where a share's nonce pools are kept: the data dir, one file per share."""
+    data_dir = config.resolve_path(config["node"]["data_dir"])
+    return Path(data_dir) / f"frostr-nonces-{share.idx}-{share.public_key[:16]}.sqlite3"
+
+
+def _pools(config: Config, share: SharePackage) -> NoncePools:
+    path = nonce_file(config, share)
+    try:
+        return persistent_pools(path, share.secret_bytes, share.public_key)
+    except NonceStoreError as exc:
+        if "another process" not in str(exc):
+            raise
+    # A node runs this share already (a `frost` command beside `oa-node start`): this
+    # process gets pools of its own, in memory (codes are random: nothing is shared).
+    log.warning("frostr: %s is in use by another process; this one keeps its nonce pools "
+                "in memory", path.name)
+    return NoncePools(share.secret_bytes)

@@ -17,15 +17,11 @@ Where bifrost is lax this holder is strict, without changing the wire:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -35,6 +31,16 @@ from oa_node.errors import UserError
 from oa_node.nostr import nip44
 from oa_node.nostr.event import Event, EventTemplate, sign_event
 from oa_node.plugins.frostr import frost, protocol
+from oa_node.plugins.frostr.asking import (
+    STALE_NONCE_REASON,
+    Asking,
+    FrostUnavailable,
+    NotSent,
+    PeerRejected,
+    PeerState,
+    SignResult,
+    nip44_conversation_key_from_x,
+)
 from oa_node.plugins.frostr.encoding import GroupPackage, SharePackage, check_share
 from oa_node.plugins.frostr.frost import FrostError, SigningSession
 from oa_node.plugins.frostr.policy import Policy, SignRequest, event_from_content
@@ -51,44 +57,17 @@ from oa_node.plugins.frostr.protocol import (
 from oa_node.plugins.frostr.suite import BIFROST
 from oa_node.signer import LocalSigner
 
-T = TypeVar("T")
+__all__ = ["FrostHolder", "FrostUnavailable", "NotSent", "PeerRejected", "PeerState",
+           "SignResult", "nip44_conversation_key_from_x"]
+
 log = logging.getLogger("oa_node.frostr")
 
 MAX_EVENT_AGE = 120  # seconds: older requests are replays from a relay that stores kind 20000
 _SEEN_MAX = 10_000
-#: Threshold-ECDH results kept (least recently used dropped): one per peer the node talks to,
-#: so a long-running node meeting many strangers keeps bounded memory.
-ECDH_CACHE_MAX = 4096
+_LATE_MAX = 1000
 
 
-class FrostUnavailable(UserError):
-    """Not enough peers answered in time; the message says who did and who did not."""
-
-
-class PeerRejected(Exception):
-    def __init__(self, peer: str, reason: str) -> None:
-        self.peer, self.reason = peer, reason
-        super().__init__(f"{peer[:12]}… refused: {reason}")
-
-
-@dataclass
-class SignResult:
-    signature: bytes
-    signers: list[int]
-    #: member indexes whose partial signatures failed verification during this call
-    cheaters: list[int] = field(default_factory=list)
-    attempts: int = 1
-
-
-@dataclass
-class PeerState:
-    idx: int
-    pubkey: str
-    last_seen: float = 0.0
-    policy: dict[str, bool] | None = None
-
-
-class FrostHolder:
+class FrostHolder(Asking):
     """Runs one share: ``async with holder.running(): ...`` or ``await holder.run()``."""
 
     def __init__(
@@ -103,6 +82,7 @@ class FrostHolder:
         sign_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         ping_on_start: bool = True,
+        pools: NoncePools | None = None,
     ) -> None:
         check_share(group, share)
         self.group = group
@@ -124,14 +104,28 @@ class FrostHolder:
             if key == self.pubkey or (allowed is not None and key not in allowed):
                 continue
             self.peers[key] = PeerState(i, key)
-        self.pools = NoncePools(share.secret_bytes)
+        #: journalled pools (``noncestore``) survive a restart; in memory otherwise
+        self.pools = pools or NoncePools(share.secret_bytes)
         self.cheaters: set[int] = set()
         #: whether the plugins' ``register_frost_policies`` checks are in ``policy.checks``
         self.plugin_checks_loaded = False
-        self.stats: dict[str, int] = {"answered": 0, "rejected": 0, "dropped": 0}
+        self.stats: dict[str, int] = {"answered": 0, "rejected": 0, "dropped": 0, "sent": 0,
+                                      "requests": 0}
         self._signer = LocalSigner(share.secret_bytes)
         self._conv: dict[str, bytes] = {}
         self._pending: dict[str, tuple[str, Any]] = {}
+        #: requests given up on: a late accept still carries nonces worth keeping
+        self._late: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        #: peers whose last ping reply had no nonces although this holder holds none of
+        #: theirs (they believe it still does): warned about once
+        self._starved: set[str] = set()
+        self._pinging: dict[str, tuple[anyio.Event, list[Any]]] = {}
+        #: the maintenance loop's per-peer backoff and next ping time
+        self._backoff: dict[str, float] = {}
+        self._due: dict[str, float] = {}
+        self._wake = anyio.Event()
+        #: set (and replaced) whenever a peer's nonces arrive
+        self._nonces_arrived = anyio.Event()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._ecdh_cache: OrderedDict[str, bytes] = OrderedDict()
         self._pool: RelayPool | None = None
@@ -164,8 +158,8 @@ class FrostHolder:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._listen, pool)
-                if self.ping_on_start:  # trade nonces early so the first signature is fast
-                    tg.start_soon(self.ping_all)
+                if self.ping_on_start:  # trade nonces early so the first signature is fast,
+                    tg.start_soon(self._maintain)  # and keep the pools stocked
                 self._ready.set()
                 task_status.started()
                 await anyio.sleep_forever()
@@ -174,6 +168,14 @@ class FrostHolder:
             self._fail_pending("holder stopped")
             with anyio.CancelScope(shield=True):
                 await pool.close()
+            self.close()
+
+    def close(self) -> None:
+        """Release the nonce file (its lock) so the share can run again."""
+        journal = self.pools.journal
+        if journal is not None and hasattr(journal, "close"):
+            journal.close()
+        self.pools.journal = None
 
     async def _listen(self, pool: RelayPool) -> None:
         authors = [self.pubkey, *self.peers]
@@ -203,9 +205,12 @@ class FrostHolder:
         content = protocol.encrypt_content(env.to_json(), self._conversation_key(peer))
         event = sign_event(EventTemplate(kind=protocol.RPC_KIND, content=content,
                                          tags=[["p", peer]]), self.share.secret_bytes)
+        self.stats["sent"] += 1
+        if env.type == "request":
+            self.stats["requests"] += 1
         result = await self._pool.publish(event, timeout=self.request_timeout)
         if not result.ok:
-            raise ClientError(f"no relay accepted the message: {result.rejected}")
+            raise NotSent(f"no relay accepted the message: {result.rejected}")
 
     async def request(self, peer: str, method: str, param: str,
                       timeout: float | None = None) -> Any:
@@ -215,34 +220,25 @@ class FrostHolder:
         return await self._request(peer, protocol.request(method, param),
                                    timeout or self.request_timeout)
 
-    async def _ask(self, peer: str, method: str, params: Any, timeout: float,
-                   parse: Callable[[Any], T], failures: dict[str, str]) -> T | None:
-        """One request to one peer, parsed; on a timeout, refusal or bad reply the reason
-        is written to ``failures[peer]`` and ``None`` returned (signing goes on with the
-        others)."""
-        try:
-            return parse(await self._request(peer, protocol.request(method, params), timeout))
-        except TimeoutError:
-            failures[peer] = "no answer (timeout)"
-        except PeerRejected as exc:
-            failures[peer] = f"refused: {exc.reason}"
-        except (WireError, ClientError) as exc:
-            failures[peer] = f"bad reply: {exc}"
-        return None
-
     async def _request(self, peer: str, env: Envelope, timeout: float) -> Any:
         """Send a request and wait for the peer's accept ``data``; PeerRejected or
         TimeoutError otherwise."""
         send, receive = anyio.create_memory_object_stream[Envelope](1)
         self._pending[env.id] = (peer, send)
+        answered = False
         try:
             with anyio.fail_after(timeout):
                 await self._send(peer, env)
                 reply = await receive.receive()
+                answered = True
         finally:
             self._pending.pop(env.id, None)
             send.close()
             receive.close()
+            if not answered and env.method in ("ping", "sign"):
+                self._late[env.id] = (peer, env.method)
+                if len(self._late) > _LATE_MAX:
+                    self._late.popitem(last=False)
         if reply.type == "reject":
             raise PeerRejected(peer, reply.reason or "")
         return reply.data
@@ -290,6 +286,9 @@ class FrostHolder:
         env = protocol.parse_envelope(protocol.decrypt_content(
             event.content, self._conversation_key(event.pubkey)))
         peer.last_seen = time.monotonic()
+        if self._due.get(event.pubkey, 0.0) > peer.last_seen:
+            self._due[event.pubkey] = 0.0  # it is up: the maintenance loop may ping it now
+            self._wake.set()
         if env.type in ("accept", "reject"):
             pending = self._pending.get(env.id)
             if pending is not None and pending[0] == event.pubkey:
@@ -298,34 +297,76 @@ class FrostHolder:
                 except (anyio.WouldBlock, anyio.ClosedResourceError,
                         anyio.BrokenResourceError):
                     pass
+            elif env.type == "accept":
+                self._late_accept(event.pubkey, env)
             return
         try:
-            data = self._answer(peer, env)
+            data, fresh = self._answer(peer, env)
         except (WireError, FrostError, ValueError) as exc:
             self.stats["rejected"] += 1
             log.info("frostr: refused %s from member %d: %s", env.method, peer.idx, exc)
             await self._send(event.pubkey, protocol.reject(env.id, str(exc)))
             return
         self.stats["answered"] += 1
-        await self._send(event.pubkey, protocol.accept(env.id, data))
+        try:
+            await self._send(event.pubkey, protocol.accept(env.id, data))
+        except NotSent:
+            self.pools.discard(peer.pubkey, (n.code for n in fresh))
+            raise
+        # the peer is waiting for this answer and the relay has it: the nonces count now
+        self.pools.confirm(peer.pubkey, (n.code for n in fresh))
+
+    def _late_accept(self, peer: str, env: Envelope) -> None:
+        """An answer after its request timed out: keep the nonces it carries (the peer
+        counts them as ours; dropping them would leave its view too high)."""
+        late = self._late.pop(env.id, None)
+        if late is None or late[0] != peer:
+            return
+        try:
+            if late[1] == "ping":
+                self._received_nonces(peer, Ping.parse_reply(env.data).nonces)
+            else:
+                self._received_nonces(peer, SignResponse.from_json(env.data).replenish)
+        except WireError:
+            return
+
+    def _received_nonces(self, peer: str, nonces: list[NonceCommit]) -> None:
+        if nonces:
+            self._starved.discard(peer)
+            self.pools.add_incoming(peer, nonces)
+            self._nonces_arrived.set()
+            self._nonces_arrived = anyio.Event()
 
     # --- answering peers ----------------------------------------------------------------------
 
-    def _answer(self, peer: PeerState, env: Envelope) -> Any:
+    def _answer(self, peer: PeerState, env: Envelope) -> tuple[Any, list[NonceCommit]]:
+        """The accept ``data`` and the fresh nonces in it (they count once it is sent)."""
         param = env.params[0] if env.params else ""
         if env.method == "ping":
             ping = Ping.parse_request(param)
-            self.pools.add_incoming(peer.pubkey, ping.nonces)
-            # A peer sending nonces has run low on ours, or restarted and lost them (pools
-            # live in memory): either way it needs a fresh batch of ours as well.
-            fresh = (self.pools.replenish(peer.pubkey)
-                     if ping.nonces or self.pools.needs_replenish(peer.pubkey) else [])
-            return Ping(fresh, policy={"send": True, "recv": True}).reply_json()
+            if (ping.nonces and self.pools.incoming_count(peer.pubkey)
+                    >= protocol.MIN_THRESHOLD):
+                # It sends nonces only when it counts fewer than MIN_THRESHOLD in our hands,
+                # and we hold more: it lost its pools (a restart). Ours of its are stale,
+                # and it no longer has ours.
+                log.info("frostr: member %d lost its nonce pools (restart?); starting over "
+                         "with it", peer.idx)
+                self.pools.forget(peer.pubkey)
+            self._received_nonces(peer.pubkey, ping.nonces)
+            fresh = self._refill(peer.pubkey)
+            return Ping(fresh, policy={"send": True, "recv": True}).reply_json(), fresh
         if env.method == "sign":
             return self._answer_sign(peer, protocol._json(param, "session"))
         if env.method == "ecdh":
-            return self._answer_ecdh(peer, protocol._json(param, "ecdh"))
+            return self._answer_ecdh(peer, protocol._json(param, "ecdh")), []
         raise WireError(f"method {env.method!r} is not supported")
+
+    def _refill(self, peer: str) -> list[NonceCommit]:
+        """Fresh nonces for ``peer`` when it holds fewer than MIN_THRESHOLD of ours (and no
+        batch is on its way): bifrost's rule, so views of a pool stay equal."""
+        if self.pools.needs_replenish(peer) and not self.pools.pending_count(peer):
+            return self.pools.replenish(peer)
+        return []
 
     def _check_members(self, peer: PeerState, members: list[int]) -> None:
         if self.idx not in members or peer.idx not in members:
@@ -336,7 +377,8 @@ class FrostHolder:
         if unknown:
             raise WireError(f"unknown members {unknown}")
 
-    def _answer_sign(self, peer: PeerState, obj: Any) -> dict[str, Any]:
+    def _answer_sign(self, peer: PeerState, obj: Any
+                     ) -> tuple[dict[str, Any], list[NonceCommit]]:
         session = SignSession.from_json(obj)
         session.check_ids(self.group)
         self._check_members(peer, session.members)
@@ -353,16 +395,15 @@ class FrostHolder:
         mine = session.nonce_for(self.idx)
         nonce = self.pools.consume_outgoing(peer.pubkey, mine.code)  # destroyed from here on
         if nonce is None:
-            raise WireError("unknown or already used nonce code (replayed request?)")
+            raise WireError(f"{STALE_NONCE_REASON} (replayed request?)")
         if (frost.ser(frost.base_mul(nonce.binding)) != frost.ser(mine.binder_pn)
                 or frost.ser(frost.base_mul(nonce.hiding)) != frost.ser(mine.hidden_pn)):
             raise WireError("session nonce does not match the code")
         fs = SigningSession(self.suite, self.group.group_pk, session.commitments(), sighash)
         z = self.sign_share(fs, nonce)
-        replenish = (self.pools.replenish(peer.pubkey)
-                     if self.pools.needs_replenish(peer.pubkey) else [])
+        replenish = self._refill(peer.pubkey)
         return SignResponse(self.idx, [(sighash, z)], self.share.public, session.sid,
-                            mine.code, replenish).to_json()
+                            mine.code, replenish).to_json(), replenish
 
     def sign_share(self, fs: SigningSession, nonce: frost.Nonce) -> int:
         """This holder's partial signature (a seam tests use to play a cheating holder)."""
@@ -382,231 +423,3 @@ class FrostHolder:
             entries.append((pk, frost.ecdh_keyshare(self.idx, self.share.seckey, req.members,
                                                     point)))
         return EcdhPackage(self.idx, req.members, entries).to_json()
-
-    # --- asking peers ----------------------------------------------------------------------------
-
-    async def ping(self, peer: str, timeout: float | None = None) -> float:
-        """Ping a peer, trading nonces; the round-trip time in seconds."""
-        st = self.peers[peer]
-        # Send nonces when the peer runs low on ours, and also when we run low on its: an
-        # oa-node peer answers a ping that carries nonces with a fresh batch of its own.
-        low = (self.pools.needs_replenish(peer)
-               or self.pools.incoming_count(peer) < protocol.MIN_THRESHOLD)
-        fresh = self.pools.replenish(peer) if low else []
-        start = time.monotonic()
-        try:
-            data = await self._request(
-                peer, protocol.request("ping", Ping(fresh).request_json()),
-                timeout or self.request_timeout)
-        except BaseException:
-            # the peer may never have seen these: keeping them would make it look stocked
-            self.pools.discard(peer, (n.code for n in fresh))
-            raise
-        rtt = time.monotonic() - start
-        reply = Ping.parse_reply(data)
-        self.pools.add_incoming(peer, reply.nonces)
-        st.last_seen, st.policy = time.monotonic(), reply.policy
-        return rtt
-
-    async def ping_all(self, timeout: float | None = None,
-                       peers: Iterable[str] | None = None,
-                       enough: int | None = None) -> dict[str, float | str]:
-        """Ping peers concurrently: ``{pubkey: rtt seconds or an error message}``. With
-        ``enough``, stop waiting once that many have answered (the rest are "cancelled")."""
-        out: dict[str, float | str] = {}
-        targets = list(self.peers if peers is None else peers)
-
-        async def one(peer: str, tg: TaskGroup) -> None:
-            try:
-                out[peer] = await self.ping(peer, timeout)
-            except TimeoutError:
-                out[peer] = "timeout"
-            except (PeerRejected, WireError, ClientError) as exc:
-                out[peer] = str(exc)
-            if enough is not None and sum(isinstance(v, float) for v in out.values()) >= enough:
-                tg.cancel_scope.cancel()
-
-        async with anyio.create_task_group() as tg:
-            for peer in targets:
-                tg.start_soon(one, peer, tg)
-        for peer in targets:
-            out.setdefault(peer, "cancelled")
-        return out
-
-    def _usable(self, peer: str, excluded: set[str]) -> bool:
-        return (peer not in excluded and self.peers[peer].idx not in self.cheaters
-                and self.pools.incoming_count(peer) > 0)
-
-    async def sign(self, sighash: bytes, content: bytes | None = None,
-                   timeout: float | None = None) -> SignResult:
-        """A BIP-340 signature by the group key on ``sighash`` (an event id).
-
-        ``content`` (the event's NIP-01 serialisation) lets peers apply kind policies. Peers
-        that time out, refuse or cheat are left out and the session retried with others
-        until ``timeout``; :class:`FrostUnavailable` says who failed.
-        """
-        if len(sighash) != 32:
-            raise ValueError("sighash must be 32 bytes")
-        need = self.group.threshold - 1
-        deadline = time.monotonic() + (timeout or self.sign_timeout)
-        excluded: set[str] = set()
-        failures: dict[str, str] = {}
-        cheaters: list[int] = []
-        attempts = 0
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            candidates = [p for p in self.peers if self._usable(p, excluded)]
-            if len(candidates) < need:
-                missing = [p for p in self.peers if p not in excluded
-                           and self.peers[p].idx not in self.cheaters and p not in candidates]
-                if not missing:
-                    break
-                results = await self.ping_all(min(remaining, self.request_timeout), missing,
-                                              enough=need - len(candidates))
-                for p, r in results.items():
-                    if not isinstance(r, float) and r != "cancelled":
-                        failures[p] = f"ping: {r}"
-                        excluded.add(p)
-                continue
-            # prefer peers seen recently; random among equals, as bifrost does
-            random.shuffle(candidates)
-            candidates.sort(key=lambda p: -self.peers[p].last_seen)
-            chosen = candidates[:need]
-            attempts += 1
-            try:
-                sig, bad = await self._sign_once(sighash, content, chosen,
-                                                 min(remaining, self.request_timeout), failures)
-            except FrostError as exc:  # should not happen with verified shares
-                failures["aggregate"] = str(exc)
-                continue
-            for p in chosen:
-                if p in failures:
-                    excluded.add(p)
-            cheaters.extend(bad)
-            if sig is not None:
-                return SignResult(sig, sorted([self.idx, *(self.peers[p].idx for p in chosen)]),
-                                  cheaters, attempts)
-        detail = "; ".join(f"member {self.peers[p].idx if p in self.peers else p}: {why}"
-                           for p, why in failures.items()) or "no peer with nonces"
-        raise FrostUnavailable(
-            f"frostr: could not gather {self.group.threshold} of {len(self.group.members)} "
-            f"signers in time ({detail})")
-
-    async def _sign_once(self, sighash: bytes, content: bytes | None, chosen: list[str],
-                         timeout: float, failures: dict[str, str]
-                         ) -> tuple[bytes | None, list[int]]:
-        nonces: dict[int, NonceCommit] = {}
-        for p in chosen:
-            commit = self.pools.take_incoming(p)
-            assert commit is not None  # _usable checked the pool
-            nonces[self.peers[p].idx] = commit
-        own = NonceCommit.create(self.share.secret_bytes)
-        nonces[self.idx] = own
-        session = SignSession.build(self.group, list(nonces), sighash, int(time.time()),
-                                    nonces, content)
-        fs = SigningSession(self.suite, self.group.group_pk, session.commitments(), sighash)
-        params = protocol.dumps(session.to_json())
-        shares: dict[int, int] = {}
-        bad: list[int] = []
-
-        async def ask(peer: str) -> None:
-            st = self.peers[peer]
-            resp = await self._ask(peer, "sign", params, timeout, SignResponse.from_json,
-                                   failures)
-            if resp is None:
-                return
-            self.pools.add_incoming(peer, resp.replenish)
-            if (resp.idx != st.idx or resp.sid != session.sid or resp.nonce_code
-                    != nonces[st.idx].code or len(resp.psigs) != 1 or resp.psigs[0][0] != sighash
-                    or frost.ser(resp.pubkey) != frost.ser(self.group.members[st.idx])):
-                failures[peer] = "reply does not match the session"
-                return
-            z = resp.psigs[0][1]
-            if not fs.verify_share(st.idx, self.group.members[st.idx], z):
-                log.warning("frostr: member %d sent an invalid partial signature", st.idx)
-                failures[peer] = "invalid partial signature"
-                self.cheaters.add(st.idx)
-                bad.append(st.idx)
-                return
-            shares[st.idx] = z
-
-        async with anyio.create_task_group() as tg:
-            for p in chosen:
-                tg.start_soon(ask, p)
-        own_nonce = protocol.derive_nonce(self.share.secret_bytes, own.code)
-        del own  # our nonce for this session is never used again, whatever happened
-        if len(shares) != len(chosen):
-            return None, bad
-        shares[self.idx] = fs.sign(self.idx, self.share.seckey, own_nonce)
-        sig = fs.aggregate(shares, self.group.members)  # verifies the BIP-340 signature
-        return sig, bad
-
-    async def ecdh(self, peer_pubkey: str, timeout: float | None = None) -> bytes:
-        """The NIP-44 shared x coordinate with ``peer_pubkey`` (x-only hex), computed by
-        threshold ECDH: the group secret is never assembled."""
-        cached = self._ecdh_cache.get(peer_pubkey)
-        if cached is not None:
-            self._ecdh_cache.move_to_end(peer_pubkey)
-            return cached
-        try:
-            pk = bytes.fromhex(peer_pubkey)
-            point = frost.lift_x(pk)
-        except (ValueError, FrostError):
-            raise UserError(f"not an x-only public key: {peer_pubkey!r}") from None
-        need = self.group.threshold - 1
-        deadline = time.monotonic() + (timeout or self.sign_timeout)
-        excluded: set[str] = set()
-        failures: dict[str, str] = {}
-        while (remaining := deadline - time.monotonic()) > 0:
-            live = [p for p in self.peers if p not in excluded
-                    and self.peers[p].idx not in self.cheaters]
-            if len(live) < need:
-                break
-            random.shuffle(live)
-            live.sort(key=lambda p: -self.peers[p].last_seen)
-            chosen = live[:need]
-            members = sorted([self.idx, *(self.peers[p].idx for p in chosen)])
-            # the public point in place of our keyshare: the responder needs only ecdh_pk
-            req = EcdhPackage(self.idx, members, [(pk, point)]).to_json()
-            parts: dict[int, frost.Point] = {}
-
-            async def ask(peer: str, req: dict[str, Any] = req,
-                          members: list[int] = members, parts: dict[int, Any] = parts,
-                          remaining: float = remaining) -> None:
-                resp = await self._ask(peer, "ecdh", req, min(remaining, self.request_timeout),
-                                       EcdhPackage.from_json, failures)
-                if resp is None:
-                    return
-                if (resp.idx != self.peers[peer].idx or resp.members != members
-                        or len(resp.entries) != 1 or resp.entries[0][0] != pk):
-                    failures[peer] = "reply does not match the request"
-                    return
-                parts[resp.idx] = resp.entries[0][1]
-
-            async with anyio.create_task_group() as tg:
-                for p in chosen:
-                    tg.start_soon(ask, p)
-            for p in chosen:
-                if p in failures:
-                    excluded.add(p)
-            if len(parts) == need:
-                parts[self.idx] = frost.ecdh_keyshare(self.idx, self.share.seckey, members,
-                                                      point)
-                shared = frost.xonly(frost.ecdh_combine(parts.values()))
-                self._ecdh_cache[peer_pubkey] = shared
-                if len(self._ecdh_cache) > ECDH_CACHE_MAX:
-                    self._ecdh_cache.popitem(last=False)
-                return shared
-        detail = "; ".join(f"member {self.peers[p].idx}: {why}" for p, why in failures.items())
-        raise FrostUnavailable(f"frostr: threshold ECDH failed ({detail or 'no peers'})")
-
-    def conversation_key(self, shared_x: bytes) -> bytes:
-        """NIP-44 conversation key from a threshold-ECDH shared x coordinate."""
-        return nip44_conversation_key_from_x(shared_x)
-
-
-def nip44_conversation_key_from_x(shared_x: bytes) -> bytes:
-    """HKDF-extract(salt ``nip44-v2``, shared x): what NIP-44 derives from an ECDH."""
-    return hmac.new(nip44.SALT, shared_x, hashlib.sha256).digest()

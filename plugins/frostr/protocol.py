@@ -15,10 +15,10 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from oa_node.nostr import nip44
 from oa_node.nostr.errors import ProtocolError
@@ -143,71 +143,149 @@ def parse_nonce_list(value: Any, what: str) -> list[NonceCommit]:
             for i, n in enumerate(_list(value, what, POOL_SIZE))]
 
 
-class NoncePools:
-    """Per-peer nonce pools, in memory only (as bifrost: after a restart, ping again).
+class NonceJournal(Protocol):
+    """Where :class:`NoncePools` records every change before it takes effect (a file, so a
+    restarted holder keeps working with peers that did not restart). Each call returns only
+    once the change is durable."""
 
-    *outgoing*: codes this holder generated for a peer; a code is removed (the nonce is
-    destroyed) the moment a sign request uses it, before the partial signature exists.
-    *incoming*: public nonces a peer generated for this holder, each used at most once.
+    def out_add(self, peer: str, codes: list[bytes]) -> None: ...
+    def out_confirm(self, peer: str, codes: list[bytes]) -> None: ...
+    def out_remove(self, peer: str, codes: list[bytes]) -> None: ...
+    def in_add(self, peer: str, nonces: list[NonceCommit]) -> None: ...
+    def in_remove(self, peer: str, codes: list[bytes]) -> None: ...
+
+
+class NoncePools:
+    """Per-peer nonce pools, optionally journalled (bifrost keeps them in memory only).
+
+    *outgoing*: codes this holder generated for a peer. A code is destroyed (journalled
+    first) the moment a sign request uses it, before the partial signature exists. Codes
+    are *pending* until the peer is known to hold them (its accept of the ping carrying them,
+    or the relay's OK for a reply carrying them); only *delivered* ones count, so a ping in
+    flight never makes the peer look stocked.
+    *incoming*: public nonces a peer generated for this holder, each used at most once
+    (removed, journalled, before the session that uses it is sent).
     """
 
-    def __init__(self, seckey: bytes, pool_size: int = POOL_SIZE) -> None:
+    def __init__(self, seckey: bytes, pool_size: int = POOL_SIZE,
+                 journal: NonceJournal | None = None) -> None:
         self._seckey = seckey
         self.pool_size = pool_size
-        self._out: dict[str, OrderedDict[bytes, None]] = {}
-        self._in: dict[str, deque[NonceCommit]] = {}
+        self.journal = journal
+        self._out: dict[str, OrderedDict[bytes, bool]] = {}  # code -> delivered
+        self._in: dict[str, OrderedDict[bytes, NonceCommit]] = {}
+
+    def restore(self, outgoing: dict[str, list[tuple[bytes, bool]]],
+                incoming: dict[str, list[NonceCommit]]) -> None:
+        """Load journalled pools (oldest first), without journalling them again."""
+        for peer, items in outgoing.items():
+            self._out.setdefault(peer, OrderedDict()).update(items)
+        for peer, nonces in incoming.items():
+            self._in.setdefault(peer, OrderedDict()).update((n.code, n) for n in nonces)
 
     def outgoing_count(self, peer: str) -> int:
-        return len(self._out.get(peer, ()))
+        """Codes the peer is known to hold."""
+        return sum(self._out.get(peer, {}).values())
+
+    def pending_count(self, peer: str) -> int:
+        pool = self._out.get(peer, {})
+        return len(pool) - sum(pool.values())
 
     def incoming_count(self, peer: str) -> int:
         return len(self._in.get(peer, ()))
 
     def replenish(self, peer: str, count: int = REPLENISH_COUNT) -> list[NonceCommit]:
-        """New nonces for ``peer`` (to send it). The pool never holds more than
-        ``pool_size``: the oldest codes are destroyed to make room."""
+        """New (pending) nonces for ``peer`` (at most ``pool_size``), journalled before they
+        are returned to be sent. A pool holds at most twice ``pool_size`` (room for a batch
+        that crossed another): the oldest pending, then the oldest codes make room."""
         pool = self._out.setdefault(peer, OrderedDict())
         count = max(0, min(count, self.pool_size))
-        while len(pool) + count > self.pool_size:
-            pool.popitem(last=False)
+        excess = max(0, len(pool) + count - 2 * self.pool_size)
+        if excess:  # pending (perhaps never received) codes go first
+            old = sorted(pool, key=lambda c: pool[c])[:excess]
+            self._out_remove(peer, old)
         fresh = [NonceCommit.create(self._seckey) for _ in range(count)]
+        if self.journal is not None and fresh:
+            self.journal.out_add(peer, [n.code for n in fresh])
         for n in fresh:
-            pool[n.code] = None
+            pool[n.code] = False
         return fresh
+
+    def confirm(self, peer: str, codes: Iterable[bytes]) -> None:
+        """The peer now holds these codes (they count from here on)."""
+        pool = self._out.get(peer)
+        if pool is None:
+            return
+        known = [c for c in codes if c in pool and not pool[c]]
+        if not known:
+            return
+        if self.journal is not None:
+            self.journal.out_confirm(peer, known)
+        for c in known:
+            pool[c] = True
 
     def needs_replenish(self, peer: str) -> bool:
         return self.outgoing_count(peer) < MIN_THRESHOLD
 
     def consume_outgoing(self, peer: str, code: bytes) -> Nonce | None:
-        """Destroy ``code`` and return its secret nonce, or None if unknown or used."""
+        """Destroy ``code`` (durably, first) and return its secret nonce, or None if
+        unknown or used."""
         pool = self._out.get(peer)
         if pool is None or code not in pool:
             return None
-        del pool[code]
+        self._out_remove(peer, [code])
         return derive_nonce(self._seckey, code)
 
+    def _out_remove(self, peer: str, codes: list[bytes]) -> None:
+        if self.journal is not None and codes:
+            self.journal.out_remove(peer, codes)
+        pool = self._out.get(peer, OrderedDict())
+        for c in codes:
+            pool.pop(c, None)
+
     def add_incoming(self, peer: str, nonces: Iterable[NonceCommit]) -> None:
-        pool = self._in.setdefault(peer, deque(maxlen=self.pool_size))
-        known = {n.code for n in pool}
-        for n in nonces:
-            if n.code not in known:
-                pool.append(n)
-                known.add(n.code)
+        pool = self._in.setdefault(peer, OrderedDict())
+        new = [n for n in dict((n.code, n) for n in nonces).values() if n.code not in pool]
+        if not new:
+            return
+        new = new[-self.pool_size:]
+        excess = max(0, len(pool) + len(new) - 2 * self.pool_size)
+        if excess:
+            self._in_remove(peer, list(pool)[:excess])
+        if self.journal is not None:
+            self.journal.in_add(peer, new)
+        for n in new:
+            pool[n.code] = n
 
     def take_incoming(self, peer: str) -> NonceCommit | None:
+        """The peer's oldest nonce, removed (durably) before it is returned."""
         pool = self._in.get(peer)
-        return pool.popleft() if pool else None
+        if not pool:
+            return None
+        nonce = next(iter(pool.values()))
+        self._in_remove(peer, [nonce.code])
+        return nonce
+
+    def drop_incoming(self, peer: str) -> None:
+        """Forget every nonce of ``peer`` (it lost its state: they are stale)."""
+        self._in_remove(peer, list(self._in.get(peer, ())))
+
+    def _in_remove(self, peer: str, codes: list[bytes]) -> None:
+        if self.journal is not None and codes:
+            self.journal.in_remove(peer, codes)
+        pool = self._in.get(peer, OrderedDict())
+        for c in codes:
+            pool.pop(c, None)
 
     def discard(self, peer: str, codes: Iterable[bytes]) -> None:
-        """Destroy codes that may never have reached ``peer`` (a lost ping)."""
-        pool = self._out.get(peer)
-        for code in codes:
-            if pool is not None:
-                pool.pop(code, None)
+        """Destroy codes that never reached ``peer`` (no relay took the message)."""
+        pool = self._out.get(peer, {})
+        self._out_remove(peer, [c for c in codes if c in pool])
 
     def forget(self, peer: str) -> None:
-        self._out.pop(peer, None)
-        self._in.pop(peer, None)
+        """Destroy every code for ``peer`` and drop its nonces (it lost its state)."""
+        self._out_remove(peer, list(self._out.get(peer, ())))
+        self.drop_incoming(peer)
 
 
 # --- content encryption ---------------------------------------------------------------------

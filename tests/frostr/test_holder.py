@@ -174,7 +174,7 @@ async def test_threshold_ecdh_nip44(relay_url: str) -> None:
 
 
 async def test_ecdh_cache_is_bounded(relay_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from oa_node.plugins.frostr import holder as holder_mod
+    from oa_node.plugins.frostr import asking as holder_mod
 
     monkeypatch.setattr(holder_mod, "ECDH_CACHE_MAX", 2)
     group, shares = make_group(2, 2, secret=NSEC)

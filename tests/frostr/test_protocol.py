@@ -95,15 +95,22 @@ def test_nonce_pools_single_use() -> None:
     seckey = bytes(31) + b"\x07"
     pools = NoncePools(seckey)
     fresh = pools.replenish("peer", 5)
-    assert len(fresh) == 5 and pools.outgoing_count("peer") == 5
+    assert len(fresh) == 5 and pools.outgoing_count("peer") == 0  # pending
+    pools.confirm("peer", [n.code for n in fresh])
+    assert pools.outgoing_count("peer") == 5 and pools.pending_count("peer") == 0
     nonce = pools.consume_outgoing("peer", fresh[0].code)
     assert nonce is not None
     assert frost.ser(frost.base_mul(nonce.binding)) == frost.ser(fresh[0].binder_pn)
     assert pools.consume_outgoing("peer", fresh[0].code) is None  # destroyed on first use
     assert pools.consume_outgoing("other", fresh[1].code) is None  # bound to its peer
-    assert len(pools.replenish("peer", 1000)) == protocol.POOL_SIZE
-    assert pools.outgoing_count("peer") == protocol.POOL_SIZE  # the oldest were destroyed
+    big = pools.replenish("peer", 1000)
+    assert len(big) == protocol.POOL_SIZE  # one batch is at most a pool
+    pools.confirm("peer", [n.code for n in big])
+    big += pools.replenish("peer", 1000)  # 2 + 2 pending + 200: the 2 pending go first,
+    pools.confirm("peer", [n.code for n in big])  # then the oldest delivered
+    assert pools.outgoing_count("peer") == 2 * protocol.POOL_SIZE
     assert pools.consume_outgoing("peer", fresh[1].code) is None
+    assert pools.consume_outgoing("peer", fresh[3].code) is None
     pools.add_incoming("peer", fresh[1:3])
     pools.add_incoming("peer", fresh[1:3])  # duplicates ignored
     assert pools.incoming_count("peer") == 2
