@@ -224,8 +224,8 @@ async def test_nonce_pools_refill_over_many_signatures(relay_url: str) -> None:
         # b's startup ping to a times out (a is not running): a never got those nonces,
         # and b discards them
         peer = next(iter(b.peers))
-        await wait_for(lambda: b.pools.outgoing_count(peer) > 0, 10, "b's startup ping")
-        await wait_for(lambda: b.pools.outgoing_count(peer) == 0, 10, "b's ping to time out")
+        await wait_for(lambda: b.pools.pending_count(peer) > 0, 10, "b's startup ping")
+        await wait_for(lambda: b.pools.pending_count(peer) == 0, 10, "b's ping to time out")
         b.request_timeout = 10.0  # its answers' publishes from here on
         async with running(a):
             for i in range(protocol.POOL_SIZE + 20):
