@@ -22,7 +22,7 @@ from oa_node.client.subscription import (
     DEFAULT_QUERY_CAP,
     FiltersArg,
     Subscription,
-    _EoseMarker,
+    collect_stored,
 )
 from oa_node.client.urls import normalize_relay_url
 from oa_node.nostr.event import Event
@@ -181,17 +181,8 @@ class RelayPool:
                     max_events: int = DEFAULT_QUERY_CAP) -> list[Event]:
         """Stored events from all relays, until every relay sent EOSE (or is unreachable)
         or ``timeout``; de-duplicated, newest first."""
-        events: list[Event] = []
         async with self.subscribe(filters, yield_eose=True, max_queue=max_events) as sub:
-            with anyio.move_on_after(timeout):
-                async for item in sub:
-                    if isinstance(item, _EoseMarker):
-                        break
-                    events.append(item[1])
-                    if len(events) >= max_events:  # a relay ignoring "limit" is cut off
-                        break
-        events.sort(key=lambda e: (-e.created_at, e.id))
-        return events
+            return await collect_stored(sub, timeout, max_events)
 
     async def get_event(self, event_id: str, timeout: float = 10.0) -> Event | None:
         """One event by id from any relay, or None."""

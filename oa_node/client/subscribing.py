@@ -11,8 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from oa_node.client.auth import AuthLayer
 from oa_node.client.errors import ClientError
 from oa_node.client.status import State
@@ -21,6 +19,7 @@ from oa_node.client.subscription import (
     DEFAULT_QUERY_CAP,
     FiltersArg,
     Subscription,
+    collect_stored,
 )
 from oa_node.nostr.errors import split_prefix
 from oa_node.nostr.event import Event
@@ -99,17 +98,8 @@ class SubscriptionLayer(AuthLayer):
     async def query(self, filters: FiltersArg, timeout: float = 10.0, *,
                     max_events: int = DEFAULT_QUERY_CAP) -> list[Event]:
         """Stored events matching ``filters`` (until EOSE or timeout), newest first."""
-        events: list[Event] = []
         async with self.subscribe(filters, yield_eose=True, max_queue=max_events) as sub:
-            with anyio.move_on_after(timeout):
-                async for item in sub:
-                    if not isinstance(item, tuple):
-                        break
-                    events.append(item[1])
-                    if len(events) >= max_events:  # a relay ignoring "limit" is cut off
-                        break
-        events.sort(key=lambda e: (-e.created_at, e.id))
-        return events
+            return await collect_stored(sub, timeout, max_events)
 
     # --- incoming -----------------------------------------------------------------------
 

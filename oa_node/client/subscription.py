@@ -231,3 +231,19 @@ class Subscription:
     def _relay_closed(self, relay_url: str, message: str) -> None:
         self.closed_reasons[relay_url] = message
         self._relay_removed(relay_url)
+
+
+async def collect_stored(sub: Subscription, timeout: float, max_events: int) -> list[Event]:
+    """The events ``sub`` (opened with ``yield_eose=True``) yields until its EOSE or
+    ``timeout``, at most ``max_events`` (a relay ignoring ``limit`` is cut off); newest
+    first."""
+    events: list[Event] = []
+    with anyio.move_on_after(timeout):
+        async for item in sub:
+            if not isinstance(item, tuple):
+                break
+            events.append(item[1])
+            if len(events) >= max_events:
+                break
+    events.sort(key=lambda e: (-e.created_at, e.id))
+    return events
