@@ -112,12 +112,81 @@ async def bench_nwc(tmp: Path) -> None:
                 t0 = time.perf_counter()
                 await wa.pay_invoice(inv.bolt11)
                 pays.append(time.perf_counter() - t0)
+            await bench_waits(uris, wa)
+            await bench_escrow(wa, wb)
         tg.cancel_scope.cancel()
     await pool.close()
     await relay.close()
     gb, pi = statistics.median(lat) * 1000, statistics.median(pays) * 1000
     print(f"NWC get_balance round trip:     {gb:10.1f} ms median (relay on 127.0.0.1)")
     print(f"NWC pay_invoice round trip:     {pi:10.1f} ms median; ratio pay/get {pi / gb:.2f}")
+
+
+async def _settle_latency(wa, wb) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    """Seconds from paying until the payee's wait_settled returns; lookups it took."""
+    inv = await wb.make_invoice(1000, "wait")
+    before = wb.lookups
+    done = anyio.Event()
+    out: list[float] = []
+
+    async def wait() -> None:
+        await wb.wait_settled(inv.payment_hash, timeout=30)
+        out.append(time.perf_counter())
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+        while wb.lookups == before:  # listening (its first lookup went out)
+            await anyio.sleep(0.01)
+        await anyio.sleep(0.05)
+        t0 = time.perf_counter()
+        await wa.pay_invoice(inv.bolt11)
+        await done.wait()
+    return out[0] - t0, wb.lookups - before
+
+
+async def bench_waits(uris, wa) -> None:  # type: ignore[no-untyped-def]
+    """wait_settled on NIP-47 notifications vs the same client polling every 0.5 s."""
+    from oa_node.plugins.nwc.client import NWCWallet
+
+    rows = {}
+    for label, notify in (("notifications", True), ("polling 0.5 s", False)):
+        async with NWCWallet(uris["b"], use_notifications=notify) as wb:
+            runs = [await _settle_latency(wa, wb) for _ in range(15)]
+        rows[label] = (statistics.median(r[0] for r in runs) * 1000,
+                       statistics.median(r[1] for r in runs))
+    n, p = rows["notifications"], rows["polling 0.5 s"]
+    print(f"pay -> wait_settled, notified:  {n[0]:10.1f} ms median, {n[1]:.0f} lookups/wait")
+    print(f"pay -> wait_settled, polling:   {p[0]:10.1f} ms median, {p[1]:.0f} lookups/wait;"
+          f" ratio notified/polling {n[0] / p[0]:.2f}")
+
+
+async def bench_escrow(wa, wb) -> None:  # type: ignore[no-untyped-def]
+    """Plain (invoice, pay, settled) vs hold (hold invoice, pay, accepted, settle, payer
+    answered): what escrow adds to one payment."""
+    import hashlib
+    import secrets
+
+    plain, hold = [], []
+    for _ in range(15):
+        t0 = time.perf_counter()
+        inv = await wb.make_invoice(1000, "plain")
+        await wa.pay_invoice(inv.bolt11)
+        await wb.wait_settled(inv.payment_hash, timeout=30)
+        plain.append(time.perf_counter() - t0)
+
+        preimage = secrets.token_bytes(32)
+        t0 = time.perf_counter()
+        inv = await wb.make_hold_invoice(1000, hashlib.sha256(preimage).hexdigest(), "hold")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wa.pay_invoice, inv.bolt11)
+            await wb.wait_accepted(inv.payment_hash, timeout=30)
+            await wb.settle_hold_invoice(preimage.hex())
+        hold.append(time.perf_counter() - t0)
+    a, b = statistics.median(plain) * 1000, statistics.median(hold) * 1000
+    print(f"plain pay, until settled:       {a:10.1f} ms median")
+    print(f"hold pay, until payer answered: {b:10.1f} ms median; escrow adds {b - a:.1f} ms"
+          f" (ratio {b / a:.2f})")
 
 
 def main() -> None:

@@ -133,7 +133,7 @@ def period_start(period: str, now: int) -> int:
     return calendar.timegm(d.timetuple())
 
 
-class Ledger:
+class Ledger(holds.HoldBook):
     """One SQLite file (WAL; shared safely by the service and CLI processes)."""
 
     def __init__(self, path: str | Path, *, network: str = "bcrt") -> None:
@@ -219,37 +219,6 @@ class Ledger:
         row = self._db.execute("SELECT * FROM connections WHERE id = ?", (conn_id,)).fetchone()
         return self._row_to_conn(row) if row else None
 
-    def resolved_waiters(self) -> list[tuple[sqlite3.Row, str]]:
-        """``pay_invoice`` requests waiting on holds now settled or cancelled, each with its
-        answer (recorded, so a re-delivered request gets the same one)."""
-        from oa_node.nostr import nip47
-
-        out = []
-        with self._tx() as db:
-            rows = db.execute(
-                "SELECT w.*, h.state, h.reason, h.payer_id FROM hold_waiters w"
-                " JOIN holds h ON h.payment_hash = w.payment_hash"
-                " WHERE w.answered = 0 AND h.state IN ('settled', 'cancelled')").fetchall()
-            for w in rows:
-                if w["state"] == "settled":
-                    pay = db.execute("SELECT * FROM payments WHERE connection_id = ? AND"
-                                     " payment_hash = ?", (w["payer_id"],
-                                                           w["payment_hash"])).fetchone()
-                    response = nip47.encode_response("pay_invoice", {
-                        "preimage": pay["preimage"], "fees_paid": pay["fees_msat"]})
-                else:
-                    response = nip47.encode_response("pay_invoice", error=(
-                        ErrorCode.PAYMENT_FAILED.value,
-                        f"hold invoice cancelled: {w['reason'] or 'by the payee'}"))
-                db.execute("INSERT OR IGNORE INTO requests VALUES (?, ?, 'pay_invoice', ?, ?)",
-                           (w["event_id"], w["connection_id"], response, int(time.time())))
-                out.append((w, response))
-        return out
-
-    def mark_answered(self, event_id: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE hold_waiters SET answered = 1 WHERE event_id = ?", (event_id,))
-
     def connection_by_service_key(self, service_pubkey: str) -> Connection | None:
         row = self._db.execute("SELECT * FROM connections WHERE service_pubkey = ?",
                                (service_pubkey,)).fetchone()
@@ -302,15 +271,21 @@ class Ledger:
                                                        "notification": tx}),
                                   int(time.time())))
 
-    def unsent_notifications(self, limit: int = 100) -> list[tuple[int, int, str]]:
-        """``(id, connection_id, notification JSON)`` not yet published, oldest first."""
-        rows = self._db.execute("SELECT id, connection_id, notification FROM outbox"
-                                " WHERE sent = 0 ORDER BY id LIMIT ?", (limit,)).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
+    def unsent_notifications(self, limit: int = 100, after: int = 0,
+                             ) -> list[tuple[int, int, str, int]]:
+        """``(id, connection_id, notification JSON, created_at)`` not yet published, oldest
+        first, with ids above ``after``."""
+        rows = self._db.execute("SELECT id, connection_id, notification, created_at FROM outbox"
+                                " WHERE sent = 0 AND id > ? ORDER BY id LIMIT ?",
+                                (after, limit)).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
-    def mark_notified(self, ids: list[int]) -> None:
+    def mark_notified(self, ids: list[int], keep_seconds: int = 86_400) -> None:
+        """Mark published (or given up); forget notifications sent over a day ago."""
         with self._tx() as db:
             db.executemany("UPDATE outbox SET sent = 1 WHERE id = ?", [(i,) for i in ids])
+            db.execute("DELETE FROM outbox WHERE sent = 1 AND created_at < ?",
+                       (int(time.time()) - keep_seconds,))
 
     # --- requests (idempotency) -------------------------------------------------------
 
@@ -475,92 +450,6 @@ class Ledger:
         self._notify(db, payee_id, "payment_received", self.invoice_tx(invoice, now))
         self._notify(db, payer_id, "payment_sent", self.payment_tx(row))
         return row
-
-    # --- hold invoices (see holds.py for the states) ----------------------------------
-
-    def make_hold_invoice(self, db: sqlite3.Connection, conn_id: int, amount_msat: int,
-                          payment_hash: object, **kw: Any) -> sqlite3.Row:
-        ph = holds.check_hash(payment_hash)
-        row = self.make_invoice(db, conn_id, amount_msat, payment_hash=ph, **kw)
-        db.execute("INSERT INTO holds (payment_hash, connection_id, amount_msat) VALUES"
-                   " (?, ?, ?)", (ph, conn_id, amount_msat))
-        return row
-
-    def settle_hold(self, db: sqlite3.Connection, conn_id: int, preimage: object,
-                    now: int | None = None) -> sqlite3.Row:
-        """The payee releases a locked hold with its preimage: the amount is theirs."""
-        now = int(time.time()) if now is None else now
-        pre, ph = holds.preimage_hash(preimage)
-        hold = holds.owned(db, conn_id, ph)
-        if hold["state"] == "settled":
-            return hold  # done before: answer success again, move nothing
-        if hold["state"] != "accepted":
-            raise WalletError(ErrorCode.OTHER, f"hold invoice is {hold['state']}, not accepted:"
-                              " nothing to settle")
-        if now >= hold["settle_by"]:
-            self._cancel(db, hold, now, "settle deadline passed")
-            raise WalletError(ErrorCode.OTHER, "the settle deadline passed: the hold invoice"
-                              " was cancelled and the payer refunded")
-        amount, payer = hold["amount_msat"], hold["payer_id"]
-        db.execute("UPDATE holds SET state = 'settled', resolved_at = ? WHERE payment_hash = ?",
-                   (now, ph))
-        db.execute("UPDATE connections SET balance_msat = balance_msat + ? WHERE id = ?",
-                   (amount, conn_id))
-        db.execute("UPDATE invoices SET settled_at = ?, preimage = ? WHERE payment_hash = ?",
-                   (now, pre, ph))
-        inv = db.execute("SELECT * FROM invoices WHERE payment_hash = ?", (ph,)).fetchone()
-        db.execute(
-            "INSERT INTO payments (connection_id, payment_hash, bolt11, amount_msat, fees_msat,"
-            " preimage, description, description_hash, created_at, settled_at)"
-            " VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
-            (payer, ph, inv["bolt11"], amount, pre, inv["description"],
-             inv["description_hash"], hold["accepted_at"], now))
-        self._move(db, conn_id, amount, "hold_settle", ph)
-        self._paid(db, payer, conn_id, ph, now)
-        return holds.get(db, ph)  # type: ignore[return-value]
-
-    def cancel_hold(self, db: sqlite3.Connection, conn_id: int, payment_hash: object,
-                    now: int | None = None) -> sqlite3.Row:
-        """The payee gives up a hold: a locked amount returns to the payer."""
-        now = int(time.time()) if now is None else now
-        hold = holds.owned(db, conn_id, holds.check_hash(payment_hash))
-        if hold["state"] == "cancelled":
-            return hold
-        if hold["state"] == "settled":
-            raise WalletError(ErrorCode.OTHER, "hold invoice is settled: it cannot be cancelled")
-        self._cancel(db, hold, now, "cancelled by the payee")
-        return holds.get(db, hold["payment_hash"])  # type: ignore[return-value]
-
-    def _cancel(self, db: sqlite3.Connection, hold: sqlite3.Row, now: int, reason: str) -> None:
-        ph = hold["payment_hash"]
-        db.execute("UPDATE holds SET state = 'cancelled', resolved_at = ?, reason = ?"
-                   " WHERE payment_hash = ?", (now, reason, ph))
-        if hold["state"] == "accepted":
-            db.execute("UPDATE connections SET balance_msat = balance_msat + ? WHERE id = ?",
-                       (hold["amount_msat"], hold["payer_id"]))
-            self._move(db, hold["payer_id"], hold["amount_msat"], "hold_refund", ph)
-
-    def expire_holds(self, now: int | None = None) -> int:
-        """Cancel (refund) every accepted hold past its settle deadline; how many."""
-        now = int(time.time()) if now is None else now
-        with self._tx() as db:
-            due = db.execute("SELECT * FROM holds WHERE state = 'accepted' AND settle_by <= ?",
-                             (now,)).fetchall()
-            for hold in due:
-                self._cancel(db, hold, now, "settle deadline passed")
-        return len(due)
-
-    def hold_tx(self, invoice: sqlite3.Row, hold: sqlite3.Row | None,
-                now: int | None = None) -> dict[str, Any]:
-        """An incoming transaction object, with the hold's state and deadline if it is one."""
-        tx = self.invoice_tx(invoice, now)
-        if hold is not None:
-            tx["state"] = {"open": tx["state"], "accepted": "accepted", "settled": "settled",
-                           "cancelled": "failed"}[hold["state"]]
-            if hold["settle_by"] is not None:
-                tx["settle_deadline"] = -(-hold["settle_by"] // holds.BLOCK_SECONDS)
-                tx["settle_deadline_at"] = hold["settle_by"]
-        return tx
 
     def pay(self, conn_id: int, invoice_text: str, **kw: Any) -> sqlite3.Row | holds.HoldLocked:
         """``pay_invoice`` in a transaction of its own (CLI, tests)."""

@@ -52,6 +52,8 @@ METHODS = ("pay_invoice", "make_invoice", "lookup_invoice", "get_balance", "get_
            "list_transactions", "make_hold_invoice", "settle_hold_invoice",
            "cancel_hold_invoice")
 NOTIFICATIONS = nip47.NOTIFICATIONS
+#: seconds an unpublished notification is retried (no relay accepts it) before it is dropped
+NOTIFY_FOR = 600
 #: what ``_m_pay_invoice`` returns for a hold invoice: no answer yet (see holds.py)
 DEFERRED = ""
 ENCRYPTIONS = (nip47.NIP44, nip47.NIP04)
@@ -177,14 +179,21 @@ class WalletService:
                     await self._send(conn, w["client_pubkey"], w["event_id"], response,
                                      w["encryption"])
                 self.ledger.mark_answered(w["event_id"])
-            while batch := self.ledger.unsent_notifications():
-                for _id, conn_id, body in batch:
+            last = 0
+            while batch := self.ledger.unsent_notifications(after=last):
+                done = []
+                for nid, conn_id, body, created in batch:
                     conn = self.ledger.connection_by_id(conn_id)
-                    if conn is not None and not conn.revoked:
-                        await self._publish_notification(conn, body)
-                self.ledger.mark_notified([b[0] for b in batch])
+                    if (conn is None or conn.revoked
+                            or await self._publish_notification(conn, body)
+                            or time.time() - created > NOTIFY_FOR):
+                        done.append(nid)  # sent, moot, or given up after NOTIFY_FOR s
+                self.ledger.mark_notified(done)
+                last = batch[-1][0]  # the rest is retried on the next pass
 
-    async def _publish_notification(self, conn: Connection, body: str) -> None:
+    async def _publish_notification(self, conn: Connection, body: str) -> bool:
+        """Both kinds (23197 NIP-44, 23196 NIP-04); True once some relay took one."""
+        ok = False
         for encryption in ENCRYPTIONS:
             ciphertext = nip47.encrypt(encryption, conn.service_secret, conn.client_pubkey, body)
             event = sign_event(nip47.notification_template(conn.client_pubkey, ciphertext,
@@ -192,9 +201,11 @@ class WalletService:
             result = await self.pool.publish(event, self.publish_timeout)
             if result.ok:
                 self.notified += 1
+                ok = True
             else:
-                log.warning("notification for %s not accepted by any relay: %s", conn.name,
-                            result.rejected)
+                log.debug("notification for %s not accepted by any relay: %s", conn.name,
+                          result.rejected)
+        return ok
 
     async def _publish_infos(self) -> None:
         """Publish each missing info event, a few at a time: a relay that does not answer
