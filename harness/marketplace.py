@@ -81,7 +81,8 @@ def node_config(folder: Path, relay: str, image: str, *, provider: dict[str, Any
         sections["provider"] = {"enabled": True, "lookback_secs": 0, "settle_poll_secs": 0.5,
                                 **provider}
     if buyer is not None:
-        sections["buyer"] = {"pay_retry_secs": 1.0, **buyer}
+        # no sampled audits unless asked: which job is sampled is random
+        sections["buyer"] = {"pay_retry_secs": 1.0, "audit_rate": 0.0, **buyer}
     if wallet_uri is not None:
         sections["wallet"] = {"backend": "nwc", "uri": wallet_uri, "timeout": 10.0}
     for name, table in (extra or {}).items():

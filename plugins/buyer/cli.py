@@ -365,6 +365,7 @@ def _job_json(rec: Record) -> dict[str, Any]:
                         "refusal": (d.get("refusals") or {}).get(rid)})
     out: dict[str, Any] = {
         "id": rec.id, "state": rec.state, "schema": d.get("schema"),
+        "level": d.get("level"), "audit_unavailable": d.get("audit_unavailable"),
         "request_ids": d.get("request_ids"), "redundancy": d.get("redundancy"),
         "max_price_msat": d.get("max_price_msat"), "encrypted": d.get("encrypted"),
         "providers": d.get("providers"), "created_at": rec.created_at,
@@ -394,7 +395,10 @@ def job_status(
     if as_json:
         _print_json(data)
         return
-    console.print(f"job [bold]{rec.id}[/] ({data['schema']}): [bold]{rec.state}[/]")
+    console.print(f"job [bold]{rec.id}[/] ({data['schema']}): [bold]{rec.state}[/]"
+                  + (f", verified {data['level']}" if data["level"] else ""))
+    if data["audit_unavailable"]:
+        console.print(f"  audit unavailable here: {escape(data['audit_unavailable'])}")
     console.print(f"  redundancy {data['redundancy']}, bid {data['max_price_msat']} msat"
                   + (", encrypted" if data["encrypted"] else ""))
     fb = data.get("last_feedback")
@@ -435,11 +439,11 @@ def job_list(
     if as_json:
         _print_json([_job_json(r) for r in records])
         return
-    table = Table("id", "schema", "state", "results", "created")
+    table = Table("id", "schema", "state", "level", "created")
     for r in records:
-        table.add_row(r.id[:16], str(r.data.get("schema")), r.state,
-                      str(len(r.data.get("results") or {})),
-                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)))
+        table.add_row(r.id[:12], str(r.data.get("schema")), r.state,
+                      str(r.data.get("level") or "-"),
+                      time.strftime("%m-%d %H:%M", time.localtime(r.created_at)))
     console.print(table)
 
 

@@ -30,6 +30,7 @@ from oa_node.ledger import Record, StateLedger, TransitionError
 from oa_node.nostr import bolt11, kinds, nip90
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
+from oa_node.plugins.buyer.labels import label_template, planned_labels, verification_level
 from oa_node.plugins.buyer.ledger import FINAL, PENDING, open_buyer_ledger
 from oa_node.plugins.buyer.settings import BuyerSettings
 from oa_node.plugins.buyer.verify import Decision, ResultCheck, check_result, decide
@@ -435,31 +436,35 @@ class Buyer:
                    "failed": decision.failed, "digest": decision.digest,
                    "reason": decision.reason, "audit_digest": audit}
         target = {"pass": "verified", "undecided": "undecided"}.get(decision.outcome, "rejected")
-        moved = self._move(rec.id, target, receipt, verdicts=verdicts,
+        level = verification_level(decision.outcome, decision.digest, len(decision.passed),
+                                   audit)
+        receipt["level"] = level
+        moved = self._move(rec.id, target, receipt, verdicts=verdicts, level=level,
                            failures=decision.failed, verified_at=time.time(),
                            verify_secs=time.monotonic() - t0 + sum(
                                r.get("checked_secs", 0) for r in results))
         if moved:
-            log.info("job %s %s (%s)", rec.id[:12], target, decision.reason or decision.digest)
+            log.info("job %s %s, %s (%s)", rec.id[:12], target, level,
+                     decision.reason or decision.digest)
             self._emit(rec.id, target, receipt)
-            if self.settings.publish_verdicts:
-                await self._publish_verdicts(rec, results, verdicts, decision)
+            if target != "verified":  # a verified job is labelled once its payment is done
+                await self._publish_verdicts(rec.id)
 
-    async def _publish_verdicts(self, rec: Record, results: list[dict[str, Any]],
-                                verdicts: dict[str, str], decision: Decision) -> None:
-        for r in results:
-            ev = Event.from_dict(r["event"])
-            verdict = verdicts.get(ev.id)
-            if verdict not in ("pass", "fail"):
-                continue  # a surplus result is recorded, neither paid nor labelled
-            reason = decision.failed.get(ev.id, "") if verdict == "fail" else "verified"
-            request_id = ev.first_tag_value("e") or rec.id
+    async def _publish_verdicts(self, job_id: str) -> None:
+        """Publish the job's NIP-32 labels once, after the whole decision (for a verified
+        job: after the invoice checks and payments), each naming the level."""
+        rec = self.ledger.get(job_id)
+        if rec is None or rec.data.get("labelled") or not self.settings.publish_verdicts:
+            return
+        level = str(rec.data.get("level") or "structural")
+        for event, label, reason in planned_labels(rec.data):
             try:
-                label = await self.node.signer.sign(nip90.verdict_template(
-                    ev, request_id, verdict, reason[:2000], rec.data["schema"]))
-                await self._publish(label)
+                signed = await self.node.signer.sign(label_template(
+                    event, label, reason, level, rec.data["schema"], rec.id))
+                await self._publish(signed)
             except Exception:
-                log.exception("verdict label for %s not published", ev.id[:12])
+                log.exception("verdict label for %s not published", event.id[:12])
+        self.ledger.update(job_id, labelled=True)
 
     async def _audit(self, rec: Record) -> str | None:
         """Re-run the job on this node's own sandbox; its verification digest, or ``None``
@@ -540,7 +545,7 @@ class Buyer:
                 self.ledger.put(rec.id, "payments", rid, earlier)
                 self.ledger.update(rec.id, pay_error=None)
                 continue
-            reason, invoice = self._payable(event, max_price)
+            reason, invoice = self._payable(event, max_price, self.settings.max_fee_msat)
             if reason is None and wallet is None:
                 reason = "no wallet configured on this node"
             if reason is not None:
@@ -570,6 +575,7 @@ class Buyer:
                              "fees_paid_msat": payment.fees_paid_msat, "at": time.time()}
             self.ledger.put(rec.id, "payments", rid, payments[rid])
             self.ledger.update(rec.id, pay_error=None)
+        await self._publish_verdicts(rec.id)
         if payments:
             moved = self._move(rec.id, "paid", {"payments": payments, "refusals": refusals},
                                paid_at=time.time())
@@ -609,8 +615,12 @@ class Buyer:
                 "at": time.time()}
 
     @staticmethod
-    def _payable(event: Event, max_price: int) -> tuple[str | None, Any]:
-        """(refusal reason or None, decoded invoice) for a verified result's amount tag."""
+    def _payable(event: Event, max_price: int, max_fee: int = 0) -> tuple[str | None, Any]:
+        """(refusal reason or None, decoded invoice) for a verified result's amount tag.
+
+        The amount plus the routing fee allowed (``[buyer] max_fee_msat``) must fit in the
+        bid: NIP-47 ``pay_invoice`` has no fee limit, so the only cap a buyer has on what
+        a job costs it is to budget the fee inside the bid before paying."""
         try:
             amount = nip90.parse_result(event).amount
         except ProtocolError as exc:
@@ -619,6 +629,10 @@ class Buyer:
             return "the result names no amount", None
         if amount.msat > max_price:
             return f"asks {amount.msat} msat, more than the bid of {max_price} msat", None
+        if amount.msat + max_fee > max_price:
+            return (f"asks {amount.msat} msat: with the {max_fee} msat routing fee allowed "
+                    f"([buyer] max_fee_msat) that is more than the bid of {max_price} msat"
+                    ), None
         if not amount.bolt11:
             return "no invoice attached (the provider has no wallet)", None
         try:

@@ -27,7 +27,9 @@ class BuyerSettings(
                             "submitted jobs: collects, verifies, pays; also after a restart).")
     max_price_msat: int = setting(10000, "Default bid: the most a job may cost (msat).",
                                   check=non_negative)
-    max_fee_msat: int = setting(1000, "Routing fee allowed per payment (msat).",
+    max_fee_msat: int = setting(1000, "Routing fee budgeted per payment (msat): an invoice "
+                                "whose amount plus this exceeds the bid is refused. NIP-47 "
+                                "cannot cap the fee a wallet pays; the fee paid is recorded.",
                                 check=non_negative)
     redundancy: int = setting(1, "Default number of providers that must agree.", check=positive)
     job_ttl_secs: int = setting(600, "NIP-40 expiration of a request: no provider may start "
@@ -36,8 +38,10 @@ class BuyerSettings(
                                      "jobs that started in time.", check=non_negative)
     dedicated_kinds: bool = setting(False, "Publish the dedicated kind (5930/5931) instead of "
                                     "5050.")
-    audit_rate: float = setting(0.0, "Fraction of verified results re-run on this node's own "
-                                "sandbox and compared.", check=_rate)
+    audit_rate: float = setting(0.1, "Fraction of passing jobs re-run on this node's own "
+                                "sandbox and compared (level 'audited'); an audit that cannot "
+                                "run here is recorded as unavailable and the verdict keeps "
+                                "its lower level.", check=_rate)
     audit_on_disagreement: bool = setting(True, "When redundant providers disagree, re-run the "
                                           "job here to decide who is right (needs a sandbox).")
     publish_verdicts: bool = setting(True, "Publish each verdict as a NIP-32 label.")

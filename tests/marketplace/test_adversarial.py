@@ -20,7 +20,7 @@ from oa_node.plugins.provider.ledger import open_provider_ledger
 from tests.marketplace.conftest import balance
 from tests.marketplace.rogue import Rogue, forged_success, labels_on, sealed, zero_work
 from tests.marketplace.test_e2e import PRICE, World, close, follow, sandbox_doc
-from tests.marketplace.world import PASSING, PYTEST, make_repo, running, wait_announced
+from tests.marketplace.world import FAILING, PASSING, PYTEST, make_repo, running, wait_announced
 
 pytestmark = pytest.mark.anyio
 DEPOSIT = 100_000
@@ -185,6 +185,7 @@ async def test_a_burst_of_agreeing_results_pays_exactly_k(world: World, tmp_path
                 await rogues[0].publish(*results)
         assert rec is not None and rec.state == "paid", rec and rec.data
         assert len(rec.data["payments"]) == k
+        assert rec.data["level"] == ("structural" if k == 1 else f"redundant:{k}")
         assert len(buyer.node.capability("wallet").pay_calls) == k
         paid = {p["provider"] for p in rec.data["payments"].values()}
         verdicts = rec.data["verdicts"]
@@ -237,3 +238,108 @@ async def test_an_audit_that_cannot_run_is_no_vote(world: World, tmp_path: Path)
         await close(buyer)
     assert a.balance() == b.balance() == 0
     assert balance(world.ledger, "buyer") == DEPOSIT
+
+
+def level_of(relay_labels: list[Any]) -> list[str]:
+    return [t[1] for ev in relay_labels for t in ev.tags
+            if len(t) >= 3 and t[0] == "l" and t[2] == "oa.verification.level"]
+
+
+async def labels_with_levels(relay: str, ids: list[str]) -> list[tuple[str, str]]:
+    """(label, level) of every verdict label naming one of ``ids``."""
+    async with RelayPool([relay]) as pool:
+        found = await pool.query({"kinds": [kinds.LABEL], "#e": ids}, 5)
+    return sorted((nip90.parse_verdict(ev)[0], level_of([ev])[0])  # type: ignore[index]
+                  for ev in found)
+
+
+@pytest.mark.docker
+async def test_a_forged_success_is_caught_by_the_sampled_audit(world: World,
+                                                              tmp_path: Path) -> None:
+    """Redundancy 1: a self-consistent "every command exited 0" for a repository whose
+    tests fail passes every structural check; the buyer's audit re-run (sampled: rate 1
+    here) shows the truth. Labelled fail at level audited, never paid."""
+    repo = make_repo(tmp_path / "repo", FAILING)
+    rogue = Rogue(world.ledger, "rogue", world.relay, PRICE)
+    buyer = world.buyer(record=True, audit_rate=1.0)
+    try:
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
+                                 providers=[rogue.pubkey])
+        request, doc = request_of(buyer, job)
+        result = await rogue.result(request, forged_success(doc, rogue.pubkey))
+        await rogue.publish(result)
+        rec = await follow(buyer, job, timeout=120)
+        assert rec.state == "rejected", rec.data
+        assert rec.data["level"] == "audited" and rec.data["audit_status"] == "failed"
+        assert buyer.node.capability("wallet").pay_calls == []
+        assert await labels_with_levels(world.relay, [result.id]) == [("fail", "audited")]
+    finally:
+        await close(buyer)
+    assert rogue.balance() == 0
+    assert balance(world.ledger, "buyer") == DEPOSIT
+
+
+@pytest.mark.docker
+async def test_a_forged_index_is_caught_by_the_sampled_audit(world: World,
+                                                            tmp_path: Path) -> None:
+    """An ``oa.repo_index.v1`` result with made-up digests (self-consistent tree hash)."""
+    from oa_node.executors.hashing import tree_sha256
+
+    repo = make_repo(tmp_path / "repo", PASSING)
+    rogue = Rogue(world.ledger, "rogue", world.relay, PRICE)
+    buyer = world.buyer(record=True, audit_rate=1.0)
+    try:
+        job = await buyer.submit("oa.repo_index.v1", {
+            "repo_url": repo, "git_ref": "main", "index_types": ["digests"],
+            "verification": {"mode": "objective", "redundancy": 1, "adjudication": "none"}},
+            providers=[rogue.pubkey])
+        request, doc = request_of(buyer, job)
+        digests = [{"path": "made_up.py", "sha256": "c" * 64, "bytes": 12}]
+        tree = tree_sha256(digests)
+        forged = sealed({"tree_sha256": tree, "digests": digests, "status": "success",
+                         "error": None, "commit": "",
+                         "artifacts": [{"index_type": "digests", "sha256": tree, "bytes": 80}]},
+                        doc, rogue.pubkey)
+        result = await rogue.result(request, forged)
+        await rogue.publish(result)
+        rec = await follow(buyer, job, timeout=120)
+        assert rec.data["results"][result.id]["check"]["ok"], rec.data  # structurally fine
+        assert rec.state == "rejected", rec.data
+        assert rec.data["level"] == "audited"
+        assert await labels_with_levels(world.relay, [result.id]) == [("fail", "audited")]
+        assert buyer.node.capability("wallet").pay_calls == []
+    finally:
+        await close(buyer)
+    assert rogue.balance() == 0
+
+
+@pytest.mark.parametrize("asks, paid, why", [
+    (6_000, False, "more than the bid"),
+    (4_500, False, "max_fee_msat"),
+    (3_000, True, ""),
+], ids=["over-bid", "no-room-for-the-fee", "fits"])
+async def test_overcharge_is_refused_and_labelled_refused_after_the_invoice_check(
+        world: World, tmp_path: Path, asks: int, paid: bool, why: str) -> None:
+    """Bid 5000, max_fee_msat 1000: the amount plus the fee budget must fit in the bid. A
+    refused invoice carries a 'refused' label (published after the invoice check), never
+    a 'pass'."""
+    rogue = Rogue(world.ledger, "rogue", world.relay, asks)
+    buyer = world.buyer(record=True, max_fee_msat=1_000)
+    try:
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc("file:///x", [PYTEST]),
+                                 providers=[rogue.pubkey], max_price_msat=5_000)
+        request, doc = request_of(buyer, job)
+        result = await rogue.result(request, forged_success(doc, rogue.pubkey))
+        await rogue.publish(result)
+        rec = await follow(buyer, job, timeout=60)
+        assert rec.state == ("paid" if paid else "refused"), rec.data
+        assert rec.data["level"] == "structural"
+        labels = await labels_with_levels(world.relay, [result.id])
+        assert labels == [("pass" if paid else "refused", "structural")]
+        if not paid:
+            assert why in rec.data["refusals"][result.id]
+            assert buyer.node.capability("wallet").pay_calls == []
+    finally:
+        await close(buyer)
+    assert rogue.balance() == (asks if paid else 0)
+    assert balance(world.ledger, "buyer") == DEPOSIT - (asks if paid else 0)

@@ -360,6 +360,11 @@ async def test_repo_index_on_the_dedicated_kind_with_an_audit(world: World,
         (result,) = rec.data["results"].values()
         assert result["event"]["kind"] == kinds.JOB_RESULT_REPO_INDEX
         assert rec.data["audited"] and rec.data["audit_digest"] == result["check"]["digest"]
+        assert rec.data["level"] == "audited"
+        async with RelayPool([world.relay]) as pool:
+            (label,) = await pool.query({"kinds": [kinds.LABEL], "#e": [result["event"]["id"]]},
+                                        5)
+        assert ["l", "audited", "oa.verification.level"] in label.tags
     assert balance(world.ledger, "pylon") == 700
     await close(buyer)
 

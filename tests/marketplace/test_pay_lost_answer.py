@@ -56,7 +56,7 @@ async def test_paid_then_expired_invoice_ends_paid(tmp_path: Path, shared_relay:
     wallets.pay(wallets.connection("buyer").id, lost["bolt11"])  # the attempt whose answer
     node = build(cfg)                                              # never came back
     async with running(node):
-        buyer = Buyer(node, BuyerSettings(enabled=True, pay_retry_secs=1.0))
+        buyer = Buyer(node, BuyerSettings(enabled=True, pay_retry_secs=1.0, max_fee_msat=0))
         try:
             paid_job = await verified_job(buyer, provider, lost["bolt11"], lost["payment_hash"])
             other_job = await verified_job(buyer, provider, unpaid["bolt11"],
