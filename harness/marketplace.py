@@ -118,10 +118,6 @@ async def wait_announced(relay: str, pubkey: str, timeout: float = 60.0,
                          after: int = 0) -> None:
     """Until the provider's NIP-89 announcement (newer than ``after``) is on the relay."""
     async with RelayPool([relay]) as pool:
-        with anyio.fail_after(timeout):
-            while True:
-                found = await pool.query({"kinds": [kinds.HANDLER_INFO], "authors": [pubkey],
-                                          "since": after}, 5)
-                if found:
-                    return
-                await anyio.sleep(0.2)
+        await wait_for(lambda: pool.query({"kinds": [kinds.HANDLER_INFO], "authors": [pubkey],
+                                           "since": after}, 5),
+                       timeout, f"the announcement of {pubkey[:12]}", interval=0.2)

@@ -117,7 +117,12 @@ async def test_relay_restart_mid_job(world: World, tmp_path: Path) -> None:
                 await wait_for(lambda: pledger.get(job).data.get("result_event"), 60,  # type: ignore[union-attr]
                                "the signed result")
                 assert pledger.get(job).state == "running"  # type: ignore[union-attr]
-                await anyio.sleep(1)
+                # the provider has found the relay down since (a failed reconnect), so its
+                # result waits for the relay to come back
+                link = node.pool.connections[relay.url]
+                failed = link.stats.failed_attempts
+                await wait_for(lambda: link.stats.failed_attempts > failed, 30,
+                               "the provider to find the relay down")
                 relay.start()
             rec = buyer.ledger.get(job)
             assert rec is not None and rec.state == "paid", rec.data
