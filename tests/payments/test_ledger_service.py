@@ -149,3 +149,20 @@ async def test_hostile_numbers_get_an_answer(tmp_path: Path, relay_url: str) -> 
         assert out["transactions"] == []
         out = await wa.request("list_transactions", {"until": 2**70, "unpaid": True})
         assert [t["payment_hash"] for t in out["transactions"]] == [inv.payment_hash]
+
+
+async def test_two_ledgers_cannot_pay_each_other(tmp_path: Path, relay_url: str) -> None:
+    """What the README says a node cannot pay: another ledger's invoice (no route), and
+    nothing moves on either side; the same payment inside one ledger works."""
+    ledger_a, ledger_b = Ledger(tmp_path / "a.db"), Ledger(tmp_path / "b.db")
+    payee_uri = connect_uri(ledger_a, "payee", relay_url)
+    payer_uri = connect_uri(ledger_b, "payer", relay_url, deposit=50_000)
+    async with running_service(ledger_a, relay_url), running_service(ledger_b, relay_url), \
+            NWCWallet(payee_uri, timeout=10) as payee, NWCWallet(payer_uri, timeout=10) as payer:
+        inv = await payee.make_invoice(10_000, "across ledgers")
+        with pytest.raises(WalletError) as exc:
+            await payer.pay_invoice(inv.bolt11)
+        assert exc.value.code == ErrorCode.PAYMENT_FAILED and "no route" in exc.value.message
+        assert not (await payee.lookup_invoice(inv.payment_hash)).settled
+    assert ledger_b.connection("payer").balance_msat == 50_000
+    assert ledger_a.connection("payee").balance_msat == 0

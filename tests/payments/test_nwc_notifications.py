@@ -161,3 +161,37 @@ async def test_payment_failed_for_a_paid_invoice_is_the_payment(relay_url: str) 
             await wallet.pay_invoice(other)
         assert exc.value.code == ErrorCode.PAYMENT_FAILED
     assert calls.count("pay_invoice") == 2
+
+
+async def test_forged_notification_settles_nothing(tmp_path: Path, relay_url: str) -> None:
+    """A payment_received for our invoice, encrypted to us but signed by another key
+    (anyone can address a 23197 to a connection), is not a payment."""
+    from oa_node.nostr.event import sign_event
+    from oa_node.nostr.keys import generate_secret_key
+
+    ledger = Ledger(tmp_path / "ledger.db")
+    payee_uri = connect_uri(ledger, "payee", relay_url)
+    async with running_service(ledger, relay_url), \
+            NWCWallet(payee_uri, timeout=5, poll_interval=100.0) as payee, \
+            RelayPool([relay_url]) as pool:
+        inv = await payee.make_invoice(4_000, "forge me")
+        mallory = generate_secret_key()
+        body = nip47.encode_notification("payment_received", {
+            "type": "incoming", "state": "settled", "payment_hash": inv.payment_hash,
+            "amount": 4_000, "invoice": inv.bolt11, "preimage": "00" * 32,
+            "created_at": 1, "settled_at": 2})
+        forged = sign_event(nip47.notification_template(
+            payee_uri.client_pubkey,
+            nip47.encrypt(nip47.NIP44, mallory, payee_uri.client_pubkey, body)), mallory)
+
+        async def forge() -> None:
+            while True:
+                await pool.publish(forged)
+                await anyio.sleep(0.2)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(forge)
+            with pytest.raises(WalletError) as exc:
+                await payee.wait_settled(inv.payment_hash, timeout=2)
+            tg.cancel_scope.cancel()
+        assert exc.value.code == ErrorCode.TIMEOUT
