@@ -18,6 +18,7 @@ from oa_node.plugins.buyer.engine import Buyer
 from oa_node.plugins.buyer.settings import BuyerSettings
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.provider.ledger import open_provider_ledger
+from oa_node.sandbox.docker import LABEL_NAMESPACE
 from tests.marketplace.conftest import balance, wallet_uri
 from tests.marketplace.world import (
     FAILING,
@@ -444,7 +445,11 @@ async def test_cancel_stops_a_running_job(world: World, tmp_path: Path) -> None:
         await wait_for(lambda: pledger.get(job).state == "cancelled", 20,  # type: ignore[union-attr]
                        "the provider to stop it")
         assert pledger.history(job)[-1].receipt["deletion"]
-        await anyio.sleep(1)
+        # the run is over (its container removed): a result would have been signed by now
+        sandbox: Any = node.plugins.registries.sandboxes()["docker"](node.config)
+        await wait_for(lambda: not sandbox.client.api.containers(
+            all=True, filters={"label": f"{LABEL_NAMESPACE}={sandbox.namespace}"}), 30,
+            "the cancelled job's container to be removed")
         assert not pledger.get(job).data.get("result_event")  # type: ignore[union-attr]
         pledger.close()
     await close(buyer)
