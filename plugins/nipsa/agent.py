@@ -88,6 +88,12 @@ async def run_agent(node: Any, settings: NipsaSettings, state: AgentStateStore) 
         except StateError as exc:  # relays may come up later (a node's own relay); ticks run
             log.warning("%s; retrying until a relay accepts it", exc)
             pending.append(template)
+        except Exception as exc:  # the signer is unavailable for now (a threshold signer's
+            # peers offline or restarting): the node keeps serving and retries with backoff.
+            # A broken config already failed above, building the signer.
+            log.warning("kind %d: cannot sign yet (%s); retrying with backoff",
+                        template.kind, exc)
+            pending.append(template)
     handlers = collect_tick_handlers(node)
     log.info("agent %s: heartbeat %s, triggers %s, tick handlers %s", signer.public_key[:12],
              f"{settings.heartbeat}s" if settings.heartbeat else "off",

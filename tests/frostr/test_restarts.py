@@ -105,3 +105,46 @@ def test_holders_sign_200_times_through_restarts(tmp_path: Path, relay_url: str)
     assert statistics.median(sent) == 1 and max(sent) <= 6, sent
     for i in (2, 3):  # the holders' logs name no nonce refused as already used
         assert not any("already used nonce" in ln for ln in nodes[i].lines)
+
+
+class NipsaNode(NodeProcess):
+    """``oa-node start`` with the frostr and nipsa plugins (the agent signs by the group)."""
+
+    def __init__(self, config: Path) -> None:
+        import importlib.metadata
+        import threading
+
+        self.config = config
+        self.lines = []
+        others = [e.name for e in importlib.metadata.entry_points(group="oa_node.plugins")
+                  if e.name not in ("frostr", "nipsa")]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "oa_node.cli", "start", "--config", str(config)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**env(), "OA_NODE_DISABLE_PLUGINS": ",".join(others)})
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+
+@pytest.mark.slow
+def test_agent_survives_its_signer_being_unavailable(tmp_path: Path, relay_url: str) -> None:
+    """A NIP-SA agent whose FROST peers are all offline keeps running, says why once, and
+    publishes its profile when a peer comes up (before: FrostUnavailable stopped the node)."""
+    configs = make_group(tmp_path, relay_url, 2, 3, encrypted=False)
+    configs[0].write_text(configs[0].read_text().replace("sign_timeout = 15.0",
+                                                         "sign_timeout = 2.0")
+                          + "\n[nipsa]\nenabled = true\nheartbeat = 0\n")
+    agent = NipsaNode(configs[0])
+    peer: NodeProcess | None = None
+    try:
+        agent.wait_for("cannot sign yet")
+        assert agent.proc.poll() is None
+        assert not any("Traceback" in ln for ln in agent.lines)
+        peer = NodeProcess(configs[1])
+        peer.wait_for("holder 2 ready")
+        agent.wait_for("published after a retry", timeout=90)
+        assert agent.proc.poll() is None
+    finally:
+        agent.stop()
+        if peer is not None:
+            peer.stop()
