@@ -242,6 +242,20 @@ def check_public_shares(group_pk: Point, threshold: int, members: Mapping[int, P
     for i in sorted(members)[threshold:]:
         if ser(interpolate_point(base, i)) != ser(members[i]):
             raise FrostError(f"member {i} is not on the group's polynomial")
+    if threshold >= 2:
+        # The degree must be exactly threshold - 1: if the group key and threshold - 2 members
+        # already predict the next member, fewer shares than claimed can sign (a real
+        # polynomial of degree threshold - 1 does this with probability 2^-256).
+        lower: dict[int, Point] = {0: group_pk}
+        lower.update((i, members[i]) for i in base_ids[:threshold - 2])
+        nxt = base_ids[threshold - 2]
+        try:
+            predicted = ser(interpolate_point(lower, nxt))
+        except FrostError:  # the lower interpolation is the point at infinity: no match
+            predicted = b""
+        if predicted == ser(members[nxt]):
+            raise FrostError(f"threshold {threshold} is more than the shares need: "
+                             f"{threshold - 1} of them already determine the group key")
 
 
 # --- round one: nonces and commitments ----------------------------------------------------------

@@ -94,3 +94,16 @@ def test_decoder_rejects_bad_input() -> None:
     wrong = encoding.decode_share(other["shares"][0]["bfshare"])
     with pytest.raises(EncodingError):
         encoding.check_share(group, wrong)
+
+
+@pytest.mark.parametrize(("k", "n", "claimed"), [(2, 3, 3), (2, 4, 3), (2, 5, 4), (3, 5, 4)])
+def test_threshold_above_the_polynomial_is_refused(k: int, n: int, claimed: int) -> None:
+    """A group claiming more signers than its shares need (#17): a k-of-n key written as
+    claimed-of-n would be called claimed-of-n, and k holders could sign behind the others."""
+    group, _shares = encoding.from_dealer(frost.dealer_keygen(k, n))
+    lying = encoding.GroupPackage(group.group_pk, claimed, group.members)
+    text = lying.encode()
+    with pytest.raises(EncodingError, match=f"threshold {claimed} is more than the shares "
+                                            f"need: {claimed - 1} of them"):
+        encoding.decode_group(text)
+    assert encoding.decode_group(group.encode()).threshold == k  # the honest one passes
