@@ -175,10 +175,9 @@ class HoldBook:
         if hold["state"] != "accepted":
             raise WalletError(ErrorCode.OTHER, f"hold invoice is {hold['state']}, not accepted:"
                               " nothing to settle")
-        if now >= hold["settle_by"]:
-            self._cancel(db, hold, now, "settle deadline passed")
+        if now >= hold["settle_by"]:  # expire_holds cancels it (in its own transaction)
             raise WalletError(ErrorCode.OTHER, "the settle deadline passed: the hold invoice"
-                              " was cancelled and the payer refunded")
+                              " is cancelled and the payer refunded")
         amount, payer = hold["amount_msat"], hold["payer_id"]
         db.execute("UPDATE holds SET state = 'settled', resolved_at = ? WHERE payment_hash = ?",
                    (now, ph))
@@ -243,7 +242,10 @@ class HoldBook:
     def resolved_waiters(self) -> list[tuple[sqlite3.Row, str]]:
         """``pay_invoice`` requests waiting on holds now settled or cancelled, each with its
         answer (recorded, so a re-delivered request gets the same one)."""
-        out = []
+        out: list[tuple[sqlite3.Row, str]] = []
+        if self._db.execute("SELECT 1 FROM hold_waiters WHERE answered = 0 LIMIT 1"
+                            ).fetchone() is None:
+            return out  # the common case, without taking the write lock
         with self._tx() as db:
             rows = db.execute(
                 "SELECT w.*, h.state, h.reason, h.payer_id FROM hold_waiters w"

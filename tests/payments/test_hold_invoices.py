@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -195,3 +196,28 @@ async def test_kill_9_of_the_service_at_each_step_moves_money_once(
     moves = [m["reason"] for m in ledger.history("provider")]
     assert moves.count("hold_settle") == 1
     assert [m["reason"] for m in ledger.history("buyer")].count("hold_lock") == 1
+
+
+def test_settle_past_the_deadline_refunds_once(tmp_path: Path) -> None:
+    """The ledger alone (each step its own transaction): a settle that comes too late is
+    refused, the expiry pass refunds exactly once, and nothing settles afterwards."""
+    ledger = Ledger(tmp_path / "ledger.db")
+    ledger.hold_seconds = 10
+    payer, _ = ledger.create_connection("payer")
+    payee, _ = ledger.create_connection("payee")
+    ledger.deposit("payer", 1_000)
+    preimage, payment_hash = new_secret()
+    with ledger._tx() as db:
+        row = ledger.make_hold_invoice(db, payee.id, 600, payment_hash, description="late")
+    now = int(time.time())
+    locked = ledger.pay(payer.id, row["bolt11"], now=now)
+    assert locked.payment_hash == payment_hash and ledger.balance(payer.id) == 400
+    with pytest.raises(WalletError, match="deadline"), ledger._tx() as db:
+        ledger.settle_hold(db, payee.id, preimage, now=now + 10)
+    assert ledger.expire_holds(now=now + 9) == 0
+    assert ledger.expire_holds(now=now + 10) == 1
+    assert ledger.expire_holds(now=now + 11) == 0  # once
+    assert ledger.balance(payer.id) == 1_000 and ledger.balance(payee.id) == 0
+    with pytest.raises(WalletError, match="cancelled"), ledger._tx() as db:
+        ledger.settle_hold(db, payee.id, preimage, now=now + 12)
+    assert ledger.total_balance() == 1_000
