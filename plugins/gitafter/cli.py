@@ -79,6 +79,14 @@ AllowSchemeOpt = Annotated[list[str] | None, typer.Option(
     f"(repeatable; default: {', '.join(gitops.DEFAULT_FETCH_SCHEMES)}; add 'file' for "
     "local paths, 'http' for plain HTTP).")]
 MessageOpt = Annotated[str, typer.Option("--message", "-m", help="Text for the event.")]
+RevisionOpt = Annotated[str | None, typer.Option(
+    "--revision", help="Which revision: 1 for the original, 2 for the first revision... or "
+    "a revision's event id (default: the newest).")]
+
+
+IdArg = Annotated[str, typer.Argument(
+    help="Any event of the proposal: its root, a revision, any patch (hex or hex prefix, "
+    "note1, nevent1).")]
 
 
 @dataclass
@@ -499,6 +507,8 @@ def send(
                             previous: Proposal | None, traj: TrajectoryRef | None,
                             mention: list[str]) -> dict[str, Any]:
         now = int(time.time())
+        if previous is not None:  # the newest revision wins: never tie with an older one
+            now = nip34.next_created_at(now, [previous.root, *previous.revisions])
         items: list[tuple[str, nip34.CommitObject | None, bool]] = []
         if series.cover_letter:
             items.append((series.cover_letter, None, True))
@@ -648,18 +658,20 @@ def list_(
     if not props:
         say("no {} proposals", status)
         return
-    table = Table("id", "status", "kind", "subject", "author", "commits")
+    table = Table("id", "status", "kind", "subject", "author", "commits", "rev")
     for p in props:
         n = str(len(p.commit_patches)) if p.pr is None else "PR"
         table.add_row(_short_id(p.id), cell(p.status.name, style=_status_style(p.status.name)),
-                      p.kind, cell(p.subject), _short_npub(p.author), n)
+                      p.kind, cell(p.subject), _short_npub(p.author), n,
+                      str(len(p.revisions) + 1))
     console.print(table)
 
 
 @app.command()
 @shared_options(Opts)
 def show(
-    id: Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")],
+    id: IdArg,
+    revision: RevisionOpt = None,
     patches: Annotated[bool, typer.Option("--patches", help="Print the patch texts.")] = False,
     check_trajectory: Annotated[bool, typer.Option(
         "--check-trajectory", help="Fetch the attached trajectory from the repository's "
@@ -674,7 +686,7 @@ def show(
 
     async def go(remote: GitAfterRemote,
                  r: RepoRef) -> tuple[Proposal, list[Event], dict[str, Any] | None]:
-        p, _ = await remote.proposal(r, id)
+        p, _ = await remote.proposal(r, id, revision=revision)
         comments = await remote.comments(p.root)
         check = None
         if check_trajectory:
@@ -700,7 +712,9 @@ def show(
     if p.status.applied_as:
         say("  applied {}", ", ".join(c[:12] for c in p.status.applied_as))
     if p.revisions:
-        say("  revision {} ({})", len(p.revisions) + 1, _short_id(p.revisions[-1].id))
+        shown = p.revision or p.root
+        which = [p.root.id, *(e.id for e in p.revisions)].index(shown.id) + 1
+        say("  revision {} of {} ({})", which, len(p.revisions) + 1, _short_id(shown.id))
     traj = p.trajectory
     if traj is not None:
         say("  trajectory {} on {} hash {}", traj.session, traj.relay or "?",
@@ -780,7 +794,8 @@ def _branch_for(p: Proposal) -> str:
 @app.command()
 @shared_options(Opts)
 def apply(
-    id: Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")],
+    id: IdArg,
+    revision: RevisionOpt = None,
     branch: Annotated[str | None, typer.Option(
         help="Branch to create (default: pr/<subject>-<id>).")] = None,
     here: Annotated[bool, typer.Option(
@@ -801,7 +816,7 @@ def apply(
     A failure leaves the working tree as it was."""
     schemes = _fetch_schemes(allow_scheme)
     ctx = Context(opts)
-    p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id))
+    p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id, revision=revision))
     if p.pr is not None:
         _checkout_pr(ctx, p, branch, force, opts.as_json, schemes)
         return
@@ -841,7 +856,8 @@ def _checkout_pr(ctx: Context, p: Proposal, branch: str | None, force: bool,
 @app.command()
 @shared_options(Opts)
 def checkout(
-    id: Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")],
+    id: IdArg,
+    revision: RevisionOpt = None,
     branch: Annotated[str | None, typer.Option(
         help="Branch to create (default: pr/<name>-<id>).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing branch.")] = False,
@@ -855,7 +871,7 @@ def checkout(
     A patch set is applied at its parent commit."""
     schemes = _fetch_schemes(allow_scheme)
     ctx = Context(opts)
-    p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id))
+    p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id, revision=revision))
     if p.pr is not None:
         _checkout_pr(ctx, p, branch, force, opts.as_json, schemes)
         return
@@ -967,7 +983,6 @@ def _status_command(kind: int, id: str, message: str, force: bool, opts: Opts,
              "--into, --merge-commit or --applied-as)", out["into"], label="note")
 
 
-IdArg = Annotated[str, typer.Argument(help="Proposal id (hex prefix, note1 or nevent1).")]
 
 
 @app.command()

@@ -8,6 +8,7 @@ exactly as it was.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -235,6 +236,7 @@ class CommitCheck:
     expected: str | None
     actual: str
     ok: bool | None  # None: nothing to compare (no commit tag, or applied on another base)
+    differs: str = ""  # when not ok: the fields that could not be rebuilt
 
 
 @dataclass
@@ -301,6 +303,27 @@ def _start_branch(repo: git.Repo, st: _Restore, branch: str, base: str, force: b
         st.created = branch
 
 
+def _has_diff(content: str) -> bool:
+    return any(ln.startswith(("diff --git ", "GIT binary patch")) for ln in content.split("\n"))
+
+
+def am_input(content: str) -> str:
+    """The text ``git am`` should read for a patch. An empty commit's patch has no diff, so
+    what follows its message is no patch but e-mail trailer that ``git am`` would keep in
+    the message (git format-patch's ``-- `` signature) or refuse as an invalid patch
+    (libgit2's, as ngit sends it: ``---`` then ``--``/``libgit2 <version>``): cut it."""
+    if _has_diff(content):
+        return content
+    header, sep, rest = content.partition("\n\n")
+    lines = rest.split("\n")
+    cut = next((i for i, ln in enumerate(lines) if ln == "---"), None)
+    if cut is None:
+        cut = next((i for i in range(len(lines) - 1, -1, -1) if lines[i] == "-- "), None)
+    if cut is None:
+        return content
+    return header + sep + "".join(ln + "\n" for ln in lines[:cut])
+
+
 def _am(repo: git.Repo, patch: PatchEvent, committer: Committer | None) -> None:
     env = dict(_QUIET_ENV)
     if committer is not None:
@@ -309,52 +332,90 @@ def _am(repo: git.Repo, patch: PatchEvent, committer: Committer | None) -> None:
     fd, path = tempfile.mkstemp(prefix="oa-patch-", suffix=".patch")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(patch.event.content)
+            fh.write(am_input(patch.event.content))
         repo.git.am("--keep-cr", "--empty=keep", "--quiet", path, env=env)
     finally:
         os.unlink(path)
 
 
-def _email_signature(content: str) -> str | None:
-    """The ``-- `` signature block of a patch that has no diff (an empty commit), which
-    ``git am`` wrongly keeps in the commit message because no ``---`` line precedes it."""
-    _, _, body = content.partition("\n\n")
-    lines = body.split("\n")
-    if any(ln == "---" or ln.startswith("diff --git ") for ln in lines):
+def _identity_line(who: Committer) -> bytes | None:
+    """``Name <email> 1700000000 +0100`` for a commit header; None for a name or e-mail
+    that cannot be in one (a line break or angle bracket would forge other headers)."""
+    if any(c in who.name + who.email for c in "<>\n\0"):
         return None
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i] == "-- ":
-            return "\n".join(ln.rstrip() for ln in lines[i + 1:]).strip("\n")
-    return None
+    return f"{who.name} <{who.email}> {who.git_date}".encode()
 
 
-def _strip_am_signature(repo: git.Repo, sha: str, patch: PatchEvent) -> str:
-    """Undo ``git am`` appending the e-mail signature to an empty commit's message."""
-    sig = _email_signature(patch.event.content)
-    if sig is None:
-        return sha
-    raw = repo.git.cat_file("commit", sha, strip_newline_in_stdout=False)
-    header, sep, message = raw.partition("\n\n")
-    suffix = f"\n\n--\n{sig}\n" if sig else "\n\n--\n"
-    if not message.endswith(suffix):
-        return sha
-    return _write_commit(repo, f"{header}{sep}{message[:-len(suffix)]}\n")
+def _object_id(raw: bytes, length: int) -> str:
+    algo = hashlib.sha1 if length == 40 else hashlib.sha256
+    return algo(b"commit %d\0" % len(raw) + raw).hexdigest()
 
 
-def _with_signature(repo: git.Repo, sha: str, pgp_sig: str) -> str:
-    """Re-create commit ``sha`` with the proposer's ``gpgsig`` header (which format-patch
-    cannot carry), so a signed commit keeps its id."""
-    raw = repo.git.cat_file("commit", sha, strip_newline_in_stdout=False)
-    header, sep, message = raw.partition("\n\n")
-    sig = "\n".join(["gpgsig " + pgp_sig.split("\n")[0],
-                     *(" " + ln for ln in pgp_sig.split("\n")[1:])])
-    return _write_commit(repo, f"{header}\n{sig}{sep}{message}")
+def _commit_bytes(tree: bytes, parents: list[bytes], author: bytes, committer: bytes,
+                  extra: list[bytes], pgp_sig: str, message: bytes) -> bytes:
+    lines = [b"tree " + tree, *(b"parent " + p for p in parents), b"author " + author,
+             b"committer " + committer, *extra]
+    if pgp_sig:
+        sig = pgp_sig.encode().split(b"\n")
+        lines.append(b"gpgsig " + sig[0])
+        lines += [b" " + ln for ln in sig[1:]]
+    return b"\n".join(lines) + b"\n\n" + message
 
 
-def _write_commit(repo: git.Repo, new: str) -> str:
+def reproduce_commit(repo: git.Repo, sha: str, patch: PatchEvent) -> tuple[str, str]:
+    """Rebuild commit ``sha`` (what ``git am`` made of ``patch``) as the proposer's commit.
+
+    ``git am`` rebuilds the tree and the author and message as the e-mail carries them;
+    what an e-mail cannot carry comes from the tags: the committer (``committer``), the
+    signature (``commit-pgp-sig``), the exact message (``description``: a message git am
+    would reflow or cut) and author (``author``). A candidate is kept only when its id is
+    the ``commit`` tag's, so a tag can never put anything but the proposer's exact commit
+    into the repository. Returns the commit to keep and, when it is not the proposer's,
+    which fields could not be rebuilt."""
+    want = patch.commit
+    if want is None or sha == want:
+        return sha, ""
+    raw = repo.git.cat_file("commit", sha, stdout_as_string=False,
+                            strip_newline_in_stdout=False)
+    header, _, am_message = raw.partition(b"\n\n")
+    tree, parents, author, committer, extra = b"", [], b"", b"", []
+    for line in header.split(b"\n"):
+        key, _, value = line.partition(b" ")
+        if key == b"tree":
+            tree = value
+        elif key == b"parent":
+            parents.append(value)
+        elif key == b"author":
+            author = value
+        elif key == b"committer":
+            committer = value
+        elif key == b"encoding":
+            extra.append(line)
+    messages = [am_message]
+    if patch.description is not None and patch.description.encode() != am_message:
+        messages.append(patch.description.encode())
+    authors = [author]
+    tagged = _identity_line(patch.author) if patch.author is not None else None
+    if tagged is not None and tagged != author:
+        authors.append(tagged)
+    if patch.committer is not None:
+        committer = _identity_line(patch.committer) or committer
+    for message in messages:
+        for who in authors:
+            new = _commit_bytes(tree, parents, who, committer, extra, patch.pgp_sig, message)
+            if _object_id(new, len(want)) == want:
+                return _write_commit(repo, new), ""
+    if patch.committer is None:
+        return sha, "committer (the patch has no 'committer' tag)"
+    if patch.description is None or patch.author is None:
+        return sha, "message, author or tree (as the patch text carries them)"
+    return sha, "tree (its 'description', 'author' and 'committer' tags do not complete it)"
+
+
+def _write_commit(repo: git.Repo, new: bytes) -> str:
     fd, path = tempfile.mkstemp(prefix="oa-commit-")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with os.fdopen(fd, "wb") as fh:
             fh.write(new)
         return repo.git.hash_object("-t", "commit", "-w", path).strip()
     finally:
@@ -394,24 +455,21 @@ def apply_series(repo: git.Repo, patches: Sequence[PatchEvent], branch: str | No
             except git.GitCommandError as exc:
                 raise GitError(f"{where} does not apply: {_git_message(exc)}") from None
             actual = repo.head.commit.hexsha
-            fixed = _strip_am_signature(repo, actual, patch)
-            if fixed != actual:
-                repo.git.update_ref("HEAD", fixed)
-                actual = fixed
             comparable = patch.commit is not None and patch.parent_commit == parent_before
-            if comparable and actual != patch.commit and patch.pgp_sig:
-                signed = _with_signature(repo, actual, patch.pgp_sig)
-                if signed == patch.commit:
-                    repo.git.update_ref("HEAD", signed)
-                    actual = signed
+            why = ""
+            if comparable:
+                rebuilt, why = reproduce_commit(repo, actual, patch)
+                if rebuilt != actual:
+                    repo.git.update_ref("HEAD", rebuilt)
+                    actual = rebuilt
             ok = (actual == patch.commit) if comparable else None
             if ok is False and verify:
                 raise GitError(
                     f"{where} applied as commit {actual[:12]} but the proposal says "
-                    f"{patch.commit[:12] if patch.commit else '?'}: the patch does not "
-                    "reproduce the proposer's commit (pass --no-verify to keep it anyway)")
+                    f"{patch.commit[:12] if patch.commit else '?'}: its {why} differs "
+                    "(pass --no-verify to keep it anyway)")
             result.commits.append(actual)
-            result.checks.append(CommitCheck(patch.commit, actual, ok))
+            result.checks.append(CommitCheck(patch.commit, actual, ok, why if ok is False else ""))
     except BaseException:
         st.restore()
         raise

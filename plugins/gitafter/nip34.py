@@ -308,11 +308,15 @@ class CommitObject:
     parents: tuple[str, ...]
     committer: Committer
     pgp_sig: str  # "" when unsigned
+    author: Committer | None = None
+    message: str | None = None  # None when not UTF-8 text (an ``encoding`` header)
 
 
 def parse_commit_object(commit_id: str, raw: str) -> CommitObject:
-    header, _, _ = raw.partition("\n\n")
+    header, _, message = raw.partition("\n\n")
     tree = ""
+    author: Committer | None = None
+    encoded = False
     parents: list[str] = []
     committer: Committer | None = None
     sig_lines: list[str] = []
@@ -329,12 +333,21 @@ def parse_commit_object(commit_id: str, raw: str) -> CommitObject:
             parents.append(value)
         elif key == "committer":
             committer = parse_git_identity(value)
+        elif key == "author":
+            author = parse_git_identity(value)
+        elif key == "encoding":
+            encoded = True
         elif key == "gpgsig":
             sig_lines = [value]
             in_sig = True
     if not tree or committer is None:
         raise Nip34Error(f"commit {commit_id}: not a commit object")
-    return CommitObject(commit_id, tree, tuple(parents), committer, "\n".join(sig_lines))
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        encoded = True
+    return CommitObject(commit_id, tree, tuple(parents), committer, "\n".join(sig_lines),
+                        author, None if encoded else message)
 
 
 def patch_subject(content: str) -> str:
@@ -394,6 +407,12 @@ def patch_template(
         if commit.parents:
             tags.append(["parent-commit", commit.parents[0]])
         tags.append(["commit-pgp-sig", commit.pgp_sig])
+        # ngit's: the exact message and author, which an e-mail may not carry (a message
+        # with a "---" line, a first paragraph of several lines, trailing whitespace)
+        if commit.message is not None:
+            tags.append(["description", commit.message])
+        if commit.author is not None:
+            tags.append(["author", *commit.author.tag()[1:]])
         tags.append(commit.committer.tag())
     subject = strip_patch_prefix(patch_subject(content))
     tags.append(["alt", f"git patch: {subject}" if subject else "git patch"])
@@ -418,10 +437,24 @@ class PatchEvent:
     thread_root: str | None  # e ... root
     reply_to: str | None  # e ... reply
     trajectory: TrajectoryRef | None
+    author: Committer | None = None  # ngit's ``author`` tag
+    description: str | None = None  # ngit's ``description`` tag: the exact commit message
 
     @property
     def id(self) -> str:
         return self.event.id
+
+
+def _identity_tag(event: Event, name: str, where: str) -> Committer | None:
+    """A ``committer`` or ``author`` tag: ``[name, who, email, unix time, tz minutes]``."""
+    for t in event.tags:
+        if t and t[0] == name:
+            if (len(t) < 5 or not _UNIX_TIME.fullmatch(t[3]) or not _TZ_MINUTES.fullmatch(t[4])
+                    or abs(int(t[4])) >= 100 * 60):
+                raise Nip34Error(f"{where} is malformed: '{name}' tag must be "
+                                 f"[{name}, name, email, timestamp, tz-minutes]")
+            return Committer(t[1], t[2], int(t[3]), int(t[4]))
+    return None
 
 
 def parse_patch(event: Event, position: str = "") -> PatchEvent:
@@ -453,15 +486,9 @@ def parse_patch(event: Event, position: str = "") -> PatchEvent:
     if parent is not None and not is_commit_id(parent.lower()):
         raise Nip34Error(f"{where} is malformed: 'parent-commit' {parent[:70]!r} is not a "
                          "commit id")
-    committer = None
-    for t in event.tags:
-        if t and t[0] == "committer":
-            if (len(t) < 5 or not _UNIX_TIME.fullmatch(t[3]) or not _TZ_MINUTES.fullmatch(t[4])
-                    or abs(int(t[4])) >= 100 * 60):
-                raise Nip34Error(f"{where} is malformed: 'committer' tag must be "
-                                 "[committer, name, email, timestamp, tz-minutes]")
-            committer = Committer(t[1], t[2], int(t[3]), int(t[4]))
-            break
+    committer = _identity_tag(event, "committer", where)
+    author = _identity_tag(event, "author", where)
+    description = first_value(event.tags, "description")
     pgp = first_value(event.tags, "commit-pgp-sig") or ""
     return PatchEvent(
         event=event,
@@ -470,6 +497,8 @@ def parse_patch(event: Event, position: str = "") -> PatchEvent:
         parent_commit=parent.lower() if parent else None,
         committer=committer,
         pgp_sig=pgp,
+        author=author,
+        description=description,
         is_root="root" in marks,
         is_revision_root=any(r in marks for r in REVISION_MARKERS),
         is_cover_letter=cover,
@@ -828,10 +857,11 @@ class Proposal:
 
 
 def build_proposal(root: Event, events: Iterable[Event], maintainers: Iterable[str],
-                   statuses: Iterable[Event] = ()) -> Proposal:
+                   statuses: Iterable[Event] = (), *, revision: str | None = None) -> Proposal:
     """Assemble a proposal from ``events`` (patches, PRs, PR updates of the repo). Only
     revisions by the root's author or a maintainer are considered, so nobody else can swap
-    the code a maintainer applies."""
+    the code a maintainer applies. The current revision is the newest, or ``revision``:
+    ``1`` the original, ``2`` the first revision..., or a revision root's id (or prefix)."""
     maint = set(maintainers)
     allowed = maint | {root.pubkey}
     evs = list(events)
@@ -842,8 +872,11 @@ def build_proposal(root: Event, events: Iterable[Event], maintainers: Iterable[s
             or (e.kind == PULL_REQUEST and _pr_revision_of(e) == root.id))),
         key=lambda e: (e.created_at, e.id))
     current = revisions[-1] if revisions else root
+    if revision is not None:
+        current = _pick_revision(root, revisions, revision)
     status = resolve_status(root, statuses, maint)
-    prop = Proposal(root=root, status=status, revision=current if revisions else None,
+    prop = Proposal(root=root, status=status,
+                    revision=current if current.id != root.id else None,
                     revisions=revisions)
     if current.kind == PULL_REQUEST:
         pr = parse_pr(current)
@@ -853,6 +886,50 @@ def build_proposal(root: Event, events: Iterable[Event], maintainers: Iterable[s
         total = len(chain)
         prop.patches = [parse_patch(e, f"{i + 1}/{total}") for i, e in enumerate(chain)]
     return prop
+
+
+def proposal_root_of(event: Event, events: Iterable[Event]) -> Event | None:
+    """The proposal root an event belongs to: itself for a root; the original for a
+    revision root (its ``e ... reply``) or a PR revising a patch set; the series' first
+    patch (then its original, if that is a revision) for any later patch; the PR for a PR
+    update (``E``). None when the chain leads to no root among ``events``."""
+    by_id = {e.id: e for e in events}
+    current: Event | None = event
+    for _ in range(4):  # patch -> revision root -> original root; bounded
+        if current is None:
+            return None
+        if is_proposal_root(current):
+            return current
+        nxt: str | None = None
+        if current.kind == PATCH:
+            marks = hashtags(current)
+            if "root" in marks and any(r in marks for r in REVISION_MARKERS):
+                nxt = marked_e(current, "reply")
+            else:
+                nxt = marked_e(current, "root")
+        elif current.kind == PULL_REQUEST:
+            nxt = _pr_revision_of(current)
+        elif current.kind == PULL_REQUEST_UPDATE:
+            nxt = next(iter(tag_values(current.tags, "E")), None)
+        current = by_id.get(nxt) if nxt else None
+    return None
+
+
+def _pick_revision(root: Event, revisions: list[Event], wanted: str) -> Event:
+    every = [root, *revisions]
+    value = wanted.strip().lower()
+    if value.isdigit() and len(value) < 6:
+        n = int(value)
+        if not 1 <= n <= len(every):
+            raise Nip34Error(f"proposal {short(root.id)} has {len(every)} revision(s): "
+                             f"--revision {wanted} is not one of 1..{len(every)}")
+        return every[n - 1]
+    found = [e for e in every if e.id.startswith(value)] if len(value) >= 4 else []
+    if len(found) != 1:
+        names = ", ".join(f"{i + 1}={short(e.id)}" for i, e in enumerate(every))
+        raise Nip34Error(f"--revision {wanted[:70]!r} names no single revision of proposal "
+                         f"{short(root.id)} ({names})")
+    return found[0]
 
 
 def find_roots(events: Iterable[Event]) -> list[Event]:

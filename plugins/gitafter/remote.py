@@ -69,6 +69,30 @@ def pick(value: str, candidates: Sequence[Event], what: str) -> Event:
     return found[0]
 
 
+def find_proposal(ident: str, events: Sequence[Event]) -> Event:
+    """The proposal root that ``ident`` names: any of its events (the root, a revision
+    root, any patch, a PR update) by full id, ``note1``/``nevent1``, or a unique hex prefix
+    (of a root first, as git's short ids, then of any event)."""
+    roots = nip34.find_roots(events)
+    full = decode_event_id(ident)
+    if full is None:
+        try:
+            return pick(ident, roots, "proposal")
+        except UserError as exc:
+            if "no proposal starting with" not in str(exc):
+                raise
+        event = pick(ident, events, "proposal")
+    else:
+        event = next((e for e in events if e.id == full), None)
+        if event is None:
+            raise UserError(f"no proposal {full[:12]} in this repository (on the relays asked)")
+    root = nip34.proposal_root_of(event, events)
+    if root is None:
+        raise UserError(f"event {event.id[:12]} belongs to no proposal found on the relays "
+                        "asked (its root patch or pull request is missing)")
+    return root
+
+
 def _chunks(items: Sequence[str], n: int = _CHUNK) -> Iterable[Sequence[str]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]
@@ -177,13 +201,14 @@ class GitAfterRemote:
                 warnings.append(str(exc))
         return out, warnings
 
-    async def proposal(self, repo: RepoRef, ident: str) -> tuple[Proposal, list[Event]]:
+    async def proposal(self, repo: RepoRef, ident: str, *,
+                       revision: str | None = None) -> tuple[Proposal, list[Event]]:
         """One proposal (built strictly: a malformed patch is an error) and its statuses."""
         events = await self.proposal_events(repo)
-        roots = nip34.find_roots(events)
-        root = pick(ident, roots, "proposal")
+        root = find_proposal(ident, events)
         statuses = await self.statuses([root.id])
-        return nip34.build_proposal(root, events, repo.all_maintainers, statuses), statuses
+        return nip34.build_proposal(root, events, repo.all_maintainers, statuses,
+                                    revision=revision), statuses
 
     # --- issues and comments ------------------------------------------------------------------
 
