@@ -268,6 +268,10 @@ class _Restore:
                 g.am("--abort")
             except git.GitCommandError:
                 pass
+        if self.branch and self.head:
+            # the branch may hold commits made before the failure (--here): put it back
+            # where it was, not only check out its name
+            g.update_ref(f"refs/heads/{self.branch}", self.head)
         target = self.branch or self.head
         if target:
             g.checkout("--force", "--quiet", target)

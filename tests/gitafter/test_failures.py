@@ -135,3 +135,29 @@ def test_bad_relay_urls_and_addresses(cli: Cli, project: Project,
                                             "--key-file", str(people["maintainer"].key_file))
     assert "--repo" in cli.fails("git", "list", *mdir, "--repo", "naddr1bad")
     assert "repository address" in cli.fails("git", "list", *mdir, "--repo", "30617:x:y")
+
+
+def test_here_failure_resets_the_branch(cli: Cli, announced: Project, relay: ThreadRelay,
+                                        people: dict[str, Person]) -> None:
+    """Patch 1 applies, patch 2 does not: `apply --here` leaves HEAD, the branch and the
+    tree exactly as they were (the branch used to keep patch 1's commit)."""
+    c = people["contributor"]
+    commit_file(announced.contributor, "new.txt", "new\n", "add new")
+    commit_file(announced.contributor, "README.md", "# demo\n\nline one\nline 2 by them\n",
+                "README: their edit")
+    sent = cli.ok("git", "send", "HEAD~2", "-C", str(announced.contributor), "--key-file",
+                  str(c.key_file), "--relay", relay.url, "--json")
+    commit_file(announced.maintainer, "README.md", "# demo\n\nline one\nline 2 by us\n",
+                "README: our edit")
+    (announced.maintainer / "untracked.txt").write_text("mine\n")
+    mdir = ["-C", str(announced.maintainer)]
+    before = snapshot(announced.maintainer)
+    msg = cli.fails("git", "apply", sent["root"][:8], "--here", *mdir)
+    assert "patch 2/2" in msg and "does not apply" in msg
+    assert snapshot(announced.maintainer) == before
+    assert not (announced.maintainer / "new.txt").exists()
+    assert (announced.maintainer / "untracked.txt").read_text() == "mine\n"
+    # The new-branch mode: the branch is gone again, HEAD and the tree as they were.
+    msg = cli.fails("git", "apply", sent["root"][:8], "--onto", "main", *mdir)
+    assert "patch 2/2" in msg
+    assert snapshot(announced.maintainer) == before
