@@ -106,12 +106,18 @@ async def bench_nwc(tmp: Path) -> None:
                 t0 = time.perf_counter()
                 await wa.get_balance()
                 lat.append(time.perf_counter() - t0)
-            pays = []
+            pays: list[float] = []
             for _ in range(30):
                 inv = await wb.make_invoice(1000, "bench")
                 t0 = time.perf_counter()
                 await wa.pay_invoice(inv.bolt11)
                 pays.append(time.perf_counter() - t0)
+            raw: list[float] = []
+            for _ in range(30):
+                inv = await wb.make_invoice(1000, "bench")
+                t0 = time.perf_counter()
+                await wa.request("pay_invoice", {"invoice": inv.bolt11})
+                raw.append(time.perf_counter() - t0)
             await bench_waits(uris, wa)
             await bench_escrow(wa, wb)
         tg.cancel_scope.cancel()
@@ -120,6 +126,9 @@ async def bench_nwc(tmp: Path) -> None:
     gb, pi = statistics.median(lat) * 1000, statistics.median(pays) * 1000
     print(f"NWC get_balance round trip:     {gb:10.1f} ms median (relay on 127.0.0.1)")
     print(f"NWC pay_invoice round trip:     {pi:10.1f} ms median; ratio pay/get {pi / gb:.2f}")
+    rp = statistics.median(raw) * 1000
+    print(f"NWC bare pay_invoice request:   {rp:10.1f} ms median; the already-paid lookup"
+          f" costs {pi - rp:.1f} ms (ratio {pi / rp:.2f})")
 
 
 async def _settle_latency(wa, wb) -> tuple[float, int]:  # type: ignore[no-untyped-def]
