@@ -71,3 +71,43 @@ async def test_nostr_sdk_pays_and_invoices(tmp_path: Path, relay_url: str) -> No
         assert set(service.encryptions) == {"nip44_v2"}  # NIP-44 first, as NIP-47 asks
     assert ledger.connection("payer").balance_msat == 38_000
     assert ledger.connection("payee").balance_msat == 12_000
+
+
+async def test_nostr_sdk_pays_a_hold_invoice_and_twice_pays_once(tmp_path: Path,
+                                                                 relay_url: str) -> None:
+    """nostr-sdk as the payer: its pay_invoice of a hold invoice is answered (with the
+    preimage) only once our payee settles; paying an invoice again answers the recorded
+    payment and moves nothing."""
+    import secrets
+
+    import anyio
+
+    from oa_node.plugins.nwc.client import NWCWallet
+
+    sdk = nostr_sdk()
+    ledger = Ledger(tmp_path / "ledger.db")
+    payer = connect_uri(ledger, "payer", relay_url, deposit=50_000)
+    payee_uri = connect_uri(ledger, "payee", relay_url)
+    async with running_service(ledger, relay_url), NWCWallet(payee_uri, timeout=10) as payee:
+        client = (sdk.NostrWalletConnectBuilder(sdk.NostrWalletConnectUri.parse(payer.to_uri()))
+                  .timeout(timedelta(seconds=20)).build())
+        preimage = secrets.token_bytes(32)
+        payment_hash = hashlib.sha256(preimage).hexdigest()
+        hold = await payee.make_hold_invoice(9_000, payment_hash, "escrow via nostr-sdk")
+        answers: list[object] = []
+        async with anyio.create_task_group() as tg:
+            async def pay() -> None:
+                answers.append(await client.pay_invoice(sdk.PayInvoiceRequest(
+                    id=None, invoice=hold.bolt11, amount=None)))
+
+            tg.start_soon(pay)
+            await payee.wait_accepted(payment_hash, timeout=10)
+            assert answers == [] and ledger.connection("payer").balance_msat == 41_000
+            await payee.settle_hold_invoice(preimage.hex())
+        assert answers[0].preimage == preimage.hex()  # type: ignore[attr-defined]
+        plain = await payee.make_invoice(1_000, "twice")
+        req = sdk.PayInvoiceRequest(id=None, invoice=plain.bolt11, amount=None)
+        first, again = await client.pay_invoice(req), await client.pay_invoice(req)
+        assert first.preimage == again.preimage
+    assert ledger.connection("payer").balance_msat == 40_000
+    assert ledger.connection("payee").balance_msat == 10_000
