@@ -52,3 +52,19 @@ async def test_slow_client_and_stuck_handler_get_clear_answers() -> None:
         assert status == 503 and "too long" in body["reason"]
     finally:
         await server.close()
+
+
+async def test_client_address_is_forwarded_only_by_trusted_proxies() -> None:
+    async def echo(path: str, query: str, client: str) -> tuple[int, dict[str, Any]]:
+        return 200, {"client": client}
+
+    forwarded = b"GET /x HTTP/1.1\r\nX-Forwarded-For: 10.0.0.9, 203.0.113.7\r\n\r\n"
+    for trusted, expected in ((frozenset(), "127.0.0.1"),
+                              (frozenset({"127.0.0.1"}), "203.0.113.7")):
+        server = HttpServer(echo, "127.0.0.1", 0, trusted_proxies=trusted)
+        port = await server.start()
+        try:
+            assert await get(port, forwarded) == (200, {"client": expected})
+            assert await get(port, b"GET /x HTTP/1.1\r\n\r\n") == (200, {"client": "127.0.0.1"})
+        finally:
+            await server.close()
