@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import anyio
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from oa_node import gitsafe
 from oa_node.cli_kit import (
@@ -370,7 +371,7 @@ def init(
                           "relays": relays, "refs": refs, "head": head})
         return
     say("announced [bold]{}[/] ({})", repo.name, repo.coordinate)
-    say("  naddr  {}", naddr)
+    say("  naddr  {}", Text(naddr))  # our own bech32: shown whole, never cut
     say("  euc    {}", first)
     say("  relays {}", ", ".join(out["accepted_by"]))
     say("  state  {} refs, HEAD {}", len(refs), head or "(detached)")
@@ -586,6 +587,8 @@ def send(
         _short_id(out["root"]), f" (revision of {_short_id(out['revision_of'])})"
         if out.get("revision_of") else "")
     say("  relays {}", ", ".join(out["accepted_by"]))
+    if out.get("nevent"):
+        say("  nevent {}", Text(out["nevent"]))  # bech32 we made: whole, never cut
 
 
 # --- list / show -------------------------------------------------------------------------------
@@ -673,6 +676,9 @@ def show(
     id: IdArg,
     revision: RevisionOpt = None,
     patches: Annotated[bool, typer.Option("--patches", help="Print the patch texts.")] = False,
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="Print only the patches, byte for byte, as an mbox for `git am` "
+        "(cover letter left out).")] = False,
     check_trajectory: Annotated[bool, typer.Option(
         "--check-trajectory", help="Fetch the attached trajectory from the repository's "
         "relays and check its hash and continuity.")] = False,
@@ -694,6 +700,13 @@ def show(
         return p, comments, check
 
     p, comments, check = with_repo(ctx, go)
+    if raw:
+        if p.pr is not None:
+            raise UserError(f"{short(p.id)} is a pull request: it has no patches to print "
+                            "(use `oa-node git checkout`)")
+        write_raw("".join(x.event.content if x.event.content.endswith("\n")
+                          else x.event.content + "\n" for x in p.commit_patches))
+        return
     if opts.as_json:
         data = proposal_json(p, comments)
         if check is not None:
@@ -739,6 +752,19 @@ def show(
             if patches:
                 print_text(x.event.content)
     _print_comments(comments)
+
+
+def write_raw(text: str) -> None:
+    """``text`` on stdout exactly (CR, control characters and all): a patch piped to
+    ``git am`` must be the bytes that were sent, never a rendering of them."""
+    data = text.encode("utf-8", "surrogateescape")
+    buffer = getattr(sys.stdout, "buffer", None)
+    sys.stdout.flush()
+    if buffer is not None:
+        buffer.write(data)
+        buffer.flush()
+    else:
+        sys.stdout.write(text)
 
 
 def _print_comments(comments: list[Event]) -> None:
