@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -144,6 +145,7 @@ class LnurlServer:
         self._wallet_lookup = wallet_lookup
         self._callbacks = TokenBuckets(settings.callback_per_minute)
         self._lookups = TokenBuckets(settings.lookups_per_minute)
+        self._making: Counter[str] = Counter()  # invoices being made, per client
         #: lookup_invoice calls made (the wallet load this endpoint causes)
         self.lookups = 0
 
@@ -232,20 +234,26 @@ class LnurlServer:
         wallet = self._wallet()
         if wallet is None:
             return _error("this node has no wallet configured", 503)
-        if self.store.unpaid(client) >= s.max_pending_per_client:
+        # invoices being made count too: concurrent callbacks cannot slip past the caps
+        if self.store.unpaid(client) + self._making[client] >= s.max_pending_per_client:
             return _error(f"{s.max_pending_per_client} unpaid invoices from your address"
                           " already; pay or let them expire first", 429)
-        if self.store.unpaid() >= s.max_pending:
+        if self.store.unpaid() + self._making.total() >= s.max_pending:
             return _error("too many unpaid invoices; retry in a few minutes", 503)
+        self._making[client] += 1
         try:
             inv = await wallet.make_invoice(amount, None, nip57.description_hash(described),
                                             s.invoice_expiry)
+            self.store.add(inv.payment_hash, name, nostr, inv.bolt11, amount, relays,
+                           inv.expires_at or int(time.time()) + s.invoice_expiry, client,
+                           comment=comment)
         except WalletError as exc:
             log.warning("zap invoice for %s failed: %s", name, exc)
             return _error(f"cannot make an invoice: {exc.message}", 503)
-        self.store.add(inv.payment_hash, name, nostr, inv.bolt11, amount, relays,
-                       inv.expires_at or int(time.time()) + s.invoice_expiry, client,
-                       comment=comment)
+        finally:
+            self._making[client] -= 1
+            if self._making[client] <= 0:
+                del self._making[client]
         return 200, {"pr": inv.bolt11, "routes": []}
 
     def _decode_request(self, raw: str, amount: int, recipient: str) -> tuple[str, Event] | str:

@@ -93,3 +93,28 @@ async def test_not_found_zap_is_dropped_after_one_lookup(
         lines = [r for r in caplog.records if orphan[:12] in r.getMessage()
                  or orphan in r.getMessage()]
         assert len(lines) == 1 and lines[0].levelno == logging.WARNING, lines
+
+
+async def test_concurrent_callbacks_cannot_pass_the_cap(tmp_path: Path, relay_url: str) -> None:
+    """Ten callbacks at once from one address: the unpaid-invoice cap still holds (the
+    invoices being made count before they exist)."""
+    async with zap_world(tmp_path, relay_url, receipts=False) as w:
+        alice, port = w["alice"], w["port"]
+        mallory = LocalSigner.generate()
+        targets = []
+        for _ in range(10):
+            request = await mallory.sign(nip57.zap_request_template(
+                alice.public_key, 1_000, [relay_url]))
+            targets.append(f"/lnurlp/alice/callback?amount=1000"
+                           f"&nostr={quote(request.to_json(), safe='')}")
+        statuses: list[int] = []
+
+        async def one(target: str) -> None:
+            status, _ = await anyio.to_thread.run_sync(get_from, "127.0.0.3", port, target)
+            statuses.append(status)
+
+        async with anyio.create_task_group() as tg:
+            for target in targets:
+                tg.start_soon(one, target)
+        assert sorted(statuses) == [200] * 5 + [429] * 5, statuses
+        assert w["store"].unpaid("127.0.0.3") == 5
