@@ -152,6 +152,10 @@ def default_base(repo: git.Repo) -> str:
 def commits_in_range(repo: git.Repo, revision_range: str | None) -> list[str]:
     """Commit ids of a range, oldest first. A single revision ``X`` means ``X..HEAD``, as for
     ``git format-patch``."""
+    if not repo.head.is_valid():
+        name = current_branch(repo) or "HEAD"
+        raise GitError(f"branch {name} has no commits yet: nothing to send (commit first, "
+                       "or switch to the branch that holds the work)")
     rng = revision_range or f"{default_base(repo)}..HEAD"
     if ".." not in rng:
         rng = f"{rng}..HEAD"
@@ -445,6 +449,9 @@ def apply_series(repo: git.Repo, patches: Sequence[PatchEvent], branch: str | No
             repo, commits[0].parent_commit):
         base = commits[0].parent_commit
     else:
+        if not repo.head.is_valid():
+            raise GitError(f"branch {st.branch or 'HEAD'} has no commits yet, so there is "
+                           "nothing to apply the patches onto: pass --onto REV")
         base = repo.head.commit.hexsha
     result = ApplyResult(branch=branch or (st.branch or "HEAD"), base=base)
     try:

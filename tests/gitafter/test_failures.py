@@ -161,3 +161,24 @@ def test_here_failure_resets_the_branch(cli: Cli, announced: Project, relay: Thr
     msg = cli.fails("git", "apply", sent["root"][:8], "--onto", "main", *mdir)
     assert "patch 2/2" in msg
     assert snapshot(announced.maintainer) == before
+
+
+def test_send_on_an_unborn_branch(cli: Cli, announced: Project, relay: ThreadRelay,
+                                  people: dict[str, Person]) -> None:
+    """One clear line, not a traceback, when the branch has no commit yet."""
+    git_run(announced.contributor, "checkout", "-q", "--orphan", "fresh")
+    for args in ([], ["HEAD~1"], ["main..HEAD"]):
+        msg = cli.fails("git", "send", *args, "-C", str(announced.contributor),
+                        "--key-file", str(people["contributor"].key_file))
+        assert "no commits yet" in msg or "bad revision range" in msg, msg
+    # Applying onto an unborn branch says so too.
+    c = people["contributor"]
+    git_run(announced.contributor, "checkout", "-q", "main")
+    commit_file(announced.contributor, "u.txt", "u\n", "add u")
+    sent = cli.ok("git", "send", "HEAD~1", "-C", str(announced.contributor), "--key-file",
+                  str(c.key_file), "--relay", relay.url, "--json")
+    git_run(announced.maintainer, "checkout", "-q", "--orphan", "fresh")
+    git_run(announced.maintainer, "rm", "-rq", "--cached", ".")
+    git_run(announced.maintainer, "clean", "-fdq")
+    msg = cli.fails("git", "apply", sent["root"], "--here", "-C", str(announced.maintainer))
+    assert "no commits yet" in msg
