@@ -138,6 +138,8 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
         node = build_node(default_config_path(config))
         setup_logging(node.config["node"]["log_level"])
         log = logging.getLogger("oa_node")
+        for line in node.config.warnings:
+            log.warning("%s", line)
         log.info("oa-node %s, config %s, data dir %s", __version__,
                  node.config.path or "(embedded defaults)", node.data_dir)
         log.info("identity %s (%s signer)", node.signer.public_key,
@@ -156,15 +158,20 @@ def _config_app(host: PluginHost) -> typer.Typer:
 
     @app.command()
     def check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-        """Validate a config file and show the resulting values (defaults filled in)."""
+        """Validate a config file: every error at once (one line each, exit 1), keys checked
+        together (a DSN the storage needs, a wallet URI file that must exist); `--json`
+        shows the resulting values (defaults filled in)."""
         from oa_node import config as config_mod
 
         path = default_config_path(config)
-        cfg = config_mod.load(path, sections())
+        cfg = config_mod.load(path, sections(), disabled=host.disabled, checks=True)
         if as_json:
-            print_json({"path": str(path) if path else None, "config": cfg.redacted()})
-        else:
-            say("{}: ok", path or "(embedded defaults)")
+            print_json({"path": str(path) if path else None, "config": cfg.redacted(),
+                        "warnings": cfg.warnings})
+            return
+        for line in cfg.warnings:
+            warn("{}", line)
+        say("{}: ok", path or "(embedded defaults)")
 
     @app.command()
     def example() -> None:

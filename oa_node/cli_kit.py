@@ -335,7 +335,8 @@ def run_main(app: Callable[[], Any]) -> None:
     try:
         app()
     except UserError as exc:
-        print_error(exc)
+        for line in getattr(exc, "lines", None) or [exc]:  # ConfigErrors: one per error
+            print_error(line)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

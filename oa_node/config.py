@@ -3,7 +3,12 @@
 Each plugin declares its sections through the ``register_config`` hook as :class:`Section`
 objects made of :class:`Key` specs. Loading fills defaults, checks types and values, and
 rejects unknown keys. Every error is a :class:`ConfigError` naming the file, the line (when
-the file has one for it), the dotted key and what was expected.
+the file has one for it), the dotted key and what was expected; a file with several errors
+raises :class:`ConfigErrors` listing them all, so one ``oa-node config check`` shows every
+fix to make. A section may also declare a ``check`` of its keys together (``storage =
+"postgres"`` needs ``postgres_dsn``, a ``uri_file`` must exist), run once its keys are
+valid. A section of a plugin that ``[plugins] disable`` keeps from loading is a warning
+(:attr:`Config.warnings`), not an error.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from oa_node.errors import UserError
 
 #: A value check: raises ``ValueError`` with what was expected.
 Check = Callable[[Any], None]
+#: A section's check of its keys together: given the validated table and a function that
+#: resolves a path as the config does, yields ``(key, message)`` for each problem.
+SectionCheck = Callable[[dict[str, Any], Callable[[str], Path]], Iterable[tuple[str, str]]]
 
 _MISSING: Any = object()
 
@@ -38,6 +46,28 @@ class ConfigError(UserError):
         self.detail = message
         where = self.path + (f":{line}" if line else "")
         super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+    @property
+    def lines(self) -> list[str]:
+        """One line per error (the CLI prints each)."""
+        return [str(self)]
+
+
+class ConfigErrors(ConfigError):
+    """Several errors in one file; ``lines`` has one per error, ``str()`` joins them."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.path, first.key, first.detail, first.line)
+        self.errors = errors
+        self.args = ("\n".join(str(e) for e in errors),)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    @property
+    def lines(self) -> list[str]:
+        return [str(e) for e in self.errors]
 
 
 @dataclass(frozen=True)
@@ -77,6 +107,8 @@ class Section:
     open: bool = False
     #: values ``oa-node init`` writes into a starter config (e.g. ``{"enabled": True}``)
     starter: dict[str, Any] = field(default_factory=dict)
+    #: a check of the keys together (see :data:`SectionCheck`)
+    check: SectionCheck | None = None
 
     def __init__(
         self,
@@ -86,6 +118,7 @@ class Section:
         sections: Iterable[Section] = (),
         open: bool = False,
         starter: dict[str, Any] | None = None,
+        check: SectionCheck | None = None,
     ) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "keys", tuple(keys))
@@ -93,6 +126,7 @@ class Section:
         object.__setattr__(self, "sections", tuple(sections))
         object.__setattr__(self, "open", open)
         object.__setattr__(self, "starter", dict(starter or {}))
+        object.__setattr__(self, "check", check)
 
 
 # --- reusable checks -----------------------------------------------------------------
@@ -132,6 +166,8 @@ class Config:
     data: dict[str, Any] = field(default_factory=dict)
     #: dotted names of keys declared ``secret``
     secrets: frozenset[str] = frozenset()
+    #: problems that do not stop the node (a disabled plugin's section), one line each
+    warnings: list[str] = field(default_factory=list)
 
     def redacted(self) -> dict[str, Any]:
         """The values with every set secret replaced by ``"***"``, and any password or
@@ -213,6 +249,7 @@ class _Validator:
     def __init__(self, path: Path | None, text: str) -> None:
         self.path = path
         self.lines = _LineFinder(text)
+        self.errors: list[ConfigError] = []
 
     def error(self, dotted: str, message: str) -> ConfigError:
         return ConfigError(self.path, dotted, message, self.lines.find(dotted))
@@ -221,18 +258,25 @@ class _Validator:
         if raw is _MISSING:
             raw = {}
         if not isinstance(raw, dict):
-            raise self.error(prefix, f"expected a table [{prefix}], got {type(raw).__name__}")
+            self.errors.append(
+                self.error(prefix, f"expected a table [{prefix}], got {type(raw).__name__}"))
+            raw = {}
         out: dict[str, Any] = {}
         known = {k.name: k for k in spec.keys}
         subs = {s.name: s for s in spec.sections}
         for name, value in raw.items():
             if name not in known and name not in subs and not spec.open:
                 expected = ", ".join(sorted([*known, *subs])) or "no keys"
-                raise self.error(f"{prefix}.{name}", f"unknown key (expected one of: {expected})")
+                self.errors.append(self.error(f"{prefix}.{name}",
+                                              f"unknown key (expected one of: {expected})"))
             if spec.open and name not in known and name not in subs:
                 out[name] = value
         for key in spec.keys:
-            out[key.name] = self.key(key, raw.get(key.name, _MISSING), f"{prefix}.{key.name}")
+            try:
+                out[key.name] = self.key(key, raw.get(key.name, _MISSING), f"{prefix}.{key.name}")
+            except ConfigError as exc:  # keep going: every error is reported at once
+                self.errors.append(exc)
+                out[key.name] = key.default if key.default is not _MISSING else None
         for sub in spec.sections:
             out[sub.name] = self.section(sub, raw.get(sub.name, _MISSING), f"{prefix}.{sub.name}")
         return out
@@ -296,22 +340,57 @@ def validate(
     raw: Mapping[str, Any],
     path: Path | None = None,
     text: str = "",
+    *,
+    disabled: Iterable[str] = (),
+    checks: bool = False,
 ) -> Config:
-    """Check ``raw`` (parsed TOML) against the declared sections, filling defaults."""
+    """Check ``raw`` (parsed TOML) against the declared sections, filling defaults, and with
+    ``checks`` run each valid section's ``check`` (for ``config check`` and a node about to
+    start; not for commands such as ``wallet create`` that make what a check looks for);
+    raises :class:`ConfigErrors` listing every problem. ``disabled`` names plugins kept
+    from loading: a section named after one is a warning."""
     specs: dict[str, Section] = {}
     for s in sections:
         if s.name in specs:
             raise ConfigError(path, s.name, "section declared by two plugins")
         specs[s.name] = s
     v = _Validator(path, text)
+    warnings: list[str] = []
+    off = frozenset(disabled)
     for name in raw:
-        if name not in specs:
-            if isinstance(raw[name], dict):
-                expected = ", ".join(sorted(specs))
-                raise v.error(name, f"unknown section [{name}] (known sections: {expected})")
-            raise v.error(name, "unknown top-level key (keys belong in a [section])")
-    data = {name: v.section(spec, raw.get(name, _MISSING), name) for name, spec in specs.items()}
-    return Config(path=path, data=data, secrets=frozenset(_secret_keys(specs.values())))
+        if name in specs:
+            continue
+        if isinstance(raw[name], dict) and name in off:
+            where = (str(path) if path else "<config>") + (
+                f":{line}" if (line := v.lines.find(name)) else "")
+            warnings.append(f"{where}: [{name}] ignored: plugin {name!r} is disabled "
+                            "([plugins] disable)")
+        elif isinstance(raw[name], dict):
+            expected = ", ".join(sorted(specs))
+            v.errors.append(
+                v.error(name, f"unknown section [{name}] (known sections: {expected})"))
+        else:
+            v.errors.append(v.error(name, "unknown top-level key (keys belong in a [section])"))
+    data: dict[str, Any] = {}
+    for name, spec in specs.items():
+        before = len(v.errors)
+        data[name] = v.section(spec, raw.get(name, _MISSING), name)
+        if checks and len(v.errors) == before:
+            _run_checks(v, spec, data[name], name, path)
+    if v.errors:
+        raise ConfigErrors(v.errors)
+    return Config(path=path, data=data, secrets=frozenset(_secret_keys(specs.values())),
+                  warnings=warnings)
+
+
+def _run_checks(v: _Validator, spec: Section, table: dict[str, Any], prefix: str,
+                path: Path | None) -> None:
+    resolve = Config(path=path).resolve_path
+    if spec.check is not None:
+        for key, message in spec.check(table, resolve):
+            v.errors.append(v.error(f"{prefix}.{key}" if key else prefix, message))
+    for sub in spec.sections:
+        _run_checks(v, sub, table[sub.name], f"{prefix}.{sub.name}", path)
 
 
 def _secret_keys(sections: Iterable[Section], prefix: str = "") -> Iterable[str]:
@@ -321,13 +400,14 @@ def _secret_keys(sections: Iterable[Section], prefix: str = "") -> Iterable[str]
         yield from _secret_keys(spec.sections, here + ".")
 
 
-def load(path: str | Path | None, sections: Iterable[Section]) -> Config:
+def load(path: str | Path | None, sections: Iterable[Section], *,
+         disabled: Iterable[str] = (), checks: bool = False) -> Config:
     """Read and validate ``path``; ``None`` gives the embedded defaults."""
     if path is None:
-        return validate(sections, {})
+        return validate(sections, {}, disabled=disabled, checks=checks)
     p = Path(path)
     raw, text = read_toml(p)
-    return validate(sections, raw, p, text)
+    return validate(sections, raw, p, text, disabled=disabled, checks=checks)
 
 
 def render_example(

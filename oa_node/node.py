@@ -18,6 +18,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from oa_node.config import Config, ConfigError, Key, Section, relay_url
+from oa_node.errors import UserError
 from oa_node.files import loose_modes, private_dir
 from oa_node.plugin_manager import PluginHost
 from oa_node.signer import LocalSigner, Signer
@@ -159,15 +160,9 @@ class Node:
         if not self.services:
             log.warning("no services enabled: enable a role in the config (e.g. [relay] enabled)")
         try:
-            async with anyio.create_task_group() as tg:
-                if handle_signals:  # handled before any service starts (a signal then
-                    await tg.start(self._watch_signals)  # must stop the node, not kill it)
-                for service in self.services:
-                    log.info("starting service %s", service.name)
-                    tg.start_soon(self._run_service, service, name=f"service:{service.name}")
-                await self._stop_event.wait()
-                log.info("stopping")
-                tg.cancel_scope.cancel()
+            await self._run_services(handle_signals)
+        except* UserError as group:  # a setup problem (port in use, database down): the
+            raise _first_user_error(group) from None  # CLI shows it as one line
         finally:
             # Also when a service failed: the pool's connections must not outlive the node.
             if self._pool is not None:
@@ -175,9 +170,25 @@ class Node:
                     await self._pool.close()
         log.info("stopped")
 
+    async def _run_services(self, handle_signals: bool) -> None:
+        assert self._stop_event is not None
+        async with anyio.create_task_group() as tg:
+            if handle_signals:  # handled before any service starts (a signal then
+                await tg.start(self._watch_signals)  # must stop the node, not kill it)
+            for service in self.services:
+                log.info("starting service %s", service.name)
+                tg.start_soon(self._run_service, service, name=f"service:{service.name}")
+            await self._stop_event.wait()
+            log.info("stopping")
+            tg.cancel_scope.cancel()
+
     async def _run_service(self, service: Service) -> None:
         try:
             await service.fn(self)
+        except UserError as exc:  # said once, as one line, by whoever runs the node
+            log.debug("service %s: %s", service.name, exc)
+            self.stop()
+            raise
         except Exception:
             log.exception("service %s failed; stopping the node", service.name)
             self.stop()
@@ -193,10 +204,17 @@ class Node:
                 return
 
 
+def _first_user_error(group: BaseExceptionGroup[UserError]) -> UserError:
+    """The first :class:`UserError` in a (possibly nested) exception group."""
+    first = group.exceptions[0]
+    return _first_user_error(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 def build_node(config_path: str | Path | None, *, services: bool = True,
                **overrides: Any) -> Node:
     """Load plugins and config, and build a node (services collected unless ``services``
-    is false, as for CLI commands that only need the config and identity; never started)."""
+    is false, as for CLI commands that only need the config and identity; never started).
+    A node with services is about to start: its sections' checks run too."""
     from oa_node import config as config_mod
     from oa_node.plugin_manager import load_plugins
 
@@ -208,7 +226,8 @@ def build_node(config_path: str | Path | None, *, services: bool = True,
             raw_disable = frozenset(str(x) for x in plugins_table["disable"])
     host = load_plugins(raw_disable)
     sections = core_sections() + host.registries.config_sections()
-    cfg = config_mod.load(config_path, sections)  # type: ignore[arg-type]
+    cfg = config_mod.load(config_path, sections,  # type: ignore[arg-type]
+                          disabled=host.disabled, checks=services)
     node = Node(cfg, host, **overrides)
     if services:
         node.collect_services()

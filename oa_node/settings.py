@@ -13,6 +13,10 @@ key's type (``bool``, ``int``, ``float``, ``str``, ``list[T]``, ``tuple[T, ...]`
         enabled: bool = setting(False, "Run the greeter.")
         name: str = setting("world", "Whom to greet.")
 
+A class may override :meth:`Settings.problems` to check its keys together (a key another
+one requires, a file that must exist); ``oa-node config check`` and ``oa-node start`` report
+what it yields with every other error.
+
 The config file keeps its one source of truth for names, defaults and type checks:
 ``oa_node.config`` validates against the derived section exactly as it does any other.
 """
@@ -23,8 +27,9 @@ import copy
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from oa_node.config import Check, Key, Section
@@ -84,10 +89,21 @@ class Settings:
             meta = f.metadata[_META]
             if isinstance(meta, _SubMeta):
                 sub = hint.section(f.name)
-                subs.append(Section(sub.name, sub.keys, meta.help, sub.sections))
+                subs.append(Section(sub.name, sub.keys, meta.help, sub.sections,
+                                    check=sub.check))
             else:
                 keys.append(_key(cls, f, hint, meta))
-        return Section(name, keys, cls._help, subs, starter=cls._starter)
+        check = None
+        if cls.problems is not Settings.problems:
+            def check(table: dict[str, Any], resolve: Callable[[str], Path]
+                      ) -> Iterable[tuple[str, str]]:
+                return cls.from_section(table).problems(resolve)
+        return Section(name, keys, cls._help, subs, starter=cls._starter, check=check)
+
+    def problems(self, resolve: Callable[[str], Path]) -> Iterable[tuple[str, str]]:
+        """``(key, message)`` for each problem of the keys together (none by default);
+        ``resolve`` turns a configured path into the file it names."""
+        return ()
 
     @classmethod
     def from_section(cls, table: Mapping[str, Any] | None) -> Self:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +61,51 @@ def register_config(register: Callable[..., None]) -> None:
                 "same timeouts as the default wallet.",
                 optional=True, secret=True),
         ],
+        check=check_wallet,
     ))
+
+
+def check_wallet(table: dict[str, Any], resolve: Callable[[str], Path]
+                 ) -> Iterator[tuple[str, str]]:
+    """What ``oa-node start`` would trip on, found by ``config check``: a ``nwc`` backend
+    with no URI, a ``uri_file`` that is missing, open to others or holds no valid URI."""
+    if table["backend"] == "nwc" and not table.get("uri") and not table.get("uri_file"):
+        yield "backend", '"nwc" needs uri or uri_file'
+    if table.get("uri"):
+        yield from _uri_problem("uri", table["uri"])
+    if table.get("uri_file"):
+        yield from _uri_file_problem("uri_file", resolve(table["uri_file"]))
+    for name, value in (table.get("accounts") or {}).items():
+        key = f"accounts.{name}"
+        if not ACCOUNT_NAME.fullmatch(name):
+            yield key, "an account name is 1-64 letters, digits, '-' or '_'"
+        elif isinstance(value, str):
+            yield from _uri_problem(key, value)
+        elif isinstance(value, dict) and set(value) == {"uri_file"} \
+                and isinstance(value["uri_file"], str):
+            yield from _uri_file_problem(f"{key}.uri_file", resolve(value["uri_file"]))
+        else:
+            yield key, 'expected a nostr+walletconnect:// URI string or { uri_file = "..." }'
+
+
+def _uri_problem(key: str, text: str) -> Iterator[tuple[str, str]]:
+    try:
+        nip47.parse_uri(text.strip())
+    except ProtocolError as exc:
+        yield key, f"not a valid connection URI ({exc.reason})"
+
+
+def _uri_file_problem(key: str, path: Path) -> Iterator[tuple[str, str]]:
+    try:
+        text = read_private(path, "wallet URI file")
+    except UserError as exc:  # open to others
+        yield key, str(exc)
+        return
+    except (OSError, UnicodeDecodeError) as exc:
+        yield key, f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+        return
+    for _, message in _uri_problem(key, text):
+        yield key, f"{path}: {message}"
 
 
 #: account names become capability names ("wallet:<name>") and config keys

@@ -10,9 +10,11 @@ a library (:class:`RelayServer`) and a process (``python -m oa_node.plugins.rela
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -63,9 +65,38 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
 async def relay_service(node: Node) -> None:
     """Serve until cancelled; on cancellation commit pending events and close the store."""
     tune_interpreter()
-    server = build_relay(node.config, node.plugins, node.data_dir)
-    await server.start()
+    server = await start_relay(node.config, node.plugins, node.data_dir)
     await server.serve_forever()
+
+
+async def start_relay(config: Config, plugins: Any, data_dir: Any) -> RelayServer:
+    """Build and start the configured relay; a setup problem (the port taken, the database
+    down or refusing the login) is a :class:`UserError` naming the ``[relay]`` key."""
+    from oa_node.errors import UserError
+    from oa_node.redact import redact
+    from oa_node.store import StoreError
+
+    table = config["relay"]
+    try:
+        server = build_relay(config, plugins, data_dir)
+    except ValueError as exc:
+        raise UserError(f"[relay] storage: {exc}") from None
+    try:
+        await server.start()
+    except StoreError as exc:
+        key = "postgres_dsn" if table["storage"] == "postgres" else "sqlite_path"
+        with contextlib.suppress(Exception):
+            await server.close()
+        raise UserError(f"[relay] {key}: {redact(str(exc))}") from None
+    except OSError as exc:  # the listening socket
+        with contextlib.suppress(Exception):
+            await server.close()
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            why = "address already in use (another relay or node? pick another [relay] port)"
+        raise UserError(f"[relay] host/port {table['host']}:{table['port']}: cannot listen: "
+                        f"{why}") from None
+    return server
 
 
 def serve_command(

@@ -8,7 +8,9 @@ build one without a node.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from oa_node.config import Section, non_negative, port, positive
 from oa_node.settings import Settings, setting, subsection
@@ -111,6 +113,10 @@ class RelaySettings(
     limits: Limits = subsection(Limits)
     auth: AuthSettings = subsection(AuthSettings)
     rate_limits: RateLimits = subsection(RateLimits)
+
+    def problems(self, resolve: Callable[[str], Path]) -> Iterator[tuple[str, str]]:
+        if self.enabled and self.storage == "postgres" and not self.postgres_dsn:
+            yield "storage", '"postgres" needs postgres_dsn (a postgresql:// DSN)'
 
 
 def relay_section() -> Section:

@@ -68,7 +68,9 @@ def test_errors_keep_the_file_line_key_format(tmp_path: Path) -> None:
     path.write_text('[example]\nname = "z"\n[example.inner]\ndepth = 0\n')
     with pytest.raises(ConfigError) as err:
         config_mod.load(path, [Example.section()])
-    assert str(err.value) == f"{path}:2: example.name: expected one of 'x', 'y', got 'z'"
+    assert err.value.lines == [  # every error at once, one line each
+        f"{path}:2: example.name: expected one of 'x', 'y', got 'z'",
+        f"{path}:4: example.inner.depth: expected a number greater than 0, got 0"]
     path.write_text("[example.inner]\ndepth = 0\n")
     with pytest.raises(ConfigError) as err:
         config_mod.load(path, [Example.section()])
