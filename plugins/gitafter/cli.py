@@ -380,11 +380,21 @@ def init(
 @app.command()
 @shared_options(Opts)
 def state(
+    branch: Annotated[list[str] | None, typer.Option(
+        "--branch", "-b", help="A branch to publish (repeatable; remembered for next time; "
+        "default: the ones chosen before, else the default branch).")] = None,
+    all_branches: Annotated[bool, typer.Option(
+        "--all-branches", help="Publish every local branch (review branches pr/... never).")
+    ] = False,
     *, opts: Opts,
 ) -> None:
-    """Republish the repository state (30618: branches, tags, HEAD) from local refs."""
+    """Republish the repository state (30618): the chosen branches, every tag, and HEAD.
+
+    Review branches made by apply and checkout (pr/...) are never published."""
     ctx = Context(opts)
-    refs, head = gitops.refs_state(ctx.repo)
+    refs, head = gitops.refs_state(ctx.repo, branch, all_branches=all_branches)
+    if branch:
+        gitops.config_set(ctx.repo, gitops.CONFIG_STATE_BRANCHES, " ".join(branch))
 
     async def go(remote: GitAfterRemote, r: RepoRef) -> dict[str, Any]:
         signer = remote.require_signer()

@@ -87,8 +87,29 @@ def earliest_unique_commit(repo: git.Repo, rev: str = "HEAD") -> str:
     return roots[0]
 
 
-def refs_state(repo: git.Repo) -> tuple[dict[str, str], str | None]:
-    """Branches and tags (peeled to commits) and the symbolic HEAD, for a 30618 event."""
+#: Local branches never published in a state event: review branches ``apply`` and
+#: ``checkout`` make.
+PRIVATE_BRANCH_PREFIXES = ("pr/",)
+CONFIG_STATE_BRANCHES = "nostr.state-branches"
+
+
+def default_branch(repo: git.Repo) -> str | None:
+    """The branch a state event's ``HEAD`` names: main or master, else the current branch
+    (unless it is a review branch)."""
+    local = set(repo.git.for_each_ref("--format=%(refname:short)", "refs/heads").split())
+    for name in ("main", "master"):
+        if name in local:
+            return name
+    me = current_branch(repo)
+    return me if me and not me.startswith(PRIVATE_BRANCH_PREFIXES) else None
+
+
+def refs_state(repo: git.Repo, branches: Sequence[str] | None = None, *,
+               all_branches: bool = False) -> tuple[dict[str, str], str | None]:
+    """What a 30618 event publishes: the chosen ``branches`` (default: those remembered in
+    ``nostr.state-branches``, else the default branch; ``all_branches``: every branch),
+    never a review branch (``pr/...``), and every tag (peeled to commits); and ``HEAD``
+    naming the default branch."""
     refs: dict[str, str] = {}
     out = repo.git.for_each_ref("--format=%(refname) %(objectname) %(*objectname)",
                                 "refs/heads", "refs/tags")
@@ -97,10 +118,19 @@ def refs_state(repo: git.Repo) -> tuple[dict[str, str], str | None]:
         if len(parts) >= 2:
             refs[parts[0]] = parts[2] if len(parts) >= 3 and parts[2] else parts[1]
     refs = {k: v for k, v in refs.items() if is_commit_id(v)}
-    try:
-        head = repo.git.symbolic_ref("HEAD").strip()
-    except git.GitCommandError:
-        head = None
+    default = default_branch(repo)
+    if branches is None and not all_branches:
+        stored = config_get(repo, CONFIG_STATE_BRANCHES)
+        branches = stored.split() if stored else [default] if default else []
+    wanted = None if all_branches else {f"refs/heads/{b}" for b in branches or ()}
+    missing = sorted(w for w in wanted or () if w not in refs)
+    if missing:
+        raise GitError(f"no such branch: {', '.join(m[len('refs/heads/'):] for m in missing)}")
+    refs = {k: v for k, v in refs.items()
+            if k.startswith("refs/tags/") or (
+                not k[len("refs/heads/"):].startswith(PRIVATE_BRANCH_PREFIXES)
+                and (wanted is None or k in wanted))}
+    head = f"refs/heads/{default}" if default and f"refs/heads/{default}" in refs else None
     return refs, head
 
 

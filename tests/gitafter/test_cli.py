@@ -65,3 +65,27 @@ def test_state_republishes_refs(cli: Cli, project: Project, relay: ThreadRelay,
     msg = cli.fails("git", "state", "-C", str(project.contributor), "--key-file",
                     str(c.key_file), "--relay", relay.url)
     assert "only a maintainer" in msg
+
+
+def test_state_publishes_only_chosen_branches(cli: Cli, project: Project, relay: ThreadRelay,
+                                              people: dict[str, Person]) -> None:
+    """Review branches (pr/... from apply and checkout) and other local branches stay
+    private; the default branch and tags are published; --branch adds more."""
+    m = people["maintainer"]
+    announce(cli, project, relay, m)
+    mdir = ["-C", str(project.maintainer), "--key-file", str(m.key_file)]
+    git_run(project.maintainer, "branch", "pr/someones-work-1234abcd")
+    git_run(project.maintainer, "branch", "wip")
+    git_run(project.maintainer, "tag", "v2.0")
+    git_run(project.maintainer, "checkout", "-q", "pr/someones-work-1234abcd")
+    out = cli.ok("git", "state", *mdir, "--json")
+    assert sorted(out["refs"]) == ["refs/heads/main", "refs/tags/v2.0"]
+    assert out["head"] == "refs/heads/main"
+    assert fetch_state(relay.url, m.pubkey) == out["refs"]
+    out = cli.ok("git", "state", *mdir, "--branch", "main", "--branch", "wip", "--json")
+    assert sorted(out["refs"]) == ["refs/heads/main", "refs/heads/wip", "refs/tags/v2.0"]
+    out = cli.ok("git", "state", *mdir, "--json")  # remembered
+    assert "refs/heads/wip" in out["refs"]
+    out = cli.ok("git", "state", *mdir, "--all-branches", "--json")
+    assert not any(r.startswith("refs/heads/pr/") for r in out["refs"])
+    assert "no such branch: nope" in cli.fails("git", "state", *mdir, "--branch", "nope")
