@@ -28,6 +28,15 @@ DEDICATED_KINDS: dict[str, int] = {
 
 FEEDBACK_STATUSES = ("payment-required", "processing", "error", "success", "partial")
 VERDICT_NAMESPACE = "oa.verification"
+#: a request tag asking for the result NIP-44 encrypted to the buyer: nobody else can read
+#: it, so nobody can copy it and claim the work (encrypted requests imply it)
+RESULT_ENCRYPTION_TAG = ["param", "result_encryption", "nip44"]
+
+
+def wants_encrypted_result(request: Event) -> bool:
+    """Whether a request asks for its result encrypted to the buyer."""
+    return any(t[:3] == RESULT_ENCRYPTION_TAG or (t and t[0] == "encrypted")
+               for t in request.tags)
 
 
 def _invalid(reason: str) -> ProtocolError:

@@ -504,6 +504,7 @@ def register_providers_command(app: typer.Typer) -> None:
             node.pool, schema=schema, timeout=timeout, stale_factor=stale_factor,
             include_stale=True))
         ads = found if show_all else [ad for ad in found if not ad["stale"]]
+        ads = _with_reputation(node, ads)
         if as_json:
             _print_json(ads)
             return
@@ -514,7 +515,8 @@ def register_providers_command(app: typer.Typer) -> None:
                           + ", ".join(node.config["node"]["relays"])
                           + (f" ({note})" if note else ""))
             return
-        table = Table("provider", "name", "schemas and prices (msat)", "last seen", "last tick")
+        table = Table("provider", "name", "schemas and prices (msat)", "record here",
+                      "last seen", "last tick")
         for ad in ads:
             prices = ", ".join(f"{s} {ad['pricing_msat'].get(s, '?')}" for s in ad["schemas"])
             tick = _when(ad["last_tick"]) if ad["last_tick"] else "-"
@@ -523,10 +525,36 @@ def register_providers_command(app: typer.Typer) -> None:
             if ad["stale"]:
                 tick = f"[red]{tick} stale[/]"
             table.add_row(ad["npub"][:24] + "…", escape(ad["name"]), escape(prices),
-                          _when(ad["last_seen"]), tick)
+                          _record(ad["reputation"]), _when(ad["last_seen"]), tick)
         console.print(table)
         if note:
             console.print(note)
+
+
+def _with_reputation(node: Node, ads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each provider with this buyer's record of it (its own verdicts), best first:
+    providers caught cheating last, then by record, then by price."""
+    from oa_node.plugins.buyer.reputation import FILE, Reputation, summarize
+
+    records: dict[str, dict[str, Any]] = {}
+    if (node.data_dir / FILE).exists():
+        rep = Reputation(node.data_dir)
+        try:
+            records = rep.all()
+        finally:
+            rep.close()
+    out = [ad | {"reputation": records.get(ad["pubkey"]) or summarize([])} for ad in ads]
+    return sorted(out, key=lambda ad: (bool(ad["reputation"]["cheated"]),
+                                       -ad["reputation"]["score"],
+                                       min(ad["pricing_msat"].values(), default=0)))
+
+
+def _record(rep: dict[str, Any]) -> str:
+    if rep["cheated"]:
+        return f"[red]caught cheating x{rep['cheated']}[/]"
+    parts = [f"{n} pass {lvl}" for lvl, n in sorted(rep["passes_by_level"].items())]
+    parts += [f"{rep[k]} {k}" for k in ("fails", "refused", "undecided") if rep[k]]
+    return ", ".join(parts) or "-"
 
 
 def _when(ts: int) -> str:

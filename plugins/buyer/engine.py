@@ -11,6 +11,7 @@ the wallet with the first one (pay exactly once).
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -32,8 +33,10 @@ from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
 from oa_node.plugins.buyer.labels import label_template, planned_labels, verification_level
 from oa_node.plugins.buyer.ledger import FINAL, PENDING, open_buyer_ledger
+from oa_node.plugins.buyer.reputation import Reputation
 from oa_node.plugins.buyer.settings import BuyerSettings
-from oa_node.plugins.buyer.verify import Decision, ResultCheck, check_result, decide
+from oa_node.plugins.buyer.verify import Decision, ResultCheck, check_result
+from oa_node.plugins.buyer.verify import decide as decide_
 from oa_node.wallet import ErrorCode, WalletError
 
 if TYPE_CHECKING:
@@ -88,6 +91,7 @@ class Buyer:
         self.settings = settings
         settings.wallet(node)  # a missing wallet account: one line now, not at payment time
         self.ledger = ledger or open_buyer_ledger(node.data_dir)
+        self.reputation = Reputation(node.data_dir)
         self._by_request: dict[str, str] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._sandbox: Any = None
@@ -110,6 +114,7 @@ class Buyer:
             if close is not None:
                 close()
         self.ledger.close()
+        self.reputation.close()
 
     def _emit(self, job_id: str, what: str, info: dict[str, Any]) -> None:
         if self.progress is not None:
@@ -125,7 +130,8 @@ class Buyer:
 
     async def submit(self, schema: str, doc: dict[str, Any], *, providers: Iterable[str] = (),
                      max_price_msat: int | None = None, encrypt: bool = False,
-                     dedicated_kinds: bool | None = None, ttl_secs: int | None = None) -> str:
+                     dedicated_kinds: bool | None = None, ttl_secs: int | None = None,
+                     encrypt_results: bool | None = None) -> str:
         """Validate, sign and publish a job; returns its id (the first request's id)."""
         job_type = self.job_type(schema)
         try:
@@ -134,6 +140,10 @@ class Buyer:
             raise UserError(f"invalid {schema} request: {exc}") from None
         redundancy = int(getattr(getattr(model, "verification", None), "redundancy", 1) or 1)
         providers = list(dict.fromkeys(providers))
+        cheats = [p for p in providers if self.reputation.cheated(p)]
+        if cheats:
+            raise UserError(f"provider {cheats[0]} was caught cheating by this buyer "
+                            "(oa-node providers shows its record); not addressed again")
         if encrypt and not providers:
             raise UserError("--encrypt needs --provider: a request is encrypted to a provider")
         if encrypt and len(providers) < redundancy:
@@ -150,6 +160,9 @@ class Buyer:
         templates: list[EventTemplate] = []
         # the same job submitted twice in one second must still be two jobs (two ids)
         nonce = [["param", "nonce", secrets.token_hex(8)]]
+        sealed = self.settings.encrypt_results if encrypt_results is None else encrypt_results
+        if sealed and not encrypt:  # an encrypted request implies an encrypted result
+            nonce.append(list(nip90.RESULT_ENCRYPTION_TAG))
         if encrypt:
             for p in providers:
                 sealed = await self.node.signer.nip44_encrypt(p, content)
@@ -344,6 +357,10 @@ class Buyer:
         named = rec.data.get("providers") or ()
         if named and event.pubkey not in named:
             return None  # a job addressed to providers is none of anyone else's business
+        if self.reputation.cheated(event.pubkey):
+            log.info("job %s: result from %s ignored (caught cheating before)", job_id[:12],
+                     event.pubkey[:12])
+            return None
         if len(results) >= max_results(int(rec.data.get("redundancy", 1))):
             log.warning("job %s: result %s from %s ignored (result limit reached)",
                         job_id[:12], event.id[:12], event.pubkey[:12])
@@ -405,6 +422,8 @@ class Buyer:
         if named and named <= {c.provider for c in checks}:
             final = True  # every provider the job named has answered: no one else will
         audit = rec.data.get("audit_digest")
+        distinct = self._distinct(named, checks, redundancy)
+        decide = functools.partial(decide_, distinct=distinct)
         decision = decide(checks, redundancy, final=final, audit_digest=audit)
         if decision.outcome == "tiebreak":
             if self.settings.audit_on_disagreement and not self._audit_tried(rec):
@@ -429,6 +448,7 @@ class Buyer:
             return
         verdicts = {c.result_id: ("pass" if c.result_id in decision.passed else
                                   "surplus" if c.result_id in decision.surplus else
+                                  "uncounted" if c.result_id in decision.uncounted else
                                   "fail" if c.result_id in decision.failed or
                                   decision.outcome != "undecided" else "undecided")
                     for c in checks}
@@ -450,14 +470,31 @@ class Buyer:
             if target != "verified":  # a verified job is labelled once its payment is done
                 await self._publish_verdicts(rec.id)
 
+    def _distinct(self, named: set[str], checks: list[ResultCheck], redundancy: int
+                  ) -> set[str] | None:
+        """The providers whose agreement counts (``None``: all): at redundancy K > 1,
+        unless ``[buyer] count_unknown_providers``, only the ones the job named and the
+        ones known good here, since one actor can sign with any number of keys."""
+        if redundancy <= 1 or self.settings.count_unknown_providers:
+            return None
+        return named | {c.provider for c in checks if self.reputation.known_good(c.provider)}
+
     async def _publish_verdicts(self, job_id: str) -> None:
-        """Publish the job's NIP-32 labels once, after the whole decision (for a verified
-        job: after the invoice checks and payments), each naming the level."""
+        """After the whole decision (for a verified job: after the invoice checks and
+        payments): the providers' records here, then the job's NIP-32 labels, once, each
+        naming the level."""
         rec = self.ledger.get(job_id)
-        if rec is None or rec.data.get("labelled") or not self.settings.publish_verdicts:
+        if rec is None or rec.data.get("labelled"):
             return
-        level = str(rec.data.get("level") or "structural")
-        for event, label, reason in planned_labels(rec.data):
+        planned = planned_labels(rec.data)
+        self.reputation.record(job_id, [(e.id, e.pubkey, label, level)
+                                        for e, label, _, level in planned] +
+                               [(rid, rec.data["results"][rid]["check"]["provider"],
+                                 "undecided", "") for rid, v in rec.data["verdicts"].items()
+                                if v == "undecided"])
+        if not self.settings.publish_verdicts:
+            return
+        for event, label, reason, level in planned:
             try:
                 signed = await self.node.signer.sign(label_template(
                     event, label, reason, level, rec.data["schema"], rec.id))

@@ -34,27 +34,30 @@ def verification_level(outcome: str, digest: str, agreeing: int,
     return "structural"
 
 
-def planned_labels(data: dict[str, Any]) -> list[tuple[Event, str, str]]:
-    """``(result event, label, reason)`` for every result of a decided (and, when
-    verified, paid or refused) job."""
+def planned_labels(data: dict[str, Any]) -> list[tuple[Event, str, str, str]]:
+    """``(result event, label, reason, level)`` for every result of a decided (and, when
+    verified, paid or refused) job. A result that failed its own checks is a ``fail`` at
+    level ``structural`` whatever the job's level; other verdicts carry the job's level."""
     verdicts: dict[str, str] = data.get("verdicts") or {}
     failures: dict[str, str] = data.get("failures") or {}
     payments: dict[str, Any] = data.get("payments") or {}
     refusals: dict[str, str] = data.get("refusals") or {}
-    out: list[tuple[Event, str, str]] = []
+    level = str(data.get("level") or "structural")
+    out: list[tuple[Event, str, str, str]] = []
     for rid, verdict in verdicts.items():
         result = (data.get("results") or {}).get(rid)
         if result is None:
             continue
         event = Event.from_dict(result["event"])
         if verdict == "fail":
-            out.append((event, "fail", failures.get(rid, "")))
+            own = (result.get("check") or {}).get("ok", True)
+            out.append((event, "fail", failures.get(rid, ""), level if own else "structural"))
         elif verdict == "pass":
             refusal = refusals.get(rid)
             if rid in payments or (refusal or "").startswith(BUYER_SIDE):
-                out.append((event, "pass", "verified"))
+                out.append((event, "pass", "verified", level))
             elif refusal is not None:
-                out.append((event, "refused", refusal))
+                out.append((event, "refused", refusal, level))
     return out
 
 

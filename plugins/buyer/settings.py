@@ -44,6 +44,12 @@ class BuyerSettings(
                                 "its lower level.", check=_rate)
     audit_on_disagreement: bool = setting(True, "When redundant providers disagree, re-run the "
                                           "job here to decide who is right (needs a sandbox).")
+    count_unknown_providers: bool = setting(
+        False, "At redundancy K > 1, count every provider key towards the K that must "
+        "agree; by default only the providers a job names and those with a verified pass "
+        "beyond structural here count (one actor can hold many keys).")
+    encrypt_results: bool = setting(True, "Ask providers to NIP-44 encrypt results to this "
+                                    "buyer (others cannot copy them); false: in clear.")
     publish_verdicts: bool = setting(True, "Publish each verdict as a NIP-32 label.")
     pay_retry_secs: float = setting(10.0, "Seconds between retries of a failed payment.",
                                     check=positive)

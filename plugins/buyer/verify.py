@@ -16,13 +16,13 @@ reject the job.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from oa_node.canonical import CanonicalJSONError, loads
 from oa_node.executors.jobtype import JobType
-from oa_node.nostr import kinds
+from oa_node.nostr import kinds, nip90
 from oa_node.nostr.event import Event
 from oa_node.nostr.nip90 import JobResult
 
@@ -79,6 +79,9 @@ def check_result(
             problems.append("the request named other providers")
         if any(t and t[0] == "encrypted" for t in request.tags) and not result.encrypted:
             problems.append("the request was encrypted but the result was sent in clear")
+        elif nip90.wants_encrypted_result(request) and not result.encrypted:
+            problems.append("the buyer asked for an encrypted result; it was sent in clear "
+                            "(anyone could copy it)")
     if buyer not in ev.tag_values("p"):
         problems.append("result is not addressed to this buyer (p tag)")
     if decrypt_error is not None:
@@ -120,18 +123,25 @@ class Decision:
     #: results that agree with ``passed`` but came after the ``redundancy`` first ones:
     #: recorded, never paid (a burst or a replay must not multiply the payments)
     surplus: tuple[str, ...] = ()
+    #: valid results of providers not counted as distinct, in no passing group: no verdict
+    uncounted: tuple[str, ...] = ()
 
 
 def decide(checks: Sequence[ResultCheck], redundancy: int, *, final: bool = False,
-           audit_digest: str | None = None) -> Decision:
+           audit_digest: str | None = None,
+           distinct: Collection[str] | None = None) -> Decision:
     """Compare the results of one job (in arrival order; one per provider counts).
 
     With ``audit_digest`` (the buyer's own re-run) the audit is one more vote, and only the
-    group that matches it can pass.
+    group that matches it can pass. With ``distinct``, only those providers count towards
+    agreement (one actor can hold many keys): the valid results of others are ``surplus``
+    when they agree with a passing group, ``failed`` when they disagree with it, else
+    ``uncounted``.
     """
     failed: dict[str, str] = {}
     seen: set[str] = set()
     groups: dict[str, list[str]] = {}
+    others: dict[str, list[str]] = {}
     for c in checks:
         if c.provider in seen:
             failed[c.result_id] = "a second result from the same provider"
@@ -140,40 +150,54 @@ def decide(checks: Sequence[ResultCheck], redundancy: int, *, final: bool = Fals
         if not c.ok:
             failed[c.result_id] = "; ".join(c.problems) or "invalid"
             continue
-        groups.setdefault(c.digest, []).append(c.result_id)
+        counted = distinct is None or c.provider in distinct
+        (groups if counted else others).setdefault(c.digest, []).append(c.result_id)
+    uncounted = tuple(rid for ids in others.values() for rid in ids)
+
+    def passing(digest: str, winners: list[str], why: str) -> Decision:
+        for group in (groups, others):
+            for other, ids in group.items():
+                if other != digest:
+                    for rid in ids:
+                        failed[rid] = why
+        return Decision("pass", tuple(winners[:redundancy]), failed, digest,
+                        surplus=tuple(winners[redundancy:]) + tuple(others.get(digest, [])))
+
     if audit_digest is not None:
         winners = groups.get(audit_digest, [])
+        if winners and len(winners) + 1 >= redundancy:
+            return passing(audit_digest, winners,
+                           "disagrees with the buyer's own re-run (audit)")
         for digest, ids in groups.items():
             if digest != audit_digest:
                 for rid in ids:
                     failed[rid] = "disagrees with the buyer's own re-run (audit)"
-        if winners and len(winners) + 1 >= redundancy:
-            return Decision("pass", tuple(winners[:redundancy]), failed, audit_digest,
-                            surplus=tuple(winners[redundancy:]))
         if not winners and any(groups.values()):
             return Decision("reject", (), failed, "",
-                            "no result agrees with the buyer's own re-run")
+                            "no result agrees with the buyer's own re-run",
+                            uncounted=uncounted)
         if not final:
-            return Decision("wait", (), failed, "", "waiting for results that match the audit")
+            return Decision("wait", (), failed, "", "waiting for results that match the audit",
+                            uncounted=uncounted)
         return Decision("reject", (), failed, "",
-                        f"{len(winners)} result(s) match the audit, {redundancy} needed")
+                        f"{len(winners)} result(s) match the audit, {redundancy} needed",
+                        uncounted=uncounted)
     best = max(groups.items(), key=lambda kv: len(kv[1]), default=None)
     if best is not None and len(best[1]) >= redundancy:
         digest, winners = best
-        for other, ids in groups.items():
-            if other != digest:
-                for rid in ids:
-                    failed[rid] = (f"disagrees with the {len(winners)} provider(s) that "
-                                   "agree")
-        return Decision("pass", tuple(winners[:redundancy]), failed, digest,
-                        surplus=tuple(winners[redundancy:]))
+        return passing(digest, winners,
+                       f"disagrees with the {len(winners)} provider(s) that agree")
     valid = sum(len(ids) for ids in groups.values())
     if len(groups) > 1 and valid >= redundancy:
         return Decision("tiebreak", (), failed, "",
-                        f"{valid} valid results disagree ({len(groups)} different digests)")
+                        f"{valid} valid results disagree ({len(groups)} different digests)",
+                        uncounted=uncounted)
+    note = f" ({len(uncounted)} more from providers not counted as distinct)" if uncounted \
+        else ""
     if final:
         return Decision("reject", (), {**failed, **{rid: "too few agreeing results"
                                                     for ids in groups.values() for rid in ids}},
                         "", f"{len(best[1]) if best else 0} agreeing valid result(s), "
-                        f"{redundancy} needed")
-    return Decision("wait", (), failed, "", f"{valid} valid result(s) of {redundancy}")
+                        f"{redundancy} needed{note}", uncounted=uncounted)
+    return Decision("wait", (), failed, "", f"{valid} valid result(s) of {redundancy}{note}",
+                    uncounted=uncounted)

@@ -455,10 +455,11 @@ class Provider:
         """Sign the result with its invoice, store it, publish it, then say so."""
         ledger = self._ledger()
         content = canonical_json(doc)
-        if job.encrypted:
+        sealed = job.encrypted or nip90.wants_encrypted_result(request)
+        if sealed:  # the buyer asked: nobody else can read (and copy) the result
             content = await self.node.signer.nip44_encrypt(job.buyer, content)
         template = nip90.result_template(request, content, job.schema, amount=amount,
-                                         encrypted=job.encrypted, extra_tags=traj_tags)
+                                         encrypted=sealed, extra_tags=traj_tags)
         event = await self.node.signer.sign(template)
         ledger.update(job_id, result_event=event.to_dict(), exec_secs=exec_secs,
                       finished_at=time.time(), status=doc.get("status"), **invoice)

@@ -70,17 +70,21 @@ class Rogue:
                                        description="rogue", expiry=600)["bolt11"])
 
     async def result(self, request: Event, doc: dict[str, Any], *, amount: int | None = None,
-                     invoice_amount: int | None = None) -> Event:
+                     invoice_amount: int | None = None, encrypt: bool | None = None,
+                     content: str | None = None) -> Event:
         """A signed result for ``request`` carrying ``doc`` and a real invoice (encrypted
-        to the buyer when the request was)."""
+        to the buyer when the request asks, unless ``encrypt`` says otherwise; ``content``
+        replaces the content outright, e.g. someone else's ciphertext)."""
         job = nip90.parse_request(request)
-        content = canonical_json(doc)
-        if job.encrypted:
-            content = await self.signer.nip44_encrypt(job.buyer, content)
+        sealed = nip90.wants_encrypted_result(request) if encrypt is None else encrypt
+        if content is None:
+            content = canonical_json(doc)
+            if sealed:
+                content = await self.signer.nip44_encrypt(job.buyer, content)
         bolt11 = self.invoice(invoice_amount or amount)
         return await self.signer.sign(nip90.result_template(
             request, content, job.schema, amount=nip90.Amount(amount or self.price, bolt11),
-            encrypted=job.encrypted))
+            encrypted=sealed))
 
     async def publish(self, *events: Event) -> None:
         """All ``events`` in one burst (one connection, sent without waiting in between)."""

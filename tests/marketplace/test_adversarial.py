@@ -13,8 +13,10 @@ import pytest
 
 from harness.wait import wait_for
 from oa_node.client import RelayPool
+from oa_node.errors import UserError
 from oa_node.nostr import kinds, nip90
 from oa_node.nostr.event import Event
+from oa_node.plugins.buyer.cli import _with_reputation
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.provider.ledger import open_provider_ledger
 from tests.marketplace.conftest import balance
@@ -165,7 +167,8 @@ async def test_a_burst_of_agreeing_results_pays_exactly_k(world: World, tmp_path
     while the buyer listens (live) or before it subscribes (a relay replaying them): the
     first ``k`` are paid, the others recorded as surplus, unpaid and unlabelled."""
     rogues = [Rogue(world.ledger, f"r{i}", world.relay, PRICE) for i in range(keys)]
-    buyer = world.buyer(record=True)
+    # every key counts here (the Sybil test below is about the default, which does not)
+    buyer = world.buyer(record=True, count_unknown_providers=True)
     try:
         job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc("file:///x", [PYTEST], k))
         request, doc = request_of(buyer, job)
@@ -273,6 +276,20 @@ async def test_a_forged_success_is_caught_by_the_sampled_audit(world: World,
         assert rec.data["level"] == "audited" and rec.data["audit_status"] == "failed"
         assert buyer.node.capability("wallet").pay_calls == []
         assert await labels_with_levels(world.relay, [result.id]) == [("fail", "audited")]
+        # caught cheating: not addressed again, its results to open jobs ignored, and
+        # `oa-node providers` ranks it last with its record
+        assert buyer.reputation.cheated(rogue.pubkey)
+        with pytest.raises(UserError, match="caught cheating"):
+            await buyer.submit("oa.sandbox_run.v1", doc, providers=[rogue.pubkey])
+        open_job = await buyer.submit("oa.sandbox_run.v1", doc)
+        again = await rogue.result(request_of(buyer, open_job)[0],
+                                   forged_success(doc, rogue.pubkey))
+        assert buyer.on_result_event(again) is None
+        ads = [{"pubkey": rogue.pubkey, "pricing_msat": {"oa.sandbox_run.v1": 1}},
+               {"pubkey": "ab" * 32, "pricing_msat": {"oa.sandbox_run.v1": 9}}]
+        ranked = _with_reputation(buyer.node, ads)
+        assert [ad["pubkey"] for ad in ranked] == ["ab" * 32, rogue.pubkey]
+        assert ranked[1]["reputation"]["cheated"] == 1
     finally:
         await close(buyer)
     assert rogue.balance() == 0
@@ -343,3 +360,58 @@ async def test_overcharge_is_refused_and_labelled_refused_after_the_invoice_chec
         await close(buyer)
     assert rogue.balance() == (asks if paid else 0)
     assert balance(world.ledger, "buyer") == DEPOSIT - (asks if paid else 0)
+
+
+async def test_two_sybil_keys_agreeing_are_not_two_providers(world: World,
+                                                             tmp_path: Path) -> None:
+    """An open job at redundancy 2: one actor answers with two keys agreeing on a
+    fabricated result. Unknown keys do not count as distinct: nothing passes, nobody is
+    paid or labelled pass, and neither key gains a record."""
+    sybils = [Rogue(world.ledger, f"s{i}", world.relay, PRICE) for i in range(2)]
+    buyer = world.buyer(record=True, result_grace_secs=0)
+    try:
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc("file:///x", [PYTEST], 2),
+                                 ttl_secs=3)
+        request, doc = request_of(buyer, job)
+        results = [await s.result(request, forged_success(doc, s.pubkey)) for s in sybils]
+        await sybils[0].publish(*results)
+        rec = await follow(buyer, job, timeout=60)
+        assert rec.state == "rejected", rec.data
+        assert set(rec.data["verdicts"].values()) == {"uncounted"}
+        assert "not counted as distinct" in buyer.ledger.history(job)[-1].receipt["reason"]
+        assert buyer.node.capability("wallet").pay_calls == []
+        assert await labels_on(world.relay, [r.id for r in results]) == []
+        assert not any(buyer.reputation.known_good(s.pubkey) for s in sybils)
+    finally:
+        await close(buyer)
+    assert [s.balance() for s in sybils] == [0, 0]
+    assert balance(world.ledger, "buyer") == DEPOSIT
+
+
+async def test_a_copied_result_is_not_the_copiers(world: World, tmp_path: Path) -> None:
+    """Results are encrypted to the buyer by default: a copier that lifts another
+    provider's result (ciphertext) and signs it as its own sends something the buyer cannot
+    open with the copier's key; it fails and is not paid, the original is."""
+    honest = Rogue(world.ledger, "honest", world.relay, PRICE)
+    copier = Rogue(world.ledger, "copier", world.relay, PRICE)
+    buyer = world.buyer(record=True)
+    try:
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc("file:///x", [PYTEST]),
+                                 providers=[honest.pubkey, copier.pubkey])
+        request, doc = request_of(buyer, job)
+        original = await honest.result(request, forged_success(doc, honest.pubkey))
+        assert ["encrypted"] in original.tags
+        copy = await copier.result(request, {}, content=original.content, encrypt=True)
+        clear = await copier.result(request, forged_success(doc, copier.pubkey), encrypt=False)
+        await honest.publish(copy, original)
+        rec = await follow(buyer, job, timeout=60)
+        assert rec.state == "paid", rec.data
+        assert rec.data["verdicts"] == {copy.id: "fail", original.id: "pass"}
+        assert any("decrypt" in p for p in rec.data["results"][copy.id]["check"]["problems"])
+        # and a copy sent in clear is refused as such
+        check = await buyer._check(rec, clear)
+        assert any("sent in clear" in p for p in check.problems)
+    finally:
+        await close(buyer)
+    assert copier.balance() == 0
+    assert honest.balance() == PRICE
