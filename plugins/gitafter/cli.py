@@ -978,6 +978,12 @@ def _merge_info(ctx: Context, p: Proposal, merge_commit: str | None, applied_as:
         if commits and gitops.ancestors_in(ctx.repo, commits, target):
             mc = merged_by(commits[-1])
             return mc, ([] if mc else commits), target
+    # Applied on another base or rebased: the same changes, found by patch-id.
+    commits = gitops.applied_by_patch_id(ctx.repo, [x.event.content for x in p.commit_patches],
+                                         target)
+    if commits:
+        mc = merged_by(commits[-1])
+        return mc, ([] if mc else commits), target
     return None, [], target
 
 
@@ -996,6 +1002,11 @@ def _status_command(kind: int, id: str, message: str, force: bool, opts: Opts,
         target = None
         if kind == nip34.STATUS_APPLIED:
             mc, commits, target = _merge_info(ctx, p, merge_commit, applied_as or [], into)
+            if not mc and not commits and not force:
+                raise UserError(
+                    f"the commits of {short(p.id)} are not in {target} (neither by id nor by "
+                    "patch-id): merge or apply them there first, name them with "
+                    "--merge-commit/--applied-as, or pass --force to mark it applied anyway")
             extra = {"merge_commit": mc, "applied_commits": commits,
                      "applied_patches": [x.event for x in p.patches]}
         event, ok = await remote.set_status(kind, p.root, r, statuses, content=message,
@@ -1032,10 +1043,16 @@ def merge(
     into: Annotated[str | None, typer.Option(
         help="Branch it was merged into (default: the current branch, or main/master when on "
         "a pr/ branch).")] = None,
-    message: MessageOpt = "", force: ForceOpt = False,
+    message: MessageOpt = "",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Publish even when its commits are not in the target branch, or "
+        "readers will ignore it (not a maintainer/author).")] = False,
     *, opts: Opts,
 ) -> None:
-    """Mark a proposal applied/merged (1631), naming the merge or applied commits."""
+    """Mark a proposal applied/merged (1631), naming the merge or applied commits.
+
+    Refused while its commits (or the same changes, by patch-id) are not in the target
+    branch, unless --force."""
     _status_command(nip34.STATUS_APPLIED, id, message, force, opts, merge_commit, applied_as,
                     into)
 

@@ -584,6 +584,48 @@ def ancestors_in(repo: git.Repo, shas: Sequence[str], head: str = "HEAD") -> boo
     return True
 
 
+#: How far back in the target branch ``merge`` looks for a proposal's changes by patch-id.
+PATCH_ID_DEPTH = 1000
+
+
+def _patch_ids(repo: git.Repo, text: str) -> list[tuple[str, str]]:
+    """``git patch-id --stable`` of ``text`` (log -p or e-mail patches): (patch-id, id)."""
+    with tempfile.TemporaryFile() as f:
+        f.write(text.encode("utf-8", "surrogateescape"))
+        f.seek(0)
+        try:
+            out = repo.git.execute(["git", "patch-id", "--stable"], istream=f)
+        except git.GitCommandError:
+            return []
+    pairs = [ln.split() for ln in str(out).splitlines()]
+    return [(p[0], p[1]) for p in pairs if len(p) == 2]
+
+
+def applied_by_patch_id(repo: git.Repo, patches: Sequence[str], target: str) -> list[str]:
+    """The commits of ``target`` (its last :data:`PATCH_ID_DEPTH`) that carry the same
+    changes as ``patches`` (patch texts, in order), found by ``git patch-id``: how a series
+    applied on another base, or rebased, is recognised. Empty when any patch with a diff
+    has no such commit (patches without a diff, empty commits, are not looked for)."""
+    try:
+        log = repo.git.log("-p", "--no-merges", "--format=commit %H", f"-n{PATCH_ID_DEPTH}",
+                           target)
+    except git.GitCommandError:
+        return []
+    in_target: dict[str, str] = {}
+    for pid, sha in _patch_ids(repo, log):
+        in_target.setdefault(pid, sha)
+    found: list[str] = []
+    for text in patches:
+        ids = _patch_ids(repo, text)
+        if not ids:
+            continue  # no diff: an empty commit
+        sha = in_target.get(ids[0][0])
+        if sha is None:
+            return []
+        found.append(sha)
+    return found
+
+
 def branch_commits(repo: git.Repo, branch: str, upstream: str) -> list[str]:
     try:
         return repo.git.rev_list("--reverse", f"{upstream}..{branch}").split()

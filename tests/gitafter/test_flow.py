@@ -121,9 +121,15 @@ def test_revision_replaces_series(cli: Cli, project: Project, relay: ThreadRelay
     crepo = git.Repo(project.contributor)
     assert applied["commits"][-1] == crepo.head.commit.hexsha
 
-    # Still on the proposal's branch and not merged into main: the status names no commits.
+    # Still on the proposal's branch and not merged into main: refused (it used to publish
+    # an "applied" status naming no commits), unless --force.
+    msg = cli.fails("git", "merge", first["root"][:8], "-C", str(project.maintainer),
+                    "--key-file", str(m.key_file))
+    assert "are not in main" in msg and "--force" in msg
+    assert cli.ok("git", "show", first["root"][:8], "-C", str(project.maintainer),
+                  "--json")["status"] == "open"
     merged = cli.ok("git", "merge", first["root"][:8], "-C", str(project.maintainer),
-                    "--key-file", str(m.key_file), "--json")
+                    "--key-file", str(m.key_file), "--force", "--json")
     assert merged["into"] == "main" and merged["applied_as"] == [] and not merged["merge_commit"]
     git_run(project.maintainer, "checkout", "-q", "main")
     git_run(project.maintainer, "merge", "-q", "--ff-only", applied["branch"])
@@ -132,3 +138,22 @@ def test_revision_replaces_series(cli: Cli, project: Project, relay: ThreadRelay
     assert merged["applied_as"] == applied["commits"]
     shown = cli.ok("git", "show", first["root"][:8], "-C", str(project.maintainer), "--json")
     assert shown["status"] == "applied" and shown["applied_as"] == applied["commits"]
+
+
+def test_merge_finds_a_rebased_series_by_patch_id(cli: Cli, project: Project,
+                                                  relay: ThreadRelay,
+                                                  people: dict[str, Person]) -> None:
+    """Applied on another base the ids differ; the same changes are found by patch-id."""
+    m, c = people["maintainer"], people["contributor"]
+    announce(cli, project, relay, m)
+    commit_file(project.contributor, "p.txt", "p\n", "add p")
+    commit_file(project.contributor, "q.txt", "q\n", "add q")
+    sent = cli.ok("git", "send", "HEAD~2", "-C", str(project.contributor), "--key-file",
+                  str(c.key_file), "--relay", relay.url, "--json")
+    commit_file(project.maintainer, "other.txt", "o\n", "maintainer moved on")
+    out = cli.ok("git", "apply", sent["root"][:8], "--here", "-C", str(project.maintainer),
+                 "--json")
+    assert out["commits"] != sent["commits"]
+    merged = cli.ok("git", "merge", sent["root"][:8], "-C", str(project.maintainer),
+                    "--key-file", str(m.key_file), "--json")
+    assert merged["applied_as"] == out["commits"]
