@@ -242,6 +242,24 @@ class Asking:
             out.setdefault(peer, "cancelled")
         return out
 
+    async def ping_window(self, window: float) -> dict[str, float | str]:
+        """Ping every peer until it answers or ``window`` seconds pass, repeating failed
+        pings with backoff (0.25 s doubling to 5 s): a relay that is still connecting or
+        reconnecting does not make peers look offline. The last error per peer otherwise."""
+        deadline = time.monotonic() + window
+        results: dict[str, float | str] = {}
+        delay = 0.25
+        while True:
+            todo = [p for p in self.peers if not isinstance(results.get(p), float)]
+            remaining = deadline - time.monotonic()
+            if not todo or remaining <= 0:
+                return results
+            results.update(await self.ping_all(min(remaining, self.request_timeout), todo))
+            if all(isinstance(results[p], float) for p in todo):
+                return results
+            await anyio.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2, 5.0)
+
     def _usable(self, peer: str, excluded: set[str]) -> bool:
         return (peer not in excluded and self.peers[peer].idx not in self.cheaters
                 and self.pools.incoming_count(peer) > 0)

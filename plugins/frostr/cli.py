@@ -36,6 +36,9 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", envvar="OA_NODE_CONFIG",
                   help="Config file with a [frostr] section (default: ./node.toml)."),
 ]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v",
+                                             help="Log at debug level (default: [node] "
+                                                  "log_level).")]
 PasswordEnvOption = Annotated[
     str | None,
     typer.Option("--password-env", metavar="VAR",
@@ -56,7 +59,8 @@ def _password(var: str | None) -> str | None:
     return value
 
 
-def _holder(config: Path | None) -> Any:
+def _holder(config: Path | None, verbose: bool = False) -> Any:
+    from oa_node.cli import setup_logging
     from oa_node.node import build_node
     from oa_node.plugins.frostr import holder_for
 
@@ -65,6 +69,7 @@ def _holder(config: Path | None) -> Any:
     if path is None:
         raise UserError("no config: pass --config FILE with a [frostr] section")
     node = build_node(path)
+    setup_logging("debug" if verbose else node.config["node"]["log_level"])
     return holder_for(node.config, node.plugins)
 
 
@@ -197,20 +202,47 @@ def _read_template(path: str) -> EventTemplate:
     return EventTemplate(kind=obj["kind"], content=content, tags=tags, created_at=created_at)
 
 
+def _sign_hash(holder: Any, text: str, as_json: bool) -> None:
+    try:
+        sighash = bytes.fromhex(text)
+    except ValueError:
+        sighash = b""
+    if len(sighash) != 32:
+        raise UserError("--hash: expected 64 hex characters (a 32-byte hash)")
+    result = _with_holder(holder, lambda: holder.sign(sighash))
+    out = {"sighash": sighash.hex(), "signature": result.signature.hex(),
+           "group_public_key": holder.group.public_key, "signers": result.signers,
+           "cheaters": result.cheaters}
+    if as_json:
+        _print_json(out)
+    else:
+        sys.stdout.write(out["signature"] + "\n")
+
+
 @app.command()
 def sign(
-    event: Annotated[str, typer.Argument(help="Event JSON file (kind, content, tags; '-' for "
-                                              "stdin). Any pubkey/id/sig in it is replaced.")],
+    event: Annotated[str | None, typer.Argument(
+        help="Event JSON file (kind, content, tags; '-' for stdin). Any pubkey/id/sig in "
+             "it is replaced.")] = None,
+    sighash: Annotated[str | None, typer.Option(
+        "--hash", metavar="HEX", help="Sign this raw 32-byte hash instead of an event "
+        "(peers sign a bare hash only with [frostr.policy] allow_bare_hashes).")] = None,
     config: ConfigOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to gather the signers.")] = 30.0,
+    verbose: VerboseOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Sign an event by the group, through the peers over the relays."""
+    """Sign an event (or a raw hash) by the group, through the peers over the relays."""
     from oa_node.plugins.frostr.signer import FrostSigner
 
-    template = _read_template(event)
-    holder = _holder(config)
+    if (event is None) == (sighash is None):
+        raise typer.BadParameter("give an event file or --hash HEX (one of them)")
+    template = _read_template(event) if event is not None else None
+    holder = _holder(config, verbose)
     holder.sign_timeout = timeout
+    if template is None:
+        _sign_hash(holder, sighash or "", as_json)
+        return
     signer = FrostSigner(holder)
     signed = _with_holder(holder, lambda: signer.sign(template))
     result = signer.last_result
@@ -225,14 +257,47 @@ def sign(
 
 
 @app.command()
-def status(
+def ecdh(
+    pubkey: Annotated[str, typer.Argument(help="The other party's public key (hex or npub).")],
     config: ConfigOption = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each peer.")] = 5.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to gather the signers.")] = 30.0,
+    verbose: VerboseOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Ping every peer: which ones answer, and how fast."""
-    holder = _holder(config)
-    results = _with_holder(holder, lambda: holder.ping_all(timeout))
+    """Threshold ECDH with PUBKEY: the shared x coordinate (a secret: the NIP-44
+    conversation key between the group and PUBKEY derives from it)."""
+    from oa_node.plugins.frostr.config import normalize_pubkey
+    from oa_node.plugins.frostr.holder import nip44_conversation_key_from_x
+
+    try:
+        peer = normalize_pubkey(pubkey)
+    except ValueError as exc:
+        raise UserError(f"PUBKEY: {exc}") from None
+    holder = _holder(config, verbose)
+    holder.sign_timeout = timeout
+    shared = _with_holder(holder, lambda: holder.ecdh(peer))
+    out = {"pubkey": peer, "group_public_key": holder.group.public_key,
+           "shared_x": shared.hex(),
+           "nip44_conversation_key": nip44_conversation_key_from_x(shared).hex()}
+    if as_json:
+        _print_json(out)
+    else:
+        sys.stdout.write(out["shared_x"] + "\n")
+
+
+@app.command()
+def status(
+    config: ConfigOption = None,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds to keep trying the peers (pings are repeated with backoff, so a relay "
+             "that is reconnecting still counts).")] = 5.0,
+    verbose: VerboseOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Ping every peer: which ones answer, and how fast. Exit 1 when fewer than the
+    threshold (this holder included) are reachable."""
+    holder = _holder(config, verbose)
+    results = _with_holder(holder, lambda: holder.ping_window(timeout))
     rows = []
     for key, st in sorted(holder.peers.items(), key=lambda kv: kv[1].idx):
         r = results.get(key)
@@ -240,11 +305,15 @@ def status(
         rows.append({"idx": st.idx, "share_key": key, "online": ok,
                      "rtt_ms": round(r * 1000, 1) if ok else None,
                      "error": None if ok else r})
+    members, k = len(holder.group.members), holder.group.threshold
+    reachable = sum(r["online"] for r in rows) + 1  # this holder
     data = {"group_public_key": holder.group.public_key, "idx": holder.idx,
-            "threshold": holder.group.threshold, "peers": rows,
-            "online": sum(r["online"] for r in rows)}
+            "threshold": k, "members": members, "peers": rows,
+            "online": reachable - 1, "reachable": reachable, "can_sign": reachable >= k}
     if as_json:
         _print_json(data)
+        if not data["can_sign"]:
+            raise typer.Exit(1)
         return
     table = Table(title=f"member {holder.idx} of {nip19.npub_encode(holder.group.public_key)}")
     for col in ("idx", "share key", "status", "rtt ms"):
@@ -254,6 +323,9 @@ def status(
                       "[green]online[/]" if r["online"] else f"[red]{r['error']}[/]",
                       "" if r["rtt_ms"] is None else str(r["rtt_ms"]))
     console.print(table)
-    can_sign = data["online"] + 1 >= holder.group.threshold
-    console.print(("[green]" if can_sign else "[red]") +
-                  f"{data['online'] + 1} of {holder.group.threshold} needed signers reachable[/]")
+    verdict = "can sign" if data["can_sign"] else "cannot sign"
+    console.print(("[green]" if data["can_sign"] else "[red]") +
+                  f"{reachable} of {members} signers reachable (this one included), {k} needed: "
+                  f"{verdict}[/]")
+    if not data["can_sign"]:
+        raise typer.Exit(1)
