@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from oa_node.plugins.frostr.noncestore import NonceStoreError, persistent_pools
 from oa_node.plugins.frostr.policy import Policy
 from oa_node.plugins.frostr.protocol import NoncePools
 from oa_node.plugins.frostr.sharefile import load_group, load_share
-
-log = logging.getLogger("oa_node.frostr")
 
 
 def _pubkeys(values: list[str]) -> None:
@@ -134,14 +131,16 @@ def nonce_file(config: Config, share: SharePackage) -> Path:
 
 
 def _pools(config: Config, share: SharePackage) -> NoncePools:
+    """The share's journalled pools. One process per share: a second one (a ``frost``
+    command beside the ``oa-node start`` that runs this share) would look to the peers like
+    the same member with other pools, and each would lose track of what the other used."""
     path = nonce_file(config, share)
     try:
         return persistent_pools(path, share.secret_bytes, share.public_key)
     except NonceStoreError as exc:
         if "another process" not in str(exc):
             raise
-    # A node runs this share already (a `frost` command beside `oa-node start`): this
-    # process gets pools of its own, in memory (codes are random: nothing is shared).
-    log.warning("frostr: %s is in use by another process; this one keeps its nonce pools "
-                "in memory", path.name)
-    return NoncePools(share.secret_bytes)
+        raise NonceStoreError(
+            f"frostr: share {share.idx} is running in another process (oa-node start?): "
+            f"{path} is locked. Use the config of a share no node runs, or stop that "
+            "node first") from None

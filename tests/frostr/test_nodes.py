@@ -137,7 +137,9 @@ def check_signed(res: subprocess.CompletedProcess, content: str) -> dict:
 def test_2_of_3_processes_offline_holder_and_timeout(
         tmp_path: Path, relay_url: str, nodes: list[NodeProcess]) -> None:
     configs = make_group(tmp_path, relay_url, 2, 3, encrypted=True)
-    start(configs, nodes)
+    start(configs[1:], nodes)  # holder 1 is the `frost` commands' (one process per share)
+    res = cli("frost", "status", "--config", str(configs[1]))
+    assert res.returncode == 1 and "running in another process" in res.stderr
 
     status = cli("frost", "status", "--config", str(configs[0]), "--json")
     assert status.returncode == 0, status.stderr
@@ -149,12 +151,12 @@ def test_2_of_3_processes_offline_holder_and_timeout(
                        "2-of-3 over a relay")
     assert len(out["signers"]) == 2 and out["cheaters"] == []
 
-    nodes[2].stop()  # holder 3 goes offline: holders 1 and 2 still sign
+    nodes[1].stop()  # holder 3 goes offline: holders 1 and 2 still sign
     out = check_signed(sign_event(configs[0], tmp_path, "one holder offline"),
                        "one holder offline")
     assert out["signers"] == [1, 2]
 
-    nodes[1].stop()  # now fewer than k: a clear error, no traceback
+    nodes[0].stop()  # now fewer than k: a clear error, no traceback
     res = sign_event(configs[0], tmp_path, "too few", timeout=4)
     assert res.returncode == 1
     assert "could not gather 2 of 3 signers" in res.stderr
@@ -168,7 +170,7 @@ def test_2_of_3_processes_offline_holder_and_timeout(
 def test_3_of_5_with_three_processes(
         tmp_path: Path, relay_url: str, nodes: list[NodeProcess]) -> None:
     configs = make_group(tmp_path, relay_url, 3, 5, encrypted=False)
-    start(configs[:3], nodes)  # holders 4 and 5 never come online
+    start(configs[1:3], nodes)  # holder 1 signs through the CLI; 4 and 5 never come online
     out = check_signed(sign_event(configs[0], tmp_path, "3-of-5"), "3-of-5")
     assert out["signers"] == [1, 2, 3]
 
