@@ -95,10 +95,21 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
             "~/.oa-node"),
         force: Annotated[bool, typer.Option(help="Overwrite an existing config and key.")] = False,
         relay: Annotated[list[str] | None, typer.Option(
-            "--relay", "-r", help="A relay the node talks to ([node] relays); repeatable.")] = None,
+            "--relay", "-r", help="A relay the node talks to ([node] relays); repeatable. A "
+            "local one (127.0.0.1, localhost) also sets the port of the node's own relay, "
+            "unless --relay-port or --no-relay is given.")] = None,
+        relay_port: Annotated[int | None, typer.Option(
+            min=1, max=65535, help="Port of the node's own relay ([relay] port); the node "
+            "talks to it when no --relay is given.")] = None,
+        no_relay: Annotated[bool, typer.Option(
+            "--no-relay", help="Run no relay on this node ([relay] enabled = false), e.g. "
+            "a second node on a host using the first one's relay.")] = False,
         as_json: JsonOption = False,
     ) -> None:
-        """Write a starter node.toml and a new key into DATA_DIR."""
+        """Write a starter node.toml and a new key into DATA_DIR.
+
+        Several nodes on one host: give each its own --relay-port, or run one relay and
+        make the others with `--no-relay --relay ws://127.0.0.1:PORT`."""
         from oa_node.files import private_dir, write_private
         from oa_node.node import core_sections
         from oa_node.signer import LocalSigner, write_key_file
@@ -111,9 +122,13 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
         key_path = write_key_file(data_dir / "node.key", signer.secret_key, force=force)
         sections = core_sections() + host.registries.config_sections()  # type: ignore[operator]
         node_values: dict[str, Any] = {"data_dir": "."}
+        relay_values = _own_relay(relay or [], relay_port, no_relay)
         if relay:
             node_values["relays"] = list(relay)
-        text = render_example(sections, {"node": node_values}, starter=True)
+        elif relay_port is not None:
+            node_values["relays"] = [f"ws://127.0.0.1:{relay_port}"]
+        text = render_example(sections, {"node": node_values, "relay": relay_values},
+                              starter=True)
         write_private(  # 0600: a config may come to hold secrets (a DSN, a wallet URI)
             cfg_path, "# oa-node starter config, written by `oa-node init`. Every key is "
             "documented;\n# commented keys show their defaults.\n\n" + text, force=True)
@@ -146,6 +161,30 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
                  node.config["node"]["signer"])
         log.info("services: %s", ", ".join(s.name for s in node.services) or "none")
         anyio.run(node.run)
+
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _own_relay(relays: list[str], port: int | None, off: bool) -> dict[str, Any]:
+    """``[relay]`` values for ``init``: off, on ``port``, or on the port of the first local
+    relay URL given (a node talking to ws://127.0.0.1:PORT must not listen elsewhere)."""
+    from urllib.parse import urlsplit
+
+    if off:
+        return {"enabled": False}
+    if port is not None:
+        return {"port": port}
+    for url in relays:
+        try:
+            parts = urlsplit(url)
+            local_port = parts.port
+        except ValueError:
+            raise UserError(f"--relay {url!r}: not a ws:// or wss:// URL") from None
+        host = (parts.hostname or "").lower()
+        if parts.scheme == "ws" and local_port and (host in _LOCAL_HOSTS or host == "::1"):
+            return {"port": local_port}
+    return {}
 
 
 def _config_app(host: PluginHost) -> typer.Typer:

@@ -94,13 +94,35 @@ def create(
     period: Annotated[str, typer.Option(
         help="Budget period: never, daily, weekly, monthly, yearly.")] = "never",
     relay: Annotated[list[str] | None, typer.Option(help="Relay for the URI (repeatable).")] = None,
+    uri_file: Annotated[Path | None, typer.Option(
+        help="Write the URI to this new file (mode 0600) instead of showing it, and print "
+        "the config lines that use it.")] = None,
     config: ConfigOption = None, as_json: JsonOption = False,
 ) -> None:
-    """Create a ledger wallet connection and print its nostr+walletconnect:// URI (shown once)."""
+    """Create a ledger wallet connection and print its nostr+walletconnect:// URI (shown once),
+    or write it to --uri-file and print the `[wallet]` lines a node.toml needs to use it."""
     node = _node(config)
+    target = uri_file.expanduser().resolve() if uri_file is not None else None
+    if target is not None and target.exists():  # refused before the connection is made
+        raise UserError(f"{target}: already exists (a URI file is never overwritten)")
     ledger = _ledger(node)
     conn, secret = ledger.create_connection(name, budget_msat=budget_msat, budget_period=period)
     uri = _uri(node, conn, secret, relay)
+    if target is not None:
+        from oa_node.files import write_private
+
+        write_private(target, uri + "\n")
+        lines = ["[wallet]", 'backend = "nwc"', f"uri_file = {json.dumps(str(target))}"]
+        if as_json:
+            _out({"name": name, "uri_file": str(target), "wallet_pubkey": conn.service_pubkey,
+                  "budget_msat": budget_msat, "budget_period": period, "config": lines})
+            return
+        console.print(f"connection {name!r} created; its URI is in {target} (mode 0600).\n"
+                      "To use it, put these lines in the node.toml of the node that pays "
+                      "or earns with it:", highlight=False, markup=False,
+                      soft_wrap=True)
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
     if as_json:
         _out({"name": name, "uri": uri, "wallet_pubkey": conn.service_pubkey,
               "budget_msat": budget_msat, "budget_period": period})
