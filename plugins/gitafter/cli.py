@@ -234,6 +234,19 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         raise UserError(f"relay: {exc}") from None
 
 
+async def reach(pool: RelayPool, timeout: float) -> None:
+    """Connect to every relay first, so a relay that is down is reported as such (with its
+    URL), not as an announcement or event "not found" on it: an error when none answers,
+    a warning for each one that does not."""
+    errors = await pool.connect(timeout)
+    failed = [err for err in errors.values() if err]
+    if errors and len(failed) == len(errors):
+        await pool.close()
+        raise UserError("cannot reach any relay: " + "; ".join(failed))
+    for err in failed:
+        warn("{}", err)
+
+
 async def load_repo(ctx: Context) -> tuple[RelayPool, GitAfterRemote, RepoRef]:
     """Find the announced repository and open a pool on its relays (or --relay)."""
     stored = gitops.config_get(ctx.repo, gitops.CONFIG_REPO)
@@ -241,6 +254,7 @@ async def load_repo(ctx: Context) -> tuple[RelayPool, GitAfterRemote, RepoRef]:
     if address:
         owner, identifier, hints = _parse_repo_address(address)
         pool, remote = ctx.remote(ctx.base_relays(hints))
+        await reach(pool, ctx.opts.timeout)
         try:
             repo = await remote.fetch_repo(owner, identifier)
         except BaseException:
@@ -249,6 +263,7 @@ async def load_repo(ctx: Context) -> tuple[RelayPool, GitAfterRemote, RepoRef]:
     else:
         euc = gitops.earliest_unique_commit(ctx.repo)
         pool, remote = ctx.remote(ctx.base_relays())
+        await reach(pool, ctx.opts.timeout)
         try:
             found = await remote.discover(euc)
         except BaseException:
@@ -347,6 +362,7 @@ def init(
 
     async def main() -> dict[str, Any]:
         pool, remote = ctx.remote(relays)
+        await reach(pool, opts.timeout)
         try:
             # Replaceable events: the newest wins, so never reuse an older timestamp (a
             # re-announcement within the same second would otherwise be a coin toss).

@@ -13,6 +13,7 @@ import pytest
 from oa_node.client import RelayPool
 from oa_node.nostr.event import EventTemplate
 from tests.gitafter.conftest import Cli, Person, Project, ThreadRelay, commit_file
+from tests.gitafter.test_flow import announce
 
 
 @pytest.fixture
@@ -60,15 +61,28 @@ def test_two_relays_auth_and_one_down(cli: Cli, project: Project, relay: ThreadR
     listed = cli.ok("git", "list", "-C", str(project.maintainer), "--timeout", "5", "--json")
     assert [p["id"] for p in listed["proposals"]] == [sent["root"]]
     merged = cli.ok("git", "merge", sent["root"][:8], "-C", str(project.maintainer),
-                    "--key-file", str(m.key_file), "--timeout", "5", "--json")
+                    "--key-file", str(m.key_file), "--timeout", "5", "--force", "--json")
     assert merged["accepted_by"] == [auth_relay.url]
 
 
 def test_no_relay_accepts(cli: Cli, project: Project, people: dict[str, Person]) -> None:
-    """Nothing accepted the event: the error names each relay and what went wrong."""
+    """No relay answers: the error says so and names each relay and what went wrong."""
     m = people["maintainer"]
     msg = cli.fails("git", "init", "-C", str(project.maintainer), "--key-file",
                     str(m.key_file), "--relay", "ws://127.0.0.1:9", "-d", "demo2",
                     "--timeout", "3")
-    assert "no relay accepted" in msg and "ws://127.0.0.1:9" in msg
+    assert "cannot reach any relay" in msg and "ws://127.0.0.1:9" in msg
 
+
+def test_a_relay_that_is_down_is_a_connection_error(cli: Cli, project: Project,
+                                                    relay: ThreadRelay,
+                                                    people: dict[str, Person]) -> None:
+    """Said as such, with its URL (it was "announcement ... not found on ws://...")."""
+    announce(cli, project, relay, people["maintainer"])
+    url = relay.url
+    relay.stop()
+    msg = cli.fails("git", "list", "-C", str(project.maintainer))
+    assert "cannot reach any relay" in msg and url in msg and "not found" not in msg
+    msg = cli.fails("git", "init", "-C", str(project.maintainer), "--key-file",
+                    str(people["maintainer"].key_file), "--relay", url)
+    assert "cannot reach any relay" in msg and url in msg
