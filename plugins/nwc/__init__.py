@@ -79,6 +79,8 @@ def check_wallet(table: dict[str, Any], resolve: Callable[[str], Path]
         key = f"accounts.{name}"
         if not ACCOUNT_NAME.fullmatch(name):
             yield key, "an account name is 1-64 letters, digits, '-' or '_'"
+        elif value == "":
+            yield key, "empty connection URI"
         elif isinstance(value, str):
             yield from _uri_problem(key, value)
         elif isinstance(value, dict) and set(value) == {"uri_file"} \

@@ -168,7 +168,7 @@ def test_the_buyer_cli_checks_its_account_too(tmp_path: Path) -> None:
     ({"x": 5}, "wallet.accounts.x", "URI string or { uri_file"),
     ({"x": {"uri": URI}}, "wallet.accounts.x", "URI string or { uri_file"),
     ({"x": ""}, "wallet.accounts.x", "empty"),
-    ({"x": URI.replace("secret=", "s=")}, None, "[wallet.accounts] x: connection URI"),
+    ({"x": URI.replace("secret=", "s=")}, "wallet.accounts.x", "not a valid connection URI"),
     ({"x": {"uri_file": "missing.uri"}}, None, "cannot read"),
 ])
 def test_bad_accounts_are_one_line_errors_without_the_secret(
