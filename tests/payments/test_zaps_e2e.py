@@ -74,15 +74,20 @@ async def zap_world(tmp_path: Path, relay: str, server_cls: type[LnurlServer] = 
 
         passes = [0]
 
-        async def publish() -> None:  # the zaps plugin's receipt loop
+        wake = [anyio.Event()]
+
+        async def publish() -> None:  # the zaps plugin's receipt loop (as serve() runs it)
             while True:
                 await lnurl.publish_receipts(lambda relays: RelayPool(relays))
                 passes[0] += 1
-                await anyio.sleep(0.2)
+                with anyio.move_on_after(0.2):
+                    await wake[0].wait()
+                wake[0] = anyio.Event()
 
         async with anyio.create_task_group() as tg:
             if receipts:
                 tg.start_soon(publish)
+                tg.start_soon(lnurl.listen, alice_w, lambda: wake[0].set())
             try:
                 yield {"ledger": ledger, "service": service, "lnurl": lnurl,
                        "alice": alice_key, "bob": bob_key, "port": port,
