@@ -71,7 +71,7 @@ RelayOpt = Annotated[list[str] | None, typer.Option(
     "needed once to find a repository this clone does not know yet.")]
 DirOpt = Annotated[Path, typer.Option("-C", "--dir", help="The git repository to work in.")]
 RepoOpt = Annotated[str | None, typer.Option(
-    "--repo", help="The announced repository (naddr1... or 30617:<pubkey>:<id>), when this "
+    "--repo", help="The announced repository (naddr1... or 30617:PUBKEY:ID), when this "
     "clone does not know it yet.")]
 ForceOpt = Annotated[bool, typer.Option(
     "--force", help="Publish even though readers will ignore it (not a maintainer/author).")]
@@ -476,7 +476,7 @@ def send(
     pr: Annotated[bool, typer.Option(
         "--pr", help="Send a pull request (1618) even if the patches would fit.")] = False,
     clone_url: Annotated[list[str] | None, typer.Option(
-        "--clone-url", help="Where to push a PR's tip (refs/nostr/<id>) and where others fetch "
+        "--clone-url", help="Where to push a PR's tip (refs/nostr/EVENT-ID) and where others fetch "
         "it (repeatable).")] = None,
     branch_name: Annotated[str | None, typer.Option(
         help="Branch name suggested in a PR (default: the current branch).")] = None,
@@ -498,7 +498,7 @@ def send(
 
     One patch event per commit, threaded from the first.
     With --in-reply-to: a new revision of that proposal (of a pull request: an update, 1619).
-    A PR's tip is pushed to refs/nostr/<event id> on every --clone-url before it is sent."""
+    A PR's tip is pushed to refs/nostr/EVENT-ID on every --clone-url before it is sent."""
     ctx = Context(opts)
     shas = gitops.commits_in_range(ctx.repo, revision_range)
     mention = [_parse_pubkey(p) for p in cc or []]
@@ -849,7 +849,7 @@ def apply(
     id: IdArg,
     revision: RevisionOpt = None,
     branch: Annotated[str | None, typer.Option(
-        help="Branch to create (default: pr/<subject>-<id>).")] = None,
+        help="Branch to create (default: pr/SUBJECT-ID).")] = None,
     here: Annotated[bool, typer.Option(
         "--here", help="Apply onto the current branch instead of a new one.")] = False,
     onto: Annotated[str | None, typer.Option(
@@ -911,7 +911,7 @@ def checkout(
     id: IdArg,
     revision: RevisionOpt = None,
     branch: Annotated[str | None, typer.Option(
-        help="Branch to create (default: pr/<name>-<id>).")] = None,
+        help="Branch to create (default: pr/NAME-ID).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing branch.")] = False,
     allow_scheme: AllowSchemeOpt = None,
     *, opts: Opts,

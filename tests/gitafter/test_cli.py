@@ -89,3 +89,16 @@ def test_state_publishes_only_chosen_branches(cli: Cli, project: Project, relay:
     out = cli.ok("git", "state", *mdir, "--all-branches", "--json")
     assert not any(r.startswith("refs/heads/pr/") for r in out["refs"])
     assert "no such branch: nope" in cli.fails("git", "state", *mdir, "--branch", "nope")
+
+
+@pytest.mark.parametrize("args", [["git", c] for c in COMMANDS]
+                         + [["git", "issue", c] for c in ISSUE_COMMANDS])
+def test_help_keeps_placeholders(cli: Cli, args: list[str]) -> None:
+    """Help is rendered as Markdown, where <...> is an HTML tag that vanishes ("default:
+    pr/-"): placeholders are written so they survive."""
+    out = " ".join(cli.ok(*args, "--help").split())
+    assert "pr/-" not in out and "30617::" not in out and "refs/nostr/)" not in out
+    expected = {"apply": "pr/SUBJECT-ID", "checkout": "pr/NAME-ID", "list": "30617:PUBKEY:ID",
+                "send": "refs/nostr/EVENT-ID"}
+    if args[-1] in expected and args[1] != "issue":
+        assert expected[args[-1]] in out
