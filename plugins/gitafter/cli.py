@@ -846,8 +846,14 @@ def _branch_for(p: Proposal) -> str:
 @app.command()
 @shared_options(Opts)
 def apply(
-    id: IdArg,
+    id: Annotated[str | None, typer.Argument(
+        help="Any event of the proposal: its root, a revision, any patch (hex or hex prefix, "
+        "note1, nevent1); with --from-file, optional when the file holds one proposal.")
+    ] = None,
     revision: RevisionOpt = None,
+    from_file: Annotated[Path | None, typer.Option(
+        "--from-file", help="Read the events from this file (a JSON array or JSON lines) "
+        "instead of relays: offline review. Ids and signatures are checked.")] = None,
     branch: Annotated[str | None, typer.Option(
         help="Branch to create (default: pr/SUBJECT-ID).")] = None,
     here: Annotated[bool, typer.Option(
@@ -868,7 +874,15 @@ def apply(
     A failure leaves the working tree as it was."""
     schemes = _fetch_schemes(allow_scheme)
     ctx = Context(opts)
-    p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id, revision=revision))
+    if from_file is not None:
+        from oa_node.plugins.gitafter.remote import offline_proposal, read_event_file
+
+        p = offline_proposal(read_event_file(from_file), id, revision=revision,
+                             maintainers=_stored_owner(ctx))
+    elif id is None:
+        raise UserError("name the proposal to apply (or pass --from-file FILE)")
+    else:
+        p, _ = with_repo(ctx, lambda remote, r: remote.proposal(r, id, revision=revision))
     if p.pr is not None:
         _checkout_pr(ctx, p, branch, force, opts.as_json, schemes)
         return
@@ -889,6 +903,12 @@ def apply(
     elif unverified:
         say("  {} commit(s) not compared (no commit tag, or applied on a different base)",
             len(unverified))
+
+
+def _stored_owner(ctx: Context) -> list[str]:
+    """The owner of the repository this clone knows (``nostr.repo``), read without relays."""
+    address = ctx.opts.repo or gitops.config_get(ctx.repo, gitops.CONFIG_REPO)
+    return [_parse_repo_address(address)[0]] if address else []
 
 
 def _checkout_pr(ctx: Context, p: Proposal, branch: str | None, force: bool,

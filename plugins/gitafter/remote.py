@@ -8,9 +8,11 @@ or a unique hex prefix of a known root, like git's short ids.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from oa_node.client import RelayPool
@@ -22,6 +24,9 @@ from oa_node.nostr.keys import is_hex
 from oa_node.plugins.gitafter import nip34
 from oa_node.plugins.gitafter.nip34 import Nip34Error, Proposal, RepoRef
 from oa_node.signer import Signer
+
+#: Largest events file ``apply --from-file`` reads.
+MAX_EVENT_FILE_BYTES = 64 * 1024 * 1024
 
 #: Most events one query asks a relay for (relays cap ``limit``; ours at 1000).
 QUERY_LIMIT = 1000
@@ -249,3 +254,68 @@ class GitAfterRemote:
         created_at = nip34.next_created_at(int(time.time()), existing)
         template = nip34.status_template(kind, root, repo, created_at=created_at, **kwargs)
         return await self.sign_and_publish(template)
+
+
+# --- offline: events from a file -----------------------------------------------------------
+
+
+def read_event_file(path: Path) -> list[Event]:
+    """Events from ``path``: a JSON array, or JSON lines (one event per line, as ``nak`` and
+    relay dumps write them). Each is checked like one from a relay (strict NIP-01 shape, id
+    and signature); the first bad one is an error naming its place in the file."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_EVENT_FILE_BYTES:
+            raise UserError(f"{path}: {size} bytes, over the {MAX_EVENT_FILE_BYTES}-byte limit "
+                            "for an events file")
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text (expected JSON events)") from None
+    try:
+        if text.lstrip().startswith("["):
+            items = json.loads(text)
+            places = [f"event {i + 1}" for i in range(len(items))]
+        else:
+            lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+            items = [json.loads(ln) for _, ln in lines]
+            places = [f"line {n}" for n, _ in lines]
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"{path}: not a JSON array or JSON lines of events: {exc}") from None
+    events: list[Event] = []
+    for place, obj in zip(places, items, strict=True):
+        try:
+            event = Event.from_dict(obj)
+        except ProtocolError as exc:
+            raise UserError(f"{path}: {place}: not a Nostr event ({exc.reason})") from None
+        if not event.verify():
+            raise UserError(f"{path}: {place}: event {event.id[:12]} has a wrong id or "
+                            "signature")
+        events.append(event)
+    return events
+
+
+def offline_proposal(events: Sequence[Event], ident: str | None, *,
+                     revision: str | None = None,
+                     maintainers: Iterable[str] = ()) -> Proposal:
+    """The proposal ``ident`` names among ``events`` (the only one when None), built as
+    from relays. Whose revisions and statuses count: the newest announcement (30617) in the
+    events, else ``maintainers``, besides the root's author."""
+    announcements = [e for e in events if e.kind == nip34.REPO]
+    maint = set(maintainers)
+    if announcements:
+        newest = max(announcements, key=lambda e: (e.created_at, e.id))
+        maint = set(RepoRef.from_event(newest).all_maintainers)
+    found = [e for e in events if e.kind in (nip34.PATCH, nip34.PULL_REQUEST,
+                                             nip34.PULL_REQUEST_UPDATE)]
+    if ident is None:
+        roots = nip34.find_roots(found)
+        if len(roots) != 1:
+            raise UserError(f"the events hold {len(roots)} proposals: name one "
+                            f"({', '.join(r.id[:12] for r in roots) or 'none'})")
+        root = roots[0]
+    else:
+        root = find_proposal(ident, found)
+    statuses = [e for e in events if e.kind in nip34.STATUS_KINDS]
+    return nip34.build_proposal(root, found, maint, statuses, revision=revision)
