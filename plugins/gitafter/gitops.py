@@ -429,18 +429,27 @@ def reproduce_commit(repo: git.Repo, sha: str, patch: PatchEvent) -> tuple[str, 
             committer = value
         elif key == b"encoding":
             extra.append(line)
-    messages = [am_message]
+    messages = [(am_message, extra)]
     if patch.description is not None and patch.description.encode() != am_message:
-        messages.append(patch.description.encode())
+        messages.append((patch.description.encode(), extra))
+    if patch.encoding and not extra:
+        # git format-patch made the message UTF-8; the commit held it in this encoding
+        try:
+            recoded = am_message.decode("utf-8").encode(patch.encoding)
+        except (LookupError, UnicodeError):
+            pass
+        else:
+            messages.append((recoded, [b"encoding " + patch.encoding.encode()]))
     authors = [author]
     tagged = _identity_line(patch.author) if patch.author is not None else None
     if tagged is not None and tagged != author:
         authors.append(tagged)
     if patch.committer is not None:
         committer = _identity_line(patch.committer) or committer
-    for message in messages:
+    for message, headers in messages:
         for who in authors:
-            new = _commit_bytes(tree, parents, who, committer, extra, patch.pgp_sig, message)
+            new = _commit_bytes(tree, parents, who, committer, headers, patch.pgp_sig,
+                                message)
             if _object_id(new, len(want)) == want:
                 return _write_commit(repo, new), ""
     if patch.committer is None:

@@ -61,6 +61,8 @@ _TZ = re.compile(r"^([+-])(\d{2})(\d{2})$")
 _KIND = re.compile(r"[0-9]{1,5}")
 _UNIX_TIME = re.compile(r"-?[0-9]{1,12}")
 _TZ_MINUTES = re.compile(r"-?[0-9]{1,4}")
+#: A commit's ``encoding`` header value as a tag may carry it (nothing that could end a line)
+_ENCODING = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,39}")
 
 
 class Nip34Error(UserError):
@@ -310,12 +312,14 @@ class CommitObject:
     pgp_sig: str  # "" when unsigned
     author: Committer | None = None
     message: str | None = None  # None when not UTF-8 text (an ``encoding`` header)
+    encoding: str | None = None  # the ``encoding`` header (a non-UTF-8 message)
 
 
 def parse_commit_object(commit_id: str, raw: str) -> CommitObject:
     header, _, message = raw.partition("\n\n")
     tree = ""
     author: Committer | None = None
+    encoding: str | None = None
     encoded = False
     parents: list[str] = []
     committer: Committer | None = None
@@ -337,6 +341,7 @@ def parse_commit_object(commit_id: str, raw: str) -> CommitObject:
             author = parse_git_identity(value)
         elif key == "encoding":
             encoded = True
+            encoding = value
         elif key == "gpgsig":
             sig_lines = [value]
             in_sig = True
@@ -347,7 +352,8 @@ def parse_commit_object(commit_id: str, raw: str) -> CommitObject:
     except UnicodeEncodeError:
         encoded = True
     return CommitObject(commit_id, tree, tuple(parents), committer, "\n".join(sig_lines),
-                        author, None if encoded else message)
+                        author, None if encoded else message,
+                        encoding if encoding and _ENCODING.fullmatch(encoding) else None)
 
 
 def patch_subject(content: str) -> str:
@@ -413,6 +419,10 @@ def patch_template(
             tags.append(["description", commit.message])
         if commit.author is not None:
             tags.append(["author", *commit.author.tag()[1:]])
+        if commit.encoding:
+            # ours: git format-patch turns the message into UTF-8; the receiver needs the
+            # encoding to turn it back (no NIP-34 tag says it)
+            tags.append(["commit-encoding", commit.encoding])
         tags.append(commit.committer.tag())
     subject = strip_patch_prefix(patch_subject(content))
     tags.append(["alt", f"git patch: {subject}" if subject else "git patch"])
@@ -439,6 +449,7 @@ class PatchEvent:
     trajectory: TrajectoryRef | None
     author: Committer | None = None  # ngit's ``author`` tag
     description: str | None = None  # ngit's ``description`` tag: the exact commit message
+    encoding: str | None = None  # ``commit-encoding``: the commit's non-UTF-8 encoding
 
     @property
     def id(self) -> str:
@@ -489,6 +500,7 @@ def parse_patch(event: Event, position: str = "") -> PatchEvent:
     committer = _identity_tag(event, "committer", where)
     author = _identity_tag(event, "author", where)
     description = first_value(event.tags, "description")
+    encoding = first_value(event.tags, "commit-encoding")
     pgp = first_value(event.tags, "commit-pgp-sig") or ""
     return PatchEvent(
         event=event,
@@ -499,6 +511,7 @@ def parse_patch(event: Event, position: str = "") -> PatchEvent:
         pgp_sig=pgp,
         author=author,
         description=description,
+        encoding=encoding if encoding and _ENCODING.fullmatch(encoding) else None,
         is_root="root" in marks,
         is_revision_root=any(r in marks for r in REVISION_MARKERS),
         is_cover_letter=cover,

@@ -71,3 +71,25 @@ def test_rebased_series_is_applied_but_not_claimed_verified(cli: Cli, project: P
     assert out["commits"][0] != sent["commits"][0]
     assert (project.maintainer / "r.txt").read_text() == "r\n"
     assert git.Repo(project.maintainer).active_branch.name == "main"
+
+
+def test_non_utf8_commit_keeps_its_id(cli: Cli, project: Project, relay: ThreadRelay,
+                                      people: dict[str, Person], tmp_path: Path) -> None:
+    """A message git keeps in ISO-8859-1 (an `encoding` header): format-patch sends it as
+    UTF-8, the `commit-encoding` tag lets the receiver turn it back."""
+    m, c = people["maintainer"], people["contributor"]
+    announce(cli, project, relay, m)
+    msg = tmp_path / "msg.txt"
+    msg.write_bytes("café latin\n\nnaïve body\n".encode("iso-8859-1"))
+    (project.contributor / "l.txt").write_text("l\n")
+    git_run(project.contributor, "add", "l.txt")
+    git_run(project.contributor, "-c", "i18n.commitEncoding=ISO-8859-1", "commit", "-q",
+            "-F", str(msg))
+    want = git_run(project.contributor, "rev-parse", "HEAD")
+    sent = cli.ok("git", "send", "HEAD~1", "-C", str(project.contributor), "--key-file",
+                  str(c.key_file), "--relay", relay.url, "--json")
+    out = cli.ok("git", "apply", sent["root"], "-C", str(project.maintainer), "--json")
+    assert out["commits"] == [want] and out["verified"]
+    raw = subprocess.run(["git", "cat-file", "commit", want], cwd=project.maintainer,
+                         capture_output=True, check=True).stdout
+    assert b"encoding ISO-8859-1\n" in raw and "café".encode("iso-8859-1") in raw
