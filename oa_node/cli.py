@@ -104,6 +104,9 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
         no_relay: Annotated[bool, typer.Option(
             "--no-relay", help="Run no relay on this node ([relay] enabled = false), e.g. "
             "a second node on a host using the first one's relay.")] = False,
+        signer: Annotated[str, typer.Option(
+            help="[node] signer; other than 'local' (e.g. 'frost'), no node.key is written.")
+        ] = "local",
         as_json: JsonOption = False,
     ) -> None:
         """Write a starter node.toml and a new key into DATA_DIR.
@@ -118,10 +121,14 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
         cfg_path = data_dir / DEFAULT_CONFIG_NAME
         if cfg_path.exists() and not force:
             raise UserError(f"{cfg_path}: already exists (use --force to overwrite)")
-        signer = LocalSigner.generate()
-        key_path = write_key_file(data_dir / "node.key", signer.secret_key, force=force)
         sections = core_sections() + host.registries.config_sections()  # type: ignore[operator]
-        node_values: dict[str, Any] = {"data_dir": "."}
+        known = {"local", *host.registries.signers()}
+        if signer not in known:
+            raise UserError(f"--signer: no such signer {signer!r} (known: {', '.join(known)})")
+        local = LocalSigner.generate() if signer == "local" else None
+        key_path = (write_key_file(data_dir / "node.key", local.secret_key, force=force)
+                    if local is not None else None)
+        node_values: dict[str, Any] = {"data_dir": ".", "signer": signer}
         relay_values = _own_relay(relay or [], relay_port, no_relay)
         if relay:
             node_values["relays"] = list(relay)
@@ -133,14 +140,17 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
             cfg_path, "# oa-node starter config, written by `oa-node init`. Every key is "
             "documented;\n# commented keys show their defaults.\n\n" + text, force=True)
         if as_json:
-            print_json({"config": str(cfg_path), "key_file": str(key_path),
-                        "public_key": signer.public_key})
+            print_json({"config": str(cfg_path), "key_file": key_path and str(key_path),
+                        "public_key": local and local.public_key, "signer": signer})
             return
         from oa_node.nostr import nip19
 
         say("wrote {}", cfg_path)
-        say("wrote {} (mode 0600)", key_path)
-        say("node identity: {}", nip19.npub_encode(signer.public_key))
+        if local is not None:
+            say("wrote {} (mode 0600)", key_path)
+            say("node identity: {}", nip19.npub_encode(local.public_key))
+        else:
+            say("no node key: the identity comes from the {} signer (configure it)", signer)
         say("start it with: oa-node start --config {}", cfg_path)
 
     @app.command()

@@ -208,7 +208,8 @@ class Asking:
         reply = Ping.parse_reply(data)
         self._received_nonces(peer, reply.nonces)
         if not reply.nonces and self.pools.incoming_count(peer) == 0:
-            if peer not in self._starved:
+            # Once is a batch crossing ours at start-up; twice in a row is worth a warning.
+            if peer in self._starved:
                 log.warning("frostr: member %d answers but sends no nonces: it believes this "
                             "holder still holds some (were this holder's nonce pools lost?); "
                             "it sends more once it counts fewer than %d", st.idx,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -139,3 +140,55 @@ def test_status_waits_for_a_relay_that_comes_back(tmp_path: Path, relay: Relay) 
         assert data["can_sign"] and [p["online"] for p in data["peers"]] == [True, False]
     finally:
         node.stop()
+
+
+class FullNode(NodeProcess):
+    def __init__(self, config: Path, environ: dict[str, str]) -> None:
+        self.config = config
+        self.lines = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "oa_node.cli", "start", "--config", str(config)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environ)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+
+@pytest.mark.slow
+def test_init_holders_without_node_key_or_embedded_relay(tmp_path: Path, relay: Relay) -> None:
+    """Three holders ``oa-node init --signer frost --no-relay``-ed on one host (#17): no
+    unused node.key, no embedded relay to collide; two run as nodes, the third checks them
+    with ``frost status``."""
+    keys = tmp_path / "keys"
+    make_group(keys, relay.url, 2, 3, encrypted=False)
+    full_env = {k: v for k, v in env().items() if k != "OA_NODE_DISABLE_PLUGINS"}
+    configs = []
+    for i in (1, 2, 3):
+        home = tmp_path / f"holder-{i}"
+        res = subprocess.run(
+            [sys.executable, "-m", "oa_node.cli", "init", str(home), "--signer", "frost",
+             "--no-relay", "--relay", relay.url, "--json"],
+            capture_output=True, text=True, env=full_env, timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["key_file"] is None and not (home / "node.key").exists()
+        cfg = home / "node.toml"
+        text = cfg.read_text()
+        assert '[relay]\n' in text and 'signer = "frost"' in text
+        text = re.sub(r"(?m)^# group = .*$", f'group = "{keys / "group.txt"}"', text, count=1)
+        text = re.sub(r"(?m)^# share_file = .*$", f'share_file = "{keys / f"share-{i}"}"',
+                      text, count=1)
+        cfg.write_text(text)
+        configs.append(cfg)
+    nodes = [FullNode(c, full_env) for c in configs[1:]]  # every plugin loaded
+    try:
+        for i, n in enumerate(nodes, start=2):
+            n.wait_for(f"holder {i} ready")
+            services = next(ln for ln in n.lines if "services:" in ln)
+            assert "frostr" in services and "relay" not in services
+        res = subprocess.run([sys.executable, "-m", "oa_node.cli", "frost", "status",
+                              "--config", str(configs[0])],
+                             capture_output=True, text=True, env=full_env, timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert "3 of 3 signers reachable" in res.stdout
+    finally:
+        for n in nodes:
+            n.stop()
