@@ -903,6 +903,10 @@ def apply(
     elif unverified:
         say("  {} commit(s) not compared (no commit tag, or applied on a different base)",
             len(unverified))
+    for c in result.checks:
+        if c.ok is False:
+            warn("commit {} is not the proposal's {}: its {} differs", c.actual[:12],
+                 (c.expected or "?")[:12], c.differs or "content")
 
 
 def _stored_owner(ctx: Context) -> list[str]:

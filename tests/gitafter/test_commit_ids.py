@@ -93,3 +93,25 @@ def test_non_utf8_commit_keeps_its_id(cli: Cli, project: Project, relay: ThreadR
     raw = subprocess.run(["git", "cat-file", "commit", want], cwd=project.maintainer,
                          capture_output=True, check=True).stdout
     assert b"encoding ISO-8859-1\n" in raw and "café".encode("iso-8859-1") in raw
+
+
+def test_a_commit_that_cannot_be_rebuilt_says_which_field(cli: Cli, project: Project,
+                                                          relay: ThreadRelay,
+                                                          people: dict[str, Person]) -> None:
+    """A patch without a `committer` tag cannot reproduce the proposer's commit: apply
+    refuses and says why; --no-verify keeps it and warns with the same reason."""
+    from tests.gitafter.conftest import publish_raw
+
+    m, c = people["maintainer"], people["contributor"]
+    announce(cli, project, relay, m)
+    sha = commit_file(project.contributor, "n.txt", "n\n", "add n")
+    parent = git_run(project.contributor, "rev-parse", "HEAD~1")
+    text = git_run(project.contributor, "format-patch", "--stdout", "-1", "HEAD") + "\n"
+    ident = publish_raw(relay.url, c.signer, 1617, text,
+                        [["a", f"30617:{m.pubkey}:demo"], ["t", "root"], ["commit", sha],
+                         ["parent-commit", parent]])
+    mdir = ["-C", str(project.maintainer)]
+    msg = cli.fails("git", "apply", ident, *mdir)
+    assert "no 'committer' tag" in msg
+    res = cli("git", "apply", ident, "--no-verify", *mdir)
+    assert res.exit_code == 0 and "no 'committer' tag" in res.stderr
