@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml setup.py
 
 setup: $(STAMP)
 
-## Set up, write a starter config and key into $(DATA_DIR) once, and start the node.
+## Set up, then run the whole marketplace on one node: relay, ledger wallet (a buyer and a
+## provider account, the buyer funded), provider (when Docker is reachable) and buyer, from
+## a config written into $(DATA_DIR) the first time (scripts/run_local.py says how).
 run: $(STAMP)
-	@[ -f $(DATA_DIR)/node.toml ] || $(VENV)/bin/oa-node init $(DATA_DIR) --relay ws://127.0.0.1:7447
-	$(VENV)/bin/oa-node start --config $(DATA_DIR)/node.toml
+	@$(PY) scripts/run_local.py $(DATA_DIR)
 
 ## Install what the tests need (Debian packages, Docker, PostgreSQL) and run the whole suite.
 test: $(STAMP)

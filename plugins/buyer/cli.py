@@ -420,6 +420,27 @@ def job_status(
         console.print(f"  {when} {h['from'] or '-'} -> {h['to']}")
 
 
+@job_app.command("result")
+def job_result(
+    job_id: Annotated[str, typer.Argument(help="Job id (or a unique prefix).")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what a job's results say: each run's command, exit code, duration and output
+    preview, artifacts, or the index, or the error; with the buyer's verdict, level and
+    payment. Text from providers is shown literally."""
+    from oa_node.plugins.buyer import results
+
+    node = _load(config, services=False)
+    rec = _find(node, job_id)
+    docs = _run(node, lambda: results.result_docs(node, rec))
+    if as_json:
+        _print_json({"id": rec.id, "state": rec.state, "schema": rec.data.get("schema"),
+                     "level": rec.data.get("level"), "results": docs})
+        return
+    results.show(rec, docs)
+
+
 @job_app.command("list")
 def job_list(
     state: Annotated[str | None, typer.Option("--state", help="Only jobs in this state.")

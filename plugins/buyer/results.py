@@ -1,0 +1,149 @@
+"""``oa-node job result ID``: what the providers' results of a job say, read back from the
+buyer ledger (each result event is kept there whole), decrypted with the node's key when
+the job was encrypted.
+
+Every field comes from a provider and is hostile: it is shown through
+:mod:`oa_node.cli_kit` (literal text, control characters made visible, one-line fields
+bounded) and never trusted beyond display; the verdict and level shown are the buyer's own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from oa_node.cli_kit import cell, console, print_text, render, say
+from oa_node.nostr.errors import ProtocolError
+from oa_node.nostr.event import Event
+
+if TYPE_CHECKING:
+    from oa_node.ledger import Record
+    from oa_node.node import Node
+
+#: how much of a result's stdout/stderr preview the human view shows per run
+PREVIEW_LINES = 20
+
+
+async def result_docs(node: Node, rec: Record) -> list[dict[str, Any]]:
+    """One entry per result the buyer received: who, the buyer's verdict and payment,
+    and the provider's result document (or why it cannot be read)."""
+    from oa_node.nostr import nip90
+
+    data = rec.data
+    out: list[dict[str, Any]] = []
+    for rid, r in (data.get("results") or {}).items():
+        check = r.get("check") or {}
+        entry: dict[str, Any] = {
+            "result_id": rid, "provider": check.get("provider"), "valid": check.get("ok"),
+            "problems": check.get("problems", []),
+            "verdict": (data.get("verdicts") or {}).get(rid),
+            "payment": (data.get("payments") or {}).get(rid),
+            "refusal": (data.get("refusals") or {}).get(rid),
+            "result": None, "unreadable": None,
+        }
+        try:
+            event = Event.from_dict(r["event"])
+            parsed = nip90.parse_result(event)
+            text = parsed.content
+            if parsed.encrypted:
+                text = await node.signer.nip44_decrypt(event.pubkey, parsed.content)
+            doc = json.loads(text)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            entry["result"] = doc
+        except (KeyError, TypeError, ValueError, ProtocolError) as exc:
+            entry["unreadable"] = f"{type(exc).__name__}: {exc}"
+        out.append(entry)
+    return out
+
+
+def show(rec: Record, results: list[dict[str, Any]]) -> None:
+    """The human view: the job's outcome, then each result's runs, previews and artifacts
+    (sandbox_run), or its index (repo_index), or its error."""
+    from oa_node.nostr import nip19
+
+    data = rec.data
+    level = data.get("level")
+    say("job [bold]{}[/] ({}): [bold]{}[/]{}", rec.id, data.get("schema"), rec.state,
+        f", verified {level}" if level else "")
+    if not results:
+        say("  no result yet")
+    for r in results:
+        who = nip19.npub_encode(r["provider"])[:20] + "…" if r["provider"] else "?"
+        paid = (f"paid {r['payment'].get('amount_msat')} msat" if r["payment"]
+                else f"not paid: {r['refusal']}" if r["refusal"] else "not paid")
+        say("")
+        say("result {} from {}: verdict [bold]{}[/], {}", r["result_id"][:16], who,
+            r["verdict"] or ("valid" if r["valid"] else "invalid"), paid)
+        for p in r["problems"]:
+            say("  [red]problem[/]: {}", p)
+        doc = r["result"]
+        if doc is None:
+            say("  [red]unreadable[/]: {}", r["unreadable"])
+            continue
+        say("  status: [bold]{}[/]", doc.get("status"))
+        if doc.get("error"):
+            say("  error: {}", doc.get("error"))
+        _show_runs(doc.get("runs"))
+        _show_artifacts(doc.get("artifacts"))
+        _show_index(doc)
+
+
+def _show_runs(runs: Any) -> None:
+    if not isinstance(runs, list):
+        return
+    for i, run in enumerate(runs, 1):
+        if not isinstance(run, dict):
+            continue
+        flags = [f for f in ("timed_out", "oom_killed") if run.get(f)]
+        console.print(render("  run {}: {} -> exit {} in {} ms{}", i, _cmd(run.get("cmd")),
+                             run.get("exit_code"), run.get("duration_ms"),
+                             f" ({', '.join(flags)})" if flags else ""), soft_wrap=True)
+        for stream in ("stdout", "stderr"):
+            preview = run.get(f"{stream}_preview")
+            if not isinstance(preview, str) or not preview.strip():
+                continue
+            size = run.get(f"{stream}_bytes")
+            say("    {} ({} bytes):", stream, size)
+            lines = preview.rstrip("\n").splitlines()
+            for line in lines[-PREVIEW_LINES:]:
+                print_text("      " + line)
+
+
+def _cmd(cmd: Any) -> str:
+    if isinstance(cmd, list):
+        return " ".join(str(c) for c in cmd)
+    return str(cmd)
+
+
+def _show_artifacts(artifacts: Any) -> None:
+    if not isinstance(artifacts, list) or not artifacts:
+        return
+    say("  artifacts:")
+    for a in artifacts:
+        if isinstance(a, dict):
+            console.print(render("    {} {} bytes sha256:{}", cell(a.get("path")),
+                                 a.get("size_bytes"), a.get("sha256")), soft_wrap=True)
+
+
+def _show_index(doc: dict[str, Any]) -> None:
+    """repo_index: the tree hash, counts, and the symbols and dependencies delivered."""
+    if "tree_sha256" not in doc:
+        return
+    files = doc.get("digests")
+    say("  tree_sha256: {}  files: {}", doc.get("tree_sha256"),
+        len(files) if isinstance(files, list) else "?")
+    symbols = doc.get("symbols")
+    if isinstance(symbols, list):
+        say("  symbols: {}", len(symbols))
+        for s in symbols[:PREVIEW_LINES]:
+            if isinstance(s, dict):
+                say("    {} {} {}:{}", s.get("kind"), s.get("name"), s.get("path"),
+                    s.get("line"))
+    deps = doc.get("dependencies")
+    if isinstance(deps, list):
+        say("  dependencies: {}", len(deps))
+        for d in deps[:PREVIEW_LINES]:
+            if isinstance(d, dict):
+                say("    {} {} ({})", d.get("name"), d.get("spec") or d.get("version") or "",
+                    d.get("source") or d.get("path") or "")
