@@ -130,11 +130,26 @@ def format_patch_email(cwd: Path, sha: str, n: int, total: int) -> str:
 def publish_series(relay: str, signer: LocalSigner, coordinate: str, maintainer: str,
                    cwd: Path, shas: Sequence[str], *, style: str = "libgit2",
                    revision_of: str | None = None, branch_name: str | None = "feature",
+                   cover_letter: tuple[str, str] | None = None,
                    created_at: int | None = None) -> list[str]:
-    """Publish ``shas`` (oldest first) as a patch series the way ngit does; the event ids."""
+    """Publish ``shas`` (oldest first) as a patch series the way ngit does (after a cover
+    letter ``(title, description)`` when given); the event ids."""
     maker = libgit2_email if style == "libgit2" else format_patch_email
     root_commit = git_text(cwd, "rev-list", "--max-parents=0", shas[0])
     ids: list[str] = []
+    t0 = created_at
+    if cover_letter is not None:
+        # ngit's cover letter: no From:/Date:, no trailing newline
+        title, text = cover_letter
+        content = (f"From {shas[-1]} Mon Sep 17 00:00:00 2001\n"
+                   f"Subject: [PATCH 0/{len(shas)}] {title}\n\n{text}")
+        tags = [["a", coordinate, relay], ["r", root_commit], ["t", "cover-letter"],
+                ["alt", f"git patch cover letter: {title}"]]
+        tags += ([["t", "root"], ["t", "root-revision"], ["e", revision_of, "", "reply"]]
+                 if revision_of else [["t", "root"]])
+        tags.append(["p", maintainer])
+        ids.append(publish_raw(relay, signer, 1617, content, tags, created_at=t0))
+        t0 = None if t0 is None else t0 + 1
     for i, sha in enumerate(shas):
         content = maker(cwd, sha, i + 1, len(shas))
         parent = git_text(cwd, "rev-parse", f"{sha}^")
@@ -156,5 +171,5 @@ def publish_series(relay: str, signer: LocalSigner, coordinate: str, maintainer:
                  ["author", *identity(cwd, sha, "author")],
                  ["committer", *identity(cwd, sha, "committer")]]
         ids.append(publish_raw(relay, signer, 1617, content, tags,
-                               created_at=None if created_at is None else created_at + i))
+                               created_at=None if t0 is None else t0 + i))
     return ids

@@ -93,7 +93,8 @@ def series(cli: Cli, project: Project, relay: ThreadRelay,
     rev_shas = [*shas, commit_file(cdir, "notes.txt", "notes\nmore\nrevised\n",
                                    "revision: one more commit")]
     rev = foreign.publish_series(relay.url, c.signer, coord, m.pubkey, cdir, rev_shas,
-                                 revision_of=a[0], created_at=now + 200)
+                                 revision_of=a[0], created_at=now + 200,
+                                 cover_letter=("v2: the series", "one more commit"))
     # oa-node's own sender, for the same commits.
     git_run(cdir, "checkout", "-q", "-b", "ours", shas[-1])
     ours = cli.ok("git", "send", "main", "-C", str(cdir), "--key-file", str(c.key_file),
@@ -145,7 +146,8 @@ def test_any_event_id_names_the_proposal(cli: Cli, project: Project, series: dic
     root, rev = series["libgit2"][0], series["revision"]
     shown = cli.ok("git", "show", rev[0], *mdir, "--json")
     assert shown["id"] == root and shown["revisions"] == [rev[0]]
-    assert shown["revision"] == rev[0] and len(shown["patches"]) == 13
+    assert shown["revision"] == rev[0] and len(shown["patches"]) == 14
+    assert shown["patches"][0]["cover_letter"] and shown["subject"] == "v2: the series"
     for ident in (rev[4], series["libgit2"][3], nip19.note_encode(rev[0]),
                   nip19.nevent_encode(rev[7], [relay.url]), rev[0][:10]):
         assert cli.ok("git", "show", ident, *mdir, "--json")["id"] == root, ident
