@@ -60,7 +60,10 @@ RedundancyOption = Annotated[int | None, typer.Option(
 EncryptOption = Annotated[bool, typer.Option(
     "--encrypt", help="NIP-44 encrypt the request to the provider(s) named with --provider.")]
 WaitOption = Annotated[bool, typer.Option(
-    "--wait", help="Follow the job here until it is verified and paid (or fails).")]
+    "--wait", help="Follow the job here until it ends. Exit code: 0 success, verified and "
+    "paid; 3 the job failed (its result verified and paid: the tests failed honestly); 4 "
+    "results rejected, or verified but not paid; 1 no outcome (--wait-timeout, expired, "
+    "undecided, cancelled) or an error.")]
 WaitTimeoutOption = Annotated[float, typer.Option(
     "--wait-timeout", help="Most seconds --wait waits.")]
 TtlOption = Annotated[int | None, typer.Option(
@@ -233,7 +236,7 @@ def _submit(node: Node, schema: str, doc: dict[str, Any], provider: list[str] | 
                 await _follow(buyer, job_id, None)
             else:
                 with console.status("waiting for providers...") as status:
-                    buyer.progress = _progress_printer(status)
+                    buyer.progress = _only(job_id, _progress_printer(status))
                     await _follow(buyer, job_id, status)
             finished = True
         return job_id, finished
@@ -250,9 +253,12 @@ def _submit(node: Node, schema: str, doc: dict[str, Any], provider: list[str] | 
         _print_outcome(rec, finished, wait_timeout)
     else:
         console.print(f"follow it with: oa-node job status {job_id[:16]}")
-    if wait and (rec.state in ("rejected", "undecided", "expired", "refused")
-                 or not finished):
-        raise typer.Exit(1)
+    if wait:
+        from oa_node.plugins.buyer.results import EXIT_ERROR, outcome
+
+        code = outcome(rec)[1] if finished else EXIT_ERROR
+        if code:
+            raise typer.Exit(code)
 
 
 async def _follow(buyer: Buyer, job_id: str, status: Any) -> None:
@@ -284,6 +290,16 @@ async def _follow(buyer: Buyer, job_id: str, status: Any) -> None:
         if done:
             return
         await anyio.sleep(0.3)
+
+
+def _only(job_id: str, show: Callable[[str, str, dict[str, Any]], None]
+          ) -> Callable[[str, str, dict[str, Any]], None]:
+    """Progress of ``job_id`` only (a buyer following one job hears of the others too)."""
+    def filtered(jid: str, what: str, info: dict[str, Any]) -> None:
+        if jid == job_id:
+            show(jid, what, info)
+
+    return filtered
 
 
 def _progress_printer(status: Any) -> Callable[[str, str, dict[str, Any]], None]:
@@ -322,7 +338,9 @@ def _progress_printer(status: Any) -> Callable[[str, str, dict[str, Any]], None]
 
 def _print_outcome(rec: Record, finished: bool, wait_timeout: float) -> None:
     color = {"paid": "green", "verified": "green", "refused": "yellow"}.get(rec.state, "red")
-    console.print(f"job {rec.id[:16]}: [{color}]{rec.state}[/]")
+    from oa_node.plugins.buyer.results import outcome
+
+    console.print(f"job {rec.id[:16]}: [{color}]{rec.state}[/] ({outcome(rec)[0]})")
     for rid, reason in (rec.data.get("refusals") or {}).items():
         console.print(f"  not paid {rid[:12]}: {escape(reason)}")
     if rec.state == "verified" and rec.data.get("pay_error"):
@@ -354,6 +372,8 @@ def _find(node: Node, job_id: str) -> Record:
 
 
 def _job_json(rec: Record) -> dict[str, Any]:
+    from oa_node.plugins.buyer.results import outcome
+
     d = rec.data
     results = []
     for rid, r in (d.get("results") or {}).items():
@@ -371,7 +391,7 @@ def _job_json(rec: Record) -> dict[str, Any]:
         "providers": d.get("providers"), "created_at": rec.created_at,
         "updated_at": rec.updated_at, "last_feedback": d.get("last_feedback"),
         "results": results, "failures": d.get("failures"), "audit_digest": d.get("audit_digest"),
-        "pay_error": d.get("pay_error"),
+        "pay_error": d.get("pay_error"), "outcome": outcome(rec)[0],
     }
     return out
 
@@ -460,9 +480,11 @@ def job_list(
     if as_json:
         _print_json([_job_json(r) for r in records])
         return
-    table = Table("id", "schema", "state", "level", "created")
+    from oa_node.plugins.buyer.results import outcome
+
+    table = Table("id", "schema", "state", "outcome", "level", "created")
     for r in records:
-        table.add_row(r.id[:12], str(r.data.get("schema")), r.state,
+        table.add_row(r.id[:12], str(r.data.get("schema")), r.state, outcome(r)[0],
                       str(r.data.get("level") or "-"),
                       time.strftime("%m-%d %H:%M", time.localtime(r.created_at)))
     console.print(table)

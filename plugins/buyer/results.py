@@ -23,6 +23,33 @@ if TYPE_CHECKING:
 #: how much of a result's stdout/stderr preview the human view shows per run
 PREVIEW_LINES = 20
 
+#: ``job submit --wait`` exit codes by outcome (documented in the README and ``--help``)
+EXIT_SUCCESS = 0  # verified and paid, and the job itself succeeded
+EXIT_ERROR = 1  # no outcome: timed out waiting, expired, undecided, cancelled, an error
+EXIT_JOB_FAILED = 3  # verified and paid: the provider honestly ran it and it failed
+EXIT_NOT_PAID = 4  # results rejected, or verified but not paid (refused, payment pending)
+
+
+def outcome(rec: Record) -> tuple[str, int]:
+    """What a job came to, in a word, and the exit code ``--wait`` gives for it: from the
+    buyer's state and the statuses of the results it passed."""
+    state, data = rec.state, rec.data
+    if state in ("paid", "verified", "refused"):
+        verdicts = data.get("verdicts") or {}
+        results = data.get("results") or {}
+        statuses = sorted({str((results.get(rid) or {}).get("check", {}).get("status"))
+                           for rid, v in verdicts.items() if v == "pass"})
+        if state != "paid":
+            return ("unpaid" if state == "verified" else "refused"), EXIT_NOT_PAID
+        if statuses == ["success"]:
+            return "success", EXIT_SUCCESS
+        return "/".join(statuses) or "?", EXIT_JOB_FAILED
+    if state == "rejected":
+        return "rejected", EXIT_NOT_PAID
+    if state in ("undecided", "expired", "cancelled"):
+        return state, EXIT_ERROR
+    return "pending", EXIT_ERROR
+
 
 async def result_docs(node: Node, rec: Record) -> list[dict[str, Any]]:
     """One entry per result the buyer received: who, the buyer's verdict and payment,

@@ -69,12 +69,25 @@ def test_the_tour_after_make_run(tmp_path: Path, sandbox_image: str) -> None:
         assert f"job {job_id}" in out and ": paid" in out
         assert "verdict pass, paid 1000 msat" in out
         assert "-> exit 0" in out and "1 passed" in out
+
+        # a job whose command fails is run honestly, verified and paid: exit code 3
+        failing = submit.replace("'python3 -m pytest -q -p no:cacheprovider'",
+                                 "'python3 -m pytest -q -p no:cacheprovider -k nothing_here'")
+        assert failing != submit
+        shell = subprocess.run(["bash", "-c", f"{export}\n{failing}"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=300, env=env)
+        assert shell.returncode == 3, (shell.stdout, shell.stderr)
+        assert re.search(r"job [0-9a-f]{16}: paid \(failed\)", shell.stdout), shell.stdout
+        listed = subprocess.run(["bash", "-c", f"{export}\noa-node job list --json"],
+                                capture_output=True, text=True, timeout=60, env=env)
+        outcomes = sorted(j["outcome"] for j in json.loads(listed.stdout))
+        assert outcomes == ["failed", "success"], listed.stdout
     finally:
         code = stop(node)
     assert code == 0, log.read_text()[-3000:]
     balances = {c["name"]: c["balance_msat"] for c in json.loads(
         cli("wallet", "list", "--json", "-c", str(data / "node.toml")).stdout)}
-    assert balances == {"provider": 1000, "buyer": 1_000_000 - 1000}
+    assert balances == {"provider": 2000, "buyer": 1_000_000 - 2000}
 
 
 def test_without_docker_make_run_says_so_and_runs_the_relay_only(tmp_path: Path) -> None:
