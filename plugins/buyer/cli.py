@@ -179,6 +179,48 @@ def submit_sandbox_run(
             ttl, dedicated_kind, as_json)
 
 
+@submit_app.command("build")
+def submit_build(
+    repo: Annotated[str, typer.Option("--repo", help="Repository URL to build.")],
+    ref: Annotated[str, typer.Option("--ref", help="Git ref (branch, tag, commit).")] = "HEAD",
+    profile: Annotated[str, typer.Option(
+        "--profile", help="Build profile: make | pip_wheel.")] = "make",
+    target: Annotated[list[str] | None, typer.Option(
+        "--target", help="A make target (repeatable; profile make).")] = None,
+    output: Annotated[list[str] | None, typer.Option(
+        "--output", help="Output path or glob to hash and report (repeatable; default: the "
+        "profile's, e.g. dist/*.whl).")] = None,
+    image: Annotated[str, typer.Option("--image", help="Image digest sha256:... (default: "
+                                       "the provider's base image).")] = "",
+    timeout_secs: Annotated[float, typer.Option("--timeout-secs", help="Time limit.")] = 300,
+    memory_mb: Annotated[int, typer.Option("--memory-mb", help="Memory limit.")] = 1024,
+    provider: ProviderOption = None,
+    max_price: MaxPriceOption = None,
+    redundancy: RedundancyOption = None,
+    encrypt: EncryptOption = False,
+    wait: WaitOption = False,
+    wait_timeout: WaitTimeoutOption = 900,
+    ttl: TtlOption = None,
+    dedicated_kind: DedicatedOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build a repository with a build profile, network off, and get its outputs' hashes (an
+    oa.sandbox_run.v1 job: any provider serving it can run it, any buyer verify it)."""
+    from oa_node.executors.build import build_request
+
+    try:
+        doc = build_request(repo, ref, profile, outputs=output, targets=target,
+                            resources={"timeout_secs": timeout_secs, "memory_mb": memory_mb},
+                            image_digest=image).to_dict()
+    except ValueError as exc:  # a SchemaError too
+        raise UserError(f"build: {exc}") from None
+    node = _load(config)
+    doc["verification"] = _verification(node, redundancy)
+    _submit(node, "oa.sandbox_run.v1", doc, provider, max_price, encrypt, wait, wait_timeout,
+            ttl, dedicated_kind, as_json)
+
+
 @submit_app.command("repo_index")
 def submit_repo_index(
     repo: Annotated[str, typer.Option("--repo", help="Repository URL to index.")],

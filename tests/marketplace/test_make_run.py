@@ -16,6 +16,7 @@ import pytest
 
 from tests.marketplace.conftest import REPO_ROOT, free_port
 from tests.marketplace.test_cli import cli, poll, start, stop, wait_port
+from tests.marketplace.world import make_repo
 
 SCRIPT = REPO_ROOT / "scripts" / "run_local.py"
 
@@ -82,12 +83,26 @@ def test_the_tour_after_make_run(tmp_path: Path, sandbox_image: str) -> None:
                                 capture_output=True, text=True, timeout=60, env=env)
         outcomes = sorted(j["outcome"] for j in json.loads(listed.stdout))
         assert outcomes == ["failed", "success"], listed.stdout
+
+        # job submit build: the make profile, its outputs come back as artifacts
+        project = make_repo(tmp_path / "project", {
+            "Makefile": "all:\n\tmkdir -p dist && printf 'built\\n' > dist/hello.txt\n"})
+        built = subprocess.run(
+            ["bash", "-c", f"{export}\noa-node job submit build --repo {project} --ref main "
+             "--output 'dist/*' --wait"], capture_output=True, text=True, timeout=300, env=env)
+        assert built.returncode == 0, (built.stdout, built.stderr)
+        build_id = re.search(r"submitted job\s+([0-9a-f]{64})", built.stdout).group(1)  # type: ignore[union-attr]
+        shown = subprocess.run(["bash", "-c", f"{export}\noa-node job result {build_id} --json"],
+                               capture_output=True, text=True, timeout=60, env=env)
+        (res,) = json.loads(shown.stdout)["results"]
+        (artifact,) = res["result"]["artifacts"]
+        assert artifact["path"] == "dist/hello.txt" and artifact["size_bytes"] == 6
     finally:
         code = stop(node)
     assert code == 0, log.read_text()[-3000:]
     balances = {c["name"]: c["balance_msat"] for c in json.loads(
         cli("wallet", "list", "--json", "-c", str(data / "node.toml")).stdout)}
-    assert balances == {"provider": 2000, "buyer": 1_000_000 - 2000}
+    assert balances == {"provider": 3000, "buyer": 1_000_000 - 3000}
 
 
 def test_without_docker_make_run_says_so_and_runs_the_relay_only(tmp_path: Path) -> None:
