@@ -11,7 +11,12 @@ actually read and write:
 * Patches carry ``a`` (the 30617 coordinate) and ``r`` (the earliest unique commit, without
   the ``euc`` marker, which only the announcement has), and per commit ``commit``,
   ``r <commit>``, ``parent-commit``, ``commit-pgp-sig`` and ``committer`` so the receiver can
-  reproduce the proposer's commit ids.
+  reproduce the proposer's commit ids; like ngit, also ``description`` (the exact message)
+  and ``author``, which an e-mail cannot always carry, and ours ``commit-encoding`` for a
+  message git keeps in another encoding.
+* Any event of a proposal names it: a revision root leads to the original root by its
+  ``e ... reply``, a later patch to its series' first by ``e ... root``, a PR update to its
+  PR by ``E`` (:func:`proposal_root_of`).
 * The status of a proposal or issue is the newest (``created_at``, then id) status event
   (1630-1633) from the root's author or a maintainer; anyone else's is ignored. A revision
   whose root is applied but which the 1631 event does not name is closed.
