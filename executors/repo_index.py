@@ -145,6 +145,7 @@ def _index(req: RepoIndexRequest, ctx: ExecContext, job_dir: Path, t0: float
     if req.expected_tree_sha256 and req.expected_tree_sha256 != tree:
         status = "error"
         error = f"tree_sha256 {tree} differs from expected_tree_sha256 {req.expected_tree_sha256}"
+    delivered = {k: tuple(indexes[k]) for k in ("symbols", "dependencies") if k in indexes}
     return RepoIndexResult(
         tree_sha256=tree,
         digests=tuple(FileDigest(**d) for d in digests) if "digests" in req.index_types else (),
@@ -152,6 +153,7 @@ def _index(req: RepoIndexRequest, ctx: ExecContext, job_dir: Path, t0: float
         status=status,
         error=error,
         commit=checkout.commit,
+        **delivered,
     )
 
 
@@ -191,6 +193,8 @@ def verify_repo_index(request: RepoIndexRequest | dict[str, Any],
         if sorted(kinds) != sorted(req.index_types):
             problems.append(f"index artifacts {kinds} do not match index_types "
                             f"{list(req.index_types)}")
+        for kind in ("symbols", "dependencies"):
+            problems += _delivered_problems(kind, req.index_types, res)
         digest_art = [a for a in res.artifacts if a.index_type == "digests"]
         if digest_art and digest_art[0].sha256 != res.tree_sha256:
             problems.append("the digests artifact hash differs from tree_sha256")
@@ -198,3 +202,21 @@ def verify_repo_index(request: RepoIndexRequest | dict[str, Any],
         if paths != sorted(paths) or len(set(paths)) != len(paths):
             problems.append("digests are not sorted by path or contain duplicates")
     return Verdict(ok=not problems, problems=tuple(problems), verification_digest=digest)
+
+
+def _delivered_problems(kind: str, requested: tuple[str, ...], res: RepoIndexResult
+                        ) -> list[str]:
+    """A requested index must be in the result, and be what its artifact hash says."""
+    delivered = getattr(res, kind)
+    if kind not in requested:
+        return [f"{kind} delivered but not requested"] if delivered is not None else []
+    if delivered is None:
+        return [f"{kind} requested but not delivered in the result"]
+    art = [a for a in res.artifacts if a.index_type == kind]
+    try:
+        data = canonical_bytes(list(delivered))
+    except CanonicalJSONError as exc:
+        return [f"{kind} index is not canonical JSON: {exc}"]
+    if not art or art[0].sha256 != hashlib.sha256(data).hexdigest():
+        return [f"the {kind} delivered differ from the hash of its artifact"]
+    return []

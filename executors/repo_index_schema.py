@@ -1,8 +1,10 @@
 """``oa.repo_index.v1``: index a repository at a ref (digests, Python symbols, dependencies).
 
 Request and result: the models below. oa-node additions to the result (optional):
-``status`` (success | error | timeout | cancelled), ``error`` and ``commit`` (the commit id
-that ``git_ref`` resolved to).
+``status`` (success | error | timeout | cancelled), ``error``, ``commit`` (the commit id
+that ``git_ref`` resolved to), and ``symbols`` / ``dependencies``: the index itself when
+requested (the artifact of that type is the SHA-256 of its canonical JSON, so a buyer
+checks what it received against the hash the result commits to).
 """
 
 from __future__ import annotations
@@ -108,9 +110,13 @@ class RepoIndexResult:
     status: str = "success"
     error: str | None = None
     commit: str = ""
+    #: the delivered indexes (``None``: not delivered); entries are the parser's objects
+    symbols: tuple[dict[str, Any], ...] | None = None
+    dependencies: tuple[dict[str, Any], ...] | None = None
     raw: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
-    FIELDS = ("tree_sha256", "digests", "artifacts", "provenance", "status", "error", "commit")
+    FIELDS = ("tree_sha256", "digests", "artifacts", "provenance", "status", "error", "commit",
+              "symbols", "dependencies")
 
     @classmethod
     def from_dict(cls, value: Any, path: str = "") -> RepoIndexResult:
@@ -129,6 +135,8 @@ class RepoIndexResult:
             status=o.str("status", "success", choices=STATUSES),
             error=error,
             commit=o.str("commit", "", max_len=64),
+            symbols=_entries(o, "symbols"),
+            dependencies=_entries(o, "dependencies"),
             raw=dict(value),
         )
 
@@ -141,4 +149,20 @@ class RepoIndexResult:
             "status": self.status,
             "error": self.error,
             "commit": self.commit,
-        }
+        } | {k: list(v) for k, v in (("symbols", self.symbols),
+                                     ("dependencies", self.dependencies)) if v is not None}
+
+
+def _entries(o: Obj, key: str) -> tuple[dict[str, Any], ...] | None:
+    """An index delivered in the result: a list of JSON objects (checked against its
+    artifact's hash by the verifier), or ``None`` when absent."""
+    value = o.raw(key, None)
+    if value is None:
+        return None
+
+    def entry(v: Any, path: str) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            raise SchemaError(path, "expected an object")
+        return v
+
+    return tuple(o.list(key, entry, [], max_items=1_000_000))

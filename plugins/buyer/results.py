@@ -160,17 +160,18 @@ def _show_index(doc: dict[str, Any]) -> None:
     files = doc.get("digests")
     say("  tree_sha256: {}  files: {}", doc.get("tree_sha256"),
         len(files) if isinstance(files, list) else "?")
-    symbols = doc.get("symbols")
+    symbols = doc.get("symbols")  # one entry per Python file: its path and symbols
     if isinstance(symbols, list):
-        say("  symbols: {}", len(symbols))
-        for s in symbols[:PREVIEW_LINES]:
-            if isinstance(s, dict):
-                say("    {} {} {}:{}", s.get("kind"), s.get("name"), s.get("path"),
-                    s.get("line"))
+        say("  symbols ({} files):", len(symbols))
+        for f in symbols[:PREVIEW_LINES]:
+            if not isinstance(f, dict):
+                continue
+            names = [str(x.get("name")) for x in f.get("symbols") or [] if isinstance(x, dict)]
+            say("    {}: {}", f.get("path"), f.get("error") or ", ".join(names) or "-")
     deps = doc.get("dependencies")
     if isinstance(deps, list):
-        say("  dependencies: {}", len(deps))
+        say("  dependencies ({}):", len(deps))
         for d in deps[:PREVIEW_LINES]:
             if isinstance(d, dict):
-                say("    {} {} ({})", d.get("name"), d.get("spec") or d.get("version") or "",
-                    d.get("source") or d.get("path") or "")
+                say("    {} {} {} ({}, {})", d.get("ecosystem"), d.get("name"),
+                    d.get("spec") or "", d.get("scope"), d.get("file"))

@@ -11,7 +11,7 @@ import pytest
 
 from oa_node.canonical import canonical_bytes
 from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo
-from oa_node.executors.hashing import tree_digests, tree_sha256
+from oa_node.executors.hashing import output_sha256, tree_digests, tree_sha256
 from oa_node.executors.jobtype import ExecContext
 from oa_node.executors.repo_index import execute_repo_index, verify_repo_index
 from oa_node.gitsafe import url_scheme
@@ -158,9 +158,22 @@ def test_repo_index_all_types(make_repo: MakeRepo, git: Git, host_ctx: ExecConte
     for kind, art in arts.items():
         data = (tmp_path / f"out/{kind}.json").read_bytes()
         assert len(data) == art.bytes and data == canonical_bytes(json.loads(data))
+    # the index itself is in the result (#18), exactly what the artifact hashes
+    assert [dict(e) for e in res.symbols or ()] == symbols
+    assert [dict(e) for e in res.dependencies or ()] == deps
+    assert res.to_dict()["symbols"] == symbols
     verdict = verify_repo_index(req, res)
     assert verdict.ok, verdict.problems
     assert not list((host_ctx.settings.workdir).glob("*"))  # per-job checkout removed
+
+    # an altered delivery, or a missing one, is caught even with output_sha256 recomputed
+    for kind, change in (("symbols", lambda d: d["symbols"][0].update(path="other.py")),
+                         ("dependencies", lambda d: d.pop("dependencies"))):
+        forged = res.to_dict()
+        change(forged)
+        forged["provenance"]["output_sha256"] = output_sha256(forged)
+        verdict = verify_repo_index(req, forged)
+        assert not verdict.ok and any(kind in p for p in verdict.problems), verdict.problems
 
 
 def test_repo_index_expected_tree_mismatch_and_tampering(
