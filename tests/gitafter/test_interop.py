@@ -1,12 +1,13 @@
 """What other NIP-34 clients send, applied by a maintainer with ``oa-node git``.
 
 One contributor history holds every kind of commit git can carry as a patch (a rename, a
-binary file, a unicode file name, a CRLF file, a non-ASCII author, empty commits with and
-without a body, a mode change, a deletion, a message git am cannot rebuild, a committer
-and time zones unlike the author's). It is published by a producer written from NIP-34 and
-the patch formats (tests/gitafter/foreign.py: ngit's libgit2 e-mails, and git
-format-patch), as a revision, and by ``oa-node git send``; every check is one commit, and
-``apply`` must reproduce every commit id.
+binary file and a change to it, a unicode file name, a CRLF file, a non-ASCII author, empty
+commits with and without a body, a mode change, a symbolic link, a deletion, a message git
+am cannot rebuild, a committer and time zones unlike the author's). It is published by a
+producer written from NIP-34 and the patch formats (tests/gitafter/foreign.py: ngit's
+libgit2 e-mails, and git format-patch), as a revision, and by ``oa-node git send``; every
+check is one commit, and ``apply`` must reproduce every commit id. With
+``OA_INTEROP_REPORT=1`` (and ``-s``) the tests print their counts.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tests.gitafter.test_flow import announce
 
 
 def contributor_history(path: Path) -> list[str]:
-    """Twelve commits, each an oddity a patch must carry; their ids, oldest first."""
+    """Fourteen commits, each an oddity a patch must carry; their ids, oldest first."""
     def commit(*args: str, env: dict[str, str] | None = None) -> str:
         git_run(path, "commit", "-q", *args, env=env)
         return git_run(path, "rev-parse", "HEAD")
@@ -45,6 +46,11 @@ def contributor_history(path: Path) -> list[str]:
     shas.append(commit("--allow-empty", "-m", "an empty commit without a body"))
     git_run(path, "update-index", "--chmod=+x", "src/app.py")
     shas.append(commit("-m", "make app.py executable"))
+    shas.append(commit_file(path, "data.bin", bytes(range(256)) * 7 + b"changed",
+                            "edit the binary data (a delta)"))
+    (path / "link").symlink_to("src/app.py")
+    git_run(path, "add", "link")
+    shas.append(commit("-m", "add a symbolic link"))
     git_run(path, "rm", "-q", "data.bin")
     shas.append(commit("-m", "delete the binary data"))
     (path / "notes.txt").write_text("notes\n")
@@ -146,7 +152,7 @@ def test_any_event_id_names_the_proposal(cli: Cli, project: Project, series: dic
     root, rev = series["libgit2"][0], series["revision"]
     shown = cli.ok("git", "show", rev[0], *mdir, "--json")
     assert shown["id"] == root and shown["revisions"] == [rev[0]]
-    assert shown["revision"] == rev[0] and len(shown["patches"]) == 14
+    assert shown["revision"] == rev[0] and len(shown["patches"]) == len(series["rev_shas"]) + 1
     assert shown["patches"][0]["cover_letter"] and shown["subject"] == "v2: the series"
     for ident in (rev[4], series["libgit2"][3], nip19.note_encode(rev[0]),
                   nip19.nevent_encode(rev[7], [relay.url]), rev[0][:10]):
@@ -189,3 +195,35 @@ def test_send_in_reply_to_accepts_what_send_printed(cli: Cli, project: Project,
         out = cli.ok("git", "apply", ident, "--branch", f"b-{ident[:6]}", *mdir, "--json")
         assert out["commits"] == [git_run(cdir, "rev-parse", "HEAD")] and out["verified"]
         git_run(project.maintainer, "checkout", "-q", "main")
+
+
+def test_each_oddity_alone(cli: Cli, project: Project, series: dict, relay: ThreadRelay,
+                           people: dict[str, Person]) -> None:
+    """Each commit on its own, as a one-patch proposal in each of the three ways, applied
+    on its parent: a check per (oddity, way), so one failure does not hide the others."""
+    m, c = people["maintainer"], people["contributor"]
+    coord = f"30617:{m.pubkey}:demo"
+    cdir, mdir = project.contributor, ["-C", str(project.maintainer)]
+    git_run(project.maintainer, "fetch", "-q", str(cdir), "feature")  # every parent
+    now = int(time.time()) - 5000
+    results = []
+    for i, sha in enumerate(series["shas"]):
+        what = git_run(cdir, "log", "-1", "--format=%s", sha)
+        ways = {
+            "ngit": foreign.publish_series(relay.url, c.signer, coord, m.pubkey, cdir, [sha],
+                                           created_at=now + 10 * i)[0],
+            "format-patch": foreign.publish_series(relay.url, c.signer, coord, m.pubkey, cdir,
+                                                   [sha], style="format-patch",
+                                                   created_at=now + 10 * i + 1)[0],
+            "send": cli.ok("git", "send", f"{sha}~1..{sha}", "-C", str(cdir), "--key-file",
+                           str(c.key_file), "--relay", relay.url, "--json")["root"],
+        }
+        for way, ident in ways.items():
+            same, why = apply_count(cli, mdir, ident, [sha], f"alone-{i}-{way}")
+            results.append((f"{what} ({way})", same == 1, why))
+            git_run(project.maintainer, "checkout", "-q", "main")
+    failed = [f"{w}: {why}" for w, ok, why in results if not ok]
+    summary = f"interop, one commit at a time: {len(results) - len(failed)}/{len(results)}"
+    if os.environ.get("OA_INTEROP_REPORT"):
+        print("\n".join([summary, *failed]))
+    assert not failed, "\n".join([summary, *failed])
