@@ -40,6 +40,7 @@ from oa_node.plugins.ledger_wallet.service import WalletService  # noqa: E402
 from oa_node.plugins.provider.ledger import open_provider_ledger  # noqa: E402
 from oa_node.sandbox.docker import connect  # noqa: E402
 from oa_node.sandbox.image import build_base_image  # noqa: E402
+from oa_node.wallet import Wallet  # noqa: E402
 
 SCHEMA = "oa.sandbox_run.v1"
 DOC: dict[str, Any] = {
@@ -132,7 +133,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     "jobs_per_sec": round(args.throughput / elapsed, 2),
                     "concurrency": os.cpu_count() or 1}
                 pledger.close()
-            await buyer.node.capability("wallet").close()
+            await buyer.node.capability(Wallet).close()
             await bnode.pool.close()
             buyer.close()
             tg.cancel_scope.cancel()

@@ -9,10 +9,10 @@ in a worker thread) and a buyer checks a result with ``verifier(request, result)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from oa_node.canonical import CanonicalJSONError
 from oa_node.executors.git_fetch import DEFAULT_ALLOWED_SCHEMES, FetchLimits
@@ -23,7 +23,8 @@ from oa_node.sandbox.base import CancelToken, Limits, Sandbox
 
 @dataclass(frozen=True)
 class ExecutorSettings:
-    """The provider's policy, from ``[sandbox]``: caps, schemes, networks, folders."""
+    """A node's execution policy: caps, schemes, networks, folders (the sandbox plugin
+    makes it from ``[sandbox]``; others get it through :class:`Execution`)."""
 
     max_limits: Limits = field(default_factory=lambda: Limits(
         memory_mb=2048, cpus=2.0, pids=512, timeout_secs=600, disk_mb=4096))
@@ -35,33 +36,6 @@ class ExecutorSettings:
     max_fetch_mb: int = 200  # bytes received by one fetch
     max_repo_files: int = 20_000
     index_memory_mb: int = 512  # address space of repo_index's parser process
-
-    @classmethod
-    def from_section(cls, section: Mapping[str, Any] | None, data_dir: Path,
-                     workdir: Path | None = None) -> ExecutorSettings:
-        """Settings from a node's ``[sandbox]`` section (declared by the sandbox plugin;
-        read here so the provider and the buyer's audits share one reading of it).
-        ``workdir`` overrides the section's folder for checkouts."""
-        if not section:
-            return cls(workdir=workdir or data_dir / "sandbox-jobs")
-        s = section
-        if workdir is None:
-            workdir = Path(s["workdir"]).expanduser()
-            workdir = workdir if workdir.is_absolute() else data_dir / workdir
-        return cls(
-            max_limits=Limits(memory_mb=s["max_memory_mb"], cpus=s["max_cpus"],
-                              pids=s["max_pids"], timeout_secs=s["max_timeout_secs"],
-                              disk_mb=s["max_disk_mb"], preview_bytes=s["output_preview_bytes"],
-                              max_artifact_bytes=s["max_artifact_mb"] << 20),
-            allowed_url_schemes=tuple(s["allowed_url_schemes"]),
-            allowed_network_policies=tuple(s["allowed_network_policies"]),
-            workdir=workdir,
-            fetch_timeout_secs=float(s["fetch_timeout_secs"]),
-            max_repo_mb=int(s.get("max_repo_mb", cls.max_repo_mb)),
-            max_fetch_mb=int(s.get("max_fetch_mb", cls.max_fetch_mb)),
-            max_repo_files=int(s.get("max_repo_files", cls.max_repo_files)),
-            index_memory_mb=int(s.get("index_memory_mb", cls.index_memory_mb)),
-        )
 
     def fetch_limits(self, disk_mb: int | None = None) -> FetchLimits:
         """The caps of one repository fetch (checkout size also within ``disk_mb``)."""
@@ -79,6 +53,22 @@ class ExecutorSettings:
             disk_mb=min(disk_mb, m.disk_mb), preview_bytes=m.preview_bytes,
             max_artifact_bytes=m.max_artifact_bytes,
         )
+
+
+@runtime_checkable
+class Execution(Protocol):
+    """How this node runs jobs: ``node.capability(Execution)``, provided by the sandbox
+    plugin (absent when it is disabled). The provider and the buyer's audits use it rather
+    than reading another plugin's config section."""
+
+    def executor_settings(self, workdir: Path | None = None) -> ExecutorSettings:
+        """The node's execution policy; ``workdir`` overrides the folder for checkouts."""
+        ...
+
+    def sandbox(self) -> Sandbox:
+        """The sandbox jobs run in (one per node, closed when the node stops); raises
+        ``SandboxError`` when it cannot be reached."""
+        ...
 
 
 @dataclass

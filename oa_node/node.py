@@ -12,7 +12,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("oa_node")
 
 ServiceFn = Callable[["Node"], Awaitable[None]]
+C = TypeVar("C")
 
 DEFAULT_DATA_DIR = "~/.oa-node"
 
@@ -62,6 +63,10 @@ def core_sections() -> list[Section]:
     ]
 
 
+def _describe(kind: type, name: str) -> str:
+    return f"{kind.__name__}" + (f" {name!r}" if name else "")
+
+
 @dataclass
 class Service:
     name: str
@@ -78,7 +83,7 @@ class Node:
         self._signer = signer
         self._pool: RelayPool | None = None
         self.services: list[Service] = []
-        self._capabilities: dict[str, Any] = {}
+        self._capabilities: dict[tuple[type, str], Any] = {}
         self._stop_event: anyio.Event | None = None
 
     # --- identity -------------------------------------------------------------------
@@ -124,16 +129,26 @@ class Node:
 
     # --- capabilities: how plugins offer each other things without importing each other --
 
-    def provide(self, name: str, obj: Any) -> None:
-        """Offer ``obj`` under a well-known ``name`` (its interface is documented in core,
-        e.g. ``oa_node.wallet.Wallet`` for ``"wallet"``)."""
-        if name in self._capabilities:
-            raise ValueError(f"capability {name!r} provided twice")
-        self._capabilities[name] = obj
+    def provide(self, kind: type[C], obj: C, name: str = "") -> None:
+        """Offer ``obj`` as a ``kind``: a Protocol defined in core (``Wallet``, ``Zapper``,
+        ``Trajectories``, ``AgentState``, ``AgentRunner``, ``Execution``...); ``name`` tells
+        several of a kind apart (wallet accounts). A runtime-checkable ``kind`` is checked."""
+        if not isinstance(kind, type):
+            raise TypeError(f"capabilities are keyed by the Protocol they provide, not "
+                            f"{kind!r} (e.g. node.provide(Wallet, wallet))")
+        if getattr(kind, "_is_runtime_protocol", False) and not isinstance(obj, kind):
+            raise TypeError(f"{type(obj).__name__} does not provide {kind.__name__}")
+        key = (kind, name)
+        if key in self._capabilities:
+            raise ValueError(f"capability {_describe(kind, name)} provided twice")
+        self._capabilities[key] = obj
 
-    def capability(self, name: str) -> Any | None:
-        """What another plugin provided under ``name``, or ``None`` when absent."""
-        return self._capabilities.get(name)
+    def capability(self, kind: type[C], name: str = "") -> C | None:
+        """What a plugin provided as ``kind`` (under ``name``), or ``None`` when absent."""
+        if not isinstance(kind, type):
+            raise TypeError(f"capabilities are keyed by the Protocol they provide, not "
+                            f"{kind!r} (e.g. node.capability(Wallet))")
+        return self._capabilities.get((kind, name))  # type: ignore[no-any-return]
 
     # --- services -------------------------------------------------------------------
 

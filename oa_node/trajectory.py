@@ -1,10 +1,10 @@
-"""The ``"trajectory"`` capability: record what an agent does as a NIP-SA trajectory, and
+"""The :class:`Trajectories` capability: record what an agent does as a NIP-SA trajectory, and
 read one back from relays.
 
 A plugin that does work others may want to audit (the provider running a job, GitAfter
 sending a patch) records it without importing the plugin that implements recording::
 
-    traj = node.capability("trajectory")          # a Trajectories, or None
+    traj = node.capability(Trajectories)          # or None
     rec = await traj.start(participants=[buyer], repo=url, sha=commit)
     await rec.record("tool_start", {"tool": "docker", "cmd": "pytest"})
     ...
@@ -29,9 +29,6 @@ from oa_node.nostr.nipsa.trajectory import TrajectoryReport, session_coordinate,
 
 if TYPE_CHECKING:
     from oa_node.client import RelayPool
-
-CAPABILITY = "trajectory"
-
 
 class TrajectoryError(UserError):
     """A trajectory that cannot be recorded (no relay took an event) or read."""
@@ -97,7 +94,7 @@ class TrajectoryRecorder(Protocol):
 
 @runtime_checkable
 class Trajectories(Protocol):
-    """What ``node.capability("trajectory")`` returns."""
+    """What ``node.capability(Trajectories)`` returns (the ``nipsa`` plugin's recorder)."""
 
     async def start(
         self, *, participants: Iterable[str] = (), repo: str | None = None,

@@ -1,16 +1,17 @@
-"""The ``wallet`` and ``zap`` capabilities: what a plugin may ask of the node's money.
+"""The :class:`Wallet` and :class:`Zapper` capabilities: what a plugin may ask of the
+node's money.
 
-A plugin finds the configured wallet with ``node.capability("wallet")`` (a :class:`Wallet`,
-today an NWC client provided by the ``nwc`` plugin) and the zapper with
-``node.capability("zap")`` (a :class:`Zapper`, from the ``zaps`` plugin). Both are plain
-Protocols so the marketplace, GitAfter bounties and tests depend on this module only.
+A plugin finds the configured wallet with ``node.capability(Wallet)`` (today an NWC client
+provided by the ``nwc`` plugin) and the zapper with ``node.capability(Zapper)`` (from the
+``zaps`` plugin). Both are plain Protocols so the marketplace, GitAfter bounties and tests
+depend on this module only.
 
-Capability names: ``"wallet"`` is the node's default wallet; ``"wallet:<name>"`` is the
-named account ``<name>`` (``[wallet.accounts]`` in the ``nwc`` plugin), also a
-:class:`Wallet`. Accounts let one node run roles that must not pay themselves (a provider
-earning into one account, a buyer spending from another); a role chooses with its own
-``wallet_account`` key (``""`` = ``"wallet"``) and treats a named account that is absent as
-a config error, never as "no wallet".
+``node.capability(Wallet)`` is the node's default wallet; ``node.capability(Wallet, name)``
+is the named account ``name`` (``[wallet.accounts]`` in the ``nwc`` plugin). Accounts let
+one node run roles that must not pay themselves (a provider earning into one account, a
+buyer spending from another); a role chooses with its own ``wallet_account`` key (``""`` =
+the default wallet) and treats a named account that is absent as a config error, never as
+"no wallet".
 
 Every failure is a :class:`WalletError` whose ``code`` is a NIP-47 error code (or one of the
 local codes below), so a caller can branch on ``exc.code`` whatever wallet sits behind it.
@@ -213,7 +214,7 @@ class ZapResult:
 
 @runtime_checkable
 class Zapper(Protocol):
-    """Send NIP-57 zaps through the node's wallet (``node.capability("zap")``)."""
+    """Send NIP-57 zaps through the node's wallet (``node.capability(Zapper)``)."""
 
     async def zap(
         self,
@@ -239,13 +240,13 @@ class ZapError(UserError):
 
 
 def wallet_for(node: Node, account: str, key: str) -> Any | None:
-    """The wallet a role uses: the default ``"wallet"`` capability, or ``wallet:<account>``
-    when the role's config names an account. ``None`` when the node has no default wallet;
-    a named account the node does not provide is a config error naming ``key`` (so it is
-    found at start, not at payment time)."""
+    """The wallet a role uses: the node's default :class:`Wallet`, or the one named
+    ``account`` when the role's config names an account. ``None`` when the node has no
+    default wallet; a named account the node does not provide is a config error naming
+    ``key`` (so it is found at start, not at payment time)."""
     from oa_node.config import ConfigError
 
-    wallet = node.capability(f"wallet:{account}" if account else "wallet")
+    wallet = node.capability(Wallet, account)
     if wallet is None and account:
         raise ConfigError(node.config.path, key, f"no wallet account {account!r} on this "
                           "node (add it to [wallet.accounts])")

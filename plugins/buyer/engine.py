@@ -25,7 +25,7 @@ import anyio
 
 from oa_node.canonical import canonical_json
 from oa_node.errors import UserError
-from oa_node.executors.jobtype import ExecContext, ExecutorSettings, JobType
+from oa_node.executors.jobtype import ExecContext, Execution, ExecutorSettings, JobType
 from oa_node.executors.schema import SchemaError
 from oa_node.ledger import Record, StateLedger, TransitionError
 from oa_node.nostr import bolt11, kinds, nip90
@@ -540,17 +540,17 @@ class Buyer:
         once it did, never when it starts."""
         return rec.data.get("audit_digest") is not None or bool(rec.data.get("audit_unavailable"))
 
+    def _execution(self) -> Execution:
+        execution = self.node.capability(Execution)
+        if execution is None:
+            raise UserError("no sandbox on this node (the sandbox plugin is disabled)")
+        return execution
+
     def _make_sandbox(self) -> Any:
-        backend = (self.node.config.get("sandbox") or {}).get("backend", "docker")
-        factories: dict[str, Any] = self.node.plugins.registries.sandboxes()
-        if backend not in factories:
-            raise UserError(f"no {backend!r} sandbox backend registered")
-        return factories[backend](self.node.config)
+        return self._execution().sandbox()
 
     def _exec_settings(self) -> ExecutorSettings:
-        return ExecutorSettings.from_section(self.node.config.get("sandbox"),
-                                             self.node.data_dir,
-                                             workdir=self.node.data_dir / "audit-jobs")
+        return self._execution().executor_settings(workdir=self.node.data_dir / "audit-jobs")
 
     # --- paying ---------------------------------------------------------------------------
 

@@ -43,6 +43,8 @@ from oa_node.plugins.gitafter import gitops, nip34
 from oa_node.plugins.gitafter.nip34 import Proposal, RepoRef, TrajectoryRef, short
 from oa_node.plugins.gitafter.remote import GitAfterRemote
 from oa_node.signer import LocalSigner, Signer
+from oa_node.trajectory import Trajectories
+from oa_node.wallet import Wallet, Zapper
 
 if TYPE_CHECKING:
     from oa_node.client import RelayPool
@@ -437,17 +439,17 @@ def state(
 async def _trajectory_ref(ctx: Context, remote: GitAfterRemote, session: str | None,
                           relay: str | None, digest: str | None) -> TrajectoryRef | None:
     """The trajectory tags for ``send``: the hash given, else computed from relays through
-    the NIP-SA plugin's ``trajectory`` capability."""
+    the NIP-SA plugin's :class:`~oa_node.trajectory.Trajectories` capability."""
     if session is None:
         if digest or relay:
             raise UserError("--trajectory-hash/--trajectory-relay need --trajectory SESSION")
         return None
     if digest is not None:
         return TrajectoryRef(session, relay or "", nip34.check_trajectory_hash(digest))
-    cap = ctx.node.capability("trajectory")
+    cap = ctx.node.capability(Trajectories)
     if cap is None:
         raise UserError("computing a trajectory's hash needs the NIP-SA plugin "
-                        "(node.capability('trajectory')): enable it in the config, or pass "
+                        "(node.capability(Trajectories)): enable it in the config, or pass "
                         "--trajectory-hash SHA256")
     try:
         report = await cap.read(session, expected_hash=None, timeout=remote.timeout)
@@ -1289,7 +1291,7 @@ def issue_bounty(
     if ctx.config_path is None:
         raise UserError("a bounty is paid from the node's wallet: pass --config with the "
                         "zaps plugin and a wallet configured")
-    zapper = ctx.node.capability("zap")
+    zapper = ctx.node.capability(Zapper)
     if zapper is None:
         raise UserError("no zapper: the zaps plugin is not loaded or has no wallet configured "
                         "(configure a wallet, e.g. an NWC connection, in the node config)")
@@ -1320,7 +1322,7 @@ def issue_bounty(
 async def _close_node_io(ctx: Context) -> None:
     """The zapper used the node's pool and wallet outside a running node: close them."""
     with anyio.CancelScope(shield=True):
-        wallet = ctx.node.capability("wallet")
+        wallet = ctx.node.capability(Wallet)
         close = getattr(wallet, "close", None)
         if close is not None:
             await close()

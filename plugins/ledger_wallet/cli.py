@@ -66,10 +66,16 @@ def _uri(node: Any, conn: Any, secret: bytes, relays: list[str] | None) -> str:
 
 
 def _node_wallet(node: Any) -> Any:
-    if node.config["wallet"]["backend"] == "none":
+    """The node's own default wallet, as the wallet plugins offer it to every role
+    (``node.capability(Wallet)``, provided when the node's services are collected)."""
+    from oa_node.wallet import Wallet
+
+    node.collect_services()
+    wallet = node.capability(Wallet)
+    if wallet is None:
         raise UserError('no wallet configured: set [wallet] backend = "nwc" (or use -n NAME for'
                         " a ledger connection)")
-    return node.plugins.registries.wallets()[node.config["wallet"]["backend"]](node)
+    return wallet
 
 
 def _run_wallet(node: Any, fn: Any) -> Any:

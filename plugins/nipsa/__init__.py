@@ -3,9 +3,9 @@ trajectories.
 
 Capabilities this plugin provides on every node, enabled or not:
 
-- ``"trajectory"``: :class:`oa_node.trajectory.Trajectories` (record and read sessions);
-- ``"agent_state"``: :class:`oa_node.plugins.nipsa.state.AgentStateStore` (load, decrypt,
-  compare-and-set update of the 39201 state).
+- :class:`oa_node.trajectory.Trajectories` (record and read sessions);
+- :class:`oa_node.agent.AgentState` (load, decrypt, compare-and-set update of the 39201
+  state), and once the agent runs, :class:`oa_node.agent.AgentRunner` (its tick runner).
 
 With ``[nipsa] enabled = true`` the ``nipsa`` service publishes the profile and schedule on
 start and runs the tick runner; other plugins decide what a tick does through the
@@ -33,16 +33,17 @@ def register_config(register: Callable[..., None]) -> None:
 
 @hookimpl
 def register_services(node: Node, register: Callable[..., None]) -> None:
+    from oa_node.agent import AgentState
     from oa_node.plugins.nipsa.recorder import NodeTrajectories
     from oa_node.plugins.nipsa.state import AgentStateStore
-    from oa_node.trajectory import CAPABILITY
+    from oa_node.trajectory import Trajectories
 
     settings = NipsaSettings.from_config(node.config.get("nipsa"))
     pool: Callable[[], Any] = lambda: node.pool  # noqa: E731 - resolved on first use
     signer: Callable[[], Any] = lambda: node.signer  # noqa: E731
-    node.provide(CAPABILITY, NodeTrajectories(pool, signer, settings.publish_timeout))
+    node.provide(Trajectories, NodeTrajectories(pool, signer, settings.publish_timeout))
     state = AgentStateStore(pool, signer, settings.publish_timeout)
-    node.provide("agent_state", state)
+    node.provide(AgentState, state)
     if settings.enabled:
         from oa_node.plugins.nipsa.agent import run_agent
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from oa_node.agent import AgentRunner
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
 from oa_node.nostr.kinds import AGENT_GOALS, AGENT_PROFILE, AGENT_SCHEDULE
@@ -102,7 +103,7 @@ async def run_agent(node: Any, settings: NipsaSettings, state: AgentStateStore) 
         node, state, handlers, heartbeat=schedule.heartbeat, triggers=schedule.triggers,
         handler_timeout=settings.handler_timeout, publish_timeout=settings.publish_timeout,
         tick_ttl=settings.tick_ttl)
-    node.nipsa_runner = runner  # for embedding and tests: the live runner
+    node.provide(AgentRunner, runner)  # for embedding and tests: the live runner
     async with anyio.create_task_group() as tg:
         if pending:
             tg.start_soon(republish, pool, signer, pending, settings.publish_timeout)

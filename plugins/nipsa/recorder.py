@@ -1,4 +1,4 @@
-"""The recorder behind ``node.capability("trajectory")``: sign and publish each trajectory
+"""The recorder behind ``node.capability(Trajectories)``: sign and publish each trajectory
 event as it happens, in order, and close the session with its hash.
 
 Event ``seq`` is assigned and the chain (``e`` reply to the previous id) is built under one
@@ -148,7 +148,7 @@ def _reasons(results: Mapping[str, tuple[bool, str]]) -> str:
 
 
 class NodeTrajectories:
-    """``node.capability("trajectory")`` (implements :class:`oa_node.trajectory.Trajectories`).
+    """``node.capability(Trajectories)`` (implements :class:`oa_node.trajectory.Trajectories`).
 
     Takes callables for the pool and signer so building it never opens connections or reads
     the key file (``lambda: node.pool``); they are resolved on first use."""

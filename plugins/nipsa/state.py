@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from oa_node.agent import StateSnapshot
 from oa_node.errors import UserError
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event
@@ -31,9 +31,6 @@ from oa_node.nostr.nipsa.state import choose_state, state_template
 if TYPE_CHECKING:
     from oa_node.client import RelayPool
     from oa_node.signer import Signer
-
-CAPABILITY = "agent_state"
-
 
 class StateError(UserError):
     """State that cannot be read (undecryptable, not JSON) or written (no relay took it)."""
@@ -49,17 +46,9 @@ class StaleStateError(StateError):
                          f"relays hold {current} (load, merge and retry)")
 
 
-@dataclass(frozen=True)
-class StateSnapshot:
-    """Decrypted state: ``version`` 0 and ``{}`` when the agent has none yet."""
-
-    version: int
-    data: dict[str, Any]
-    event: Event | None = None
-
-
 class AgentStateStore:
-    """Load, decrypt and update the agent's state; ``node.capability("agent_state")``."""
+    """Load, decrypt and update the agent's state; ``node.capability(AgentState)``
+    (:class:`oa_node.agent.AgentState`)."""
 
     def __init__(self, pool: Callable[[], RelayPool], signer: Callable[[], Signer],
                  publish_timeout: float = 10.0, query_timeout: float = 10.0) -> None:

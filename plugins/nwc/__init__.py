@@ -1,11 +1,11 @@
 """The ``nwc`` plugin: the node's wallet is any NIP-47 wallet, reached by its URI.
 
 ``[wallet] backend = "nwc"`` with ``uri`` (or ``uri_file``, safer: keep the secret out of
-the config) makes the node provide ``node.capability("wallet")``, an
+the config) makes the node provide ``node.capability(Wallet)``, an
 :class:`~oa_node.wallet.Wallet` other plugins (marketplace buyer/provider, zaps) use.
 
 ``[wallet.accounts]`` adds named NWC connections (``name = "nostr+walletconnect://..."`` or
-``name = { uri_file = "..." }``), each provided as ``node.capability(f"wallet:{name}")``,
+``name = { uri_file = "..." }``), each provided as ``node.capability(Wallet, name)``,
 so one node can keep apart the money of roles that must not pay themselves (one earning,
 one spending from the same wallet service). Accounts are NWC whatever ``backend`` says.
 This plugin knows no roles: a role picks its account with a key in its own section.
@@ -55,8 +55,8 @@ def register_config(register: Callable[..., None]) -> None:
                 check=positive),
             Key("accounts", dict, None,
                 "Named NWC connections besides the default one, offered to other plugins as "
-                'capability "wallet:<name>"\n(a role picks one with its own `wallet_account` '
-                'key), e.g. a [wallet.accounts] table with\nspend = "nostr+walletconnect://..."'
+                'the Wallet capability named "<name>"\n(a role picks one with its own '
+                '`wallet_account` key), e.g. a [wallet.accounts] table with\nspend = "nostr+walletconnect://..."'
                 ' or spend = { uri_file = "spend.uri" }.\nAlways NWC, whatever `backend` says; '
                 "same timeouts as the default wallet.",
                 optional=True, secret=True),
@@ -110,7 +110,7 @@ def _uri_file_problem(key: str, path: Path) -> Iterator[tuple[str, str]]:
         yield key, f"{path}: {message}"
 
 
-#: account names become capability names ("wallet:<name>") and config keys
+#: account names name Wallet capabilities (node.capability(Wallet, name)) and config keys
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -181,35 +181,37 @@ def register_wallets(register: Callable[..., None]) -> None:
 def register_services(node: Node, register: Callable[..., None]) -> None:
     cfg = node.config["wallet"]
     backend = cfg["backend"]
-    wallets: dict[str, object] = {}
+    from oa_node.wallet import Wallet
+
+    wallets: dict[str, Any] = {}  # account name ("" = the default wallet) -> wallet
     if backend != "none":
         factories = node.plugins.registries.wallets()
         if backend not in factories:
             raise UserError(f"[wallet] backend = {backend!r}: no such wallet backend")
-        wallets["wallet"] = factories[backend](node)  # type: ignore[operator]
+        wallets[""] = factories[backend](node)  # type: ignore[operator]
     if cfg.get("accounts"):
         from .client import NWCWallet
 
         for name, uri in read_accounts(node).items():
-            wallets[f"wallet:{name}"] = NWCWallet(uri, timeout=cfg["timeout"],
-                                                  info_timeout=cfg["info_timeout"])
+            wallets[name] = NWCWallet(uri, timeout=cfg["timeout"],
+                                      info_timeout=cfg["info_timeout"])
     if not wallets:
         return
-    for capability, wallet in wallets.items():
-        node.provide(capability, wallet)
+    for name, wallet in wallets.items():
+        node.provide(Wallet, wallet, name)
 
     async def keep_wallet(node: Node) -> None:
         try:
             await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
-                for capability, wallet in wallets.items():
+                for name, wallet in wallets.items():
                     close = getattr(wallet, "close", None)
                     if close is None:
                         continue
                     try:
                         await close()
                     except Exception:  # one stuck connection must not keep the others open
-                        log.exception("closing %s", capability)
+                        log.exception("closing wallet %s", name or "(default)")
 
     register("wallet", keep_wallet)

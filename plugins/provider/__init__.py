@@ -1,10 +1,11 @@
 """The compute provider ("Pylon"): takes NIP-90 jobs from the node's relays, runs them in the
 sandbox, and answers with a result carrying an invoice that the buyer pays after verifying.
 
-Hooks: ``[provider]`` config and, when ``enabled``, the ``provider`` service. Job types and
-sandbox backends come from the registries (the sandbox plugin fills them); the wallet and
-the trajectory recorder are optional capabilities (``node.capability("wallet")``, or
-``"wallet:<name>"`` with ``wallet_account``, and ``node.capability("trajectory")``).
+Hooks: ``[provider]`` config and, when ``enabled``, the ``provider`` service. Job types come
+from the registry; the sandbox and its policy from the sandbox plugin's
+``node.capability(Execution)``; the wallet and the trajectory recorder are optional
+capabilities (``node.capability(Wallet)``, or ``node.capability(Wallet, name)`` with
+``wallet_account``, and ``node.capability(Trajectories)``).
 
 Encrypted requests are never recorded as trajectories (public events that would name the
 buyer, the repository and the request), and feedback on them carries only fixed words in

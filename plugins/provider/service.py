@@ -35,7 +35,7 @@ import anyio
 
 from oa_node.canonical import CanonicalJSONError, canonical_json, loads
 from oa_node.errors import UserError
-from oa_node.executors.jobtype import ExecContext, JobType
+from oa_node.executors.jobtype import ExecContext, Execution, JobType
 from oa_node.executors.schema import SchemaError
 from oa_node.files import private_dir
 from oa_node.ledger import Record, StateLedger, TransitionError
@@ -43,8 +43,9 @@ from oa_node.nostr import kinds, nip90
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
 from oa_node.plugins.provider.ledger import open_provider_ledger
-from oa_node.plugins.provider.settings import ProviderSettings, executor_settings
+from oa_node.plugins.provider.settings import ProviderSettings
 from oa_node.sandbox.base import CancelToken
+from oa_node.trajectory import Trajectories
 from oa_node.wallet import WalletError
 
 if TYPE_CHECKING:
@@ -178,8 +179,12 @@ class Provider:
             raise UserError("[provider] serves no registered job type (check [provider] "
                             "schemas and that the sandbox plugin is loaded)")
         private_dir(node.data_dir)
-        self.exec_settings = executor_settings(node.config, node.data_dir)
-        self.sandbox = await anyio.to_thread.run_sync(self._make_sandbox)
+        execution = node.capability(Execution)
+        if execution is None:
+            raise UserError("[provider] needs a sandbox to run jobs, and the sandbox plugin "
+                            "is disabled")
+        self.exec_settings = execution.executor_settings()
+        self.sandbox = await anyio.to_thread.run_sync(execution.sandbox)
         self.ledger = open_provider_ledger(node.data_dir)
         try:
             async with anyio.create_task_group() as tg:
@@ -197,14 +202,6 @@ class Provider:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._shutdown()
-
-    def _make_sandbox(self) -> Sandbox:
-        backend = (self.node.config.get("sandbox") or {}).get("backend", "docker")
-        factories = self.node.plugins.registries.sandboxes()
-        if backend not in factories:
-            raise UserError(f"[provider] needs the {backend!r} sandbox backend, which no plugin "
-                            "registered (is the sandbox plugin disabled?)")
-        return factories[backend](self.node.config)  # type: ignore[operator,no-any-return]
 
     async def _shutdown(self) -> None:
         for token in self._running.values():
@@ -511,7 +508,8 @@ class Provider:
     # --- trajectories (optional) ------------------------------------------------------------
 
     async def _start_trajectory(self, job: nip90.JobRequest, model: Any) -> Any:
-        traj = self.node.capability("trajectory") if self.settings.record_trajectories else None
+        traj = (self.node.capability(Trajectories) if self.settings.record_trajectories
+                else None)
         if traj is None or job.encrypted:  # see the module docstring: nothing in clear
             return None
         repo = getattr(getattr(model, "repo", None), "source", None) or getattr(

@@ -1,17 +1,15 @@
 """``[provider]``: what the provider ("Pylon") serves, at what price, and how much at once.
 
-Sandbox limits are not repeated here: they come from ``[sandbox]`` (the provider's caps on
-every request), read through :func:`executor_settings`.
+Sandbox limits are not repeated here: they are the sandbox plugin's (the provider's caps on
+every request), offered as ``node.capability(Execution)``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oa_node.config import Config, Section, non_negative, positive
-from oa_node.executors.jobtype import ExecutorSettings
+from oa_node.config import Section, non_negative, positive
 from oa_node.settings import Settings, setting
 from oa_node.wallet import wallet_for
 
@@ -76,8 +74,3 @@ class ProviderSettings(
 
 def provider_section() -> Section:
     return ProviderSettings.section()
-
-
-def executor_settings(config: Config, data_dir: Path) -> ExecutorSettings:
-    """The provider's policy from ``[sandbox]`` (its caps, schemes, networks, workdir)."""
-    return ExecutorSettings.from_section(config.get("sandbox"), data_dir)

@@ -1,6 +1,8 @@
 """The built-in sandbox plugin: the Docker backend and ``oa-node sandbox``.
 
-Hooks: ``[sandbox]`` config, the ``docker`` sandbox factory and the ``sandbox`` CLI sub-app.
+Hooks: ``[sandbox]`` config, the ``docker`` sandbox factory, the ``sandbox`` CLI sub-app,
+and the :class:`~oa_node.executors.jobtype.Execution` capability (the execution policy and
+the sandbox) through which the provider and the buyer's audits run jobs.
 The job types it runs (``oa.sandbox_run.v1``, ``oa.repo_index.v1``) are the core's own
 registration (``oa_node.executors.builtin``), known with or without this plugin. Heavy
 imports (docker, GitPython) happen only when a hook is used.
@@ -38,6 +40,10 @@ def register_sandboxes(register: Callable[..., None]) -> None:
 
 @hookimpl
 def register_services(node: Node, register: Callable[..., None]) -> None:
+    from oa_node.executors.jobtype import Execution
+    from oa_node.plugins.sandbox.config import NodeExecution
+
+    node.provide(Execution, NodeExecution(node))
     register("sandbox-janitor", _janitor)
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oa_node.config import Config, Section, positive
 from oa_node.executors.jobtype import ExecutorSettings
 from oa_node.gitsafe import SCHEMES
 from oa_node.sandbox.base import Limits, Sandbox, SandboxError
 from oa_node.settings import Settings, setting
+
+if TYPE_CHECKING:
+    from oa_node.node import Node
 
 
 def _digest_or_empty(value: str) -> None:
@@ -125,3 +128,22 @@ def _new_sandbox(config: Config | dict[str, Any]) -> Sandbox:
     namespace = hashlib.sha256(where.encode()).hexdigest()[:12]
     return DockerSandbox(default_image=s.get("image", ""), namespace=namespace,
                          base_url=s.get("docker_host") or None)
+
+
+class NodeExecution:
+    """The :class:`~oa_node.executors.jobtype.Execution` capability this plugin provides:
+    ``[sandbox]`` read here, the sandbox from the configured backend's factory."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self.settings = SandboxSettings.from_section(node.config["sandbox"])
+
+    def executor_settings(self, workdir: Path | None = None) -> ExecutorSettings:
+        return self.settings.executor_settings(self._node.data_dir, workdir)
+
+    def sandbox(self) -> Sandbox:
+        backend = self.settings.backend
+        factories: dict[str, Any] = self._node.plugins.registries.sandboxes()
+        if backend not in factories:
+            raise SandboxError(f"no {backend!r} sandbox backend registered")
+        return factories[backend](self._node.config)  # type: ignore[no-any-return]

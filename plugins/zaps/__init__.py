@@ -1,9 +1,9 @@
 """The ``zaps`` plugin (NIP-57): an LNURL-pay endpoint with zap receipts, and zapping others.
 
 Receiving (``[zaps] enabled``): the node serves ``/.well-known/lnurlp/<name>`` over HTTP,
-invoices zap requests through the node's wallet (``node.capability("wallet")``) and
+invoices zap requests through the node's wallet (``node.capability(Wallet)``) and
 publishes a 9735 receipt, signed by the node's key (its ``nostrPubkey``), once paid.
-Sending: ``node.capability("zap")`` is a :class:`oa_node.wallet.Zapper`, and
+Sending: ``node.capability(Zapper)`` is an :class:`oa_node.wallet.Zapper`, and
 ``oa-node zap NPUB|NOTE|NEVENT SATS`` zaps from the command line.
 """
 
@@ -75,7 +75,9 @@ def register_config(register: Callable[..., None]) -> None:
 
 
 def _wallet_lookup(node: Node) -> Callable[[], Any]:
-    return lambda: node.capability("wallet")
+    from oa_node.wallet import Wallet
+
+    return lambda: node.capability(Wallet)
 
 
 def make_zapper(node: Node) -> Any:
@@ -104,7 +106,9 @@ def _users(node: Node) -> dict[str, str]:
 
 @hookimpl
 def register_services(node: Node, register: Callable[..., None]) -> None:
-    node.provide("zap", _LazyZapper(node))
+    from oa_node.wallet import Zapper
+
+    node.provide(Zapper, _LazyZapper(node))
     cfg = node.config["zaps"]
     if not cfg["enabled"]:
         return
@@ -146,7 +150,7 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
             """Wallet notifications make a paid zap's receipt go out at once."""
             delay = 1.0
             while True:
-                wallet = node.capability("wallet")
+                wallet = _wallet_lookup(node)()
                 try:
                     await lnurl.listen(wallet, lambda: wake[0].set())
                 except Exception as exc:  # a wallet or relay hiccup: listen again later
@@ -173,7 +177,8 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
 
 
 class _LazyZapper:
-    """The ``zap`` capability; builds the zapper on first use (the pool opens lazily)."""
+    """The :class:`~oa_node.wallet.Zapper` capability; builds the zapper on first use (the
+    pool opens lazily)."""
 
     def __init__(self, node: Node) -> None:
         self._node = node

@@ -32,11 +32,12 @@ def register(app: typer.Typer) -> None:
         from oa_node.cli import default_config_path
         from oa_node.errors import UserError
         from oa_node.node import build_node
+        from oa_node.wallet import Wallet, Zapper
 
         if sats <= 0:
             raise UserError("SATS must be a positive number")
         node = build_node(default_config_path(config))
-        zapper = node.capability("zap")
+        zapper = node.capability(Zapper)
         if zapper is None:
             raise UserError("the zaps plugin is disabled")
 
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
                 return await zapper.zap(target, sats * 1000, comment, relay, wait)
             finally:
                 await node.pool.close()
-                wallet = node.capability("wallet")
+                wallet = node.capability(Wallet)
                 if wallet is not None and hasattr(wallet, "close"):
                     await wallet.close()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 
 from oa_node.node import build_node
+from oa_node.trajectory import Trajectories
 from tests.gitafter.conftest import Cli, Person, Project, ThreadRelay, commit_file
 from tests.gitafter.test_flow import announce
 
@@ -16,7 +17,7 @@ def record_session(cfg: Path) -> tuple[str, str]:
     """An agent's work session recorded on the relay through the node's "trajectory"
     capability (the NIP-SA plugin), as a provider or agent would."""
     node = build_node(cfg)
-    traj = node.capability("trajectory")
+    traj = node.capability(Trajectories)
     assert traj is not None, "the NIP-SA plugin provides the trajectory capability"
 
     async def main() -> tuple[str, str]:

@@ -19,6 +19,7 @@ from oa_node.nostr.event import Event
 from oa_node.plugins.buyer.cli import _with_reputation
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.provider.ledger import open_provider_ledger
+from oa_node.wallet import Wallet
 from tests.marketplace.conftest import balance
 from tests.marketplace.rogue import Rogue, forged_success, labels_on, sealed, zero_work
 from tests.marketplace.test_e2e import PRICE, World, close, follow, sandbox_doc
@@ -86,7 +87,7 @@ async def test_no_work_is_never_paid(world: World, tmp_path: Path, forge: Any) -
         rec = await follow(buyer, job, timeout=60)
         assert rec.state == "rejected", rec.data
         assert rec.data["verdicts"] == {result.id: "fail"}
-        assert buyer.node.capability("wallet").pay_calls == []
+        assert buyer.node.capability(Wallet).pay_calls == []
         assert await labels_on(world.relay, [result.id]) == [("fail", result.id, rogue.pubkey)]
     finally:
         await close(buyer)
@@ -124,7 +125,7 @@ async def test_a_refused_request_is_an_error_feedback_never_a_result(
                 feedback = await pool.query({"kinds": [kinds.JOB_FEEDBACK], "#e": [job]}, 5)
             assert answers == []
             assert [nip90.parse_feedback(f).status for f in feedback] == ["error"]
-            assert buyer.node.capability("wallet").pay_calls == []
+            assert buyer.node.capability(Wallet).pay_calls == []
     finally:
         await close(buyer)
     assert balance(world.ledger, "pylon") == 0
@@ -189,7 +190,7 @@ async def test_a_burst_of_agreeing_results_pays_exactly_k(world: World, tmp_path
         assert rec is not None and rec.state == "paid", rec and rec.data
         assert len(rec.data["payments"]) == k
         assert rec.data["level"] == ("structural" if k == 1 else f"redundant:{k}")
-        assert len(buyer.node.capability("wallet").pay_calls) == k
+        assert len(buyer.node.capability(Wallet).pay_calls) == k
         paid = {p["provider"] for p in rec.data["payments"].values()}
         verdicts = rec.data["verdicts"]
         assert sorted(verdicts.values()).count("pass") == k
@@ -235,7 +236,7 @@ async def test_an_audit_that_cannot_run_is_no_vote(world: World, tmp_path: Path)
         assert rec.data["verdicts"] == {ra.id: "undecided", rb.id: "undecided"}
         assert "scheme" in rec.data["audit_unavailable"]
         assert rec.data.get("audit_digest") is None and not rec.data.get("audited")
-        assert buyer.node.capability("wallet").pay_calls == []
+        assert buyer.node.capability(Wallet).pay_calls == []
         assert await labels_on(world.relay, [ra.id, rb.id]) == []
     finally:
         await close(buyer)
@@ -274,7 +275,7 @@ async def test_a_forged_success_is_caught_by_the_sampled_audit(world: World,
         rec = await follow(buyer, job, timeout=120)
         assert rec.state == "rejected", rec.data
         assert rec.data["level"] == "audited" and rec.data["audit_status"] == "failed"
-        assert buyer.node.capability("wallet").pay_calls == []
+        assert buyer.node.capability(Wallet).pay_calls == []
         assert await labels_with_levels(world.relay, [result.id]) == [("fail", "audited")]
         # caught cheating: not addressed again, its results to open jobs ignored, and
         # `oa-node providers` ranks it last with its record
@@ -324,7 +325,7 @@ async def test_a_forged_index_is_caught_by_the_sampled_audit(world: World,
         assert rec.state == "rejected", rec.data
         assert rec.data["level"] == "audited"
         assert await labels_with_levels(world.relay, [result.id]) == [("fail", "audited")]
-        assert buyer.node.capability("wallet").pay_calls == []
+        assert buyer.node.capability(Wallet).pay_calls == []
     finally:
         await close(buyer)
     assert rogue.balance() == 0
@@ -355,7 +356,7 @@ async def test_overcharge_is_refused_and_labelled_refused_after_the_invoice_chec
         assert labels == [("pass" if paid else "refused", "structural")]
         if not paid:
             assert why in rec.data["refusals"][result.id]
-            assert buyer.node.capability("wallet").pay_calls == []
+            assert buyer.node.capability(Wallet).pay_calls == []
     finally:
         await close(buyer)
     assert rogue.balance() == (asks if paid else 0)

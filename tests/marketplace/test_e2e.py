@@ -19,6 +19,7 @@ from oa_node.plugins.buyer.settings import BuyerSettings
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.provider.ledger import open_provider_ledger
 from oa_node.sandbox.docker import LABEL_NAMESPACE
+from oa_node.wallet import Wallet
 from tests.marketplace.conftest import balance, wallet_uri
 from tests.marketplace.world import (
     FAILING,
@@ -62,7 +63,7 @@ class World:
                           provider={"prices": {"oa.sandbox_run.v1": PRICE}, **provider},
                           wallet_uri=uri, extra={"sandbox": sandbox or {}})
         if liar:
-            return build(cfg, plugins=[("liar", LyingSandboxPlugin())], disable=["sandbox"])
+            return build(cfg, plugins=[("liar", LyingSandboxPlugin())])
         return build(cfg)
 
     def buyer(self, name: str = "buyer", deposit: int = 100_000, *, wallet: bool = True,
@@ -87,7 +88,7 @@ async def follow(buyer: Buyer, job_id: str, timeout: float = 120) -> Any:
 
 
 async def close(buyer: Buyer) -> None:
-    wallet = buyer.node.capability("wallet")
+    wallet = buyer.node.capability(Wallet)
     if wallet is not None:
         await wallet.close()
     await buyer.node.pool.close()
@@ -212,7 +213,7 @@ async def test_lying_provider_is_caught_by_redundancy_and_not_paid(world: World,
             Event.from_dict(r["event"])).amount.bolt11  # type: ignore[union-attr]
             for r in rec.data["results"].values()}
         # pay_invoice was called for the honest invoice only, never the liar's
-        assert buyer.node.capability("wallet").pay_calls == [invoices[h]]
+        assert buyer.node.capability(Wallet).pay_calls == [invoices[h]]
         assert rec.state == "paid", rec.data
         by_provider = {r["check"]["provider"]: rid for rid, r in rec.data["results"].items()}
         assert rec.data["verdicts"] == {by_provider[h]: "pass", by_provider[lie]: "fail"}
@@ -253,7 +254,7 @@ async def test_disagreement_without_audit_pays_nobody(world: World, tmp_path: Pa
             assert await pool.query({"kinds": [kinds.LABEL],
                                      "#e": list(rec.data["verdicts"])}, 5) == []
         assert not rec.data.get("payments")
-        assert buyer.node.capability("wallet").pay_calls == []  # never even attempted
+        assert buyer.node.capability(Wallet).pay_calls == []  # never even attempted
     assert balance(world.ledger, "buyer") == 100_000
     assert balance(world.ledger, "liar") == balance(world.ledger, "honest") == 0
     await close(buyer)

@@ -22,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.wait import wait_for, wait_until
+from oa_node.agent import AgentRunner
 from oa_node.client import RelayPool
 from oa_node.nostr import kinds
 from oa_node.nostr.event import Event, EventTemplate
@@ -207,7 +208,7 @@ async def test_schedule_is_republished_when_the_relay_comes_up(tmp_path: Path) -
     try:
         async with running(node):
             # the first tick ran: the schedule already failed
-            await wait_for(lambda: getattr(getattr(node, "nipsa_runner", None), "history", None),
+            await wait_for(lambda: getattr(node.capability(AgentRunner), "history", None),
                            10, "the first tick")
             await anyio.to_thread.run_sync(relay.start)
             async with RelayPool([url]) as reader:

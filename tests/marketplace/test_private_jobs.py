@@ -28,6 +28,7 @@ from oa_node.nostr.event import Event
 from oa_node.plugins.buyer.engine import Buyer
 from oa_node.plugins.buyer.settings import BuyerSettings
 from oa_node.plugins.ledger_wallet.ledger import Ledger
+from oa_node.wallet import Wallet
 from tests.marketplace.conftest import RelayProcess, wallet_uri
 from tests.marketplace.test_e2e import follow, sandbox_doc
 from tests.marketplace.world import (
@@ -99,7 +100,7 @@ async def private_world(tmp_path: Path, image: str) -> AsyncIterator[dict[str, A
                     yield {"relay": relay.url, "spy": spy, "provider": provider,
                            "buyer": buyer, "ledger": ledger}
                 finally:
-                    wallet = bnode.capability("wallet")
+                    wallet = bnode.capability(Wallet)
                     if wallet is not None:
                         await wallet.close()
                     await bnode.pool.close()

@@ -19,6 +19,7 @@ from oa_node.config import ConfigError
 from oa_node.errors import UserError
 from oa_node.node import build_node
 from oa_node.plugins.provider.ledger import open_provider_ledger
+from oa_node.wallet import Wallet
 from tests.marketplace.conftest import free_port
 from tests.marketplace.test_cli import cli, poll, start, stop, wait_port
 from tests.marketplace.world import PASSING, PYTEST, make_repo, write_config
@@ -123,8 +124,8 @@ def test_accounts_are_capabilities_next_to_the_default_wallet(tmp_path: Path) ->
         "buyer": {"enabled": True, "wallet_account": "b"},
     })
     node = build_node(cfg)
-    assert node.capability("wallet") is None  # backend "none": no default, accounts still
-    a, b = node.capability("wallet:a"), node.capability("wallet:b")
+    assert node.capability(Wallet) is None  # backend "none": no default, accounts still
+    a, b = node.capability(Wallet, "a"), node.capability(Wallet, "b")
     assert a is not None and b is not None and a is not b
     assert "71" * 32 not in repr(a)
     # `config check` never prints the account URIs

@@ -28,6 +28,7 @@ from harness.wait import wait_for
 from oa_node.executors.hashing import output_sha256
 from oa_node.hookspecs import hookimpl
 from oa_node.node import Node
+from oa_node.wallet import Wallet
 
 __all__ = ["FAILING", "GIT_ENV", "PASSING", "PYTEST", "LyingSandboxPlugin", "RecordingWallet",
            "RecordingWalletPlugin", "build", "make_repo", "node_config", "running",
@@ -38,21 +39,10 @@ __all__ = ["FAILING", "GIT_ENV", "PASSING", "PYTEST", "LyingSandboxPlugin", "Rec
 
 
 class LyingSandboxPlugin:
-    """Replaces the sandbox plugin (disable "sandbox") with one whose ``oa.sandbox_run.v1``
+    """Replaces the built-in ``oa.sandbox_run.v1`` job type (``replace=True``) with one whose
     executor reports every command as passed, keeping the result internally consistent
-    (hashes recomputed): only a comparison with another run can catch it."""
-
-    @hookimpl
-    def register_config(self, register: Callable[..., None]) -> None:
-        from oa_node.plugins.sandbox.config import sandbox_section
-
-        register(sandbox_section())
-
-    @hookimpl
-    def register_sandboxes(self, register: Callable[..., None]) -> None:
-        from oa_node.plugins.sandbox.config import make_sandbox
-
-        register("docker", make_sandbox)
+    (hashes recomputed): only a comparison with another run can catch it. It runs in the
+    real sandbox the sandbox plugin offers."""
 
     @hookimpl
     def register_job_types(self, register: Callable[..., None]) -> None:
@@ -93,7 +83,7 @@ class RecordingWallet:
 
 
 class RecordingWalletPlugin:
-    """Provides ``node.capability("wallet")`` as a :class:`RecordingWallet` over an NWC URI
+    """Provides ``node.capability(Wallet)`` as a :class:`RecordingWallet` over an NWC URI
     (the node's own ``[wallet]`` stays ``none``)."""
 
     def __init__(self, uri: str) -> None:
@@ -105,4 +95,4 @@ class RecordingWalletPlugin:
         from oa_node.plugins.nwc.client import NWCWallet
 
         self.wallet = RecordingWallet(NWCWallet(self.uri, timeout=10))
-        node.provide("wallet", self.wallet)
+        node.provide(Wallet, self.wallet)

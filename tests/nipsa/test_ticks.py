@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from harness.wait import wait_for
+from oa_node.agent import AgentRunner, AgentState
 from oa_node.client import RelayPool
 from oa_node.hookspecs import hookimpl
 from oa_node.node import Node, build_node
@@ -83,8 +84,8 @@ def make_node(tmp_path: Path, relay_url: str, handlers: Handlers, **nipsa: Any) 
 
 async def test_capabilities_are_provided_without_enabling(tmp_path: Path, relay_url: str) -> None:
     node = make_node(tmp_path, relay_url, Handlers())
-    assert isinstance(node.capability("trajectory"), Trajectories)
-    assert isinstance(node.capability("agent_state"), AgentStateStore)
+    assert isinstance(node.capability(Trajectories), Trajectories)
+    assert isinstance(node.capability(AgentState), AgentStateStore)
     assert "nipsa" not in [s.name for s in node.services]
 
 
@@ -100,7 +101,7 @@ async def test_running_agent_ticks_on_heartbeat_and_mention(tmp_path: Path,
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(partial(node.run, handle_signals=False))
-        await wait_for(lambda: getattr(node, "nipsa_runner", None) is not None
+        await wait_for(lambda: node.capability(AgentRunner) is not None
                        and len(handlers.ticks) >= 1, 20, "the agent's first tick")
         # made now: a mention older than the agent's start is not a trigger, and on a
         # loaded machine the agent may start seconds after the test began
@@ -109,7 +110,8 @@ async def test_running_agent_ticks_on_heartbeat_and_mention(tmp_path: Path,
         async with RelayPool([relay_url]) as outsider:
             await outsider.publish(unrelated, 5)
             await outsider.publish(note, 5)
-        runner = node.nipsa_runner  # type: ignore[attr-defined]
+        runner = node.capability(AgentRunner)
+        assert runner is not None
         await wait_for(lambda: any(r.trigger == "mention" for r in runner.history), 20,
                        "a tick for the mention")
         finished = list(runner.history)
@@ -156,7 +158,7 @@ async def test_slow_handler_times_out_but_runner_goes_on(tmp_path: Path,
                                                          relay_url: str) -> None:
     handlers = Handlers(sleep=5.0)
     node = make_node(tmp_path, relay_url, handlers, handler_timeout=0.3)
-    store = node.capability("agent_state")
+    store = node.capability(AgentState)
     runner = TickRunner(node, store, collect_tick_handlers(node), heartbeat=None, triggers=[],
                         handler_timeout=0.3, publish_timeout=5)
     try:
@@ -206,7 +208,7 @@ class RecordingHandler:
         register("worker", self.work)
 
     async def work(self, node: Node, tick: Tick) -> Any:
-        rec = await node.capability("trajectory").start(tick=tick.tick_id)
+        rec = await node.capability(Trajectories).start(tick=tick.tick_id)
         await rec.record("phase", {"name": "work"})
         await rec.record("tool_start", {"tool": "echo"})
         return TickOutcome(actions=[{"type": "work"}], trajectory=await rec.end())
@@ -215,7 +217,7 @@ class RecordingHandler:
 async def test_tick_result_references_its_trajectory(tmp_path: Path, relay_url: str) -> None:
     node = make_node(tmp_path, relay_url, Handlers())
     node.plugins.register(RecordingHandler(), name="recording-handler")
-    runner = TickRunner(node, node.capability("agent_state"), collect_tick_handlers(node),
+    runner = TickRunner(node, node.capability(AgentState), collect_tick_handlers(node),
                         heartbeat=None, triggers=[], publish_timeout=5)
     try:
         rec = await runner.tick("manual")
@@ -223,7 +225,7 @@ async def test_tick_result_references_its_trajectory(tmp_path: Path, relay_url: 
         assert result.trajectory is not None
         session, relay, digest = result.trajectory
         assert relay == relay_url
-        report = await node.capability("trajectory").read(session, node.signer.public_key,
+        report = await node.capability(Trajectories).read(session, node.signer.public_key,
                                                           expected_hash=digest, timeout=5)
     finally:
         await node.pool.close()

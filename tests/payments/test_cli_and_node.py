@@ -81,8 +81,8 @@ async def test_node_provides_wallet_and_zap(tmp_path: Path, relay_url: str) -> N
     (tmp_path / "wallet.uri").chmod(0o600)  # secrets are refused when not 0600
     oa(cfg, "wallet", "deposit", "node", "5000")
     node = build_node(cfg)
-    wallet = node.capability("wallet")
-    assert isinstance(wallet, Wallet) and isinstance(node.capability("zap"), Zapper)
+    wallet = node.capability(Wallet)
+    assert isinstance(wallet, Wallet) and isinstance(node.capability(Zapper), Zapper)
     assert uri.split("secret=")[1][:64] not in repr(wallet)
     assert {s.name for s in node.services} >= {"wallet", "ledger_wallet"}
     async with anyio.create_task_group() as tg:
