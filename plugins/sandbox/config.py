@@ -132,11 +132,15 @@ def _new_sandbox(config: Config | dict[str, Any]) -> Sandbox:
 
 class NodeExecution:
     """The :class:`~oa_node.executors.jobtype.Execution` capability this plugin provides:
-    ``[sandbox]`` read here, the sandbox from the configured backend's factory."""
+    ``[sandbox]`` read here (at each call, as the node's config is now), the sandbox from
+    the configured backend's factory."""
 
     def __init__(self, node: Node) -> None:
         self._node = node
-        self.settings = SandboxSettings.from_section(node.config["sandbox"])
+
+    @property
+    def settings(self) -> SandboxSettings:
+        return SandboxSettings.from_section(self._node.config["sandbox"])
 
     def executor_settings(self, workdir: Path | None = None) -> ExecutorSettings:
         return self.settings.executor_settings(self._node.data_dir, workdir)
