@@ -380,7 +380,7 @@ async def test_two_sybil_keys_agreeing_are_not_two_providers(world: World,
         assert rec.state == "rejected", rec.data
         assert set(rec.data["verdicts"].values()) == {"uncounted"}
         assert "not counted as distinct" in buyer.ledger.history(job)[-1].receipt["reason"]
-        assert buyer.node.capability("wallet").pay_calls == []
+        assert buyer.node.capability(Wallet).pay_calls == []
         assert await labels_on(world.relay, [r.id for r in results]) == []
         assert not any(buyer.reputation.known_good(s.pubkey) for s in sybils)
     finally:
