@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -85,10 +86,42 @@ CREATE TABLE IF NOT EXISTS deleted_addresses (
 """
 
 MAX_BATCH = 1000
+#: attempts of a batch that PostgreSQL rolled back for a deadlock or serialization failure
+_RETRIES = 3
+#: takes the batch's advisory locks in the order given (unnest yields array order)
+_LOCK_SQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
 NOTIFY_LIMIT = 7900  # bytes; PostgreSQL refuses payloads of 8000 or more
 _SCHEMA_LOCK = 0x6F61_6E6F_6465  # advisory lock id guarding concurrent schema creation
 #: what asyncpg raises when the server or a connection goes away (turned into StoreError)
 _PG_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def _key(text: str) -> int:
+    """A signed 64-bit advisory-lock key for ``text``."""
+    return int.from_bytes(blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def id_key(event_id: str) -> int:
+    return _key("e:" + event_id)
+
+
+def address_key(kind: int, pubkey: str, d_tag: str) -> int:
+    return _key(f"a:{kind}:{pubkey}:{d_tag}")
+
+
+def lock_keys(ev: Event) -> list[int]:
+    """The advisory locks writing ``ev`` takes: its id, its address (replaceable and
+    addressable kinds), and for a deletion the ids and addresses it targets. Writers of an
+    event and of its deletion thus contend for one lock whichever instance they run on."""
+    keys = [id_key(ev.id)]
+    ix_d = index_event(ev).d_tag
+    if ix_d is not None:
+        keys.append(address_key(ev.kind, ev.pubkey, ix_d))
+    if ev.kind == DELETION:
+        ids, addresses = deletion_targets(ev)
+        keys.extend(id_key(t) for t in ids)
+        keys.extend(address_key(k, p, d) for k, p, d in addresses)
+    return keys
 
 
 class PostgresStore:
@@ -166,21 +199,30 @@ class PostgresStore:
     async def _write_batch(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
         con = self._wcon
         assert con is not None
-        async with con.transaction():
-            return [await self._insert(con, ev, raw) for ev, raw in items]
+        keys = sorted({k for ev, _ in items for k in lock_keys(ev)})
+        for attempt in range(_RETRIES):
+            try:
+                async with con.transaction():
+                    # every lock of the batch at once, in one order: no deadlock between
+                    # two instances' batches over the same events
+                    await con.execute(_LOCK_SQL, keys)
+                    return [await self._insert(con, ev, raw) for ev, raw in items]
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                # e.g. a purge on another connection: the batch rolled back whole, redo it
+                if attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _insert(self, con: asyncpg.Connection, ev: Event, raw: str) -> SaveResult:
+        # the batch holds this id's lock (and its address's), as _apply_deletion does for
+        # its targets: an event and its deletion committed at once on two instances are
+        # serialised, so the later one sees the earlier and the event does not survive
         if await con.fetchval(
             "SELECT 1 FROM deleted_ids WHERE id = $1 AND pubkey = $2", ev.id, ev.pubkey
         ):
             return DELETED
         ix = index_event(ev)
         if ix.d_tag is not None:
-            # serialise writers of one replaceable address across processes
-            await con.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                f"{ev.kind}:{ev.pubkey}:{ix.d_tag}",
-            )
             until = await con.fetchval(
                 "SELECT until FROM deleted_addresses WHERE pubkey = $1 AND kind = $2"
                 " AND d_tag = $3",
@@ -226,6 +268,9 @@ class PostgresStore:
         await con.execute("DELETE FROM events WHERE seq = $1", seq)
 
     async def _apply_deletion(self, con: asyncpg.Connection, ev: Event) -> None:
+        """Record and apply a kind-5 event; the batch holds its targets' locks (see
+        :func:`lock_keys`), so a target being written on another instance is either
+        committed before (and deleted here) or written after (and sees the record)."""
         ids, addresses = deletion_targets(ev)
         for target in ids:
             await con.execute(

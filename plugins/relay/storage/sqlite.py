@@ -3,9 +3,12 @@
 Why this shape: SQLite allows one writer at a time and a commit costs an fsync, so all
 saves go through a queue that one task drains into a single transaction per batch (group
 commit); each caller's future resolves only after that commit, so ``OK true`` implies
-durable. Queries run on a small pool of reader threads with their own connections (WAL lets
-them read while the writer writes). ``has()`` is a primary-key probe, cheap enough to run
-inline on the event loop.
+durable. The deleted-ids check, the insert and a deletion's lookup of its target all run in
+that writer's ``BEGIN IMMEDIATE`` transactions, which SQLite serialises (also between two
+processes on one file), so an event and its deletion cannot both miss each other (the race
+the PostgreSQL store closes with advisory locks). Queries run on a small pool of reader
+threads with their own connections (WAL lets them read while the writer writes).
+``has()`` is a primary-key probe, cheap enough to run inline on the event loop.
 """
 
 from __future__ import annotations

@@ -1,0 +1,94 @@
+"""Two live relay processes on one PostgreSQL database: an event and its deletion racing on
+different instances never leave the event stored."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oa_node.nostr.event import Event
+from oa_node.nostr.kinds import DELETION
+from tests.relay.conftest import (
+    WS,
+    Key,
+    drop_pg_schema,
+    events_of,
+    fresh_pg_schema,
+    open_ws,
+    postgres_dsn,
+)
+from tests.relay.test_processes import RelayProcess
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+ROUNDS = 30
+
+
+@pytest.fixture
+async def two(tmp_path: Path) -> AsyncIterator[tuple[int, int]]:
+    """Two relay processes sharing one fresh schema; yields their ports."""
+    base = postgres_dsn()
+    _, schema = await fresh_pg_schema(base)
+    dsn = f"{base}{'&' if '?' in base else '?'}search_path={schema}"
+    a = RelayProcess(tmp_path, "--postgres", dsn)
+    b = RelayProcess(tmp_path, "--postgres", dsn)
+    try:
+        yield await a.wait_ready(), await b.wait_ready()
+    finally:
+        for p in (a, b):
+            if p.proc.poll() is None:
+                p.stop(signal.SIGTERM)
+            p.cleanup()
+        await drop_pg_schema(base, schema)
+
+
+async def publish_raw(c: WS, event: Event) -> list[Any]:
+    await c.ws.send('["EVENT",' + event.to_json() + "]")
+    while True:
+        msg = await c.recv(timeout=10)
+        if msg[0] == "OK" and msg[1] == event.id:
+            return msg
+
+
+async def race(a: WS, b: WS, target: Event, deletion: Event) -> None:
+    """Send the event to one instance and its deletion to the other at the same moment."""
+    oks = await asyncio.gather(publish_raw(a, target), publish_raw(b, deletion))
+    assert oks[1][2] is True, oks[1]
+    # the target may be refused ("deleted") if the deletion won; either way it must be gone
+
+
+@pytest.mark.parametrize("how", ["e", "a"])
+async def test_event_and_its_deletion_racing_on_two_instances(
+    two: tuple[int, int], how: str
+) -> None:
+    pa, pb = two
+    k = Key()
+    a1, b1 = await open_ws(pa), await open_ws(pb)
+    survivors = []
+    targets = []
+    for i in range(ROUNDS):
+        if how == "e":
+            target = k.sign(content=f"round {i}")
+            deletion = k.sign(kind=DELETION, tags=[["e", target.id]])
+        else:
+            target = k.sign(kind=30023, content=f"round {i}", tags=[["d", f"r{i}"]])
+            deletion = k.sign(kind=DELETION, tags=[["a", f"30023:{k.pubkey}:r{i}"]],
+                              created_at=target.created_at)
+        # alternate which instance gets which, so both code paths race both ways
+        if i % 2:
+            await race(a1, b1, target, deletion)
+        else:
+            await race(b1, a1, target, deletion)
+        targets.append(target)
+    for port in (pa, pb):
+        c = await open_ws(port)
+        got = events_of(await c.req("q", {"ids": [t.id for t in targets]}))
+        survivors.append(len(got))
+        await c.close()
+    assert survivors == [0, 0], f"events that outlived their deletion: {survivors}"
+    assert (await a1.publish(targets[0]))[2] is False  # and a repeat is refused
