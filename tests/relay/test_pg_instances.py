@@ -1,10 +1,13 @@
 """Two live relay processes on one PostgreSQL database: an event and its deletion racing on
-different instances never leave the event stored."""
+different instances never leave the event stored; every accepted event, whatever its size,
+reaches the other instance's subscribers."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from tests.relay.test_processes import RelayProcess
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
 ROUNDS = 30
+MAX_MESSAGE = 262144  # [relay.limits] max_message_length's default
 
 
 @pytest.fixture
@@ -92,3 +96,45 @@ async def test_event_and_its_deletion_racing_on_two_instances(
         await c.close()
     assert survivors == [0, 0], f"events that outlived their deletion: {survivors}"
     assert (await a1.publish(targets[0]))[2] is False  # and a repeat is refused
+
+
+async def recv_event(c: WS, sub: str, event_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    while True:
+        msg = await c.recv(timeout)
+        if msg[0] == "EVENT" and msg[1] == sub and msg[2]["id"] == event_id:
+            return msg[2]
+
+
+def padded(k: Key, kind: int, frame_bytes: int) -> Event:
+    """An event whose ``["EVENT",{...}]`` frame is exactly ``frame_bytes`` long: ASCII
+    content (at most [relay.limits] max_content_length, 131072 characters) plus t tags."""
+    now = int(time.time())
+    tag_bytes = max(0, frame_bytes - 131000)
+    tags = [["t", "y" * 990] for _ in range(tag_bytes // 1000)]
+
+    def frame(content: int) -> int:
+        ev = k.sign(kind=kind, content="x" * content, tags=tags, created_at=now)
+        return len(('["EVENT",' + ev.to_json() + "]").encode())
+
+    content = 1000
+    content += frame_bytes - frame(content)  # the size grows by one byte per character
+    ev = k.sign(kind=kind, content="x" * content, tags=tags, created_at=now)
+    assert len(('["EVENT",' + ev.to_json() + "]").encode()) == frame_bytes
+    return ev
+
+
+@pytest.mark.parametrize("kind", [20001, 1], ids=["ephemeral", "stored"])
+async def test_every_size_reaches_the_other_instance(two: tuple[int, int], kind: int) -> None:
+    pa, pb = two
+    k = Key()
+    sub = await open_ws(pa)
+    assert (await sub.req("live", {"authors": [k.pubkey]}))[-1] == ["EOSE", "live"]
+    pub = await open_ws(pb)
+    for size in (7900, 8200, 65536, MAX_MESSAGE):
+        ev = padded(k, kind, size)
+        assert (await publish_raw(pub, ev))[2] is True
+        got = await recv_event(sub, "live", ev.id)
+        assert json.dumps(got, sort_keys=True) == json.dumps(ev.to_dict(), sort_keys=True)
+    over = padded(k, kind, MAX_MESSAGE + 1)  # the relay's own limit still holds
+    with pytest.raises(Exception):  # noqa: B017 - closed by the relay (1009)
+        await publish_raw(pub, over)

@@ -5,8 +5,10 @@ process into one transaction (the OK still follows the commit). Every stored eve
 announced with ``pg_notify`` inside its transaction, so other processes on the same
 database deliver it to their live subscribers once it is committed (LISTEN/NOTIFY). The
 channel is named after the schema, so separate schemas (tests) do not hear each other.
-NOTIFY payloads are limited to ~8000 bytes: bigger stored events are announced by id and
-fetched by the listener; bigger ephemeral events stay local (they are never stored).
+NOTIFY payloads are limited to ~8000 bytes: a bigger stored event is announced by id and
+fetched from ``events`` by the listener; a bigger ephemeral event is written to the unlogged
+``relay_bus`` table and announced by its row id in the same statement, and rows older than
+``BUS_TTL`` seconds are dropped by the expiry purge.
 """
 
 from __future__ import annotations
@@ -76,6 +78,11 @@ CREATE TABLE IF NOT EXISTS deleted_ids (
     id TEXT PRIMARY KEY,
     pubkey TEXT NOT NULL
 );
+CREATE UNLOGGED TABLE IF NOT EXISTS relay_bus (
+    id BIGSERIAL PRIMARY KEY,
+    at BIGINT NOT NULL,
+    raw TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS deleted_addresses (
     pubkey TEXT NOT NULL,
     kind INTEGER NOT NULL,
@@ -91,6 +98,12 @@ _RETRIES = 3
 #: takes the batch's advisory locks in the order given (unnest yields array order)
 _LOCK_SQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
 NOTIFY_LIMIT = 7900  # bytes; PostgreSQL refuses payloads of 8000 or more
+#: seconds a large ephemeral event stays in relay_bus for the other instances to read
+BUS_TTL = 60
+_BUS_SQL = (
+    "WITH r AS (INSERT INTO relay_bus (at, raw) VALUES ($3, $4) RETURNING id)"
+    " SELECT pg_notify($1, $2 || r.id) FROM r"
+)
 _SCHEMA_LOCK = 0x6F61_6E6F_6465  # advisory lock id guarding concurrent schema creation
 #: what asyncpg raises when the server or a connection goes away (turned into StoreError)
 _PG_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -325,6 +338,7 @@ class PostgresStore:
                         "DELETE FROM tags WHERE seq = ANY($1::bigint[])",
                         [r["seq"] for r in rows],
                     )
+                await con.execute("DELETE FROM relay_bus WHERE at < $1", now - BUS_TTL)
         except _PG_ERRORS as exc:
             raise StoreError(f"purge failed: {exc}") from exc
         return len(rows)
@@ -370,11 +384,14 @@ class PostgresStore:
     async def publish_ephemeral(self, raw: str) -> None:
         self._check()
         payload = self._origin + ":" + raw
-        if len(payload.encode()) > NOTIFY_LIMIT:
-            return
         assert self._pool is not None
         try:
-            await self._pool.execute("SELECT pg_notify($1, $2)", self._channel, payload)
+            if len(payload.encode()) > NOTIFY_LIMIT:  # by reference, in one transaction
+                await self._pool.execute(
+                    _BUS_SQL, self._channel, self._origin + ":@", int(time.time()), raw
+                )
+            else:
+                await self._pool.execute("SELECT pg_notify($1, $2)", self._channel, payload)
         except _PG_ERRORS as exc:
             raise StoreError(f"cannot share the ephemeral event: {exc}") from exc
 
@@ -383,19 +400,24 @@ class PostgresStore:
         if origin == self._origin or self._listener is None:
             return
         if body.startswith("#"):
-            task = asyncio.ensure_future(self._fetch_and_deliver(body[1:]))
-            self._bg.add(task)
-            task.add_done_callback(self._bg.discard)
+            sql, key = "SELECT raw FROM events WHERE id = $1", body[1:]
+        elif body.startswith("@") and body[1:].isdigit():
+            sql, key = "SELECT raw FROM relay_bus WHERE id = $1", int(body[1:])
         else:
             self._listener(body)
+            return
+        task = asyncio.ensure_future(self._fetch_and_deliver(sql, key))
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
 
-    async def _fetch_and_deliver(self, event_id: str) -> None:
+    async def _fetch_and_deliver(self, sql: str, key: str | int) -> None:
+        """Deliver an event announced by reference (too big for a NOTIFY payload)."""
         if self._pool is None or self._closed:
             return
         try:
-            raw = await self._pool.fetchval("SELECT raw FROM events WHERE id = $1", event_id)
-        except _PG_ERRORS as exc:  # the event stays queryable; only its live copy is lost
-            log.warning("cannot fetch announced event %s: %s", event_id[:12], exc)
+            raw = await self._pool.fetchval(sql, key)
+        except _PG_ERRORS as exc:  # a stored event stays queryable; only its live copy is lost
+            log.warning("cannot fetch announced event %s: %s", str(key)[:12], exc)
             return
         if raw is not None and self._listener is not None:
             self._listener(raw)
