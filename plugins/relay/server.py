@@ -59,6 +59,8 @@ RECENT_IDS = 50_000
 SENT_MEMORY = 2.0
 #: EVENTs from one connection waiting for their commit before the relay stops reading it.
 MAX_INFLIGHT_PER_CONNECTION = 512
+#: Largest expiration accepted: stores keep it in a signed 64-bit column.
+MAX_EXPIRATION = 2**63 - 1
 
 
 def _ok(event_id: str, accepted: bool, message: str) -> str:
@@ -428,6 +430,13 @@ class RelayServer:
                 conn.post(_ok(eid, False, reason))
                 return
         exp = event.expiration
+        if exp is None and _has_expiration_tag(event):
+            conn.post(_ok(eid, False, "invalid: malformed expiration tag (NIP-40: a unix "
+                          f"timestamp in seconds, 0..{MAX_EXPIRATION})"))
+            return
+        if exp is not None and exp > MAX_EXPIRATION:
+            conn.post(_ok(eid, False, f"invalid: expiration beyond {MAX_EXPIRATION}"))
+            return
         if exp is not None and exp <= time.time():
             conn.post(_ok(eid, False, "invalid: event has expired"))
             return
@@ -676,6 +685,10 @@ class RelayServer:
             conn.post(_ok(event.id, True, ""))
             return
         conn.post(_ok(event.id, False, str(error or "auth-required: cannot check relay URL")))
+
+
+def _has_expiration_tag(event: Event) -> bool:
+    return any(t and t[0] == "expiration" for t in event.tags)
 
 
 def _forget_sent(sub: Subscription) -> None:

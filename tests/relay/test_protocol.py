@@ -127,6 +127,23 @@ async def test_expiration_rejected_hidden_and_purged(relay) -> None:
     await wait_for(lambda: _gone(relay, soon.id), 10, "the expired event to be purged")
 
 
+@pytest.mark.parametrize(
+    "tag",
+    [["expiration", "soon"], ["expiration", ""], ["expiration", "1.5e12"],
+     ["expiration", "-5"], ["expiration", " 2000000000"], ["expiration", "9" * 25],
+     ["expiration", str(2**63)], ["expiration"]],
+)
+async def test_malformed_expiration_is_refused(relay, tag: list[str]) -> None:
+    """NIP-40's value is a unix timestamp in seconds; anything else is refused, not taken
+    as "never expires" (and nothing beyond a 64-bit column reaches a store)."""
+    k = Key()
+    c = await open_ws(relay.port)
+    for kind in (1, 20001):
+        ok = await c.publish(k.sign(kind=kind, tags=[tag]))
+        assert ok[2] is False and ok[3].startswith("invalid:"), ok
+    assert (await c.publish(k.sign(tags=[["expiration", str(2**62)]])))[2] is True
+
+
 async def test_count(relay) -> None:
     k = Key()
     c = await open_ws(relay.port)
