@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from oa_node.errors import UserError
+from oa_node.redact import hide_userinfo
 
 #: Transports git may use at all; anything else (``ext``, ``fd``, remote helpers) never is.
 SCHEMES = ("https", "http", "git", "ssh", "file")
@@ -95,7 +96,7 @@ def shown(url: str, *, redact: bool = False, limit: int = 200) -> str:
     length bounded."""
     text = url
     if redact:
-        text = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1***@", text)
+        text = hide_userinfo(text)
     text = text.encode("unicode_escape").decode("ascii")
     if len(text) > limit:
         text = text[:limit] + "…"

@@ -34,6 +34,16 @@ def redact(text: str) -> str:
     return _KEYWORD.sub(lambda m: m["head"] + MASK, text)
 
 
+#: the whole ``user[:password]@`` of a URI (a token may be the user name: ``https://tok@h``)
+_WHOLE_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
+
+
+def hide_userinfo(url: str) -> str:
+    """``url`` with its whole userinfo masked, for URLs where even the user name may be a
+    credential (git hosts take ``https://<token>@host/...``)."""
+    return redact(_WHOLE_USERINFO.sub(lambda m: m[1] + MASK + "@", url))
+
+
 def redact_values(data: Any) -> Any:
     """A copy of JSON-like ``data`` with :func:`redact` applied to every string in it."""
     if isinstance(data, str):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from oa_node.redact import install_log_redaction, redact
+from oa_node.redact import hide_userinfo, install_log_redaction, redact
 
 PASSWORD = "hunter2-Pa55"
 NWC_SECRET = "71a8c14c1407c113601079c4302dab36460f0ccd0ad506f1f2dc73b5100e4f3c"
@@ -92,3 +92,9 @@ def test_log_records_are_redacted_messages_args_and_exceptions() -> None:
     out = stream.getvalue()
     assert PASSWORD not in out and NWC_SECRET not in out, out
     assert "postgresql://oa:***@" in out and "secret=***" in out and "bad dsn" in out
+
+
+def test_hide_userinfo_masks_a_token_user_name_too() -> None:
+    assert hide_userinfo("https://ghp_tok@github.com/a/b") == "https://***@github.com/a/b"
+    assert hide_userinfo("https://u:pw@h/x?secret=s") == "https://***@h/x?secret=***"
+    assert hide_userinfo("https://github.com/a/b") == "https://github.com/a/b"
