@@ -25,6 +25,7 @@ from oa_node.cli_kit import (
     JsonOption,
     TimeoutOption,
     cell,
+    clean,
     config_option,
     console,
     print_json,
@@ -778,8 +779,17 @@ def show(
             say("  [{}] {} {}{}", label, _short_id(x.id), x.subject,
                 f"  commit {x.commit[:12]}" if x.commit else "")
             if patches:
-                print_text(x.event.content)
+                print_patch(x.event.content)
     _print_comments(comments)
+
+
+def print_patch(text: str) -> None:
+    """A patch for a person to read or copy: as it is (tabs, trailing spaces, long lines,
+    no wrapping: Rich would turn tabs into spaces, and the copy would not apply), except
+    what a terminal would obey instead of show (control and bidi characters: made visible;
+    CRLF shown as LF). ``--raw`` gives the exact bytes."""
+    shown = clean(text, one_line=False, limit=None)
+    write_raw(shown if shown.endswith("\n") else shown + "\n")
 
 
 def write_raw(text: str) -> None:

@@ -26,7 +26,8 @@ def test_show_raw_feeds_git_am(cli: Cli, project: Project, relay: ThreadRelay,
     announce(cli, project, relay, people["maintainer"])
     cdir = project.contributor
     long_line = "x" * 300 + "\n"
-    shas = [commit_file(cdir, "long.txt", long_line * 3, "add a file with long lines"),
+    shas = [commit_file(cdir, "long.txt", long_line * 3 + "\tindented by a tab  \n",
+                        "add a file with long lines"),
             commit_file(cdir, "win.txt", "dos\r\nline\r\n", "add a CRLF file"),
             commit_file(cdir, "b.bin", bytes(range(256)), "add binary")]
     git_run(cdir, "mv", "long.txt", "renamed.txt")
@@ -51,9 +52,10 @@ def test_show_raw_feeds_git_am(cli: Cli, project: Project, relay: ThreadRelay,
     assert git_run(project.maintainer, "rev-list", "--reverse", "main..HEAD"
                    ).split() == shas
 
-    # --patches prints each 300-character line whole, on one line.
+    # --patches prints each 300-character line whole, on one line, tabs and trailing
+    # spaces kept (Rich made the tab spaces); terminal controls shown, not obeyed.
     out = cli.ok("git", "show", sent["root"], "--patches", *mdir)
-    assert "+" + "x" * 300 + "\n" in out
+    assert "+" + "x" * 300 + "\n" in out and "+\tindented by a tab  \n" in out
 
 
 def test_ids_and_naddr_are_printed_whole(cli: Cli, project: Project, relay: ThreadRelay,
