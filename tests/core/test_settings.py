@@ -82,10 +82,11 @@ def test_every_builtin_settings_class_agrees_with_its_section() -> None:
     """Defaults in the dataclass are the section's defaults: a validated empty config
     gives exactly the dataclass's own defaults."""
     from oa_node.plugins.buyer.settings import BuyerSettings
+    from oa_node.plugins.nipsa.settings import NipsaSettings
     from oa_node.plugins.provider.settings import ProviderSettings
     from oa_node.plugins.relay.settings import RelaySettings
     from oa_node.plugins.sandbox.config import SandboxSettings
 
-    for cls in (BuyerSettings, ProviderSettings, RelaySettings, SandboxSettings):
+    for cls in (BuyerSettings, ProviderSettings, RelaySettings, SandboxSettings, NipsaSettings):
         cfg = config_mod.validate([cls.section()], {})
         assert cls.from_section(cfg[cls._section]) == cls(), cls
