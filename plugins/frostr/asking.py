@@ -105,8 +105,9 @@ class Asking:
     request_timeout: float
     sign_timeout: float
     _ecdh_cache: OrderedDict[str, bytes]
-    _starved: set[str]
+    _starved: dict[str, float | None]
     _pinging: dict[str, tuple[anyio.Event, list[Any]]]
+    _ping_started: dict[str, float]
     _backoff: dict[str, float]
     _due: dict[str, float]
     _wake: anyio.Event
@@ -175,6 +176,7 @@ class Asking:
             return outcome[0]
         done, outcome = anyio.Event(), [None]
         self._pinging[peer] = (done, outcome)
+        self._ping_started[peer] = time.monotonic()
         try:
             rtt = await self._ping(peer, timeout)
             outcome[0] = rtt
@@ -187,6 +189,7 @@ class Asking:
             raise
         finally:
             del self._pinging[peer]
+            self._ping_started.pop(peer, None)
             done.set()
 
     async def _ping(self, peer: str, timeout: float | None) -> float:
@@ -208,13 +211,15 @@ class Asking:
         reply = Ping.parse_reply(data)
         self._received_nonces(peer, reply.nonces)
         if not reply.nonces and self.pools.incoming_count(peer) == 0:
-            # Once is a batch crossing ours at start-up; twice in a row is worth a warning.
-            if peer in self._starved:
+            # At start-up a batch may cross ours for a moment; a peer that still sends none
+            # after two request timeouts is worth one warning.
+            first = self._starved.setdefault(peer, time.monotonic())
+            if first is not None and time.monotonic() - first > 2 * self.request_timeout:
                 log.warning("frostr: member %d answers but sends no nonces: it believes this "
                             "holder still holds some (were this holder's nonce pools lost?); "
                             "it sends more once it counts fewer than %d", st.idx,
                             protocol.MIN_THRESHOLD)
-            self._starved.add(peer)
+                self._starved[peer] = None  # warned
         st.last_seen, st.policy = time.monotonic(), reply.policy
         return rtt
 

@@ -65,6 +65,8 @@ log = logging.getLogger("oa_node.frostr")
 MAX_EVENT_AGE = 120  # seconds: older requests are replays from a relay that stores kind 20000
 _SEEN_MAX = 10_000
 _LATE_MAX = 1000
+#: seconds after which our unanswered ping to a peer that pings us is taken as lost
+LOST_PING_AFTER = 1.0
 
 
 class FrostHolder(Asking):
@@ -118,8 +120,9 @@ class FrostHolder(Asking):
         self._late: OrderedDict[str, tuple[str, str]] = OrderedDict()
         #: peers whose last ping reply had no nonces although this holder holds none of
         #: theirs (they believe it still does): warned about once
-        self._starved: set[str] = set()
+        self._starved: dict[str, float | None] = {}
         self._pinging: dict[str, tuple[anyio.Event, list[Any]]] = {}
+        self._ping_started: dict[str, float] = {}
         #: the maintenance loop's per-peer backoff and next ping time
         self._backoff: dict[str, float] = {}
         self._due: dict[str, float] = {}
@@ -332,7 +335,7 @@ class FrostHolder(Asking):
 
     def _received_nonces(self, peer: str, nonces: list[NonceCommit]) -> None:
         if nonces:
-            self._starved.discard(peer)
+            self._starved.pop(peer, None)
             self.pools.add_incoming(peer, nonces)
             self._nonces_arrived.set()
             self._nonces_arrived = anyio.Event()
@@ -353,6 +356,11 @@ class FrostHolder(Asking):
                          "with it", peer.idx)
                 self.pools.forget(peer.pubkey)
             self._received_nonces(peer.pubkey, ping.nonces)
+            started = self._ping_started.get(peer.pubkey)
+            if started is not None and time.monotonic() - started > LOST_PING_AFTER:
+                # Our ping to it is unanswered long after a round trip while it is clearly
+                # up: it was sent before the peer listened. Its batch is void; send one now.
+                self.pools.discard(peer.pubkey, self.pools.pending_codes(peer.pubkey))
             fresh = self._refill(peer.pubkey)
             return Ping(fresh, policy={"send": True, "recv": True}).reply_json(), fresh
         if env.method == "sign":

@@ -2,11 +2,15 @@
 
 bifrost keeps pools in memory and sends a peer fresh nonces only when it believes that peer
 holds fewer than 20 of them: a holder that forgot its pools on restart would get none from
-a bifrost peer that did not restart. Here every pool change is written (SQLite, WAL,
-``synchronous=FULL``) before it takes effect: a code is deleted durably before the partial
-signature that uses it is computed, so no crash (``kill -9``, power loss) lets a nonce sign
-two messages. One process at a time may hold a file (an exclusive lock): two processes with
-the same share and separate pools could each use a code once.
+a bifrost peer that did not restart. Here every pool change is written (SQLite, WAL) before
+it takes effect. Destroying one of this holder's own codes is committed with
+``synchronous=FULL`` (fsync) before the partial signature that uses it is computed, so no
+crash (``kill -9``, power loss) lets a nonce sign two messages. Every other change is
+committed with ``synchronous=NORMAL`` (durable across a process crash, not a power loss):
+losing one of those costs at most a refused attempt (a peer's nonce used twice is refused
+by that peer, which destroyed it), never a secret, and saves an fsync per signature.
+One process at a time may hold a file (an exclusive lock): two processes with the same
+share and separate pools could each use a code once.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class SqliteNonceJournal:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            self._durable = True
             self.db.executescript(SCHEMA)
             row = self.db.execute("SELECT value FROM meta WHERE key='share'").fetchone()
             if row is None:
@@ -89,7 +94,10 @@ class SqliteNonceJournal:
             inc.setdefault(peer, []).append(n)
         return out, inc
 
-    def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+    def _write(self, sql: str, rows: list[tuple[object, ...]], durable: bool = False) -> None:
+        if durable != self._durable:  # a connection-level setting, changed between commits
+            self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.executemany(sql, rows)
@@ -108,7 +116,7 @@ class SqliteNonceJournal:
 
     def out_remove(self, peer: str, codes: list[bytes]) -> None:
         self._write("DELETE FROM outgoing WHERE peer = ? AND code = ?",
-                    [(peer, c) for c in codes])
+                    [(peer, c) for c in codes], durable=True)
 
     def in_add(self, peer: str, nonces: list[NonceCommit]) -> None:
         self._write("INSERT OR IGNORE INTO incoming (peer, code, binder, hidden) "

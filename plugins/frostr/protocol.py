@@ -191,6 +191,9 @@ class NoncePools:
         pool = self._out.get(peer, {})
         return len(pool) - sum(pool.values())
 
+    def pending_codes(self, peer: str) -> list[bytes]:
+        return [c for c, delivered in self._out.get(peer, {}).items() if not delivered]
+
     def incoming_count(self, peer: str) -> int:
         return len(self._in.get(peer, ()))
 
