@@ -11,6 +11,8 @@ what was sent, whatever defaults this implementation fills in.
 
 from __future__ import annotations
 
+import dataclasses
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +25,7 @@ from oa_node.executors.schema import (
     Verification,
     check_str,
     git_ref,
+    join,
     relative_path,
     repo_url,
     sha256_hex,
@@ -137,12 +140,39 @@ class Command:
             cmd = check_str(raw, o.at("cmd"), max_len=65536, allow_empty=False)
         return cls(
             cmd=cmd,
-            workdir=o.sub("workdir", relative_path, "."),
+            workdir=o.sub("workdir", _workdir, "."),
             continue_on_fail=o.bool("continue_on_fail", False),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {"cmd": self.cmd, "workdir": self.workdir, "continue_on_fail": self.continue_on_fail}
+
+
+def _workdir(value: Any, path: str) -> str:
+    """A command's folder: relative to the workspace, or absolute (then the request makes
+    it relative to its mount path, refusing one outside it)."""
+    if isinstance(value, str) and value.startswith("/"):
+        try:  # the same refusals as a relative path ('..', control characters)
+            relative_path(value.lstrip("/") or ".", path)
+        except SchemaError:
+            raise SchemaError(path, f"must stay inside the workspace: {value!r}") from None
+        return posixpath.normpath(value)
+    return relative_path(value, path)
+
+
+def _inside_mount(commands: tuple[Command, ...], mount: str, path: str
+                  ) -> tuple[Command, ...]:
+    """Absolute workdirs as paths relative to ``mount``: ``/workspace`` -> ``.``,
+    ``/workspace/sub`` -> ``sub``; any other absolute path escapes the workspace."""
+    out = []
+    for i, c in enumerate(commands):
+        if c.workdir.startswith("/"):
+            if c.workdir != mount and not c.workdir.startswith(mount.rstrip("/") + "/"):
+                raise SchemaError(join(join(join(path, "commands"), i), "workdir"),
+                                  f"{c.workdir!r} is outside the workspace {mount!r}")
+            c = dataclasses.replace(c, workdir=posixpath.relpath(c.workdir, mount))
+        out.append(c)
+    return tuple(out)
 
 
 def _env(value: Any, path: str) -> dict[str, str]:
@@ -171,10 +201,13 @@ class SandboxRunRequest:
     @classmethod
     def from_dict(cls, value: Any, path: str = "") -> SandboxRunRequest:
         o = Obj(value, path, cls.FIELDS)
+        repo = o.sub("repo", RepoSpec.parse, None) if o.raw("repo", None) is not None else None
+        commands = tuple(o.list("commands", Command.parse, max_items=MAX_COMMANDS))
+        mount = repo.mount_path if repo else "/workspace"
         return cls(
             sandbox=o.sub("sandbox", SandboxSpec.parse, SandboxSpec()),
-            repo=o.sub("repo", RepoSpec.parse, None) if o.raw("repo", None) is not None else None,
-            commands=tuple(o.list("commands", Command.parse, max_items=MAX_COMMANDS)),
+            repo=repo,
+            commands=_inside_mount(commands, mount, path),
             env=o.sub("env", _env, {}),
             verification=o.sub("verification", Verification.parse, Verification()),
             artifacts=tuple(o.list("artifacts", lambda v, p: relative_path(v, p, glob=True), [],

@@ -1,7 +1,8 @@
 """``oa-node sandbox``: build the base image, run a job locally, check the setup.
 
-Exit codes: 0 success; 1 a user error (no Docker daemon, bad request file) or, for ``run``,
-a job whose status is not ``success``; 2 a usage error.
+Exit codes: 0 success; 1 a user error (no Docker daemon) or, for ``run``, a job whose
+status is not ``success`` (cancelled included); 2 a usage error or, for ``run``, an invalid
+request (nothing ran).
 """
 
 from __future__ import annotations
@@ -102,6 +103,23 @@ def _load_request(path: str) -> Any:
         raise UserError(f"{path}: not valid JSON: {exc}") from None
 
 
+#: ``sandbox run`` exit codes
+EXIT_FAILED = 1  # the job ran (or could not run) and its status is not success
+EXIT_INVALID = 2  # the request is invalid: nothing was run
+
+
+def _invalid(message: str, as_json: bool) -> typer.Exit:
+    """An invalid request: a result with status ``error`` under ``--json``, else one
+    ``error:`` line; exit code 2 either way (nothing ran)."""
+    if as_json:
+        _print_json({"status": "error", "error": message})
+    else:
+        from oa_node.cli_kit import print_error
+
+        print_error(message)
+    return typer.Exit(EXIT_INVALID)
+
+
 @app.command("run")
 def run(
     request: Annotated[str, typer.Argument(help="Request JSON file ('-' for stdin).")],
@@ -112,7 +130,10 @@ def run(
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Run a job locally and print its result (exit 1 unless the status is success)."""
+    """Run a job locally and print its result. Exit code 0 success; 1 the job's status is
+    not success (failed, timeout, error, cancelled); 2 an invalid request (nothing ran;
+    `--json` still prints a result, with status "error"). SIGINT/SIGTERM cancel the job:
+    its container and checkout are removed and the cancelled result is printed."""
     from oa_node.executors.builtin import REPO_INDEX, SANDBOX_RUN
     from oa_node.executors.jobtype import ExecContext
     from oa_node.executors.schema import SchemaError
@@ -123,48 +144,79 @@ def run(
     )
     from oa_node.sandbox.base import SandboxError
 
-    doc = _load_request(request)
+    try:
+        doc = _load_request(request)
+    except UserError as exc:
+        raise _invalid(str(exc), as_json) from None
     if schema is None:
         schema = REPO_INDEX.schema_id if isinstance(doc, dict) and "repo_url" in doc else (
             SANDBOX_RUN.schema_id)
     job_type = {SANDBOX_RUN.schema_id: SANDBOX_RUN, REPO_INDEX.schema_id: REPO_INDEX}.get(schema)
     if job_type is None:
-        raise UserError(f"--schema: unknown schema {schema!r}")
+        raise _invalid(f"--schema: unknown schema {schema!r}", as_json)
     try:
         parsed = job_type.request_model.from_dict(doc)
     except SchemaError as exc:
-        raise UserError(f"{request}: invalid {schema} request: {exc}") from None
+        raise _invalid(f"{request}: invalid {schema} request: {exc}", as_json) from None
     cfg = _config(config)
     ctx = ExecContext(settings=settings_from_config(cfg), artifacts_dir=artifacts_dir)
     if job_type is SANDBOX_RUN:
         try:
             ctx.sandbox = make_sandbox(cfg)
         except SandboxError as exc:
+            if as_json:
+                _print_json({"status": "error", "error": str(exc)})
+                raise typer.Exit(EXIT_FAILED) from None
             raise UserError(str(exc)) from None
-    out: list[Any] = []
-    worker = threading.Thread(target=lambda: out.append(job_type.executor(parsed, ctx)),
-                              daemon=True)
-    worker.start()
     try:
-        while worker.is_alive():
-            worker.join(0.2)
-    except KeyboardInterrupt:
-        err_console.print("cancelling...")
-        ctx.cancel.cancel()
-        worker.join(30)
+        result = _run_cancellable(job_type.executor, parsed, ctx)
     finally:
         if ctx.sandbox is not None:
             ctx.sandbox.close()
             forget_sandbox(cfg)
-    if not out:
-        raise UserError("the job did not finish")
-    result = out[0]
     if as_json:
         _print_json(result.to_dict())
     else:
         _show(result)
     if result.status != "success":
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _run_cancellable(executor: Any, parsed: Any, ctx: Any) -> Any:
+    """Run the job in a worker thread; SIGINT or SIGTERM cancel it through its cancel
+    token (the executor then kills and removes the container and deletes the checkout)
+    and its cancelled result is returned. The wait is an Event, not ``Thread.join``: an
+    interrupted join returns at once on Python 3.11, which left the job running."""
+    import signal
+
+    out: list[Any] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            out.append(executor(parsed, ctx))
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if not ctx.cancel.cancelled:
+            err_console.print(f"{signal.Signals(signum).name}: cancelling the job...")
+            ctx.cancel.cancel()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        threading.Thread(target=work, daemon=True, name="sandbox-run").start()
+        while not done.wait(0.2):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failure:
+        raise failure[0]
+    return out[0]
 
 
 def _show(result: Any) -> None:
@@ -226,6 +278,9 @@ def doctor(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                 add("image", found is not None,
                     f"{recipe.tag} -> {found}" if found else f"{recipe.tag} not built",
                     "oa-node sandbox build-image")
+                digest = found or ""
+            if digest:
+                _check_python3(client, digest, add)
         except (SandboxError, Exception) as exc:  # docker.errors.ImageNotFound and friends
             add("image", False, f"configured image {s['image']}: {exc}",
                 "set [sandbox] image to a present digest, or leave it empty and build")
@@ -247,3 +302,15 @@ def doctor(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                 console.print(f"      fix: {c['fix']}", highlight=False)
     if not ok:
         raise typer.Exit(1)
+
+
+def _check_python3(client: Any, image: str, add: Any) -> None:
+    """Jobs need ``python3`` in the image: the in-container runner is a Python script."""
+    try:
+        out = client.containers.run(image, ["python3", "--version"], remove=True,
+                                     network_disabled=True, stdout=True, stderr=True,
+                                     user="65534:65534", entrypoint=[])
+        add("python3 in image", True, out.decode(errors="replace").strip())
+    except Exception as exc:  # docker.errors.ContainerError, APIError...
+        add("python3 in image", False, f"{image}: cannot run python3 ({str(exc)[:200]})",
+            "use an image with python3 (the base image has it: oa-node sandbox build-image)")

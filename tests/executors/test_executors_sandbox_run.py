@@ -240,6 +240,7 @@ def test_cli_without_a_docker_daemon_explains_instead_of_crashing(
                          timeout=60)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert "Docker daemon does not answer" in run.stderr.replace("\n", " ")
+    # an invalid request is exit code 2 (nothing ran), a failed or unrunnable job 1 (#18)
     bad = subprocess.run([*exe, "sandbox", "run", "-"], input='{"commands": [{"cmd": 1}]}',
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and "commands[0].cmd" in bad.stderr
+    assert bad.returncode == 2 and "commands[0].cmd" in bad.stderr

@@ -79,7 +79,7 @@ def test_request_parses_with_defaults_and_round_trips() -> None:
 @pytest.mark.parametrize(("path", "value", "where", "what"), [
     (["commands", 0, "workdir"], "../etc", "commands[0].workdir", "traversal"),
     (["commands", 0, "workdir"], "a/../../b", "commands[0].workdir", "traversal"),
-    (["commands", 0, "workdir"], "/etc", "commands[0].workdir", "relative"),
+    (["commands", 0, "workdir"], "/etc", "commands[0].workdir", "outside the workspace"),
     (["artifacts", 0], "../../secret", "artifacts[0]", "traversal"),
     (["artifacts", 0], "/etc/passwd", "artifacts[0]", "relative"),
     (["commands", 1, "cmd"], [], "commands[1].cmd", "empty"),
