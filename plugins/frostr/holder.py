@@ -135,6 +135,7 @@ class FrostHolder(Asking):
         self._tg: TaskGroup | None = None
         self._ready = anyio.Event()
         self._stopped = False
+        self._closed = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -150,7 +151,10 @@ class FrostHolder(Asking):
                                    "service enabled?)")
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Connect, subscribe and answer peers until cancelled."""
+        """Connect, subscribe and answer peers until cancelled (once per holder: its nonce
+        file is closed at the end, and pools no longer journalled must never sign again)."""
+        if self._closed:
+            raise RuntimeError("this share holder ran already; build a new one to run again")
         pool = RelayPool(self.relays, signer=self._signer)
         self._pool = pool
         try:
@@ -174,7 +178,8 @@ class FrostHolder(Asking):
             self.close()
 
     def close(self) -> None:
-        """Release the nonce file (its lock) so the share can run again."""
+        """Release the nonce file (its lock) so the share can run again (in a new holder)."""
+        self._closed = True
         journal = self.pools.journal
         if journal is not None and hasattr(journal, "close"):
             journal.close()

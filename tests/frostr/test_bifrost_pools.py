@@ -65,6 +65,8 @@ async def test_restarted_holder_keeps_signing_with_bifrost_peers(
                 with anyio.fail_after(120):
                     sent += await sign_many(holder, start, 70 if start < 140 else 60, group)
             assert holder.pools.journal is None  # the nonce file is released on stop
+            with pytest.raises(RuntimeError, match="ran already"):  # its pools are no longer
+                await holder.run()  # journalled: it must never answer a sign request again
     assert len(sent) == 200
     # One sign request per signature, a ping now and then. The first signature after each
     # start also counts the start-up pings and the answers to the models' pings (4).
