@@ -3,7 +3,8 @@
 Repository announcements and state, patches and pull requests, statuses, issues and NIP-22
 comments, with NIP-SA trajectories attached to proposals and bounties paid as zaps. The
 protocol rules live in :mod:`.nip34` (pure), git work in :mod:`.gitops`, relay I/O in
-:mod:`.remote`, and the commands in :mod:`.cli`.
+:mod:`.remote`, and the commands in :mod:`.cli` (repository, send, list, show),
+:mod:`.cli_review` (apply, checkout, statuses) and :mod:`.cli_issues`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 @hookimpl
 def register_commands(app: typer.Typer) -> None:
+    from oa_node.plugins.gitafter import cli_issues, cli_review
     from oa_node.plugins.gitafter.cli import register
 
+    del cli_issues, cli_review  # imported for their commands, registered on cli's apps
     register(app)
