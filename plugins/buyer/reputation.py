@@ -18,11 +18,12 @@ not "cheating" on its own: an honest provider can fail to run a job.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from oa_node import files
 
 FILE = "buyer_reputation.sqlite3"
 
@@ -30,8 +31,8 @@ FILE = "buyer_reputation.sqlite3"
 class Reputation:
     def __init__(self, data_dir: Path) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(Path(data_dir) / FILE, check_same_thread=False,
-                                   isolation_level=None)
+        self._db = files.connect_sqlite(Path(data_dir) / FILE, check_same_thread=False,
+                                       isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("""CREATE TABLE IF NOT EXISTS verdicts (
             result_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, provider TEXT NOT NULL,

@@ -20,6 +20,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from oa_node import files
 from oa_node.errors import UserError
 from oa_node.plugins.frostr import frost
 from oa_node.plugins.frostr.frost import FrostError
@@ -51,10 +52,8 @@ class SqliteNonceJournal:
             os.close(self._lock_fd)
             raise NonceStoreError(f"{path}: another process is running this share (one "
                                   "holder per share at a time)") from None
-        if not path.exists():  # created 0600: the codes are worthless without the share,
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # but stay private
-        try:
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:  # created 0600: the codes are worthless without the share, but stay private
+            self.db = files.connect_sqlite(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self._durable = True

@@ -256,3 +256,17 @@ def test_start_warns_about_a_data_dir_and_databases_open_to_others(
         f" (run: chmod 600 {tmp_path / 'node.toml'})",
     ], warned
     assert os.listdir(tmp_path) and mode(tmp_path) == 0o755  # reported, not changed
+
+
+def test_every_database_is_created_through_the_private_helper() -> None:
+    """A database opened with plain ``sqlite3.connect`` is created with the umask's mode
+    (0644 here): every store in the package goes through ``files.connect_sqlite``."""
+    offenders = []
+    for top in ("oa_node", "plugins", "executors", "sandbox"):
+        for path in (REPO_ROOT / top).rglob("*.py"):
+            if path == REPO_ROOT / "oa_node" / "files.py":
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if "sqlite3.connect(" in line:
+                    offenders.append(f"{path.relative_to(REPO_ROOT)}:{n}")
+    assert offenders == []
