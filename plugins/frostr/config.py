@@ -121,7 +121,7 @@ def holder_from_config(config: Config) -> FrostHolder:
     policy = policy_from(sec)
     return FrostHolder(group, share, relays, peers=peers, policy=policy,
                        request_timeout=sec["request_timeout"], sign_timeout=sec["sign_timeout"],
-                       pools=_pools(config, share))
+                       open_pools=lambda: _pools(config, share))
 
 
 def nonce_file(config: Config, share: SharePackage) -> Path:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
@@ -85,6 +85,7 @@ class FrostHolder(Asking):
         connect_timeout: float = 10.0,
         ping_on_start: bool = True,
         pools: NoncePools | None = None,
+        open_pools: Callable[[], NoncePools] | None = None,
     ) -> None:
         check_share(group, share)
         self.group = group
@@ -106,8 +107,11 @@ class FrostHolder(Asking):
             if key == self.pubkey or (allowed is not None and key not in allowed):
                 continue
             self.peers[key] = PeerState(i, key)
-        #: journalled pools (``noncestore``) survive a restart; in memory otherwise
+        #: journalled pools (``noncestore``) survive a restart; in memory otherwise.
+        #: ``open_pools`` opens (and locks) them when the holder starts to run, so merely
+        #: building a holder (any command reading the config) takes no lock.
         self.pools = pools or NoncePools(share.secret_bytes)
+        self._open_pools = open_pools
         self.cheaters: set[int] = set()
         #: whether the plugins' ``register_frost_policies`` checks are in ``policy.checks``
         self.plugin_checks_loaded = False
@@ -155,6 +159,9 @@ class FrostHolder(Asking):
         file is closed at the end, and pools no longer journalled must never sign again)."""
         if self._closed:
             raise RuntimeError("this share holder ran already; build a new one to run again")
+        if self._open_pools is not None:
+            self.pools = self._open_pools()
+            self._open_pools = None
         pool = RelayPool(self.relays, signer=self._signer)
         self._pool = pool
         try:

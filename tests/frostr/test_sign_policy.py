@@ -137,12 +137,12 @@ def test_config_allow_bare_hashes(tmp_path: Path) -> None:
     cfg = holder_config(tmp_path, group, shares[0], "ws://127.0.0.1:1")
     holder = holder_for(cfg)
     assert holder.policy.allow_bare_hashes is False and holder.policy.allowed_kinds is None
-    holder.close()  # built, never run: its nonce file stays locked until closed
+    # building takes no lock (any command reads the config); running does
+    holder_for(load(tmp_path / "node-1.toml", [*core_sections(), frostr_section()]))
     path = tmp_path / "node-1.toml"
     path.write_text(path.read_text() + "[frostr.policy]\nallow_bare_hashes = true\n")
     holder = holder_for(load(path, [*core_sections(), frostr_section()]))
     assert holder.policy.allow_bare_hashes is True
-    holder.close()
     path.write_text(path.read_text() + "allowed_kinds = [1]\n")
     with pytest.raises(UserError, match="allow_bare_hashes: cannot be combined"):
         holder_for(load(path, [*core_sections(), frostr_section()]))
