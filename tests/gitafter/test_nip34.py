@@ -359,3 +359,28 @@ def test_comment_thread_order_when_clocks_tie() -> None:
     d = sign(STRANGER, nip34.comment_template(issue, issue, "d"), 11)
     for perm in ([c, b, a, d], [d, a, c, b], [b, d, c, a]):
         assert nip34.comments_for(issue, perm) == [a, b, c, d]
+
+
+def test_patch_carries_ngit_message_and_author_tags() -> None:
+    """ngit's `description` (the exact message) and `author`, and our `commit-encoding`,
+    are written from the commit and read back; a malformed `author` is refused like a
+    malformed `committer`."""
+    obj = CommitObject("a" * 40, "c" * 40, ("b" * 40,), COMMITTER, "",
+                       Committer("Zoë", "z@x", 1_600_000_000, 345), "subj  \n\n---\nbody\n")
+    ev = sign(AUTHOR, nip34.patch_template(REPO, patch_text(), commit=obj))
+    assert ["description", "subj  \n\n---\nbody\n"] in ev.tags
+    assert ["author", "Zoë", "z@x", "1600000000", "345"] in ev.tags
+    assert not tags_named(ev, "commit-encoding")
+    p = nip34.parse_patch(ev)
+    assert p.description == "subj  \n\n---\nbody\n" and p.author == obj.author
+    latin = CommitObject("a" * 40, "c" * 40, ("b" * 40,), COMMITTER, "", None, None,
+                         "ISO-8859-1")
+    ev = sign(AUTHOR, nip34.patch_template(REPO, patch_text(), commit=latin))
+    assert not tags_named(ev, "description") and ["commit-encoding", "ISO-8859-1"] in ev.tags
+    assert nip34.parse_patch(ev).encoding == "ISO-8859-1"
+    # An encoding that could break a commit header is not taken.
+    bad = sign(AUTHOR, EventTemplate(1617, patch_text(), [["commit-encoding", "x\nparent y"]]))
+    assert nip34.parse_patch(bad).encoding is None
+    bad = sign(AUTHOR, EventTemplate(1617, patch_text(), [["author", "A", "a@x", "soon", "0"]]))
+    with pytest.raises(nip34.Nip34Error, match="'author' tag"):
+        nip34.parse_patch(bad)
