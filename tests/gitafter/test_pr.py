@@ -66,8 +66,10 @@ def test_pr_round_trip(cli: Cli, project: Project, relay: ThreadRelay,
     new_tip = git_run(project.contributor, "rev-parse", "HEAD")
     shown = cli.ok("git", "show", sent["root"], *mdir, "--json")
     assert shown["pr"]["tip"] == new_tip and shown["pr"]["updated_by"] == upd["events"][0]
-    out = cli.ok("git", "checkout", sent["root"][:8], *mdir, "--branch", "review",
+    # The update's own id names the PR too (any event of a proposal does).
+    out = cli.ok("git", "checkout", upd["events"][0], *mdir, "--branch", "review",
                  "--allow-scheme", "file", "--json")
+    assert out["id"] == sent["root"]
     assert mrepo.commit("review").hexsha == new_tip
     assert mrepo.commit("review").tree.hexsha == \
         git.Repo(project.contributor).head.commit.tree.hexsha
