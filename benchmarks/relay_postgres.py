@@ -1,0 +1,219 @@
+"""PostgreSQL store vs SQLite store, same relay, same load generator, one run.
+
+    eval "$(bash .ci/services)"; python benchmarks/relay_postgres.py
+    python benchmarks/relay_postgres.py --before REV    # also PostgreSQL as of git REV
+    python benchmarks/relay_postgres.py --quick         # smaller, for a smoke check
+
+Each round starts a fresh relay process per store (SQLite file; PostgreSQL: a fresh schema
+in the ``OA_TEST_POSTGRES_DSN`` / ``--postgres`` database) and drives it with
+benchmarks/relay_loadgen.py: sequential ingest (one publisher, one event in flight) and
+pipelined ingest (16 publishers, 8 in flight each), both reporting events/s and OK latency.
+Stores are interleaved round by round (the machine is shared), and medians over rounds are
+reported with the ratio PostgreSQL / SQLite. Then each store is filled to ``--store-size``
+events and REQ latency is measured (by author; kind + tag; recent; limit 100).
+
+Durability in every configuration: SQLite WAL with synchronous=NORMAL (a commit survives a
+process crash; an OS crash may lose the last commits), PostgreSQL with the server's
+``synchronous_commit`` (on by default: each commit is flushed to the WAL on disk). ``OK
+true`` follows the commit in both.
+
+``--before REV`` runs the PostgreSQL store module as it was at REV (the rest of the relay as
+now), to give before/after figures measured in the same sitting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from relay import (  # noqa: E402  (a sibling script, not a package)
+    WORK,
+    Target,
+    free_port,
+    loadgen,
+    make_events,
+    make_queries,
+    wait_port,
+)
+
+#: Runs the relay with the PostgreSQL store module replaced by a file (``--before``).
+_LAUNCH = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("pg_before", sys.argv[1])
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+import oa_node.plugins.relay.storage.postgres as pg
+pg.PostgresStore = mod.PostgresStore
+from oa_node.plugins.relay.__main__ import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _psql(dsn: str, sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        con = await asyncpg.connect(dsn)
+        try:
+            await con.execute(sql)
+        finally:
+            await con.close()
+
+    asyncio.run(run())
+
+
+class Relay(Target):
+    """One relay process on one store; ``module``: a PostgreSQL store file to use instead."""
+
+    def __init__(self, name: str, workdir: Path, dsn: str | None = None,
+                 module: Path | None = None) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.dsn = dsn
+        self.module = module
+        self.schema = ""
+
+    def start(self) -> str:
+        port = free_port()
+        cfg = self.workdir / "relay.toml"
+        cfg.write_text("[relay.limits]\nmax_subscriptions = 200\ncreated_at_upper_limit = 3600\n")
+        args = ["--port", str(port), "--no-rate-limits", "--config", str(cfg)]
+        if self.dsn:
+            self.schema = "bench_" + uuid.uuid4().hex[:10]
+            _psql(self.dsn, f"CREATE SCHEMA {self.schema}")
+            sep = "&" if "?" in self.dsn else "?"
+            args += ["--postgres", f"{self.dsn}{sep}search_path={self.schema}"]
+        else:
+            db = self.workdir / f"relay-{uuid.uuid4().hex[:8]}.sqlite3"
+            args += ["--db", str(db)]
+        if self.module:
+            cmd = [sys.executable, "-c", _LAUNCH, str(self.module), *args]
+        else:
+            cmd = [sys.executable, "-m", "oa_node.plugins.relay", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        wait_port(port, self.proc)
+        return f"ws://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        super().stop()
+        if self.dsn and self.schema:
+            _psql(self.dsn, f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+        for p in self.workdir.glob("relay-*.sqlite3*"):
+            p.unlink()
+
+
+def ingest_round(t: Relay, events: Path, seq_n: int, pipe_n: int, cap: float) -> dict:
+    url = t.start()
+    try:
+        seq = loadgen("ingest", "--url", url, "--events", str(events), "--count", str(seq_n),
+                      "--publishers", "1", "--window", "1", "--cap", str(cap))
+        pipe = loadgen("ingest", "--url", url, "--events", str(events), "--start", str(seq_n),
+                       "--count", str(pipe_n), "--publishers", "16", "--window", "8",
+                       "--cap", str(cap))
+    finally:
+        t.stop()
+    return {"seq": seq, "pipe": pipe}
+
+
+def req_run(t: Relay, events: Path, queries: Path, size: int) -> dict:
+    url = t.start()
+    try:
+        fill = loadgen("ingest", "--url", url, "--events", str(events), "--count", str(size),
+                       "--publishers", "16", "--window", "32", "--cap", "1200", timeout=1500)
+        req = loadgen("req", "--url", url, "--queries", str(queries))
+        req["stored"] = fill["ok"]
+        req["fill_per_s"] = fill["events_per_s"]
+    finally:
+        t.stop()
+    return req
+
+
+def med(rounds: list[dict], phase: str, key: str) -> float:
+    return statistics.median(r[phase][key] for r in rounds)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--postgres", metavar="DSN", default=os.environ.get("OA_TEST_POSTGRES_DSN"),
+                    help="a database to make scratch schemas in (default: OA_TEST_POSTGRES_DSN)")
+    ap.add_argument("--before", metavar="REV", help="also run the PostgreSQL store as of REV")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seq", type=int, default=1500, help="events per sequential ingest")
+    ap.add_argument("--pipe", type=int, default=8000, help="events per pipelined ingest")
+    ap.add_argument("--cap", type=float, default=20.0, help="max seconds per ingest phase")
+    ap.add_argument("--store-size", type=int, default=100_000)
+    ap.add_argument("--no-req", action="store_true", help="ingest only")
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    if not a.postgres:
+        ap.error('no database: pass --postgres DSN or eval "$(bash .ci/services)"')
+    if a.quick:
+        a.rounds, a.seq, a.pipe, a.store_size = 1, 300, 2000, 10_000
+    work = WORK / ("pg-" + time.strftime("%Y%m%d-%H%M%S"))
+    work.mkdir(parents=True, exist_ok=True)
+    per_round = a.seq + a.pipe
+    total = max(per_round, a.store_size)
+    print(f"signing {total} events ...", flush=True)
+    events = work / "events.jsonl"
+    make_events(events, total, 1000)
+    make_queries(work / "queries.json", 1000, 100)
+
+    targets = [Relay("sqlite", work), Relay("postgres", work, a.postgres)]
+    if a.before:
+        src = subprocess.run(["git", "-C", str(HERE.parent), "show",
+                              f"{a.before}:plugins/relay/storage/postgres.py"],
+                             check=True, capture_output=True, text=True).stdout
+        module = work / "postgres_before.py"
+        module.write_text(src)
+        targets.append(Relay(f"postgres@{a.before[:10]}", work, a.postgres, module))
+    rounds: dict[str, list[dict]] = {t.name: [] for t in targets}
+    for i in range(a.rounds):
+        order = targets if i % 2 == 0 else targets[::-1]  # interleaved, alternating
+        for t in order:
+            r = ingest_round(t, events, a.seq, a.pipe, a.cap)
+            rounds[t.name].append(r)
+            print(f"round {i + 1} {t.name:22} sequential {r['seq']['events_per_s']:7.0f}/s "
+                  f"(OK p50 {r['seq']['p50_ms']:.1f} ms)  pipelined "
+                  f"{r['pipe']['events_per_s']:7.0f}/s (OK p50 {r['pipe']['p50_ms']:.1f} ms, "
+                  f"failed {r['seq']['failed'] + r['pipe']['failed']})", flush=True)
+    reqs: dict[str, dict] = {}
+    if not a.no_req:
+        for t in targets[:2]:
+            reqs[t.name] = req_run(t, events, work / "queries.json", a.store_size)
+            print(f"REQ {t.name}: {json.dumps(reqs[t.name])}", flush=True)
+
+    base = rounds["sqlite"]
+    print(f"\nmedians over {a.rounds} interleaved rounds (ratio to SQLite in brackets)")
+    print(f"{'store':24} {'seq ev/s':>16} {'seq OK p50':>11} {'pipe ev/s':>16} {'pipe OK p50':>12}")
+    for name, rs in rounds.items():
+        s, p = med(rs, "seq", "events_per_s"), med(rs, "pipe", "events_per_s")
+        sr, pr = s / med(base, "seq", "events_per_s"), p / med(base, "pipe", "events_per_s")
+        print(f"{name:24} {s:9.0f} ({sr:4.2f}x) {med(rs, 'seq', 'p50_ms'):8.1f} ms "
+              f"{p:9.0f} ({pr:4.2f}x) {med(rs, 'pipe', 'p50_ms'):9.1f} ms")
+    if reqs:
+        print(f"\nREQ latency, limit 100, at {a.store_size} stored events (p50 / p99 ms)")
+        for q in ("by author", "kind+tag", "recent"):
+            cells = [f"{n}: {r[q]['p50_ms']:.1f} / {r[q]['p99_ms']:.1f}" for n, r in reqs.items()]
+            ratio = reqs["postgres"][q]["p99_ms"] / reqs["sqlite"][q]["p99_ms"]
+            print(f"  {q:10} " + "   ".join(cells) + f"   p99 ratio {ratio:.2f}x")
+    out: dict[str, Any] = {"rounds": rounds, "req": reqs, "args": vars(a)}
+    (work / "results.json").write_text(json.dumps(out, indent=1))
+    print(f"results: {work / 'results.json'}")
+    events.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
