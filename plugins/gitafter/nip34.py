@@ -900,7 +900,10 @@ def build_proposal(root: Event, events: Iterable[Event], maintainers: Iterable[s
         pr = parse_pr(current)
         prop.pr = apply_updates(pr, (e for e in evs if e.kind == PULL_REQUEST_UPDATE), maint)
     else:
-        chain = series(current, (e for e in evs if e.kind == PATCH))
+        # Only the series author's own patches continue it: anyone can publish a patch that
+        # replies into someone's series, and the newest child would otherwise win.
+        chain = series(current, (e for e in evs
+                                 if e.kind == PATCH and e.pubkey == current.pubkey))
         total = len(chain)
         prop.patches = [parse_patch(e, f"{i + 1}/{total}") for i, e in enumerate(chain)]
     return prop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import git
@@ -182,3 +183,25 @@ def test_send_on_an_unborn_branch(cli: Cli, announced: Project, relay: ThreadRel
     git_run(announced.maintainer, "clean", "-fdq")
     msg = cli.fails("git", "apply", sent["root"], "--here", "-C", str(announced.maintainer))
     assert "no commits yet" in msg
+
+
+def test_a_strangers_patch_in_the_series_is_ignored(cli: Cli, announced: Project,
+                                                    relay: ThreadRelay,
+                                                    people: dict[str, Person]) -> None:
+    """A patch by someone else replying into a series (newer than the author's next one)
+    must not replace it: only the series author's patches continue a series."""
+    c, s, m = people["contributor"], people["stranger"], people["maintainer"]
+    commit_file(announced.contributor, "one.txt", "1\n", "one")
+    commit_file(announced.contributor, "two.txt", "2\n", "two")
+    sent = cli.ok("git", "send", "HEAD~2", "-C", str(announced.contributor), "--key-file",
+                  str(c.key_file), "--relay", relay.url, "--json")
+    git_run(announced.contributor, "reset", "-q", "--hard", "HEAD~1")
+    evil = commit_file(announced.contributor, "evil.txt", "evil\n", "two")
+    text = git_run(announced.contributor, "format-patch", "--stdout", "-1", "HEAD") + "\n"
+    publish_raw(relay.url, s.signer, 1617, text,
+                [["a", f"30617:{m.pubkey}:demo"], ["e", sent["root"], "", "root"],
+                 ["e", sent["root"], "", "reply"], ["commit", evil]],
+                created_at=int(time.time()) + 60)
+    out = cli.ok("git", "apply", sent["root"], "-C", str(announced.maintainer), "--json")
+    assert out["commits"] == sent["commits"] and out["verified"]
+    assert not (announced.maintainer / "evil.txt").exists()
