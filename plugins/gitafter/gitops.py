@@ -446,12 +446,14 @@ def reproduce_commit(repo: git.Repo, sha: str, patch: PatchEvent) -> tuple[str, 
         authors.append(tagged)
     if patch.committer is not None:
         committer = _identity_line(patch.committer) or committer
+    # a signature as extracted by libgit2 (ngit) may end in a newline the header has not
+    signatures = list(dict.fromkeys([patch.pgp_sig, patch.pgp_sig.rstrip("\n")]))
     for message, headers in messages:
         for who in authors:
-            new = _commit_bytes(tree, parents, who, committer, headers, patch.pgp_sig,
-                                message)
-            if _object_id(new, len(want)) == want:
-                return _write_commit(repo, new), ""
+            for sig in signatures:
+                new = _commit_bytes(tree, parents, who, committer, headers, sig, message)
+                if _object_id(new, len(want)) == want:
+                    return _write_commit(repo, new), ""
     if patch.committer is None:
         return sha, "committer (the patch has no 'committer' tag)"
     if patch.description is None or patch.author is None:
