@@ -54,6 +54,21 @@ def test_signed_and_empty_commits_keep_their_ids(cli: Cli, project: Project,
     assert "gpgsig" in mrepo.git.cat_file("commit", signed)
     assert mrepo.commit(applied["branch"]).tree.hexsha == crepo.head.commit.tree.hexsha
 
+    # Another sender's way: the signature tag ends in a newline; still the same commit.
+    from oa_node.plugins.gitafter import nip34
+    from tests.gitafter.conftest import publish_raw
+
+    obj = nip34.parse_commit_object(signed, crepo.git.cat_file(
+        "commit", signed, strip_newline_in_stdout=False))
+    text = git_run(project.contributor, "format-patch", "--stdout", "-1", signed) + "\n"
+    ident = publish_raw(relay.url, c.signer, 1617, text, [
+        ["a", f"30617:{m.pubkey}:demo"], ["t", "root"], ["commit", signed],
+        ["parent-commit", obj.parents[0]], ["commit-pgp-sig", obj.pgp_sig + "\n"],
+        obj.committer.tag()])
+    out = cli.ok("git", "apply", ident, "--branch", "resigned", "-C", str(project.maintainer),
+                 "--json")
+    assert out["commits"] == [signed] and out["verified"]
+
 
 def test_rebased_series_is_applied_but_not_claimed_verified(cli: Cli, project: Project,
                                                             relay: ThreadRelay,
