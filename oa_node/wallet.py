@@ -45,6 +45,7 @@ first and fall back to plain pay-after-verify).
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -131,6 +132,15 @@ class Invoice:
     def accepted(self) -> bool:
         """A hold invoice whose amount the payer has locked (not yet settled)."""
         return self.state == "accepted"
+
+
+def preimage_matches(preimage: object, payment_hash: str) -> bool:
+    """True when ``preimage`` is hex whose SHA-256 is ``payment_hash``: the only proof of
+    payment a wallet's answer carries (anything else it says is taken on trust)."""
+    try:
+        return hashlib.sha256(bytes.fromhex(str(preimage))).hexdigest() == payment_hash
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,15 @@ def node_pubkey(node_secret: bytes) -> str:
     return PrivateKey(node_secret).public_key.format(compressed=True).hex()
 
 
+def _check_hash(value: str, what: str) -> None:
+    """Raise ValueError unless ``value`` is 32 bytes of hex (a SHA-256 digest)."""
+    try:
+        if len(bytes.fromhex(value)) != 32:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{what} must be 64 hex characters") from None
+
+
 def issue_invoice(
     node_secret: bytes,
     amount_msat: int,
@@ -59,19 +68,11 @@ def issue_invoice(
         description_hash = hashlib.sha256(description.encode()).hexdigest()
         description = None
     if description_hash is not None:
-        try:
-            if len(bytes.fromhex(description_hash)) != 32:
-                raise ValueError
-        except ValueError:
-            raise ValueError("description hash must be 64 hex characters") from None
+        _check_hash(description_hash, "description hash")
     if expiry <= 0:
         raise ValueError("expiry must be a positive number of seconds")
     if payment_hash is not None:
-        try:
-            if len(bytes.fromhex(payment_hash)) != 32:
-                raise ValueError
-        except ValueError:
-            raise ValueError("payment hash must be 64 hex characters") from None
+        _check_hash(payment_hash, "payment hash")
         payment_hash = payment_hash.lower()
         preimage_hex = ""
     else:

@@ -22,7 +22,6 @@ to that payment.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -42,7 +41,7 @@ from oa_node.nostr.kinds import (
     NWC_RESPONSE,
 )
 from oa_node.signer import LocalSigner
-from oa_node.wallet import ErrorCode, Invoice, Payment, WalletError
+from oa_node.wallet import ErrorCode, Invoice, Payment, WalletError, preimage_matches
 
 log = logging.getLogger("oa_node.nwc")
 
@@ -199,13 +198,18 @@ class NWCWallet:
                            description_hash: str | None = None, expiry: int = 3600) -> Invoice:
         if type(amount_msat) is not int or amount_msat <= 0:
             raise WalletError(ErrorCode.BAD_REQUEST, "amount must be a positive integer (msat)")
-        params: dict[str, Any] = {"amount": amount_msat, "expiry": expiry}
+        return await self._issue("make_invoice", {"amount": amount_msat, "expiry": expiry},
+                                 description, description_hash)
+
+    async def _issue(self, method: str, params: dict[str, Any], description: str | None,
+                     description_hash: str | None) -> Invoice:
+        """Ask for an invoice (``make_invoice`` or ``make_hold_invoice``) and check it."""
         if description is not None:
             params["description"] = description
         if description_hash is not None:
             params["description_hash"] = description_hash
-        inv = invoice_from_tx(await self.request("make_invoice", params))
-        self._check_issued(inv, amount_msat, description, description_hash)
+        inv = invoice_from_tx(await self.request(method, params))
+        self._check_issued(inv, params["amount"], description, description_hash)
         return inv
 
     @staticmethod
@@ -255,11 +259,7 @@ class NWCWallet:
                 raise
             return recorded
         preimage = result.get("preimage")
-        try:
-            proof = hashlib.sha256(bytes.fromhex(str(preimage))).hexdigest()
-        except ValueError:
-            proof = ""
-        if proof != decoded.payment_hash:
+        if not preimage_matches(preimage, decoded.payment_hash):
             raise WalletError(ErrorCode.OTHER, "wallet returned a preimage that does not match"
                               " the payment hash")
         fees = result.get("fees_paid") or 0
@@ -284,11 +284,7 @@ class NWCWallet:
             return None
         if inv.type != "outgoing" or not inv.settled or not inv.preimage:
             return None
-        try:
-            ok = hashlib.sha256(bytes.fromhex(inv.preimage)).hexdigest() == payment_hash
-        except ValueError:
-            ok = False
-        if not ok:
+        if not preimage_matches(inv.preimage, payment_hash):
             log.warning("wallet reported a payment of %s whose preimage does not match",
                         payment_hash[:12])
             return None
@@ -328,14 +324,9 @@ class NWCWallet:
             raise WalletError(ErrorCode.BAD_REQUEST, "amount must be a positive integer (msat)")
         if type(payment_hash) is not str or not _is_hash(payment_hash):
             raise WalletError(ErrorCode.BAD_REQUEST, "payment_hash must be 64 hex characters")
-        params: dict[str, Any] = {"amount": amount_msat, "payment_hash": payment_hash.lower(),
-                                  "expiry": expiry}
-        if description is not None:
-            params["description"] = description
-        if description_hash is not None:
-            params["description_hash"] = description_hash
-        inv = invoice_from_tx(await self.request("make_hold_invoice", params))
-        self._check_issued(inv, amount_msat, description, description_hash)
+        inv = await self._issue("make_hold_invoice", {
+            "amount": amount_msat, "payment_hash": payment_hash.lower(), "expiry": expiry,
+        }, description, description_hash)
         if inv.payment_hash != payment_hash.lower():
             raise WalletError(ErrorCode.OTHER, "wallet issued a hold invoice for another hash")
         return inv
