@@ -61,56 +61,38 @@ def test_missing_file(tmp_path: Path) -> None:
         config.load(tmp_path / "nope.toml", SECTIONS)
 
 
-def test_wrong_type_names_key_line_and_expectation(tmp_path: Path) -> None:
-    err = load_error(tmp_path, '[node]\nsecret = "x"\n\n[relay]\nenabled = true\nport = "80"\n')
-    assert err.key == "relay.port" and err.line == 6
-    assert "expected an integer" in err.detail and "'80'" in err.detail
+S = '[node]\nsecret = "x"\n'  # a valid [node] section, so the error is the one under test
 
 
-def test_bool_is_not_an_integer(tmp_path: Path) -> None:
-    err = load_error(tmp_path, '[node]\nsecret = "x"\n[relay]\nport = true\n')
-    assert err.key == "relay.port" and "expected an integer" in err.detail
-
-
-def test_check_failure(tmp_path: Path) -> None:
-    err = load_error(tmp_path, '[node]\nsecret = "x"\n[relay]\nport = 70000\n')
-    assert err.key == "relay.port" and "between 0 and 65535" in err.detail and err.line == 4
-
-
-def test_choice_failure(tmp_path: Path) -> None:
-    err = load_error(tmp_path, '[node]\nsecret = "x"\n[relay]\nstorage = "mysql"\n')
-    assert err.key == "relay.storage" and "'sqlite', 'postgres'" in err.detail
-
-
-def test_list_item_type(tmp_path: Path) -> None:
-    err = load_error(tmp_path, '[node]\nsecret = "x"\n[relay]\nkinds = [1, "two"]\n')
-    assert err.key == "relay.kinds" and "item 1" in err.detail
-
-
-def test_unknown_key_lists_known_ones(tmp_path: Path) -> None:
-    err = load_error(tmp_path, '[node]\nsecret = "x"\n[relay]\nprot = 1\n')
-    assert err.key == "relay.prot" and err.line == 4
-    assert "unknown key" in err.detail and "port" in err.detail
-
-
-def test_unknown_key_in_nested_section(tmp_path: Path) -> None:
-    err = load_error(tmp_path, '[node]\nsecret = "x"\n[relay.auth]\nrequired = ["write"]\n')
-    assert err.key == "relay.auth.required" and err.line == 4
-
-
-def test_unknown_section(tmp_path: Path) -> None:
-    err = load_error(tmp_path, '[node]\nsecret = "x"\n[rellay]\nport = 1\n')
-    assert err.key == "rellay" and "unknown section" in err.detail and err.line == 3
-
-
-def test_missing_required_key(tmp_path: Path) -> None:
-    err = load_error(tmp_path, "[relay]\n")
-    assert err.key == "node.secret" and "missing required key" in err.detail
-
-
-def test_section_that_is_not_a_table(tmp_path: Path) -> None:
-    err = load_error(tmp_path, 'relay = 3\n[node]\nsecret = "x"\n')
-    assert err.key == "relay"
+@pytest.mark.parametrize(("text", "key", "line", "fragments"), [
+    pytest.param(S + '\n[relay]\nenabled = true\nport = "80"\n', "relay.port", 6,
+                 ["expected an integer", "'80'"], id="wrong type"),
+    pytest.param(S + "[relay]\nport = true\n", "relay.port", None,
+                 ["expected an integer"], id="bool is not an integer"),
+    pytest.param(S + "[relay]\nport = 70000\n", "relay.port", 4,
+                 ["between 0 and 65535"], id="check"),
+    pytest.param(S + '[relay]\nstorage = "mysql"\n', "relay.storage", None,
+                 ["'sqlite', 'postgres'"], id="choice"),
+    pytest.param(S + '[relay]\nkinds = [1, "two"]\n', "relay.kinds", None,
+                 ["item 1"], id="list item type"),
+    pytest.param(S + "[relay]\nprot = 1\n", "relay.prot", 4,
+                 ["unknown key", "port"], id="unknown key lists known ones"),
+    pytest.param(S + '[relay.auth]\nrequired = ["write"]\n', "relay.auth.required", 4,
+                 [], id="unknown key in nested section"),
+    pytest.param(S + "[rellay]\nport = 1\n", "rellay", 3,
+                 ["unknown section"], id="unknown section"),
+    pytest.param("[relay]\n", "node.secret", None,
+                 ["missing required key"], id="missing required key"),
+    pytest.param('relay = 3\n' + S, "relay", None, [], id="section that is not a table"),
+])
+def test_error_names_key_line_and_expectation(
+        tmp_path: Path, text: str, key: str, line: int | None, fragments: list[str]) -> None:
+    err = load_error(tmp_path, text)
+    assert err.key == key
+    if line is not None:
+        assert err.line == line
+    for fragment in fragments:
+        assert fragment in err.detail
 
 
 def test_embedded_defaults_need_no_file() -> None:

@@ -6,7 +6,6 @@ Every case runs the real ``oa-node`` process on a config written by ``oa-node in
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-PG_ENV = "OA_TEST_POSTGRES_DSN"
+from tests.relay.conftest import postgres_dsn
 
 
 def oa(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -67,28 +66,13 @@ def busy_port() -> Iterator[int]:
 
 @pytest.fixture
 def pg_dsn() -> str:
-    dsn = os.environ.get(PG_ENV)
-    if not dsn:
-        if os.environ.get("CI"):
-            pytest.fail(f"{PG_ENV} is not set but CI is: PostgreSQL tests must run in CI")
-        pytest.skip(f'PostgreSQL tests need {PG_ENV} (run: eval "$(bash .ci/services)")')
-    return dsn
+    return postgres_dsn()
 
 
 def test_port_in_use_names_the_relay_port(node_dir: Path, busy_port: int) -> None:
     edit(node_dir, "relay", port=busy_port)
     line = one_line_error(oa("start", "-c", str(node_dir / "node.toml"), cwd=node_dir))
     assert f"[relay] host/port 127.0.0.1:{busy_port}" in line and "already in use" in line
-
-
-def test_postgres_without_dsn_is_caught_by_check_and_start(node_dir: Path) -> None:
-    edit(node_dir, "relay", storage='"postgres"')
-    cfg = str(node_dir / "node.toml")
-    check = oa("config", "check", "-c", cfg, cwd=node_dir)
-    assert check.returncode == 1 and "relay.storage" in check.stderr
-    assert "postgres_dsn" in check.stderr and "Traceback" not in check.stderr
-    line = one_line_error(oa("start", "-c", cfg, cwd=node_dir))
-    assert "relay.storage" in line and "postgres_dsn" in line
 
 
 def _dsn_with(dsn: str, *, password: str | None = None, port: int | None = None,
@@ -120,14 +104,22 @@ def test_postgres_setup_errors_name_the_dsn_key(node_dir: Path, pg_dsn: str, cas
     assert expected in line.lower(), line
 
 
-def test_missing_uri_file_is_caught_by_check_and_start(node_dir: Path) -> None:
-    edit(node_dir, "wallet", backend='"nwc"', uri_file='"missing.uri"')
+@pytest.mark.parametrize(("section", "values", "key", "fragments"), [
+    pytest.param("relay", {"storage": '"postgres"'}, "relay.storage",
+                 ["relay.storage", "postgres_dsn"], id="postgres without dsn"),
+    pytest.param("wallet", {"backend": '"nwc"', "uri_file": '"missing.uri"'}, "wallet.uri_file",
+                 ["uri_file", "missing.uri"], id="missing uri file"),
+])
+def test_mistake_is_caught_by_check_and_start(node_dir: Path, section: str,
+                                              values: dict[str, str], key: str,
+                                              fragments: list[str]) -> None:
+    edit(node_dir, section, **values)
     cfg = str(node_dir / "node.toml")
     check = oa("config", "check", "-c", cfg, cwd=node_dir)
-    assert check.returncode == 1 and "wallet.uri_file" in check.stderr
-    assert "missing.uri" in check.stderr and "Traceback" not in check.stderr
+    assert check.returncode == 1 and key in check.stderr and "Traceback" not in check.stderr
     line = one_line_error(oa("start", "-c", cfg, cwd=node_dir))
-    assert "uri_file" in line and "missing.uri" in line
+    for fragment in fragments:
+        assert fragment in check.stderr and fragment in line
 
 
 def test_check_reports_every_error_at_once(node_dir: Path) -> None:

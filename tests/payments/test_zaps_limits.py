@@ -40,17 +40,24 @@ def get_from(source: str, port: int, target: str) -> tuple[int, dict[str, Any]]:
         conn.close()
 
 
+async def callback_targets(n: int, recipient: str, relay_url: str) -> list[str]:
+    """``n`` LNURL callback paths, each carrying a fresh 1-sat zap request from one sender."""
+    mallory = LocalSigner.generate()
+    targets = []
+    for _ in range(n):
+        request = await mallory.sign(nip57.zap_request_template(recipient, 1_000, [relay_url]))
+        targets.append(f"/lnurlp/alice/callback?amount=1000"
+                       f"&nostr={quote(request.to_json(), safe='')}")
+    return targets
+
+
 async def test_flood_gets_429_and_paid_zap_still_gets_its_receipt(
         tmp_path: Path, relay_url: str) -> None:
     async with zap_world(tmp_path, relay_url) as w:
         alice, port = w["alice"], w["port"]
-        mallory = LocalSigner.generate()
+        targets = await callback_targets(20, alice.public_key, relay_url)
         statuses = []
-        for _ in range(20):
-            request = await mallory.sign(nip57.zap_request_template(
-                alice.public_key, 1_000, [relay_url]))
-            target = (f"/lnurlp/alice/callback?amount=1000"
-                      f"&nostr={quote(request.to_json(), safe='')}")
+        for target in targets:
             status, body = await anyio.to_thread.run_sync(get_from, "127.0.0.2", port, target)
             statuses.append(status)
             if status == 429:
@@ -99,14 +106,8 @@ async def test_concurrent_callbacks_cannot_pass_the_cap(tmp_path: Path, relay_ur
     """Ten callbacks at once from one address: the unpaid-invoice cap still holds (the
     invoices being made count before they exist)."""
     async with zap_world(tmp_path, relay_url, receipts=False) as w:
-        alice, port = w["alice"], w["port"]
-        mallory = LocalSigner.generate()
-        targets = []
-        for _ in range(10):
-            request = await mallory.sign(nip57.zap_request_template(
-                alice.public_key, 1_000, [relay_url]))
-            targets.append(f"/lnurlp/alice/callback?amount=1000"
-                           f"&nostr={quote(request.to_json(), safe='')}")
+        port = w["port"]
+        targets = await callback_targets(10, w["alice"].public_key, relay_url)
         statuses: list[int] = []
 
         async def one(target: str) -> None:
