@@ -79,6 +79,9 @@ HANDLER_INFO = 31990
 JOB_REQUEST = 5050  # generic text/JSON job, schema in ["param","schema",<id>]
 JOB_RESULT = 6050
 JOB_FEEDBACK = 7000
+#: oa-node escrow: a buyer's release of a hold invoice's preimage to the provider (content
+#: NIP-44 encrypted to it; ``e`` = the request, ``p`` = the provider)
+ESCROW_RELEASE = 7931
 JOB_REQUEST_SANDBOX_RUN = 5930  # OpenAgents dedicated kind for oa.sandbox_run.v1
 JOB_RESULT_SANDBOX_RUN = 6930
 JOB_REQUEST_REPO_INDEX = 5931  # OpenAgents dedicated kind for oa.repo_index.v1

@@ -33,6 +33,26 @@ VERDICT_NAMESPACE = "oa.verification"
 RESULT_ENCRYPTION_TAG = ["param", "result_encryption", "nip44"]
 
 
+#: a request tag ``["escrow", payment_hash, provider]``: the buyer offers escrow to that
+#: provider (a hold invoice for the hash, whose preimage only the buyer knows)
+ESCROW_TAG = "escrow"
+
+
+def escrow_hash(request: Event, provider: str) -> str | None:
+    """The payment hash a request offers ``provider`` for a hold invoice, if any."""
+    for t in request.tags:
+        if len(t) >= 3 and t[0] == ESCROW_TAG and t[2] == provider and len(t[1]) == 64 \
+                and all(c in "0123456789abcdef" for c in t[1]):
+            return t[1]
+    return None
+
+
+def release_template(request_id: str, provider: str, sealed_preimage: str) -> EventTemplate:
+    """The buyer's escrow release: the preimage, NIP-44 encrypted to the provider."""
+    return EventTemplate(kind=kinds.ESCROW_RELEASE, content=sealed_preimage,
+                         tags=[["e", request_id], ["p", provider]])
+
+
 def wants_encrypted_result(request: Event) -> bool:
     """Whether a request asks for its result encrypted to the buyer."""
     return any(t[:3] == RESULT_ENCRYPTION_TAG or (t and t[0] == "encrypted")

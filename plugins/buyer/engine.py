@@ -31,6 +31,7 @@ from oa_node.ledger import Record, StateLedger, TransitionError
 from oa_node.nostr import bolt11, kinds, nip90
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
+from oa_node.plugins.buyer.escrow import fund, offer, release
 from oa_node.plugins.buyer.labels import label_template, planned_labels, verification_level
 from oa_node.plugins.buyer.ledger import FINAL, PENDING, open_buyer_ledger
 from oa_node.plugins.buyer.reputation import Reputation
@@ -173,6 +174,9 @@ class Buyer:
             templates.append(nip90.request_template(
                 schema, content, bid_msat=bid, relays=relays, providers=providers,
                 expiration=expiration, dedicated_kind=dedicated, extra_tags=nonce))
+        escrow_tags, escrow = await offer(self, providers)
+        for t in templates:
+            t.tags += escrow_tags
         events = [await self.node.signer.sign(t) for t in templates]
         job_id = events[0].id
         self.ledger.create(job_id, {
@@ -180,8 +184,8 @@ class Buyer:
             "request_ids": [e.id for e in events], "redundancy": redundancy,
             "max_price_msat": bid, "providers": providers, "encrypted": encrypt,
             "expiration": expiration, "deadline": expiration + self.settings.result_grace_secs,
-            "submitted_at": time.time(), "results": {},
-        }, {"request_ids": [e.id for e in events]})
+            "submitted_at": time.time(), "results": {}, "escrow": escrow,
+        }, {"request_ids": [e.id for e in events], "escrow": sorted(escrow)})
         for e in events:
             self._by_request[e.id] = job_id
         accepted = 0
@@ -305,7 +309,10 @@ class Buyer:
         async for _relay, event in sub:
             try:
                 if event.kind == kinds.JOB_FEEDBACK:
-                    self.on_feedback(event)
+                    job_id = self.on_feedback(event)
+                    if job_id is not None and event.first_tag_value("status") == \
+                            "payment-required":
+                        tg.start_soon(self._safely, fund, self, job_id, event)
                 else:
                     job_id = self.on_result_event(event)
                     if job_id is not None:
@@ -320,17 +327,18 @@ class Buyer:
             job_id = self._by_request.get(request_id)
         return job_id
 
-    def on_feedback(self, event: Event) -> None:
+    def on_feedback(self, event: Event) -> str | None:
+        """Record a provider's feedback; returns the job it belongs to (None: not ours)."""
         try:
             fb = nip90.parse_feedback(event)
         except ProtocolError:
-            return
+            return None
         job_id = self._job_for(fb.request_id)
         if job_id is None:
-            return
+            return None
         rec = self.ledger.get(job_id)
         if rec is None or rec.state in FINAL:
-            return
+            return None
         info = {"provider": fb.provider, "status": fb.status, "info": fb.info,
                 "at": event.created_at,
                 "amount_msat": fb.amount.msat if fb.amount else None}
@@ -339,6 +347,7 @@ class Buyer:
                        first_feedback_at=time.time())
         self.ledger.update(job_id, last_feedback=info)
         self._emit(job_id, "feedback", info)
+        return job_id
 
     def on_result_event(self, event: Event) -> str | None:
         """The job a result event belongs to, if it is one we still wait for."""
@@ -576,6 +585,15 @@ class Buyer:
             if rid in payments or rid in refusals:
                 continue
             event = Event.from_dict(rec.data["results"][rid]["event"])
+            try:
+                released = await release(self, rec, rid, event)
+            except WalletError as exc:  # no relay took it: retried like a payment
+                self.ledger.update(rec.id, pay_error=str(exc), pay_error_at=time.time())
+                return
+            if released is not None:
+                payments[rid] = released
+                self.ledger.put(rec.id, "payments", rid, released)
+                continue
             earlier = await self._paid_before(wallet, rec, rid, event)
             if earlier is not None:
                 payments[rid] = earlier

@@ -50,6 +50,11 @@ class BuyerSettings(
         "beyond structural here count (one actor can hold many keys).")
     encrypt_results: bool = setting(True, "Ask providers to NIP-44 encrypt results to this "
                                     "buyer (others cannot copy them); false: in clear.")
+    escrow: bool = setting(False, "Offer named providers escrow (a hold invoice for a hash "
+                           "only this buyer can release): funds locked before work, released "
+                           "after verification; the buyer must be running (service or --wait) "
+                           "to fund. Plain pay-after-verify when a wallet has no hold "
+                           "support.")
     publish_verdicts: bool = setting(True, "Publish each verdict as a NIP-32 label.")
     pay_retry_secs: float = setting(10.0, "Seconds between retries of a failed payment.",
                                     check=positive)

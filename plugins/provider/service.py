@@ -26,6 +26,7 @@ content).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -377,6 +378,7 @@ class Provider:
                 if rec is not None and rec.state in ("accepted", "running"):
                     self._ledger().transition(job_id, "failed",
                                               {"reason": "internal error in the provider"})
+                    self._refund(rec)
                     request = Event.from_dict(rec.data["request"])
                     await self._feedback(request, "error", "internal error in the provider")
             finally:
@@ -400,13 +402,19 @@ class Provider:
             ledger.transition(job_id, "failed", {"reason": str(exc)})
             await self._feedback(request, "error", str(exc))
             return
+        price = int(rec.data.get("price_msat", 0))
+        hold = await self._funded(job_id, request, job, price)
+        if hold is False:
+            return  # not funded in time (or cancelled meanwhile): never run
         token = CancelToken()
         self._running[job_id] = token
-        price = int(rec.data.get("price_msat", 0))
         side: dict[str, Any] = {}
 
         async def prepare_invoice() -> None:
-            side["invoice"] = await self._invoice(job_id, price)
+            if isinstance(hold, dict):  # escrow: the result carries the locked hold invoice
+                side["invoice"] = (nip90.Amount(price, hold["bolt11"]), hold)
+            else:
+                side["invoice"] = await self._invoice(job_id, price)
 
         async def start_trajectory() -> None:
             side["recorder"] = await self._start_trajectory(job, model)
@@ -438,6 +446,7 @@ class Provider:
                 # is an error feedback, not a result with an invoice for work never done
                 reason = str(doc.get("error") or f"the job ended {doc.get('status')}")[:2000]
                 ledger.transition(job_id, "failed", {"reason": reason}, status=doc["status"])
+                self._refund(ledger.get(job_id))  # type: ignore[arg-type]
                 await self._feedback(request, "error", reason)
                 return
             amount, invoice = side["invoice"]
@@ -445,6 +454,97 @@ class Provider:
                                invoice)
         finally:
             self._running.pop(job_id, None)
+
+    async def _funded(self, job_id: str, request: Event, job: nip90.JobRequest, price: int
+                      ) -> dict[str, Any] | bool | None:
+        """Escrow: when the request offers it (a payment hash for this provider) and
+        ``[provider] require_funding``, make a hold invoice for that hash, ask for it
+        (``payment-required`` feedback) and wait until the buyer's payment is locked:
+        work starts only once the money exists. Returns the hold's invoice fields,
+        ``False`` when it was not funded before the request expired (never run), or
+        ``None`` for plain pay-after-verify (no escrow offered, or no hold support)."""
+        payment_hash = nip90.escrow_hash(request, self.pubkey)
+        wallet = self.settings.wallet(self.node)
+        if payment_hash is None or not self.settings.require_funding or price <= 0 \
+                or wallet is None:
+            return None
+        try:
+            if not await wallet.supports_holds():
+                return None
+        except WalletError:
+            return None
+        ledger = self._ledger()
+        deadline = float(job.expiration or time.time() + self.settings.invoice_expiry_secs)
+        rec = ledger.get(job_id)
+        bolt11 = rec.data.get("hold_bolt11") if rec is not None else None
+        try:
+            if not bolt11:
+                inv = await wallet.make_hold_invoice(
+                    price, payment_hash, description=f"oa-node job {job_id}",
+                    expiry=max(60, int(deadline - time.time())))
+                bolt11 = inv.bolt11
+                ledger.update(job_id, hold_bolt11=bolt11, escrow=True)
+            await self._feedback(request, "payment-required", "escrow",
+                                 nip90.Amount(price, bolt11))
+            await wallet.wait_accepted(payment_hash, max(1.0, deadline - time.time()))
+        except WalletError as exc:
+            reason = f"not funded: {exc}"
+            if ledger.get(job_id).state == "accepted":  # type: ignore[union-attr]
+                ledger.transition(job_id, "failed", {"reason": reason})
+            try:
+                await wallet.cancel_hold_invoice(payment_hash)
+            except WalletError:
+                pass
+            await self._feedback(request, "error", "not funded in time")
+            return False
+        if ledger.get(job_id).state != "accepted":  # type: ignore[union-attr]
+            await self._cancel_hold(payment_hash)  # withdrawn meanwhile: refund
+            return False
+        log.info("job %s funded (hold %s locked)", job_id[:12], payment_hash[:12])
+        return {"bolt11": bolt11, "payment_hash": payment_hash, "escrow": True,
+                "invoice_expires_at": time.time() + 86400}
+
+    def _refund(self, rec: Record) -> None:
+        """A funded job that ends without a result: its hold goes back to the buyer."""
+        if rec.data.get("escrow"):
+            payment_hash = nip90.escrow_hash(Event.from_dict(rec.data["request"]), self.pubkey)
+            if payment_hash:
+                self._spawn(self._cancel_hold, payment_hash)
+
+    async def _cancel_hold(self, payment_hash: str) -> None:
+        wallet = self.settings.wallet(self.node)
+        if wallet is None:
+            return
+        try:
+            await wallet.cancel_hold_invoice(payment_hash)
+        except WalletError as exc:
+            log.warning("hold %s not cancelled: %s", payment_hash[:12], exc)
+
+    async def on_release(self, event: Event) -> None:
+        """The buyer's escrow release: the preimage of a hold this provider's result
+        carries. Settling is idempotent (a replayed release settles nothing twice)."""
+        request_id = event.first_tag_value("e")
+        ledger = self._ledger()
+        rec = ledger.get(request_id or "")
+        if rec is None or rec.data.get("buyer") != event.pubkey or not rec.data.get("escrow"):
+            return
+        try:
+            preimage = await self.node.signer.nip44_decrypt(event.pubkey, event.content)
+            ok = hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == rec.data["payment_hash"]
+        except (ProtocolError, ValueError, KeyError):
+            ok = False
+        if not ok:
+            log.warning("job %s: an escrow release without the right preimage", rec.id[:12])
+            return
+        wallet = self.settings.wallet(self.node)
+        if wallet is None:
+            return
+        try:
+            await wallet.settle_hold_invoice(preimage)
+        except WalletError as exc:
+            log.warning("job %s: hold not settled (%s)", rec.id[:12], exc)
+            return
+        self._settle_wakeup.set()
 
     async def _answer(self, job_id: str, request: Event, job: nip90.JobRequest,
                       doc: dict[str, Any], exec_secs: float, traj_tags: list[list[str]],
@@ -586,6 +686,7 @@ class Provider:
              "since": since},
             {"kinds": [kinds.LABEL], "#p": [self.pubkey], "#L": [nip90.VERDICT_NAMESPACE],
              "since": since},
+            {"kinds": [kinds.ESCROW_RELEASE], "#p": [self.pubkey], "since": since},
         ]
         while True:
             async with self.node.pool.subscribe(filters) as sub:
@@ -593,6 +694,8 @@ class Provider:
                     try:
                         if event.kind == kinds.DELETION:
                             await self.on_deletion(event)
+                        elif event.kind == kinds.ESCROW_RELEASE:
+                            await self.on_release(event)
                         else:
                             self.on_verdict(event)
                     except Exception:
@@ -608,6 +711,7 @@ class Provider:
                 continue
             if rec.state in ("accepted", "running"):
                 ledger.transition(target, "cancelled", {"deletion": event.id})
+                self._refund(rec)
                 self._waiting.discard(target)
                 token = self._running.get(target)
                 if token is not None:
@@ -622,10 +726,13 @@ class Provider:
         for rec in self._ledger().in_states("result_published"):
             if rec.data.get("result_id") != result_id or rec.data.get("buyer") != event.pubkey:
                 continue
-            if verdict == "fail":
-                self._ledger().transition(rec.id, "unpaid", {"reason": "buyer's verdict: fail",
+            if verdict in ("fail", "refused"):
+                self._ledger().transition(rec.id, "unpaid", {"reason": f"buyer's verdict: "
+                                                             f"{verdict}",
                                                              "verdict": event.id,
                                                              "detail": event.content[:500]})
+                if rec.data.get("escrow"):  # the locked funds go back to the buyer
+                    self._spawn(self._cancel_hold, rec.data["payment_hash"])
             else:
                 self._settle_wakeup.set()
 
@@ -655,6 +762,7 @@ class Provider:
                 pass
             return
         ledger.transition(rec.id, "failed", {"reason": "interrupted by a provider restart"})
+        self._refund(rec)
         log.warning("job %s was running when the provider stopped: failed, not re-run",
                     rec.id[:12])
         self._spawn(self._feedback, request, "error",

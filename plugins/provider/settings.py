@@ -52,6 +52,9 @@ class ProviderSettings(
                                  "the provider was down).", check=non_negative)
     invoice_expiry_secs: int = setting(3600, "Expiry of the invoice attached to a result; "
                                        "unpaid by then means unpaid.", check=positive)
+    require_funding: bool = setting(True, "When a request offers escrow (a payment hash for a "
+                                    "hold invoice), run it only once the buyer's payment is "
+                                    "locked; false: run at once and invoice plainly.")
     settle_poll_secs: float = setting(2.0, "Seconds between checks of unpaid invoices.",
                                       check=positive)
     publish_retry_secs: float = setting(120.0, "How long to keep re-sending a result no relay "
