@@ -12,6 +12,7 @@ import pytest
 
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.provider.ledger import open_provider_ledger
+from oa_node.wallet import Wallet
 from tests.marketplace.conftest import balance
 from tests.marketplace.test_e2e import PRICE, World, close, follow, sandbox_doc
 from tests.marketplace.world import (
@@ -69,7 +70,7 @@ async def test_escrow_happy_path_funded_then_released(world: World, tmp_path: Pa
             hist = [h.to_state for h in pledger.history(job)]
             assert hist == ["received", "accepted", "running", "result_published", "paid"]
             pledger.close()
-            assert buyer.node.capability("wallet").pay_calls == [payment["bolt11"]]
+            assert buyer.node.capability(Wallet).pay_calls == [payment["bolt11"]]
     finally:
         await close(buyer)
     assert holds(world.ledger) == [("settled", PRICE)]
@@ -119,8 +120,8 @@ async def test_escrow_deadline_refunds(world: World, tmp_path: Path) -> None:
             with anyio.move_on_after(60):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(follow, buyer, job)
-                    await wait_for(lambda: buyer.ledger.get(job).data.get("funding"), 60,
-                                   "the buyer to fund the job")
+                    await wait_for(lambda: holds(world.ledger) == [("accepted", PRICE)], 60,
+                                   "the buyer's payment to lock the hold")
                     tg.cancel_scope.cancel()  # the buyer is gone before it judges anything
             await wait_for(lambda: holds(world.ledger) == [("cancelled", PRICE)], 60,
                            "the hold to expire")
