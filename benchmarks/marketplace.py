@@ -8,13 +8,19 @@
    (invoice, sign, publish), relay out (-> buyer has the result), verification; plus the
    time to paid. Medians over ``--jobs`` runs, and the ratio of the whole to the sandbox
    part and to a bare ``docker run`` of the same command.
-2. Throughput: ``--throughput`` trivial jobs submitted at once to one provider
+2. Settlement (issue 13): submit -> verified -> settled for the same trivial job paid
+   plainly after verification (settled = the buyer's payment answered) and through escrow
+   (funded: the buyer's hold payment locked; settled: the provider settled the hold with
+   the released preimage), beside a bare ``docker run --rm --network none IMAGE true``
+   measured in the same run; medians and ratios.
+3. Throughput: ``--throughput`` trivial jobs submitted at once to one provider
    (concurrency = CPU count), until every one is verified and paid.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -55,14 +61,48 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def bare_docker_ms(image: str, runs: int) -> float:
+def bare_docker_ms(image: str, runs: int, cmd: tuple[str, ...] = ("sh", "-c", "echo hi")
+                   ) -> float:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run(["docker", "run", "--rm", "--network", "none", image, "sh", "-c",
-                        "echo hi"], check=True, capture_output=True)
+        subprocess.run(["docker", "run", "--rm", "--network", "none", image, *cmd],
+                       check=True, capture_output=True)
         times.append((time.perf_counter() - t0) * 1000)
     return med(times)
+
+
+async def settlement(buyer: Buyer, pledger: Any, pk: str, jobs: int) -> dict[str, Any]:
+    """Submit -> verified -> settled, plain pay-after-verify and escrow, alternating."""
+    escrow = Buyer(buyer.node, dataclasses.replace(buyer.settings, escrow=True))
+    times: dict[str, dict[str, list[float]]] = {
+        "plain": {"to_verified": [], "to_settled": []},
+        "escrow": {"to_funded": [], "to_verified": [], "to_settled": []}}
+    try:
+        warm = await escrow.submit(SCHEMA, DOC, providers=[pk])
+        await escrow.run(only=[warm], stop_when_done=True)
+        for _ in range(jobs):
+            job = await buyer.submit(SCHEMA, DOC, providers=[pk])
+            await buyer.run(only=[job], stop_when_done=True)
+            b = buyer.ledger.get(job).data  # type: ignore[union-attr]
+            times["plain"]["to_verified"].append(b["verified_at"] - b["submitted_at"])
+            times["plain"]["to_settled"].append(b["paid_at"] - b["submitted_at"])
+            job = await escrow.submit(SCHEMA, DOC, providers=[pk])
+            await escrow.run(only=[job], stop_when_done=True)
+            with anyio.fail_after(30):  # the provider settles once the release reaches it
+                while not (pledger.get(job).data.get("hold_settled_at")):  # type: ignore
+                    await anyio.sleep(0.005)
+            b = escrow.ledger.get(job).data  # type: ignore[union-attr]
+            p = pledger.get(job).data  # type: ignore[union-attr]
+            assert b["payments"] and next(iter(b["payments"].values()))["escrow"], b
+            times["escrow"]["to_funded"].append(
+                next(iter(b["funding"].values()))["at"] - b["submitted_at"])
+            times["escrow"]["to_verified"].append(b["verified_at"] - b["submitted_at"])
+            times["escrow"]["to_settled"].append(p["hold_settled_at"] - b["submitted_at"])
+    finally:
+        escrow.close()
+    return {mode: {k: round(med(v) * 1000, 1) for k, v in parts.items()}
+            for mode, parts in times.items()}
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -119,6 +159,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     parts["to_verified"].append(b["verified_at"] - b["submitted_at"])
                     parts["to_paid"].append(b["paid_at"] - b["submitted_at"])
                 out["latency_ms"] = {k: round(med(v) * 1000, 1) for k, v in parts.items()}
+                out["settlement_ms"] = await settlement(buyer, pledger, pk, args.jobs)
                 # throughput
                 t0 = time.perf_counter()
                 jobs = [await buyer.submit(SCHEMA, DOC, providers=[pk])
@@ -142,6 +183,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         relay.stop()
         ledger.close()
     out["bare_docker_run_ms"] = round(bare_docker_ms(image, max(3, args.jobs // 2)), 1)
+    bare_true = bare_docker_ms(image, max(3, args.jobs), ("true",))
+    out["bare_docker_run_true_ms"] = round(bare_true, 1)
+    st = out["settlement_ms"]
+    out["settlement_ratios"] = {
+        "plain_to_settled_over_bare_true": round(st["plain"]["to_settled"] / bare_true, 2),
+        "escrow_to_settled_over_bare_true": round(st["escrow"]["to_settled"] / bare_true, 2),
+        "escrow_minus_plain_to_settled_ms": round(st["escrow"]["to_settled"]
+                                                  - st["plain"]["to_settled"], 1),
+    }
     lat = out["latency_ms"]
     out["ratios"] = {
         "to_verified_over_sandbox": round(lat["to_verified"] / lat["sandbox"], 2),

@@ -544,6 +544,8 @@ class Provider:
         except WalletError as exc:
             log.warning("job %s: hold not settled (%s)", rec.id[:12], exc)
             return
+        if not rec.data.get("hold_settled_at"):
+            ledger.update(rec.id, hold_settled_at=time.time())
         self._settle_wakeup.set()
 
     async def _answer(self, job_id: str, request: Event, job: nip90.JobRequest,
