@@ -11,19 +11,29 @@ story is in the buyer ledger: ``oa-node job status ID``.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from oa_node.cli_kit import (
+    ConfigOption,
+    JsonOption,
+    Progress,
+    TimeoutOption,
+    cell,
+    console,
+    default_config_path,
+    print_json,
+    progress,
+    say,
+    shared_options,
+)
 from oa_node.errors import UserError
 from oa_node.files import private_dir
 from oa_node.nostr import nip19
@@ -40,16 +50,8 @@ job_app = typer.Typer(help="Buy compute: submit NIP-90 jobs, follow, verify and 
 submit_app = typer.Typer(help="Submit a job of a given schema.", no_args_is_help=True)
 job_app.add_typer(submit_app, name="submit")
 
-console = Console()
-err_console = Console(stderr=True)
 T = TypeVar("T")
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", envvar="OA_NODE_CONFIG",
-                 help="Config file (default: ./node.toml if present)."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ProviderOption = Annotated[list[str] | None, typer.Option(
     "--provider", "-p", help="Provider npub or hex pubkey (repeatable; default: any).")]
 MaxPriceOption = Annotated[int | None, typer.Option(
@@ -72,8 +74,20 @@ DedicatedOption = Annotated[bool | None, typer.Option(
     "--dedicated-kind/--generic-kind", help="Publish kind 5930/5931 instead of 5050.")]
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+@dataclass
+class SubmitOpts:
+    """What every ``job submit`` command takes besides its schema's fields."""
+
+    provider: ProviderOption = None
+    max_price: MaxPriceOption = None
+    redundancy: RedundancyOption = None
+    encrypt: EncryptOption = False
+    wait: WaitOption = False
+    wait_timeout: WaitTimeoutOption = 900
+    ttl: TtlOption = None
+    dedicated_kind: DedicatedOption = None
+    config: ConfigOption = None
+    as_json: JsonOption = False
 
 
 def pubkey_arg(text: str) -> str:
@@ -93,7 +107,6 @@ def pubkey_arg(text: str) -> str:
 def _load(config: Path | None, *, services: bool = True) -> Node:
     """The node for a command; commands that only read the ledger or relays skip the
     services (no wallet connection, no other plugin's set-up)."""
-    from oa_node.cli import default_config_path
     from oa_node.node import build_node
 
     return build_node(default_config_path(config), services=services)
@@ -124,6 +137,7 @@ def _run(node: Node, fn: Callable[[], Awaitable[T]]) -> T:
 
 
 @submit_app.command("sandbox_run")
+@shared_options(SubmitOpts)
 def submit_sandbox_run(
     repo: Annotated[str | None, typer.Option("--repo", help="Repository URL to check out.")
                     ] = None,
@@ -142,16 +156,7 @@ def submit_sandbox_run(
                    ] = None,
     continue_on_fail: Annotated[bool, typer.Option(
         "--continue-on-fail", help="Run later commands after a failing one.")] = False,
-    provider: ProviderOption = None,
-    max_price: MaxPriceOption = None,
-    redundancy: RedundancyOption = None,
-    encrypt: EncryptOption = False,
-    wait: WaitOption = False,
-    wait_timeout: WaitTimeoutOption = 900,
-    ttl: TtlOption = None,
-    dedicated_kind: DedicatedOption = None,
-    config: ConfigOption = None,
-    as_json: JsonOption = False,
+    *, opts: SubmitOpts,
 ) -> None:
     """Run commands on a repository checkout in a provider's sandbox (oa.sandbox_run.v1)."""
     if not cmd:
@@ -162,24 +167,24 @@ def submit_sandbox_run(
             raise UserError(f"--env {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         environment[k] = v
-    node = _load(config)
+    node = _load(opts.config)
     doc: dict[str, Any] = {
         "sandbox": {"provider": "docker", "image_digest": image, "network_policy": network,
                     "resources": {"memory_mb": memory_mb, "cpus": cpus,
                                   "timeout_secs": timeout_secs}},
         "commands": [{"cmd": c, "continue_on_fail": continue_on_fail} for c in cmd],
         "env": environment,
-        "verification": _verification(node, redundancy),
+        "verification": _verification(node, opts.redundancy),
     }
     if repo:
         doc["repo"] = {"source": repo, "git_ref": ref}
     if artifact:
         doc["artifacts"] = list(artifact)
-    _submit(node, "oa.sandbox_run.v1", doc, provider, max_price, encrypt, wait, wait_timeout,
-            ttl, dedicated_kind, as_json)
+    _submit(node, "oa.sandbox_run.v1", doc, opts)
 
 
 @submit_app.command("build")
+@shared_options(SubmitOpts)
 def submit_build(
     repo: Annotated[str, typer.Option("--repo", help="Repository URL to build.")],
     ref: Annotated[str, typer.Option("--ref", help="Git ref (branch, tag, commit).")] = "HEAD",
@@ -194,16 +199,7 @@ def submit_build(
                                        "the provider's base image).")] = "",
     timeout_secs: Annotated[float, typer.Option("--timeout-secs", help="Time limit.")] = 300,
     memory_mb: Annotated[int, typer.Option("--memory-mb", help="Memory limit.")] = 1024,
-    provider: ProviderOption = None,
-    max_price: MaxPriceOption = None,
-    redundancy: RedundancyOption = None,
-    encrypt: EncryptOption = False,
-    wait: WaitOption = False,
-    wait_timeout: WaitTimeoutOption = 900,
-    ttl: TtlOption = None,
-    dedicated_kind: DedicatedOption = None,
-    config: ConfigOption = None,
-    as_json: JsonOption = False,
+    *, opts: SubmitOpts,
 ) -> None:
     """Build a repository with a build profile, network off, and get its outputs' hashes (an
     oa.sandbox_run.v1 job: any provider serving it can run it, any buyer verify it)."""
@@ -215,13 +211,13 @@ def submit_build(
                             image_digest=image).to_dict()
     except ValueError as exc:  # a SchemaError too
         raise UserError(f"build: {exc}") from None
-    node = _load(config)
-    doc["verification"] = _verification(node, redundancy)
-    _submit(node, "oa.sandbox_run.v1", doc, provider, max_price, encrypt, wait, wait_timeout,
-            ttl, dedicated_kind, as_json)
+    node = _load(opts.config)
+    doc["verification"] = _verification(node, opts.redundancy)
+    _submit(node, "oa.sandbox_run.v1", doc, opts)
 
 
 @submit_app.command("repo_index")
+@shared_options(SubmitOpts)
 def submit_repo_index(
     repo: Annotated[str, typer.Option("--repo", help="Repository URL to index.")],
     ref: Annotated[str, typer.Option("--ref", help="Git ref.")] = "HEAD",
@@ -229,27 +225,17 @@ def submit_repo_index(
         "--index-type", help="digests | symbols | dependencies (repeatable).")] = None,
     expected_tree: Annotated[str | None, typer.Option(
         "--expected-tree", help="tree_sha256 the checkout must have.")] = None,
-    provider: ProviderOption = None,
-    max_price: MaxPriceOption = None,
-    redundancy: RedundancyOption = None,
-    encrypt: EncryptOption = False,
-    wait: WaitOption = False,
-    wait_timeout: WaitTimeoutOption = 900,
-    ttl: TtlOption = None,
-    dedicated_kind: DedicatedOption = None,
-    config: ConfigOption = None,
-    as_json: JsonOption = False,
+    *, opts: SubmitOpts,
 ) -> None:
     """Index a repository: file digests and tree hash, symbols, dependencies."""
-    node = _load(config)
+    node = _load(opts.config)
     doc: dict[str, Any] = {
         "repo_url": repo, "git_ref": ref, "index_types": list(index_type or ["digests"]),
-        "verification": _verification(node, redundancy),
+        "verification": _verification(node, opts.redundancy),
     }
     if expected_tree:
         doc["expected_tree_sha256"] = expected_tree
-    _submit(node, "oa.repo_index.v1", doc, provider, max_price, encrypt, wait, wait_timeout,
-            ttl, dedicated_kind, as_json)
+    _submit(node, "oa.repo_index.v1", doc, opts)
 
 
 def _verification(node: Node, redundancy: int | None) -> dict[str, Any]:
@@ -259,17 +245,18 @@ def _verification(node: Node, redundancy: int | None) -> dict[str, Any]:
             "adjudication": "majority_vote" if k > 1 else "none"}
 
 
-def _submit(node: Node, schema: str, doc: dict[str, Any], provider: list[str] | None,
-            max_price: int | None, encrypt: bool, wait: bool, wait_timeout: float,
-            ttl: int | None, dedicated: bool | None, as_json: bool) -> None:
-    providers = [pubkey_arg(p) for p in provider or []]
+def _submit(node: Node, schema: str, doc: dict[str, Any], opts: SubmitOpts) -> None:
+    """The one body of every ``job submit``: publish, then follow the job with --wait."""
+    as_json, wait, wait_timeout = opts.as_json, opts.wait, opts.wait_timeout
+    providers = [pubkey_arg(p) for p in opts.provider or []]
     buyer = _buyer(node)
 
     async def go() -> tuple[str, bool]:
-        job_id = await buyer.submit(schema, doc, providers=providers, max_price_msat=max_price,
-                                    encrypt=encrypt, dedicated_kinds=dedicated, ttl_secs=ttl)
+        job_id = await buyer.submit(schema, doc, providers=providers,
+                                    max_price_msat=opts.max_price, encrypt=opts.encrypt,
+                                    dedicated_kinds=opts.dedicated_kind, ttl_secs=opts.ttl)
         if not as_json:
-            console.print(f"submitted job [bold]{job_id}[/] ({schema})")
+            say("submitted job [bold]{}[/] ({})", job_id, schema)
         if not wait:
             return job_id, True
         finished = False
@@ -277,7 +264,7 @@ def _submit(node: Node, schema: str, doc: dict[str, Any], provider: list[str] | 
             if as_json:
                 await _follow(buyer, job_id, None)
             else:
-                with console.status("waiting for providers...") as status:
+                with progress("waiting for providers...") as status:
                     buyer.progress = _only(job_id, _progress_printer(status))
                     await _follow(buyer, job_id, status)
             finished = True
@@ -290,11 +277,11 @@ def _submit(node: Node, schema: str, doc: dict[str, Any], provider: list[str] | 
     rec = _open_ledger(node).get(job_id)
     assert rec is not None
     if as_json:
-        _print_json(_job_json(rec))
+        print_json(_job_json(rec))
     elif wait:
         _print_outcome(rec, finished, wait_timeout)
     else:
-        console.print(f"follow it with: oa-node job status {job_id[:16]}")
+        say("follow it with: oa-node job status {}", job_id[:16])
     if wait:
         from oa_node.plugins.buyer.results import EXIT_ERROR, outcome
 
@@ -303,7 +290,7 @@ def _submit(node: Node, schema: str, doc: dict[str, Any], provider: list[str] | 
             raise typer.Exit(code)
 
 
-async def _follow(buyer: Buyer, job_id: str, status: Any) -> None:
+async def _follow(buyer: Buyer, job_id: str, status: Progress | None) -> None:
     """Be the buyer for this job, or, when one already runs on this data dir (the
     service), watch the ledger while it finishes the job: never a second buyer."""
     from oa_node.plugins.buyer.engine import BuyerBusy
@@ -315,7 +302,7 @@ async def _follow(buyer: Buyer, job_id: str, status: Any) -> None:
         pass
     show = buyer.progress if status is not None else None
     if show is not None:
-        console.print("  the buyer service on this data dir follows it")
+        say("  the buyer service on this data dir follows it")
     state, results = "", set()
     while True:
         done = buyer.done({job_id})
@@ -344,36 +331,38 @@ def _only(job_id: str, show: Callable[[str, str, dict[str, Any]], None]
     return filtered
 
 
-def _progress_printer(status: Any) -> Callable[[str, str, dict[str, Any]], None]:
+def _progress_printer(status: Progress) -> Callable[[str, str, dict[str, Any]], None]:
+    """Show the buyer's progress events (feedback, results, verdicts) as they come."""
+
     def show(job_id: str, what: str, info: dict[str, Any]) -> None:
         if what == "feedback":
             who = nip19.npub_encode(info["provider"])[:16]
-            line = f"{who}… {info['status']}" + (f": {info['info']}" if info.get("info") else "")
-            console.print(f"  [cyan]feedback[/] {escape(line)}")
-            status.update(f"{info['status']} ({who}…)")
+            extra = f": {info['info']}" if info.get("info") else ""
+            status.log("  [cyan]feedback[/] {}… {}{}", who, info["status"], extra)
+            status.update("{} ({}…)", info["status"], who)
         elif what == "result":
             who = nip19.npub_encode(info["provider"])[:16]
             verdict = "[green]valid[/]" if info["ok"] else "[red]invalid[/]"
-            console.print(f"  [cyan]result[/] from {who}…: status {info.get('status') or '?'}, "
-                          f"{verdict}")
+            status.log(f"  [cyan]result[/] from {{}}…: status {{}}, {verdict}", who,
+                       info.get("status") or "?")
             for p in info.get("problems", []):
-                console.print(f"    - {escape(p)}")
+                status.log("    - {}", p)
             status.update("verifying")
         elif what == "audit":
             if info.get("status") == "unavailable":
-                console.print(f"  [yellow]audit unavailable[/] here (no vote): "
-                              f"{escape(str(info.get('reason', '')))}")
+                status.log("  [yellow]audit unavailable[/] here (no vote): {}",
+                           info.get("reason", ""))
             else:
-                console.print(f"  [cyan]audit[/] re-ran here: status {info.get('status')}")
+                status.log("  [cyan]audit[/] re-ran here: status {}", info.get("status"))
         elif what in ("verified", "rejected", "undecided"):
             color = "green" if what == "verified" else "red"
-            console.print(f"  [{color}]{what}[/]" + (f": {escape(info['reason'])}"
-                                                      if info.get("reason") else ""))
+            status.log(f"  [{color}]{what}[/]{{}}",
+                       f": {info['reason']}" if info.get("reason") else "")
             status.update("paying" if what == "verified" else "done")
         elif what == "pay_error":
-            console.print(f"  [yellow]payment failed for now[/]: {escape(info['error'])}")
+            status.log("  [yellow]payment failed for now[/]: {}", info["error"])
         elif what in ("paid", "refused", "expired"):
-            console.print(f"  [bold]{what}[/]")
+            status.log(f"  [bold]{what}[/]")
 
     return show
 
@@ -382,15 +371,14 @@ def _print_outcome(rec: Record, finished: bool, wait_timeout: float) -> None:
     color = {"paid": "green", "verified": "green", "refused": "yellow"}.get(rec.state, "red")
     from oa_node.plugins.buyer.results import outcome
 
-    console.print(f"job {rec.id[:16]}: [{color}]{rec.state}[/] ({outcome(rec)[0]})")
+    say(f"job {{}}: [{color}]{{}}[/] ({{}})", rec.id[:16], rec.state, outcome(rec)[0])
     for rid, reason in (rec.data.get("refusals") or {}).items():
-        console.print(f"  not paid {rid[:12]}: {escape(reason)}")
+        say("  not paid {}: {}", rid[:12], reason)
     if rec.state == "verified" and rec.data.get("pay_error"):
-        console.print(f"  payment pending: {escape(rec.data['pay_error'])} (the buyer service "
-                      "retries)")
+        say("  payment pending: {} (the buyer service retries)", rec.data["pay_error"])
     if not finished:
-        console.print(f"  still {rec.state} after {wait_timeout:g}s; the buyer service "
-                      "(oa-node start with [buyer] enabled) finishes it")
+        say("  still {} after {:g}s; the buyer service (oa-node start with {} enabled) "
+            "finishes it", rec.state, wait_timeout, "[buyer]")
 
 
 # --- status / list / cancel -----------------------------------------------------------------
@@ -455,31 +443,39 @@ def job_status(
         ledger.close()
     data = _job_json(rec) | {"history": history}
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
-    console.print(f"job [bold]{rec.id}[/] ({data['schema']}): [bold]{rec.state}[/]"
-                  + (f", verified {data['level']}" if data["level"] else ""))
+    say("job [bold]{}[/] ({}): [bold]{}[/]{}", rec.id, data["schema"], rec.state,
+        f", verified {data['level']}" if data["level"] else "")
     if data["audit_unavailable"]:
-        console.print(f"  audit unavailable here: {escape(data['audit_unavailable'])}")
-    console.print(f"  redundancy {data['redundancy']}, bid {data['max_price_msat']} msat"
-                  + (", encrypted" if data["encrypted"] else ""))
+        say("  audit unavailable here: {}", data["audit_unavailable"])
+    say("  redundancy {}, bid {} msat{}", data["redundancy"], data["max_price_msat"],
+        ", encrypted" if data["encrypted"] else "")
     fb = data.get("last_feedback")
     if fb:
-        console.print(f"  last feedback: {fb['status']} {escape(fb.get('info') or '')}")
+        say("  last feedback: {} {}", fb["status"], fb.get("info") or "")
     table = Table("result", "provider", "status", "valid", "verdict", "paid")
     for r in data["results"]:
-        table.add_row(r["result_id"][:12], nip19.npub_encode(r["provider"])[:20] + "…",
-                      str(r["status"]), "yes" if r["valid"] else "no", str(r["verdict"] or "-"),
-                      f"{r['payment']['amount_msat']} msat" if r["payment"] else
-                      escape(r["refusal"] or "-"))
+        table.add_row(cell(r["result_id"][:12]), _npub_cell(r["provider"]),
+                      cell(r["status"]), "yes" if r["valid"] else "no", cell(r["verdict"] or "-"),
+                      cell(f"{r['payment'].get('amount_msat')} msat" if r["payment"] else
+                           r["refusal"] or "-"))
     if data["results"]:
         console.print(table)
     for r in data["results"]:
         for p in r["problems"]:
-            console.print(f"  [red]{r['result_id'][:12]}[/]: {escape(p)}")
+            say("  [red]{}[/]: {}", r["result_id"][:12], p)
     for h in history:
         when = time.strftime("%H:%M:%S", time.localtime(h["at"]))
-        console.print(f"  {when} {h['from'] or '-'} -> {h['to']}")
+        say("  {} {} -> {}", when, h["from"] or "-", h["to"])
+
+
+def _npub_cell(pubkey: object) -> Any:
+    """A provider's npub, shortened; what the ledger holds is shown as it is if not a key."""
+    try:
+        return cell(nip19.npub_encode(str(pubkey))[:20] + "…")
+    except (ProtocolError, ValueError):
+        return cell(pubkey)
 
 
 @job_app.command("result")
@@ -497,7 +493,7 @@ def job_result(
     rec = _find(node, job_id)
     docs = _run(node, lambda: results.result_docs(node, rec))
     if as_json:
-        _print_json({"id": rec.id, "state": rec.state, "schema": rec.data.get("schema"),
+        print_json({"id": rec.id, "state": rec.state, "schema": rec.data.get("schema"),
                      "level": rec.data.get("level"), "results": docs})
         return
     results.show(rec, docs)
@@ -520,14 +516,14 @@ def job_list(
         ledger.close()
     records = records[:limit]
     if as_json:
-        _print_json([_job_json(r) for r in records])
+        print_json([_job_json(r) for r in records])
         return
     from oa_node.plugins.buyer.results import outcome
 
     table = Table("id", "schema", "state", "outcome", "level", "created")
     for r in records:
-        table.add_row(r.id[:12], str(r.data.get("schema")), r.state, outcome(r)[0],
-                      str(r.data.get("level") or "-"),
+        table.add_row(cell(r.id[:12]), cell(r.data.get("schema")), cell(r.state),
+                      cell(outcome(r)[0]), cell(r.data.get("level") or "-"),
                       time.strftime("%m-%d %H:%M", time.localtime(r.created_at)))
     console.print(table)
 
@@ -547,9 +543,9 @@ def job_cancel(
     finally:
         buyer.close()
     if as_json:
-        _print_json(_job_json(done))
+        print_json(_job_json(done))
     else:
-        console.print(f"job {rec.id[:16]}: cancelled")
+        say("job {}: cancelled", rec.id[:16])
 
 
 # --- providers ------------------------------------------------------------------------------
@@ -560,8 +556,7 @@ def register_providers_command(app: typer.Typer) -> None:
     def providers(
         schema: Annotated[str | None, typer.Option("--schema", help="Only providers serving "
                                                    "this schema.")] = None,
-        timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for "
-                                               "relays.")] = 10.0,
+        timeout: TimeoutOption = 10.0,
         stale_factor: Annotated[float, typer.Option(
             "--stale-factor", min=0.1,
             help="Heartbeats a provider may miss before it counts as stale.")
@@ -591,14 +586,13 @@ def register_providers_command(app: typer.Typer) -> None:
         ads = found if show_all else [ad for ad in found if not ad["stale"]]
         ads = _with_reputation(node, ads)
         if as_json:
-            _print_json(ads)
+            print_json(ads)
             return
         hidden = len({ad["pubkey"] for ad in found if ad["stale"]}) if not show_all else 0
         note = f"{hidden} stale provider(s) left out; --all lists them" if hidden else ""
         if not ads:
-            console.print("no live providers announced on "
-                          + ", ".join(node.config["node"]["relays"])
-                          + (f" ({note})" if note else ""))
+            say("no live providers announced on {}{}", ", ".join(node.config["node"]["relays"]),
+                f" ({note})" if note else "")
             return
         table = Table("provider", "name", "schemas and prices (msat)", "record here",
                       "last seen", "last tick")
@@ -607,13 +601,12 @@ def register_providers_command(app: typer.Typer) -> None:
             tick = _when(ad["last_tick"]) if ad["last_tick"] else "-"
             if ad["heartbeat"]:
                 tick += f" (every {ad['heartbeat']}s)"
-            if ad["stale"]:
-                tick = f"[red]{tick} stale[/]"
-            table.add_row(ad["npub"][:24] + "…", escape(ad["name"]), escape(prices),
-                          _record(ad["reputation"]), _when(ad["last_seen"]), tick)
+            table.add_row(cell(ad["npub"][:24] + "…"), cell(ad["name"]), cell(prices),
+                          _record(ad["reputation"]), cell(_when(ad["last_seen"])),
+                          cell(f"{tick} stale", style="red") if ad["stale"] else cell(tick))
         console.print(table)
         if note:
-            console.print(note)
+            say("{}", note)
 
 
 def _with_reputation(node: Node, ads: list[dict[str, Any]]) -> list[dict[str, Any]]:
