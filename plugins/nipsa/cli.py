@@ -11,15 +11,27 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from oa_node.cli_kit import (
+    ConfigOption,
+    JsonOption,
+    TimeoutOption,
+    cell,
+    console,
+    default_config_path,
+    print_json,
+    print_text,
+    relay_option,
+    say,
+    shared_options,
+)
 from oa_node.errors import UserError
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.kinds import (
@@ -52,26 +64,23 @@ trajectory_app = typer.Typer(help="Audit trajectories (what an agent did, step b
                              no_args_is_help=True)
 app.add_typer(trajectory_app, name="trajectory")
 
-console = Console()
 T = TypeVar("T")
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", envvar="OA_NODE_CONFIG",
-                 help="Config file (default: ./node.toml if present)."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 AuthorOption = Annotated[
     str | None, typer.Option("--author", "-a", help="Agent pubkey (hex or npub); default: "
                              "this node's identity.")]
-RelayOption = Annotated[
-    list[str] | None, typer.Option("--relay", "-r", help="Relay URL (repeatable); default: "
-                                   "[node] relays.")]
-TimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait for relays.")]
+RelayOption = relay_option("Relay URL (repeatable); default: [node] relays.")
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+@dataclass
+class AgentOpts:
+    """The options every ``oa-node agent`` command takes (``state`` has no ``--author``)."""
+
+    config: ConfigOption = None
+    author: AuthorOption = None
+    relay: RelayOption = None
+    timeout: TimeoutOption = 10.0
+    as_json: JsonOption = False
 
 
 def _pubkey(text: str) -> str:
@@ -91,7 +100,6 @@ def _pubkey(text: str) -> str:
 
 
 def _node(config: Path | None) -> Node:
-    from oa_node.cli import default_config_path
     from oa_node.node import build_node
 
     return build_node(default_config_path(config))
@@ -154,78 +162,88 @@ def _ago(ts: int | None) -> str:
 # --- profile / schedule / goals --------------------------------------------------------------
 
 
-@app.command()
-def profile(config: ConfigOption = None, author: AuthorOption = None,
-            publish: Annotated[bool, typer.Option(
-                "--publish", help="Publish this node's profile from [nipsa].")] = False,
-            relay: RelayOption = None, timeout: TimeoutOption = 10.0,
-            as_json: JsonOption = False) -> None:
-    """Show an agent's profile (kind 39200), or publish this node's."""
+@dataclass(frozen=True)
+class _Family:
+    """A replaceable NIP-SA event ``profile`` and ``schedule`` show or publish."""
 
-    async def go(node: Node, pool: RelayPool) -> tuple[str, Any]:
-        from oa_node.plugins.nipsa.agent import publish as publish_event
+    name: str
+    kind: int
+    d: str
+    template: Callable[[Node], Any]  # this node's event, from [nipsa]
+    parse: Callable[[Any], Any]
+    data: Callable[[Any, Any], dict[str, Any]]  # (event, parsed) -> the JSON shown
+    show: Callable[[Any, dict[str, Any]], None]  # (parsed, data) -> human output
 
-        if publish:
-            tpl = _settings(node).profile(node.config["node"]["name"]).to_template()
-            ev = await publish_event(pool, node.signer, tpl, timeout)
-            return ev.pubkey, ev
-        who = _author(node, author)
-        return who, await _latest(pool, AGENT_PROFILE, who, PROFILE_D, timeout)
 
-    who, event = _run(config, relay, publish, go)
-    if event is None:
-        raise UserError(f"no agent profile (kind 39200) by {who} on the relays")
-    try:
-        p = AgentProfile.from_event(event)
-    except ProtocolError as exc:
-        raise UserError(f"profile {event.id}: {exc.reason}") from None
-    data = {"pubkey": event.pubkey, "event_id": event.id, "created_at": event.created_at,
+def _family_command(f: _Family, doc: str) -> None:
+    """Register ``oa-node agent NAME [--publish]`` for family ``f``."""
+
+    def command(*, opts: AgentOpts, publish: bool = False) -> None:
+        async def go(node: Node, pool: RelayPool) -> tuple[str, Any]:
+            from oa_node.plugins.nipsa.agent import publish as publish_event
+
+            if publish:
+                ev = await publish_event(pool, node.signer, f.template(node), opts.timeout)
+                return ev.pubkey, ev
+            who = _author(node, opts.author)
+            return who, await _latest(pool, f.kind, who, f.d, opts.timeout)
+
+        who, event = _run(opts.config, opts.relay, publish, go)
+        if event is None:
+            raise UserError(f"no agent {f.name} (kind {f.kind}) by {who} on the relays")
+        try:
+            parsed = f.parse(event)
+        except ProtocolError as exc:
+            raise UserError(f"{f.name} {event.id}: {exc.reason}") from None
+        data = f.data(event, parsed)
+        if opts.as_json:
+            print_json(data)
+        else:
+            f.show(parsed, data)
+
+    # The --publish help names the family: set here, as annotations are evaluated globally.
+    command.__annotations__["publish"] = Annotated[bool, typer.Option(
+        "--publish", help=f"Publish this node's {f.name} from [nipsa].")]
+    app.command(f.name, help=doc)(shared_options(AgentOpts)(command))
+
+
+def _profile_data(event: Any, p: AgentProfile) -> dict[str, Any]:
+    return {"pubkey": event.pubkey, "event_id": event.id, "created_at": event.created_at,
             "name": p.name, "about": p.about, "capabilities": p.capabilities,
             "autonomy_level": p.autonomy_level, "version": p.version,
             "threshold": list(p.threshold) if p.threshold else None, "signers": p.signers,
             "operator": p.operator, "lud16": p.lud16}
-    if as_json:
-        _print_json(data)
-        return
+
+
+def _show_profile(p: AgentProfile, data: dict[str, Any]) -> None:
     for k, v in data.items():
         if v not in (None, [], ""):
-            console.print(f"[bold]{k}[/]: {escape(str(v))}")
+            say("[bold]{}[/]: {}", k, v)
 
 
-@app.command()
-def schedule(config: ConfigOption = None, author: AuthorOption = None,
-             publish: Annotated[bool, typer.Option(
-                 "--publish", help="Publish this node's schedule from [nipsa].")] = False,
-             relay: RelayOption = None, timeout: TimeoutOption = 10.0,
-             as_json: JsonOption = False) -> None:
-    """Show an agent's schedule and triggers (kind 39202), or publish this node's."""
-
-    async def go(node: Node, pool: RelayPool) -> tuple[str, Any]:
-        from oa_node.plugins.nipsa.agent import publish as publish_event
-
-        if publish:
-            tpl = _settings(node).schedule(int(time.time())).to_template()
-            ev = await publish_event(pool, node.signer, tpl, timeout)
-            return ev.pubkey, ev
-        who = _author(node, author)
-        return who, await _latest(pool, AGENT_SCHEDULE, who, SCHEDULE_D, timeout)
-
-    who, event = _run(config, relay, publish, go)
-    if event is None:
-        raise UserError(f"no agent schedule (kind 39202) by {who} on the relays")
-    try:
-        s = AgentSchedule.from_event(event)
-    except ProtocolError as exc:
-        raise UserError(f"schedule {event.id}: {exc.reason}") from None
-    data = {"pubkey": event.pubkey, "event_id": event.id, "active": s.active,
+def _schedule_data(event: Any, s: AgentSchedule) -> dict[str, Any]:
+    return {"pubkey": event.pubkey, "event_id": event.id, "active": s.active,
             "heartbeat": s.heartbeat, "next_tick": s.next_tick,
             "triggers": [str(t) for t in s.triggers]}
-    if as_json:
-        _print_json(data)
-        return
-    console.print(f"active: {s.active}\nheartbeat: {s.heartbeat or 'off'}"
-                  f"{'s' if s.heartbeat else ''}\nnext tick: {_ago(s.next_tick)}\n"
-                  f"triggers: {', '.join(data['triggers']) or 'none'}")
+
+
+def _show_schedule(s: AgentSchedule, data: dict[str, Any]) -> None:
+    say("active: {}", s.active)
+    say("heartbeat: {}", f"{s.heartbeat}s" if s.heartbeat else "off")
+    say("next tick: {}", _ago(s.next_tick))
+    say("triggers: {}", ", ".join(data["triggers"]) or "none")
+
+
+_family_command(_Family(
+    "profile", AGENT_PROFILE, PROFILE_D,
+    lambda node: _settings(node).profile(node.config["node"]["name"]).to_template(),
+    AgentProfile.from_event, _profile_data, _show_profile),
+    "Show an agent's profile (kind 39200), or publish this node's.")
+_family_command(_Family(
+    "schedule", AGENT_SCHEDULE, SCHEDULE_D,
+    lambda node: _settings(node).schedule(int(time.time())).to_template(),
+    AgentSchedule.from_event, _schedule_data, _show_schedule),
+    "Show an agent's schedule and triggers (kind 39202), or publish this node's.")
 
 
 def _read_json_arg(value: str) -> Any:
@@ -246,12 +264,11 @@ def _read_json_arg(value: str) -> Any:
 
 
 @app.command()
-def goals(config: ConfigOption = None, author: AuthorOption = None,
+@shared_options(AgentOpts)
+def goals(*, opts: AgentOpts,
           set_: Annotated[str | None, typer.Option(
               "--set", help='Publish these goals: JSON list (or {"goals": [...]}), @file or -.'
-          )] = None,
-          relay: RelayOption = None, timeout: TimeoutOption = 10.0,
-          as_json: JsonOption = False) -> None:
+          )] = None) -> None:
     """Show an agent's public goals (kind 39203), or publish this node's."""
     from oa_node.plugins.nipsa.agent import goals_from_json, publish_goals
 
@@ -259,26 +276,26 @@ def goals(config: ConfigOption = None, author: AuthorOption = None,
 
     async def go(node: Node, pool: RelayPool) -> tuple[str, Any]:
         if new_goals is not None:
-            ev = await publish_goals(pool, node.signer, new_goals, timeout)
+            ev = await publish_goals(pool, node.signer, new_goals, opts.timeout)
             return ev.pubkey, ev
-        who = _author(node, author)
-        return who, await _latest(pool, AGENT_GOALS, who, GOALS_D, timeout)
+        who = _author(node, opts.author)
+        return who, await _latest(pool, AGENT_GOALS, who, GOALS_D, opts.timeout)
 
-    who, event = _run(config, relay, new_goals is not None, go)
+    who, event = _run(opts.config, opts.relay, new_goals is not None, go)
     if event is None:
         raise UserError(f"no agent goals (kind 39203) by {who} on the relays")
     try:
         items = parse_goals(event)
     except ProtocolError as exc:
         raise UserError(f"goals {event.id}: {exc.reason}") from None
-    if as_json:
-        _print_json({"pubkey": event.pubkey, "event_id": event.id,
-                     "goals": [g.to_dict() for g in items]})
+    if opts.as_json:
+        print_json({"pubkey": event.pubkey, "event_id": event.id,
+                    "goals": [g.to_dict() for g in items]})
         return
     table = Table("id", "priority", "status", "progress", "description")
     for g in sorted(items, key=lambda g: g.priority):
-        table.add_row(escape(g.id), str(g.priority), g.status, f"{g.progress:.0%}",
-                      escape(g.description))
+        table.add_row(cell(g.id), cell(g.priority), cell(g.status), f"{g.progress:.0%}",
+                      cell(g.description))
     console.print(table)
 
 
@@ -286,12 +303,11 @@ def goals(config: ConfigOption = None, author: AuthorOption = None,
 
 
 @app.command()
-def state(config: ConfigOption = None,
+@shared_options(AgentOpts, exclude=("author",))
+def state(*, opts: AgentOpts,
           set_: Annotated[str | None, typer.Option(
               "--set", help="Replace the state with this JSON object (text, @file or -); "
-              "refused if another writer got there first.")] = None,
-          relay: RelayOption = None, timeout: TimeoutOption = 10.0,
-          as_json: JsonOption = False) -> None:
+              "refused if another writer got there first.")] = None) -> None:
     """Decrypt and show this agent's private state (kind 39201), or replace it."""
     from oa_node.plugins.nipsa.state import AgentStateStore
 
@@ -300,37 +316,38 @@ def state(config: ConfigOption = None,
         raise UserError("--set: the state must be a JSON object")
 
     async def go(node: Node, pool: RelayPool) -> Any:
-        store = AgentStateStore.fixed(pool, node.signer, publish_timeout=timeout,
-                                      query_timeout=timeout)
+        store = AgentStateStore.fixed(pool, node.signer, publish_timeout=opts.timeout,
+                                      query_timeout=opts.timeout)
         snap = await store.load()
         if new_data is not None:
             snap = await store.update(new_data, base_version=snap.version)
         return snap
 
-    snap = _run(config, relay, True, go)
+    snap = _run(opts.config, opts.relay, True, go)
     data = {"state_version": snap.version, "event_id": snap.event.id if snap.event else None,
             "state": snap.data}
-    if as_json:
-        _print_json(data)
+    if opts.as_json:
+        print_json(data)
         return
-    console.print(f"state_version {snap.version}"
-                  + (f" (event {snap.event.id})" if snap.event else " (no state yet)"))
-    console.print_json(json.dumps(snap.data))
+    say("state_version {}{}", snap.version,
+        f" (event {snap.event.id})" if snap.event else " (no state yet)")
+    print_text(json.dumps(snap.data, indent=2, ensure_ascii=False))
 
 
 # --- ticks -----------------------------------------------------------------------------------
 
 
 @app.command()
-def tick(config: ConfigOption = None,
+@shared_options(AgentOpts)
+def tick(*, opts: AgentOpts,
          history: Annotated[int, typer.Option(
-             "--history", help="Instead of ticking, list this many recent tick results.")] = 0,
-         author: AuthorOption = None, relay: RelayOption = None,
-         timeout: TimeoutOption = 10.0, as_json: JsonOption = False) -> None:
+             "--history", help="Instead of ticking, list this many recent tick results.")] = 0
+         ) -> None:
     """Run one tick now (manual trigger) with the registered tick handlers, or list recent
     ticks with --history N."""
+    timeout = opts.timeout
     if history:
-        _tick_history(config, history, author, relay, timeout, as_json)
+        _tick_history(history, opts)
         return
 
     async def go(node: Node, pool: RelayPool) -> Any:
@@ -344,31 +361,32 @@ def tick(config: ConfigOption = None,
                             publish_timeout=timeout, tick_ttl=s.tick_ttl)
         return await runner.tick("manual")
 
-    rec = _run(config, relay, True, go)
+    rec = _run(opts.config, opts.relay, True, go)
     data = {"tick_id": rec.tick_id, "request": rec.request.id, "result": rec.result.id,
             "status": rec.outcome.status, "actions": rec.outcome.actions,
             "cost_msat": rec.outcome.cost_msat, "duration_ms": rec.duration_ms,
             "errors": rec.errors}
-    if as_json:
-        _print_json(data)
+    if opts.as_json:
+        print_json(data)
         return
-    console.print(f"tick {rec.tick_id}: {rec.outcome.status}, {len(rec.outcome.actions)} "
-                  f"action(s), {rec.duration_ms} ms")
+    say("tick {}: {}, {} action(s), {} ms", rec.tick_id, rec.outcome.status,
+        len(rec.outcome.actions), rec.duration_ms)
     for name, err in rec.errors.items():
-        console.print(f"[red]{escape(name)}[/]: {escape(err)}")
+        say("[red]{}[/]: {}", name, err)
 
 
-def _tick_history(config: Path | None, n: int, author: str | None, relays: list[str] | None,
-                  timeout: float, as_json: bool) -> None:
+def _tick_history(n: int, opts: AgentOpts) -> None:
+    timeout = opts.timeout
+
     async def go(node: Node, pool: RelayPool) -> Any:
-        who = _author(node, author)
+        who = _author(node, opts.author)
         results = await pool.query(
             {"kinds": [TICK_RESULT], "authors": [who], "limit": n}, timeout)
         requests = await pool.query(
             {"kinds": [TICK_REQUEST], "authors": [who], "limit": n}, timeout)
         return results, {r.id: r for r in requests}
 
-    results, requests = _run(config, relays, False, go)
+    results, requests = _run(opts.config, opts.relay, False, go)
     rows = []
     for ev in results[:n]:
         try:
@@ -380,14 +398,14 @@ def _tick_history(config: Path | None, n: int, author: str | None, relays: list[
                      "trigger": req.first_tag_value("trigger") if req else None,
                      "actions": r.actions, "cost_msat": r.cost_msat,
                      "duration_ms": r.duration_ms, "result": ev.id})
-    if as_json:
-        _print_json(rows)
+    if opts.as_json:
+        print_json(rows)
         return
     table = Table("at", "trigger", "status", "actions", "cost msat", "ms", "tick")
     for row in rows:
-        table.add_row(_ago(row["at"]), str(row["trigger"] or "?"), row["status"],
-                      str(row["actions"]), str(row["cost_msat"]), str(row["duration_ms"]),
-                      row["tick_id"][:16])
+        table.add_row(_ago(row["at"]), cell(row["trigger"] or "?"), cell(row["status"]),
+                      cell(row["actions"]), cell(row["cost_msat"]), cell(row["duration_ms"]),
+                      cell(row["tick_id"][:16]))
     console.print(table)
 
 
@@ -395,24 +413,24 @@ def _tick_history(config: Path | None, n: int, author: str | None, relays: list[
 
 
 @trajectory_app.command("show")
+@shared_options(AgentOpts)
 def trajectory_show(
     session: Annotated[str, typer.Argument(help="Session id (the 39230 d tag).")],
-    config: ConfigOption = None, author: AuthorOption = None,
+    *, opts: AgentOpts,
     expect_hash: Annotated[str | None, typer.Option(
         "--hash", help="The trajectory_hash you were given (e.g. from a job result).")] = None,
-    relay: RelayOption = None, timeout: TimeoutOption = 10.0, as_json: JsonOption = False,
 ) -> None:
     """Rebuild a session from relays and check seq continuity, the chain and the hash."""
     from oa_node.trajectory import read_trajectory
 
     async def go(node: Node, pool: RelayPool) -> TrajectoryReport:
-        who = _pubkey(author) if author else None
+        who = _pubkey(opts.author) if opts.author else None
         return await read_trajectory(pool, session, who, expected_hash=expect_hash,
-                                     timeout=timeout)
+                                     timeout=opts.timeout)
 
-    report = _run(config, relay, False, go)
-    if as_json:
-        _print_json(report.to_dict())
+    report = _run(opts.config, opts.relay, False, go)
+    if opts.as_json:
+        print_json(report.to_dict())
     else:
         _print_report(report)
     if not report.ok:
@@ -421,46 +439,45 @@ def trajectory_show(
 
 def _print_report(r: TrajectoryReport) -> None:
     s = r.session
-    console.print(f"[bold]session[/] {escape(r.session_id)}", soft_wrap=True)
-    console.print(f"author {r.author}", soft_wrap=True)
+    say("[bold]session[/] {}", r.session_id)
+    say("author {}", r.author)
     if s is not None:
         if s.repo or s.sha:
-            console.print(f"repo {escape(s.repo or '-')} @ {escape(s.sha or '-')}")
+            say("repo {} @ {}", s.repo or "-", s.sha or "-")
         if s.participants:
-            console.print("participants: " + ", ".join(s.participants))
-        console.print(f"started {_ago(s.started_at)}, ended {_ago(s.ended_at)}")
+            say("participants: {}", ", ".join(s.participants))
+        say("started {}, ended {}", _ago(s.started_at), _ago(s.ended_at))
     table = Table("seq", "time", "type", "payload")
     for st in r.steps:
         payload = json.dumps(st.payload, ensure_ascii=False, sort_keys=True)
-        table.add_row(str(st.seq), time.strftime("%H:%M:%S", time.localtime(
-            st.event.created_at)), st.type, escape(payload[:100]))
+        table.add_row(cell(st.seq), time.strftime("%H:%M:%S", time.localtime(
+            st.event.created_at)), cell(st.type), cell(payload, limit=100))
     console.print(table)
-    console.print(f"trajectory_hash {r.computed_hash}"
-                  + (" (matches the session)" if r.claimed_hash == r.computed_hash else ""))
+    say("trajectory_hash {}{}", r.computed_hash,
+        " (matches the session)" if r.claimed_hash == r.computed_hash else "")
     if not r.complete:
-        console.print("[yellow]the session has not ended (no session_end yet)[/]")
+        say("[yellow]the session has not ended (no session_end yet)[/]")
     if r.ok:
-        console.print("[green]ok[/]: gap-free, unbroken chain, hash verified"
-                      if r.claimed_hash or r.expected_hash else
-                      "[green]ok[/]: gap-free, unbroken chain (no hash to compare yet)")
+        say("[green]ok[/]: gap-free, unbroken chain, hash verified"
+            if r.claimed_hash or r.expected_hash else
+            "[green]ok[/]: gap-free, unbroken chain (no hash to compare yet)")
     for p in r.problems:
-        console.print(f"[bold red]problem[/]: {escape(p)}")
+        say("[bold red]problem[/]: {}", p)
 
 
 @trajectory_app.command("list")
-def trajectory_list(config: ConfigOption = None, author: AuthorOption = None,
-                    limit: Annotated[int, typer.Option(help="How many sessions.")] = 20,
-                    relay: RelayOption = None, timeout: TimeoutOption = 10.0,
-                    as_json: JsonOption = False) -> None:
+@shared_options(AgentOpts)
+def trajectory_list(*, opts: AgentOpts,
+                    limit: Annotated[int, typer.Option(help="How many sessions.")] = 20) -> None:
     """List an agent's trajectory sessions (newest first)."""
 
     async def go(node: Node, pool: RelayPool) -> Any:
-        who = _author(node, author)
+        who = _author(node, opts.author)
         return await pool.query(
-            {"kinds": [TRAJECTORY_SESSION], "authors": [who], "limit": limit}, timeout)
+            {"kinds": [TRAJECTORY_SESSION], "authors": [who], "limit": limit}, opts.timeout)
 
     rows = []
-    for ev in _run(config, relay, False, go)[:limit]:
+    for ev in _run(opts.config, opts.relay, False, go)[:limit]:
         try:
             s = TrajectorySession.from_event(ev)
         except ProtocolError:
@@ -468,13 +485,13 @@ def trajectory_list(config: ConfigOption = None, author: AuthorOption = None,
         rows.append({"session_id": s.session_id, "started_at": s.started_at,
                      "ended_at": s.ended_at, "total_events": s.total_events,
                      "trajectory_hash": s.trajectory_hash, "repo": s.repo, "sha": s.sha})
-    if as_json:
-        _print_json(rows)
+    if opts.as_json:
+        print_json(rows)
         return
     table = Table("started", "ended", "events", "repo")
     table.add_column("session", no_wrap=True)
     for row in rows:
         table.add_row(_ago(row["started_at"]), _ago(row["ended_at"]),
-                      str(row["total_events"] if row["total_events"] is not None else "-"),
-                      escape(row["repo"] or ""), row["session_id"])
+                      cell(row["total_events"] if row["total_events"] is not None else "-"),
+                      cell(row["repo"] or ""), cell(row["session_id"]))
     console.print(table)
