@@ -15,9 +15,18 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from oa_node.cli_kit import (
+    JsonOption,
+    cell,
+    config_option,
+    console,
+    default_config_path,
+    print_json,
+    render,
+    say,
+)
 from oa_node.errors import UserError
 from oa_node.nostr import nip19
 from oa_node.nostr.errors import ProtocolError
@@ -27,15 +36,9 @@ app = typer.Typer(
     help="FROSTR threshold identities: k-of-n shares that sign ordinary Nostr events.",
     no_args_is_help=True,
 )
-console = Console()
 T = TypeVar("T")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", envvar="OA_NODE_CONFIG",
-                  help="Config file with a [frostr] section (default: ./node.toml)."),
-]
+ConfigOption = config_option("Config file with a [frostr] section (default: ./node.toml).")
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v",
                                              help="Log at debug level (default: [node] "
                                                   "log_level).")]
@@ -44,10 +47,6 @@ PasswordEnvOption = Annotated[
     typer.Option("--password-env", metavar="VAR",
                  help="Environment variable holding the share password."),
 ]
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _password(var: str | None) -> str | None:
@@ -64,8 +63,7 @@ def _holder(config: Path | None, verbose: bool = False) -> Any:
     from oa_node.node import build_node
     from oa_node.plugins.frostr import holder_for
 
-    path = config if config is not None else (Path("node.toml") if Path("node.toml").exists()
-                                              else None)
+    path = default_config_path(config)
     if path is None:
         raise UserError("no config: pass --config FILE with a [frostr] section")
     node = build_node(path)
@@ -144,15 +142,14 @@ def keygen(
             result["shares"].append({"idx": s.idx, "share_key": s.public_key,
                                      "bfshare": s.encode()})
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
-    console.print(f"[bold]{threshold}-of-{shares} group[/] for {npub}")
-    console.print(f"group: {result.get('group_file') or group.encode()}", soft_wrap=True)
+    say("[bold]{}-of-{} group[/] for {}", threshold, shares, npub)
+    say("group: {}", cell(result.get("group_file") or group.encode(), limit=None))
     for s in result["shares"]:
-        where = s.get("file") or s["bfshare"]
-        console.print(f"share {s['idx']}: {where}", soft_wrap=True, highlight=False)
+        say("share {}: {}", s["idx"], cell(s.get("file") or s["bfshare"], limit=None))
     if out is None:
-        console.print("[yellow]each bfshare is a secret: give one to each holder[/]")
+        say("[yellow]each bfshare is a secret: give one to each holder[/]")
 
 
 @app.command("verify-share")
@@ -176,10 +173,10 @@ def verify_share(
             "members": len(g.members), "group_public_key": g.public_key,
             "npub": nip19.npub_encode(g.public_key)}
     if as_json:
-        _print_json(info)
+        print_json(info)
     else:
-        console.print(f"[green]ok[/]: share {s.idx} of a {g.threshold}-of-{len(g.members)} "
-                      f"group for {info['npub']}")
+        say("[green]ok[/]: share {} of a {}-of-{} group for {}", s.idx, g.threshold,
+            len(g.members), info["npub"])
 
 
 def _read_template(path: str) -> EventTemplate:
@@ -214,7 +211,7 @@ def _sign_hash(holder: Any, text: str, as_json: bool) -> None:
            "group_public_key": holder.group.public_key, "signers": result.signers,
            "cheaters": result.cheaters}
     if as_json:
-        _print_json(out)
+        print_json(out)
     else:
         sys.stdout.write(out["signature"] + "\n")
 
@@ -248,12 +245,12 @@ def sign(
     result = signer.last_result
     assert result is not None
     if as_json:
-        _print_json({"event": signed.to_dict(), "signers": result.signers,
+        print_json({"event": signed.to_dict(), "signers": result.signers,
                      "cheaters": result.cheaters})
     else:
         sys.stdout.write(signed.to_json() + "\n")
         if result.cheaters:
-            console.print(f"[yellow]members {result.cheaters} sent invalid partial signatures[/]")
+            say("[yellow]members {} sent invalid partial signatures[/]", result.cheaters)
 
 
 @app.command()
@@ -280,7 +277,7 @@ def ecdh(
            "shared_x": shared.hex(),
            "nip44_conversation_key": nip44_conversation_key_from_x(shared).hex()}
     if as_json:
-        _print_json(out)
+        print_json(out)
     else:
         sys.stdout.write(out["shared_x"] + "\n")
 
@@ -311,21 +308,23 @@ def status(
             "threshold": k, "members": members, "peers": rows,
             "online": reachable - 1, "reachable": reachable, "can_sign": reachable >= k}
     if as_json:
-        _print_json(data)
+        print_json(data)
         if not data["can_sign"]:
             raise typer.Exit(1)
         return
-    table = Table(title=f"member {holder.idx} of {nip19.npub_encode(holder.group.public_key)}")
+    table = Table(title=render("member {} of {}", holder.idx,
+                               nip19.npub_encode(holder.group.public_key)))
     for col in ("idx", "share key", "status", "rtt ms"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["idx"]), r["share_key"][:16] + "…",
-                      "[green]online[/]" if r["online"] else f"[red]{r['error']}[/]",
+        table.add_row(cell(r["idx"]), cell(r["share_key"][:16] + "…"),
+                      cell("online", style="green") if r["online"] else
+                      cell(r["error"], style="red"),
                       "" if r["rtt_ms"] is None else str(r["rtt_ms"]))
     console.print(table)
     verdict = "can sign" if data["can_sign"] else "cannot sign"
-    console.print(("[green]" if data["can_sign"] else "[red]") +
-                  f"{reachable} of {members} signers reachable (this one included), {k} needed: "
-                  f"{verdict}[/]")
+    say(("[green]" if data["can_sign"] else "[red]") +
+        "{} of {} signers reachable (this one included), {} needed: {}[/]",
+        reachable, members, k, verdict)
     if not data["can_sign"]:
         raise typer.Exit(1)

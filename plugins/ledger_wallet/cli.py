@@ -8,41 +8,34 @@ faucet for the ledger wallet only: it credits a connection out of nothing.
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from oa_node.cli_kit import (
+    ConfigOption,
+    JsonOption,
+    cell,
+    console,
+    default_config_path,
+    print_json,
+    say,
+)
 from oa_node.errors import UserError
 from oa_node.nostr import nip47
 from oa_node.wallet import WalletError
 
 app = typer.Typer(help="The node's wallet and the built-in ledger wallet's connections.",
                   no_args_is_help=True)
-console = Console()
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", envvar="OA_NODE_CONFIG",
-                 help="Config file (default: ./node.toml if present)."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ConnOption = Annotated[str | None, typer.Option(
     "--connection", "-n", help="A ledger wallet connection (else: the node's [wallet]).")]
 
 
-def _out(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _node(config: Path | None) -> Any:
+def _node(config: Any) -> Any:
     """The node's config and registries, without building its services: ledger commands
     must work before the node's own [wallet] URI exists (it is made by these commands)."""
-    from oa_node.cli import default_config_path
     from oa_node.node import build_node
 
     return build_node(default_config_path(config), services=False)
@@ -130,10 +123,10 @@ def create(
         sys.stdout.write("\n".join(lines) + "\n")
         return
     if as_json:
-        _out({"name": name, "uri": uri, "wallet_pubkey": conn.service_pubkey,
+        print_json({"name": name, "uri": uri, "wallet_pubkey": conn.service_pubkey,
               "budget_msat": budget_msat, "budget_period": period})
     else:
-        console.print(f"connection {name!r} created; its URI (keep it secret):", highlight=False)
+        say("connection {!r} created; its URI (keep it secret):", name)
         sys.stdout.write(uri + "\n")
 
 
@@ -148,7 +141,7 @@ def connect_uri(
     node = _node(config)
     conn, secret = _ledger(node).rotate_client_key(name)
     uri = _uri(node, conn, secret, relay)
-    _out({"name": name, "uri": uri}) if as_json else sys.stdout.write(uri + "\n")
+    print_json({"name": name, "uri": uri}) if as_json else sys.stdout.write(uri + "\n")
 
 
 @app.command("list")
@@ -159,12 +152,13 @@ def list_(config: ConfigOption = None, as_json: JsonOption = False) -> None:
              "budget_period": c.budget_period, "wallet_pubkey": c.service_pubkey}
             for c in conns]
     if as_json:
-        _out(rows)
+        print_json(rows)
         return
     table = Table("name", "balance (msat)", "budget", "wallet pubkey")
     for r in rows:
         budget = "-" if r["budget_msat"] is None else f"{r['budget_msat']}/{r['budget_period']}"
-        table.add_row(r["name"], str(r["balance_msat"]), budget, r["wallet_pubkey"][:16] + "…")
+        table.add_row(cell(r["name"]), str(r["balance_msat"]), cell(budget),
+                      cell(r["wallet_pubkey"][:16] + "…"))
     console.print(table)
 
 
@@ -176,8 +170,8 @@ def deposit(
 ) -> None:
     """DEV/TEST FAUCET (ledger wallet only): credit NAME with AMOUNT_MSAT out of nothing."""
     balance = _ledger(_node(config)).deposit(name, amount_msat)
-    _out({"name": name, "balance_msat": balance}) if as_json else console.print(
-        f"{name}: balance {balance} msat")
+    print_json({"name": name, "balance_msat": balance}) if as_json else say(
+        "{}: balance {} msat", name, balance)
 
 
 @app.command()
@@ -189,7 +183,7 @@ def balance(connection: ConnOption = None, config: ConfigOption = None,
         value = _ledger(node).connection(connection).balance_msat
     else:
         value = _run_wallet(node, lambda w: w.get_balance())
-    _out({"balance_msat": value}) if as_json else console.print(f"{value} msat")
+    print_json({"balance_msat": value}) if as_json else say("{} msat", value)
 
 
 @app.command()
@@ -210,7 +204,7 @@ def invoice(
         inv = _run_wallet(node, lambda w: w.make_invoice(amount_msat, description, None, expiry))
         data = {"invoice": inv.bolt11, "payment_hash": inv.payment_hash,
                 "amount": inv.amount_msat, "expires_at": inv.expires_at}
-    _out(data) if as_json else sys.stdout.write(data["invoice"] + "\n")
+    print_json(data) if as_json else sys.stdout.write(data["invoice"] + "\n")
 
 
 @app.command()
@@ -232,8 +226,8 @@ def pay(
         p = _run_wallet(node, lambda w: w.pay_invoice(bolt11))
         data = {"payment_hash": p.payment_hash, "preimage": p.preimage,
                 "amount_msat": p.amount_msat, "fees_paid_msat": p.fees_paid_msat}
-    _out(data) if as_json else console.print(
-        f"paid {data['amount_msat']} msat, preimage {data['preimage']}", highlight=False)
+    print_json(data) if as_json else say("paid {} msat, preimage {}", data["amount_msat"],
+                                   data["preimage"])
 
 
 @app.command()
@@ -245,12 +239,12 @@ def history(
     """Every balance move of a ledger connection, newest first."""
     moves = _ledger(_node(config)).history(name, limit)
     if as_json:
-        _out(moves)
+        print_json(moves)
         return
     table = Table("when", "msat", "reason", "ref")
     for m in moves:
-        table.add_row(str(m["created_at"]), f"{m['delta_msat']:+d}", m["reason"],
-                      (m["ref"] or "")[:16])
+        table.add_row(str(m["created_at"]), f"{m['delta_msat']:+d}", cell(m["reason"]),
+                      cell((m["ref"] or "")[:16]))
     console.print(table)
 
 

@@ -7,7 +7,6 @@ request (nothing ran).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -16,34 +15,33 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from oa_node.cli_kit import (
+    JsonOption,
+    cell,
+    config_option,
+    console,
+    default_config_path,
+    err_console,
+    print_json,
+    print_text,
+    progress,
+    render,
+    say,
+)
 from oa_node.errors import UserError
 
 app = typer.Typer(help="Docker sandbox: base image, local job runs, diagnostics.",
                   no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", envvar="OA_NODE_CONFIG",
-                 help="Config file with a [sandbox] section (default: ./node.toml if present)."),
-]
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+ConfigOption = config_option(
+    "Config file with a [sandbox] section (default: ./node.toml if present).")
 
 
 def _config(path: Path | None) -> Any:
     from oa_node.node import build_node
 
-    if path is None and Path("node.toml").exists():
-        path = Path("node.toml")
-    return build_node(path).config
+    return build_node(default_config_path(path)).config
 
 
 def _client(config: Any) -> Any:
@@ -74,7 +72,7 @@ def build_image(
     client = _client(_config(config))
 
     def progress(line: str) -> None:
-        err_console.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True)
+        err_console.print(render("[dim]{}[/]", line), soft_wrap=True)
 
     try:
         if dockerfile:
@@ -85,9 +83,9 @@ def build_image(
         raise UserError(str(exc)) from None
     recipe = Recipe()
     if as_json:
-        _print_json({"digest": digest, "tag": recipe.tag, "recipe_sha256": recipe.hash()})
+        print_json({"digest": digest, "tag": recipe.tag, "recipe_sha256": recipe.hash()})
     else:
-        console.print(digest)
+        say("{}", digest)
 
 
 def _load_request(path: str) -> Any:
@@ -112,7 +110,7 @@ def _invalid(message: str, as_json: bool) -> typer.Exit:
     """An invalid request: a result with status ``error`` under ``--json``, else one
     ``error:`` line; exit code 2 either way (nothing ran)."""
     if as_json:
-        _print_json({"status": "error", "error": message})
+        print_json({"status": "error", "error": message})
     else:
         from oa_node.cli_kit import print_error
 
@@ -165,17 +163,18 @@ def run(
             ctx.sandbox = make_sandbox(cfg)
         except SandboxError as exc:
             if as_json:
-                _print_json({"status": "error", "error": str(exc)})
+                print_json({"status": "error", "error": str(exc)})
                 raise typer.Exit(EXIT_FAILED) from None
             raise UserError(str(exc)) from None
     try:
-        result = _run_cancellable(job_type.executor, parsed, ctx)
+        with progress(f"running {schema}...", enabled=not as_json and console.is_terminal):
+            result = _run_cancellable(job_type.executor, parsed, ctx)
     finally:
         if ctx.sandbox is not None:
             ctx.sandbox.close()
             forget_sandbox(cfg)
     if as_json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
     else:
         _show(result)
     if result.status != "success":
@@ -221,25 +220,25 @@ def _run_cancellable(executor: Any, parsed: Any, ctx: Any) -> Any:
 
 def _show(result: Any) -> None:
     colour = "green" if result.status == "success" else "red"
-    console.print(f"status: [{colour}]{result.status}[/]")
+    say(f"status: [{colour}]{{}}[/]", result.status)
     if result.error:
-        console.print(f"error: {result.error}", highlight=False)
+        say("error: {}", cell(result.error, limit=4000))
     for run in getattr(result, "runs", ()):
         cmd = run.cmd if isinstance(run.cmd, str) else " ".join(run.cmd)
-        console.print(f"[bold]$ {cmd}[/]  exit {run.exit_code}, {run.duration_ms} ms, "
-                      f"stdout {run.stdout_bytes} B, stderr {run.stderr_bytes} B", highlight=False)
+        say("[bold]$ {}[/]  exit {}, {} ms, stdout {} B, stderr {} B", cmd, run.exit_code,
+            run.duration_ms, run.stdout_bytes, run.stderr_bytes)
         for text in (run.stdout_preview, run.stderr_preview):
             if text:
-                console.print(text.rstrip(), markup=False, highlight=False)
+                print_text(text.rstrip())
     if getattr(result, "tree_sha256", ""):
-        console.print(f"tree_sha256: {result.tree_sha256} ({len(result.digests)} files)")
+        say("tree_sha256: {} ({} files)", result.tree_sha256, len(result.digests))
     if result.artifacts:
         table = Table("artifact", "sha256", "bytes")
         for a in result.artifacts:
-            table.add_row(getattr(a, "path", getattr(a, "index_type", "")), a.sha256,
-                          str(getattr(a, "size_bytes", getattr(a, "bytes", 0))))
+            table.add_row(cell(getattr(a, "path", getattr(a, "index_type", ""))), cell(a.sha256),
+                          cell(getattr(a, "size_bytes", getattr(a, "bytes", 0))))
         console.print(table)
-    console.print(f"output_sha256: {result.provenance.output_sha256}")
+    say("output_sha256: {}", result.provenance.output_sha256)
 
 
 @app.command("doctor")
@@ -291,15 +290,14 @@ def doctor(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         "run build-image as root (or with sudo)", required=False)
     ok = all(c["ok"] for c in checks if c["required"])
     if as_json:
-        _print_json({"ok": ok, "checks": checks})
+        print_json({"ok": ok, "checks": checks})
     else:
         for c in checks:
             mark = "[green]ok[/]" if c["ok"] else ("[red]FAIL[/]" if c["required"]
                                                   else "[yellow]warn[/]")
-            console.print(f"{mark}  {c['check']}: {c['detail']}", highlight=False,
-                          soft_wrap=True)
+            say(f"{mark}  {{}}: {{}}", c["check"], cell(c["detail"], limit=4000))
             if c["fix"]:
-                console.print(f"      fix: {c['fix']}", highlight=False)
+                say("      fix: {}", c["fix"])
     if not ok:
         raise typer.Exit(1)
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
+from oa_node.cli_kit import ConfigOption, JsonOption, default_config_path, print_json, say
 
 
 def register(app: typer.Typer) -> None:
@@ -22,14 +18,12 @@ def register(app: typer.Typer) -> None:
         relay: Annotated[list[str] | None, typer.Option(
             help="Relay for the receipt (repeatable; default: [node] relays).")] = None,
         wait: Annotated[float, typer.Option(help="Seconds to wait for the receipt.")] = 10.0,
-        config: Annotated[Path | None, typer.Option(
-            "--config", "-c", envvar="OA_NODE_CONFIG", help="Config file.")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        config: ConfigOption = None,
+        as_json: JsonOption = False,
     ) -> None:
         """Zap TARGET with SATS sats (NIP-57), paying through the node's wallet."""
         import anyio
 
-        from oa_node.cli import default_config_path
         from oa_node.errors import UserError
         from oa_node.node import build_node
         from oa_node.wallet import Wallet, Zapper
@@ -55,7 +49,6 @@ def register(app: typer.Typer) -> None:
                 "preimage": result.payment.preimage, "amount_msat": result.payment.amount_msat,
                 "receipt": result.receipt.id if result.receipt else None}
         if as_json:
-            sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+            print_json(data)
         else:
-            console.print(f"zapped {sats} sats; receipt "
-                          f"{data['receipt'] or '(none seen yet)'}", highlight=False)
+            say("zapped {} sats; receipt {}", sats, data["receipt"] or "(none seen yet)")
