@@ -234,3 +234,101 @@ def test_json_output_is_exact(world: World) -> None:
     got = json.loads(world.git("issue", "show", issue_id, "--json"))
     assert got["subject"] == "S" + text and got["content"] == text
     assert os.environ.get("OA_NODE_CONFIG") is None
+
+
+# --- a node config for the buyer and NIP-SA commands ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def node_cfg(world: World) -> Path:
+    from oa_node.signer import write_key_file
+
+    data = world.root / "node"
+    data.mkdir()
+    write_key_file(data / "node.key", LocalSigner.generate().secret_key)
+    cfg = data / "node.toml"
+    cfg.write_text(f'[node]\ndata_dir = "{data}"\nrelays = ["{world.relay.url}"]\n',
+                   encoding="utf-8")
+    return cfg
+
+
+_seq = iter(range(1_000_000))
+
+
+@SETTINGS
+@example(text="[/] [bold]\x1b[31m\u202e")
+@given(text=hostile)
+def test_providers_show_hostile_announcements(world: World, node_cfg: Path, text: str) -> None:
+    from oa_node.nostr import nip90
+
+    signer = LocalSigner.generate()  # a fresh provider each time: its ad is the newest
+    schema = "oa." + text[:60]
+    tpl = nip90.handler_template(f"h{next(_seq)}", {schema: 7}, name="N" + text)
+    publish_raw(world.relay.url, signer, tpl.kind, tpl.content, tpl.tags)
+    ads = json.loads(world.ok("providers", "-c", str(node_cfg), "--json"))
+    ad = next(a for a in ads if a["pubkey"] == signer.public_key)
+    out = world.ok("providers", "-c", str(node_cfg))
+    visible(ad["name"], out)
+    visible(", ".join(f"{s} {ad['pricing_msat'].get(s, '?')}" for s in ad["schemas"]), out)
+
+
+@SETTINGS
+@example(text="[/] (oa-node start with [buyer] enabled) \x1b[2J\u202e")
+@given(text=hostile)
+def test_job_status_and_list_show_hostile_ledger_text(world: World, node_cfg: Path,
+                                                      text: str) -> None:
+    from oa_node.plugins.buyer.ledger import open_buyer_ledger
+
+    job_id = f"{next(_seq):064x}"
+    rid = "ab" * 32
+    provider = LocalSigner.generate().public_key
+    ledger = open_buyer_ledger(node_cfg.parent)
+    try:
+        ledger.create(job_id, {
+            "schema": "oa." + text, "redundancy": 1, "max_price_msat": 5, "encrypted": False,
+            "last_feedback": {"status": "processing", "info": text},
+            "results": {rid: {"check": {"provider": provider, "ok": False,
+                                        "problems": [text], "status": text}}},
+            "refusals": {rid: "R" + text}})
+    finally:
+        ledger.close()
+    out = world.ok("job", "status", job_id, "-c", str(node_cfg))
+    visible(text, out)  # the feedback info and the problem
+    visible("R" + text, out)
+    visible("oa." + text, out)
+    out = world.ok("job", "list", "-c", str(node_cfg))
+    visible("oa." + text, out)
+
+
+@SETTINGS
+@example(text="[/]\x1b]8;;https://evil\x07[link=x]\u202e")
+@example(text=BIG)
+@given(text=hostile)
+def test_agent_trajectory_show_and_list_show_hostile_text(world: World, node_cfg: Path,
+                                                          text: str) -> None:
+    from oa_node.nostr.nipsa import TrajectorySession, trajectory_event_template
+
+    text = big(text)
+    agent = LocalSigner.generate()
+    session = ("s" + "".join(c for c in text[:40] if not c.isspace() and c != ":")
+               + str(next(_seq)))
+    s_tpl = TrajectorySession(session, 1_700_000_000, repo="R" + text[:300_000],
+                              sha=text[:64] or "x").to_template()
+    s_ev = agent.sign_now(s_tpl)
+    publish_raw(world.relay.url, agent, s_tpl.kind, s_tpl.content, s_tpl.tags,
+                created_at=s_ev.created_at)
+    step = trajectory_event_template(pubkey=agent.public_key, session_id=session, root=s_ev.id,
+                                     seq=0, previous=None, type="user",
+                                     payload={"text": text})
+    publish_raw(world.relay.url, agent, step.kind, step.content, step.tags)
+    common = ["-c", str(node_cfg), "--author", agent.public_key]
+    report = json.loads(world.ok("agent", "trajectory", "show", session, *common, "--json"))
+    assert report["session_id"] == session and report["ok"], report["problems"]
+    out = world.ok("agent", "trajectory", "show", session, *common)
+    visible(session, out)
+    visible("R" + text[:300_000], out)
+    step_json = json.dumps({"text": text}, ensure_ascii=False, sort_keys=True)
+    visible(step_json, out, limit=100)
+    out = world.ok("agent", "trajectory", "list", *common)
+    visible(session, out)
+    visible("R" + text[:300_000], out)
