@@ -8,7 +8,9 @@ faucet for the ledger wallet only: it credits a connection out of nothing.
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -113,18 +115,18 @@ def create(
         write_private(target, uri + "\n")
         lines = ["[wallet]", 'backend = "nwc"', f"uri_file = {json.dumps(str(target))}"]
         if as_json:
-            _out({"name": name, "uri_file": str(target), "wallet_pubkey": conn.service_pubkey,
-                  "budget_msat": budget_msat, "budget_period": period, "config": lines})
+            print_json({"name": name, "uri_file": str(target),
+                        "wallet_pubkey": conn.service_pubkey, "budget_msat": budget_msat,
+                        "budget_period": period, "config": lines})
             return
-        console.print(f"connection {name!r} created; its URI is in {target} (mode 0600).\n"
-                      "To use it, put these lines in the node.toml of the node that pays "
-                      "or earns with it:", highlight=False, markup=False,
-                      soft_wrap=True)
+        say("connection {!r} created; its URI is in {} (mode 0600).", name,
+            cell(target, limit=None))
+        say("To use it, put these lines in the node.toml of the node that pays or earns with it:")
         sys.stdout.write("\n".join(lines) + "\n")
         return
     if as_json:
         print_json({"name": name, "uri": uri, "wallet_pubkey": conn.service_pubkey,
-              "budget_msat": budget_msat, "budget_period": period})
+                    "budget_msat": budget_msat, "budget_period": period})
     else:
         say("connection {!r} created; its URI (keep it secret):", name)
         sys.stdout.write(uri + "\n")
