@@ -37,7 +37,8 @@ from oa_node.errors import UserError
 __all__ = [
     "CONFIG_ENV", "ConfigOption", "ForceOption", "JsonOption", "TimeoutOption", "cell",
     "clean", "config_option", "console", "default_config_path", "err_console", "fail",
-    "print_error", "print_json", "print_text", "progress", "render", "run_main",
+    "print_error", "print_json", "print_text", "progress", "pubkey_arg", "read_text_input",
+    "render", "run_main",
     "shared_options", "sub_app", "text_arg", "warn",
 ]
 
@@ -321,6 +322,38 @@ def text_arg(value: str, name: str) -> str:
     except UnicodeEncodeError:
         raise UserError(f"{name}: not valid UTF-8 text") from None
     return value
+
+
+def pubkey_arg(value: str, option: str = "") -> str:
+    """A hex public key from 64 hex characters, an npub or an nprofile (what users paste);
+    anything else is one clear line naming ``option``."""
+    from oa_node.nostr import nip19
+    from oa_node.nostr.errors import ProtocolError
+
+    where = f"{option} " if option else ""
+    text = value.strip()
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text.lower()):
+        return text.lower()
+    if text.startswith(("npub1", "nprofile1")):
+        kind = text[:text.index("1")]
+        try:
+            decoded = nip19.decode(text)
+        except ProtocolError as exc:
+            raise UserError(f"{where}{clean(text, limit=70)!r}: not a valid {kind} "
+                            f"({exc.reason})") from None
+        data = decoded.data
+        return str(data["pubkey"] if isinstance(data, dict) else data)
+    raise UserError(f"{where}{clean(text, limit=70)!r}: expected an npub or 64 hex characters")
+
+
+def read_text_input(source: str) -> str:
+    """The text of file ``source`` (``-``: stdin), or one line saying why it cannot be read."""
+    try:
+        return sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{source}: not UTF-8 text") from None
 
 
 def fail(message: str) -> NoReturn:

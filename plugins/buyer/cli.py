@@ -31,6 +31,7 @@ from oa_node.cli_kit import (
     default_config_path,
     print_json,
     progress,
+    pubkey_arg,
     say,
     shared_options,
 )
@@ -88,20 +89,6 @@ class SubmitOpts:
     dedicated_kind: DedicatedOption = None
     config: ConfigOption = None
     as_json: JsonOption = False
-
-
-def pubkey_arg(text: str) -> str:
-    """A hex pubkey from an npub, nprofile or hex string."""
-    text = text.strip()
-    if text.startswith(("npub1", "nprofile1")):
-        try:
-            decoded = nip19.decode(text)
-        except ProtocolError as exc:
-            raise UserError(f"{text}: not a valid {text[:8]}: {exc}") from None
-        return str(decoded.data if isinstance(decoded.data, str) else decoded.data["pubkey"])
-    if len(text) == 64 and all(c in "0123456789abcdef" for c in text.lower()):
-        return text.lower()
-    raise UserError(f"{text!r}: expected an npub or a 64-hex public key")
 
 
 def _load(config: Path | None, *, services: bool = True) -> Node:
@@ -248,7 +235,7 @@ def _verification(node: Node, redundancy: int | None) -> dict[str, Any]:
 def _submit(node: Node, schema: str, doc: dict[str, Any], opts: SubmitOpts) -> None:
     """The one body of every ``job submit``: publish, then follow the job with --wait."""
     as_json, wait, wait_timeout = opts.as_json, opts.wait, opts.wait_timeout
-    providers = [pubkey_arg(p) for p in opts.provider or []]
+    providers = [pubkey_arg(p, "--provider") for p in opts.provider or []]
     buyer = _buyer(node)
 
     async def go() -> tuple[str, bool]:

@@ -24,6 +24,7 @@ from oa_node.cli_kit import (
     console,
     default_config_path,
     print_json,
+    read_text_input,
     render,
     say,
 )
@@ -180,10 +181,7 @@ def verify_share(
 
 
 def _read_template(path: str) -> EventTemplate:
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"{path}: {exc}") from None
+    text = read_text_input(path)
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError) as exc:

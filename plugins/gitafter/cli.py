@@ -29,6 +29,7 @@ from oa_node.cli_kit import (
     console,
     print_json,
     print_text,
+    pubkey_arg,
     say,
     shared_options,
     warn,
@@ -37,7 +38,6 @@ from oa_node.errors import UserError
 from oa_node.nostr import nip19
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, compute_event_id
-from oa_node.nostr.keys import is_hex
 from oa_node.plugins.gitafter import gitops, nip34
 from oa_node.plugins.gitafter.nip34 import Proposal, RepoRef, TrajectoryRef, short
 from oa_node.plugins.gitafter.remote import GitAfterRemote
@@ -114,18 +114,7 @@ def _short_npub(pubkey: str) -> str:
 
 
 def _parse_pubkey(value: str) -> str:
-    value = value.strip()
-    if is_hex(value.lower(), 32):
-        return value.lower()
-    try:
-        decoded = nip19.decode(value)
-    except ProtocolError as exc:
-        raise UserError(f"{value[:24]}: not a public key ({exc.reason})") from None
-    if decoded.prefix == "npub":
-        return str(decoded.data)
-    if decoded.prefix == "nprofile" and isinstance(decoded.data, dict):
-        return str(decoded.data["pubkey"])
-    raise UserError(f"{value[:24]}: expected an npub or 64 hex characters")
+    return pubkey_arg(value)
 
 
 def _parse_repo_address(value: str) -> tuple[str, str, list[str]]:

@@ -8,7 +8,6 @@ has gaps or was tampered with, after printing what it found.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from oa_node.cli_kit import (
     default_config_path,
     print_json,
     print_text,
+    pubkey_arg,
+    read_text_input,
     relay_option,
     say,
     shared_options,
@@ -83,22 +84,6 @@ class AgentOpts:
     as_json: JsonOption = False
 
 
-def _pubkey(text: str) -> str:
-    text = text.strip()
-    if text.startswith("npub1"):
-        from oa_node.nostr import nip19
-
-        try:
-            decoded = nip19.decode(text)
-        except ProtocolError as exc:
-            raise UserError(f"--author: {exc.reason}") from None
-        if decoded.prefix == "npub" and isinstance(decoded.data, str):
-            return decoded.data
-    if len(text) == 64 and all(c in "0123456789abcdef" for c in text.lower()):
-        return text.lower()
-    raise UserError(f"--author {text!r}: expected 64 hex characters or an npub1... string")
-
-
 def _node(config: Path | None) -> Node:
     from oa_node.node import build_node
 
@@ -134,7 +119,7 @@ def _run(config: Path | None, relays: list[str] | None, need_signer: bool,
 
 def _author(node: Node, author: str | None) -> str:
     if author:
-        return _pubkey(author)
+        return pubkey_arg(author, "--author")
     try:
         return node.signer.public_key
     except UserError as exc:
@@ -248,15 +233,8 @@ _family_command(_Family(
 
 def _read_json_arg(value: str) -> Any:
     """``--set`` takes JSON text, ``@file`` or ``-`` (stdin)."""
-    if value == "-":
-        text = sys.stdin.read()
-    elif value.startswith("@"):
-        try:
-            text = Path(value[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"{value[1:]}: {exc.strerror or exc}") from None
-    else:
-        text = value
+    text = read_text_input(value[1:] if value.startswith("@") else value) \
+        if value == "-" or value.startswith("@") else value
     try:
         return json.loads(text)
     except ValueError as exc:
@@ -424,7 +402,7 @@ def trajectory_show(
     from oa_node.trajectory import read_trajectory
 
     async def go(node: Node, pool: RelayPool) -> TrajectoryReport:
-        who = _pubkey(opts.author) if opts.author else None
+        who = pubkey_arg(opts.author, "--author") if opts.author else None
         return await read_trajectory(pool, session, who, expected_hash=expect_hash,
                                      timeout=opts.timeout)
 

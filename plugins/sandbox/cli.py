@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +26,7 @@ from oa_node.cli_kit import (
     print_json,
     print_text,
     progress,
+    read_text_input,
     render,
     say,
 )
@@ -91,10 +91,7 @@ def build_image(
 def _load_request(path: str) -> Any:
     from oa_node.canonical import CanonicalJSONError, loads
 
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
+    text = read_text_input(path)
     try:
         return loads(text)
     except (ValueError, CanonicalJSONError) as exc:
