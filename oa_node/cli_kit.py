@@ -343,7 +343,7 @@ def pubkey_arg(value: str, option: str = "") -> str:
                             f"({exc.reason})") from None
         data = decoded.data
         return str(data["pubkey"] if isinstance(data, dict) else data)
-    raise UserError(f"{where}{clean(text, limit=70)!r}: expected an npub or 64 hex characters")
+    raise UserError(f"{where}{clean(text, limit=70)!r}: expected 64 hex characters or an npub")
 
 
 def read_text_input(source: str) -> str:
