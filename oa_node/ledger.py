@@ -198,3 +198,41 @@ class StateLedger:
 
 def _record(row: tuple[Any, ...]) -> Record:
     return Record(row[0], row[1], json.loads(row[2]), row[3], row[4])
+
+
+class LedgerReader:
+    """A read-only view of a :class:`StateLedger` another process writes (the dashboard
+    reads the buyer's and the provider's ledgers this way): opened ``mode=ro``, so it can
+    create nothing and change nothing; a ledger not made yet reads as empty."""
+
+    def __init__(self, path: str | Path, name: str) -> None:
+        if not name.isidentifier():
+            raise ValueError("ledger name must be an identifier")
+        self.name = name
+        self.path = Path(path)
+
+    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        if not self.path.is_file():
+            return []
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            return db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:  # the ledger's tables are not there yet
+            if "no such table" in str(exc):
+                return []
+            raise
+        finally:
+            db.close()
+
+    def all(self, limit: int = 1000) -> list[Record]:
+        return [_record(r) for r in self._rows(
+            f"SELECT * FROM {self.name} ORDER BY created_at DESC LIMIT ?", (limit,))]
+
+    def get(self, record_id: str) -> Record | None:
+        rows = self._rows(f"SELECT * FROM {self.name} WHERE id=?", (record_id,))
+        return _record(rows[0]) if rows else None
+
+    def history(self, record_id: str) -> list[HistoryEntry]:
+        return [HistoryEntry(f, t, a, json.loads(r)) for f, t, a, r in self._rows(
+            f"SELECT from_state, to_state, at, receipt FROM {self.name}_history "
+            "WHERE id=? ORDER BY rowid", (record_id,))]

@@ -1,0 +1,185 @@
+"""The dashboard service: the login token, the session cookie, and the routes.
+
+The token (32 random bytes, url-safe) is kept 0600 in the data dir (``oa_node.files``) and
+printed as a login URL whose token is in the *fragment* (``/login#token=...``): browsers
+never send a fragment, so the token reaches the server only in the login POST, never in a
+request line, a log or a Referer. ``/static/login.js`` moves it into the form and submits.
+The cookie is not the token but an HMAC of it (HttpOnly, SameSite=Strict), compared in
+constant time; every other request without it is sent to the login page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from oa_node.files import read_private, write_private
+
+from . import data, pages
+from .http import HttpServer, Request, Response
+from .settings import WebSettings
+from .static import LOGIN_JS, STYLE_CSS
+
+if TYPE_CHECKING:
+    from oa_node.node import Node
+
+log = logging.getLogger("oa_node.web")
+
+COOKIE = "oa_web"
+STATIC = {"style.css": (STYLE_CSS.encode(), "text/css; charset=utf-8"),
+          "login.js": (LOGIN_JS.encode(), "text/javascript; charset=utf-8")}
+
+
+def load_token(path: Path) -> str:
+    """The dashboard's token, made (0600) on first use; a file others may read is refused."""
+    if not path.exists():
+        try:
+            write_private(path, secrets.token_urlsafe(32) + "\n")
+        except FileExistsError:  # made meanwhile by another process
+            pass
+    token = read_private(path, "dashboard token").strip()
+    if len(token) < 16:
+        from oa_node.errors import UserError
+
+        raise UserError(f"{path}: dashboard token too short; remove the file to make a new one")
+    return token
+
+
+def session_of(token: str) -> str:
+    return hmac.new(token.encode(), b"oa-node web session", hashlib.sha256).hexdigest()
+
+
+class Dashboard:
+    def __init__(self, node: Node, token: str) -> None:
+        self.node = node
+        self._token = token
+        self._session = session_of(token)
+        self.probe = data.RelayProbe()
+
+    def logged_in(self, req: Request) -> bool:
+        cookie = req.cookie(COOKIE) or ""
+        return hmac.compare_digest(cookie.encode(), self._session.encode())
+
+    async def handle(self, req: Request) -> Response:
+        path = req.path
+        if path.startswith("/static/"):
+            name = path[len("/static/"):]
+            if name in STATIC and req.method in ("GET", "HEAD"):
+                return Response(200, *STATIC[name])
+            return _text(404, "not found")
+        if path == "/login":
+            return self.login(req)
+        if req.method == "POST":
+            return _text(405, "read-only: nothing but the login takes a POST")
+        if not self.logged_in(req):
+            return Response(303, b"", headers={"Location": "/login"})
+        if path == "/":
+            return _html(await self.node_page())
+        if path == "/jobs":
+            return _html(self.jobs_page())
+        if path.startswith("/jobs/"):
+            return await self.job_page(path[len("/jobs/"):])
+        if path == "/wallet":
+            return _html(await self.wallet_page())
+        return _html(self._page("Not found", "<p>No such page.</p>"), 404)
+
+    def login(self, req: Request) -> Response:
+        if req.method != "POST":
+            return _html(pages.login_page())
+        origin = req.headers.get("origin")
+        if origin not in (None, "null") and origin.split("://", 1)[-1] != req.headers["host"]:
+            return _text(403, "cross-origin login refused")
+        given = (req.form.get("token") or [""])[0].strip()
+        if not hmac.compare_digest(given.encode(), self._token.encode()):
+            log.warning("dashboard: a login with a wrong token")
+            return _html(pages.login_page("Wrong token."), 401)
+        cookie = f"{COOKIE}={self._session}; Path=/; HttpOnly; SameSite=Strict"
+        return Response(303, b"", headers={"Location": "/", "Set-Cookie": cookie})
+
+    def _page(self, title: str, body: str, active: str = "") -> str:
+        return pages.page(title, body, active=active, node_name=self.node.config["node"]["name"])
+
+    async def node_page(self) -> str:
+        from oa_node.nostr import nip19
+
+        node = self.node
+        pubkey = node.signer.public_key
+        counts: dict[str, dict[str, int]] = {}
+        for side, reader in (("buyer", data.buyer_ledger(node)),
+                             ("provider", data.provider_ledger(node))):
+            states: dict[str, int] = {}
+            for rec in reader.all(10_000):
+                states[rec.state] = states.get(rec.state, 0) + 1
+            counts[side] = states
+        relays = await self.probe.check(list(node.config["node"]["relays"]))
+        body = pages.node_page(
+            name=node.config["node"]["name"], pubkey=pubkey, npub=nip19.npub_encode(pubkey),
+            services=[s.name for s in node.services], data_dir=str(node.data_dir),
+            relays=relays, counts=counts, latencies=await data.recent_latencies(node))
+        return self._page("Node", body, "/")
+
+    def jobs_page(self) -> str:
+        body = pages.jobs_page(data.buyer_ledger(self.node).all(200),
+                               data.provider_ledger(self.node).all(200))
+        return self._page("Jobs", body, "/jobs")
+
+    async def job_page(self, job_id: str) -> Response:
+        if not (len(job_id) == 64 and all(c in "0123456789abcdef" for c in job_id)):
+            return _html(self._page("Not found", "<p>Not a job id.</p>"), 404)
+        view = await data.buyer_job(self.node, job_id)
+        if view is None:
+            return _html(self._page("Not found", "<p>No such job in the buyer's ledger.</p>",
+                                    "/jobs"), 404)
+        return _html(self._page(f"Job {job_id[:16]}", pages.job_page(view, data.latency(view)),
+                                "/jobs"))
+
+    async def wallet_page(self) -> str:
+        balance, status = await data.wallet_balance(self.node)
+        body = pages.wallet_page(balance, status, data.buyer_ledger(self.node).all(200),
+                                 data.provider_ledger(self.node).all(200))
+        return self._page("Wallet", body, "/wallet")
+
+
+def _html(text: str, status: int = 200) -> Response:
+    return Response(status, text.encode())
+
+
+def _text(status: int, text: str) -> Response:
+    return Response(status, (text + "\n").encode(), "text/plain; charset=utf-8")
+
+
+async def serve(node: Node, settings: WebSettings) -> None:
+    """Run the dashboard until cancelled."""
+    import anyio
+
+    token = load_token(node.data_dir / settings.token_file)
+    dash = Dashboard(node, token)
+    server = HttpServer(dash.handle, settings.host, settings.port,
+                        allowed_hosts=lambda: _hosts(settings.host, server.port))
+    try:
+        await server.start()
+    except OSError as exc:
+        from oa_node.errors import UserError
+
+        raise UserError(f"[web] host/port {settings.host}:{settings.port}: cannot listen: "
+                        f"{exc.strerror or exc}") from None
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    log.info("dashboard on http://%s:%d/", host, server.port)
+    # the login URL on a line of its own, never wrapped by the log's console
+    print(f"dashboard: log in: http://{host}:{server.port}/login#token={token}",
+          file=sys.stderr, flush=True)
+    try:
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await server.close()
+
+
+def _hosts(host: str, port: int) -> set[str]:
+    names = {host, f"[{host}]"} | ({"localhost", "127.0.0.1"} if host == "127.0.0.1" else set())
+    return {f"{n}:{port}" for n in names}

@@ -1,0 +1,219 @@
+"""What the dashboard shows, read without changing anything: the node's public API, the job
+ledgers the buyer and provider keep in the data dir (documented in docs/ARCHITECTURE.md,
+read through :class:`oa_node.ledger.LedgerReader`, ``mode=ro``), and live capabilities.
+
+Every value that came from a relay, a provider or a wallet is hostile: it is returned as
+data (never markup) and the pages escape it; result documents are parsed as JSON objects
+only, and anything else is reported as unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from oa_node.ledger import LedgerReader, Record
+
+if TYPE_CHECKING:
+    from oa_node.node import Node
+
+#: the files and tables of the job ledgers (docs/ARCHITECTURE.md, "The data dir")
+BUYER_LEDGER = ("buyer_jobs.sqlite3", "buyer_jobs")
+PROVIDER_LEDGER = ("provider_jobs.sqlite3", "provider_jobs")
+
+
+def buyer_ledger(node: Node) -> LedgerReader:
+    return LedgerReader(node.data_dir / BUYER_LEDGER[0], BUYER_LEDGER[1])
+
+
+def provider_ledger(node: Node) -> LedgerReader:
+    return LedgerReader(node.data_dir / PROVIDER_LEDGER[0], PROVIDER_LEDGER[1])
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None
+
+
+@dataclass
+class Latency:
+    """Where a buyer's job spent its time, seconds (``None``: that step did not happen)."""
+
+    job_id: str
+    publish: float | None = None
+    provider: float | None = None  # from publication to the first result, less the sandbox
+    sandbox: float | None = None  # the runs' durations as the result reports them
+    verify: float | None = None
+    payment: float | None = None
+
+    def parts(self) -> list[tuple[str, float]]:
+        return [(k, v) for k in ("publish", "provider", "sandbox", "verify", "payment")
+                if (v := getattr(self, k)) is not None and v >= 0]
+
+
+@dataclass
+class ResultView:
+    result_id: str
+    provider: str
+    valid: Any
+    problems: list[Any]
+    verdict: Any
+    payment: Any
+    refusal: Any
+    doc: dict[str, Any] | None = None
+    unreadable: str | None = None
+    received_at: float | None = None
+
+
+@dataclass
+class JobView:
+    record: Record
+    history: list[Any]
+    results: list[ResultView] = field(default_factory=list)
+
+
+def history_at(history: list[Any], state: str) -> float | None:
+    for h in history:
+        if h.to_state == state:
+            return float(h.at)
+    return None
+
+
+async def buyer_job(node: Node, job_id: str) -> JobView | None:
+    """A buyer job with its results, decrypted with the node's key when encrypted."""
+    from oa_node.nostr import nip90
+    from oa_node.nostr.errors import ProtocolError
+    from oa_node.nostr.event import Event
+
+    reader = buyer_ledger(node)
+    rec = reader.get(job_id)
+    if rec is None:
+        return None
+    view = JobView(rec, reader.history(job_id))
+    data = rec.data
+    results = data.get("results") if isinstance(data.get("results"), dict) else {}
+    for rid, r in results.items():
+        r = r if isinstance(r, dict) else {}
+        check = r.get("check") if isinstance(r.get("check"), dict) else {}
+        entry = ResultView(
+            str(rid), str(check.get("provider") or ""), check.get("ok"),
+            list(check.get("problems") or []) if isinstance(check.get("problems"), list)
+            else [], _get(data, "verdicts", rid), _get(data, "payments", rid),
+            _get(data, "refusals", rid), received_at=_num(r.get("received_at")))
+        try:
+            event = Event.from_dict(r["event"])
+            parsed = nip90.parse_result(event)
+            text = parsed.content
+            if parsed.encrypted:
+                text = await node.signer.nip44_decrypt(event.pubkey, parsed.content)
+            doc = json.loads(text)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            entry.doc = doc
+        except (KeyError, TypeError, ValueError, ProtocolError) as exc:
+            entry.unreadable = f"{type(exc).__name__}: {exc}"
+        view.results.append(entry)
+    return view
+
+
+def _get(data: dict[str, Any], name: str, key: str) -> Any:
+    table = data.get(name)
+    return table.get(key) if isinstance(table, dict) else None
+
+
+def latency(view: JobView) -> Latency:
+    """The split of one finished buyer job, from its ledger timestamps and its result."""
+    data, hist = view.record.data, view.history
+    out = Latency(view.record.id)
+    submitted, published = _num(data.get("submitted_at")), _num(data.get("published_at"))
+    first = _num(data.get("first_result_at"))
+    decided = history_at(hist, "verified") or history_at(hist, "rejected")
+    paid = history_at(hist, "paid") or history_at(hist, "refused")
+    if submitted is not None and published is not None:
+        out.publish = published - submitted
+    sandbox = 0.0
+    for r in view.results:
+        runs = (r.doc or {}).get("runs")
+        for run in runs if isinstance(runs, list) else []:
+            ms = _num(run.get("duration_ms")) if isinstance(run, dict) else None
+            sandbox += (ms or 0.0) / 1000.0
+        break  # the first result's runs
+    if published is not None and first is not None:
+        out.sandbox = sandbox
+        out.provider = max(first - published - sandbox, 0.0)
+    if first is not None and decided is not None:
+        out.verify = decided - first
+    if decided is not None and paid is not None:
+        out.payment = paid - decided
+    return out
+
+
+async def recent_latencies(node: Node, limit: int = 30) -> list[Latency]:
+    out = []
+    for rec in buyer_ledger(node).all(limit):
+        if rec.state in ("paid", "refused", "rejected", "verified"):
+            view = await buyer_job(node, rec.id)
+            if view is not None:
+                out.append(latency(view))
+    return list(reversed(out))
+
+
+@dataclass
+class RelayHealth:
+    url: str
+    ok: bool
+    detail: str
+    checked_at: float
+
+
+class RelayProbe:
+    """Each configured relay's reachability (a websocket opened and closed), at most once
+    every ``every`` seconds per relay so page loads do not hammer relays."""
+
+    def __init__(self, every: float = 15.0) -> None:
+        self.every = every
+        self._cache: dict[str, RelayHealth] = {}
+
+    async def check(self, urls: list[str]) -> list[RelayHealth]:
+        import anyio
+        import websockets
+
+        out = []
+        for url in urls:
+            known = self._cache.get(url)
+            if known is not None and time.time() - known.checked_at < self.every:
+                out.append(known)
+                continue
+            t0 = time.perf_counter()
+            try:
+                with anyio.fail_after(3):
+                    async with websockets.connect(url, open_timeout=3, close_timeout=1):
+                        pass
+                health = RelayHealth(url, True, f"{(time.perf_counter() - t0) * 1000:.0f} ms",
+                                     time.time())
+            except Exception as exc:  # any failure is the relay's health, shown as such
+                health = RelayHealth(url, False, f"{type(exc).__name__}: {exc}"[:200],
+                                     time.time())
+            self._cache[url] = health
+            out.append(health)
+        return out
+
+
+async def wallet_balance(node: Node) -> tuple[int | None, str]:
+    """The default wallet's balance (msat) and how it went; never a secret."""
+    from oa_node.wallet import Wallet
+
+    wallet = node.capability(Wallet)
+    if wallet is None:
+        return None, "no wallet in this process (run the dashboard in `oa-node start`)"
+    import anyio
+
+    try:
+        with anyio.fail_after(10):
+            return int(await wallet.get_balance()), "ok"
+    except Exception as exc:  # a wallet's error text is shown escaped, never a URI
+        from oa_node.redact import redact
+
+        return None, redact(f"{type(exc).__name__}: {exc}")[:200]

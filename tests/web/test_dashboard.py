@@ -1,0 +1,262 @@
+"""``oa-node web`` in a real browser (Debian chromium through Selenium) over a real node.
+
+Without Docker: the token is made 0600, only 127.0.0.1 listens, a wrong token is refused
+and the right one logs in (cookie, not the token, from then on), the answers carry a strict
+CSP, nothing but the login takes a POST, a foreign Host is refused. With Docker: one
+``oa-node start`` runs relay, ledger wallet, provider, buyer and the dashboard; a real job
+whose command and output carry hostile strings runs, and every page shows it literally
+without running anything.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.wait import port_open, wait_until
+from tests.marketplace.conftest import REPO_ROOT, free_port
+from tests.marketplace.world import PASSING, make_repo, write_config
+
+HOSTILE = ['<script>alert(1)</script>', '"><img src=x onerror=alert(2)>']
+LOGIN_LINE = re.compile(r"log in: (http://127\.0\.0\.1:(\d+)/login#token=([\w-]+))")
+
+
+def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([sys.executable, "-m", "oa_node.cli", *args], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"oa-node {' '.join(args)} -> {out.returncode}\n{out.stderr}"
+    return out
+
+
+def launch(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as fh:
+        return subprocess.Popen([sys.executable, "-m", "oa_node.cli", *args], cwd=REPO_ROOT,
+                                stdout=fh, stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait(10)
+    return proc.returncode
+
+
+def login_url(proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> tuple[str, int,
+                                                                                       str]:
+    def found() -> Any:
+        if proc.poll() is not None:
+            raise AssertionError(f"node exited: {log.read_text()}")
+        return LOGIN_LINE.search(log.read_text())
+
+    m = wait_until(found, timeout, "the dashboard's login URL")
+    return m.group(1), int(m.group(2)), m.group(3)
+
+
+def request(port: int, method: str, path: str, *, headers: dict[str, str] | None = None,
+            body: str | None = None) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=body, headers={"Host": f"127.0.0.1:{port}",
+                                                   **(headers or {})})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    return resp
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the listening TCP sockets on ``port`` (IPv4 and IPv6)."""
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            addr, _, hex_port = fields[1].rpartition(":")
+            if int(hex_port, 16) == port and fields[3] == "0A":  # LISTEN
+                out.add(addr)
+    return out
+
+
+def no_alert(driver: Any) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        text = driver.switch_to.alert.text
+    except NoAlertPresentException:
+        return
+    raise AssertionError(f"a dialog opened: {text!r}")
+
+
+def log_in(driver: Any, url: str) -> None:
+    driver.get(url)
+    wait_until(lambda: driver.current_url.rstrip("/").endswith(str(url.split("/")[2])), 30,
+               "the login to land on the node page")
+    assert "token=" not in driver.current_url
+
+
+def test_token_login_and_localhost_only(tmp_path: Path, browser: Any,
+                                        screenshots: Path) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path / "n", {
+        "node": {"data_dir": ".", "relays": [f"ws://127.0.0.1:{free_port()}"],
+                 "name": "<b>bold</b>"},
+        "web": {"port": port},
+    })
+    log = tmp_path / "web.log"
+    proc = launch(["web", "-c", str(cfg)], log)
+    try:
+        url, bound, token = login_url(proc, log)
+        assert bound == port
+        token_file = tmp_path / "n" / "web.token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert token_file.read_text().strip() == token
+        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
+
+        # raw HTTP: no page without the cookie, strict headers, read-only, Host checked
+        resp = request(port, "GET", "/")
+        assert resp.status == 303 and resp.headers["Location"] == "/login"
+        csp = resp.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp
+        assert "'unsafe-inline'" not in csp
+        assert request(port, "GET", "/", headers={"Host": "evil.example:80"}).status == 421
+        assert request(port, "GET", f"/?token={token}").status == 303  # no token in URLs
+        assert request(port, "POST", "/jobs", body="").status == 405
+        wrong = request(port, "POST", "/login", body="token=nope",
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert wrong.status == 401 and "Set-Cookie" not in wrong.headers
+
+        # the browser: a wrong token stays on the login page, the right one gets in
+        browser.get(f"http://127.0.0.1:{port}/login#token=wrong-token-0123456789")
+        wait_until(lambda: "Wrong token" in browser.page_source, 30, "the refusal")
+        assert browser.get_cookies() == []
+        browser.save_screenshot(str(screenshots / "login-refused.png"))
+        browser.get(url)
+        wait_until(lambda: browser.find_elements("css selector", "h1")
+                   and browser.find_element("css selector", "h1").text == "Node", 30,
+                   "the node page after login")
+        assert "token" not in browser.current_url
+        (cookie,) = browser.get_cookies()
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert token not in cookie["value"]
+        # the node's name is remote-ish text too: shown literally
+        assert browser.find_element("css selector", "header .name").text == "<b>bold</b>"
+        assert browser.find_elements("css selector", "header b") == []
+        body = browser.find_element("tag name", "body").text
+        assert "down" in body  # the configured relay is not running
+        no_alert(browser)
+        browser.save_screenshot(str(screenshots / "node-empty.png"))
+    finally:
+        assert stop(proc) == 0, log.read_text()
+
+
+PRICE = 3_000
+DEPOSIT = 100_000
+
+
+@pytest.mark.docker
+def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
+        tmp_path: Path, sandbox_image: str, browser: Any, screenshots: Path) -> None:
+    relay_port, web_port = free_port(), free_port()
+    relay = f"ws://127.0.0.1:{relay_port}"
+    folder = tmp_path / "node"
+    sections: dict[str, dict[str, Any]] = {
+        "node": {"data_dir": ".", "relays": [relay], "name": "dash"},
+        "relay": {"enabled": True, "port": relay_port},
+        "ledger_wallet": {"enabled": True},
+    }
+    cfg = write_config(folder, sections)
+    earn = json.loads(cli("wallet", "create", "earn", "--json", "-c", str(cfg)).stdout)
+    spend = json.loads(cli("wallet", "create", "spend", "--json", "-c", str(cfg)).stdout)
+    cli("wallet", "deposit", "spend", str(DEPOSIT), "-c", str(cfg))
+    for name, made in (("wallet.uri", earn), ("spend.uri", spend)):
+        (folder / name).write_text(made["uri"] + "\n")
+        (folder / name).chmod(0o600)
+    cfg = write_config(folder, {
+        **sections,
+        "wallet": {"backend": "nwc", "uri_file": "wallet.uri", "timeout": 10.0,
+                   "accounts": {"spend": {"uri_file": "spend.uri"}}},
+        "sandbox": {"image": sandbox_image, "allowed_url_schemes": ["file"]},
+        "provider": {"enabled": True, "prices": {"oa.sandbox_run.v1": PRICE},
+                     "settle_poll_secs": 0.5, "lookback_secs": 0},
+        "buyer": {"enabled": True, "wallet_account": "spend", "max_price_msat": 5_000,
+                  "pay_retry_secs": 1.0, "audit_rate": 0.0},
+        "web": {"enabled": True, "port": web_port},
+    })
+    repo = make_repo(tmp_path / "repo", PASSING)
+    log = tmp_path / "node.log"
+    node = launch(["start", "-c", str(cfg)], log)
+    try:
+        url, _, _ = login_url(node, log)
+        wait_until(lambda: port_open(relay_port), 30, "the relay")
+        wait_until(lambda: "announced" in log.read_text() or "announcement" in log.read_text(),
+                   60, "the provider's announcement")
+        cmd = "echo " + " ".join(f"'{h}'" for h in HOSTILE)
+        out = cli("job", "submit", "sandbox_run", "--repo", repo, "--ref", "main",
+                  "--cmd", cmd, "--wait", "--wait-timeout", "150", "-c", str(cfg), timeout=200)
+        assert "paid" in out.stdout, out.stdout
+        (job,) = json.loads(cli("job", "list", "--json", "-c", str(cfg)).stdout)
+        job_id = job["id"]
+
+        timings: dict[str, float] = {}
+
+        def visit(path: str, name: str, expect: str) -> str:
+            t0 = time.perf_counter()
+            browser.get(f"http://127.0.0.1:{web_port}{path}")
+            wait_until(lambda: expect in browser.find_element("tag name", "body").text, 30,
+                       f"{expect!r} on {path}")
+            timings[name] = time.perf_counter() - t0
+            no_alert(browser)
+            browser.save_screenshot(str(screenshots / f"{name}.png"))
+            text: str = browser.find_element("tag name", "body").text
+            return text
+
+        log_in(browser, url)
+        node_text = visit("/", "node", "Identity")
+        assert "relay" in log.read_text() and relay in node_text and "up" in node_text
+        assert "provider" in node_text and "buyer" in node_text and "web" in node_text
+        svg = browser.find_elements("css selector", "svg.plot rect")
+        assert len(svg) > 5, "the latency plot has bars"
+
+        jobs_text = visit("/jobs", "jobs", job_id[:16])
+        assert "paid" in jobs_text and "structural" in jobs_text
+        for h in HOSTILE:  # literal in the jobs table: the command is the job's title
+            assert h in jobs_text
+
+        job_text = visit(f"/jobs/{job_id}", "job", "Runs")
+        assert "exit 0" in job_text and "pass" in job_text
+        assert f"paid {PRICE} msat" in job_text
+        assert "Every verification check passed." in job_text
+        stdout = browser.find_element("css selector", "pre.stdout").text
+        assert stdout.strip() == " ".join(HOSTILE)  # the provider's output, literal
+        for h in HOSTILE:
+            assert h in browser.find_element("css selector", "code.cmd").text
+        # nothing the hostile text names became an element
+        assert browser.find_elements("css selector", "img") == []
+        assert all(s.get_attribute("src").endswith("/static/login.js") or False
+                   for s in browser.find_elements("css selector", "script")) or \
+            browser.find_elements("css selector", "script") == []
+
+        wallet_text = visit("/wallet", "wallet", "Default wallet")
+        assert f"{PRICE:,}" in wallet_text  # the provider's earnings, the default wallet
+        assert "walletconnect" not in browser.page_source
+        assert earn["uri"].split("secret=")[1][:16] not in browser.page_source
+
+        # no page logged a CSP violation or ran any script error
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors
+        print("page load seconds:", {k: round(v, 3) for k, v in timings.items()})
+        (screenshots / "timings.json").write_text(json.dumps(timings, indent=1))
+    finally:
+        code = stop(node)
+    assert code == 0, log.read_text()[-4000:]
