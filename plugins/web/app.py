@@ -72,6 +72,8 @@ class Dashboard:
             if name in STATIC and req.method in ("GET", "HEAD"):
                 return Response(200, *STATIC[name])
             return _text(404, "not found")
+        if path == "/favicon.ico":  # no icon: say so without an error in the console
+            return Response(204, b"", "image/x-icon")
         if path == "/login":
             return self.login(req)
         if req.method == "POST":

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 log = logging.getLogger("oa_node.web.http")
 
-REASONS = {200: "OK", 303: "See Other", 400: "Bad Request", 401: "Unauthorized",
+REASONS = {200: "OK", 204: "No Content", 303: "See Other", 400: "Bad Request", 401: "Unauthorized",
            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
            408: "Request Timeout", 413: "Payload Too Large", 414: "URI Too Long",
            421: "Misdirected Request", 431: "Request Header Fields Too Large",

@@ -109,7 +109,7 @@ def latency_plot(latencies: list[Latency], width: int = 720) -> str:
         return '<p class="empty">No finished buyer job yet.</p>'
     longest = max(sum(v for _, v in parts) for _, parts in rows) or 1.0
     left, bar_h, gap, top = 110, 14, 6, 24
-    plot_w = width - left - 20
+    plot_w = width - left - 60
     height = top + len(rows) * (bar_h + gap) + 30
     out = [f'<svg class="plot" role="img" aria-label="job latency split" width="{width}"'
            f' height="{height}" viewBox="0 0 {width} {height}"'

@@ -199,11 +199,12 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
     try:
         url, _, _ = login_url(node, log)
         wait_until(lambda: port_open(relay_port), 30, "the relay")
-        wait_until(lambda: "announced" in log.read_text() or "announcement" in log.read_text(),
-                   60, "the provider's announcement")
+        (ad,) = wait_until(lambda: json.loads(cli(
+            "providers", "--json", "--timeout", "3", "-c", str(cfg)).stdout), 60,
+            "the node's own provider announcement", interval=0.5)
         cmd = "echo " + " ".join(f"'{h}'" for h in HOSTILE)
         out = cli("job", "submit", "sandbox_run", "--repo", repo, "--ref", "main",
-                  "--cmd", cmd, "--wait", "--wait-timeout", "150", "-c", str(cfg), timeout=200)
+                  "--cmd", cmd, "--provider", ad["npub"], "--wait", "--wait-timeout", "150", "-c", str(cfg), timeout=200)
         assert "paid" in out.stdout, out.stdout
         (job,) = json.loads(cli("job", "list", "--json", "-c", str(cfg)).stdout)
         job_id = job["id"]
