@@ -9,7 +9,7 @@ from oa_node import __version__ as oa_version
 from oa_node.plugins.relay.settings import RelaySettings
 
 #: NIPs this relay implements end to end (keep in step with the server).
-SUPPORTED_NIPS = (1, 9, 11, 40, 42, 45)
+SUPPORTED_NIPS = (1, 9, 11, 40, 42, 45, 77)
 SOFTWARE = "https://github.com/OpenAgentsInc/oa-node"
 MAX_SUBID_LENGTH = 64
 

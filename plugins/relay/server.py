@@ -41,6 +41,7 @@ from oa_node.nostr.messages import (
     ClientReq,
     parse_client_message,
 )
+from oa_node.plugins.relay import negentropy_session
 from oa_node.plugins.relay.nip11 import CORS_HEADERS, info_json
 from oa_node.plugins.relay.policies import builtin_policies
 from oa_node.plugins.relay.settings import RelaySettings
@@ -360,7 +361,8 @@ class RelayServer:
         try:
             msg = parse_client_message(text)
         except ProtocolError as exc:
-            self._answer_malformed(conn, text, exc)
+            if not negentropy_session.dispatch(self, conn, text):  # NIP-77 frames
+                self._answer_malformed(conn, text, exc)
             return
         if type(msg) is ClientEvent:
             await self._on_event(conn, msg.event, msg.raw)

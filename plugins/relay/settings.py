@@ -38,6 +38,9 @@ class Limits(Settings, help="Size and shape limits (0 disables one). Listed in N
     max_limit: int = setting(1000, "Largest limit honoured (bigger ones are clamped).",
                              check=non_negative)
     default_limit: int = setting(500, "Limit used when a filter has none.", check=non_negative)
+    negentropy_max_records: int = setting(500000, "Events one NIP-77 (negentropy) sync may "
+                                          "cover; past it NEG-ERR blocked.",
+                                          check=non_negative)
     max_event_tags: int = setting(2000, "Tags per event.", check=non_negative)
     max_content_length: int = setting(131072, "Characters of event content.",
                                       check=non_negative)

@@ -29,7 +29,7 @@ async def test_nip11_document_on_same_port(relay) -> None:
     assert headers["Content-Type"] == "application/nostr+json"
     assert headers["Access-Control-Allow-Origin"] == "*"
     doc = json.loads(body)
-    assert doc["supported_nips"] == [1, 9, 11, 40, 42, 45]
+    assert doc["supported_nips"] == [1, 9, 11, 40, 42, 45, 77]
     lim = doc["limitation"]
     limits = relay.settings.limits
     assert lim["max_message_length"] == limits.max_message_length

@@ -1,0 +1,195 @@
+"""NIP-77 on the relay: NEG-OPEN / NEG-MSG / NEG-CLOSE sessions, answered with NEG-MSG/NEG-ERR.
+
+The server hands any frame its NIP-01 parser refused to :func:`dispatch`; NEG-* frames are
+handled here, anything else is left to the server. A session snapshots the (created_at, id)
+of the events its filter matches (the same auth and filter policies as a REQ apply), up to
+``limits.negentropy_max_records`` (past it: ``NEG-ERR blocked: too many records``), and then
+runs the sans-I/O :mod:`oa_node.nostr.negentropy` server side on each NEG-MSG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from oa_node.nostr.errors import ProtocolError
+from oa_node.nostr.filter import Filter
+from oa_node.nostr.negentropy import Negentropy, NegentropyError, Storage
+
+if TYPE_CHECKING:
+    from oa_node.plugins.relay.server import Connection, RelayServer
+
+log = logging.getLogger("oa_node.relay.negentropy")
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_NEG = re.compile(r'\s*\[\s*"NEG-')
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
+MAX_SUBID_LENGTH = 64
+
+
+def _err(sub_id: str, reason: str) -> str:
+    return _dumps(["NEG-ERR", sub_id, reason])
+
+
+def _sessions(relay: RelayServer, conn: Connection) -> dict[str, _Session]:
+    table = relay.state.get("negentropy")
+    if table is None:
+        table = relay.state["negentropy"] = weakref.WeakKeyDictionary()
+    found = table.get(conn)
+    if found is None:
+        found = table[conn] = {}
+    return found
+
+
+class _Session:
+    """One open reconciliation; ``neg`` is None until its snapshot is loaded."""
+
+    __slots__ = ("closed", "neg", "ready")
+
+    def __init__(self) -> None:
+        self.neg: Negentropy | None = None
+        self.closed = False
+        self.ready = asyncio.Event()
+
+
+def frame_limit(relay: RelayServer) -> int:
+    """Largest negentropy message (bytes) whose hex NEG-MSG fits a websocket frame."""
+    return max(4096, relay.settings.limits.max_message_length // 2 - 256)
+
+
+def dispatch(relay: RelayServer, conn: Connection, text: str) -> bool:
+    """Handle ``text`` if it is a NEG-* frame (True), else leave it to the caller (False)."""
+    if not _NEG.match(text[:32]):
+        return False
+    try:
+        msg = json.loads(text)
+    except (ValueError, RecursionError):
+        conn.post(_dumps(["NOTICE", "invalid: NEG message is not JSON"]))
+        return True
+    if not isinstance(msg, list) or len(msg) < 2 or not isinstance(msg[0], str):
+        conn.post(_dumps(["NOTICE", "invalid: NEG message must be an array"]))
+        return True
+    typ, sub_id = msg[0], msg[1]
+    if not isinstance(sub_id, str) or not 0 < len(sub_id) <= MAX_SUBID_LENGTH:
+        conn.post(_dumps(["NOTICE", f"invalid: {typ[:16]} subscription id must be 1-64 chars"]))
+        return True
+    sessions = _sessions(relay, conn)
+    if typ == "NEG-CLOSE":
+        old = sessions.pop(sub_id, None)
+        if old is not None:
+            old.closed = True
+    elif typ == "NEG-OPEN":
+        _open(relay, conn, sessions, sub_id, msg)
+    elif typ == "NEG-MSG":
+        session = sessions.get(sub_id)
+        if session is None:
+            conn.post(_err(sub_id, "closed: no such negentropy session; send NEG-OPEN"))
+        elif len(msg) != 3 or not isinstance(msg[2], str) or not _HEX.fullmatch(msg[2]):
+            sessions.pop(sub_id, None)
+            session.closed = True
+            conn.post(_err(sub_id, "invalid: NEG-MSG needs one hex message"))
+        else:
+            conn.spawn(_answer(conn, sessions, sub_id, session, msg[2])).set_name("neg:" + sub_id)
+    else:
+        conn.post(_dumps(["NOTICE", f"invalid: unknown message type {typ[:32]!r}"]))
+    return True
+
+
+def _open(
+    relay: RelayServer, conn: Connection, sessions: dict[str, _Session], sub_id: str, msg: list[Any]
+) -> None:
+    old = sessions.pop(sub_id, None)
+    if old is not None:
+        old.closed = True
+    if len(msg) != 4 or not isinstance(msg[3], str) or not _HEX.fullmatch(msg[3]) or not msg[3]:
+        conn.post(_err(sub_id, "invalid: NEG-OPEN needs a filter and a hex initial message"))
+        return
+    try:
+        filt = Filter.from_dict(msg[2])
+    except ProtocolError as exc:
+        conn.post(_err(sub_id, f"invalid: {exc}"))
+        return
+    filters = [filt]
+    reason = relay._filter_refusal(conn, filters)
+    max_subs = relay.settings.limits.max_subscriptions
+    if reason is None and max_subs and len(sessions) >= max_subs:
+        reason = f"blocked: too many open negentropy sessions (max {max_subs})"
+    if reason is None:
+        reason, hide = relay._read_check(conn, filters)
+        if reason is None and hide:
+            reason = "restricted: cannot sync events that are only served to their recipients"
+    if reason is not None:
+        conn.post(_err(sub_id, reason))
+        return
+    session = sessions[sub_id] = _Session()
+    task = conn.spawn(_load_then_answer(relay, conn, sessions, sub_id, session, filt, msg[3]))
+    task.set_name("neg-open:" + sub_id)
+
+
+def _records(raws: list[str]) -> Storage:
+    """(created_at, id) of each stored event's JSON (the store checked them on the way in)."""
+    items = []
+    for raw in raws:
+        ev = json.loads(raw)
+        items.append((int(ev["created_at"]), bytes.fromhex(ev["id"])))
+    return Storage(items)
+
+
+async def _load_then_answer(
+    relay: RelayServer,
+    conn: Connection,
+    sessions: dict[str, _Session],
+    sub_id: str,
+    session: _Session,
+    filt: Filter,
+    first: str,
+) -> None:
+    cap = relay.settings.limits.negentropy_max_records
+    if filt.limit is None or (cap and filt.limit > cap + 1):
+        filt.limit = cap + 1 if cap else None
+    try:
+        raws = await relay.store.query([filt])
+        storage = await asyncio.to_thread(_records, raws) if not session.closed else None
+    except Exception as exc:
+        log.warning("negentropy snapshot failed: %s", exc)
+        storage = None
+        if not session.closed:
+            _drop(sessions, sub_id, session)
+            conn.post(_err(sub_id, "error: could not run this query"))
+        return
+    if session.closed or storage is None:
+        return
+    if cap and len(storage) > cap:
+        _drop(sessions, sub_id, session)
+        conn.post(_err(sub_id, f"blocked: too many records (max {cap}); narrow the filter"))
+        return
+    session.neg = Negentropy(storage, frame_limit(relay))
+    session.ready.set()
+    await _answer(conn, sessions, sub_id, session, first)
+
+
+def _drop(sessions: dict[str, _Session], sub_id: str, session: _Session) -> None:
+    session.closed = True
+    if sessions.get(sub_id) is session:
+        del sessions[sub_id]
+
+
+async def _answer(
+    conn: Connection, sessions: dict[str, _Session], sub_id: str, session: _Session, hexmsg: str
+) -> None:
+    await session.ready.wait()  # a NEG-MSG may arrive while the snapshot loads
+    neg = session.neg
+    if session.closed or neg is None:
+        return
+    try:
+        out, _, _ = neg.reconcile(bytes.fromhex(hexmsg))
+    except NegentropyError as exc:
+        _drop(sessions, sub_id, session)
+        conn.post(_err(sub_id, f"invalid: {exc}"))
+        return
+    if not session.closed and out is not None:
+        conn.post(_dumps(["NEG-MSG", sub_id, out.hex()]))
