@@ -688,7 +688,11 @@ class Provider:
              "since": since},
             {"kinds": [kinds.LABEL], "#p": [self.pubkey], "#L": [nip90.VERDICT_NAMESPACE],
              "since": since},
-            {"kinds": [kinds.ESCROW_RELEASE], "#p": [self.pubkey], "since": since},
+            # a release sent while this provider was down must still settle its hold
+            {"kinds": [kinds.ESCROW_RELEASE], "#p": [self.pubkey], "since": min(
+                [since] + [int(r.created_at) - 60 for r in
+                           self._ledger().in_states("result_published")
+                           if r.data.get("escrow")])},
         ]
         while True:
             async with self.node.pool.subscribe(filters) as sub:
