@@ -60,6 +60,7 @@ class Dashboard:
         self._token = token
         self._session = session_of(token)
         self.probe = data.RelayProbe()
+        self.ads = data.ProviderAds()
 
     def logged_in(self, req: Request) -> bool:
         cookie = req.cookie(COOKIE) or ""
@@ -86,6 +87,8 @@ class Dashboard:
             return _html(self.jobs_page())
         if path.startswith("/jobs/"):
             return await self.job_page(path[len("/jobs/"):])
+        if path == "/providers":
+            return _html(await self.providers_page())
         if path == "/wallet":
             return _html(await self.wallet_page())
         return _html(self._page("Not found", "<p>No such page.</p>"), 404)
@@ -139,6 +142,12 @@ class Dashboard:
                                     "/jobs"), 404)
         return _html(self._page(f"Job {job_id[:16]}", pages.job_page(view, data.latency(view)),
                                 "/jobs"))
+
+    async def providers_page(self) -> str:
+        ads = await self.ads.get(self.node)
+        rep = data.reputation(data.buyer_ledger(self.node).all(2000))
+        return self._page("Providers", pages.providers_page(ads, self.ads.error, rep),
+                          "/providers")
 
     async def wallet_page(self) -> str:
         balance, status = await data.wallet_balance(self.node)

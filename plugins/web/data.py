@@ -217,3 +217,73 @@ async def wallet_balance(node: Node) -> tuple[int | None, str]:
         from oa_node.redact import redact
 
         return None, redact(f"{type(exc).__name__}: {exc}")[:200]
+
+
+class ProviderAds:
+    """The providers' NIP-89 announcements (31990) on the node's relays: the newest valid,
+    unexpired one per (provider, d), asked at most once every ``every`` seconds."""
+
+    def __init__(self, every: float = 15.0) -> None:
+        self.every = every
+        self._at = 0.0
+        self._ads: list[Any] = []
+        self.error = ""
+
+    async def get(self, node: Node) -> list[Any]:
+        from oa_node.nostr import nip90
+        from oa_node.nostr.errors import ProtocolError
+        from oa_node.nostr.nip40 import is_expired
+
+        if time.time() - self._at < self.every:
+            return self._ads
+        self._at = time.time()
+        if not node.config["node"]["relays"]:
+            self.error = "no relays configured ([node] relays)"
+            return []
+        try:
+            events = await node.pool.query({"kinds": [31990], "limit": 500}, 5.0)
+            self.error = ""
+        except Exception as exc:  # an unreachable relay is shown, not raised
+            self.error = f"{type(exc).__name__}: {exc}"[:200]
+            return self._ads
+        newest: dict[tuple[str, str], Any] = {}
+        for ev in events:
+            if not ev.verify() or is_expired(ev):
+                continue
+            try:
+                info = nip90.parse_handler(ev)
+            except ProtocolError:
+                continue
+            key = (info.provider, info.identifier)
+            if key not in newest or newest[key].event.created_at < ev.created_at:
+                newest[key] = info
+        self._ads = sorted(newest.values(), key=lambda i: -i.event.created_at)
+        return self._ads
+
+
+def reputation(records: list[Record]) -> dict[str, dict[str, int]]:
+    """This buyer's record of each provider from its own ledger: verdicts on their results
+    (``pass`` by level, ``fail``, ``undecided``) and refused invoices."""
+    out: dict[str, dict[str, int]] = {}
+    for rec in records:
+        d = rec.data
+        results = d.get("results") if isinstance(d.get("results"), dict) else {}
+        verdicts = d.get("verdicts") if isinstance(d.get("verdicts"), dict) else {}
+        refusals = d.get("refusals") if isinstance(d.get("refusals"), dict) else {}
+        for rid, r in results.items():
+            check = r.get("check") if isinstance(r, dict) else None
+            who = str(check.get("provider") or "") if isinstance(check, dict) else ""
+            if not who:
+                continue
+            row = out.setdefault(who, {})
+            verdict = verdicts.get(rid)
+            if verdict == "pass":
+                key = f"pass {d.get('level') or '?'}"
+            elif verdict is not None:
+                key = str(verdict)
+            else:
+                continue
+            row[key] = row.get(key, 0) + 1
+            if rid in refusals:
+                row["refused"] = row.get("refused", 0) + 1
+    return out

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from .data import JobView, Latency, RelayHealth, ResultView
 
-NAV = (("/", "Node"), ("/jobs", "Jobs"), ("/wallet", "Wallet"))
+NAV = (("/", "Node"), ("/jobs", "Jobs"), ("/providers", "Providers"), ("/wallet", "Wallet"))
 
 #: colours of the latency parts, in order
 PART_COLOURS = {"publish": "#6c8ebf", "provider": "#d79b00", "sandbox": "#82b366",
@@ -280,3 +280,30 @@ def wallet_page(balance: int | None, status: str, buyer: list[Any], provider: li
     return (f"<section><h2>Default wallet</h2>{bal}<p class=\"note\">Connection URIs and "
             "secrets are never shown here.</p></section>"
             f"<section><h2>Job payments</h2>{hist}</section>")
+
+
+# --- Providers -------------------------------------------------------------------------------
+
+def providers_page(ads: list[Any], error: str, rep: dict[str, dict[str, int]]) -> str:
+    from oa_node.nostr import nip19
+
+    rows = []
+    for info in ads:
+        prices = ", ".join(f"{s}: {p} msat" for s, p in sorted(info.pricing_msat.items()))
+        record = rep.get(info.provider, {})
+        rows.append([esc(info.name), f"<code>{esc(nip19.npub_encode(info.provider)[:24])}…</code>",
+                     esc(", ".join(info.schemas)), esc(prices),
+                     esc(", ".join(f"{k} {v}" for k, v in sorted(info.limits.items()))[:300]),
+                     esc(when(info.event.created_at)),
+                     esc(", ".join(f"{k} {v}" for k, v in sorted(record.items())) or "-")])
+    err = f'<p class="error">{esc(error)}</p>' if error else ""
+    ad_html = table(["name", "provider", "schemas", "prices", "limits", "announced",
+                     "this buyer's record"], rows, "providers") if rows \
+        else '<p class="empty">No provider announcement on the node\'s relays.</p>'
+    known = [[f"<code>{esc(p[:16])}</code>",
+              esc(", ".join(f"{k} {v}" for k, v in sorted(r.items())))]
+             for p, r in sorted(rep.items())]
+    rep_html = table(["provider", "verdicts"], known) if known \
+        else '<p class="empty">This node has no verdict on any provider yet.</p>'
+    return (f"<section><h2>Announcements (NIP-89)</h2>{err}{ad_html}</section>"
+            f"<section><h2>Reputation (this buyer's verdicts)</h2>{rep_html}</section>")

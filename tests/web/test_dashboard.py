@@ -162,6 +162,7 @@ def test_token_login_and_localhost_only(tmp_path: Path, browser: Any,
 
 PRICE = 3_000
 DEPOSIT = 100_000
+NAME = "dash<script>alert(3)</script>"  # the provider's name in its announcement
 
 
 @pytest.mark.docker
@@ -171,7 +172,7 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
     relay = f"ws://127.0.0.1:{relay_port}"
     folder = tmp_path / "node"
     sections: dict[str, dict[str, Any]] = {
-        "node": {"data_dir": ".", "relays": [relay], "name": "dash"},
+        "node": {"data_dir": ".", "relays": [relay], "name": NAME},
         "relay": {"enabled": True, "port": relay_port},
         "ledger_wallet": {"enabled": True},
     }
@@ -246,6 +247,11 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
         # nothing the hostile text names became an element
         assert browser.find_elements("css selector", "img") == []
         assert browser.find_elements("css selector", "script") == []
+
+        providers_text = visit("/providers", "providers", "Announcements")
+        assert NAME in providers_text and f"oa.sandbox_run.v1: {PRICE} msat" in providers_text
+        assert "pass structural 1" in providers_text  # this buyer's verdict on it
+        assert browser.find_elements("css selector", "main script") == []
 
         wallet_text = visit("/wallet", "wallet", "Default wallet")
         assert f"{PRICE:,}" in wallet_text  # the provider's earnings, the default wallet
