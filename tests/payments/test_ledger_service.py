@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,12 +20,23 @@ from tests.payments.conftest import connect_uri, running_service
 pytestmark = pytest.mark.anyio
 
 
-async def test_invoice_pay_lookup_balance(tmp_path: Path, relay_url: str) -> None:
+@asynccontextmanager
+async def two_wallets(tmp_path: Path, relay_url: str, a: dict[str, int],
+                      b: dict[str, int] | None = None
+                      ) -> AsyncIterator[tuple[Ledger, NWCWallet, NWCWallet]]:
+    """A ledger served over NWC, and client wallets of its accounts "a" and "b" (``a`` and
+    ``b`` are ``connect_uri`` keywords: deposit, budget)."""
     ledger = Ledger(tmp_path / "ledger.db")
-    buyer_uri = connect_uri(ledger, "buyer", relay_url, deposit=100_000)
-    provider_uri = connect_uri(ledger, "provider", relay_url)
-    async with running_service(ledger, relay_url), NWCWallet(buyer_uri, timeout=10) as buyer, \
-            NWCWallet(provider_uri, timeout=10) as provider:
+    uri_a = connect_uri(ledger, "a", relay_url, **a)
+    uri_b = connect_uri(ledger, "b", relay_url, **(b or {}))
+    async with running_service(ledger, relay_url), NWCWallet(uri_a, timeout=10) as wa, \
+            NWCWallet(uri_b, timeout=10) as wb:
+        yield ledger, wa, wb
+
+
+async def test_invoice_pay_lookup_balance(tmp_path: Path, relay_url: str) -> None:
+    async with two_wallets(tmp_path, relay_url, {"deposit": 100_000}) as wallets:
+        ledger, buyer, provider = wallets
         assert await buyer.get_balance() == 100_000
         assert buyer.encryption == "nip44_v2"
         inv = await provider.make_invoice(21_000, "job 42", expiry=600)
@@ -45,11 +58,7 @@ async def test_invoice_pay_lookup_balance(tmp_path: Path, relay_url: str) -> Non
 
 
 async def test_pay_twice_pays_once(tmp_path: Path, relay_url: str) -> None:
-    ledger = Ledger(tmp_path / "ledger.db")
-    a = connect_uri(ledger, "a", relay_url, deposit=50_000)
-    b = connect_uri(ledger, "b", relay_url)
-    async with running_service(ledger, relay_url), NWCWallet(a, timeout=10) as wa, \
-            NWCWallet(b, timeout=10) as wb:
+    async with two_wallets(tmp_path, relay_url, {"deposit": 50_000}) as (_, wa, wb):
         inv = await wb.make_invoice(10_000, "once")
         first = await wa.pay_invoice(inv.bolt11)
         again = await wa.pay_invoice(inv.bolt11)  # a retry: a new request, same invoice
@@ -59,11 +68,8 @@ async def test_pay_twice_pays_once(tmp_path: Path, relay_url: str) -> None:
 
 
 async def test_bad_input_moves_no_money(tmp_path: Path, relay_url: str) -> None:
-    ledger = Ledger(tmp_path / "ledger.db")
-    a = connect_uri(ledger, "a", relay_url, deposit=50_000, budget_msat=30_000)
-    b = connect_uri(ledger, "b", relay_url, deposit=1_000)
-    async with running_service(ledger, relay_url), NWCWallet(a, timeout=10) as wa, \
-            NWCWallet(b, timeout=10) as wb:
+    async with two_wallets(tmp_path, relay_url, {"deposit": 50_000, "budget_msat": 30_000},
+                           {"deposit": 1_000}) as (ledger, wa, wb):
         async def refused(coro: object, code: ErrorCode) -> WalletError:
             with pytest.raises(WalletError) as info:
                 await coro  # type: ignore[misc]

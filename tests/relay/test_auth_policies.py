@@ -39,6 +39,14 @@ async def make_relay(tmp_path: Any) -> AsyncIterator[Any]:
         await s.close()
 
 
+def auth_settings(**auth: Any) -> RelaySettings:
+    """Test relay settings with these ``[relay.auth]`` keys set."""
+    s = relay_settings()
+    for key, value in auth.items():
+        setattr(s.auth, key, value)
+    return s
+
+
 async def authenticate(c: WS, key: Key, port: int, challenge: str | None = None) -> list[Any]:
     tmpl = auth_template(challenge or c.challenge or "", f"ws://127.0.0.1:{port}")
     ev: Event = sign_event(tmpl, key.secret)
@@ -66,9 +74,7 @@ async def test_challenge_on_connect_and_auth_ok(make_relay) -> None:
 
 
 async def test_read_requires_auth_req_before_auth_is_closed(make_relay) -> None:
-    s = relay_settings()
-    s.auth.required_for = ["read"]
-    relay = await make_relay(s)
+    relay = await make_relay(auth_settings(required_for=["read"]))
     k = Key()
     c = await open_ws(relay.port)
     got = await c.req("early", {"kinds": [1]})
@@ -80,9 +86,7 @@ async def test_read_requires_auth_req_before_auth_is_closed(make_relay) -> None:
 
 
 async def test_write_requires_auth(make_relay) -> None:
-    s = relay_settings()
-    s.auth.required_for = ["write"]
-    relay = await make_relay(s)
+    relay = await make_relay(auth_settings(required_for=["write"]))
     k = Key()
     c = await open_ws(relay.port)
     e = k.sign()
@@ -93,9 +97,7 @@ async def test_write_requires_auth(make_relay) -> None:
 
 
 async def test_write_kinds_require_auth_others_do_not(make_relay) -> None:
-    s = relay_settings()
-    s.auth.write_kinds = [5050]
-    relay = await make_relay(s)
+    relay = await make_relay(auth_settings(write_kinds=[5050]))
     k = Key()
     c = await open_ws(relay.port)
     assert (await c.publish(k.sign(kind=1)))[2] is True
@@ -104,9 +106,7 @@ async def test_write_kinds_require_auth_others_do_not(make_relay) -> None:
 
 
 async def test_p_restricted_kinds_served_only_to_parties(make_relay) -> None:
-    s = relay_settings()
-    s.auth.p_restricted_kinds = [4, 6050]
-    relay = await make_relay(s)
+    relay = await make_relay(auth_settings(p_restricted_kinds=[4, 6050]))
     alice, bob, eve = Key(), Key(), Key()
     pub = await open_ws(relay.port)
     dm = alice.sign(kind=4, content="secret", tags=[["p", bob.pubkey]])
