@@ -8,6 +8,7 @@ in a worker thread) and a buyer checks a result with ``verifier(request, result)
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from oa_node.canonical import CanonicalJSONError
 from oa_node.executors.git_fetch import DEFAULT_ALLOWED_SCHEMES, FetchLimits
 from oa_node.executors.hashing import input_sha256, output_sha256, verification_digest
-from oa_node.executors.schema import SchemaError
+from oa_node.executors.schema import Provenance, SchemaError
 from oa_node.sandbox.base import CancelToken, Limits, Sandbox
 
 
@@ -97,6 +98,36 @@ Verifier = Callable[[Any, Any], Verdict]
 #: ``admit(request_model, settings)``: why this provider refuses the request before any work
 #: (a URL scheme, network policy or limit it does not allow), or ``None`` to take it
 Admit = Callable[[Any, ExecutorSettings], "str | None"]
+
+
+def execute_with_provenance(request: Any, ctx: ExecContext, request_model: Any,
+                            run: Callable[[Any, ExecContext], Any],
+                            error: Callable[[str], Any]) -> Any:
+    """What every executor does around its work (the counterpart of :func:`verify_start`):
+    parse the request (an invalid one gives the ``error`` result, never an exception),
+    ``run`` it, and attach provenance: the hashes of the input and of the result, when the
+    job started and how long it took."""
+    started, t0 = time.time(), time.monotonic()
+    if isinstance(request, request_model):
+        result = run(request, ctx)
+    else:
+        try:
+            parsed = request_model.from_dict(request)
+        except SchemaError as exc:
+            result = error(f"invalid request: {exc}")
+        else:
+            request, result = parsed, run(parsed, ctx)
+    try:
+        in_hash = input_sha256(request)
+    except (CanonicalJSONError, TypeError, AttributeError):
+        in_hash = "0" * 64
+    body = result.to_dict()
+    body["provenance"] = Provenance(
+        provider_pubkey=ctx.provider_pubkey, input_sha256=in_hash,
+        output_sha256=output_sha256(body), executed_at=int(started),
+        duration_ms=int((time.monotonic() - t0) * 1000),
+    ).to_dict()
+    return type(result).from_dict(body)
 
 
 def verify_start(request: Any, result: Any, request_model: Any, result_model: Any

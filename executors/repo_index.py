@@ -27,12 +27,16 @@ from typing import Any
 from oa_node.canonical import CanonicalJSONError, canonical_bytes
 from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo
 from oa_node.executors.hashing import (
-    input_sha256,
-    output_sha256,
     tree_digests,
     tree_sha256,
 )
-from oa_node.executors.jobtype import ExecContext, ExecutorSettings, Verdict, verify_start
+from oa_node.executors.jobtype import (
+    ExecContext,
+    ExecutorSettings,
+    Verdict,
+    execute_with_provenance,
+    verify_start,
+)
 from oa_node.executors.repo_index_schema import (
     FileDigest,
     IndexArtifact,
@@ -44,7 +48,6 @@ from oa_node.executors.repo_parse import (
     is_dependency_file,
     parse_files,
 )
-from oa_node.executors.schema import Provenance, SchemaError
 
 
 class _Stop(Exception):
@@ -66,21 +69,20 @@ def admit_repo_index(req: RepoIndexRequest, s: ExecutorSettings) -> str | None:
 def execute_repo_index(request: RepoIndexRequest | dict[str, Any],
                        ctx: ExecContext) -> RepoIndexResult:
     """Index one repository; always returns a result (``status`` says how it went)."""
-    started, t0 = time.time(), time.monotonic()
-    if not isinstance(request, RepoIndexRequest):
-        try:
-            request = RepoIndexRequest.from_dict(request)
-        except SchemaError as exc:
-            return _finish(RepoIndexResult(status="error", error=f"invalid request: {exc}"),
-                           request, ctx, started, t0)
+    return execute_with_provenance(
+        request, ctx, RepoIndexRequest, _index_in_job_dir,
+        lambda message: RepoIndexResult(status="error", error=message))
+
+
+def _index_in_job_dir(request: RepoIndexRequest, ctx: ExecContext) -> RepoIndexResult:
+    """Index in a fresh per-job folder, always removed; a stop is a result, not an error."""
     job_dir = ctx.settings.workdir / ctx.job_id
     try:
-        result = _index(request, ctx, job_dir, t0)
+        return _index(request, ctx, job_dir, time.monotonic())
     except _Stop as stop:
-        result = RepoIndexResult(status=stop.status, error=str(stop))
+        return RepoIndexResult(status=stop.status, error=str(stop))
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
-    return _finish(result, request, ctx, started, t0)
 
 
 def _index(req: RepoIndexRequest, ctx: ExecContext, job_dir: Path, t0: float
@@ -155,21 +157,6 @@ def _index(req: RepoIndexRequest, ctx: ExecContext, job_dir: Path, t0: float
         commit=checkout.commit,
         **delivered,
     )
-
-
-def _finish(result: RepoIndexResult, request: Any, ctx: ExecContext, started: float,
-            t0: float) -> RepoIndexResult:
-    try:
-        in_hash = input_sha256(request)
-    except (CanonicalJSONError, TypeError, AttributeError):
-        in_hash = "0" * 64
-    body = result.to_dict()
-    body["provenance"] = Provenance(
-        provider_pubkey=ctx.provider_pubkey, input_sha256=in_hash,
-        output_sha256=output_sha256(body), executed_at=int(started),
-        duration_ms=int((time.monotonic() - t0) * 1000),
-    ).to_dict()
-    return RepoIndexResult.from_dict(body)
 
 
 def verify_repo_index(request: RepoIndexRequest | dict[str, Any],

@@ -15,13 +15,16 @@ Status rules: ``success`` when every command exits 0 (a failing command marked
 from __future__ import annotations
 
 import shutil
-import time
 from typing import Any
 
-from oa_node.canonical import CanonicalJSONError
 from oa_node.executors.git_fetch import FetchError, check_url, fetch_repo
-from oa_node.executors.hashing import input_sha256, output_sha256
-from oa_node.executors.jobtype import ExecContext, ExecutorSettings, Verdict, verify_start
+from oa_node.executors.jobtype import (
+    ExecContext,
+    ExecutorSettings,
+    Verdict,
+    execute_with_provenance,
+    verify_start,
+)
 from oa_node.executors.sandbox_run_schema import (
     Artifact,
     EnvInfo,
@@ -29,28 +32,7 @@ from oa_node.executors.sandbox_run_schema import (
     SandboxRunRequest,
     SandboxRunResult,
 )
-from oa_node.executors.schema import Provenance, SchemaError
 from oa_node.sandbox.base import CommandSpec, RunOutcome, RunSpec, SandboxError
-
-
-def _finish(result: SandboxRunResult, request: Any, ctx: ExecContext, started: float,
-            t0: float) -> SandboxRunResult:
-    """Attach provenance: hashes of the input and of the result without provenance."""
-    try:
-        in_hash = input_sha256(request)
-    except (CanonicalJSONError, TypeError, AttributeError):
-        in_hash = "0" * 64
-    body = result.to_dict()
-    prov = Provenance(
-        provider_pubkey=ctx.provider_pubkey,
-        input_sha256=in_hash,
-        output_sha256=output_sha256(body),
-        executed_at=int(started),
-        duration_ms=int((time.monotonic() - t0) * 1000),
-    )
-    final = SandboxRunResult(status=result.status, env_info=result.env_info, runs=result.runs,
-                             artifacts=result.artifacts, error=result.error, provenance=prov)
-    return SandboxRunResult.from_dict(final.to_dict())
 
 
 def _error(message: str, image: str = "") -> SandboxRunResult:
@@ -82,14 +64,7 @@ def _from_outcome(outcome: RunOutcome, commit: str) -> SandboxRunResult:
 def execute_sandbox_run(request: SandboxRunRequest | dict[str, Any],
                         ctx: ExecContext) -> SandboxRunResult:
     """Run one ``oa.sandbox_run.v1`` job; always returns a result, never raises for it."""
-    started, t0 = time.time(), time.monotonic()
-    if not isinstance(request, SandboxRunRequest):
-        try:
-            request = SandboxRunRequest.from_dict(request)
-        except SchemaError as exc:
-            return _finish(_error(f"invalid request: {exc}"), request, ctx, started, t0)
-    result = _prepare_and_run(request, ctx)
-    return _finish(result, request, ctx, started, t0)
+    return execute_with_provenance(request, ctx, SandboxRunRequest, _prepare_and_run, _error)
 
 
 def admit_sandbox_run(req: SandboxRunRequest, s: ExecutorSettings) -> str | None:
