@@ -35,7 +35,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-BENCHMARKS := crypto relay sandbox marketplace payments frost
+BENCHMARKS := crypto relay sandbox marketplace payments frost cli
 
 ## Run every benchmark (each prints medians and ratios against a reference run beside it).
 bench: $(STAMP)

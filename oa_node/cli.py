@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from oa_node import __version__
 from oa_node.cli_kit import (
@@ -26,6 +25,8 @@ from oa_node.cli_kit import (
     console,
     default_config_path,
     err_console,
+    lazy_sub_app,
+    markdown_help,
     print_json,
     render,
     run_main,
@@ -57,18 +58,13 @@ def setup_logging(level: str) -> None:
 
 
 def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
-    from oa_node import keys_cli
-
-    app.add_typer(keys_cli.app, name="keys")
+    lazy_sub_app(app, "keys", "oa_node.keys_cli:app", "Create, show and import the node's key.")
     app.add_typer(_config_app(host), name="config")
 
     @app.command()
     def version(as_json: JsonOption = False) -> None:
         """Show the oa-node version."""
-        if as_json:
-            print_json({"version": __version__})
-        else:
-            say("oa-node {}", __version__)
+        _print_version(as_json=as_json)
 
     @app.command()
     def plugins(as_json: JsonOption = False) -> None:
@@ -79,6 +75,8 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
                 "failed": [f.__dict__ for f in host.failed],
             })
             return
+        from rich.table import Table
+
         table = Table("name", "module", "distribution", "hooks")
         for p in host.loaded:
             table.add_row(cell(p.name), cell(p.module),
@@ -160,7 +158,7 @@ def _register_core_commands(app: typer.Typer, host: PluginHost) -> None:
 
         from oa_node.node import build_node
 
-        node = build_node(default_config_path(config))
+        node = build_node(default_config_path(config), host=host)  # entry points: once
         setup_logging(node.config["node"]["log_level"])
         log = logging.getLogger("oa_node")
         for line in node.config.warnings:
@@ -257,15 +255,6 @@ def _disabled_from_config(argv: list[str]) -> frozenset[str]:
     return frozenset(str(x) for x in disable) if isinstance(disable, list) else frozenset()
 
 
-def _markdown_help(app: typer.Typer) -> None:
-    """Help texts name config sections like ``[node]``: render help as Markdown, which
-    keeps them, instead of Rich markup, which would swallow them as style tags."""
-    app.rich_markup_mode = "markdown"
-    for group in app.registered_groups:
-        if group.typer_instance is not None:
-            _markdown_help(group.typer_instance)
-
-
 def make_app(host: PluginHost | None = None) -> typer.Typer:
     """The CLI with core commands and every loaded plugin's commands."""
     if host is None:
@@ -279,21 +268,29 @@ def make_app(host: PluginHost | None = None) -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     _register_core_commands(app, host)
-    from oa_node.client.cli import app as relay_app
-
-    app.add_typer(relay_app, name="relay")
+    lazy_sub_app(app, "relay", "oa_node.client.cli:app", "Inspect and use relays")
     for impl in host.hook.register_commands.get_hookimpls():
         try:
             impl.function(app=app)
         except Exception as exc:  # one broken plugin must not take the whole CLI down
             host.fail(impl.plugin_name, f"register_commands: {type(exc).__name__}: {exc}")
             warn("plugin {}: commands not loaded ({})", impl.plugin_name, exc)
-    _markdown_help(app)
+    markdown_help(app)
+    # The root help is plain text (no markup in its texts): rendering it does not import
+    # a Markdown parser, which `oa-node --help` would pay for at every start.
+    app.rich_markup_mode = None
     return app
 
 
 def main() -> None:
     run_main(lambda: make_app()())
+
+
+def _print_version(*, as_json: bool) -> None:
+    if as_json:
+        print_json({"version": __version__})
+    else:
+        sys.stdout.write(f"oa-node {__version__}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -132,6 +132,48 @@ def shared_options(cls: type, *, exclude: tuple[str, ...] = ()) -> Callable[[F],
     return decorate
 
 
+def lazy_sub_app(app: typer.Typer, name: str, target: str, help: str) -> None:
+    """Add the command group ``name`` whose Typer app is ``target`` (``"module:attr"``,
+    the app or a function returning it), imported only when the group is used: ``oa-node
+    --help`` and every other command do not pay for importing it (start-up time, see
+    ``benchmarks/cli.py``). ``help`` is what
+    ``oa-node --help`` lists for it. Commands added to the group before it loads (a plugin
+    adding to a core group through :func:`sub_app`) are kept beside the loaded ones."""
+    from typer.core import TyperGroup
+
+    class LazyGroup(TyperGroup):
+        _loaded: Any = None
+
+        def _group(self) -> Any:
+            if self._loaded is None:
+                import importlib
+
+                module, attr = target.split(":")
+                sub = getattr(importlib.import_module(module), attr)
+                if not isinstance(sub, typer.Typer):  # a function that builds it
+                    sub = sub()
+                markdown_help(sub)
+                self._loaded = typer.main.get_command(sub)
+            return self._loaded
+
+        def list_commands(self, ctx: Any) -> list[str]:
+            return list(dict.fromkeys([*self._group().list_commands(ctx), *self.commands]))
+
+        def get_command(self, ctx: Any, cmd_name: str) -> Any:
+            return self.commands.get(cmd_name) or self._group().get_command(ctx, cmd_name)
+
+    app.add_typer(typer.Typer(cls=LazyGroup, no_args_is_help=True), name=name, help=help)
+
+
+def markdown_help(app: typer.Typer) -> None:
+    """Help texts name config sections like ``[node]``: render help as Markdown, which
+    keeps them, instead of Rich markup, which would swallow them as style tags."""
+    app.rich_markup_mode = "markdown"
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            markdown_help(group.typer_instance)
+
+
 def sub_app(app: typer.Typer, name: str) -> typer.Typer | None:
     """The sub-app registered as ``name`` (e.g. ``relay``), so a plugin can add a command
     to an existing group instead of creating a rival one."""

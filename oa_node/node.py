@@ -226,12 +226,14 @@ def _first_user_error(group: BaseExceptionGroup[UserError]) -> UserError:
 
 
 def build_node(config_path: str | Path | None, *, services: bool = True,
-               **overrides: Any) -> Node:
+               host: PluginHost | None = None, **overrides: Any) -> Node:
     """Load plugins and config, and build a node (services collected unless ``services``
     is false, as for CLI commands that only need the config and identity; never started).
-    A node with services is about to start: its sections' checks run too."""
+    A node with services is about to start: its sections' checks run too. ``host`` reuses
+    plugins already loaded with the same ``disable`` set (the CLI's), instead of loading
+    the entry points again."""
     from oa_node import config as config_mod
-    from oa_node.plugin_manager import load_plugins
+    from oa_node.plugin_manager import disabled_from_env, load_plugins
 
     raw_disable: frozenset[str] = frozenset()
     if config_path is not None:
@@ -239,7 +241,8 @@ def build_node(config_path: str | Path | None, *, services: bool = True,
         plugins_table = raw.get("plugins", {})
         if isinstance(plugins_table, dict) and isinstance(plugins_table.get("disable"), list):
             raw_disable = frozenset(str(x) for x in plugins_table["disable"])
-    host = load_plugins(raw_disable)
+    if host is None or host.disabled != raw_disable | disabled_from_env():
+        host = load_plugins(raw_disable)  # (a CLI's host is reused: same plugins)
     sections = core_sections() + host.registries.config_sections()
     cfg = config_mod.load(config_path, sections,  # type: ignore[arg-type]
                           disabled=host.disabled, checks=services)

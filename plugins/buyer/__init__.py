@@ -51,7 +51,9 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
 
 @hookimpl
 def register_commands(app: typer.Typer) -> None:
-    from oa_node.plugins.buyer.cli import job_app, register_providers_command
+    from oa_node.cli_kit import lazy_sub_app
+    from oa_node.plugins.buyer.providers_cli import register_providers_command
 
-    app.add_typer(job_app, name="job")
+    lazy_sub_app(app, "job", "oa_node.plugins.buyer.cli:job_app",
+                 "Buy compute: submit NIP-90 jobs, follow, verify and pay them.")
     register_providers_command(app)

@@ -89,6 +89,7 @@ def register_signers(register: Callable[..., None]) -> None:
 
 @hookimpl
 def register_commands(app: typer.Typer) -> None:
-    from oa_node.plugins.frostr.cli import app as frost_app
+    from oa_node.cli_kit import lazy_sub_app
 
-    app.add_typer(frost_app, name="frost")
+    lazy_sub_app(app, "frost", "oa_node.plugins.frostr.cli:app",
+                 "FROSTR threshold identities: k-of-n shares that sign ordinary Nostr events.")

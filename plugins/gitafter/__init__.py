@@ -19,8 +19,17 @@ if TYPE_CHECKING:
 
 @hookimpl
 def register_commands(app: typer.Typer) -> None:
+    from oa_node.cli_kit import lazy_sub_app
+
+    lazy_sub_app(app, "git", "oa_node.plugins.gitafter:git_app",
+                 "Git collaboration over Nostr (NIP-34): announce a repository, send patches "
+                 "and pull requests, review, apply, merge, and track issues.")
+
+
+def git_app() -> typer.Typer:
+    """``oa-node git``, built when first used (lazily: ``oa-node --help`` does not pay)."""
     from oa_node.plugins.gitafter import cli_issues, cli_review
-    from oa_node.plugins.gitafter.cli import register
+    from oa_node.plugins.gitafter.cli import app
 
     del cli_issues, cli_review  # imported for their commands, registered on cli's apps
-    register(app)
+    return app

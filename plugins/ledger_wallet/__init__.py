@@ -88,6 +88,7 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
 
 @hookimpl
 def register_commands(app: typer.Typer) -> None:
-    from .cli import app as wallet_app
+    from oa_node.cli_kit import lazy_sub_app
 
-    app.add_typer(wallet_app, name="wallet")
+    lazy_sub_app(app, "wallet", "oa_node.plugins.ledger_wallet.cli:app",
+                 "The node's wallet and the built-in ledger wallet's connections.")

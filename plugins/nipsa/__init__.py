@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from oa_node.hookspecs import hookimpl
-from oa_node.plugins.nipsa.settings import NipsaSettings, nipsa_section
 
 if TYPE_CHECKING:
     import typer
@@ -28,6 +27,8 @@ if TYPE_CHECKING:
 
 @hookimpl
 def register_config(register: Callable[..., None]) -> None:
+    from oa_node.plugins.nipsa.settings import nipsa_section
+
     register(nipsa_section())
 
 
@@ -35,6 +36,7 @@ def register_config(register: Callable[..., None]) -> None:
 def register_services(node: Node, register: Callable[..., None]) -> None:
     from oa_node.agent import AgentState
     from oa_node.plugins.nipsa.recorder import NodeTrajectories
+    from oa_node.plugins.nipsa.settings import NipsaSettings
     from oa_node.plugins.nipsa.state import AgentStateStore
     from oa_node.trajectory import Trajectories
 
@@ -55,6 +57,7 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
 
 @hookimpl
 def register_commands(app: typer.Typer) -> None:
-    from oa_node.plugins.nipsa.cli import app as agent_app
+    from oa_node.cli_kit import lazy_sub_app
 
-    app.add_typer(agent_app, name="agent")
+    lazy_sub_app(app, "agent", "oa_node.plugins.nipsa.cli:app",
+                 "NIP-SA agent: profile, state, schedule, goals, ticks, trajectories.")

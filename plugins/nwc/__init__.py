@@ -19,17 +19,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from oa_node.config import ConfigError, Key, Section, positive
 from oa_node.errors import UserError
 from oa_node.files import read_private
 from oa_node.hookspecs import hookimpl
-from oa_node.nostr import nip47
 from oa_node.nostr.errors import ProtocolError
 
 if TYPE_CHECKING:
     from oa_node.node import Node
+    from oa_node.nostr import nip47
 
     from .client import NWCWallet
 
@@ -91,6 +89,8 @@ def check_wallet(table: dict[str, Any], resolve: Callable[[str], Path]
 
 
 def _uri_problem(key: str, text: str) -> Iterator[tuple[str, str]]:
+    from oa_node.nostr import nip47
+
     try:
         nip47.parse_uri(text.strip())
     except ProtocolError as exc:
@@ -134,6 +134,8 @@ def _read_uri_file(node: Node, name: str, what: str) -> str:
 
 
 def _parse_uri(text: str, what: str) -> nip47.ConnectionURI:
+    from oa_node.nostr import nip47
+
     try:
         return nip47.parse_uri(text)
     except ProtocolError as exc:
@@ -201,6 +203,8 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
         node.provide(Wallet, wallet, name)
 
     async def keep_wallet(node: Node) -> None:
+        import anyio
+
         try:
             await anyio.sleep_forever()
         finally:

@@ -9,7 +9,6 @@ a library (:class:`RelayServer`) and a process (``python -m oa_node.plugins.rela
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import logging
@@ -19,18 +18,27 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from oa_node.hookspecs import hookimpl
-from oa_node.plugins.relay.policies import builtin_policies
-from oa_node.plugins.relay.server import RelayServer, tune_interpreter
 from oa_node.plugins.relay.settings import RelaySettings, relay_section
-from oa_node.plugins.relay.standalone import build_relay
-from oa_node.plugins.relay.storage import open_store
 
 if TYPE_CHECKING:
     from oa_node.config import Config
     from oa_node.node import Node
+    from oa_node.plugins.relay.server import RelayServer
 
 __all__ = ["RelayServer", "RelaySettings", "build_relay", "open_store", "relay_service",
            "serve_command"]
+
+#: the server side, imported when used (``oa-node --help`` and other commands need none)
+_LAZY = {"RelayServer": "server", "tune_interpreter": "server", "build_relay": "standalone",
+         "open_store": "storage", "builtin_policies": "policies"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 log = logging.getLogger("oa_node.relay")
 
@@ -42,6 +50,8 @@ def register_config(register: Callable[..., None]) -> None:
 
 @hookimpl
 def register_relay_policies(config: Config, register: Callable[..., None]) -> None:
+    from oa_node.plugins.relay.policies import builtin_policies
+
     settings = RelaySettings.from_section(config.get("relay") or {})
     for stage, fns in builtin_policies(settings).items():
         for fn in fns:
@@ -64,6 +74,8 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
 
 async def relay_service(node: Node) -> None:
     """Serve until cancelled; on cancellation commit pending events and close the store."""
+    from oa_node.plugins.relay.server import tune_interpreter
+
     tune_interpreter()
     server = await start_relay(node.config, node.plugins, node.data_dir)
     await server.serve_forever()
@@ -73,6 +85,7 @@ async def start_relay(config: Config, plugins: Any, data_dir: Any) -> RelayServe
     """Build and start the configured relay; a setup problem (the port taken, the database
     down or refusing the login) is a :class:`UserError` naming the ``[relay]`` key."""
     from oa_node.errors import UserError
+    from oa_node.plugins.relay.standalone import build_relay
     from oa_node.redact import redact
     from oa_node.store import StoreError
 
@@ -111,6 +124,8 @@ def serve_command(
 ) -> None:
     """Run a relay in the foreground without a node's other roles (Ctrl-C stops it); the
     plugins' relay policies apply as under `oa-node start`."""
+    import asyncio
+
     from oa_node.errors import UserError
     from oa_node.plugins.relay.standalone import run
     from oa_node.store import StoreError

@@ -69,6 +69,7 @@ async def _janitor(node: Node) -> None:
 
 @hookimpl
 def register_commands(app: typer.Typer) -> None:
-    from oa_node.plugins.sandbox.cli import app as sandbox_app
+    from oa_node.cli_kit import lazy_sub_app
 
-    app.add_typer(sandbox_app, name="sandbox")
+    lazy_sub_app(app, "sandbox", "oa_node.plugins.sandbox.cli:app",
+                 "Docker sandbox: base image, local job runs, diagnostics.")

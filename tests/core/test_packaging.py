@@ -57,7 +57,7 @@ def test_wheel_holds_every_package_under_oa_node_only(wheel: Path) -> None:
     assert not test_code, f"test-only code in the wheel: {test_code}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "[oa_node.plugins]" in text and "oa-node = oa_node.cli:main" in text
+    assert "[oa_node.plugins]" in text and "oa-node = oa_node.main:main" in text
 
 
 PLUGIN_PYPROJECT = """
