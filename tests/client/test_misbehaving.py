@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 import pytest
@@ -14,7 +16,7 @@ from oa_node.client import EOSE, ClientError, RelayConnection, RelayPool, State
 from oa_node.nostr.event import Event
 from oa_node.signer import LocalSigner
 
-from .conftest import make_event, raw_server, recv_json
+from .conftest import Handler, make_event, raw_server, recv_json
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +31,28 @@ def bad_sig(event: Event) -> Event:
     sig = ("0" if event.sig[0] != "0" else "1") + event.sig[1:]
     return Event(event.id, event.pubkey, event.created_at, event.kind, event.tags,
                  event.content, sig)
+
+
+def crash_once(reqs: list[list], first: Sequence[Any], received: Callable[[], bool],
+               resumed: Sequence[Any] = (EOSE,)) -> Handler:
+    """A relay that drops the client once: it records each REQ in ``reqs``, answers the
+    first with the ``first`` script (events, and ``EOSE`` where the stored ones end), waits
+    until ``received()`` says the client has them, and closes (1011); a resumed REQ gets
+    the ``resumed`` script and the connection stays open."""
+
+    async def handler(ws: ServerConnection) -> None:
+        req = await recv_json(ws)
+        reqs.append(req)
+        for item in first if len(reqs) == 1 else resumed:
+            frame = ["EOSE", req[1]] if item is EOSE else ["EVENT", req[1], item.to_dict()]
+            await ws.send(json.dumps(frame))
+        if len(reqs) == 1:
+            await wait_for(received, 10, "the client to receive the first events")
+            await ws.close(1011, "crash")
+        else:
+            await ws.wait_closed()
+
+    return handler
 
 
 async def test_publish_times_out_on_relay_that_never_answers(signer: LocalSigner) -> None:
@@ -90,24 +114,9 @@ async def test_resubscribe_after_drop_moves_since_to_last_seen(signer: LocalSign
     live = make_event(signer, "live", created_at=1_700_000_200)
     after = make_event(signer, "after reconnect", created_at=1_700_000_300)
     reqs: list[list] = []
-
-    async def flaky(ws: ServerConnection) -> None:
-        req = await recv_json(ws)
-        reqs.append(req)
-        sub_id = req[1]
-        if len(reqs) == 1:
-            for ev in (newer, old):
-                await ws.send(json.dumps(["EVENT", sub_id, ev.to_dict()]))
-            await ws.send(json.dumps(["EOSE", sub_id]))
-            await ws.send(json.dumps(["EVENT", sub_id, live.to_dict()]))
-            await wait_for(lambda: conn.stats.events_received >= 3, 10, "the live event")
-            await ws.close(1011, "crash")  # drop the client
-        else:
-            # a resumed REQ: send the boundary event again (must be de-duplicated) and a new one
-            await ws.send(json.dumps(["EVENT", sub_id, live.to_dict()]))
-            await ws.send(json.dumps(["EVENT", sub_id, after.to_dict()]))
-            await ws.send(json.dumps(["EOSE", sub_id]))
-            await ws.wait_closed()
+    # the resumed REQ gets the boundary event again (must be de-duplicated) and a new one
+    flaky = crash_once(reqs, [newer, old, EOSE, live], lambda: conn.stats.events_received >= 3,
+                       resumed=[live, after, EOSE])
 
     async with raw_server(flaky) as url:
         conn = RelayConnection(url, backoff_initial=0.05, backoff_max=0.2)
@@ -137,19 +146,7 @@ async def test_future_dated_events_do_not_push_resume_since_past_now(
     stored = make_event(signer, "stored from the future", created_at=future)
     live = make_event(signer, "live from the future", created_at=future + 1)
     reqs: list[list] = []
-
-    async def flaky(ws: ServerConnection) -> None:
-        req = await recv_json(ws)
-        reqs.append(req)
-        if len(reqs) == 1:
-            await ws.send(json.dumps(["EVENT", req[1], stored.to_dict()]))
-            await ws.send(json.dumps(["EOSE", req[1]]))
-            await ws.send(json.dumps(["EVENT", req[1], live.to_dict()]))
-            await wait_for(lambda: conn.stats.events_received >= 2, 10, "the live event")
-            await ws.close(1011, "crash")
-        else:
-            await ws.send(json.dumps(["EOSE", req[1]]))
-            await ws.wait_closed()
+    flaky = crash_once(reqs, [stored, EOSE, live], lambda: conn.stats.events_received >= 2)
 
     async with raw_server(flaky) as url:
         conn = RelayConnection(url, backoff_initial=0.05, backoff_max=0.2)
@@ -167,18 +164,8 @@ async def test_future_dated_events_do_not_push_resume_since_past_now(
 async def test_drop_before_eose_resends_original_filters(signer: LocalSigner) -> None:
     newest = make_event(signer, "newest", created_at=1_700_000_500)
     reqs: list[list] = []
-
-    async def dropper(ws: ServerConnection) -> None:
-        req = await recv_json(ws)
-        reqs.append(req)
-        if len(reqs) == 1:
-            # stored events go newest first; dropping mid-way means older ones are missing
-            await ws.send(json.dumps(["EVENT", req[1], newest.to_dict()]))
-            await wait_for(lambda: conn.stats.events_received >= 1, 10, "the first event")
-            await ws.close(1011, "crash")
-        else:
-            await ws.send(json.dumps(["EOSE", req[1]]))
-            await ws.wait_closed()
+    # stored events go newest first; dropping mid-way means older ones are missing
+    dropper = crash_once(reqs, [newest], lambda: conn.stats.events_received >= 1)
 
     async with raw_server(dropper) as url:
         conn = RelayConnection(url, backoff_initial=0.05, backoff_max=0.2)
