@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -81,39 +82,45 @@ class _Plugin:
         register("stopper", stopper)
 
 
-def test_services_are_cancelled_and_clean_up(tmp_path: Path) -> None:
+class _Services:
+    """An in-process plugin that registers the services it is given (name: coroutine)."""
+
+    def __init__(self, **services: Callable[[Node], Awaitable[None]]) -> None:
+        self.services = services
+
+    @hookimpl
+    def register_services(self, node: Node, register) -> None:  # type: ignore[no-untyped-def]
+        for name, service in self.services.items():
+            register(name, service)
+
+
+def node_with(tmp_path: Path, plugin: object) -> Node:
+    """A node in ``tmp_path`` (core config) whose only plugin is ``plugin``."""
     host = PluginHost()
-    plugin = _Plugin()
     host.register(plugin, "test")
     cfg = load(None, core_sections())
     cfg.data["node"]["data_dir"] = str(tmp_path)
     node = Node(cfg, host, signer=LocalSigner.generate())
     node.collect_services()
+    return node
+
+
+def test_services_are_cancelled_and_clean_up(tmp_path: Path) -> None:
+    plugin = _Plugin()
+    node = node_with(tmp_path, plugin)
     assert [s.name for s in node.services] == ["worker", "stopper"]
     anyio.run(lambda: node.run(handle_signals=False))
     assert plugin.events == ["started", "cleaned up"]
 
 
 def test_a_failing_service_stops_the_node(tmp_path: Path) -> None:
-    host = PluginHost()
+    async def boom(node: Node) -> None:
+        raise RuntimeError("boom")
 
-    class Failing:
-        @hookimpl
-        def register_services(self, node: Node, register) -> None:  # type: ignore[no-untyped-def]
-            async def boom(node: Node) -> None:
-                raise RuntimeError("boom")
+    async def forever(node: Node) -> None:
+        await anyio.sleep_forever()
 
-            async def forever(node: Node) -> None:
-                await anyio.sleep_forever()
-
-            register("boom", boom)
-            register("forever", forever)
-
-    host.register(Failing(), "failing")
-    cfg = load(None, core_sections())
-    cfg.data["node"]["data_dir"] = str(tmp_path)
-    node = Node(cfg, host, signer=LocalSigner.generate())
-    node.collect_services()
+    node = node_with(tmp_path, _Services(boom=boom, forever=forever))
     with pytest.raises(BaseException) as info:
         anyio.run(lambda: node.run(handle_signals=False))
     assert "boom" in repr(info.value) or any("boom" in repr(e) for e in
@@ -124,24 +131,13 @@ def test_a_failing_service_still_closes_the_relay_pool(tmp_path: Path) -> None:
     """The pool's background connections must not outlive a node that stopped on a failure."""
     from oa_node.client import RelayPool
 
-    host = PluginHost()
+    async def uses_pool_then_fails(node: Node) -> None:
+        node.pool.add_relay("ws://127.0.0.1:9").start()  # discard port: never answers
+        raise RuntimeError("boom")
 
-    class Failing:
-        @hookimpl
-        def register_services(self, node: Node, register) -> None:  # type: ignore[no-untyped-def]
-            async def uses_pool_then_fails(node: Node) -> None:
-                node.pool.add_relay("ws://127.0.0.1:9").start()  # discard port: never answers
-                raise RuntimeError("boom")
-
-            register("boom", uses_pool_then_fails)
-
-    host.register(Failing(), "failing")
-    cfg = load(None, core_sections())
-    cfg.data["node"]["data_dir"] = str(tmp_path)
-    node = Node(cfg, host, signer=LocalSigner.generate())
+    node = node_with(tmp_path, _Services(boom=uses_pool_then_fails))
     pool = RelayPool(signer=node.signer)
     node.pool = pool
-    node.collect_services()
     with pytest.raises(BaseExceptionGroup) as info:
         anyio.run(lambda: node.run(handle_signals=False))
     assert info.group_contains(RuntimeError, match="boom")
