@@ -282,6 +282,7 @@ class Buyer:
             sub = self.node.pool.subscribe(filters)
             async with sub:
                 tg.start_soon(self._consume, sub, tg)
+                tg.start_soon(self._safely, self.import_trusted_labels)
                 self.ready.set()
                 for rec in pending:  # results already stored (a restart) are judged now
                     if rec.state in ("result_received", "verified"):
@@ -478,6 +479,17 @@ class Buyer:
             self._emit(rec.id, target, receipt)
             if target != "verified":  # a verified job is labelled once its payment is done
                 await self._publish_verdicts(rec.id)
+
+    async def import_trusted_labels(self) -> int:
+        """``[buyer] trust_labels_from``: their verdict labels join the provider record."""
+        trusted = {k.lower() for k in self.settings.trust_labels_from}
+        if not trusted:
+            return 0
+        found = await self.node.pool.query({"kinds": [kinds.LABEL], "authors": sorted(trusted),
+                                            "#L": [nip90.VERDICT_NAMESPACE]}, 10)
+        added = self.reputation.import_labels(found, trusted)
+        log.info("imported %d verdict label(s) from %d trusted key(s)", added, len(trusted))
+        return added
 
     def _distinct(self, named: set[str], checks: list[ResultCheck], redundancy: int
                   ) -> set[str] | None:

@@ -13,7 +13,9 @@ provider's record is exactly what this buyer has seen of it. From it:
   any key can send self-consistent results.
 
 A structural ``fail`` (no work shown, a malformed result) counts against a provider but is
-not "cheating" on its own: an honest provider can fail to run a job.
+not "cheating" on its own: an honest provider can fail to run a job. Verdict labels from
+keys the buyer trusts (``[buyer] trust_labels_from``) are imported as if they were its own
+(the buyer's own verdict on a result wins).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from oa_node import files
+from oa_node.nostr import nip90
+from oa_node.nostr.event import Event
+from oa_node.plugins.buyer.labels import LEVEL_NAMESPACE
 
 FILE = "buyer_reputation.sqlite3"
 
@@ -51,6 +56,26 @@ class Reputation:
             self._db.executemany(
                 "INSERT OR IGNORE INTO verdicts VALUES (?,?,?,?,?,?)",
                 [(rid, job_id, pk, verdict, level, now) for rid, pk, verdict, level in rows])
+
+    def import_labels(self, labels: list[Event], trusted: set[str]) -> int:
+        """Verdict labels (NIP-32) signed by keys this buyer trusts (``[buyer]
+        trust_labels_from``) join the record, once per result; the buyer's own verdict on
+        a result always wins. Returns how many were new."""
+        rows = []
+        for ev in labels:
+            if ev.pubkey not in trusted or not ev.verify():
+                continue
+            parsed = nip90.parse_verdict(ev)
+            if parsed is None or parsed[0] not in ("pass", "fail", "refused"):
+                continue
+            level = next((t[1] for t in ev.tags if len(t) >= 3 and t[0] == "l"
+                          and t[2] == LEVEL_NAMESPACE), "structural")
+            rows.append((parsed[1], f"label:{ev.pubkey}", parsed[2], parsed[0], level,
+                         float(ev.created_at)))
+        with self._lock:
+            before = self._db.total_changes
+            self._db.executemany("INSERT OR IGNORE INTO verdicts VALUES (?,?,?,?,?,?)", rows)
+            return self._db.total_changes - before
 
     def of(self, provider: str) -> dict[str, Any]:
         with self._lock:

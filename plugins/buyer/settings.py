@@ -58,6 +58,9 @@ class BuyerSettings(
                            "after verification; the buyer must be running (service or --wait) "
                            "to fund. Plain pay-after-verify when a wallet has no hold "
                            "support.")
+    trust_labels_from: tuple[str, ...] = setting(
+        (), "Hex public keys whose NIP-32 verdict labels join this buyer's provider record "
+        "(imported when the buyer starts; its own verdicts win).")
     publish_verdicts: bool = setting(True, "Publish each verdict as a NIP-32 label.")
     pay_retry_secs: float = setting(10.0, "Seconds between retries of a failed payment.",
                                     check=positive)

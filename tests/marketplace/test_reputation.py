@@ -39,3 +39,27 @@ def test_only_distinct_providers_count_towards_k() -> None:
     d = decide(more, 2, distinct={"named", "known"})
     assert d.outcome == "pass" and d.passed == ("h1", "h2")
     assert set(d.failed) == {"s1", "s2"}  # they disagree with two distinct providers
+
+
+def test_labels_from_trusted_keys_join_the_record(tmp_path: Path) -> None:
+    """Only labels signed by a trusted key count, with their level; own verdicts win."""
+    from oa_node.nostr import nip90
+    from oa_node.plugins.buyer.labels import label_template
+    from oa_node.signer import LocalSigner
+
+    friend, stranger = LocalSigner.generate(), LocalSigner.generate()
+    provider, buyer = LocalSigner.generate(), LocalSigner.generate()
+    request = buyer.sign_now(nip90.request_template("oa.sandbox_run.v1", "{}"))
+    result = provider.sign_now(nip90.result_template(request, "{}", "oa.sandbox_run.v1"))
+    other = provider.sign_now(nip90.result_template(request, "{ }", "oa.sandbox_run.v1"))
+    caught = friend.sign_now(label_template(result, "fail", "lied", "audited",
+                                            "oa.sandbox_run.v1", request.id))
+    smear = stranger.sign_now(label_template(other, "fail", "lied", "audited",
+                                             "oa.sandbox_run.v1", request.id))
+    rep = Reputation(tmp_path)
+    rep.record("own", [(other.id, provider.public_key, "pass", "audited")])
+    assert rep.import_labels([caught, smear], {friend.public_key}) == 1
+    assert rep.import_labels([caught], {friend.public_key}) == 0  # once
+    assert rep.of(provider.public_key)["cheated"] == 1  # the friend's audited fail
+    assert rep.of(provider.public_key)["passes"] == 1  # the stranger's smear ignored
+    rep.close()
