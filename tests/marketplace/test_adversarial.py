@@ -16,7 +16,7 @@ from oa_node.client import RelayPool
 from oa_node.errors import UserError
 from oa_node.nostr import kinds, nip90
 from oa_node.nostr.event import Event
-from oa_node.plugins.buyer.cli import _with_reputation
+from oa_node.plugins.buyer.providers_cli import _with_reputation
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.provider.ledger import open_provider_ledger
 from oa_node.wallet import Wallet
