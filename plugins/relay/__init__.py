@@ -75,10 +75,27 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
 async def relay_service(node: Node) -> None:
     """Serve until cancelled; on cancellation commit pending events and close the store."""
     from oa_node.plugins.relay.server import tune_interpreter
+    from oa_node.relaystats import RelayStats
 
     tune_interpreter()
     server = await start_relay(node.config, node.plugins, node.data_dir)
+    node.provide(RelayStats, _Stats(server))
     await server.serve_forever()
+
+
+class _Stats:
+    """:class:`oa_node.relaystats.RelayStats` over the running server."""
+
+    def __init__(self, server: RelayServer) -> None:
+        self._server = server
+
+    async def relay_stats(self) -> dict[str, int]:
+        from oa_node.nostr.filter import Filter
+
+        s = self._server
+        return {"connections": len(s.connections),
+                "events_stored": await s.store.count([Filter()]),
+                "events_ingested": s.events_ingested, "events_delivered": s.events_delivered}
 
 
 async def start_relay(config: Config, plugins: Any, data_dir: Any) -> RelayServer:

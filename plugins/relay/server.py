@@ -205,6 +205,9 @@ class RelayServer:
         self.state: dict[str, Any] = {}
         self.index = SubscriptionIndex()
         self.connections: set[Connection] = set()
+        #: since start, for the dashboard (oa_node.relaystats): new events, live deliveries
+        self.events_ingested = 0
+        self.events_delivered = 0
         self._recent: dict[str, None] = {}
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -470,6 +473,7 @@ class RelayServer:
             self._remember(event.id, event.kind)
         conn.post(_ok(event.id, result.accepted, result.message))
         if result.is_new:
+            self.events_ingested += 1
             self._deliver_new(event, raw)
 
     def _deliver_new(self, event: Event, raw: str) -> None:
@@ -479,7 +483,7 @@ class RelayServer:
         if event.kind == DELETION:
             for target in event.tag_values("e"):
                 self._recent.pop(target, None)
-        self.broadcast(event, raw)
+        self.events_delivered += self.broadcast(event, raw)
 
     def _remember(self, eid: str, kind: int) -> None:
         """Cache an id so a repeat is answered without a store probe. Replaceable and

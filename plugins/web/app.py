@@ -15,6 +15,8 @@ import hmac
 import logging
 import secrets
 import sys
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,7 @@ from oa_node.files import read_private, write_private
 from . import data, pages
 from .http import HttpServer, Request, Response
 from .settings import WebSettings
-from .static import LOGIN_JS, STYLE_CSS
+from .static import LIVE_JS, LOGIN_JS, STYLE_CSS
 
 if TYPE_CHECKING:
     from oa_node.node import Node
@@ -32,7 +34,13 @@ log = logging.getLogger("oa_node.web")
 
 COOKIE = "oa_web"
 STATIC = {"style.css": (STYLE_CSS.encode(), "text/css; charset=utf-8"),
-          "login.js": (LOGIN_JS.encode(), "text/javascript; charset=utf-8")}
+          "login.js": (LOGIN_JS.encode(), "text/javascript; charset=utf-8"),
+          "live.js": (LIVE_JS.encode(), "text/javascript; charset=utf-8")}
+#: live streams (``/live``) open at once, and how long one lasts before the browser
+#: reconnects (EventSource does so by itself): a forgotten tab holds nothing for long
+MAX_STREAMS = 8
+STREAM_SECS = 300.0
+LIVE_EVERY = 2.0
 
 
 def load_token(path: Path) -> str:
@@ -61,6 +69,8 @@ class Dashboard:
         self._session = session_of(token)
         self.probe = data.RelayProbe()
         self.ads = data.ProviderAds()
+        self.sampler = data.RelaySampler()
+        self._streams = 0
 
     def logged_in(self, req: Request) -> bool:
         cookie = req.cookie(COOKIE) or ""
@@ -87,6 +97,8 @@ class Dashboard:
             return _html(self.jobs_page())
         if path.startswith("/jobs/"):
             return await self.job_page(path[len("/jobs/"):])
+        if path == "/live":
+            return self.live()
         if path == "/providers":
             return _html(await self.providers_page())
         if path == "/wallet":
@@ -126,7 +138,40 @@ class Dashboard:
             name=node.config["node"]["name"], pubkey=pubkey, npub=nip19.npub_encode(pubkey),
             services=[s.name for s in node.services], data_dir=str(node.data_dir),
             relays=relays, counts=counts, latencies=await data.recent_latencies(node))
+        body += pages.relay_section(await data.relay_stats(node), self.sampler.rates())
         return self._page("Node", body, "/")
+
+    def live(self) -> Response:
+        """Server-sent events: the embedded relay's counters and rates every 2 s."""
+        if self._streams >= MAX_STREAMS:
+            return _text(503, "too many live views open")
+        return Response(200, b"", "text/event-stream; charset=utf-8", stream=self._live())
+
+    async def _live(self) -> AsyncIterator[bytes]:
+        import json
+
+        import anyio
+
+        self._streams += 1
+        try:
+            yield b"retry: 5000\n\n"
+            last: tuple[float, dict[str, int]] | None = None
+            start = time.monotonic()
+            while time.monotonic() - start < STREAM_SECS:
+                stats = await data.relay_stats(self.node)
+                if stats is not None:
+                    now = time.monotonic()
+                    shown: dict[str, str | int] = dict(stats)
+                    if last is not None and now > last[0]:
+                        dt = now - last[0]
+                        for key, name in (("events_ingested", "ingest_rate"),
+                                          ("events_delivered", "fanout_rate")):
+                            shown[name] = f"{(stats[key] - last[1][key]) / dt:.2f}"
+                    last = (now, stats)
+                    yield f"data: {json.dumps(shown)}\n\n".encode()
+                await anyio.sleep(LIVE_EVERY)
+        finally:
+            self._streams -= 1
 
     def jobs_page(self) -> str:
         body = pages.jobs_page(data.buyer_ledger(self.node).all(200),
@@ -185,7 +230,7 @@ async def serve(node: Node, settings: WebSettings) -> None:
     print(f"dashboard: log in: http://{host}:{server.port}/login#token={token}",
           file=sys.stderr, flush=True)
     try:
-        await anyio.sleep_forever()
+        await dash.sampler.run(node)
     finally:
         with anyio.CancelScope(shield=True):
             await server.close()

@@ -9,6 +9,7 @@ only, and anything else is reported as unreadable.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -287,3 +288,44 @@ def reputation(records: list[Record]) -> dict[str, dict[str, int]]:
             if rid in refusals:
                 row["refused"] = row.get("refused", 0) + 1
     return out
+
+
+class RelaySampler:
+    """The embedded relay's counters sampled every ``every`` seconds for the last hour, so
+    the node page can plot events per second (ingest and fan-out) without asking the relay
+    for history it does not keep."""
+
+    def __init__(self, every: float = 10.0, span: float = 3600.0) -> None:
+        from collections import deque
+
+        self.every = every
+        self.samples: deque[tuple[float, int, int]] = deque(maxlen=int(span / every) + 1)
+
+    async def run(self, node: Node) -> None:
+        import anyio
+
+        while True:
+            stats = await relay_stats(node)
+            if stats is not None:
+                self.samples.append((time.time(), stats["events_ingested"],
+                                     stats["events_delivered"]))
+            await anyio.sleep(self.every)
+
+    def rates(self) -> list[tuple[float, float, float]]:
+        """``(time, ingest/s, fan-out/s)`` between consecutive samples."""
+        s = list(self.samples)
+        return [(t1, max(i1 - i0, 0) / (t1 - t0), max(d1 - d0, 0) / (t1 - t0))
+                for (t0, i0, d0), (t1, i1, d1) in itertools.pairwise(s) if t1 > t0]
+
+
+async def relay_stats(node: Node) -> dict[str, int] | None:
+    """The embedded relay's counters (``oa_node.relaystats``), ``None`` when this process
+    runs no relay."""
+    from oa_node.relaystats import RelayStats
+
+    stats = node.capability(RelayStats)
+    if stats is None:
+        return None
+    raw = await stats.relay_stats()
+    return {k: int(raw.get(k, 0)) for k in ("connections", "events_stored", "events_ingested",
+                                             "events_delivered")}

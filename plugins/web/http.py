@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
@@ -64,6 +64,9 @@ class Response:
     body: bytes = b""
     content_type: str = "text/html; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+    #: a body sent as it comes (server-sent events) instead of ``body``; the connection
+    #: closes when it ends or the client goes
+    stream: AsyncIterator[bytes] | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -109,13 +112,18 @@ class HttpServer:
         except Exception:  # the node keeps serving whatever one request does
             log.exception("dashboard request failed")
             resp = _plain(500, "internal error")
-        headers = {"Content-Type": resp.content_type, "Content-Length": str(len(resp.body)),
-                   **SECURITY_HEADERS, **resp.headers, "Connection": "close"}
+        length = {} if resp.stream is not None else {"Content-Length": str(len(resp.body))}
+        headers = {"Content-Type": resp.content_type, **length, **SECURITY_HEADERS,
+                   **resp.headers, "Connection": "close"}
         text = f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Error')}\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
         try:
             writer.write(text.encode("latin-1") + (b"" if head else resp.body))
             await writer.drain()
+            if resp.stream is not None and not head:
+                async for chunk in resp.stream:
+                    writer.write(chunk)
+                    await writer.drain()
         except (ConnectionError, OSError):
             pass
         finally:

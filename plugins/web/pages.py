@@ -43,7 +43,7 @@ def page(title: str, body: str, *, active: str = "", node_name: str = "") -> str
             f"<title>{esc(title)} · oa-node</title>"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             '<link rel="stylesheet" href="/static/style.css">'
-            "</head><body>"
+            '<script src="/static/live.js" defer></script></head><body>'
             f'<header><span class="brand">oa-node</span> <span class="name">{esc(node_name)}'
             f'</span><nav>{nav}</nav></header><main><h1>{esc(title)}</h1>{body}</main>'
             "</body></html>")
@@ -307,3 +307,55 @@ def providers_page(ads: list[Any], error: str, rep: dict[str, dict[str, int]]) -
         else '<p class="empty">This node has no verdict on any provider yet.</p>'
     return (f"<section><h2>Announcements (NIP-89)</h2>{err}{ad_html}</section>"
             f"<section><h2>Reputation (this buyer's verdicts)</h2>{rep_html}</section>")
+
+
+def relay_section(stats: dict[str, int] | None, rates: list[tuple[float, float, float]]
+                  ) -> str:
+    """The embedded relay: counters updated live (``data-live``, filled by ``/live``), and
+    events per second over the last hour."""
+    if stats is None:
+        return ('<section><h2>Embedded relay</h2><p class="empty">This process runs no relay'
+                " (or the dashboard runs apart from it: `oa-node web`).</p></section>")
+    ingest = f"{rates[-1][1]:.2f}" if rates else "-"
+    fanout = f"{rates[-1][2]:.2f}" if rates else "-"
+    items = dl([("connections", f'<span data-live="connections">{esc(stats["connections"])}'
+                 "</span>"),
+                ("events stored", f'<span data-live="events_stored">'
+                 f'{esc(stats["events_stored"])}</span>'),
+                ("ingest, events/s", f'<span data-live="ingest_rate">{esc(ingest)}</span>'),
+                ("fan-out, events/s", f'<span data-live="fanout_rate">{esc(fanout)}</span>'),
+                ("since start", f'<span data-live="events_ingested">'
+                 f'{esc(stats["events_ingested"])}</span> new events, <span data-live='
+                 f'"events_delivered">{esc(stats["events_delivered"])}</span> deliveries')])
+    return (f'<section class="relay"><h2>Embedded relay <span class="live">live</span></h2>'
+            f"{items}<h4>Events per second, last hour</h4>{rate_plot(rates)}</section>")
+
+
+def rate_plot(rates: list[tuple[float, float, float]], width: int = 720,
+              height: int = 160) -> str:
+    """Two polylines (ingest, fan-out) over the last hour; time on x, events/s on y."""
+    if len(rates) < 2:
+        return '<p class="empty">Not enough samples yet (one every 10 s).</p>'
+    now = rates[-1][0]
+    top = max(max(r[1], r[2]) for r in rates) or 1.0
+    left, bottom, plot_w, plot_h = 50, height - 20, width - 70, height - 40
+
+    def pts(i: int) -> str:
+        return " ".join(f"{left + plot_w * (1 - (now - r[0]) / 3600):.1f},"
+                        f"{bottom - plot_h * r[i] / top:.1f}" for r in rates)
+
+    return (f'<svg class="plot rates" role="img" aria-label="relay events per second"'
+            f' width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
+            ' xmlns="http://www.w3.org/2000/svg">'
+            f'<line x1="{left}" y1="{bottom}" x2="{left + plot_w}" y2="{bottom}" stroke="#888"/>'
+            f'<line x1="{left}" y1="{bottom - plot_h}" x2="{left}" y2="{bottom}" stroke="#888"/>'
+            f'<text x="{left - 4}" y="{bottom - plot_h + 4}" font-size="10" text-anchor="end">'
+            f"{top:.1f}/s</text>"
+            f'<text x="{left - 4}" y="{bottom}" font-size="10" text-anchor="end">0</text>'
+            f'<text x="{left}" y="{height - 4}" font-size="10">-60 min</text>'
+            f'<text x="{left + plot_w}" y="{height - 4}" font-size="10" text-anchor="end">now'
+            "</text>"
+            f'<polyline fill="none" stroke="#6c8ebf" stroke-width="1.5" points="{pts(1)}"/>'
+            f'<polyline fill="none" stroke="#d79b00" stroke-width="1.5" points="{pts(2)}"/>'
+            f'<text x="{left + 10}" y="12" font-size="11" fill="#6c8ebf">ingest</text>'
+            f'<text x="{left + 70}" y="12" font-size="11" fill="#d79b00">fan-out</text></svg>')

@@ -37,6 +37,8 @@ pre { background: #10141c; color: #d7e0ee; padding: 8px; border-radius: 4px;
 .result { border-top: 1px solid #e3e6eb; padding-top: 8px; }
 .balance { font-size: 22px; }
 .title { overflow-wrap: anywhere; }
+.live { font-size: 11px; color: #1e5b2a; background: #cdebd3; padding: 0 6px;
+        border-radius: 8px; vertical-align: middle; }
 .plot text { fill: #1d2330; font-family: system-ui, sans-serif; }
 """
 
@@ -54,5 +56,25 @@ LOGIN_JS = """\
   }
   window.addEventListener("hashchange", fromHash);
   fromHash();
+})();
+"""
+
+LIVE_JS = """\
+// Live values without reloads: where a page has elements marked data-live, follow the
+// dashboard's server-sent events and put each value in as text (never as markup).
+(function () {
+  var marked = document.querySelectorAll("[data-live]");
+  if (!marked.length || !window.EventSource) return;
+  var source = new EventSource("/live");
+  source.onmessage = function (msg) {
+    var values;
+    try { values = JSON.parse(msg.data); } catch (e) { return; }
+    marked.forEach(function (el) {
+      var key = el.getAttribute("data-live");
+      if (Object.prototype.hasOwnProperty.call(values, key)) {
+        el.textContent = String(values[key]);
+      }
+    });
+  };
 })();
 """

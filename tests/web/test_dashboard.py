@@ -230,6 +230,15 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
         assert "provider" in node_text and "buyer" in node_text and "web" in node_text
         svg = browser.find_elements("css selector", "svg.plot rect")
         assert len(svg) > 5, "the latency plot has bars"
+        # the embedded relay's counters follow the relay live (server-sent events), no reload
+        live = browser.find_element("css selector", '[data-live="events_ingested"]')
+        stored = int(browser.find_element("css selector", '[data-live="events_stored"]').text)
+        before = int(live.text)
+        assert before > 0 and stored > 0
+        cli("relay", "publish", "-r", relay, "-k", "1", "-c", HOSTILE[0], "--key-file",
+            str(folder / "node.key"))
+        wait_until(lambda: int(live.text) > before, 30, "the live counter to move")
+        assert browser.find_element("css selector", "h1").text == "Node"  # the same page
 
         jobs_text = visit("/jobs", "jobs", job_id[:16])
         assert "paid" in jobs_text and "structural" in jobs_text
@@ -246,12 +255,13 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
             assert h in browser.find_element("css selector", "code.cmd").text
         # nothing the hostile text names became an element
         assert browser.find_elements("css selector", "img") == []
-        assert browser.find_elements("css selector", "script") == []
+        assert [e.get_attribute("src") for e in browser.find_elements("css selector", "script")
+                ] == [f"http://127.0.0.1:{web_port}/static/live.js"]
 
         providers_text = visit("/providers", "providers", "Announcements")
         assert NAME in providers_text and f"oa.sandbox_run.v1: {PRICE} msat" in providers_text
         assert "pass structural 1" in providers_text  # this buyer's verdict on it
-        assert browser.find_elements("css selector", "main script") == []
+        assert browser.find_elements("css selector", "main script, header script") == []
 
         wallet_text = visit("/wallet", "wallet", "Default wallet")
         assert f"{PRICE:,}" in wallet_text  # the provider's earnings, the default wallet
