@@ -4,6 +4,7 @@ timeout names what did not happen."""
 from __future__ import annotations
 
 import inspect
+import signal
 import socket
 import subprocess
 import time
@@ -67,3 +68,15 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | No
         return port_open(port, host)
 
     wait_until(listening, timeout, f"a listener on {host}:{port}")
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> int:
+    """SIGTERM ``proc`` (if it still runs), wait up to ``timeout`` seconds for it to exit,
+    then SIGKILL it; its exit code (negative: the signal that ended it)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(10)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import stat
 import subprocess
@@ -19,7 +18,7 @@ import anyio
 import pytest
 
 from harness import wait as waits
-from harness.wait import wait_until
+from harness.wait import stop_process, wait_until
 from oa_node import files
 from oa_node.node import build_node
 from oa_node.plugins.frostr import encoding, frost, sharefile
@@ -148,13 +147,7 @@ def run_node_with_every_store(tmp_path: Path, extra: dict[str, dict[str, Any]],
         assert {n for n in os.listdir(data) if n.endswith("-shm")}, os.listdir(data)
         assert open_entries(data) == []
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            code = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            code = proc.wait(10)
+        code = stop_process(proc, 30)
     assert code == 0, log.read_text()
     assert open_entries(data) == []
     assert "open to other users" not in log.read_text()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ import anyio
 import pytest
 from typer.testing import CliRunner
 
-from harness.wait import wait_until
+from harness.wait import stop_process, wait_until
 from oa_node.cli import make_app
 from oa_node.client import RelayPool
 from oa_node.errors import UserError
@@ -46,12 +44,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_until(started, 20, "the relay process to write its port")
         yield f"ws://127.0.0.1:{int(ready.read_text())}"
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_process(proc)
 
 
 @pytest.fixture
