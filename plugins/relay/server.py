@@ -221,6 +221,9 @@ class RelayServer:
         self._p_kinds = frozenset(auth.p_restricted_kinds)
         self._protected = self._read_kinds | self._p_kinds
         self.port: int | None = None
+        # a store whose lookup costs about what a signature check does (a round trip)
+        # says so; its duplicates are then caught by the insert, after the check
+        self._probe_first = bool(getattr(store, "probe_before_verify", True))
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -419,7 +422,7 @@ class RelayServer:
             return
         ephemeral = is_ephemeral(event.kind)
         try:
-            if not ephemeral and await self.store.has(eid):
+            if not ephemeral and self._probe_first and await self.store.has(eid):
                 self._remember(eid, event.kind)
                 conn.post(_ok(eid, True, "duplicate: already have this event"))
                 return

@@ -167,8 +167,19 @@ def lock_keys(ev: Event, ix: Indexed) -> list[int]:
     return keys
 
 
+async def _keep_session(_con: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's default reset (a round trip per query: UNLISTEN,
+    RESET ALL, unlock advisory locks...): pooled connections only read, or write in
+    transactions that end, and never change session state."""
+
+
 class PostgresStore:
     """:class:`oa_node.store.EventStore` on PostgreSQL."""
+
+    #: The relay skips its has() probe before the signature check: a round trip costs the
+    #: relay about as much CPU as the check (profiled: 13.5% vs 15% of pipelined ingest),
+    #: and a duplicate is caught by the insert (ON CONFLICT) anyway.
+    probe_before_verify = False
 
     def __init__(self, dsn: str, *, pool_size: int = 4) -> None:
         self.dsn = dsn
@@ -200,7 +211,9 @@ class PostgresStore:
                 await self._wcon.execute("SELECT pg_advisory_unlock($1)", _SCHEMA_LOCK)
             schema = await self._wcon.fetchval("SELECT current_schema()")
             self._channel = f"oa_relay_{schema}"[:63]
-            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self._pool_size)
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self._pool_size, reset=_keep_session
+            )
             self._lcon = await asyncpg.connect(self.dsn)
             await self._lcon.add_listener(self._channel, self._on_notify)
         except _PG_ERRORS as exc:
