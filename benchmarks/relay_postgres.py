@@ -140,6 +140,52 @@ def req_run(t: Relay, events: Path, queries: Path, size: int) -> dict:
     return req
 
 
+INDEXES = ["events_pubkey_time", "events_kind_time", "events_time", "events_replaceable",
+           "events_expiration", "tags_lookup", "tags_seq"]
+
+
+def index_costs(dsn: str, events: Path, n: int, rounds: int) -> dict[str, float]:
+    """In-process store ingest (no relay, no websocket) with every index, then without each
+    one in turn (interleaved, medians): what each index costs the write path. Each is
+    used by a query (see plugins/relay/storage/common.py): authors, kinds, time-only
+    filters, replaceable lookups, the expiry purge, tag filters, tag rows by event."""
+    import asyncio
+
+    import asyncpg
+
+    from oa_node.nostr.event import Event
+    from oa_node.plugins.relay.storage.postgres import PostgresStore
+
+    lines = events.read_text().splitlines()[:n]
+    evs = [(Event.from_json(x), x) for x in lines]
+
+    async def one(drop: str | None) -> float:
+        schema = "bench_ix_" + uuid.uuid4().hex[:8]
+        con = await asyncpg.connect(dsn)
+        await con.execute(f"CREATE SCHEMA {schema}")
+        sep = "&" if "?" in dsn else "?"
+        store = PostgresStore(f"{dsn}{sep}search_path={schema}")
+        await store.open()
+        if drop:
+            await con.execute(f"DROP INDEX {schema}.{drop}")
+        t0 = time.perf_counter()
+        await asyncio.gather(*(store.save(e, raw) for e, raw in evs))
+        rate = len(evs) / (time.perf_counter() - t0)
+        await store.close()
+        await con.execute(f"DROP SCHEMA {schema} CASCADE")
+        await con.close()
+        return rate
+
+    async def run() -> dict[str, float]:
+        got: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for drop in [None, *INDEXES]:
+                got.setdefault(drop or "all", []).append(await one(drop))
+        return {k: statistics.median(v) for k, v in got.items()}
+
+    return asyncio.run(run())
+
+
 def med(rounds: list[dict], phase: str, key: str) -> float:
     return statistics.median(r[phase][key] for r in rounds)
 
@@ -156,6 +202,11 @@ def main() -> int:
     ap.add_argument("--store-size", type=int, default=100_000)
     ap.add_argument("--no-req", action="store_true", help="ingest only")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--async-commit", action="store_true",
+                    help="also PostgreSQL with ?synchronous_commit=off (opt-in: acknowledged "
+                         "events can be lost if PostgreSQL itself crashes)")
+    ap.add_argument("--indexes", action="store_true",
+                    help="only: what each index costs store ingest (in-process)")
     a = ap.parse_args()
     if not a.postgres:
         ap.error('no database: pass --postgres DSN or eval "$(bash .ci/services)"')
@@ -171,6 +222,10 @@ def main() -> int:
     make_queries(work / "queries.json", 1000, 100)
 
     targets = [Relay("sqlite", work), Relay("postgres", work, a.postgres)]
+    if a.async_commit:
+        sep = "&" if "?" in a.postgres else "?"
+        targets.append(Relay("postgres, async commit", work,
+                             f"{a.postgres}{sep}synchronous_commit=off"))
     if a.before:
         src = subprocess.run(["git", "-C", str(HERE.parent), "show",
                               f"{a.before}:plugins/relay/storage/postgres.py"],
@@ -178,6 +233,14 @@ def main() -> int:
         module = work / "postgres_before.py"
         module.write_text(src)
         targets.append(Relay(f"postgres@{a.before[:10]}", work, a.postgres, module))
+    if a.indexes:
+        costs = index_costs(a.postgres, events, min(total, 20000), a.rounds)
+        print("store ingest, 20k events at once, in-process (medians):")
+        for name, rate in costs.items():
+            label = "all indexes" if name == "all" else f"without {name}"
+            print(f"  {label:30} {rate:7.0f} ev/s  ({rate / costs['all']:.2f}x)")
+        events.unlink()
+        return 0
     rounds: dict[str, list[dict]] = {t.name: [] for t in targets}
     for i in range(a.rounds):
         order = targets if i % 2 == 0 else targets[::-1]  # interleaved, alternating

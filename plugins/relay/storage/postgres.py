@@ -173,6 +173,17 @@ async def _keep_session(_con: asyncpg.Connection) -> None:
     transactions that end, and never change session state."""
 
 
+async def _reader_session(con: asyncpg.Connection) -> None:
+    """Plan reads for a working set in memory unless the operator tuned it: at the default
+    random_page_cost (4, spinning disks) PostgreSQL answers a one-tag REQ by hashing every
+    event of the kind (13.7 ms at 20k events) instead of walking the tag index newest
+    first (0.5 ms at 1.1)."""
+    await con.execute(
+        "SELECT CASE WHEN current_setting('random_page_cost') = '4'"
+        " THEN set_config('random_page_cost', '1.1', false) END"
+    )
+
+
 class PostgresStore:
     """:class:`oa_node.store.EventStore` on PostgreSQL."""
 
@@ -212,7 +223,8 @@ class PostgresStore:
             schema = await self._wcon.fetchval("SELECT current_schema()")
             self._channel = f"oa_relay_{schema}"[:63]
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self._pool_size, reset=_keep_session
+                self.dsn, min_size=1, max_size=self._pool_size, reset=_keep_session,
+                init=_reader_session,
             )
             self._lcon = await asyncpg.connect(self.dsn)
             await self._lcon.add_listener(self._channel, self._on_notify)
