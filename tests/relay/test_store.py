@@ -251,3 +251,28 @@ async def test_concurrent_saves_are_batched_and_durable(backend: Backend) -> Non
         assert await again.count([Filter(authors={k.pubkey})]) == 350
     finally:
         await again.close()
+
+
+async def test_an_unstorable_event_fails_alone(store: EventStore) -> None:
+    """A NUL in a tag (PostgreSQL text cannot hold it) is refused with a StoreError, on
+    its own: the events committed in the same batch are stored. SQLite stores it."""
+    k = Key()
+    good = [k.sign(content=f"good {i}") for i in range(5)]
+    bad = k.sign(tags=[["t", "a\x00b"]])
+    if isinstance(store, PostgresStore):
+        with pytest.raises(StoreError, match="NUL"):
+            await store.save(bad, bad.to_json())
+        # and if one reaches a batch anyway, only that one fails
+        batcher = store._batcher
+        assert batcher is not None
+        tasks = [asyncio.ensure_future(store.save(e, e.to_json())) for e in good[:3]]
+        tasks.append(asyncio.ensure_future(batcher.save(bad, bad.to_json())))
+        tasks += [asyncio.ensure_future(store.save(e, e.to_json())) for e in good[3:]]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(results[3], StoreError)
+        assert [r.status for r in results[:3] + results[4:]] == [SaveStatus.STORED] * 5
+    else:
+        assert await save(store, bad, *good) == [SaveStatus.STORED] * 6
+    assert set(ids(await store.query([Filter(ids={e.id for e in good})]))) == {
+        e.id for e in good
+    }

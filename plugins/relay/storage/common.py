@@ -26,7 +26,11 @@ MAX_SQL_VALUES = 5000
 
 log = logging.getLogger("oa_node.relay.storage")
 
-WriteBatch = Callable[[list[tuple["Event", str]]], Awaitable[list[SaveResult]]]
+#: writes a batch in one transaction; an item may be a StoreError when that event alone
+#: could not be written (the others were)
+WriteBatch = Callable[
+    [list[tuple["Event", str]]], Awaitable["list[SaveResult] | list[SaveResult | StoreError]"]
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,5 +269,9 @@ class BatchWriter:
                 continue
             for (ev, _, fut), res in zip(batch, results, strict=True):
                 self._pending.pop(ev.id, None)
-                if not fut.done():
+                if fut.done():
+                    continue
+                if isinstance(res, StoreError):  # this event alone failed
+                    fut.set_exception(res)
+                else:
                     fut.set_result(res)

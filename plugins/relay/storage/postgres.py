@@ -264,9 +264,31 @@ class PostgresStore:
     async def save(self, event: Event, raw: str) -> SaveResult:
         self._check()
         assert self._batcher is not None
+        if "\\u0000" in raw and any(
+            len(t) > 1 and len(t[0]) == 1 and "\x00" in t[0] + t[1] for t in event.tags
+        ):
+            raise StoreError("PostgreSQL text cannot hold NUL (\\u0000) in a tag")
         return await self._batcher.save(event, raw)
 
-    async def _write_batch(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
+    async def _write_batch(
+        self, items: list[tuple[Event, str]]
+    ) -> list[SaveResult | StoreError]:
+        try:
+            return list(await self._write_together(items))
+        except asyncpg.PostgresError as exc:
+            if len(items) == 1:
+                raise
+            # one event the server refuses must not fail its batch-mates: each alone
+            log.warning("batch of %d failed (%s); writing its events one by one", len(items), exc)
+        out: list[SaveResult | StoreError] = []
+        for item in items:
+            try:
+                out += await self._write_together([item])
+            except asyncpg.PostgresError as exc:
+                out.append(StoreError(f"write failed: {exc}"))
+        return out
+
+    async def _write_together(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
         con = self._wcon
         assert con is not None
         batch = [(ev, raw, index_event(ev)) for ev, raw in items]
