@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from oa_node.files import read_private, write_private
 
-from . import data, pages
+from . import data, git, pages
 from .http import HttpServer, Request, Response
 from .settings import WebSettings
 from .static import LIVE_JS, LOGIN_JS, STYLE_CSS
@@ -70,6 +70,7 @@ class Dashboard:
         self.probe = data.RelayProbe()
         self.ads = data.ProviderAds()
         self.sampler = data.RelaySampler()
+        self.git = git.GitEvents()
         self._streams = 0
 
     def logged_in(self, req: Request) -> bool:
@@ -99,6 +100,11 @@ class Dashboard:
             return await self.job_page(path[len("/jobs/"):])
         if path == "/live":
             return self.live()
+        if path == "/git":
+            view = await self.git.get(self.node)
+            return _html(self._page("GitAfter", git.git_page(view), "/git"))
+        if path.startswith("/git/"):
+            return await self.git_item(path[len("/git/"):])
         if path == "/providers":
             return _html(await self.providers_page())
         if path == "/wallet":
@@ -179,7 +185,7 @@ class Dashboard:
         return self._page("Jobs", body, "/jobs")
 
     async def job_page(self, job_id: str) -> Response:
-        if not (len(job_id) == 64 and all(c in "0123456789abcdef" for c in job_id)):
+        if not _is_hex64(job_id):
             return _html(self._page("Not found", "<p>Not a job id.</p>"), 404)
         view = await data.buyer_job(self.node, job_id)
         if view is None:
@@ -187,6 +193,15 @@ class Dashboard:
                                     "/jobs"), 404)
         return _html(self._page(f"Job {job_id[:16]}", pages.job_page(view, data.latency(view)),
                                 "/jobs"))
+
+    async def git_item(self, event_id: str) -> Response:
+        view = await self.git.get(self.node)
+        ev = git.find(view, event_id) if _is_hex64(event_id) else None
+        if ev is None:
+            return _html(self._page("Not found", "<p>No such proposal or issue.</p>", "/git"),
+                         404)
+        return _html(self._page(git.KIND_WORD[ev.kind].capitalize(), git.item_page(view, ev),
+                                "/git"))
 
     async def providers_page(self) -> str:
         ads = await self.ads.get(self.node)
@@ -199,6 +214,10 @@ class Dashboard:
         body = pages.wallet_page(balance, status, data.buyer_ledger(self.node).all(200),
                                  data.provider_ledger(self.node).all(200))
         return self._page("Wallet", body, "/wallet")
+
+
+def _is_hex64(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def _html(text: str, status: int = 200) -> Response:

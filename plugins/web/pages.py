@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 from .data import JobView, Latency, RelayHealth, ResultView
 
-NAV = (("/", "Node"), ("/jobs", "Jobs"), ("/providers", "Providers"), ("/wallet", "Wallet"))
+NAV = (("/", "Node"), ("/jobs", "Jobs"), ("/providers", "Providers"), ("/git", "GitAfter"),
+       ("/wallet", "Wallet"))
 
 #: colours of the latency parts, in order
 PART_COLOURS = {"publish": "#6c8ebf", "provider": "#d79b00", "sandbox": "#82b366",

@@ -39,6 +39,9 @@ pre { background: #10141c; color: #d7e0ee; padding: 8px; border-radius: 4px;
 .title { overflow-wrap: anywhere; }
 .live { font-size: 11px; color: #1e5b2a; background: #cdebd3; padding: 0 6px;
         border-radius: 8px; vertical-align: middle; }
+pre.diff .add { color: #8fe39a; } pre.diff .del { color: #ff9b93; }
+pre.diff .hunk { color: #8ab4f8; } pre.diff .meta { color: #c9a0ff; }
+pre.text { background: #f1f3f6; color: #1d2330; }
 .plot text { fill: #1d2330; font-family: system-ui, sans-serif; }
 """
 

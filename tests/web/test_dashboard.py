@@ -276,3 +276,83 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
     finally:
         code = stop(node)
     assert code == 0, log.read_text()[-4000:]
+
+
+PATCH = """From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001
+From: t <t@example.org>
+Subject: [PATCH] {title}
+
+---
+ app.py | 2 +-
+ 1 file changed, 1 insertion(+), 1 deletion(-)
+
+diff --git a/app.py b/app.py
+index 0000000..1111111 100644
+--- a/app.py
++++ b/app.py
+@@ -1 +1 @@
+-print("old")
++print("{hostile}")
+"""
+
+
+def test_gitafter_page_renders_proposals_and_issues_literally(tmp_path: Path, browser: Any,
+                                                              screenshots: Path) -> None:
+    relay_port, web_port = free_port(), free_port()
+    relay = f"ws://127.0.0.1:{relay_port}"
+    folder = tmp_path / "node"
+    cfg = write_config(folder, {
+        "node": {"data_dir": ".", "relays": [relay], "name": "git"},
+        "relay": {"enabled": True, "port": relay_port},
+        "web": {"enabled": True, "port": web_port},
+    })
+    log = tmp_path / "node.log"
+    node = launch(["start", "-c", str(cfg)], log)
+    try:
+        url, _, _ = login_url(node, log)
+        wait_until(lambda: port_open(relay_port), 30, "the relay")
+        key = str(folder / "node.key")
+
+        def publish(kind: int, content: str, *tags: str) -> str:
+            out = cli("relay", "publish", "-r", relay, "-k", str(kind), "-c", content,
+                      *[a for t in tags for a in ("-t", t)], "--key-file", key, "--json")
+            return str(json.loads(out.stdout)["id"])
+
+        pubkey = json.loads(cli("keys", "show", "--json", "-c", str(cfg)).stdout)["public_key"]
+        repo_a = f"30617:{pubkey}:demo"
+        publish(30617, "", "d=demo", f"name={HOSTILE[1]}", "description=a demo",
+                "clone=https://example.org/demo.git")
+        patch = publish(1617, PATCH.format(title=HOSTILE[0], hostile=HOSTILE[1]),
+                        f"a={repo_a}")
+        issue = publish(1621, f"steps: {HOSTILE[1]}", f"a={repo_a}", f"subject={HOSTILE[0]}")
+        publish(1632, "", f"e={issue}", f"a={repo_a}")
+        publish(1111, f"a comment {HOSTILE[0]}", f"E={issue}", "K=1621")
+
+        log_in(browser, url)
+        browser.get(f"http://127.0.0.1:{web_port}/git")
+        wait_until(lambda: "Proposals and issues" in browser.page_source, 30, "the git page")
+        text = browser.find_element("tag name", "body").text
+        assert HOSTILE[1] in text and HOSTILE[0] in text and "closed" in text
+        no_alert(browser)
+        browser.save_screenshot(str(screenshots / "gitafter.png"))
+
+        browser.get(f"http://127.0.0.1:{web_port}/git/{patch}")
+        wait_until(lambda: "Diff" in browser.page_source, 30, "the patch page")
+        added = browser.find_elements("css selector", "pre.diff .add")
+        assert [a.text for a in added] == [f'+print("{HOSTILE[1]}")']
+        assert [d.text for d in browser.find_elements("css selector", "pre.diff .del")] == [
+            '-print("old")']
+        assert browser.find_elements("css selector", "main img, main script") == []
+        no_alert(browser)
+        browser.save_screenshot(str(screenshots / "gitafter-patch.png"))
+
+        browser.get(f"http://127.0.0.1:{web_port}/git/{issue}")
+        wait_until(lambda: "Comments" in browser.page_source, 30, "the issue page")
+        text = browser.find_element("tag name", "body").text
+        assert f"a comment {HOSTILE[0]}" in text and f"steps: {HOSTILE[1]}" in text
+        assert "closed" in text
+        no_alert(browser)
+        browser.save_screenshot(str(screenshots / "gitafter-issue.png"))
+    finally:
+        code = stop(node)
+    assert code == 0, log.read_text()[-4000:]
