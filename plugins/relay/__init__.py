@@ -64,6 +64,9 @@ def register_commands(app: typer.Typer) -> None:
 
     relay_app = sub_app(app, "relay")
     (relay_app or app).command("serve" if relay_app else "relay-serve")(serve_command)
+    from oa_node.plugins.relay.sync_cli import sync_command
+
+    (relay_app or app).command("sync" if relay_app else "relay-sync")(sync_command)
 
 
 @hookimpl
