@@ -196,24 +196,50 @@ def query(
                                      help="Max events per relay (default 20 with no filter)."),
     filter_json: list[str] = typer.Option(None, "--filter", "-f",
                                           help="A NIP-01 filter as JSON; repeatable."),
+    key_file: Path | None = typer.Option(
+        None, "--key-file", help="Secret key file (hex or nsec) to authenticate with "
+        "(NIP-42) when a relay requires it."),
     timeout: float = TimeoutOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Print stored events matching a filter, from every relay, de-duplicated."""
+    """Print stored events matching a filter, from every relay, de-duplicated. A relay that
+    closes the query (CLOSED, e.g. auth-required without --key-file) or sends a NOTICE is
+    named with its reason on stderr, and the exit code is 1 (the events others sent are
+    still printed)."""
+    from oa_node.client.subscription import DEFAULT_QUERY_CAP, collect_stored
+
     urls = _relays(relay)
     filters = _build_filters(kind, author, ids, tag, since, until, limit, filter_json)
+    signer: LocalSigner | None = None
+    if key_file is not None:
+        try:
+            signer = LocalSigner.from_file(key_file)
+        except KeyFileError as exc:
+            _fail(str(exc))
 
-    async def go() -> list[Event]:
-        async with RelayPool(urls, auto_auth=False, reconnect=False) as pool:
+    async def go() -> tuple[list[Event], list[str]]:
+        async with RelayPool(urls, signer=signer, auto_auth=False, reconnect=False) as pool:
             errors = await pool.connect(timeout)
             for err in errors.values():
                 if err:
                     warn("{}", err)
             if all(errors.values()):
                 raise ClientError("no relay reachable")
-            return await pool.query(filters, timeout)
+            async with pool.subscribe(filters, yield_eose=True, max_queue=DEFAULT_QUERY_CAP
+                               ) as sub:
+                events = await collect_stored(sub, timeout, DEFAULT_QUERY_CAP)
+                problems = [f"{url}: CLOSED: {reason}"  # unreachable ones were said above
+                            for url, reason in sub.closed_reasons.items() if not errors.get(url)]
+            for url, conn in pool.connections.items():
+                problems += [f"{url}: NOTICE: {n}" for n in conn.stats.notices]
+            return events, problems
 
-    _print_events(_run(go), as_json)
+    events, problems = _run(go)
+    _print_events(events, as_json)
+    for line in problems:
+        print_error(line)
+    if problems:
+        raise typer.Exit(1)
 
 
 def _load_event_input(source: str) -> dict[str, Any]:

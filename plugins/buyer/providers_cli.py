@@ -35,7 +35,8 @@ def register_providers_command(app: typer.Typer) -> None:
         config: ConfigOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """List compute providers from their NIP-89 announcements (prices, schemas).
+        """List compute providers from their NIP-89 announcements (prices, schemas); exit
+        code 1 when no relay answered.
 
         Liveness: a provider running the NIP-SA agent ([nipsa] enabled) publishes a
         schedule (kind 39202, heartbeat H seconds) and ticks (39210/39211) every H seconds.
@@ -53,9 +54,15 @@ def register_providers_command(app: typer.Typer) -> None:
         node = _load(config, services=False)
         if not node.config["node"]["relays"]:
             raise UserError("no relays: set [node] relays in the config")
-        found = _run(node, lambda: gather_providers(
-            node.pool, schema=schema, timeout=timeout, stale_factor=stale_factor,
-            include_stale=True))
+        async def gather() -> list[dict[str, Any]]:
+            errors = await node.pool.connect(timeout)
+            if all(errors.values()):  # "no live providers" would be a guess: say why
+                raise UserError("no relay answered: " + "; ".join(
+                    f"{url}: {err}" for url, err in errors.items()))
+            return await gather_providers(node.pool, schema=schema, timeout=timeout,
+                                          stale_factor=stale_factor, include_stale=True)
+
+        found = _run(node, gather)
         ads = found if show_all else [ad for ad in found if not ad["stale"]]
         ads = _with_reputation(node, ads)
         if as_json:

@@ -10,7 +10,6 @@ from oa_node.plugins.relay.settings import RelaySettings
 
 #: NIPs this relay implements end to end (keep in step with the server).
 SUPPORTED_NIPS = (1, 9, 11, 40, 42, 45, 77)
-SOFTWARE = "https://github.com/OpenAgentsInc/oa-node"
 MAX_SUBID_LENGTH = 64
 
 CORS_HEADERS = {
@@ -45,8 +44,8 @@ def info_document(settings: RelaySettings) -> dict[str, Any]:
         "name": settings.info.name,
         "description": settings.info.description,
         "supported_nips": list(SUPPORTED_NIPS),
-        "software": SOFTWARE,
-        "version": oa_version,
+        "software": settings.info.software,  # [relay.info] software, version: what runs
+        "version": settings.info.version or oa_version,
         "limitation": limitation,
     }
     if settings.info.pubkey:

@@ -24,6 +24,10 @@ class Info(Settings, help="The NIP-11 relay information document."):
     description: str = setting("An oa-node relay for agent jobs.", "Description.")
     pubkey: str = setting("", "Operator's hex public key.")
     contact: str = setting("", "Operator contact (URI).")
+    software: str = setting("oa-node", "The relay software (NIP-11 `software`): this "
+                            "package's name by default,\nor the URL of the source you run.")
+    version: str = setting("", "Its version (NIP-11 `version`); empty: the running "
+                           "oa-node's version.")
 
 
 @dataclass
