@@ -20,6 +20,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from oa_node.http1 import HttpError, RequestHead, answer_and_close, read_head
+
 log = logging.getLogger("oa_node.zaps.http")
 
 #: ``handler(path, raw_query, client) -> (status, json body)``; the raw query is not decoded
@@ -64,24 +66,26 @@ class HttpServer:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = False
         try:
             peer = writer.get_extra_info("peername")
             peer_ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-            request = await asyncio.wait_for(self._read_head(reader), self.read_timeout)
-            if isinstance(request, list):
-                method, path, query, forwarded = request
-                head = method == "HEAD"
-                client = peer_ip
-                if forwarded and peer_ip in self.trusted_proxies:
-                    client = forwarded.split(",")[-1].strip()[:64] or peer_ip
-                try:
-                    status, body = await asyncio.wait_for(self.handler(path, query, client),
-                                                          self.handler_timeout)
-                except TimeoutError:
-                    status, body = 503, {"status": "ERROR",
-                                         "reason": "took too long to answer, try again"}
-            else:
-                status, body, head = request
+            request = await asyncio.wait_for(read_head(reader, self.max_headers),
+                                             self.read_timeout)
+            _check(request)
+            head = request.method == "HEAD"
+            client = peer_ip
+            forwarded = request.headers.get("x-forwarded-for", "")
+            if forwarded and peer_ip in self.trusted_proxies:
+                client = forwarded.split(",")[-1].strip()[:64] or peer_ip
+            try:
+                status, body = await asyncio.wait_for(
+                    self.handler(request.path, request.raw_query, client), self.handler_timeout)
+            except TimeoutError:
+                status, body = 503, {"status": "ERROR",
+                                     "reason": "took too long to answer, try again"}
+        except HttpError as exc:
+            status, body, head = exc.status, {"status": "ERROR", "reason": exc.reason}, False
         except TimeoutError:
             status, body, head = 408, {"status": "ERROR", "reason": "request timeout"}, False
         except Exception:  # the node keeps serving whatever one request does
@@ -94,55 +98,13 @@ class HttpServer:
                    "Access-Control-Allow-Origin: *\r\n"
                    "Cache-Control: no-store\r\n"
                    "Connection: close\r\n\r\n").encode()
-        try:
-            writer.write(headers + (b"" if head else payload))
-            await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
+        await answer_and_close(writer, headers + (b"" if head else payload))
 
-    async def _read_head(
-        self, reader: asyncio.StreamReader,
-    ) -> tuple[int, dict[str, Any], bool] | list[str]:
-        """``[method, path, query, x-forwarded-for]`` of a valid request, or the error answer."""
-        def error(status: int, reason: str) -> tuple[int, dict[str, Any], bool]:
-            return status, {"status": "ERROR", "reason": reason}, False
 
-        try:
-            line = await reader.readuntil(b"\r\n")
-        except asyncio.LimitOverrunError:
-            return error(414, "request line too long")
-        except asyncio.IncompleteReadError:
-            return error(400, "incomplete request")
-        parts = line.decode("latin-1").rstrip("\r\n").split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            return error(400, "malformed request line")
-        method, target, _ = parts
-        size = 0
-        forwarded = ""
-        while True:
-            try:
-                h = await reader.readuntil(b"\r\n")
-            except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):
-                return error(431, "malformed or oversized headers")
-            size += len(h)
-            if size > self.max_headers:
-                return error(431, "headers too large")
-            if h == b"\r\n":
-                break
-            name, _, value = h.decode("latin-1").partition(":")
-            if name.strip().lower() == "x-forwarded-for":
-                forwarded = value.strip()
-            if name.strip().lower() == "content-length" and value.strip() not in ("", "0"):
-                return error(413, "request bodies are not accepted")
-            if name.strip().lower() == "transfer-encoding":
-                return error(413, "request bodies are not accepted")
-        if method not in ("GET", "HEAD"):
-            return error(405, "only GET is supported")
-        path, _, query = target.partition("?")
-        return [method, path, query, forwarded]
+def _check(request: RequestHead) -> None:
+    """GET or HEAD, without a body (:class:`HttpError` otherwise)."""
+    if request.headers.get("content-length", "") not in ("", "0") or \
+            "transfer-encoding" in request.headers:
+        raise HttpError(413, "request bodies are not accepted")
+    if request.method not in ("GET", "HEAD"):
+        raise HttpError(405, "only GET is supported")

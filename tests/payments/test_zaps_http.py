@@ -68,3 +68,38 @@ async def test_client_address_is_forwarded_only_by_trusted_proxies() -> None:
             assert await get(port, b"GET /x HTTP/1.1\r\n\r\n") == (200, {"client": "127.0.0.1"})
         finally:
             await server.close()
+
+
+@pytest.mark.parametrize(("raw", "status", "reason"), [
+    (b"GET /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 413, "request bodies"),
+    (b"GET /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 413, "request bodies"),
+    (b"POST /x HTTP/1.1\r\n\r\n", 405, "only GET"),
+    (b"GET /x\r\n\r\n", 400, "malformed request line"),
+    (b"GET /x HTTP/1.1", 400, "incomplete request"),
+    (b"GET /" + b"a" * 300 + b" HTTP/1.1\r\n\r\n", 414, "request line too long"),
+    (b"GET /x HTTP/1.1\r\n" + b"X-Big: " + b"b" * 300 + b"\r\n\r\n", 431, "oversized headers"),
+    (b"GET /x HTTP/1.1\r\n" + (b"X-Big: " + b"b" * 100 + b"\r\n") * 3 + b"\r\n", 431,
+     "headers too large"),
+])
+async def test_bad_heads_get_their_status_and_never_reach_the_handler(
+        raw: bytes, status: int, reason: str) -> None:
+    calls: list[str] = []
+
+    async def handler(path: str, query: str, client: str) -> tuple[int, dict[str, Any]]:
+        calls.append(path)
+        return 200, {}
+
+    server = HttpServer(handler, "127.0.0.1", 0, max_line=256, max_headers=256)
+    port = await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        writer.write_eof()  # all a client sends (an incomplete head stays incomplete)
+        head, _, body = (await asyncio.wait_for(reader.read(), 10)).partition(b"\r\n\r\n")
+        writer.close()
+        got = int(head.split(b" ")[1]), json.loads(body)
+        assert got[0] == status and reason in got[1]["reason"], got
+        assert calls == []
+        assert await get(port, b"GET /ok HTTP/1.1\r\n\r\n") == (200, {})  # still serving
+    finally:
+        await server.close()
