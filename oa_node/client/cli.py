@@ -57,6 +57,16 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
         _fail(str(exc))
 
 
+def _signer(key_file: Path | None) -> LocalSigner | None:
+    """The ``--key-file`` signer, if one was given (a bad key file is one error line)."""
+    if key_file is None:
+        return None
+    try:
+        return LocalSigner.from_file(key_file)
+    except KeyFileError as exc:
+        _fail(str(exc))
+
+
 def _relays(urls: list[str]) -> list[str]:
     out = []
     for url in urls:
@@ -210,12 +220,7 @@ def query(
 
     urls = _relays(relay)
     filters = _build_filters(kind, author, ids, tag, since, until, limit, filter_json)
-    signer: LocalSigner | None = None
-    if key_file is not None:
-        try:
-            signer = LocalSigner.from_file(key_file)
-        except KeyFileError as exc:
-            _fail(str(exc))
+    signer = _signer(key_file)
 
     async def go() -> tuple[list[Event], list[str]]:
         async with RelayPool(urls, signer=signer, auto_auth=False, reconnect=False) as pool:
@@ -318,12 +323,7 @@ def publish(
                 _fail(f"{event_file}: the event's id or signature is invalid")
         else:
             template = _template_from(obj, event_file)
-    signer: LocalSigner | None = None
-    if key_file is not None:
-        try:
-            signer = LocalSigner.from_file(key_file)
-        except KeyFileError as exc:
-            _fail(str(exc))
+    signer = _signer(key_file)
     if template is not None and signer is None:
         raise typer.BadParameter("signing an event needs --key-file", param_hint="--key-file")
 
