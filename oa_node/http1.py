@@ -15,6 +15,32 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 
+class Server:
+    """An ``asyncio`` server on ``host:port`` (``port=0``: any free port, set by ``start``)
+    whose stream limit bounds the request line; a subclass answers in ``_serve``."""
+
+    def __init__(self, host: str, port: int, max_line: int) -> None:
+        self.host = host
+        self.port = port
+        self.max_line = max_line
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port,
+                                                  limit=self.max_line + 2)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
 class HttpError(Exception):
     """A request answered with an error status (and ``reason`` as its text)."""
 

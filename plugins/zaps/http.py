@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from oa_node.http1 import HttpError, RequestHead, answer_and_close, read_head
+from oa_node.http1 import HttpError, RequestHead, Server, answer_and_close, read_head
 
 log = logging.getLogger("oa_node.zaps.http")
 
@@ -35,35 +35,24 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
            500: "Internal Server Error", 503: "Service Unavailable"}
 
 
-class HttpServer:
+class HttpServer(Server):
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0, *,
                  max_line: int = 16 * 1024, max_headers: int = 32 * 1024,
                  read_timeout: float = 10.0, handler_timeout: float = 60.0,
                  trusted_proxies: frozenset[str] = frozenset()) -> None:
+        super().__init__(host, port, max_line)
         self.handler = handler
-        self.host = host
-        self.port = port
-        self.max_line = max_line
         self.max_headers = max_headers
         #: for the request head only: a slow client must not hold a connection open
         self.read_timeout = read_timeout
         #: for answering (an invoice goes through the wallet, over relays)
         self.handler_timeout = handler_timeout
         self.trusted_proxies = trusted_proxies
-        self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port,
-                                                  limit=self.max_line + 2)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        log.info("LNURL endpoint on http://%s:%d", self.host, self.port)
-        return self.port
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        port = await super().start()
+        log.info("LNURL endpoint on http://%s:%d", self.host, port)
+        return port
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = False
