@@ -64,12 +64,36 @@ def register_config(register: Callable[..., None]) -> None:
     register(frostr_section())
 
 
+class _GroupStatus:
+    """:class:`oa_node.threshold.FrostGroup` over the running holder (pings, as ``frost
+    status`` does; never signs)."""
+
+    def __init__(self, holder: FrostHolder) -> None:
+        self._holder = holder
+
+    async def frost_status(self, window: float = 3.0) -> dict[str, Any]:
+        h = self._holder
+        results = await h.ping_window(window)
+        peers = []
+        for key, st in sorted(h.peers.items(), key=lambda kv: kv[1].idx):
+            r = results.get(key)
+            ok = isinstance(r, float)
+            peers.append({"idx": st.idx, "share_key": key, "online": ok,
+                          "rtt_ms": round(r * 1000, 1) if isinstance(r, float) else None,
+                          "error": None if ok else r})
+        return {"group_public_key": h.group.public_key, "threshold": h.group.threshold,
+                "members": len(h.group.members), "idx": h.idx, "peers": peers}
+
+
 @hookimpl
 def register_services(node: Node, register: Callable[..., None]) -> None:
     cfg = node.config
     if not (cfg["frostr"]["enabled"] or cfg["node"]["signer"] == "frost"):
         return
     holder = holder_for(cfg, node.plugins)
+    from oa_node.threshold import FrostGroup
+
+    node.provide(FrostGroup, _GroupStatus(holder))
 
     async def run_holder(node: Node) -> None:
         await holder.run()

@@ -105,6 +105,8 @@ class Dashboard:
             return _html(self._page("GitAfter", git.git_page(view), "/git"))
         if path.startswith("/git/"):
             return await self.git_item(path[len("/git/"):])
+        if path == "/frost":
+            return _html(await self.frost_page())
         if path == "/providers":
             return _html(await self.providers_page())
         if path == "/wallet":
@@ -202,6 +204,18 @@ class Dashboard:
                          404)
         return _html(self._page(git.KIND_WORD[ev.kind].capitalize(), git.item_page(view, ev),
                                 "/git"))
+
+    async def frost_page(self) -> str:
+        from oa_node.threshold import FrostGroup
+
+        group = self.node.capability(FrostGroup)
+        status, error = None, ""
+        if group is not None:
+            try:
+                status = await group.frost_status(3.0)
+            except Exception as exc:  # a holder that cannot ping: said, not raised
+                error = f"{type(exc).__name__}: {exc}"[:200]
+        return self._page("FROST", pages.frost_page(status, error), "/frost")
 
     async def providers_page(self) -> str:
         ads = await self.ads.get(self.node)

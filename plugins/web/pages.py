@@ -17,7 +17,7 @@ from urllib.parse import quote
 from .data import JobView, Latency, RelayHealth, ResultView
 
 NAV = (("/", "Node"), ("/jobs", "Jobs"), ("/providers", "Providers"), ("/git", "GitAfter"),
-       ("/wallet", "Wallet"))
+       ("/frost", "FROST"), ("/wallet", "Wallet"))
 
 #: colours of the latency parts, in order
 PART_COLOURS = {"publish": "#6c8ebf", "provider": "#d79b00", "sandbox": "#82b366",
@@ -360,3 +360,31 @@ def rate_plot(rates: list[tuple[float, float, float]], width: int = 720,
             f'<polyline fill="none" stroke="#d79b00" stroke-width="1.5" points="{pts(2)}"/>'
             f'<text x="{left + 10}" y="12" font-size="11" fill="#6c8ebf">ingest</text>'
             f'<text x="{left + 70}" y="12" font-size="11" fill="#d79b00">fan-out</text></svg>')
+
+
+# --- FROST -----------------------------------------------------------------------------------
+
+def frost_page(status: dict[str, Any] | None, error: str = "") -> str:
+    """The group this node holds a share of, and which holders answer a ping now."""
+    from oa_node.nostr import nip19
+
+    if status is None:
+        return ('<section><p class="empty">This process holds no FROST share ([frostr] '
+                f"enabled, or [node] signer = \"frost\").</p>{esc(error)}</section>")
+    peers = status.get("peers") or []
+    reachable = 1 + sum(1 for p in peers if p.get("online"))
+    k, n = status.get("threshold"), status.get("members")
+    can = isinstance(k, int) and reachable >= k
+    head = dl([("group key", f"<code>{esc(status.get('group_public_key'))}</code>"),
+               ("npub", f"<code>{esc(nip19.npub_encode(str(status.get('group_public_key'))))}"
+                "</code>"),
+               ("threshold", f"{esc(k)} of {esc(n)}"), ("this holder", esc(status.get("idx"))),
+               ("reachable now", f"{reachable} of {esc(n)} (this one included): "
+                + badge("can sign" if can else "cannot sign"))])
+    rows = [[esc(status.get("idx")), "(this node)", badge("up"), ""]] + [
+        [esc(p.get("idx")), f"<code>{esc(str(p.get('share_key'))[:16])}…</code>",
+         badge("up" if p.get("online") else "down"),
+         esc(p.get("rtt_ms") if p.get("online") else p.get("error"))] for p in peers]
+    return (f"<section><h2>Group</h2>{head}</section>"
+            f"<section><h2>Holders</h2>"
+            f"{table(['idx', 'share key', 'ping', 'rtt ms / error'], rows)}</section>")

@@ -29,7 +29,7 @@ pre { background: #10141c; color: #d7e0ee; padding: 8px; border-radius: 4px;
       max-height: 320px; overflow: auto; white-space: pre-wrap; overflow-wrap: anywhere; }
 .badge { display: inline-block; padding: 0 7px; border-radius: 9px; background: #dfe4ec;
          font-size: 12px; }
-.b-paid, .b-pass, .b-success, .b-up, .b-verified { background: #cdebd3; color: #1e5b2a; }
+.b-paid, .b-pass, .b-success, .b-up, .b-verified, .b-can { background: #cdebd3; color: #1e5b2a; }
 .b-fail, .b-rejected, .b-failed, .b-down, .b-error, .b-invalid {
   background: #f6d2d0; color: #7a1d17; }
 .b-refused, .b-expired, .b-undecided, .b-unpaid, .b-timeout { background: #f7e6c4; color: #6b4a06; }

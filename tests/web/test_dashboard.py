@@ -356,3 +356,45 @@ def test_gitafter_page_renders_proposals_and_issues_literally(tmp_path: Path, br
     finally:
         code = stop(node)
     assert code == 0, log.read_text()[-4000:]
+
+
+def test_frost_page_shows_the_group_and_which_holders_answer(tmp_path: Path, browser: Any,
+                                                             screenshots: Path) -> None:
+    """A 2-of-3 group, holders 1 and 2 running (1 with the relay and the dashboard), 3 off."""
+    relay_port, web_port = free_port(), free_port()
+    relay = f"ws://127.0.0.1:{relay_port}"
+    made = json.loads(cli("frost", "keygen", "--threshold", "2", "--shares", "3", "--out",
+                          str(tmp_path), "--json").stdout)
+    configs = []
+    for s in made["shares"]:
+        extra = {"relay": {"enabled": True, "port": relay_port},
+                 "web": {"enabled": True, "port": web_port}} if s["idx"] == 1 else {}
+        cfg = write_config(tmp_path / f"holder-{s['idx']}", {
+            "node": {"data_dir": ".", "relays": [relay], "name": f"holder-{s['idx']}"},
+            "frostr": {"enabled": True, "group": str(tmp_path / "group.txt"),
+                       "share_file": s["file"], "request_timeout": 3.0},
+            **extra})
+        configs.append(cfg)
+    procs = []
+    try:
+        log1 = tmp_path / "holder-1.log"
+        procs.append(launch(["start", "-c", str(configs[0])], log1))
+        url, _, _ = login_url(procs[0], log1)
+        log2 = tmp_path / "holder-2.log"
+        procs.append(launch(["start", "-c", str(configs[1])], log2))
+        wait_until(lambda: "holder 2 ready" in log2.read_text(), 60, "holder 2")
+        log_in(browser, url)
+        browser.get(f"http://127.0.0.1:{web_port}/frost")
+        wait_until(lambda: "Holders" in browser.page_source, 30, "the FROST page")
+        text = browser.find_element("tag name", "body").text
+        assert made["public_key"] in text and "2 of 3" in text
+        assert "reachable now\n2 of 3 (this one included): can sign" in text, text
+        rows = [r.text for r in browser.find_elements("css selector", "tbody tr")]
+        assert rows[0].startswith("1 (this node) up")
+        assert rows[1].startswith("2 ") and " up" in rows[1]
+        assert rows[2].startswith("3 ") and " down" in rows[2]
+        no_alert(browser)
+        browser.save_screenshot(str(screenshots / "frost.png"))
+    finally:
+        for p in procs:
+            stop(p)
