@@ -161,7 +161,7 @@ async def _reconcile(link: _Link, filt: dict[str, Any], storage: Storage, res: S
         msg = await link.recv()
         if msg[0] == "NEG-ERR":
             raise ClientError(f"remote refused the sync: {str(msg[-1])[:200]}")
-        if msg[0] == "NOTICE" or msg[0] != "NEG-MSG" or len(msg) != 3 or msg[1] != "oa-sync":
+        if msg[0] != "NEG-MSG" or len(msg) != 3 or msg[1] != "oa-sync":
             if msg[0] in ("CLOSED", "OK", "EVENT", "EOSE"):
                 continue
             raise ClientError(f"remote does not speak NIP-77 (answered {str(msg[0])[:32]!r})")

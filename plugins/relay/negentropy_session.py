@@ -29,6 +29,8 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _NEG = re.compile(r'\s*\[\s*"NEG-')
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 MAX_SUBID_LENGTH = 64
+#: Open sessions per connection: each holds a snapshot of up to negentropy_max_records.
+MAX_SESSIONS = 8
 
 
 def _err(sub_id: str, reason: str) -> str:
@@ -115,9 +117,8 @@ def _open(
         return
     filters = [filt]
     reason = relay._filter_refusal(conn, filters)
-    max_subs = relay.settings.limits.max_subscriptions
-    if reason is None and max_subs and len(sessions) >= max_subs:
-        reason = f"blocked: too many open negentropy sessions (max {max_subs})"
+    if reason is None and len(sessions) >= MAX_SESSIONS:
+        reason = f"blocked: too many open negentropy sessions (max {MAX_SESSIONS})"
     if reason is None:
         reason, hide = relay._read_check(conn, filters)
         if reason is None and hide:

@@ -11,7 +11,16 @@ import pytest
 from oa_node.nostr.negentropy import Negentropy, Storage
 from oa_node.plugins.relay.server import RelayServer
 from oa_node.plugins.relay.storage.sqlite import SQLiteStore
-from tests.relay.conftest import WS, Key, events_of, open_ws, relay_settings
+from tests.relay.conftest import (
+    WS,
+    Key,
+    drop_pg_schema,
+    events_of,
+    fresh_pg_schema,
+    open_ws,
+    postgres_dsn,
+    relay_settings,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +45,25 @@ async def _reconcile(c: WS, sub: str, filt: dict[str, Any], mine: Storage) -> tu
 
 
 async def test_sync_finds_exact_differences_under_a_filter(relay: RelayServer) -> None:
+    await _exact_differences(relay)
+
+
+@pytest.mark.postgres
+async def test_sync_over_postgres(tmp_path: Any) -> None:
+    from oa_node.plugins.relay.storage.postgres import PostgresStore
+
+    base = postgres_dsn()
+    dsn, schema = await fresh_pg_schema(base)
+    server = RelayServer(PostgresStore(dsn), None, relay_settings())
+    await server.start()
+    try:
+        await _exact_differences(server)
+    finally:
+        await server.close()
+        await drop_pg_schema(base, schema)
+
+
+async def _exact_differences(relay: RelayServer) -> None:
     a, b = Key(), Key()
     c = await open_ws(relay.port)
     now = int(time.time())
@@ -110,4 +138,36 @@ async def test_bad_input_gets_neg_err_and_the_relay_keeps_serving(
     assert len(events_of(await c.req("after", {"authors": [a.pubkey]}))) == 1
     await c.send("NEG-NOPE", "x")
     assert (await c.recv())[0] == "NOTICE"
+    await c.close()
+
+
+async def test_read_auth_and_session_cap_apply(tmp_path: Any) -> None:
+    settings = relay_settings()
+    settings.auth.required_for = ["read"]
+    server = RelayServer(SQLiteStore(tmp_path / "r.db"), None, settings)
+    await server.start()
+    try:
+        c = await open_ws(server.port)
+        await c.send("NEG-OPEN", "a", {}, Negentropy(Storage()).initiate().hex())
+        msg = await c.recv()
+        assert msg[0] == "NEG-ERR" and msg[2].startswith("auth-required:")
+        await c.close()
+    finally:
+        await server.close()
+
+
+async def test_open_sessions_per_connection_are_capped(relay: RelayServer) -> None:
+    from oa_node.plugins.relay.negentropy_session import MAX_SESSIONS
+
+    c = await open_ws(relay.port)
+    first = Negentropy(Storage()).initiate().hex()
+    for i in range(MAX_SESSIONS):
+        await c.send("NEG-OPEN", f"s{i}", {}, first)
+        assert (await c.recv())[0] == "NEG-MSG"
+    await c.send("NEG-OPEN", "one-more", {}, first)
+    msg = await c.recv()
+    assert msg[0] == "NEG-ERR" and msg[2].startswith("blocked: too many open")
+    await c.send("NEG-CLOSE", "s0")
+    await c.send("NEG-OPEN", "one-more", {}, first)
+    assert (await c.recv())[0] == "NEG-MSG"
     await c.close()
