@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 server for the dashboard, on ``asyncio.start_server``.
+"""The dashboard's HTTP/1.1 server, on the core's bounded one (:mod:`oa_node.http1`).
 
 Why not a framework: the dashboard serves a few server-rendered pages, two static files and
 one login form; what it must get right (bounded reads, the Host check, security headers on
@@ -15,6 +15,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
+
+from oa_node.http1 import HttpError, Server, answer_and_close, read_head
 
 log = logging.getLogger("oa_node.web.http")
 
@@ -72,31 +74,17 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-class HttpServer:
+class HttpServer(Server):
     def __init__(self, handler: Handler, host: str, port: int, *,
                  allowed_hosts: Callable[[], set[str]], max_line: int = 8 * 1024,
                  max_headers: int = 32 * 1024, max_body: int = 4 * 1024,
                  read_timeout: float = 10.0) -> None:
+        super().__init__(host, port, max_line)
         self.handler = handler
-        self.host = host
-        self.port = port
         #: Host header values accepted (DNS rebinding: a page on another name cannot read us)
         self.allowed_hosts = allowed_hosts
-        self.max_line, self.max_headers, self.max_body = max_line, max_headers, max_body
+        self.max_headers, self.max_body = max_headers, max_body
         self.read_timeout = read_timeout
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port,
-                                                  limit=self.max_line + 2)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self.port
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = False
@@ -107,6 +95,8 @@ class HttpServer:
                 resp = await self.handler(got)
             else:
                 resp = got
+        except HttpError as exc:
+            resp = _plain(exc.status, exc.reason)
         except TimeoutError:
             resp = _plain(408, "request timeout")
         except Exception:  # the node keeps serving whatever one request does
@@ -117,51 +107,15 @@ class HttpServer:
                    **resp.headers, "Connection": "close"}
         text = f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Error')}\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        try:
-            writer.write(text.encode("latin-1") + (b"" if head else resp.body))
-            await writer.drain()
-            if resp.stream is not None and not head:
-                async for chunk in resp.stream:
-                    writer.write(chunk)
-                    await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
+        await answer_and_close(writer, text.encode("latin-1") + (b"" if head else resp.body),
+                               None if head else resp.stream)
 
     async def _read(self, reader: asyncio.StreamReader) -> Request | Response:
-        try:
-            line = await reader.readuntil(b"\r\n")
-        except asyncio.LimitOverrunError:
-            return _plain(414, "request line too long")
-        except asyncio.IncompleteReadError:
-            return _plain(400, "incomplete request")
-        parts = line.decode("latin-1").rstrip("\r\n").split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            return _plain(400, "malformed request line")
-        method, target, _ = parts
-        headers: dict[str, str] = {}
-        size = 0
-        while True:
-            try:
-                h = await reader.readuntil(b"\r\n")
-            except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):
-                return _plain(431, "malformed or oversized headers")
-            size += len(h)
-            if size > self.max_headers:
-                return _plain(431, "headers too large")
-            if h == b"\r\n":
-                break
-            name, _, value = h.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
+        got = await read_head(reader, self.max_headers)
+        method, headers = got.method, got.headers
         if headers.get("host", "") not in self.allowed_hosts():
             return _plain(421, "unknown Host: open the dashboard at the address it printed")
-        path, _, raw_query = target.partition("?")
-        req = Request(method, path, parse_qs(raw_query, max_num_fields=20), headers)
+        req = Request(method, got.path, parse_qs(got.raw_query, max_num_fields=20), headers)
         if "transfer-encoding" in headers:
             return _plain(413, "chunked bodies are not accepted")
         if method == "POST":

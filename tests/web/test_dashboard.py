@@ -76,6 +76,18 @@ def request(port: int, method: str, path: str, *, headers: dict[str, str] | None
     return resp
 
 
+def raw(port: int, data: bytes) -> bytes:
+    """What the dashboard answers to ``data`` sent as is."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out
+
+
 def listening_addresses(port: int) -> set[str]:
     """The local addresses of the listening TCP sockets on ``port`` (IPv4 and IPv6)."""
     out = set()
@@ -135,6 +147,12 @@ def test_token_login_and_localhost_only(tmp_path: Path, browser: Any,
         wrong = request(port, "POST", "/login", body="token=nope",
                         headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert wrong.status == 401 and "Set-Cookie" not in wrong.headers
+        big = request(port, "POST", "/login", body="token=" + "x" * 10_000,
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert big.status == 413
+        assert raw(port, b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+        assert raw(port, b"GET / HTTP/1.1\r\nX: " + b"y" * 40_000 + b"\r\n\r\n"
+                   ).startswith(b"HTTP/1.1 431 ")
 
         # the browser: a wrong token stays on the login page, the right one gets in
         browser.get(f"http://127.0.0.1:{port}/login#token=wrong-token-0123456789")
