@@ -189,13 +189,12 @@ def test_the_parser_runs_in_a_child_with_memory_and_time_limits(
 
 
 def test_the_caps_are_read_from_the_sandbox_section(tmp_path: Path) -> None:
-    from oa_node.executors.jobtype import ExecutorSettings
     from oa_node.plugins.sandbox.config import SandboxSettings
 
     table = {**SandboxSettings().__dict__, "max_fetch_mb": 7, "max_repo_mb": 11,
              "max_repo_files": 9, "index_memory_mb": 13}
-    for got in (SandboxSettings.from_section(table).executor_settings(tmp_path),
-                ExecutorSettings.from_section(table, tmp_path)):
+    # [sandbox] is read in one place: the settings the sandbox plugin offers as Execution
+    for got in (SandboxSettings.from_section(table).executor_settings(tmp_path),):
         assert got.index_memory_mb == 13
         assert got.fetch_limits() == FetchLimits(max_fetch_bytes=7 * MiB,
                                                  max_checkout_bytes=11 * MiB, max_files=9)
