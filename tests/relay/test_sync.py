@@ -84,3 +84,11 @@ def test_one_direction_only(tmp_path: Path, direction: str) -> None:
         assert ids_b <= ids_a and len(ids_a - ids_b) == only_a
     else:
         assert ids_a <= ids_b and len(ids_b - ids_a) == only_b
+
+
+def test_default_local_is_the_nodes_own_relay(tmp_path: Path) -> None:
+    cfg = tmp_path / "node.toml"
+    cfg.write_text("[relay]\nhost = \"0.0.0.0\"\nport = 9\n")
+    cmd = [sys.executable, "-m", "oa_node.cli", "relay", "sync", "ws://127.0.0.1:8", "-c", str(cfg)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "ws://127.0.0.1:9: cannot connect" in proc.stderr, proc.stderr
