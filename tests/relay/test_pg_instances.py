@@ -138,3 +138,57 @@ async def test_every_size_reaches_the_other_instance(two: tuple[int, int], kind:
     over = padded(k, kind, MAX_MESSAGE + 1)  # the relay's own limit still holds
     with pytest.raises(Exception):  # noqa: B017 - closed by the relay (1009)
         await publish_raw(pub, over)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+async def test_kill_9_during_pipelined_ingest_loses_nothing_acknowledged(
+    tmp_path: Path, store: str
+) -> None:
+    """kill -9 while events stream in: every event answered OK true is there afterwards."""
+    from oa_node.nostr.filter import Filter
+    from oa_node.plugins.relay.storage.postgres import PostgresStore
+    from oa_node.plugins.relay.storage.sqlite import SQLiteStore
+
+    base, schema = "", ""
+    if store == "postgres":
+        base = postgres_dsn()
+        _, schema = await fresh_pg_schema(base)
+        dsn = f"{base}{'&' if '?' in base else '?'}search_path={schema}"
+        args = ["--postgres", dsn]
+    else:
+        args = ["--db", str(tmp_path / "relay.db")]
+    k = Key()
+    evs = [k.sign(content=f"e{i}") for i in range(3000)]
+    proc = RelayProcess(tmp_path, *args)
+    acked: set[str] = set()
+    try:
+        c = await open_ws(await proc.wait_ready())
+
+        async def send() -> None:
+            for e in evs:
+                await c.ws.send('["EVENT",' + e.to_json() + "]")
+
+        sender = asyncio.ensure_future(send())
+        try:
+            while True:
+                msg = await c.recv(timeout=10)
+                if msg[0] == "OK" and msg[2] is True:
+                    acked.add(msg[1])
+                    if len(acked) == 500:
+                        proc.proc.kill()  # mid-stream: later events are in flight
+        except Exception:  # the connection died with the relay
+            pass
+        sender.cancel()
+        assert proc.proc.wait(timeout=30) == -signal.SIGKILL
+        assert 500 <= len(acked) < len(evs), "the kill came too late to test anything"
+        reopened = PostgresStore(dsn) if store == "postgres" else SQLiteStore(args[1])
+        await reopened.open()
+        try:
+            stored = await reopened.query([Filter(authors={k.pubkey}, limit=5000)])
+        finally:
+            await reopened.close()
+        assert acked <= {json.loads(s)["id"] for s in stored}
+    finally:
+        proc.cleanup()
+        if schema:
+            await drop_pg_schema(base, schema)
