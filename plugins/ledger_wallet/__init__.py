@@ -13,7 +13,7 @@ an invoice it did not issue fails with ``PAYMENT_FAILED``. It also offers hold i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from oa_node.config import Key, Section, non_negative, positive, relay_url
 from oa_node.files import private_dir
@@ -75,6 +75,9 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
         private_dir(node.data_dir)
         ledger = Ledger(ledger_path(node), network=cfg["network"])
         ledger.hold_seconds = cfg["hold_seconds"]
+        from oa_node.walletview import WalletLedger
+
+        node.provide(WalletLedger, _LedgerView(ledger))
         pool = RelayPool(relays, signer=node.signer)
         try:
             await WalletService(ledger, pool, rate_per_minute=cfg["rate_per_minute"],
@@ -84,6 +87,21 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
             ledger.close()
 
     register("ledger_wallet", serve)
+
+
+class _LedgerView:
+    """:class:`oa_node.walletview.WalletLedger` over the served ledger (no secrets)."""
+
+    def __init__(self, ledger: Any) -> None:
+        self._ledger = ledger
+
+    def connection_views(self) -> list[dict[str, Any]]:
+        return [{"name": c.name, "balance_msat": c.balance_msat, "budget_msat": c.budget_msat,
+                 "budget_period": c.budget_period, "created_at": c.created_at,
+                 "revoked": c.revoked} for c in self._ledger.connections()]
+
+    def history_view(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        return list(self._ledger.history(name, limit))
 
 
 @hookimpl

@@ -224,9 +224,16 @@ class Dashboard:
                           "/providers")
 
     async def wallet_page(self) -> str:
+        from oa_node.walletview import WalletLedger
+
         balance, status = await data.wallet_balance(self.node)
+        view = self.node.capability(WalletLedger)
+        served = None
+        if view is not None:
+            served = [(c, view.history_view(str(c["name"]), 10))
+                      for c in view.connection_views()]
         body = pages.wallet_page(balance, status, data.buyer_ledger(self.node).all(200),
-                                 data.provider_ledger(self.node).all(200))
+                                 data.provider_ledger(self.node).all(200), served)
         return self._page("Wallet", body, "/wallet")
 
 

@@ -261,7 +261,8 @@ def _artifacts(artifacts: Any) -> str:
 
 # --- Wallet ----------------------------------------------------------------------------------
 
-def wallet_page(balance: int | None, status: str, buyer: list[Any], provider: list[Any]) -> str:
+def wallet_page(balance: int | None, status: str, buyer: list[Any], provider: list[Any],
+                ledger: list[tuple[dict[str, Any], list[dict[str, Any]]]] | None = None) -> str:
     bal = (f'<p class="balance"><b>{balance:,}</b> msat</p>' if balance is not None
            else f'<p class="empty">{esc(status)}</p>')
     spent = []
@@ -280,7 +281,28 @@ def wallet_page(balance: int | None, status: str, buyer: list[Any], provider: li
         if spent else '<p class="empty">No payment made or received by a job yet.</p>'
     return (f"<section><h2>Default wallet</h2>{bal}<p class=\"note\">Connection URIs and "
             "secrets are never shown here.</p></section>"
-            f"<section><h2>Job payments</h2>{hist}</section>")
+            f"<section><h2>Job payments</h2>{hist}</section>{_ledger(ledger)}")
+
+
+def _ledger(ledger: list[tuple[dict[str, Any], list[dict[str, Any]]]] | None) -> str:
+    """The connections of the ledger wallet this node serves, with budgets and history."""
+    if ledger is None:
+        return ""
+    rows, moves = [], []
+    for c, hist in ledger:
+        budget = (f"{c.get('budget_msat'):,} msat per {c.get('budget_period')}"
+                  if isinstance(c.get("budget_msat"), int) else "none")
+        rows.append([esc(c.get("name")), esc(f"{c.get('balance_msat', 0):,}"), esc(budget),
+                     esc(when(c.get("created_at"))), esc("revoked" if c.get("revoked") else "")])
+        moves += [[esc(when(m.get("created_at"))), esc(c.get("name")),
+                   esc(m.get("delta_msat")), esc(m.get("reason")),
+                   f"<code>{esc(str(m.get('ref') or '')[:24])}</code>"] for m in hist]
+    moves.sort(key=lambda r: r[0], reverse=True)
+    conns = table(["connection", "balance msat", "budget", "created", ""], rows, "connections") \
+        if rows else '<p class="empty">No connection.</p>'
+    hist = table(["when", "connection", "msat", "what", "ref"], moves) if moves else ""
+    return (f"<section><h2>Ledger wallet served by this node</h2>{conns}"
+            f"<h4>History</h4>{hist}</section>")
 
 
 # --- Providers -------------------------------------------------------------------------------

@@ -283,6 +283,10 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
 
         wallet_text = visit("/wallet", "wallet", "Default wallet")
         assert f"{PRICE:,}" in wallet_text  # the provider's earnings, the default wallet
+        conns = {r.text.split()[0]: r.text for r in browser.find_elements(
+            "css selector", "table.connections tbody tr")}
+        assert set(conns) == {"earn", "spend"}
+        assert conns["spend"].split()[1] == f"{DEPOSIT - PRICE:,}"
         assert "walletconnect" not in browser.page_source
         assert earn["uri"].split("secret=")[1][:16] not in browser.page_source
 
