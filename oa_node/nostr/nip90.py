@@ -11,6 +11,7 @@ not the kind, identifies the job. Building and parsing live here; encryption is 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from oa_node.nostr import kinds
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
 from oa_node.nostr.keys import is_hex
+from oa_node.nostr.nip40 import is_expired
 
 #: dedicated request kinds of the OpenAgents schemas (answered at +1000 like 5050)
 DEDICATED_KINDS: dict[str, int] = {
@@ -296,6 +298,21 @@ def parse_result(event: Event) -> JobResult:
     )
 
 
+async def result_document(event: Event,
+                          decrypt: Callable[[str, str], Awaitable[str]]) -> dict[str, Any]:
+    """The JSON object a result carries; an encrypted one is opened with
+    ``decrypt(provider_pubkey, payload)`` (the node signer's ``nip44_decrypt``). Raises
+    ProtocolError, ValueError or TypeError when the result is not readable as one."""
+    parsed = parse_result(event)
+    text = parsed.content
+    if parsed.encrypted:
+        text = await decrypt(event.pubkey, parsed.content)
+    doc = json.loads(text)
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    return doc
+
+
 # --- NIP-89 capability ads ----------------------------------------------------------------------
 
 
@@ -381,6 +398,23 @@ def parse_handler(event: Event) -> HandlerInfo:
         relays=next((t[1:] for t in event.tags if t and t[0] == "relays"), []),
         name=str(meta.get("name") or ""),
     )
+
+
+def newest_handlers(events: Iterable[Event], now: int | None = None) -> list[HandlerInfo]:
+    """The newest valid announcement per (provider, ``d`` tag), newest first; an event with
+    a bad id or signature, an expired one or one that is not an announcement is skipped."""
+    newest: dict[tuple[str, str], HandlerInfo] = {}
+    for ev in events:
+        if not ev.verify() or is_expired(ev, now):
+            continue
+        try:
+            info = parse_handler(ev)
+        except ProtocolError:
+            continue
+        key = (info.provider, info.identifier)
+        if key not in newest or newest[key].event.created_at < ev.created_at:
+            newest[key] = info
+    return sorted(newest.values(), key=lambda i: -i.event.created_at)
 
 
 # --- NIP-32 verdicts --------------------------------------------------------------------------
