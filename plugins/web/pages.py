@@ -192,12 +192,54 @@ def job_page(view: JobView, lat: Latency) -> str:
     ])
     hist = table(["at", "from", "to", "receipt"], [
         [esc(when(h.at)), esc(h.from_state or ""), badge(h.to_state),
-         f'<code class="receipt">{esc(_short_json(h.receipt))}</code>'] for h in view.history])
+         f'<code class="receipt">{esc(_short_json(_no_preimages(h.receipt)))}</code>']
+        for h in view.history])
     results = "".join(_result(r) for r in view.results) or '<p class="empty">No result yet.</p>'
     return (f"<section>{summary}</section>"
+            f"{_escrow(rec)}"
             f"<section><h2>Latency</h2>{latency_plot([lat])}</section>"
             f"<section><h2>Results</h2>{results}</section>"
             f"<section><h2>History</h2>{hist}</section>")
+
+
+def _no_preimages(value: Any) -> Any:
+    """``value`` without any ``preimage`` (an unreleased escrow's is the buyer's secret)."""
+    if isinstance(value, dict):
+        return {k: _no_preimages(v) for k, v in value.items() if k != "preimage"}
+    if isinstance(value, list):
+        return [_no_preimages(v) for v in value]
+    return value
+
+
+ESCROW_OPEN = ("published", "feedback", "result_received", "verified")
+
+
+def _escrow(rec: Any) -> str:
+    """Per provider offered escrow: offered, funded (locked), released, or returned."""
+    d = rec.data
+    offered = d.get("escrow") if isinstance(d.get("escrow"), dict) else {}
+    if not offered:
+        return ""
+    funding = d.get("funding") if isinstance(d.get("funding"), dict) else {}
+    payments = d.get("payments") if isinstance(d.get("payments"), dict) else {}
+    released = {p.get("provider") for p in payments.values()
+                if isinstance(p, dict) and p.get("escrow")}
+    rows = []
+    for provider, offer in offered.items():
+        fund = funding.get(provider) if isinstance(funding.get(provider), dict) else None
+        if provider in released:
+            state = "released"
+        elif fund is None:
+            state = "offered" if rec.state in ESCROW_OPEN else "never funded"
+        else:
+            state = "locked" if rec.state in ESCROW_OPEN else "returned"
+        rows.append([f"<code>{esc(str(provider)[:16])}</code>", badge(state),
+                     esc(fund.get("amount_msat") if fund else ""),
+                     f"<code>{esc(str((offer or {}).get('payment_hash', ''))[:24])}</code>"
+                     if isinstance(offer, dict) else ""])
+    return ("<section><h2>Escrow</h2>"
+            f"{table(['provider', 'state', 'locked msat', 'payment hash'], rows, 'escrow')}"
+            "</section>")
 
 
 def _short_json(value: Any, limit: int = 400) -> str:

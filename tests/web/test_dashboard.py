@@ -209,7 +209,7 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
         "provider": {"enabled": True, "prices": {"oa.sandbox_run.v1": PRICE},
                      "settle_poll_secs": 0.5, "lookback_secs": 0},
         "buyer": {"enabled": True, "wallet_account": "spend", "max_price_msat": 5_000,
-                  "pay_retry_secs": 1.0, "audit_rate": 0.0},
+                  "pay_retry_secs": 1.0, "audit_rate": 0.0, "escrow": True},
         "web": {"enabled": True, "port": web_port},
     })
     repo = make_repo(tmp_path / "repo", PASSING)
@@ -267,6 +267,9 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
         assert "exit 0" in job_text and "pass" in job_text
         assert f"paid {PRICE} msat" in job_text
         assert "Every verification check passed." in job_text
+        (escrow,) = browser.find_elements("css selector", "table.escrow tbody tr")
+        assert f"released {PRICE}" in escrow.text  # funded before work, released on a pass
+        assert "preimage" not in browser.page_source
         stdout = browser.find_element("css selector", "pre.stdout").text
         assert stdout.strip() == " ".join(HOSTILE)  # the provider's output, literal
         for h in HOSTILE:
