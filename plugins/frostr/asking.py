@@ -291,6 +291,7 @@ class Asking:
         failures: dict[str, str] = {}
         cheaters: list[int] = []
         pings: dict[str, int] = {}
+        stale_retried: set[str] = set()
         attempts = 0
         while True:
             remaining = deadline - time.monotonic()
@@ -346,11 +347,13 @@ class Asking:
                 failures["aggregate"] = str(exc)
                 continue
             for p in chosen:
-                if STALE_NONCE_REASON in failures.get(p, ""):
-                    # it does not know its own nonce: it lost its pools; ours of its are
-                    # stale. One more ping (it sends a fresh batch) before leaving it out.
-                    self.pools.drop_incoming(p)
-                    if pings.get(p, 0) < 2:
+                if STALE_NONCE_REASON in failures.get(p, "") and p not in stale_retried:
+                    # It does not know its own nonce: that batch never reached it or it lost
+                    # it (a restart). Drop that batch and older ones; try the peer once more
+                    # (with a newer batch, or after a ping that brings a fresh one).
+                    stale_retried.add(p)
+                    self.pools.drop_batches_through(p, self.pools.last_taken_batch.get(p, 0))
+                    if self.pools.incoming_count(p) or pings.get(p, 0) < 2:
                         del failures[p]
                         continue
                 if p in failures:

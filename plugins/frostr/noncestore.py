@@ -30,7 +30,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS outgoing (seq INTEGER PRIMARY KEY AUTOINCREMENT, peer TEXT NOT NULL,
     code BLOB NOT NULL, delivered INTEGER NOT NULL DEFAULT 0, UNIQUE (peer, code));
 CREATE TABLE IF NOT EXISTS incoming (seq INTEGER PRIMARY KEY AUTOINCREMENT, peer TEXT NOT NULL,
-    code BLOB NOT NULL, binder BLOB NOT NULL, hidden BLOB NOT NULL, UNIQUE (peer, code));
+    code BLOB NOT NULL, binder BLOB NOT NULL, hidden BLOB NOT NULL,
+    batch INTEGER NOT NULL DEFAULT 0, UNIQUE (peer, code));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -58,6 +59,10 @@ class SqliteNonceJournal:
             self.db.execute("PRAGMA synchronous=FULL")
             self._durable = True
             self.db.executescript(SCHEMA)
+            columns = [r[1] for r in self.db.execute("PRAGMA table_info(incoming)")]
+            if "batch" not in columns:  # a file from before batches were recorded
+                self.db.execute("ALTER TABLE incoming ADD COLUMN batch INTEGER NOT NULL "
+                                "DEFAULT 0")
             row = self.db.execute("SELECT value FROM meta WHERE key='share'").fetchone()
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('share', ?)", (share_key,))
@@ -77,20 +82,21 @@ class SqliteNonceJournal:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
-    def load(self) -> tuple[dict[str, list[tuple[bytes, bool]]], dict[str, list[NonceCommit]]]:
+    def load(self) -> tuple[dict[str, list[tuple[bytes, bool]]],
+                            dict[str, list[tuple[NonceCommit, int]]]]:
         out: dict[str, list[tuple[bytes, bool]]] = {}
         for peer, code, delivered in self.db.execute(
                 "SELECT peer, code, delivered FROM outgoing ORDER BY seq"):
             out.setdefault(peer, []).append((bytes(code), bool(delivered)))
-        inc: dict[str, list[NonceCommit]] = {}
-        for peer, code, binder, hidden in self.db.execute(
-                "SELECT peer, code, binder, hidden FROM incoming ORDER BY seq"):
+        inc: dict[str, list[tuple[NonceCommit, int]]] = {}
+        for peer, code, binder, hidden, batch in self.db.execute(
+                "SELECT peer, code, binder, hidden, batch FROM incoming ORDER BY seq"):
             try:
                 n = NonceCommit(bytes(code), frost.point_from_bytes(bytes(binder)),
                                 frost.point_from_bytes(bytes(hidden)))
             except FrostError:
                 continue  # a damaged row is one lost nonce, nothing worse
-            inc.setdefault(peer, []).append(n)
+            inc.setdefault(peer, []).append((n, int(batch)))
         return out, inc
 
     def _write(self, sql: str, rows: list[tuple[object, ...]], durable: bool = False) -> None:
@@ -117,10 +123,10 @@ class SqliteNonceJournal:
         self._write("DELETE FROM outgoing WHERE peer = ? AND code = ?",
                     [(peer, c) for c in codes], durable=True)
 
-    def in_add(self, peer: str, nonces: list[NonceCommit]) -> None:
-        self._write("INSERT OR IGNORE INTO incoming (peer, code, binder, hidden) "
-                    "VALUES (?, ?, ?, ?)",
-                    [(peer, n.code, frost.ser(n.binder_pn), frost.ser(n.hidden_pn))
+    def in_add(self, peer: str, nonces: list[NonceCommit], batch: int) -> None:
+        self._write("INSERT OR IGNORE INTO incoming (peer, code, binder, hidden, batch) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(peer, n.code, frost.ser(n.binder_pn), frost.ser(n.hidden_pn), batch)
                      for n in nonces])
 
     def in_remove(self, peer: str, codes: list[bytes]) -> None:

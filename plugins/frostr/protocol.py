@@ -151,7 +151,7 @@ class NonceJournal(Protocol):
     def out_add(self, peer: str, codes: list[bytes]) -> None: ...
     def out_confirm(self, peer: str, codes: list[bytes]) -> None: ...
     def out_remove(self, peer: str, codes: list[bytes]) -> None: ...
-    def in_add(self, peer: str, nonces: list[NonceCommit]) -> None: ...
+    def in_add(self, peer: str, nonces: list[NonceCommit], batch: int) -> None: ...
     def in_remove(self, peer: str, codes: list[bytes]) -> None: ...
 
 
@@ -174,14 +174,21 @@ class NoncePools:
         self.journal = journal
         self._out: dict[str, OrderedDict[bytes, bool]] = {}  # code -> delivered
         self._in: dict[str, OrderedDict[bytes, NonceCommit]] = {}
+        #: which arrival (batch) each incoming nonce came in, and of the last one taken
+        self._in_batch: dict[bytes, int] = {}
+        self._batches = 0
+        self.last_taken_batch: dict[str, int] = {}
 
     def restore(self, outgoing: dict[str, list[tuple[bytes, bool]]],
-                incoming: dict[str, list[NonceCommit]]) -> None:
+                incoming: dict[str, list[tuple[NonceCommit, int]]]) -> None:
         """Load journalled pools (oldest first), without journalling them again."""
         for peer, items in outgoing.items():
             self._out.setdefault(peer, OrderedDict()).update(items)
-        for peer, nonces in incoming.items():
-            self._in.setdefault(peer, OrderedDict()).update((n.code, n) for n in nonces)
+        for peer, pairs in incoming.items():
+            self._in.setdefault(peer, OrderedDict()).update((n.code, n) for n, _ in pairs)
+            for n, batch in pairs:
+                self._in_batch[n.code] = batch
+                self._batches = max(self._batches, batch)
 
     def outgoing_count(self, peer: str) -> int:
         """Codes the peer is known to hold."""
@@ -255,10 +262,12 @@ class NoncePools:
         excess = max(0, len(pool) + len(new) - 2 * self.pool_size)
         if excess:
             self._in_remove(peer, list(pool)[:excess])
+        self._batches += 1
         if self.journal is not None:
-            self.journal.in_add(peer, new)
+            self.journal.in_add(peer, new, self._batches)
         for n in new:
             pool[n.code] = n
+            self._in_batch[n.code] = self._batches
 
     def take_incoming(self, peer: str) -> NonceCommit | None:
         """The peer's oldest nonce, removed (durably) before it is returned."""
@@ -266,8 +275,16 @@ class NoncePools:
         if not pool:
             return None
         nonce = next(iter(pool.values()))
+        self.last_taken_batch[peer] = self._in_batch.get(nonce.code, 0)
         self._in_remove(peer, [nonce.code])
         return nonce
+
+    def drop_batches_through(self, peer: str, batch: int) -> int:
+        """Forget the peer's nonces that came in ``batch`` or before (the peer refused one
+        of that batch as unknown: it never kept it, or lost it); how many went."""
+        old = [c for c in self._in.get(peer, ()) if self._in_batch.get(c, 0) <= batch]
+        self._in_remove(peer, old)
+        return len(old)
 
     def drop_incoming(self, peer: str) -> None:
         """Forget every nonce of ``peer`` (it lost its state: they are stale)."""
@@ -279,6 +296,7 @@ class NoncePools:
         pool = self._in.get(peer, OrderedDict())
         for c in codes:
             pool.pop(c, None)
+            self._in_batch.pop(c, None)
 
     def discard(self, peer: str, codes: Iterable[bytes]) -> None:
         """Destroy codes that never reached ``peer`` (no relay took the message)."""

@@ -163,3 +163,14 @@ def test_ping_and_ecdh_payloads() -> None:
     assert protocol.EcdhPackage.from_json(pkg.to_json()) == pkg
     with pytest.raises(WireError):
         protocol.EcdhPackage.from_json({"idx": 1, "members": [1], "entries": []})
+
+
+def test_a_refused_batch_goes_with_older_ones_newer_ones_stay() -> None:
+    pools = NoncePools(bytes(31) + b"\x09")
+    old = [protocol.NonceCommit.create(bytes(31) + bytes([i + 1])) for i in range(3)]
+    new = [protocol.NonceCommit.create(bytes(31) + bytes([i + 10])) for i in range(2)]
+    pools.add_incoming("peer", old)
+    pools.add_incoming("peer", new)
+    assert pools.take_incoming("peer") == old[0]  # refused by the peer as unknown:
+    assert pools.drop_batches_through("peer", pools.last_taken_batch["peer"]) == 2
+    assert [pools.take_incoming("peer") for _ in range(3)] == [*new, None]
