@@ -193,6 +193,7 @@ class Dashboard:
         if view is None:
             return _html(self._page("Not found", "<p>No such job in the buyer's ledger.</p>",
                                     "/jobs"), 404)
+        await data.audit_trajectories(self.node, view)
         return _html(self._page(f"Job {job_id[:16]}", pages.job_page(view, data.latency(view)),
                                 "/jobs"))
 

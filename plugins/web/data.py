@@ -66,6 +66,8 @@ class ResultView:
     doc: dict[str, Any] | None = None
     unreadable: str | None = None
     received_at: float | None = None
+    trajectory: Any = None  # oa_node.trajectory.TrajectoryRef the result carries
+    audit: Any = None  # its TrajectoryReport, or the error text reading it
 
 
 @dataclass
@@ -87,6 +89,7 @@ async def buyer_job(node: Node, job_id: str) -> JobView | None:
     from oa_node.nostr import nip90
     from oa_node.nostr.errors import ProtocolError
     from oa_node.nostr.event import Event
+    from oa_node.trajectory import TrajectoryRef
 
     reader = buyer_ledger(node)
     rec = reader.get(job_id)
@@ -105,6 +108,7 @@ async def buyer_job(node: Node, job_id: str) -> JobView | None:
             _get(data, "refusals", rid), received_at=_num(r.get("received_at")))
         try:
             event = Event.from_dict(r["event"])
+            entry.trajectory = TrajectoryRef.from_tags(event.tags, event.pubkey)
             parsed = nip90.parse_result(event)
             text = parsed.content
             if parsed.encrypted:
@@ -117,6 +121,20 @@ async def buyer_job(node: Node, job_id: str) -> JobView | None:
             entry.unreadable = f"{type(exc).__name__}: {exc}"
         view.results.append(entry)
     return view
+
+
+async def audit_trajectories(node: Node, view: JobView, timeout: float = 5.0) -> None:
+    """Read and check each result's trajectory on the node's relays only (a hint naming
+    another relay is not followed): steps in order, gaps, the chain, the hash."""
+    from oa_node.trajectory import read_ref
+
+    for r in view.results:
+        if r.trajectory is None or not node.config["node"]["relays"]:
+            continue
+        try:
+            r.audit = await read_ref(node.pool, r.trajectory, timeout=timeout)
+        except Exception as exc:  # unreadable is a finding, shown as such
+            r.audit = f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _get(data: dict[str, Any], name: str, key: str) -> Any:

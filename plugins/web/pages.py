@@ -266,7 +266,33 @@ def _result(r: ResultView) -> str:
                 f'<p class="error">unreadable: {esc(r.unreadable)}</p></article>')
     body = dl([("status", badge(doc.get("status"))), ("error", esc(doc.get("error") or "-"))])
     return (f'<article class="result">{head}{checks}{body}{_runs(doc.get("runs"))}'
-            f'{_artifacts(doc.get("artifacts"))}</article>')
+            f'{_artifacts(doc.get("artifacts"))}{_trajectory(r)}</article>')
+
+
+def _trajectory(r: ResultView) -> str:
+    """The provider's trajectory as a timeline, with what reading it back found."""
+    ref = r.trajectory
+    if ref is None:
+        return ('<h4>Trajectory</h4><p class="empty">None referenced (an encrypted job has'
+                " none).</p>")
+    head = dl([("session", f"<code>{esc(ref.session_id)}</code>"),
+               ("claimed hash", f"<code>{esc(ref.trajectory_hash)}</code>")])
+    report = r.audit
+    if report is None:
+        return f"<h4>Trajectory</h4>{head}"
+    if isinstance(report, str):
+        return f'<h4>Trajectory</h4>{head}<p class="error">unreadable: {esc(report)}</p>'
+    verdict = ('<p class="ok traj-ok">Audit: complete, no gap, chain and hash match.</p>'
+               if report.ok else '<ul class="problems traj-problems">' + "".join(
+                   f"<li>{esc(p)}</li>" for p in report.problems) + "</ul>")
+    facts = dl([("steps", esc(len(report.steps))),
+                ("missing seqs", esc(", ".join(map(str, report.missing_seqs)) or "none")),
+                ("recomputed hash", f"<code>{esc(report.computed_hash)}</code>")])
+    rows = [[esc(st.seq), esc(when(st.event.created_at)), badge(st.type),
+             f'<code class="receipt">{esc(_short_json(_no_preimages(st.payload), 200))}</code>']
+            for st in report.steps]
+    timeline = table(["seq", "at", "step", "payload"], rows, "timeline")
+    return f"<h4>Trajectory</h4>{head}{verdict}{facts}{timeline}"
 
 
 def _runs(runs: Any) -> str:

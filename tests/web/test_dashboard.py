@@ -270,6 +270,10 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
         (escrow,) = browser.find_elements("css selector", "table.escrow tbody tr")
         assert f"released {PRICE}" in escrow.text  # funded before work, released on a pass
         assert "preimage" not in browser.page_source
+        # the provider's trajectory, read back from the relay and audited
+        assert browser.find_elements("css selector", ".traj-ok"), job_text
+        steps = browser.find_elements("css selector", "table.timeline tbody tr")
+        assert len(steps) >= 3 and steps[0].text.startswith("0 ")
         stdout = browser.find_element("css selector", "pre.stdout").text
         assert stdout.strip() == " ".join(HOSTILE)  # the provider's output, literal
         for h in HOSTILE:
