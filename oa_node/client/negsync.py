@@ -27,6 +27,8 @@ FRAME_LIMIT = 60_000
 ID_BATCH = 500
 PAGE = 1000
 MAX_ROUNDS = 1000
+#: More differences than this and a sync is refused (a hostile remote cannot fill memory).
+MAX_DIFFERENCES = 2_000_000
 
 DIRECTIONS = ("down", "up", "both")
 
@@ -158,7 +160,12 @@ async def _reconcile(link: _Link, filt: dict[str, Any], storage: Storage, res: S
     before = link.total
     await link.send("NEG-OPEN", "oa-sync", filt, neg.initiate().hex())
     for _ in range(MAX_ROUNDS):
-        msg = await link.recv()
+        try:
+            msg = await link.recv()
+        except ClientError as exc:
+            if res.rounds:
+                raise
+            raise ClientError(f"remote: {exc} to NEG-OPEN (does it support NIP-77?)") from None
         if msg[0] == "NEG-ERR":
             raise ClientError(f"remote refused the sync: {str(msg[-1])[:200]}")
         if msg[0] != "NEG-MSG" or len(msg) != 3 or msg[1] != "oa-sync":
@@ -172,6 +179,8 @@ async def _reconcile(link: _Link, filt: dict[str, Any], storage: Storage, res: S
             raise ClientError(f"remote sent a bad negentropy message: {exc}") from None
         have += h
         need += n
+        if len(have) + len(need) > MAX_DIFFERENCES:
+            raise ClientError(f"more than {MAX_DIFFERENCES} differences: narrow the filter")
         if nxt is None:
             await link.send("NEG-CLOSE", "oa-sync")
             res.neg_bytes = link.total - before

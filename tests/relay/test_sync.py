@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -92,3 +93,45 @@ def test_default_local_is_the_nodes_own_relay(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "oa_node.cli", "relay", "sync", "ws://127.0.0.1:8", "-c", str(cfg)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "ws://127.0.0.1:9: cannot connect" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (["NEG-MSG", "oa-sync", "zz"], "bad negentropy message"),
+        (["NEG-MSG", "oa-sync", "6100000205" + "aa" * 32], "bad negentropy message"),
+        (["NEG-ERR", "oa-sync", "blocked: too many records"], "remote refused the sync"),
+        (["CLOSED", "x", "no"], "does it support NIP-77?"),
+        (["NOTICE", "unknown message type 'NEG-OPEN'"], "does it support NIP-77?"),
+    ],
+)
+def test_hostile_or_unaware_remote_is_one_clear_error(
+    tmp_path: Path, answer: list, expected: str
+) -> None:
+    """A remote that answers NEG-OPEN with garbage, a refusal or nothing: one error line."""
+    from websockets.asyncio.server import serve
+
+    from oa_node.client.errors import ClientError
+    from oa_node.client.negsync import sync
+
+    async def remote(ws) -> None:  # type: ignore[no-untyped-def]
+        async for text in ws:
+            if json.loads(text)[0] == "NEG-OPEN":
+                await ws.send(json.dumps(answer))
+
+    async def local(ws) -> None:  # type: ignore[no-untyped-def]
+        async for text in ws:
+            msg = json.loads(text)
+            if msg[0] == "REQ":
+                await ws.send(json.dumps(["EOSE", msg[1]]))
+
+    async def go() -> str:
+        async with serve(remote, "127.0.0.1", 0) as r, serve(local, "127.0.0.1", 0) as lo:
+            rport = next(iter(r.sockets)).getsockname()[1]
+            lport = next(iter(lo.sockets)).getsockname()[1]
+            with pytest.raises(ClientError) as err:
+                await sync(f"ws://127.0.0.1:{lport}", f"ws://127.0.0.1:{rport}", {}, "both",
+                           timeout=1.0)
+            return str(err.value)
+
+    assert expected in asyncio.run(go())
