@@ -75,7 +75,7 @@ def main() -> None:
             converged = ids_in(a_db) == ids_in(b_db) and len(ids_in(a_db)) == total
             assert (res.have, res.need) == (only_a, only_b), (res, only_a, only_b)
             rows.append((diff, only_a + only_b, res, took, converged))
-            print(f"  {diff:.1%}: done in {took:.2f}s", flush=True)
+            print(f"  {diff:.1%}: done in {took:.2f}s {res.seconds}", flush=True)
     assert ref_bytes and ref_time
     ids_hex = total * 64
     print(f"\n{total} events per relay; reference: full download {ref_bytes} B, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ class SyncResult:
     published: int = 0
     refused: list[str] = field(default_factory=list)
     transfer_bytes: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # read_local, reconcile, copy
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -244,11 +246,14 @@ async def sync(local_url: str, remote_url: str, filt: dict[str, Any], direction:
     try:
         remote = await _open(remote_url, timeout)
         try:
+            t0 = time.perf_counter()
             records = await _read_local(local, filt)
             res.local_count = len(records)
             storage = Storage((ts, bytes.fromhex(eid)) for eid, (ts, _) in records.items())
+            t1 = time.perf_counter()
             have, need = await _reconcile(remote, filt, storage, res)
             res.have, res.need = len(have), len(need)
+            t2 = time.perf_counter()
             start = remote.total
             if direction in ("down", "both") and need:
                 raws = await _fetch(remote, [x.hex() for x in need], res)
@@ -257,6 +262,8 @@ async def sync(local_url: str, remote_url: str, filt: dict[str, Any], direction:
                 ups = [records[x.hex()][1] for x in have if x.hex() in records]
                 res.published = await _publish(remote, ups, res)
             res.transfer_bytes = remote.total - start
+            res.seconds = {"read_local": round(t1 - t0, 3), "reconcile": round(t2 - t1, 3),
+                           "copy": round(time.perf_counter() - t2, 3)}
         finally:
             await remote.ws.close()
     finally:
