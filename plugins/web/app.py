@@ -265,6 +265,10 @@ async def serve(node: Node, settings: WebSettings) -> None:
 
         raise UserError(f"[web] host/port {settings.host}:{settings.port}: cannot listen: "
                         f"{exc.strerror or exc}") from None
+    if settings.host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("dashboard listens on %s: reachable beyond this machine, over plain HTTP"
+                    " (put a TLS proxy in front, or keep [web] host = 127.0.0.1)",
+                    settings.host)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     log.info("dashboard on http://%s:%d/", host, server.port)
     # the login URL on a line of its own, never wrapped by the log's console
