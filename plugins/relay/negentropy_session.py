@@ -57,6 +57,11 @@ class _Session:
         self.closed = False
         self.ready = asyncio.Event()
 
+    def end(self) -> None:
+        """Closed: answers still waiting for the snapshot give up."""
+        self.closed = True
+        self.ready.set()
+
 
 def frame_limit(relay: RelayServer) -> int:
     """Largest negentropy message (bytes) whose hex NEG-MSG fits a websocket frame."""
@@ -83,7 +88,7 @@ def dispatch(relay: RelayServer, conn: Connection, text: str) -> bool:
     if typ == "NEG-CLOSE":
         old = sessions.pop(sub_id, None)
         if old is not None:
-            old.closed = True
+            old.end()
     elif typ == "NEG-OPEN":
         _open(relay, conn, sessions, sub_id, msg)
     elif typ == "NEG-MSG":
@@ -92,7 +97,7 @@ def dispatch(relay: RelayServer, conn: Connection, text: str) -> bool:
             conn.post(_err(sub_id, "closed: no such negentropy session; send NEG-OPEN"))
         elif len(msg) != 3 or not isinstance(msg[2], str) or not _HEX.fullmatch(msg[2]):
             sessions.pop(sub_id, None)
-            session.closed = True
+            session.end()
             conn.post(_err(sub_id, "invalid: NEG-MSG needs one hex message"))
         else:
             conn.spawn(_answer(conn, sessions, sub_id, session, msg[2])).set_name("neg:" + sub_id)
@@ -106,7 +111,7 @@ def _open(
 ) -> None:
     old = sessions.pop(sub_id, None)
     if old is not None:
-        old.closed = True
+        old.end()
     if len(msg) != 4 or not isinstance(msg[3], str) or not _HEX.fullmatch(msg[3]) or not msg[3]:
         conn.post(_err(sub_id, "invalid: NEG-OPEN needs a filter and a hex initial message"))
         return
@@ -174,7 +179,7 @@ async def _load_then_answer(
 
 
 def _drop(sessions: dict[str, _Session], sub_id: str, session: _Session) -> None:
-    session.closed = True
+    session.end()
     if sessions.get(sub_id) is session:
         del sessions[sub_id]
 

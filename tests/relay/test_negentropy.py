@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from harness.wait import wait_for
 from oa_node.nostr.negentropy import Negentropy, Storage
 from oa_node.plugins.relay.server import RelayServer
 from oa_node.plugins.relay.storage.sqlite import SQLiteStore
@@ -94,8 +95,12 @@ async def test_too_many_records_is_refused(tmp_path: Any) -> None:
         for i in range(6):
             assert (await c.publish(a.sign(content=str(i))))[2] is True
         await c.send("NEG-OPEN", "big", {}, Negentropy(Storage()).initiate().hex())
+        await c.send("NEG-MSG", "big", "6100")  # sent while the snapshot loads
         msg = await c.recv()
         assert msg[0] == "NEG-ERR" and msg[1] == "big" and msg[2].startswith("blocked: too many")
+        # The early NEG-MSG is not left waiting for a snapshot that will never come.
+        (conn,) = server.connections
+        await wait_for(lambda: not conn.tasks, 5, "no negentropy task left")
         # Under the cap, the same relay answers.
         neg = Negentropy(Storage())
         await c.send("NEG-OPEN", "small", {"limit": 5}, neg.initiate().hex())
