@@ -32,9 +32,14 @@ def esc(value: Any) -> str:
 
 
 def when(ts: Any) -> str:
+    """A timestamp as local time; one no clock can show (an event's hostile ``created_at``)
+    is shown as the number, never an error that would take the page down."""
     if not isinstance(ts, int | float) or isinstance(ts, bool):
         return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return str(ts)
 
 
 def page(title: str, body: str, *, active: str = "", node_name: str = "") -> str:

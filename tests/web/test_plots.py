@@ -41,3 +41,12 @@ def test_rate_plot_follows_the_samples() -> None:
     assert len(points) == 6 and points[-1][1] < points[0][1]  # rising (y grows downwards)
     assert len({p.split(",")[1] for p in fanout.get("points", "").split()}) == 1  # flat
     assert rate_plot(rates[:1]).startswith("<p")
+
+
+def test_a_timestamp_no_clock_can_show_is_shown_as_a_number() -> None:
+    from oa_node.plugins.web.pages import when
+
+    assert when(2**62) == str(2**62) and when(float("nan")) == "nan"
+    assert when(-(2**62)) == str(-(2**62))
+    assert when("1") == "" and when(True) == ""
+    assert when(0).startswith("1970-01-01") or when(0).startswith("1969-12-31")
