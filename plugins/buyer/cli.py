@@ -52,7 +52,14 @@ job_app.add_typer(submit_app, name="submit")
 T = TypeVar("T")
 
 ProviderOption = Annotated[list[str] | None, typer.Option(
-    "--provider", "-p", help="Provider npub or hex pubkey (repeatable; default: any).")]
+    "--provider", "-p", help="Provider npub or hex pubkey (repeatable). Default: the job "
+    "is addressed to the K (redundancy) providers with the best record here (see oa-node "
+    "providers), then the lowest price, among live announcements of the schema within the "
+    "bid; never one caught cheating. With --open, or when fewer than K qualify: any "
+    "provider.")]
+OpenOption = Annotated[bool, typer.Option(
+    "--open", help="Address no provider: any provider may answer ([buyer] "
+    "route_open_jobs = false does this for every job).")]
 MaxPriceOption = Annotated[int | None, typer.Option(
     "--max-price", help="Most the job may cost, in msat (the bid; default [buyer]).")]
 RedundancyOption = Annotated[int | None, typer.Option(
@@ -78,6 +85,7 @@ class SubmitOpts:
     """What every ``job submit`` command takes besides its schema's fields."""
 
     provider: ProviderOption = None
+    open_job: OpenOption = False
     max_price: MaxPriceOption = None
     redundancy: RedundancyOption = None
     encrypt: EncryptOption = False
@@ -239,7 +247,8 @@ def _submit(node: Node, schema: str, doc: dict[str, Any], opts: SubmitOpts) -> N
     async def go() -> tuple[str, bool]:
         job_id = await buyer.submit(schema, doc, providers=providers,
                                     max_price_msat=opts.max_price, encrypt=opts.encrypt,
-                                    dedicated_kinds=opts.dedicated_kind, ttl_secs=opts.ttl)
+                                    dedicated_kinds=opts.dedicated_kind, ttl_secs=opts.ttl,
+                                    route=False if opts.open_job else None)
         if not as_json:
             say("submitted job [bold]{}[/] ({})", job_id, schema)
         if not wait:

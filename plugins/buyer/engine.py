@@ -34,6 +34,7 @@ from oa_node.plugins.buyer.escrow import fund, offer
 from oa_node.plugins.buyer.labels import label_template, planned_labels, verification_level
 from oa_node.plugins.buyer.ledger import FINAL, PENDING, open_buyer_ledger
 from oa_node.plugins.buyer.paying import Paying
+from oa_node.plugins.buyer.providers import choose_providers, gather_providers
 from oa_node.plugins.buyer.reputation import Reputation
 from oa_node.plugins.buyer.settings import BuyerSettings
 from oa_node.plugins.buyer.verify import Decision, ResultCheck, check_result
@@ -48,6 +49,8 @@ Progress = Callable[[str, str, dict[str, Any]], None]
 RESULT_KINDS = sorted({kinds.job_result_kind(k)
                        for k in (kinds.JOB_REQUEST, *nip90.DEDICATED_KINDS.values())})
 PUBLISH_TIMEOUT = 10.0
+#: Most seconds ``submit`` spends reading announcements to route an open job.
+ROUTE_TIMEOUT = 5.0
 
 
 LOCK_FILE = "buyer.lock"
@@ -127,8 +130,11 @@ class Buyer(Paying):
     async def submit(self, schema: str, doc: dict[str, Any], *, providers: Iterable[str] = (),
                      max_price_msat: int | None = None, encrypt: bool = False,
                      dedicated_kinds: bool | None = None, ttl_secs: int | None = None,
-                     encrypt_results: bool | None = None) -> str:
-        """Validate, sign and publish a job; returns its id (the first request's id)."""
+                     encrypt_results: bool | None = None, route: bool | None = None) -> str:
+        """Validate, sign and publish a job; returns its id (the first request's id).
+
+        Without ``providers``, and unless ``route`` (default ``[buyer] route_open_jobs``)
+        is false, the job is addressed to the providers :meth:`route` picks."""
         job_type = self.job_type(schema)
         try:
             model = job_type.request_model.from_dict(doc)
@@ -136,6 +142,11 @@ class Buyer(Paying):
             raise UserError(f"invalid {schema} request: {exc}") from None
         redundancy = int(getattr(getattr(model, "verification", None), "redundancy", 1) or 1)
         providers = list(dict.fromkeys(providers))
+        bid = self.settings.max_price_msat if max_price_msat is None else max_price_msat
+        routed = False
+        if not providers and (self.settings.route_open_jobs if route is None else route):
+            providers = await self.route(schema, bid, redundancy)
+            routed = bool(providers)
         cheats = [p for p in providers if self.reputation.cheated(p)]
         if cheats:
             raise UserError(f"provider {cheats[0]} was caught cheating by this buyer "
@@ -148,7 +159,6 @@ class Buyer(Paying):
         relays = self.node.config["node"]["relays"]
         if not relays:
             raise UserError("no relays: set [node] relays in the config")
-        bid = self.settings.max_price_msat if max_price_msat is None else max_price_msat
         ttl = ttl_secs or self.settings.job_ttl_secs
         expiration = int(time.time()) + ttl
         dedicated = self.settings.dedicated_kinds if dedicated_kinds is None else dedicated_kinds
@@ -177,7 +187,8 @@ class Buyer(Paying):
         self.ledger.create(job_id, {
             "schema": schema, "doc": doc, "requests": [e.to_dict() for e in events],
             "request_ids": [e.id for e in events], "redundancy": redundancy,
-            "max_price_msat": bid, "providers": providers, "encrypted": encrypt,
+            "max_price_msat": bid, "providers": providers, "routed": routed,
+            "encrypted": encrypt,
             "expiration": expiration, "deadline": expiration + self.settings.result_grace_secs,
             "submitted_at": time.time(), "results": {}, "escrow": escrow,
         }, {"request_ids": [e.id for e in events], "escrow": sorted(escrow)})
@@ -194,6 +205,22 @@ class Buyer(Paying):
             raise UserError(f"job {job_id}: no relay accepted the request "
                             f"({', '.join(relays)}); it is recorded, cancel it or retry")
         return job_id
+
+    async def route(self, schema: str, bid_msat: int, count: int) -> list[str]:
+        """The providers an open job is addressed to (best record here, then price, among
+        live announcements; never a cheater); ``[]`` when fewer than ``count`` qualify or
+        no relay answered, and the job stays open."""
+        try:
+            with anyio.move_on_after(ROUTE_TIMEOUT):
+                ads = await gather_providers(self.node.pool, schema=schema,
+                                             timeout=ROUTE_TIMEOUT)
+                picked = choose_providers(ads, self.reputation.all(), schema, bid_msat, count)
+                log.info("open %s job routed to %s", schema,
+                         ", ".join(p[:12] for p in picked) or "any provider")
+                return picked
+        except Exception as exc:  # relays are hostile or down: the job stays open
+            log.warning("open job not routed: %s", exc)
+        return []
 
     async def cancel(self, job_id: str) -> Record:
         """NIP-09 deletion of the job's requests; the job ends ``cancelled``."""

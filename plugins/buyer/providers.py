@@ -159,6 +159,32 @@ def apply_liveness(ads: list[dict[str, Any]], liveness: dict[str, Liveness], now
     return out
 
 
+# --- routing an open job (pure) --------------------------------------------------------
+
+
+def choose_providers(ads: Iterable[dict[str, Any]], records: dict[str, dict[str, Any]],
+                     schema: str, bid_msat: int, count: int) -> list[str]:
+    """The ``count`` providers a job without ``--provider`` is addressed to: among live
+    announcements serving ``schema`` at a price within the bid, never one caught cheating
+    here, the best record here first (its score: passes minus fails, cheating weighs
+    most), then the lowest price, then the newest announcement (the likeliest alive).
+    Fewer than ``count`` candidates: ``[]`` (the job stays open to any provider)."""
+    best: dict[str, tuple[tuple[int, int, int], str]] = {}
+    for ad in ads:
+        price = (ad.get("pricing_msat") or {}).get(schema)
+        if ad.get("stale") or schema not in (ad.get("schemas") or ()) \
+                or not isinstance(price, int) or price > bid_msat:
+            continue
+        rec = records.get(ad["pubkey"]) or {}
+        if rec.get("cheated"):
+            continue
+        key = (-int(rec.get("score", 0)), price, -int(ad.get("last_seen", 0)))
+        if ad["pubkey"] not in best or key < best[ad["pubkey"]][0]:
+            best[ad["pubkey"]] = (key, ad["pubkey"])
+    ranked = [pk for _, pk in sorted(best.values())]
+    return ranked[:count] if len(ranked) >= count else []
+
+
 # --- the I/O edge ----------------------------------------------------------------------
 
 

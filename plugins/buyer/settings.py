@@ -51,6 +51,11 @@ class BuyerSettings(
         False, "At redundancy K > 1, count every provider key towards the K that must "
         "agree; by default only the providers a job names and those with a verified pass "
         "beyond structural here count (one actor can hold many keys).")
+    route_open_jobs: bool = setting(
+        True, "A job submitted without --provider is addressed (NIP-90 p tags) to the K "
+        "providers with the best record here, then the lowest price, among live "
+        "announcements of its schema within the bid; never one caught cheating. No such K: "
+        "the job is open to any provider.")
     encrypt_results: bool = setting(True, "Ask providers to NIP-44 encrypt results to this "
                                     "buyer (others cannot copy them); false: in clear.")
     escrow: bool = setting(False, "Offer named providers escrow (a hold invoice for a hash "

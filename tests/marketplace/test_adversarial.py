@@ -282,7 +282,7 @@ async def test_a_forged_success_is_caught_by_the_sampled_audit(world: World,
         assert buyer.reputation.cheated(rogue.pubkey)
         with pytest.raises(UserError, match="caught cheating"):
             await buyer.submit("oa.sandbox_run.v1", doc, providers=[rogue.pubkey])
-        open_job = await buyer.submit("oa.sandbox_run.v1", doc)
+        open_job = await buyer.submit("oa.sandbox_run.v1", doc, route=False)
         again = await rogue.result(request_of(buyer, open_job)[0],
                                    forged_success(doc, rogue.pubkey))
         assert buyer.on_result_event(again) is None

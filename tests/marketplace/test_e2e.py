@@ -477,7 +477,8 @@ async def test_result_intake_is_bounded(world: World, tmp_path: Path) -> None:
         assert buyer.on_result_event(result_from(generate_secret_key(), request)) is None
         assert buyer.on_result_event(result_from(named_key, request)) == addressed
 
-        open_job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]))
+        open_job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
+                                      route=False)
         open_req = Event.from_dict(buyer.ledger.get(open_job).data["requests"][0])
         for _ in range(max_results(1)):
             event = result_from(generate_secret_key(), open_req)
