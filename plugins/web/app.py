@@ -221,7 +221,8 @@ class Dashboard:
     async def providers_page(self) -> str:
         ads = await self.ads.get(self.node)
         rep = data.reputation(data.buyer_ledger(self.node).all(2000))
-        return self._page("Providers", pages.providers_page(ads, self.ads.error, rep),
+        return self._page("Providers", pages.providers_page(ads, self.ads.error, rep,
+                                                            self.ads.liveness),
                           "/providers")
 
     async def wallet_page(self) -> str:

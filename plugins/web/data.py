@@ -247,6 +247,7 @@ class ProviderAds:
         self._at = 0.0
         self._ads: list[Any] = []
         self.error = ""
+        self.liveness: dict[str, Liveness] = {}
 
     async def get(self, node: Node) -> list[Any]:
         from oa_node.nostr import nip90
@@ -277,6 +278,7 @@ class ProviderAds:
             if key not in newest or newest[key].event.created_at < ev.created_at:
                 newest[key] = info
         self._ads = sorted(newest.values(), key=lambda i: -i.event.created_at)
+        self.liveness = await provider_liveness(node, sorted({i.provider for i in self._ads}))
         return self._ads
 
 
@@ -347,3 +349,67 @@ async def relay_stats(node: Node) -> dict[str, int] | None:
     raw = await stats.relay_stats()
     return {k: int(raw.get(k, 0)) for k in ("connections", "events_stored", "events_ingested",
                                              "events_delivered")}
+
+
+#: a provider whose promised heartbeat has been silent this many beats is shown stale
+STALE_FACTOR = 3.0
+
+
+@dataclass
+class Liveness:
+    heartbeat: int | None = None  # promised by an active NIP-SA schedule (39202)
+    last_alive: int | None = None  # its newest schedule or tick (39210/39211)
+
+    def stale(self, now: float) -> bool:
+        if self.heartbeat is None:
+            return False
+        return self.last_alive is None or now - self.last_alive > STALE_FACTOR * self.heartbeat
+
+
+def liveness(events: list[Any], pubkeys: set[str]) -> dict[str, Liveness]:
+    """Each provider's NIP-SA pulse from ``events``: only events it signed, unexpired and
+    well formed count, so a relay cannot vouch for a provider."""
+    from oa_node.nostr import kinds
+    from oa_node.nostr.errors import ProtocolError
+    from oa_node.nostr.nip40 import is_expired
+    from oa_node.nostr.nipsa import SCHEDULE_D, AgentSchedule, TickRequest, TickResult
+
+    out = {pk: Liveness() for pk in pubkeys}
+    schedule_at: dict[str, int] = {}
+    for ev in events:
+        if ev.pubkey not in pubkeys or is_expired(ev) or not ev.verify():
+            continue
+        live = out[ev.pubkey]
+        try:
+            if ev.kind == kinds.AGENT_SCHEDULE and ev.d_tag == SCHEDULE_D:
+                schedule = AgentSchedule.from_event(ev)
+                if ev.created_at >= schedule_at.get(ev.pubkey, -1):
+                    schedule_at[ev.pubkey] = ev.created_at
+                    live.heartbeat = schedule.heartbeat if schedule.active else None
+            elif ev.kind == kinds.TICK_REQUEST:
+                TickRequest.from_event(ev)
+            elif ev.kind == kinds.TICK_RESULT:
+                TickResult.from_event(ev)
+            else:
+                continue
+        except ProtocolError:
+            continue
+        live.last_alive = max(live.last_alive or 0, ev.created_at)
+    return out
+
+
+async def provider_liveness(node: Node, pubkeys: list[str]) -> dict[str, Liveness]:
+    from oa_node.nostr import kinds
+    from oa_node.nostr.nipsa import SCHEDULE_D
+
+    if not pubkeys:
+        return {}
+    filters: list[dict[str, Any]] = [
+        {"kinds": [kinds.AGENT_SCHEDULE], "authors": pubkeys[:50], "#d": [SCHEDULE_D]}]
+    filters += [{"kinds": [kinds.TICK_REQUEST, kinds.TICK_RESULT], "authors": [pk],
+                 "limit": 2} for pk in pubkeys[:9]]
+    try:
+        events = await node.pool.query(filters, 5.0)
+    except Exception:  # unknown liveness is shown as unknown
+        return {}
+    return liveness(events, set(pubkeys))

@@ -380,7 +380,17 @@ def _ledger(ledger: list[tuple[dict[str, Any], list[dict[str, Any]]]] | None) ->
 
 # --- Providers -------------------------------------------------------------------------------
 
-def providers_page(ads: list[Any], error: str, rep: dict[str, dict[str, int]]) -> str:
+def _pulse(live: Any) -> str:
+    if live is None or live.heartbeat is None:
+        return "no heartbeat promised" + (f", seen {esc(when(live.last_alive))}"
+                                          if live is not None and live.last_alive else "")
+    state = "stale" if live.stale(time.time()) else "alive"
+    return (f"{badge(state)} every {esc(live.heartbeat)} s, last "
+            f"{esc(when(live.last_alive)) or 'never'}")
+
+
+def providers_page(ads: list[Any], error: str, rep: dict[str, dict[str, int]],
+                   live: dict[str, Any] | None = None) -> str:
     from oa_node.nostr import nip19
 
     rows = []
@@ -390,11 +400,11 @@ def providers_page(ads: list[Any], error: str, rep: dict[str, dict[str, int]]) -
         rows.append([esc(info.name), f"<code>{esc(nip19.npub_encode(info.provider)[:24])}…</code>",
                      esc(", ".join(info.schemas)), esc(prices),
                      esc(", ".join(f"{k} {v}" for k, v in sorted(info.limits.items()))[:300]),
-                     esc(when(info.event.created_at)),
+                     esc(when(info.event.created_at)), _pulse((live or {}).get(info.provider)),
                      esc(", ".join(f"{k} {v}" for k, v in sorted(record.items())) or "-")])
     err = f'<p class="error">{esc(error)}</p>' if error else ""
     ad_html = table(["name", "provider", "schemas", "prices", "limits", "announced",
-                     "this buyer's record"], rows, "providers") if rows \
+                     "liveness (NIP-SA)", "this buyer's record"], rows, "providers") if rows \
         else '<p class="empty">No provider announcement on the node\'s relays.</p>'
     known = [[f"<code>{esc(p[:16])}</code>",
               esc(", ".join(f"{k} {v}" for k, v in sorted(r.items())))]

@@ -286,6 +286,7 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
         providers_text = visit("/providers", "providers", "Announcements")
         assert NAME in providers_text and f"oa.sandbox_run.v1: {PRICE} msat" in providers_text
         assert "pass structural 1" in providers_text  # this buyer's verdict on it
+        assert "no heartbeat promised" in providers_text  # this node runs no NIP-SA agent
         assert browser.find_elements("css selector", "main script, header script") == []
 
         wallet_text = visit("/wallet", "wallet", "Default wallet")
