@@ -514,7 +514,10 @@ def job_list(
         return
     from oa_node.plugins.buyer.results import outcome
 
-    table = Table("id", "schema", "state", "outcome", "level", "created")
+    # no rules: six columns fit 80 characters; ids and schemas are never cut
+    table = Table(box=None, pad_edge=False)
+    for name in ("id", "schema", "state", "outcome", "level", "created"):
+        table.add_column(name, no_wrap=name in ("id", "schema"), header_style="bold")
     for r in records:
         table.add_row(cell(r.id[:12]), cell(r.data.get("schema")), cell(r.state),
                       cell(outcome(r)[0]), cell(r.data.get("level") or "-"),

@@ -106,11 +106,12 @@ def test_a_signal_cancels_cleanly(tmp_path: Path, sandbox_image: str, docker_cli
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     owner = f"{socket.gethostname()}:{proc.pid}"
 
-    def containers() -> list[Any]:
-        return docker_client.containers.list(all=True, filters={"label": f"{LABEL_OWNER}={owner}"})
+    def containers() -> list[dict[str, Any]]:  # raw listing: no per-container lookup
+        return docker_client.api.containers(all=True,  # that races with the removal
+                                            filters={"label": f"{LABEL_OWNER}={owner}"})
 
     try:
-        wait_until(lambda: any(c.status == "running" for c in containers()) or
+        wait_until(lambda: any(c["State"] == "running" for c in containers()) or
                    proc.poll() is not None, 120, "the job's container running")
         assert proc.poll() is None, proc.communicate()
         checkouts = list((tmp_path / "n" / "sandbox-jobs").iterdir())
