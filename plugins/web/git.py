@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from oa_node.node import Node
     from oa_node.nostr.event import Event
 
-REPO, PATCH, PULL, ISSUE = 30617, 1617, 1618, 1621
+REPO, PATCH, PULL, ISSUE, PULL_UPDATE = 30617, 1617, 1618, 1621, 1619
 STATUS = {1630: "open", 1631: "applied", 1632: "closed", 1633: "draft"}
 COMMENTS = (1111, 1622)
 MAX_DIFF_CHARS = 200_000
@@ -29,8 +29,17 @@ class GitView:
     items: list[Event] = field(default_factory=list)  # patches, pull requests, issues
     statuses: list[Event] = field(default_factory=list)
     comments: list[Event] = field(default_factory=list)
+    updates: list[Event] = field(default_factory=list)  # pull request updates (1619)
     error: str = ""
 
+    def revisions_of(self, item: Event) -> list[Event]:
+        """Later revisions of a proposal by its author: patches replying to it, or
+        pull request updates naming it, oldest first."""
+        pool = self.updates if item.kind == PULL else self.items
+        return sorted((e for e in pool if e.id != item.id and e.pubkey == item.pubkey
+                       and e.kind in (PATCH, PULL_UPDATE)
+                       and (item.id in e.tag_values("e") or item.id in e.tag_values("E"))),
+                      key=lambda e: e.created_at)
     def status_of(self, item: Event) -> str:
         """The newest status by the item's author or a repository owner it names."""
         owners = {item.pubkey} | {a.split(":")[1] for a in item.tag_values("a")
@@ -63,7 +72,8 @@ class GitEvents:
             return GitView(error="no relays configured ([node] relays)")
         try:
             events = await node.pool.query([
-                {"kinds": [REPO], "limit": 200}, {"kinds": [PATCH, PULL, ISSUE], "limit": 500},
+                {"kinds": [REPO], "limit": 200},
+                {"kinds": [PATCH, PULL, ISSUE, PULL_UPDATE], "limit": 500},
                 {"kinds": sorted(STATUS), "limit": 1000}, {"kinds": list(COMMENTS), "limit": 1000},
             ], 5.0, max_events=3000)
         except Exception as exc:  # an unreachable relay is shown, not raised
@@ -80,6 +90,8 @@ class GitEvents:
                     newest_repo[key] = ev
             elif ev.kind in (PATCH, PULL, ISSUE):
                 view.items.append(ev)
+            elif ev.kind == PULL_UPDATE:
+                view.updates.append(ev)
             elif ev.kind in STATUS:
                 view.statuses.append(ev)
             elif ev.kind in COMMENTS:
@@ -143,6 +155,14 @@ def item_page(view: GitView, ev: Event) -> str:
             f'<pre class="text">{esc(ev.content[:MAX_DIFF_CHARS])}</pre>'
     else:
         body = f'<pre class="text">{esc(ev.content[:MAX_DIFF_CHARS])}</pre>'
+    revs = [[esc(when(r.created_at)), f'<a href="/git/{esc(r.id)}"><code>{esc(r.id[:16])}</code>'
+             "</a>" if r.kind == PATCH else f"<code>{esc(r.id[:16])}</code>",
+             esc(_title(r)[:200]) if r.kind == PATCH else
+             f"<code>{esc(r.first_tag_value('c') or '')}</code>"] for r in view.revisions_of(ev)]
+    if ev.kind != ISSUE:
+        body += "<h2>Revisions</h2>" + (table(["when", "event", "title or commit"], revs,
+                                              "revisions") if revs
+                                        else '<p class="empty">None.</p>')
     comments = "".join(
         f'<article class="comment"><p><code>{esc(c.pubkey[:16])}</code> · {esc(when(c.created_at))}'
         f'</p><pre class="text">{esc(c.content[:20_000])}</pre></article>'

@@ -354,6 +354,8 @@ def test_gitafter_page_renders_proposals_and_issues_literally(tmp_path: Path, br
                 "clone=https://example.org/demo.git")
         patch = publish(1617, PATCH.format(title=HOSTILE[0], hostile=HOSTILE[1]),
                         f"a={repo_a}")
+        publish(1617, PATCH.format(title="v2 " + HOSTILE[0], hostile="v2"), f"a={repo_a}",
+                f"e={patch}", "t=revision-root")
         issue = publish(1621, f"steps: {HOSTILE[1]}", f"a={repo_a}", f"subject={HOSTILE[0]}")
         publish(1632, "", f"e={issue}", f"a={repo_a}")
         publish(1111, f"a comment {HOSTILE[0]}", f"E={issue}", "K=1621")
@@ -373,6 +375,8 @@ def test_gitafter_page_renders_proposals_and_issues_literally(tmp_path: Path, br
         assert [d.text for d in browser.find_elements("css selector", "pre.diff .del")] == [
             '-print("old")']
         assert browser.find_elements("css selector", "main img, main script") == []
+        (rev,) = browser.find_elements("css selector", "table.revisions tbody tr")
+        assert f"[PATCH] v2 {HOSTILE[0]}" in rev.text
         no_alert(browser)
         browser.save_screenshot(str(screenshots / "gitafter-patch.png"))
 
