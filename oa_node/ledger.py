@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oa_node import sqlite
+from oa_node import files, sqlite
 
 
 class TransitionError(Exception):
@@ -214,7 +214,8 @@ class LedgerReader:
     def _rows(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         if not self.path.is_file():
             return []
-        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        db = files.connect_sqlite(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                  timeout=5)
         try:
             return db.execute(sql, args).fetchall()
         except sqlite3.OperationalError as exc:  # the ledger's tables are not there yet

@@ -17,9 +17,6 @@ from oa_node.cli_kit import (
     print_json,
     render,
 )
-from oa_node.client.errors import ClientError
-from oa_node.client.negsync import DIRECTIONS, sync
-from oa_node.client.urls import normalize_relay_url
 
 
 def _local_url(config: Any) -> str:
@@ -50,6 +47,11 @@ def sync_command(
 ) -> None:
     """Reconcile the local relay with URL by NIP-77 (negentropy): only the differences
     cross the network; then fetch the events we lack and/or publish those it lacks."""
+    # imported here: `oa-node --help` must not load the client (coincurve, websockets)
+    from oa_node.client.errors import ClientError
+    from oa_node.client.negsync import DIRECTIONS, sync
+    from oa_node.client.urls import normalize_relay_url
+
     if direction not in DIRECTIONS:
         raise typer.BadParameter(f"must be one of {', '.join(DIRECTIONS)}",
                                  param_hint="--direction")
