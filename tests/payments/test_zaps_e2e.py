@@ -302,9 +302,9 @@ async def test_others_receipts_are_ignored_quietly(tmp_path: Path, relay_url: st
             carol = Zapper(LocalSigner.generate(), w["pool"], lambda: carol_w,
                            relays=[relay_url])
             target = nip19.npub_encode(w["alice"].public_key)
-            assert (await carol.zap(target, 7_000, receipt_timeout=10)).receipt is not None
+            assert (await carol.zap(target, 7_000, receipt_timeout=30)).receipt is not None
             with caplog.at_level(logging.DEBUG, "oa_node.zaps"):
-                mine = await w["zapper"].zap(target, 5_000, receipt_timeout=10)
+                mine = await w["zapper"].zap(target, 5_000, receipt_timeout=30)
         assert mine.receipt is not None
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
         assert any("another request" in r.getMessage() for r in caplog.records)
