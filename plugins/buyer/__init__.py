@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 from oa_node.files import private_dir
 from oa_node.hookspecs import hookimpl
 
+#: heartbeats a provider may miss before ``oa-node providers`` counts it as stale
+DEFAULT_STALE_FACTOR = 3.0
+
 if TYPE_CHECKING:
     import typer
 

@@ -27,7 +27,7 @@ from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event
 from oa_node.nostr.nip40 import is_expired
 from oa_node.nostr.nipsa import SCHEDULE_D, AgentSchedule, TickRequest, TickResult
-from oa_node.plugins.buyer.settings import DEFAULT_STALE_FACTOR
+from oa_node.plugins.buyer import DEFAULT_STALE_FACTOR
 
 #: Filters per REQ: below the common relay limits (oa-node's relay allows 16).
 FILTERS_PER_QUERY = 10

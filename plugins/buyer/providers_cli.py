@@ -14,7 +14,7 @@ import typer
 
 from oa_node.cli_kit import ConfigOption, JsonOption, TimeoutOption
 from oa_node.errors import UserError
-from oa_node.plugins.buyer.settings import DEFAULT_STALE_FACTOR
+from oa_node.plugins.buyer import DEFAULT_STALE_FACTOR
 
 if TYPE_CHECKING:
     from oa_node.node import Node

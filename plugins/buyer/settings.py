@@ -9,9 +9,6 @@ from oa_node.config import Section, non_negative, positive
 from oa_node.settings import Settings, setting
 from oa_node.wallet import wallet_for
 
-#: heartbeats a provider may miss before ``oa-node providers`` counts it as stale
-DEFAULT_STALE_FACTOR = 3.0
-
 if TYPE_CHECKING:
     from oa_node.node import Node
 

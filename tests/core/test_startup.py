@@ -42,7 +42,8 @@ def test_version_loads_no_plugin_and_no_cli_framework() -> None:
 HEAVY = ["git", "docker", "pydantic", "asyncpg", "websockets", "coincurve",
          "oa_node.plugins.gitafter.cli", "oa_node.plugins.buyer.cli",
          "oa_node.plugins.sandbox.cli", "oa_node.plugins.relay.server",
-         "oa_node.client.cli", "oa_node.keys_cli", "oa_node.plugins.nipsa.cli",
+         "oa_node.client.cli", "oa_node.client.negsync", "oa_node.keys_cli",
+         "oa_node.plugins.nipsa.cli", "oa_node.plugins.buyer.settings",
          "oa_node.plugins.frostr.cli", "oa_node.plugins.ledger_wallet.cli"]
 
 
@@ -55,7 +56,7 @@ def test_help_lists_every_group_without_importing_them() -> None:
 
 
 @pytest.mark.parametrize("group, commands", [
-    ("relay", ["serve", "query", "publish", "info"]),  # serve: added by the relay plugin
+    ("relay", ["serve", "sync", "query", "publish", "info"]),  # serve, sync: relay plugin
     ("job", ["submit", "result", "list", "status"]),
     ("sandbox", ["run", "doctor", "build-image"]),
 ])
