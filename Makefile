@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 DATA_DIR ?= $(HOME)/.oa-node
+RELAY_PORT ?= 7447
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
@@ -23,7 +24,7 @@ setup: $(STAMP)
 ## provider account, the buyer funded), provider (when Docker is reachable) and buyer, from
 ## a config written into $(DATA_DIR) the first time (scripts/run_local.py says how).
 run: $(STAMP)
-	@$(PY) scripts/run_local.py $(DATA_DIR)
+	@$(PY) scripts/run_local.py $(DATA_DIR) --port $(RELAY_PORT)
 
 ## Install what the tests need (Debian packages, Docker, PostgreSQL) and run the whole suite.
 test: $(STAMP)
