@@ -2,6 +2,7 @@
 
     python benchmarks/relay.py            # full run (100k-event store), a few minutes
     python benchmarks/relay.py --quick    # smaller store, for a smoke check
+    python benchmarks/relay.py --ceiling  # also the in-memory ceiling (relay_ceiling.py)
 
 Everything on 127.0.0.1. Each relay runs in its own process; a separate load-generator
 process (benchmarks/relay_loadgen.py) drives the same phases against each one:
@@ -199,6 +200,20 @@ class Nexus(Target):
         return f"ws://127.0.0.1:{port}"
 
 
+class CeilingRelay(Target):
+    """benchmarks/relay_ceiling.py: verify, keep in memory, answer, push (a ceiling)."""
+
+    def __init__(self) -> None:
+        self.name = "ceiling (in-memory)"
+
+    def start(self) -> str:
+        port = free_port()
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "relay_ceiling.py"), str(port)],
+                                     stdout=subprocess.DEVNULL)
+        wait_port(port, self.proc)
+        return f"ws://127.0.0.1:{port}"
+
+
 class NostrRelay(Target):
     def __init__(self, workdir: Path) -> None:
         self.name = "nostr-relay 1.14 (PyPI)"
@@ -304,6 +319,8 @@ def main() -> int:
     ap.add_argument("--postgres", metavar="DSN", default=os.environ.get("OA_BENCH_POSTGRES_DSN"),
                     help="also run oa-node on PostgreSQL (a scratch database)")
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also the in-memory ceiling relay (benchmarks/relay_ceiling.py)")
     a = ap.parse_args()
     store_size = a.store_size or (20000 if a.quick else 100_000)
     ingest_n = min(a.ingest, store_size)
@@ -321,6 +338,8 @@ def main() -> int:
     targets: list[Target] = [Nexus(work)]
     if a.postgres:
         targets.append(Nexus(work, a.postgres))
+    if a.ceiling:
+        targets.append(CeilingRelay())
     if not a.skip_reference:
         targets.append(NostrRelay(work))
     results = [run_target(t, work, store_size, ingest_n, a.cap) for t in targets]
@@ -338,6 +357,12 @@ def main() -> int:
         for q in ours["req"]:
             r = ref["req"][q]["p50_ms"] / ours["req"][q]["p50_ms"]
             print(f"REQ {q} p50 speed-up vs nostr-relay: {r:.1f}x")
+    top = next((r for r in results if r["name"].startswith("ceiling")), None)
+    if top and top["ingest"]["events_per_s"]:
+        for r in results:
+            if r is not top:
+                ratio = r["ingest"]["events_per_s"] / top["ingest"]["events_per_s"]
+                print(f"ingest ratio {r['name']} / ceiling: {ratio:.2f}x")
     print(f"results: {work / 'results.json'}")
     for f in ("events.jsonl", "nexus.sqlite3", "nostr-relay.sqlite3"):
         for p in work.glob(f + "*"):

@@ -178,8 +178,11 @@ def index_costs(dsn: str, events: Path, n: int, rounds: int) -> dict[str, float]
 
     async def run() -> dict[str, float]:
         got: dict[str, list[float]] = {}
-        for _ in range(rounds):
-            for drop in [None, *INDEXES]:
+        configs: list[str | None] = [None, *INDEXES]
+        for i in range(rounds):  # a different order each round: no config always first
+            k = (3 * i) % len(configs)
+            order = configs[k:] + configs[:k]
+            for drop in order if i % 2 == 0 else order[::-1]:
                 got.setdefault(drop or "all", []).append(await one(drop))
         return {k: statistics.median(v) for k, v in got.items()}
 
@@ -215,7 +218,7 @@ def main() -> int:
     work = WORK / ("pg-" + time.strftime("%Y%m%d-%H%M%S"))
     work.mkdir(parents=True, exist_ok=True)
     per_round = a.seq + a.pipe
-    total = max(per_round, a.store_size)
+    total = 20000 if a.indexes else max(per_round, a.store_size)
     print(f"signing {total} events ...", flush=True)
     events = work / "events.jsonl"
     make_events(events, total, 1000)
