@@ -85,8 +85,28 @@ class HttpServer(Server):
         self.allowed_hosts = allowed_hosts
         self.max_headers, self.max_body = max_headers, max_body
         self.read_timeout = read_timeout
+        self._open: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Stop listening and end the connections still open (a live stream never ends
+        by itself), so none outlives the node."""
+        await super().close()
+        for task in list(self._open):
+            task.cancel()
+        await asyncio.gather(*self._open, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._open.add(task)
+        try:
+            await self._answer(reader, writer)
+        except asyncio.CancelledError:  # the server is closing: this connection just ends
+            writer.close()
+        finally:
+            self._open.discard(task)  # type: ignore[arg-type]
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = False
         try:
             got = await asyncio.wait_for(self._read(reader), self.read_timeout)
