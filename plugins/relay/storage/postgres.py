@@ -101,7 +101,11 @@ CREATE TABLE IF NOT EXISTS deleted_addresses (
 );
 """
 
-MAX_BATCH = 1000
+#: Saves per transaction at most. Each takes one or two advisory locks, from PostgreSQL's
+#: shared lock table (max_locks_per_transaction x max_connections slots: 6,400 by default),
+#: so a few instances' full batches fit; a batch that still runs out is written event by
+#: event. At ~4 ms per commit, 256 a batch allows far more than the relay can verify.
+MAX_BATCH = 256
 NOTIFY_LIMIT = 7900  # bytes; PostgreSQL refuses payloads of 8000 or more
 #: attempts of a batch that PostgreSQL rolled back for a deadlock or serialization failure
 _RETRIES = 3
