@@ -536,17 +536,29 @@ class Provider:
         if not ok:
             log.warning("job %s: an escrow release without the right preimage", rec.id[:12])
             return
+        if not rec.data.get("release_preimage"):
+            # kept first: a wallet that is down now (killed, restarting) is settled later
+            # by settle_once, instead of the hold expiring into a refund of verified work
+            ledger.update(rec.id, release_preimage=preimage)
+        await self._settle_hold(rec.id, preimage)
+
+    async def _settle_hold(self, job_id: str, preimage: str) -> bool:
+        """Ask the wallet to settle a released hold (idempotent there); ``False`` when it
+        did not answer or refused, to be tried again by the settlement loop."""
         wallet = self.settings.wallet(self.node)
         if wallet is None:
-            return
+            return False
         try:
             await wallet.settle_hold_invoice(preimage)
         except WalletError as exc:
-            log.warning("job %s: hold not settled (%s)", rec.id[:12], exc)
-            return
-        if not rec.data.get("hold_settled_at"):
-            ledger.update(rec.id, hold_settled_at=time.time())
+            log.warning("job %s: hold not settled (%s)", job_id[:12], exc)
+            return False
+        ledger = self._ledger()
+        rec = ledger.get(job_id)
+        if rec is not None and not rec.data.get("hold_settled_at"):
+            ledger.update(job_id, hold_settled_at=time.time())
         self._settle_wakeup.set()
+        return True
 
     async def _answer(self, job_id: str, request: Event, job: nip90.JobRequest,
                       doc: dict[str, Any], exec_secs: float, traj_tags: list[list[str]],
@@ -675,6 +687,8 @@ class Provider:
                                      paid_at=time.time()):
                     request = Event.from_dict(rec.data["request"])
                     self._spawn(self._feedback, request, "success", "paid")
+            elif inv.accepted and rec.data.get("release_preimage"):
+                await self._settle_hold(rec.id, rec.data["release_preimage"])  # retried
             elif inv.state in ("expired", "failed") or time.time() > float(
                     rec.data.get("invoice_expires_at") or float("inf")):
                 ledger.transition(rec.id, "unpaid", {"reason": f"invoice {inv.state}"})
