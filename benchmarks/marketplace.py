@@ -74,7 +74,7 @@ def bare_docker_ms(image: str, runs: int, cmd: tuple[str, ...] = ("sh", "-c", "e
 
 async def settlement(buyer: Buyer, pledger: Any, pk: str, jobs: int) -> dict[str, Any]:
     """Submit -> verified -> settled, plain pay-after-verify and escrow, alternating."""
-    escrow = Buyer(buyer.node, dataclasses.replace(buyer.settings, escrow=True))
+    escrow = Buyer(buyer.node, dataclasses.replace(buyer.settings, escrow="on"))
     times: dict[str, dict[str, list[float]]] = {
         "plain": {"to_verified": [], "to_settled": []},
         "escrow": {"to_funded": [], "to_verified": [], "to_settled": []}}

@@ -248,7 +248,8 @@ def _submit(node: Node, schema: str, doc: dict[str, Any], opts: SubmitOpts) -> N
         job_id = await buyer.submit(schema, doc, providers=providers,
                                     max_price_msat=opts.max_price, encrypt=opts.encrypt,
                                     dedicated_kinds=opts.dedicated_kind, ttl_secs=opts.ttl,
-                                    route=False if opts.open_job else None)
+                                    route=False if opts.open_job else None,
+                                    followed=True if wait else None)
         if not as_json:
             say("submitted job [bold]{}[/] ({})", job_id, schema)
         if not wait:

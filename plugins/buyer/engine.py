@@ -75,6 +75,21 @@ def try_buyer_lock(data_dir: Any) -> int | None:
     return fd
 
 
+def buyer_running(data_dir: Any) -> bool:
+    """Whether another process (the buyer service, a ``--wait``) holds the buyer lock."""
+    try:
+        fd = os.open(os.path.join(data_dir, LOCK_FILE), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def max_results(redundancy: int) -> int:
     """How many results one job records: enough for every honest answer and some
     second results to label, bounded so strangers' keys cannot grow a job without end."""
@@ -130,11 +145,14 @@ class Buyer(Paying):
     async def submit(self, schema: str, doc: dict[str, Any], *, providers: Iterable[str] = (),
                      max_price_msat: int | None = None, encrypt: bool = False,
                      dedicated_kinds: bool | None = None, ttl_secs: int | None = None,
-                     encrypt_results: bool | None = None, route: bool | None = None) -> str:
+                     encrypt_results: bool | None = None, route: bool | None = None,
+                     followed: bool | None = None) -> str:
         """Validate, sign and publish a job; returns its id (the first request's id).
 
         Without ``providers``, and unless ``route`` (default ``[buyer] route_open_jobs``)
-        is false, the job is addressed to the providers :meth:`route` picks."""
+        is false, the job is addressed to the providers :meth:`route` picks. ``followed``:
+        a buyer will follow the job to fund its escrow (default: this buyer runs, or
+        another process holds the buyer lock, e.g. the service)."""
         job_type = self.job_type(schema)
         try:
             model = job_type.request_model.from_dict(doc)
@@ -179,7 +197,9 @@ class Buyer(Paying):
             templates.append(nip90.request_template(
                 schema, content, bid_msat=bid, relays=relays, providers=providers,
                 expiration=expiration, dedicated_kind=dedicated, extra_tags=nonce))
-        escrow_tags, escrow = await offer(self, providers)
+        if followed is None:
+            followed = self.ready.is_set() or buyer_running(self.node.data_dir)
+        escrow_tags, escrow = await offer(self, providers, followed)
         for t in templates:
             t.tags += escrow_tags
         events = [await self.node.signer.sign(t) for t in templates]

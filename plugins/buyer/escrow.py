@@ -32,11 +32,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("oa_node.buyer")
 
 
-async def offer(buyer: Buyer, providers: list[str]) -> tuple[list[list[str]], dict[str, Any]]:
+async def offer(buyer: Buyer, providers: list[str], followed: bool
+                ) -> tuple[list[list[str]], dict[str, Any]]:
     """Request tags and the secrets to keep, one payment hash per named provider; nothing
-    when escrow is off, no provider is named, or the wallet has no hold support."""
+    when ``[buyer] escrow`` is off, or auto and no buyer follows the job (``followed``:
+    nobody would fund it, the provider would wait for nothing), when no provider is named,
+    or when the wallet has no hold support (plain pay-after-verify)."""
+    mode = buyer.settings.escrow
     wallet = buyer.settings.wallet(buyer.node)
-    if not buyer.settings.escrow or not providers or wallet is None:
+    if mode == "off" or (mode == "auto" and not followed) or not providers or wallet is None:
         return [], {}
     try:
         if not await wallet.supports_holds():

@@ -55,11 +55,14 @@ class BuyerSettings(
         "the job is open to any provider.")
     encrypt_results: bool = setting(True, "Ask providers to NIP-44 encrypt results to this "
                                     "buyer (others cannot copy them); false: in clear.")
-    escrow: bool = setting(False, "Offer named providers escrow (a hold invoice for a hash "
-                           "only this buyer can release): funds locked before work, released "
-                           "after verification; the buyer must be running (service or --wait) "
-                           "to fund. Plain pay-after-verify when a wallet has no hold "
-                           "support.")
+    escrow: str = setting(
+        "auto", "Escrow for jobs addressed to providers (named or routed): a hold invoice for "
+        "a hash only this buyer can release, funds locked before work, released after "
+        "verification. auto: offered when this buyer's wallet advertises hold invoices "
+        "(NIP-47 info) and a buyer follows the job to fund it (the buyer service, or "
+        "--wait); on: offered whenever the wallet supports holds (run the buyer to fund); "
+        "off: never. Otherwise, and with a provider whose wallet lacks holds: plain "
+        "pay-after-verify.", choices=("auto", "on", "off"))
     trust_labels_from: tuple[str, ...] = setting(
         (), "Hex public keys whose NIP-32 verdict labels join this buyer's provider record "
         "(imported when the buyer starts; its own verdicts win).")

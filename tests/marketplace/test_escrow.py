@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from oa_node.nostr.event import Event
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.provider.ledger import open_provider_ledger
 from oa_node.wallet import Wallet
@@ -51,7 +52,7 @@ async def provider_state(node: object, job: str, state: str) -> None:
 async def test_escrow_happy_path_funded_then_released(world: World, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", PASSING)
     node = world.provider_node("pylon")
-    buyer = world.buyer(record=True, escrow=True)
+    buyer = world.buyer(record=True, escrow="on")
     pk = node.signer.public_key
     started = int(time.time())
     try:
@@ -83,7 +84,7 @@ async def test_escrow_fail_verdict_refunds(world: World, tmp_path: Path) -> None
     makes its provider service cancel the hold: the buyer has its money back."""
     repo = make_repo(tmp_path / "repo", FAILING)
     liar = world.provider_node("liar", liar=True)
-    buyer = world.buyer(record=True, audit_rate=1.0, escrow=True)
+    buyer = world.buyer(record=True, audit_rate=1.0, escrow="on")
     pk = liar.signer.public_key
     started = int(time.time())
     try:
@@ -109,7 +110,7 @@ async def test_escrow_deadline_refunds(world: World, tmp_path: Path) -> None:
     world.ledger.hold_seconds = 4
     repo = make_repo(tmp_path / "repo", PASSING)
     node = world.provider_node("pylon")
-    buyer = world.buyer(record=True, escrow=True)
+    buyer = world.buyer(record=True, escrow="on")
     pk = node.signer.public_key
     started = int(time.time())
     try:
@@ -136,7 +137,7 @@ async def test_escrow_job_that_cannot_run_refunds(world: World, tmp_path: Path) 
     """Funded, then the fetch fails: an error feedback, no result, and the provider
     cancels its hold at once (not at the deadline)."""
     node = world.provider_node("pylon")
-    buyer = world.buyer(record=True, escrow=True, result_grace_secs=0)
+    buyer = world.buyer(record=True, escrow="on", result_grace_secs=0)
     pk = node.signer.public_key
     started = int(time.time())
     try:
@@ -154,3 +155,48 @@ async def test_escrow_job_that_cannot_run_refunds(world: World, tmp_path: Path) 
         await close(buyer)
     assert balance(world.ledger, "pylon") == 0
     assert balance(world.ledger, "buyer") == DEPOSIT
+
+
+async def test_escrow_is_the_default_when_a_buyer_follows_the_job(world: World,
+                                                                  tmp_path: Path) -> None:
+    """``[buyer] escrow = "auto"`` (the default), the ledger wallet advertising hold
+    invoices: a job addressed while the buyer runs is funded before work and released;
+    with nobody following the job (no service, no --wait) auto offers nothing (the
+    provider would wait for funds that never come), "on" offers it anyway, "off" never."""
+    repo = make_repo(tmp_path / "repo", PASSING)
+    node = world.provider_node("pylon")
+    buyer = world.buyer(record=True)
+    assert buyer.settings.escrow == "auto"
+    pk = node.signer.public_key
+    started = int(time.time())
+    try:
+        async with running(node), anyio.create_task_group() as tg:
+            await wait_announced(world.relay, pk, after=started - 1)
+            tg.start_soon(buyer.run)
+            with anyio.fail_after(30):
+                await buyer.ready.wait()
+            job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
+                                     providers=[pk])
+            assert list(buyer.ledger.get(job).data["escrow"]) == [pk]  # type: ignore[union-attr]
+            await wait_for(lambda: buyer.ledger.get(job).state == "paid", 120,  # type: ignore[union-attr]
+                           "the escrowed job to be paid")
+            (payment,) = buyer.ledger.get(job).data["payments"].values()  # type: ignore[union-attr]
+            assert payment["escrow"] and payment["provider"] == pk
+            await provider_state(node, job, "paid")
+            tg.cancel_scope.cancel()
+    finally:
+        await close(buyer)
+    assert holds(world.ledger) == [("settled", PRICE)]
+    assert balance(world.ledger, "pylon") == PRICE
+    for mode, offered in (("auto", False), ("on", True), ("off", False)):
+        idle = world.buyer(f"idle-{mode}", escrow=mode)  # not running: nobody would fund
+        try:
+            job = await idle.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
+                                    providers=[pk], ttl_secs=5)
+            escrow = idle.ledger.get(job).data["escrow"]  # type: ignore[union-attr]
+            assert bool(escrow) is offered, (mode, escrow)
+            tags = Event.from_dict(idle.ledger.get(job).data["requests"][0]).tags  # type: ignore[union-attr]
+            assert any(t[0] == "escrow" for t in tags) is offered
+            await idle.cancel(job)
+        finally:
+            await close(idle)

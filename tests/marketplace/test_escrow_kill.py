@@ -61,7 +61,7 @@ def configs(tmp: Path, relay: str, image: str, wallets: Ledger) -> tuple[Path, P
                            provider={"prices": {"oa.sandbox_run.v1": PRICE}},
                            wallet_uri=wallet_uri(wallets, "pylon", relay))
     buyer = node_config(tmp / "buyer", relay, image,
-                        buyer={"enabled": True, "escrow": True, "max_price_msat": 5_000},
+                        buyer={"enabled": True, "escrow": "on", "max_price_msat": 5_000},
                         wallet_uri=wallet_uri(wallets, "buyer", relay, DEPOSIT))
     return provider, buyer
 

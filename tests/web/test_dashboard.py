@@ -209,7 +209,7 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
         "provider": {"enabled": True, "prices": {"oa.sandbox_run.v1": PRICE},
                      "settle_poll_secs": 0.5, "lookback_secs": 0},
         "buyer": {"enabled": True, "wallet_account": "spend", "max_price_msat": 5_000,
-                  "pay_retry_secs": 1.0, "audit_rate": 0.0, "escrow": True},
+                  "pay_retry_secs": 1.0, "audit_rate": 0.0, "escrow": "on"},
         "web": {"enabled": True, "port": web_port},
     })
     repo = make_repo(tmp_path / "repo", PASSING)
