@@ -111,6 +111,8 @@ class Buyer(Paying):
         self._sandbox: Any = None
         self.progress: Progress | None = None
         self.ready = anyio.Event()
+        #: this buyer's run loop holds the lock and follows jobs (it will fund escrow)
+        self.following = False
 
     @property
     def pubkey(self) -> str:
@@ -151,7 +153,7 @@ class Buyer(Paying):
 
         Without ``providers``, and unless ``route`` (default ``[buyer] route_open_jobs``)
         is false, the job is addressed to the providers :meth:`route` picks. ``followed``:
-        a buyer will follow the job to fund its escrow (default: this buyer runs, or
+        a buyer will follow the job to fund its escrow (default: this buyer is running, or
         another process holds the buyer lock, e.g. the service)."""
         job_type = self.job_type(schema)
         try:
@@ -198,7 +200,7 @@ class Buyer(Paying):
                 schema, content, bid_msat=bid, relays=relays, providers=providers,
                 expiration=expiration, dedicated_kind=dedicated, extra_tags=nonce))
         if followed is None:
-            followed = self.ready.is_set() or buyer_running(self.node.data_dir)
+            followed = self.following or buyer_running(self.node.data_dir)
         escrow_tags, escrow = await offer(self, providers, followed)
         for t in templates:
             t.tags += escrow_tags
@@ -309,9 +311,11 @@ class Buyer(Paying):
         while fd is None:
             await anyio.sleep(1.0)
             fd = try_buyer_lock(self.node.data_dir)
+        self.following = True
         try:
             await self._follow(only, stop_when_done)
         finally:
+            self.following = False
             os.close(fd)
 
     async def _follow(self, only: Iterable[str] | None, stop_when_done: bool) -> None:

@@ -184,6 +184,11 @@ async def test_escrow_is_the_default_when_a_buyer_follows_the_job(world: World,
             assert payment["escrow"] and payment["provider"] == pk
             await provider_state(node, job, "paid")
             tg.cancel_scope.cancel()
+        # its run loop ended: nobody would fund a job now, so auto offers no escrow
+        later = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
+                                   providers=[pk], ttl_secs=5)
+        assert buyer.ledger.get(later).data["escrow"] == {}  # type: ignore[union-attr]
+        await buyer.cancel(later)
     finally:
         await close(buyer)
     assert holds(world.ledger) == [("settled", PRICE)]
