@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from harness.wait import wait_until
+from harness.wait import stop_process, wait_until
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
@@ -34,6 +34,19 @@ def vectors_dir() -> Path:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@asynccontextmanager
+async def running(*services: Any) -> AsyncIterator[None]:
+    """Run each service's ``run`` (holders, signers: anything started with ``tg.start``)
+    for the block, then cancel them."""
+    async with anyio.create_task_group() as tg:
+        for s in services:
+            await tg.start(s.run)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
 
 
 class RelayProcess:
@@ -67,13 +80,8 @@ class RelayProcess:
         return self.url
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +16,10 @@ from oa_node.plugins.frostr.noncestore import NonceStoreError, persistent_pools
 from oa_node.plugins.frostr.policy import Policy
 from tests.frostr.bifrost_model import BifrostModel
 
+from .conftest import running
+
 pytestmark = pytest.mark.anyio
 
-
-@asynccontextmanager
-async def running(*services: Any) -> AsyncIterator[None]:
-    async with anyio.create_task_group() as tg:
-        for s in services:
-            await tg.start(s.run)
-        try:
-            yield
-        finally:
-            tg.cancel_scope.cancel()
 
 
 def requester(group: encoding.GroupPackage, share: encoding.SharePackage, url: str,

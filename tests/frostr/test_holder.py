@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 import pytest
@@ -22,6 +20,8 @@ from oa_node.plugins.frostr import encoding, frost, protocol
 from oa_node.plugins.frostr.holder import FrostHolder, FrostUnavailable, PeerRejected
 from oa_node.plugins.frostr.policy import Policy
 from oa_node.plugins.frostr.signer import FrostSigner
+
+from .conftest import running
 
 pytestmark = pytest.mark.anyio
 
@@ -38,16 +38,6 @@ class CheatingHolder(FrostHolder):
 def make_group(k: int, n: int, secret: int = NSEC):
     return encoding.from_dealer(frost.dealer_keygen(k, n, secret=secret))
 
-
-@asynccontextmanager
-async def running(*holders: FrostHolder) -> AsyncIterator[None]:
-    async with anyio.create_task_group() as tg:
-        for h in holders:
-            await tg.start(h.run)
-        try:
-            yield
-        finally:
-            tg.cancel_scope.cancel()
 
 
 def holders(group, shares, url, cls=FrostHolder, **kw):

@@ -8,7 +8,6 @@ import contextlib
 import importlib.metadata
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 from coincurve import PrivateKey
 
-from harness.wait import wait_until
+from harness.wait import stop_process, wait_until
 from oa_node.nostr.event import Event
 
 NSEC_HEX = "6c32ab4f47e8846452a2b330adf5d836c208d3151e3310d53ed58b9d2d7142d9"
@@ -66,13 +65,7 @@ class NodeProcess:
         raise AssertionError(f"{self.config.name}: no {text!r} in log:\n{''.join(self.lines)}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc, 15)
 
 
 def make_group(tmp: Path, relay_url: str, k: int, n: int, encrypted: bool) -> list[Path]:

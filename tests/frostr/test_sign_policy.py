@@ -8,8 +8,6 @@ run before every partial signature."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +26,10 @@ from oa_node.plugins.frostr.holder import FrostHolder, FrostUnavailable
 from oa_node.plugins.frostr.policy import Policy, SignRequest
 from oa_node.plugins.frostr.signer import FrostSigner
 
+from .conftest import running
+
 pytestmark = pytest.mark.anyio
 
-
-@asynccontextmanager
-async def running(*holders: FrostHolder) -> AsyncIterator[None]:
-    async with anyio.create_task_group() as tg:
-        for h in holders:
-            await tg.start(h.run)
-        try:
-            yield
-        finally:
-            tg.cancel_scope.cancel()
 
 
 def group_of(k: int, n: int, secret: int) -> tuple[encoding.GroupPackage, list[Any]]:
