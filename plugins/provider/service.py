@@ -479,11 +479,13 @@ class Provider:
         bolt11 = rec.data.get("hold_bolt11") if rec is not None else None
         try:
             if not bolt11:
+                asked_at = time.time()
                 inv = await wallet.make_hold_invoice(
                     price, payment_hash, description=f"oa-node job {job_id}",
                     expiry=max(60, int(deadline - time.time())))
                 bolt11 = inv.bolt11
-                ledger.update(job_id, hold_bolt11=bolt11, escrow=True)
+                ledger.update(job_id, hold_bolt11=bolt11, escrow=True,
+                              hold_asked_at=asked_at, hold_made_at=time.time())
             await self._feedback(request, "payment-required", "escrow",
                                  nip90.Amount(price, bolt11))
             await wallet.wait_accepted(payment_hash, max(1.0, deadline - time.time()))
