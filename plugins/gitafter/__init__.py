@@ -2,8 +2,9 @@
 
 Repository announcements and state, patches and pull requests, statuses, issues and NIP-22
 comments, with NIP-SA trajectories attached to proposals and bounties paid as zaps. The
-protocol rules live in :mod:`.nip34` (pure), git work in :mod:`.gitops`, relay I/O in
-:mod:`.remote`, and the commands in :mod:`.cli` (repository, list, show), :mod:`.cli_send`,
+protocol rules live in :mod:`.nip34` (pure), git work in :mod:`.gitops` (reading, sending)
+and :mod:`.gitapply` (applying, checking out), relay I/O in :mod:`.remote`, and the commands
+in :mod:`.cli` (repository), :mod:`.cli_browse` (list, show), :mod:`.cli_send`,
 :mod:`.cli_review` (apply, checkout, statuses) and :mod:`.cli_issues`.
 """
 
@@ -28,8 +29,8 @@ def register_commands(app: typer.Typer) -> None:
 
 def git_app() -> typer.Typer:
     """``oa-node git``, built when first used (lazily: ``oa-node --help`` does not pay)."""
-    from oa_node.plugins.gitafter import cli_issues, cli_review, cli_send
+    from oa_node.plugins.gitafter import cli_browse, cli_issues, cli_review, cli_send
     from oa_node.plugins.gitafter.cli import app
 
-    del cli_issues, cli_review, cli_send  # imported for their commands, on cli's apps
+    del cli_browse, cli_issues, cli_review, cli_send  # imported for their commands, on cli's apps
     return app

@@ -13,7 +13,7 @@ import typer
 from oa_node import gitsafe
 from oa_node.cli_kit import print_json, say, shared_options, warn
 from oa_node.errors import UserError
-from oa_node.plugins.gitafter import gitops, nip34
+from oa_node.plugins.gitafter import gitapply, gitops, nip34
 from oa_node.plugins.gitafter.cli import (
     AllowSchemeOpt,
     Context,
@@ -36,7 +36,7 @@ from oa_node.plugins.gitafter.remote import GitAfterRemote
 
 
 def _fetch_schemes(allow_scheme: list[str] | None) -> tuple[str, ...]:
-    schemes = tuple(allow_scheme or gitops.DEFAULT_FETCH_SCHEMES)
+    schemes = tuple(allow_scheme or gitapply.DEFAULT_FETCH_SCHEMES)
     bad = [s for s in schemes if s not in gitsafe.SCHEMES]
     if bad:
         raise UserError(f"--allow-scheme: {', '.join(bad)} is not one of "
@@ -93,7 +93,7 @@ def apply(
         _checkout_pr(ctx, p, branch, force, opts.as_json, schemes)
         return
     target = None if here else (branch or _branch_for(p))
-    result = gitops.apply_series(ctx.repo, p.patches, target, onto=onto, force=force,
+    result = gitapply.apply_series(ctx.repo, p.patches, target, onto=onto, force=force,
                                  verify=not no_verify)
     data = {"id": p.id, "branch": result.branch, "base": result.base,
             "commits": result.commits, "verified": result.verified,
@@ -124,10 +124,10 @@ def _stored_owner(ctx: Context) -> list[str]:
 def _checkout_pr(ctx: Context, p: Proposal, branch: str | None, force: bool,
                  as_json: bool, allowed_schemes: Sequence[str]) -> None:
     assert p.pr is not None
-    source = gitops.fetch_tip(ctx.repo, p.pr.clone, p.pr.tip, p.pr.fetch_refs,
+    source = gitapply.fetch_tip(ctx.repo, p.pr.clone, p.pr.tip, p.pr.fetch_refs,
                               allowed_schemes=allowed_schemes)
     name = branch or _branch_for(p)
-    gitops.checkout_commit(ctx.repo, p.pr.tip, name, force=force)
+    gitapply.checkout_commit(ctx.repo, p.pr.tip, name, force=force)
     if as_json:
         print_json({"id": p.id, "branch": name, "tip": p.pr.tip, "fetched_from": source})
     else:
@@ -158,7 +158,7 @@ def checkout(
         _checkout_pr(ctx, p, branch, force, opts.as_json, schemes)
         return
     name = branch or _branch_for(p)
-    result = gitops.apply_series(ctx.repo, p.patches, name, force=force, verify=False)
+    result = gitapply.apply_series(ctx.repo, p.patches, name, force=force, verify=False)
     if opts.as_json:
         print_json({"id": p.id, "branch": name, "base": result.base, "commits": result.commits,
                     "verified": result.verified})
@@ -200,23 +200,23 @@ def _merge_info(ctx: Context, p: Proposal, merge_commit: str | None, applied_as:
         return tip_commit.hexsha if len(parents) > 1 and tip in parents[1:] else None
 
     if p.pr is not None:
-        if gitops.ancestors_in(ctx.repo, [p.pr.tip], target):
+        if gitapply.ancestors_in(ctx.repo, [p.pr.tip], target):
             mc = merged_by(p.pr.tip)
             return mc, ([] if mc else [p.pr.tip]), target
         return None, [], target
     proposed = [x.commit for x in p.commit_patches if x.commit]
     if proposed and len(proposed) == len(p.commit_patches) and \
-            gitops.ancestors_in(ctx.repo, proposed, target):
+            gitapply.ancestors_in(ctx.repo, proposed, target):
         mc = merged_by(proposed[-1])
         return mc, ([] if mc else proposed), target
     branch = _branch_for(p)
     if gitops.branch_exists(ctx.repo, branch):
         commits = gitops.branch_commits(ctx.repo, branch, f"{branch}~{len(p.commit_patches)}")
-        if commits and gitops.ancestors_in(ctx.repo, commits, target):
+        if commits and gitapply.ancestors_in(ctx.repo, commits, target):
             mc = merged_by(commits[-1])
             return mc, ([] if mc else commits), target
     # Applied on another base or rebased: the same changes, found by patch-id.
-    commits = gitops.applied_by_patch_id(ctx.repo, [x.event.content for x in p.commit_patches],
+    commits = gitapply.applied_by_patch_id(ctx.repo, [x.event.content for x in p.commit_patches],
                                          target)
     if commits:
         mc = merged_by(commits[-1])
