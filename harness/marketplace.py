@@ -53,19 +53,21 @@ def _toml(value: Any) -> str:
     return json.dumps(value)
 
 
+def toml_text(sections: dict[str, dict[str, Any]]) -> str:
+    """A node.toml: one ``[section]`` per table, values as JSON (valid TOML for the strings,
+    numbers, booleans, lists and inline tables a test writes)."""
+    return "".join(f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in table.items())
+                   + "\n" for name, table in sections.items())
+
+
 def write_config(folder: Path, sections: dict[str, dict[str, Any]]) -> Path:
     """``folder/node.toml`` with a fresh key; ``[node] data_dir`` is the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     signer = LocalSigner.generate()
     write_key_file(folder / "node.key", signer.secret_key, force=True)
     sections = {"node": {"data_dir": ".", "log_level": "debug"}, **sections}
-    lines = []
-    for name, table in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
-        lines.append("")
     path = folder / "node.toml"
-    path.write_text("\n".join(lines))
+    path.write_text(toml_text(sections))
     return path
 
 

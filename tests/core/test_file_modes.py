@@ -18,6 +18,7 @@ import anyio
 import pytest
 
 from harness import wait as waits
+from harness.marketplace import toml_text
 from harness.wait import stop_process, wait_until
 from oa_node import files
 from oa_node.node import build_node
@@ -82,18 +83,6 @@ def port_open(port: int) -> bool:
         return False
 
 
-def toml(sections: dict[str, dict[str, Any]]) -> str:
-    import json
-
-    def value(v: Any) -> str:
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
-        return json.dumps(v)
-
-    return "".join(f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items())
-                   + "\n" for name, table in sections.items())
-
-
 def run_node_with_every_store(tmp_path: Path, extra: dict[str, dict[str, Any]],
                               expect: set[str]) -> None:
     """Create the data dir through the CLI, run ``oa-node start`` with the plugins that keep
@@ -111,7 +100,7 @@ def run_node_with_every_store(tmp_path: Path, extra: dict[str, dict[str, Any]],
         "ledger_wallet": {"enabled": True},
     }
     cfg = folder / "node.toml"
-    cfg.write_text(toml(sections))
+    cfg.write_text(toml_text(sections))
     out = cli("wallet", "create", "earn", "--json", "-c", str(cfg))
     assert out.returncode == 0, out.stderr
     assert open_entries(data) == [], "the CLI made the data dir or the ledger too open"
@@ -129,7 +118,7 @@ def run_node_with_every_store(tmp_path: Path, extra: dict[str, dict[str, Any]],
                    "peers": [shares[1].public_key]},
         **extra,
     }
-    cfg.write_text(toml(sections))
+    cfg.write_text(toml_text(sections))
     log = tmp_path / "node.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "oa_node.cli", "start", "-c", str(cfg)],

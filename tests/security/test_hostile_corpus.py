@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -34,7 +33,8 @@ from typing import Any
 import anyio
 import pytest
 
-from harness.wait import free_port, wait_until
+from harness.marketplace import toml_text
+from harness.wait import free_port, stop_process, wait_until
 from oa_node import files
 from oa_node.client import RelayPool
 from oa_node.nostr import kinds, nip47
@@ -61,16 +61,6 @@ def hostile_strings(marker: Path) -> list[str]:
         "9" * 400, "-1", "1e309", "NaN", "", " ", "\x00", "\ud800".encode(
             "utf-8", "surrogatepass").decode("utf-8", "replace"),
     ]
-
-
-def toml(sections: dict[str, dict[str, Any]]) -> str:
-    def value(v: Any) -> str:
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
-        return json.dumps(v)
-
-    return "".join(f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items())
-                   + "\n" for name, table in sections.items())
 
 
 def cli(*args: str, timeout: float = 120, cwd: Path | None = None
@@ -126,7 +116,7 @@ def node(tmp_path: Path, sandbox_image: str) -> Iterator[RunningNode]:
         "ledger_wallet": {"enabled": True},
     }
     cfg = folder / "node.toml"
-    cfg.write_text(toml(sections))
+    cfg.write_text(toml_text(sections))
     out = cli("wallet", "create", "node", "--json", "-c", str(cfg))
     assert out.returncode == 0, out.stderr
     uri = json.loads(out.stdout)["uri"]
@@ -144,7 +134,7 @@ def node(tmp_path: Path, sandbox_image: str) -> Iterator[RunningNode]:
         "sandbox": {"image": sandbox_image},
         "provider": {"enabled": True, "lookback_secs": 0},
     }
-    cfg.write_text(toml(sections))
+    cfg.write_text(toml_text(sections))
     log = tmp_path / "node.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "oa_node.cli", "start", "-c", str(cfg)],
@@ -159,13 +149,7 @@ def node(tmp_path: Path, sandbox_image: str) -> Iterator[RunningNode]:
                      "the provider's announcement")
         yield running
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_process(proc, 30)
 
 
 async def _announced(relay: str, pubkey: str) -> bool:
