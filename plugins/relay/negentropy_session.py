@@ -125,9 +125,7 @@ def _open(
     if reason is None and len(sessions) >= MAX_SESSIONS:
         reason = f"blocked: too many open negentropy sessions (max {MAX_SESSIONS})"
     if reason is None:
-        reason, hide = relay._read_check(conn, filters)
-        if reason is None and hide:
-            reason = "restricted: cannot sync events that are only served to their recipients"
+        reason = relay._read_refusal(conn, filters, "sync")
     if reason is not None:
         conn.post(_err(sub_id, reason))
         return

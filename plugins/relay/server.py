@@ -409,11 +409,10 @@ class RelayServer:
         if self._closing:
             conn.post(_ok(eid, False, "error: relay is shutting down, try again later"))
             return
-        for policy in self._event_policies:
-            reason = policy(event, conn)
-            if reason:
-                conn.post(_ok(eid, False, reason))
-                return
+        reason = _first_refusal(self._event_policies, event, conn)
+        if reason:
+            conn.post(_ok(eid, False, reason))
+            return
         if (self.settings.auth.write or event.kind in self._write_kinds) and not conn.authed:
             conn.post(_ok(eid, False, "auth-required: authenticate (NIP-42) to publish here"))
             return
@@ -432,11 +431,10 @@ class RelayServer:
         if not event.verify():
             conn.post(_ok(eid, False, "invalid: bad event id or signature"))
             return
-        for policy in self._verified_event_policies:
-            reason = policy(event, conn)
-            if reason:
-                conn.post(_ok(eid, False, reason))
-                return
+        reason = _first_refusal(self._verified_event_policies, event, conn)
+        if reason:
+            conn.post(_ok(eid, False, reason))
+            return
         exp = event.expiration
         if exp is None and _has_expiration_tag(event):
             conn.post(_ok(eid, False, "invalid: malformed expiration tag (NIP-40: a unix "
@@ -580,6 +578,14 @@ class RelayServer:
             hide = True
         return None, hide
 
+    def _read_refusal(self, conn: Connection, filters: list[Filter], what: str) -> str | None:
+        """:meth:`_read_check` for an answer that cannot hide single events (COUNT, NEG-OPEN):
+        filters reaching events served only to their recipients are refused whole."""
+        reason, hide = self._read_check(conn, filters)
+        if reason is None and hide:
+            reason = f"restricted: cannot {what} events that are only served to their recipients"
+        return reason
+
     def _filter_refusal(self, conn: Connection, filters: list[Filter]) -> str | None:
         for policy in self._filter_policies:
             reason = policy(filters, conn)
@@ -650,12 +656,7 @@ class RelayServer:
             asyncio.get_running_loop().call_later(SENT_MEMORY, _forget_sent, sub)
 
     def _on_count(self, conn: Connection, sub_id: str, filters: list[Filter]) -> None:
-        reason = self._filter_refusal(conn, filters)
-        hide = False
-        if reason is None:
-            reason, hide = self._read_check(conn, filters)
-        if reason is None and hide:
-            reason = "restricted: cannot count events that are only served to their recipients"
+        reason = self._filter_refusal(conn, filters) or self._read_refusal(conn, filters, "count")
         if reason is not None:
             conn.post(_closed(sub_id, reason))
             return
@@ -694,6 +695,15 @@ class RelayServer:
             conn.post(_ok(event.id, True, ""))
             return
         conn.post(_ok(event.id, False, str(error or "auth-required: cannot check relay URL")))
+
+
+def _first_refusal(policies: list[Any], event: Event, conn: Connection) -> str | None:
+    """The first policy's refusal of ``event``, or None when every one lets it through."""
+    for policy in policies:
+        reason = policy(event, conn)
+        if reason:
+            return reason
+    return None
 
 
 def _has_expiration_tag(event: Event) -> bool:
