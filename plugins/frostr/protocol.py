@@ -82,6 +82,14 @@ def _list(value: Any, what: str, max_len: int = 1000) -> list[Any]:
     return value
 
 
+def _members(o: dict[str, Any], what: str) -> list[int]:
+    """``o["members"]``: distinct member indexes (1 and up), at least one."""
+    members = [_int(m, f"{what}.members[]", 1) for m in _list(o.get("members"), "members")]
+    if len(set(members)) != len(members) or not members:
+        raise WireError(f"{what}.members: expected distinct member indexes")
+    return members
+
+
 def _json(text: Any, what: str) -> Any:
     if not isinstance(text, str):
         raise WireError(f"{what}: expected a JSON string")
@@ -462,9 +470,7 @@ class SignSession:
     @classmethod
     def from_json(cls, obj: Any) -> SignSession:
         o = _obj(obj, "session")
-        members = [_int(m, "session.members[]", 1) for m in _list(o.get("members"), "members")]
-        if len(set(members)) != len(members) or not members:
-            raise WireError("session.members: expected distinct member indexes")
+        members = _members(o, "session")
         hashes = []
         for vec in _list(o.get("hashes"), "session.hashes", 100):
             items = _list(vec, "session.hashes[]", 16)
@@ -571,9 +577,7 @@ class EcdhPackage:
     @classmethod
     def from_json(cls, obj: Any) -> EcdhPackage:
         o = _obj(obj, "ecdh")
-        members = [_int(m, "members[]", 1) for m in _list(o.get("members"), "members")]
-        if len(set(members)) != len(members) or not members:
-            raise WireError("ecdh.members: expected distinct member indexes")
+        members = _members(o, "ecdh")
         entries = []
         for e in _list(o.get("entries"), "entries", 100):
             eo = _obj(e, "entries[]")
