@@ -21,7 +21,8 @@ from oa_node.nostr.filter import Filter
 from oa_node.nostr.negentropy import Negentropy, NegentropyError, Storage
 
 if TYPE_CHECKING:
-    from oa_node.plugins.relay.server import Connection, RelayServer
+    from oa_node.plugins.relay.connection import Connection
+    from oa_node.plugins.relay.server import RelayServer
 
 log = logging.getLogger("oa_node.relay.negentropy")
 

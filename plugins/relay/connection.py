@@ -1,0 +1,136 @@
+"""One websocket client of the relay: auth state, subscriptions, and the outgoing queue
+its single sender task drains (a slow reader is dropped once the queue passes
+``max_pending_messages``), plus the small message builders every part uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from oa_node.plugins.relay.subindex import Subscription
+
+if TYPE_CHECKING:
+    from oa_node.plugins.relay.server import RelayServer
+
+log = logging.getLogger("oa_node.relay")
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+#: EVENTs from one connection waiting for their commit before the relay stops reading it.
+MAX_INFLIGHT_PER_CONNECTION = 512
+
+
+def _ok(event_id: str, accepted: bool, message: str) -> str:
+    return _dumps(["OK", event_id, accepted, message])
+
+
+def _notice(message: str) -> str:
+    return _dumps(["NOTICE", message])
+
+
+def _closed(sub_id: str, message: str) -> str:
+    return _dumps(["CLOSED", sub_id, message])
+
+
+class Connection:
+    """One websocket client: its auth state, subscriptions and outgoing queue."""
+
+    def __init__(self, relay: RelayServer, ws: ServerConnection, ip: str) -> None:
+        self.relay = relay
+        self.ws = ws
+        self.ip = ip
+        self.challenge = secrets.token_hex(16)
+        self.authed: set[str] = set()
+        self.subs: dict[str, Subscription] = {}
+        self.closed = False
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.inflight = asyncio.Semaphore(MAX_INFLIGHT_PER_CONNECTION)
+        self._out: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._max_pending = relay.settings.limits.max_pending_messages
+
+    @property
+    def host(self) -> str:
+        req = self.ws.request
+        return req.headers.get("Host", "") if req is not None else ""
+
+    def post(self, message: str) -> None:
+        """Send or queue a message for this client (never blocks; drops a hopeless reader).
+
+        When nothing is queued and the socket accepts writes, the frame is written at once
+        (what ``ws.send`` does when it need not wait), saving a task switch per message:
+        that is most of the cost of fanning one event out to many subscribers.
+        """
+        if self.closed:
+            return
+        out = self._out
+        if not out:
+            ws = self.ws
+            if not ws.paused and ws.protocol.state is State.OPEN:
+                try:
+                    ws.protocol.send_text(message.encode())
+                    ws.send_data()
+                    return
+                except Exception:  # the sender task will see the connection's fate
+                    pass
+        out.append(message)
+        if len(out) > self._max_pending:
+            self.closed = True
+            out.clear()
+            log.info("dropping slow connection from %s (outgoing queue full)", self.ip)
+            # its socket buffers are full, so not even a close frame would get through
+            self.ws.transport.abort()
+            return
+        self._wake.set()
+
+    def post_many(self, messages: list[str]) -> None:
+        """Like :meth:`post` for a burst (stored events of a REQ): one socket write."""
+        if self.closed or not messages:
+            return
+        ws = self.ws
+        if not self._out and not ws.paused and ws.protocol.state is State.OPEN:
+            try:
+                send_text = ws.protocol.send_text
+                for message in messages:
+                    send_text(message.encode())
+                ws.send_data()
+                return
+            except Exception:
+                pass
+        for message in messages:
+            self.post(message)
+
+    async def sender(self) -> None:
+        out = self._out
+        send = self.ws.send
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while out:
+                    await send(out.popleft())
+        except ConnectionClosed:
+            self.closed = True
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) until queued messages are handed to the socket."""
+        deadline = time.monotonic() + timeout
+        while self._out and not self.closed and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
