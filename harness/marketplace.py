@@ -60,6 +60,26 @@ def toml_text(sections: dict[str, dict[str, Any]]) -> str:
                    + "\n" for name, table in sections.items())
 
 
+def wallet_and_frost_sections(data: Path, wallet_uri: str
+                              ) -> tuple[dict[str, dict[str, Any]], str]:
+    """Write ``wallet.uri`` (0600) and a 2-of-3 FROST group with share 1 into the node's
+    data dir ``data``; the ``[wallet]`` and ``[frostr]`` sections that use them (paths
+    relative to a config whose ``data_dir`` is ``data``), and share 1's public key (the
+    node's FROST transport key)."""
+    from oa_node import files
+    from oa_node.plugins.frostr import encoding, frost, sharefile
+
+    files.write_private(data / "wallet.uri", wallet_uri + "\n")
+    group, shares = encoding.from_dealer(frost.dealer_keygen(2, 3))
+    sharefile.write_group(data / "group.txt", group)
+    sharefile.write_share(data / "share-1", shares[0])
+    return {
+        "wallet": {"backend": "nwc", "uri_file": "data/wallet.uri", "timeout": 10.0},
+        "frostr": {"enabled": True, "group": "data/group.txt", "share_file": "data/share-1",
+                   "peers": [shares[1].public_key]},
+    }, shares[0].public_key
+
+
 def write_config(folder: Path, sections: dict[str, dict[str, Any]]) -> Path:
     """``folder/node.toml`` with a fresh key; ``[node] data_dir`` is the folder."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from harness import wait as waits
-from harness.marketplace import toml_text
+from harness.marketplace import toml_text, wallet_and_frost_sections
 from harness.wait import stop_process, wait_until
 from oa_node import files
 from oa_node.node import build_node
@@ -105,17 +105,12 @@ def run_node_with_every_store(tmp_path: Path, extra: dict[str, dict[str, Any]],
     assert out.returncode == 0, out.stderr
     assert open_entries(data) == [], "the CLI made the data dir or the ledger too open"
     uri = __import__("json").loads(out.stdout)["uri"]
-    files.write_private(data / "wallet.uri", uri + "\n")
-    group, shares = encoding.from_dealer(frost.dealer_keygen(2, 3))
-    sharefile.write_group(data / "group.txt", group)
-    sharefile.write_share(data / "share-1", shares[0])
+    wallet_and_frost, _ = wallet_and_frost_sections(data, uri)
     sections |= {
-        "wallet": {"backend": "nwc", "uri_file": "data/wallet.uri", "timeout": 10.0},
+        **wallet_and_frost,
         "zaps": {"enabled": True, "port": 0},
         "buyer": {"enabled": True},
         "nipsa": {"enabled": True, "heartbeat": 0},
-        "frostr": {"enabled": True, "group": "data/group.txt", "share_file": "data/share-1",
-                   "peers": [shares[1].public_key]},
         **extra,
     }
     cfg.write_text(toml_text(sections))

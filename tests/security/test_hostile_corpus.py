@@ -33,13 +33,11 @@ from typing import Any
 import anyio
 import pytest
 
-from harness.marketplace import toml_text
+from harness.marketplace import toml_text, wallet_and_frost_sections
 from harness.wait import free_port, stop_process, wait_until
-from oa_node import files
 from oa_node.client import RelayPool
 from oa_node.nostr import kinds, nip47
 from oa_node.nostr.event import Event, EventTemplate
-from oa_node.plugins.frostr import encoding, frost, sharefile
 from oa_node.signer import LocalSigner, write_key_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -120,17 +118,12 @@ def node(tmp_path: Path, sandbox_image: str) -> Iterator[RunningNode]:
     out = cli("wallet", "create", "node", "--json", "-c", str(cfg))
     assert out.returncode == 0, out.stderr
     uri = json.loads(out.stdout)["uri"]
-    files.write_private(data / "wallet.uri", uri + "\n")
-    group, shares = encoding.from_dealer(frost.dealer_keygen(2, 3))
-    sharefile.write_group(data / "group.txt", group)
-    sharefile.write_share(data / "share-1", shares[0])
+    wallet_and_frost, frost_key = wallet_and_frost_sections(data, uri)
     sections |= {
-        "wallet": {"backend": "nwc", "uri_file": "data/wallet.uri", "timeout": 10.0},
+        **wallet_and_frost,
         "zaps": {"enabled": True, "port": zaps_port},
         "buyer": {"enabled": True},
         "nipsa": {"enabled": True, "heartbeat": 0, "triggers": ["mention", "dm", "zap"]},
-        "frostr": {"enabled": True, "group": "data/group.txt", "share_file": "data/share-1",
-                   "peers": [shares[1].public_key]},
         "sandbox": {"image": sandbox_image},
         "provider": {"enabled": True, "lookback_secs": 0},
     }
@@ -140,7 +133,7 @@ def node(tmp_path: Path, sandbox_image: str) -> Iterator[RunningNode]:
         proc = subprocess.Popen([sys.executable, "-m", "oa_node.cli", "start", "-c", str(cfg)],
                                 cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT)
     running = RunningNode(proc, log, relay, zaps_port, signer.public_key, uri,
-                          shares[0].public_key, cfg)
+                          frost_key, cfg)
     try:
         running.wait(lambda: all(f"starting service {s}" in log.read_text() for s in (
             "relay", "ledger_wallet", "zaps", "buyer", "nipsa", "frostr", "provider")),
