@@ -6,315 +6,56 @@ RPC envelopes (NIP-44 plaintexts of kind-20000 events), sign sessions with ``gid
 HMAC-derived nonces from pre-shared codes, ping and ECDH payloads. Every parser validates
 its input fully and raises :class:`WireError` with a reason, so a malformed peer message
 becomes a ``reject`` envelope (or is dropped) and never an exception elsewhere.
+
+Shared validators are in :mod:`.wire`, nonces and the per-peer nonce pools in
+:mod:`.nonces`; their names are importable from here too.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
-import json
 import secrets
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from oa_node.nostr import nip44
 from oa_node.nostr.errors import ProtocolError
 from oa_node.plugins.frostr import frost
 from oa_node.plugins.frostr.encoding import GroupPackage
-from oa_node.plugins.frostr.frost import FrostError, Nonce, Point
+from oa_node.plugins.frostr.frost import Point
+from oa_node.plugins.frostr.nonces import (
+    BINDER_DOMAIN,
+    CRITICAL_THRESHOLD,
+    HIDDEN_DOMAIN,
+    MIN_THRESHOLD,
+    POOL_SIZE,
+    REPLENISH_COUNT,
+    NonceCommit,
+    NonceJournal,
+    NoncePools,
+    derive_nonce,
+    parse_nonce_list,
+)
 from oa_node.plugins.frostr.suite import N
+from oa_node.plugins.frostr.wire import (
+    WireError,
+    _hex,
+    _int,
+    _json,
+    _list,
+    _members,
+    _obj,
+    _point,
+    dumps,
+)
 
 RPC_KIND = 20000
 RPC_VERSION = 1
 PING_VERSION = 2
-BINDER_DOMAIN = b"bifrost/nonce/binder/v1"
-HIDDEN_DOMAIN = b"bifrost/nonce/hidden/v1"
-POOL_SIZE = 100
-MIN_THRESHOLD = 20
-CRITICAL_THRESHOLD = 5
-REPLENISH_COUNT = 50
 MAX_HASHES = 1  # one sighash per session: a nonce must never sign two messages
 MAX_CONTENT_BYTES = 64 * 1024
-
-
-class WireError(ValueError):
-    """A malformed or unacceptable protocol message."""
-
-
-# --- small validators -------------------------------------------------------------------------
-
-
-def _hex(value: Any, nbytes: int, what: str) -> bytes:
-    if not isinstance(value, str) or len(value) != 2 * nbytes:
-        raise WireError(f"{what}: expected {2 * nbytes} hex characters")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise WireError(f"{what}: not hex") from None
-
-
-def _point(value: Any, what: str) -> Point:
-    raw = _hex(value, 33, what)
-    try:
-        return frost.point_from_bytes(raw)
-    except FrostError as exc:
-        raise WireError(f"{what}: {exc}") from None
-
-
-def _int(value: Any, what: str, lo: int = 0, hi: int = 2**32 - 1) -> int:
-    if type(value) is not int or not lo <= value <= hi:
-        raise WireError(f"{what}: expected an integer {lo}..{hi}")
-    return value
-
-
-def _obj(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise WireError(f"{what}: expected a JSON object")
-    return value
-
-
-def _list(value: Any, what: str, max_len: int = 1000) -> list[Any]:
-    if not isinstance(value, list) or len(value) > max_len:
-        raise WireError(f"{what}: expected a list of at most {max_len} items")
-    return value
-
-
-def _members(o: dict[str, Any], what: str) -> list[int]:
-    """``o["members"]``: distinct member indexes (1 and up), at least one."""
-    members = [_int(m, f"{what}.members[]", 1) for m in _list(o.get("members"), "members")]
-    if len(set(members)) != len(members) or not members:
-        raise WireError(f"{what}.members: expected distinct member indexes")
-    return members
-
-
-def _json(text: Any, what: str) -> Any:
-    if not isinstance(text, str):
-        raise WireError(f"{what}: expected a JSON string")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
-        raise WireError(f"{what}: invalid JSON") from None
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-# --- nonces -----------------------------------------------------------------------------------
-
-
-def derive_nonce(seckey: bytes, code: bytes) -> Nonce:
-    """bifrost's secret nonces for ``code``: HMAC-SHA256 under the share secret."""
-    binder = hmac.new(seckey, code + BINDER_DOMAIN, hashlib.sha256).digest()
-    hidden = hmac.new(seckey, code + HIDDEN_DOMAIN, hashlib.sha256).digest()
-    d, e = int.from_bytes(hidden, "big") % N, int.from_bytes(binder, "big") % N
-    if d == 0 or e == 0:  # probability 2^-255; such a code is simply unusable
-        raise FrostError("degenerate nonce code")
-    return Nonce(hiding=d, binding=e)
-
-
-@dataclass(frozen=True)
-class NonceCommit:
-    """A public nonce pair named by its code (``{binder_pn, hidden_pn, code}``)."""
-
-    code: bytes
-    binder_pn: Point
-    hidden_pn: Point
-
-    @classmethod
-    def create(cls, seckey: bytes, code: bytes | None = None) -> NonceCommit:
-        code = secrets.token_bytes(32) if code is None else code
-        nonce = derive_nonce(seckey, code)
-        return cls(code, frost.base_mul(nonce.binding), frost.base_mul(nonce.hiding))
-
-    def to_json(self, idx: int | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {} if idx is None else {"idx": idx}
-        out.update(binder_pn=frost.ser(self.binder_pn).hex(),
-                   hidden_pn=frost.ser(self.hidden_pn).hex(), code=self.code.hex())
-        return out
-
-    @classmethod
-    def from_json(cls, obj: Any, what: str = "nonce") -> NonceCommit:
-        o = _obj(obj, what)
-        return cls(_hex(o.get("code"), 32, f"{what}.code"),
-                   _point(o.get("binder_pn"), f"{what}.binder_pn"),
-                   _point(o.get("hidden_pn"), f"{what}.hidden_pn"))
-
-
-def parse_nonce_list(value: Any, what: str) -> list[NonceCommit]:
-    if value is None:
-        return []
-    return [NonceCommit.from_json(n, f"{what}[{i}]")
-            for i, n in enumerate(_list(value, what, POOL_SIZE))]
-
-
-class NonceJournal(Protocol):
-    """Where :class:`NoncePools` records every change before it takes effect (a file, so a
-    restarted holder keeps working with peers that did not restart). Each call returns only
-    once the change is durable."""
-
-    def out_add(self, peer: str, codes: list[bytes]) -> None: ...
-    def out_confirm(self, peer: str, codes: list[bytes]) -> None: ...
-    def out_remove(self, peer: str, codes: list[bytes]) -> None: ...
-    def in_add(self, peer: str, nonces: list[NonceCommit], batch: int) -> None: ...
-    def in_remove(self, peer: str, codes: list[bytes]) -> None: ...
-
-
-class NoncePools:
-    """Per-peer nonce pools, optionally journalled (bifrost keeps them in memory only).
-
-    *outgoing*: codes this holder generated for a peer. A code is destroyed (journalled
-    first) the moment a sign request uses it, before the partial signature exists. Codes
-    are *pending* until the peer is known to hold them (its accept of the ping carrying them,
-    or the relay's OK for a reply carrying them); only *delivered* ones count, so a ping in
-    flight never makes the peer look stocked.
-    *incoming*: public nonces a peer generated for this holder, each used at most once
-    (removed, journalled, before the session that uses it is sent).
-    """
-
-    def __init__(self, seckey: bytes, pool_size: int = POOL_SIZE,
-                 journal: NonceJournal | None = None) -> None:
-        self._seckey = seckey
-        self.pool_size = pool_size
-        self.journal = journal
-        self._out: dict[str, OrderedDict[bytes, bool]] = {}  # code -> delivered
-        self._in: dict[str, OrderedDict[bytes, NonceCommit]] = {}
-        #: which arrival (batch) each incoming nonce came in, and of the last one taken
-        self._in_batch: dict[bytes, int] = {}
-        self._batches = 0
-        self.last_taken_batch: dict[str, int] = {}
-
-    def restore(self, outgoing: dict[str, list[tuple[bytes, bool]]],
-                incoming: dict[str, list[tuple[NonceCommit, int]]]) -> None:
-        """Load journalled pools (oldest first), without journalling them again."""
-        for peer, items in outgoing.items():
-            self._out.setdefault(peer, OrderedDict()).update(items)
-        for peer, pairs in incoming.items():
-            self._in.setdefault(peer, OrderedDict()).update((n.code, n) for n, _ in pairs)
-            for n, batch in pairs:
-                self._in_batch[n.code] = batch
-                self._batches = max(self._batches, batch)
-
-    def outgoing_count(self, peer: str) -> int:
-        """Codes the peer is known to hold."""
-        return sum(self._out.get(peer, {}).values())
-
-    def pending_count(self, peer: str) -> int:
-        pool = self._out.get(peer, {})
-        return len(pool) - sum(pool.values())
-
-    def pending_codes(self, peer: str) -> list[bytes]:
-        return [c for c, delivered in self._out.get(peer, {}).items() if not delivered]
-
-    def incoming_count(self, peer: str) -> int:
-        return len(self._in.get(peer, ()))
-
-    def replenish(self, peer: str, count: int = REPLENISH_COUNT) -> list[NonceCommit]:
-        """New (pending) nonces for ``peer`` (at most ``pool_size``), journalled before they
-        are returned to be sent. A pool holds at most twice ``pool_size`` (room for a batch
-        that crossed another): the oldest pending, then the oldest codes make room."""
-        pool = self._out.setdefault(peer, OrderedDict())
-        count = max(0, min(count, self.pool_size))
-        excess = max(0, len(pool) + count - 2 * self.pool_size)
-        if excess:  # pending (perhaps never received) codes go first
-            old = sorted(pool, key=lambda c: pool[c])[:excess]
-            self._out_remove(peer, old)
-        fresh = [NonceCommit.create(self._seckey) for _ in range(count)]
-        if self.journal is not None and fresh:
-            self.journal.out_add(peer, [n.code for n in fresh])
-        for n in fresh:
-            pool[n.code] = False
-        return fresh
-
-    def confirm(self, peer: str, codes: Iterable[bytes]) -> None:
-        """The peer now holds these codes (they count from here on)."""
-        pool = self._out.get(peer)
-        if pool is None:
-            return
-        known = [c for c in codes if c in pool and not pool[c]]
-        if not known:
-            return
-        if self.journal is not None:
-            self.journal.out_confirm(peer, known)
-        for c in known:
-            pool[c] = True
-
-    def needs_replenish(self, peer: str) -> bool:
-        return self.outgoing_count(peer) < MIN_THRESHOLD
-
-    def consume_outgoing(self, peer: str, code: bytes) -> Nonce | None:
-        """Destroy ``code`` (durably, first) and return its secret nonce, or None if
-        unknown or used."""
-        pool = self._out.get(peer)
-        if pool is None or code not in pool:
-            return None
-        self._out_remove(peer, [code])
-        return derive_nonce(self._seckey, code)
-
-    def _out_remove(self, peer: str, codes: list[bytes]) -> None:
-        if self.journal is not None and codes:
-            self.journal.out_remove(peer, codes)
-        pool = self._out.get(peer, OrderedDict())
-        for c in codes:
-            pool.pop(c, None)
-
-    def add_incoming(self, peer: str, nonces: Iterable[NonceCommit]) -> None:
-        pool = self._in.setdefault(peer, OrderedDict())
-        new = [n for n in dict((n.code, n) for n in nonces).values() if n.code not in pool]
-        if not new:
-            return
-        new = new[-self.pool_size:]
-        excess = max(0, len(pool) + len(new) - 2 * self.pool_size)
-        if excess:
-            self._in_remove(peer, list(pool)[:excess])
-        self._batches += 1
-        if self.journal is not None:
-            self.journal.in_add(peer, new, self._batches)
-        for n in new:
-            pool[n.code] = n
-            self._in_batch[n.code] = self._batches
-
-    def take_incoming(self, peer: str) -> NonceCommit | None:
-        """The peer's oldest nonce, removed (durably) before it is returned."""
-        pool = self._in.get(peer)
-        if not pool:
-            return None
-        nonce = next(iter(pool.values()))
-        self.last_taken_batch[peer] = self._in_batch.get(nonce.code, 0)
-        self._in_remove(peer, [nonce.code])
-        return nonce
-
-    def drop_batches_through(self, peer: str, batch: int) -> int:
-        """Forget the peer's nonces that came in ``batch`` or before (the peer refused one
-        of that batch as unknown: it never kept it, or lost it); how many went."""
-        old = [c for c in self._in.get(peer, ()) if self._in_batch.get(c, 0) <= batch]
-        self._in_remove(peer, old)
-        return len(old)
-
-    def drop_incoming(self, peer: str) -> None:
-        """Forget every nonce of ``peer`` (it lost its state: they are stale)."""
-        self._in_remove(peer, list(self._in.get(peer, ())))
-
-    def _in_remove(self, peer: str, codes: list[bytes]) -> None:
-        if self.journal is not None and codes:
-            self.journal.in_remove(peer, codes)
-        pool = self._in.get(peer, OrderedDict())
-        for c in codes:
-            pool.pop(c, None)
-            self._in_batch.pop(c, None)
-
-    def discard(self, peer: str, codes: Iterable[bytes]) -> None:
-        """Destroy codes that never reached ``peer`` (no relay took the message)."""
-        pool = self._out.get(peer, {})
-        self._out_remove(peer, [c for c in codes if c in pool])
-
-    def forget(self, peer: str) -> None:
-        """Destroy every code for ``peer`` and drop its nonces (it lost its state)."""
-        self._out_remove(peer, list(self._out.get(peer, ())))
-        self.drop_incoming(peer)
 
 
 # --- content encryption ---------------------------------------------------------------------
@@ -627,3 +368,40 @@ class Ping:
         if isinstance(policy, dict):
             pol = {k: bool(policy.get(k, True)) for k in ("send", "recv")}
         return cls(parse_nonce_list(o.get("nonces"), "ping.nonces"), policy=pol)
+
+
+__all__ = [
+    "BINDER_DOMAIN",
+    "CRITICAL_THRESHOLD",
+    "HIDDEN_DOMAIN",
+    "MAX_CONTENT_BYTES",
+    "MAX_HASHES",
+    "MIN_THRESHOLD",
+    "PING_VERSION",
+    "POOL_SIZE",
+    "REPLENISH_COUNT",
+    "RPC_KIND",
+    "RPC_VERSION",
+    "EcdhPackage",
+    "Envelope",
+    "NonceCommit",
+    "NonceJournal",
+    "NoncePools",
+    "Ping",
+    "SessionNonce",
+    "SignResponse",
+    "SignSession",
+    "WireError",
+    "_json",
+    "accept",
+    "decrypt_content",
+    "derive_nonce",
+    "dumps",
+    "encrypt_content",
+    "new_request_id",
+    "parse_envelope",
+    "parse_nonce_list",
+    "reject",
+    "request",
+    "session_member_order",
+]
