@@ -10,7 +10,6 @@ all of it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from oa_node.nostr import bolt11, nip90
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event
 from oa_node.plugins.buyer.escrow import release
-from oa_node.wallet import ErrorCode, WalletError
+from oa_node.wallet import ErrorCode, WalletError, preimage_matches
 
 if TYPE_CHECKING:
     from oa_node.ledger import Record
@@ -132,11 +131,7 @@ class Paying:
             return None
         if found.type != "outgoing" or not found.settled or not found.preimage:
             return None
-        try:
-            proven = hashlib.sha256(bytes.fromhex(found.preimage)).hexdigest() == payment_hash
-        except ValueError:
-            proven = False
-        if not proven:
+        if not preimage_matches(found.preimage, payment_hash):
             log.warning("job %s: the wallet reports %s paid without a valid preimage",
                         rec.id[:12], payment_hash[:12])
             return None

@@ -39,19 +39,8 @@ TICKS_PER_PROVIDER = 2
 
 def list_providers(events: Iterable[Event], now: int | None = None) -> list[dict[str, Any]]:
     """The newest unexpired, valid announcement per (provider, d), newest first."""
-    newest: dict[tuple[str, str], Any] = {}
-    for ev in events:
-        if not ev.verify() or is_expired(ev, now):
-            continue
-        try:
-            info = nip90.parse_handler(ev)
-        except ProtocolError:
-            continue
-        key = (info.provider, info.identifier)
-        if key not in newest or newest[key].event.created_at < ev.created_at:
-            newest[key] = info
     out = []
-    for info in sorted(newest.values(), key=lambda i: -i.event.created_at):
+    for info in nip90.newest_handlers(events, now):
         out.append({"pubkey": info.provider, "npub": nip19.npub_encode(info.provider),
                     "name": info.name, "identifier": info.identifier, "kinds": info.kinds,
                     "schemas": info.schemas, "pricing_msat": info.pricing_msat,

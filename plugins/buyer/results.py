@@ -9,7 +9,6 @@ bounded) and never trusted beyond display; the verdict and level shown are the b
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from oa_node.cli_kit import cell, console, print_text, render, say
@@ -69,15 +68,8 @@ async def result_docs(node: Node, rec: Record) -> list[dict[str, Any]]:
             "result": None, "unreadable": None,
         }
         try:
-            event = Event.from_dict(r["event"])
-            parsed = nip90.parse_result(event)
-            text = parsed.content
-            if parsed.encrypted:
-                text = await node.signer.nip44_decrypt(event.pubkey, parsed.content)
-            doc = json.loads(text)
-            if not isinstance(doc, dict):
-                raise ValueError("not a JSON object")
-            entry["result"] = doc
+            entry["result"] = await nip90.result_document(Event.from_dict(r["event"]),
+                                                          node.signer.nip44_decrypt)
         except (KeyError, TypeError, ValueError, ProtocolError) as exc:
             entry["unreadable"] = f"{type(exc).__name__}: {exc}"
         out.append(entry)
