@@ -10,7 +10,6 @@ only, and anything else is reported as unreadable.
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -109,14 +108,7 @@ async def buyer_job(node: Node, job_id: str) -> JobView | None:
         try:
             event = Event.from_dict(r["event"])
             entry.trajectory = TrajectoryRef.from_tags(event.tags, event.pubkey)
-            parsed = nip90.parse_result(event)
-            text = parsed.content
-            if parsed.encrypted:
-                text = await node.signer.nip44_decrypt(event.pubkey, parsed.content)
-            doc = json.loads(text)
-            if not isinstance(doc, dict):
-                raise ValueError("not a JSON object")
-            entry.doc = doc
+            entry.doc = await nip90.result_document(event, node.signer.nip44_decrypt)
         except (KeyError, TypeError, ValueError, ProtocolError) as exc:
             entry.unreadable = f"{type(exc).__name__}: {exc}"
         view.results.append(entry)
@@ -251,8 +243,6 @@ class ProviderAds:
 
     async def get(self, node: Node) -> list[Any]:
         from oa_node.nostr import nip90
-        from oa_node.nostr.errors import ProtocolError
-        from oa_node.nostr.nip40 import is_expired
 
         if time.time() - self._at < self.every:
             return self._ads
@@ -266,18 +256,7 @@ class ProviderAds:
         except Exception as exc:  # an unreachable relay is shown, not raised
             self.error = f"{type(exc).__name__}: {exc}"[:200]
             return self._ads
-        newest: dict[tuple[str, str], Any] = {}
-        for ev in events:
-            if not ev.verify() or is_expired(ev):
-                continue
-            try:
-                info = nip90.parse_handler(ev)
-            except ProtocolError:
-                continue
-            key = (info.provider, info.identifier)
-            if key not in newest or newest[key].event.created_at < ev.created_at:
-                newest[key] = info
-        self._ads = sorted(newest.values(), key=lambda i: -i.event.created_at)
+        self._ads = nip90.newest_handlers(events)
         self.liveness = await provider_liveness(node, sorted({i.provider for i in self._ads}))
         return self._ads
 
