@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from harness.marketplace import make_repo
@@ -106,9 +107,17 @@ def test_a_signal_cancels_cleanly(tmp_path: Path, sandbox_image: str, docker_cli
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     owner = f"{socket.gethostname()}:{proc.pid}"
 
-    def containers() -> list[dict[str, Any]]:  # raw listing: no per-container lookup
-        return docker_client.api.containers(all=True,  # that races with the removal
-                                            filters={"label": f"{LABEL_OWNER}={owner}"})
+    def containers() -> list[dict[str, Any]]:
+        """Raw listing (no per-container lookup). Docker 20.10 answers a listing that
+        races with a removal with 404 "No such container": list again, a bounded number
+        of times."""
+        for _ in range(20):
+            try:
+                return docker_client.api.containers(
+                    all=True, filters={"label": f"{LABEL_OWNER}={owner}"})
+            except docker.errors.NotFound:
+                continue
+        raise AssertionError("docker kept failing to list containers")
 
     try:
         wait_until(lambda: any(c["State"] == "running" for c in containers()) or
