@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
+from rich.table import Table
 from rich.text import Text
 
 from oa_node.cli_kit import (
     JsonOption,
     TimeoutOption,
     config_option,
+    console,
     print_json,
     print_text,
     pubkey_arg,
@@ -472,6 +474,21 @@ def _status_filter(value: str, names: dict[int, str]) -> set[str] | None:
     if value not in allowed:
         raise UserError(f"--status {value!r}: expected open, applied, closed, draft or all")
     return {"applied", "resolved"} if value in ("applied", "merged", "resolved") else {value}
+
+
+def print_listing(opts: Opts, payload: dict[str, Any], rows: list[list[Any]], *,
+                  empty: str, columns: Sequence[str]) -> None:
+    """The output of a ``list`` command (proposals, issues): its JSON payload, one
+    ``no ...`` line, or a table with one row per item."""
+    if opts.as_json:
+        print_json(payload)
+    elif not rows:
+        say("{}", empty)
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
 
 
 def _print_comments(comments: list[Event]) -> None:

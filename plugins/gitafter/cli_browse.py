@@ -8,12 +8,10 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from oa_node.cli_kit import (
     cell,
     clean,
-    console,
     print_json,
     print_text,
     say,
@@ -36,6 +34,7 @@ from oa_node.plugins.gitafter.cli import (
     _status_filter,
     _status_style,
     app,
+    print_listing,
     proposal_json,
     with_repo,
 )
@@ -56,19 +55,14 @@ def list_(
     props = [p for p in props if wanted is None or p.status.name in wanted]
     for w in warnings:
         warn("{}", w)
-    if opts.as_json:
-        print_json({"proposals": [proposal_json(p) for p in props], "warnings": warnings})
-        return
-    if not props:
-        say("no {} proposals", status)
-        return
-    table = Table("id", "status", "kind", "subject", "author", "commits", "rev")
-    for p in props:
-        n = str(len(p.commit_patches)) if p.pr is None else "PR"
-        table.add_row(_short_id(p.id), cell(p.status.name, style=_status_style(p.status.name)),
-                      p.kind, cell(p.subject), _short_npub(p.author), n,
-                      str(len(p.revisions) + 1))
-    console.print(table)
+    print_listing(
+        opts, {"proposals": [proposal_json(p) for p in props], "warnings": warnings},
+        [[_short_id(p.id), cell(p.status.name, style=_status_style(p.status.name)), p.kind,
+          cell(p.subject), _short_npub(p.author),
+          str(len(p.commit_patches)) if p.pr is None else "PR", str(len(p.revisions) + 1)]
+         for p in props],
+        empty=f"no {status} proposals",
+        columns=("id", "status", "kind", "subject", "author", "commits", "rev"))
 
 
 @app.command()

@@ -8,9 +8,8 @@ from typing import Annotated, Any
 
 import anyio
 import typer
-from rich.table import Table
 
-from oa_node.cli_kit import cell, console, print_json, print_text, say, shared_options, text_arg
+from oa_node.cli_kit import cell, print_json, print_text, say, shared_options, text_arg
 from oa_node.errors import UserError
 from oa_node.nostr import nip19
 from oa_node.nostr.event import Event
@@ -30,6 +29,7 @@ from oa_node.plugins.gitafter.cli import (
     _status_style,
     comment_json,
     issue_app,
+    print_listing,
     with_repo,
 )
 from oa_node.plugins.gitafter.nip34 import RepoRef
@@ -91,18 +91,12 @@ def issue_list(
     items = with_repo(ctx, lambda remote, r: remote.issues(r))
     items = [(i, s) for i, s in items
              if wanted is None or nip34.ISSUE_STATUS_NAMES[s.kind] in wanted]
-    if opts.as_json:
-        print_json({"issues": [_issue_json(i, s) for i, s in items]})
-        return
-    if not items:
-        say("no {} issues", status)
-        return
-    table = Table("id", "status", "subject", "labels", "author")
-    for i, s in items:
-        name = nip34.ISSUE_STATUS_NAMES[s.kind]
-        table.add_row(_short_id(i.id), cell(name, style=_status_style(name)), cell(i.subject),
-                      cell(", ".join(i.labels)), _short_npub(i.event.pubkey))
-    console.print(table)
+    print_listing(
+        opts, {"issues": [_issue_json(i, s) for i, s in items]},
+        [[_short_id(i.id), cell(name, style=_status_style(name)), cell(i.subject),
+          cell(", ".join(i.labels)), _short_npub(i.event.pubkey)]
+         for i, s in items for name in (nip34.ISSUE_STATUS_NAMES[s.kind],)],
+        empty=f"no {status} issues", columns=("id", "status", "subject", "labels", "author"))
 
 
 @issue_app.command("show")

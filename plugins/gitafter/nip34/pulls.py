@@ -23,6 +23,14 @@ from oa_node.plugins.gitafter.nip34.repo import RepoRef, TrajectoryRef, parse_tr
 
 
 
+def _check_tip(tip: str, clone: Sequence[str], no_clone: str) -> None:
+    """A PR and its update both name a commit and where to fetch it from."""
+    if not is_commit_id(tip):
+        raise Nip34Error(f"PR tip {tip!r} is not a commit id")
+    if not clone:
+        raise Nip34Error(no_clone)
+
+
 def pr_template(
     repo: RepoRef,
     *,
@@ -37,11 +45,8 @@ def pr_template(
     trajectory: TrajectoryRef | None = None,
     created_at: int | None = None,
 ) -> EventTemplate:
-    if not is_commit_id(tip):
-        raise Nip34Error(f"PR tip {tip!r} is not a commit id")
-    if not clone:
-        raise Nip34Error("a pull request needs at least one clone URL where its tip can be "
-                         "fetched (--clone-url)")
+    _check_tip(tip, clone, "a pull request needs at least one clone URL where its tip can be "
+                           "fetched (--clone-url)")
     tags = repo.repo_tags()
     tags.append(["subject", subject])
     tags.extend(["t", label] for label in labels)
@@ -70,10 +75,7 @@ def pr_update_template(
     trajectory: TrajectoryRef | None = None,
     created_at: int | None = None,
 ) -> EventTemplate:
-    if not is_commit_id(tip):
-        raise Nip34Error(f"PR tip {tip!r} is not a commit id")
-    if not clone:
-        raise Nip34Error("a pull request update needs a clone URL (--clone-url)")
+    _check_tip(tip, clone, "a pull request update needs a clone URL (--clone-url)")
     tags = repo.repo_tags()
     if pr.pubkey != repo.owner:
         tags.append(["p", pr.pubkey])
