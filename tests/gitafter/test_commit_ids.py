@@ -12,7 +12,7 @@ import git
 import pytest
 
 from tests.gitafter.conftest import Cli, Person, Project, ThreadRelay, commit_file, git_run
-from tests.gitafter.test_flow import announce
+from tests.gitafter.test_flow import announce, send_then_apply_elsewhere
 
 
 def ssh_signing(repo: Path, tmp_path: Path) -> None:
@@ -74,14 +74,7 @@ def test_rebased_series_is_applied_but_not_claimed_verified(cli: Cli, project: P
                                                             relay: ThreadRelay,
                                                             people: dict[str, Person]) -> None:
     """Applied on another base, ids must differ; the result says they were not compared."""
-    m, c = people["maintainer"], people["contributor"]
-    announce(cli, project, relay, m)
-    commit_file(project.contributor, "r.txt", "r\n", "add r")
-    sent = cli.ok("git", "send", "HEAD~1", "-C", str(project.contributor), "--key-file",
-                  str(c.key_file), "--relay", relay.url, "--json")
-    commit_file(project.maintainer, "other.txt", "o\n", "maintainer moved on")
-    out = cli.ok("git", "apply", sent["root"][:8], "--here", "-C", str(project.maintainer),
-                 "--json")
+    sent, out = send_then_apply_elsewhere(cli, project, relay, people, ["r.txt"])
     assert out["verified"] is False and out["checks"][0]["ok"] is None
     assert out["commits"][0] != sent["commits"][0]
     assert (project.maintainer / "r.txt").read_text() == "r\n"

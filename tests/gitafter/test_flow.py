@@ -14,6 +14,22 @@ def announce(cli: Cli, project: Project, relay: ThreadRelay, maintainer: Person)
                   "--description", "a demo project", "--clone", str(project.origin), "--json")
 
 
+def send_then_apply_elsewhere(cli: Cli, project: Project, relay: ThreadRelay,
+                              people: dict[str, Person], files: list[str]) -> tuple[dict, dict]:
+    """The contributor sends one commit per file; the maintainer commits something else, then
+    applies the series `--here`: on another base, so the commit ids differ."""
+    m, c = people["maintainer"], people["contributor"]
+    announce(cli, project, relay, m)
+    for name in files:
+        commit_file(project.contributor, name, f"{name[0]}\n", f"add {name[0]}")
+    sent = cli.ok("git", "send", f"HEAD~{len(files)}", "-C", str(project.contributor),
+                  "--key-file", str(c.key_file), "--relay", relay.url, "--json")
+    commit_file(project.maintainer, "other.txt", "o\n", "maintainer moved on")
+    out = cli.ok("git", "apply", sent["root"][:8], "--here", "-C", str(project.maintainer),
+                 "--json")
+    return sent, out
+
+
 def three_commits(path) -> list[str]:
     shas = [
         commit_file(path, "README.md", "# demo\n\nline one\nline two changed\n", "README: edit"),
@@ -144,15 +160,8 @@ def test_merge_finds_a_rebased_series_by_patch_id(cli: Cli, project: Project,
                                                   relay: ThreadRelay,
                                                   people: dict[str, Person]) -> None:
     """Applied on another base the ids differ; the same changes are found by patch-id."""
-    m, c = people["maintainer"], people["contributor"]
-    announce(cli, project, relay, m)
-    commit_file(project.contributor, "p.txt", "p\n", "add p")
-    commit_file(project.contributor, "q.txt", "q\n", "add q")
-    sent = cli.ok("git", "send", "HEAD~2", "-C", str(project.contributor), "--key-file",
-                  str(c.key_file), "--relay", relay.url, "--json")
-    commit_file(project.maintainer, "other.txt", "o\n", "maintainer moved on")
-    out = cli.ok("git", "apply", sent["root"][:8], "--here", "-C", str(project.maintainer),
-                 "--json")
+    m = people["maintainer"]
+    sent, out = send_then_apply_elsewhere(cli, project, relay, people, ["p.txt", "q.txt"])
     assert out["commits"] != sent["commits"]
     merged = cli.ok("git", "merge", sent["root"][:8], "-C", str(project.maintainer),
                     "--key-file", str(m.key_file), "--json")
