@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +38,9 @@ from oa_node.plugins.frostr.noncestore import persistent_pools
 from oa_node.plugins.frostr.policy import Policy, event_from_content
 from oa_node.plugins.frostr.protocol import NonceCommit, SignSession
 from oa_node.plugins.frostr.suite import BIFROST
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness.wait import stop_process
 
 
 def median_us(fn, rounds: int, inner: int) -> float:
@@ -87,15 +88,6 @@ def start_relay(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
             raise SystemExit("relay did not start")
         time.sleep(0.05)
     return proc, f"ws://127.0.0.1:{int(ready.read_text())}"
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
 
 
 def holder(group: encoding.GroupPackage, share: encoding.SharePackage, url: str,
@@ -242,8 +234,8 @@ def main() -> None:
             frost_ms, publish_ms, ping_ms = anyio.run(network_bench, url, group, shares[0],
                                                       args.sigs, Path(tmp))
         finally:
-            stop(peers)
-            stop(relay)
+            stop_process(peers)
+            stop_process(relay)
     p50 = pct(frost_ms, 50)
     print(f"2-of-3 over a local relay, {args.sigs} signatures of events (requester here, "
           "peers in another process, journalled pools)")
