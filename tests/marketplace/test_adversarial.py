@@ -4,7 +4,6 @@ wallet's side, exactly who was paid, and which verdict labels exist."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,8 @@ from oa_node.plugins.provider.ledger import open_provider_ledger
 from oa_node.wallet import Wallet
 from tests.marketplace.conftest import balance
 from tests.marketplace.rogue import Rogue, forged_success, labels_on, sealed, zero_work
-from tests.marketplace.test_e2e import PRICE, World, close, follow, sandbox_doc
-from tests.marketplace.world import FAILING, PASSING, PYTEST, make_repo, running, wait_announced
+from tests.marketplace.test_e2e import PRICE, World, close, follow, sandbox_doc, submit_run
+from tests.marketplace.world import FAILING, PASSING, PYTEST, make_repo
 
 pytestmark = pytest.mark.anyio
 DEPOSIT = 100_000
@@ -106,12 +105,9 @@ async def test_a_refused_request_is_an_error_feedback_never_a_result(
     node = world.provider_node("pylon", sandbox=policy)
     buyer = world.buyer(record=True, result_grace_secs=0)
     pk = node.signer.public_key
-    started = int(time.time())
     try:
-        async with running(node):
-            await wait_announced(world.relay, pk, after=started - 1)
-            job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
-                                     providers=[pk], ttl_secs=4)
+        async with world.serving(node):
+            job = await submit_run(buyer, repo, pk, ttl_secs=4)
             rec = await follow(buyer, job, timeout=60)
             assert rec.state == "expired", rec.data
             assert not rec.data["results"]
@@ -139,10 +135,8 @@ async def test_a_job_that_cannot_run_is_an_error_feedback_never_a_result(
     node = world.provider_node("pylon")
     buyer = world.buyer(record=True, result_grace_secs=0)
     pk = node.signer.public_key
-    started = int(time.time())
     try:
-        async with running(node):
-            await wait_announced(world.relay, pk, after=started - 1)
+        async with world.serving(node):
             job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(
                 f"file://{tmp_path}/missing", [PYTEST]), providers=[pk], ttl_secs=4)
             rec = await follow(buyer, job, timeout=60)

@@ -5,6 +5,8 @@ real NIP-47 wallet (the ledger wallet service)."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,15 @@ class World:
             return build(cfg, plugins=[("liar", LyingSandboxPlugin())])
         return build(cfg)
 
+    @asynccontextmanager
+    async def serving(self, node: Any) -> AsyncIterator[None]:
+        """Run ``node`` (its provider service) for the block, entered once the relay holds
+        the provider's announcement, so a request sent in the block finds it."""
+        started = int(time.time())
+        async with running(node):
+            await wait_announced(self.relay, node.signer.public_key, after=started - 1)
+            yield
+
     def buyer(self, name: str = "buyer", deposit: int = 100_000, *, wallet: bool = True,
               record: bool = False, **settings: Any) -> Buyer:
         """A buyer with a funded wallet; ``record=True`` wraps it in a RecordingWallet."""
@@ -79,6 +90,12 @@ class World:
                               wallet_uri=uri)
             node = build(cfg)
         return Buyer(node, BuyerSettings.from_section(node.config["buyer"]))
+
+
+async def submit_run(buyer: Buyer, repo: str, provider: str, **options: Any) -> str:
+    """Ask ``provider`` to run the repository's test suite (one ``PYTEST`` command)."""
+    return await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
+                              providers=[provider], **options)
 
 
 async def follow(buyer: Buyer, job_id: str, timeout: float = 120) -> Any:
@@ -105,11 +122,8 @@ async def test_passing_suite_is_verified_and_paid(world: World, tmp_path: Path) 
     node = world.provider_node("pylon")
     buyer = world.buyer()
     pk = node.signer.public_key
-    started = int(time.time())
-    async with running(node):
-        await wait_announced(world.relay, pk, after=started - 1)
-        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
-                                 providers=[pk], max_price_msat=5_000)
+    async with world.serving(node):
+        job = await submit_run(buyer, repo, pk, max_price_msat=5_000)
         rec = await follow(buyer, job)
         assert rec.state == "paid", rec.data
         (result_id, verdict), = rec.data["verdicts"].items()
@@ -162,8 +176,7 @@ async def test_encrypted_job(world: World, tmp_path: Path) -> None:
     pk = node.signer.public_key
     async with running(node):
         await wait_announced(world.relay, pk)
-        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
-                                 providers=[pk], encrypt=True)
+        job = await submit_run(buyer, repo, pk, encrypt=True)
         rec = await follow(buyer, job)
         assert rec.state == "paid", rec.data
         (result_id,) = rec.data["results"]
@@ -267,8 +280,7 @@ async def test_provider_without_wallet_is_refused_clearly(world: World, tmp_path
     pk = node.signer.public_key
     async with running(node):
         await wait_announced(world.relay, pk)
-        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
-                                 providers=[pk])
+        job = await submit_run(buyer, repo, pk)
         rec = await follow(buyer, job)
         assert rec.state == "refused", rec.data
         (reason,) = rec.data["refusals"].values()

@@ -4,7 +4,6 @@ every test reads the outcome from the wallet's side."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import anyio
@@ -15,14 +14,12 @@ from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.provider.ledger import open_provider_ledger
 from oa_node.wallet import Wallet
 from tests.marketplace.conftest import balance
-from tests.marketplace.test_e2e import PRICE, World, close, follow, sandbox_doc
+from tests.marketplace.test_e2e import PRICE, World, close, follow, sandbox_doc, submit_run
 from tests.marketplace.world import (
     FAILING,
     PASSING,
     PYTEST,
     make_repo,
-    running,
-    wait_announced,
     wait_for,
 )
 
@@ -54,12 +51,9 @@ async def test_escrow_happy_path_funded_then_released(world: World, tmp_path: Pa
     node = world.provider_node("pylon")
     buyer = world.buyer(record=True, escrow="on")
     pk = node.signer.public_key
-    started = int(time.time())
     try:
-        async with running(node):
-            await wait_announced(world.relay, pk, after=started - 1)
-            job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
-                                     providers=[pk], max_price_msat=5_000)
+        async with world.serving(node):
+            job = await submit_run(buyer, repo, pk, max_price_msat=5_000)
             rec = await follow(buyer, job)
             assert rec.state == "paid", rec.data
             (payment,) = rec.data["payments"].values()
@@ -86,12 +80,9 @@ async def test_escrow_fail_verdict_refunds(world: World, tmp_path: Path) -> None
     liar = world.provider_node("liar", liar=True)
     buyer = world.buyer(record=True, audit_rate=1.0, escrow="on")
     pk = liar.signer.public_key
-    started = int(time.time())
     try:
-        async with running(liar):
-            await wait_announced(world.relay, pk, after=started - 1)
-            job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
-                                     providers=[pk], max_price_msat=5_000)
+        async with world.serving(liar):
+            job = await submit_run(buyer, repo, pk, max_price_msat=5_000)
             rec = await follow(buyer, job, timeout=180)
             assert rec.state == "rejected", rec.data
             assert list(rec.data["funding"]) == [pk] and not rec.data.get("payments")
@@ -112,12 +103,9 @@ async def test_escrow_deadline_refunds(world: World, tmp_path: Path) -> None:
     node = world.provider_node("pylon")
     buyer = world.buyer(record=True, escrow="on")
     pk = node.signer.public_key
-    started = int(time.time())
     try:
-        async with running(node):
-            await wait_announced(world.relay, pk, after=started - 1)
-            job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
-                                     providers=[pk], max_price_msat=5_000)
+        async with world.serving(node):
+            job = await submit_run(buyer, repo, pk, max_price_msat=5_000)
             with anyio.move_on_after(60):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(follow, buyer, job)
@@ -139,10 +127,8 @@ async def test_escrow_job_that_cannot_run_refunds(world: World, tmp_path: Path) 
     node = world.provider_node("pylon")
     buyer = world.buyer(record=True, escrow="on", result_grace_secs=0)
     pk = node.signer.public_key
-    started = int(time.time())
     try:
-        async with running(node):
-            await wait_announced(world.relay, pk, after=started - 1)
+        async with world.serving(node):
             job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(
                 f"file://{tmp_path}/missing", [PYTEST]), providers=[pk], max_price_msat=5_000,
                 ttl_secs=8)
@@ -168,15 +154,12 @@ async def test_escrow_is_the_default_when_a_buyer_follows_the_job(world: World,
     buyer = world.buyer(record=True)
     assert buyer.settings.escrow == "auto"
     pk = node.signer.public_key
-    started = int(time.time())
     try:
-        async with running(node), anyio.create_task_group() as tg:
-            await wait_announced(world.relay, pk, after=started - 1)
+        async with world.serving(node), anyio.create_task_group() as tg:
             tg.start_soon(buyer.run)
             with anyio.fail_after(30):
                 await buyer.ready.wait()
-            job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
-                                     providers=[pk])
+            job = await submit_run(buyer, repo, pk)
             assert list(buyer.ledger.get(job).data["escrow"]) == [pk]  # type: ignore[union-attr]
             await wait_for(lambda: buyer.ledger.get(job).state == "paid", 120,  # type: ignore[union-attr]
                            "the escrowed job to be paid")
@@ -185,8 +168,7 @@ async def test_escrow_is_the_default_when_a_buyer_follows_the_job(world: World,
             await provider_state(node, job, "paid")
             tg.cancel_scope.cancel()
         # its run loop ended: nobody would fund a job now, so auto offers no escrow
-        later = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
-                                   providers=[pk], ttl_secs=5)
+        later = await submit_run(buyer, repo, pk, ttl_secs=5)
         assert buyer.ledger.get(later).data["escrow"] == {}  # type: ignore[union-attr]
         await buyer.cancel(later)
     finally:
