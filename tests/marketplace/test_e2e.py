@@ -157,8 +157,7 @@ async def test_failing_suite_is_an_honest_result_and_paid(world: World, tmp_path
     node = world.provider_node("pylon")
     buyer = world.buyer()
     pk = node.signer.public_key
-    async with running(node):
-        await wait_announced(world.relay, pk)
+    async with world.serving(node):
         job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST, "echo never"]),
                                  providers=[pk])
         rec = await follow(buyer, job)
@@ -174,8 +173,7 @@ async def test_encrypted_job(world: World, tmp_path: Path) -> None:
     node = world.provider_node("pylon")
     buyer = world.buyer()
     pk = node.signer.public_key
-    async with running(node):
-        await wait_announced(world.relay, pk)
+    async with world.serving(node):
         job = await submit_run(buyer, repo, pk, encrypt=True)
         rec = await follow(buyer, job)
         assert rec.state == "paid", rec.data
@@ -278,8 +276,7 @@ async def test_provider_without_wallet_is_refused_clearly(world: World, tmp_path
     node = world.provider_node("pylon", wallet=False)
     buyer = world.buyer()
     pk = node.signer.public_key
-    async with running(node):
-        await wait_announced(world.relay, pk)
+    async with world.serving(node):
         job = await submit_run(buyer, repo, pk)
         rec = await follow(buyer, job)
         assert rec.state == "refused", rec.data
@@ -302,8 +299,7 @@ async def test_intake_busy_expired_underbid_and_bad_requests(world: World,
     node = world.provider_node("pylon", concurrency=1, queue_bound=1)
     buyer = world.buyer(result_grace_secs=0)
     pk = node.signer.public_key
-    async with running(node):
-        await wait_announced(world.relay, pk)
+    async with world.serving(node):
         slow = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, ["sleep 6"]),
                                   providers=[pk])
         pledger = open_provider_ledger(node.data_dir)
@@ -365,8 +361,7 @@ async def test_repo_index_on_the_dedicated_kind_with_an_audit(world: World,
     pk = node.signer.public_key
     doc = {"repo_url": repo, "git_ref": "main", "index_types": ["digests", "symbols"],
            "verification": {"mode": "objective", "redundancy": 1, "adjudication": "none"}}
-    async with running(node):
-        await wait_announced(world.relay, pk)
+    async with world.serving(node):
         job = await buyer.submit("oa.repo_index.v1", doc, providers=[pk])
         rec = await follow(buyer, job)
         assert rec.state == "paid", rec.data
@@ -419,8 +414,7 @@ async def test_concurrency_and_generic_kind_only(world: World, tmp_path: Path) -
     pk = node.signer.public_key
     doc = sandbox_doc("", ["sleep 3"])
     del doc["repo"]
-    async with running(node):
-        await wait_announced(world.relay, pk)
+    async with world.serving(node):
         async with RelayPool([world.relay]) as pool:
             (ad,) = await pool.query({"kinds": [kinds.HANDLER_INFO], "authors": [pk]}, 5)
         assert ad.tag_values("k") == [str(kinds.JOB_REQUEST)]
@@ -447,8 +441,7 @@ async def test_cancel_stops_a_running_job(world: World, tmp_path: Path) -> None:
     pk = node.signer.public_key
     doc = sandbox_doc("", ["sleep 60", "echo never"])
     del doc["repo"]
-    async with running(node):
-        await wait_announced(world.relay, pk)
+    async with world.serving(node):
         job = await buyer.submit("oa.sandbox_run.v1", doc, providers=[pk])
         pledger = open_provider_ledger(node.data_dir)
         await wait_for(lambda: (r := pledger.get(job)) and r.state == "running", 20,

@@ -20,7 +20,7 @@ from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.ledger_wallet.service import WalletService
 from oa_node.plugins.provider.ledger import open_provider_ledger
 from tests.marketplace.conftest import REPO_ROOT, RelayProcess, balance, wallet_uri
-from tests.marketplace.test_e2e import PRICE, World, close, follow, sandbox_doc
+from tests.marketplace.test_e2e import PRICE, World, close, follow, sandbox_doc, submit_run
 from tests.marketplace.world import (
     PASSING,
     PYTEST,
@@ -48,14 +48,12 @@ async def test_provider_restart_mid_job(world: World, tmp_path: Path) -> None:
     buyer = world.buyer()
     pk = node.signer.public_key
     pledger = open_provider_ledger(node.data_dir)
-    async with running(node):
-        await wait_announced(world.relay, pk)
+    async with world.serving(node):
         long = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, ["sleep 30"]),
                                   providers=[pk])
         await wait_for(lambda: (r := pledger.get(long)) and r.state == "running", 30,
                        "the long job to run")
-        queued = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST]),
-                                    providers=[pk])
+        queued = await submit_run(buyer, repo, pk)
         await wait_for(lambda: (r := pledger.get(queued)) and r.state == "accepted", 30,
                        "the second job to queue")
     # stopped cleanly: the announcement is withdrawn (NIP-09), so the relay drops it
