@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,42 @@ def write_config(folder: Path, sections: dict[str, dict[str, Any]]) -> Path:
     path = folder / "node.toml"
     path.write_text(toml_text(sections))
     return path
+
+
+def both_roles_config(folder: Path, relay_port: int, sandbox_image: str,
+                      cli: Callable[..., subprocess.CompletedProcess[str]], *, name: str,
+                      price: int, deposit: int, buyer: dict[str, Any] | None = None,
+                      extra: dict[str, dict[str, Any]] | None = None) -> Path:
+    """``folder/node.toml`` for one node with every role: its own relay on ``relay_port``,
+    the ledger wallet, a provider earning into ``[wallet]`` and a buyer paying from the
+    account ``spend`` (the ledger refuses a payment from a connection to itself). The two
+    connections are made with ``cli`` (``oa-node ...``) before the node starts; ``spend``
+    holds ``deposit``. ``buyer`` adds buyer keys, ``extra`` more sections."""
+    sections: dict[str, dict[str, Any]] = {
+        "node": {"data_dir": ".", "relays": [f"ws://127.0.0.1:{relay_port}"], "name": name},
+        "relay": {"enabled": True, "port": relay_port},
+        "ledger_wallet": {"enabled": True},
+    }
+    cfg = write_config(folder, sections)
+    for account, uri_file in (("earn", "wallet.uri"), ("spend", "spend.uri")):
+        made = json.loads(cli("wallet", "create", account, "--json", "-c", str(cfg)).stdout)
+        (folder / uri_file).write_text(made["uri"] + "\n")
+        (folder / uri_file).chmod(0o600)  # secrets are refused when not 0600
+    deposited = json.loads(cli("wallet", "deposit", "spend", str(deposit), "--json", "-c",
+                               str(cfg)).stdout)
+    if deposited != {"name": "spend", "balance_msat": deposit}:
+        raise AssertionError(f"oa-node wallet deposit answered {deposited}")
+    return write_config(folder, {
+        **sections,
+        "wallet": {"backend": "nwc", "uri_file": "wallet.uri", "timeout": 10.0,
+                   "accounts": {"spend": {"uri_file": "spend.uri"}}},
+        "sandbox": {"image": sandbox_image, "allowed_url_schemes": ["file"]},
+        "provider": {"enabled": True, "prices": {"oa.sandbox_run.v1": price},
+                     "settle_poll_secs": 0.5, "lookback_secs": 0},
+        "buyer": {"enabled": True, "wallet_account": "spend", "max_price_msat": 5_000,
+                  "pay_retry_secs": 1.0, **(buyer or {})},
+        **(extra or {}),
+    })
 
 
 def node_config(folder: Path, relay: str, image: str, *, provider: dict[str, Any] | None = None,

@@ -22,7 +22,7 @@ from oa_node.plugins.provider.ledger import open_provider_ledger
 from oa_node.wallet import Wallet
 from tests.marketplace.conftest import free_port
 from tests.marketplace.test_cli import cli, poll, start, stop, wait_port
-from tests.marketplace.world import PASSING, PYTEST, make_repo, write_config
+from tests.marketplace.world import PASSING, PYTEST, both_roles_config, make_repo, write_config
 
 PRICE = 3_000
 DEPOSIT = 100_000
@@ -36,33 +36,9 @@ def wallet_json(cfg: Path, *args: str) -> Any:
 def test_one_node_with_both_roles_runs_the_whole_loop(tmp_path: Path, sandbox_image: str
                                                       ) -> None:
     port = free_port()
-    relay = f"ws://127.0.0.1:{port}"
     folder = tmp_path / "node"
-    sections: dict[str, dict[str, Any]] = {
-        "node": {"data_dir": ".", "relays": [relay], "name": "both"},
-        "relay": {"enabled": True, "port": port},
-        "ledger_wallet": {"enabled": True},
-    }
-    cfg = write_config(folder, sections)
-    # two connections of the node's own ledger wallet, made by the CLI before the node starts
-    earn = wallet_json(cfg, "create", "earn")
-    spend = wallet_json(cfg, "create", "spend")
-    assert wallet_json(cfg, "deposit", "spend", str(DEPOSIT)) == {
-        "name": "spend", "balance_msat": DEPOSIT}
-    (folder / "wallet.uri").write_text(earn["uri"] + "\n")
-    (folder / "spend.uri").write_text(spend["uri"] + "\n")
-    for uri_file in ("wallet.uri", "spend.uri"):  # secrets are refused when not 0600
-        (folder / uri_file).chmod(0o600)
-    cfg = write_config(folder, {
-        **sections,
-        "wallet": {"backend": "nwc", "uri_file": "wallet.uri", "timeout": 10.0,
-                   "accounts": {"spend": {"uri_file": "spend.uri"}}},
-        "sandbox": {"image": sandbox_image, "allowed_url_schemes": ["file"]},
-        "provider": {"enabled": True, "prices": {"oa.sandbox_run.v1": PRICE},
-                     "settle_poll_secs": 0.5, "lookback_secs": 0},
-        "buyer": {"enabled": True, "wallet_account": "spend", "max_price_msat": 5_000,
-                  "pay_retry_secs": 1.0},
-    })
+    cfg = both_roles_config(folder, port, sandbox_image, cli, name="both", price=PRICE,
+                            deposit=DEPOSIT)
     passing = make_repo(tmp_path / "passing", PASSING)
     log = tmp_path / "node.log"
     node = start(cfg, log)

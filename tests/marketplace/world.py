@@ -17,6 +17,7 @@ from harness.marketplace import (
     GIT_ENV,
     PASSING,
     PYTEST,
+    both_roles_config,
     build,
     make_repo,
     node_config,
@@ -31,8 +32,8 @@ from oa_node.node import Node
 from oa_node.wallet import Wallet
 
 __all__ = ["FAILING", "GIT_ENV", "PASSING", "PYTEST", "LyingSandboxPlugin", "RecordingWallet",
-           "RecordingWalletPlugin", "build", "make_repo", "node_config", "running",
-           "wait_announced", "wait_for", "write_config"]
+           "RecordingWalletPlugin", "both_roles_config", "build", "make_repo", "node_config",
+           "running", "wait_announced", "wait_for", "write_config"]
 
 
 # --- a provider that lies ---------------------------------------------------------------

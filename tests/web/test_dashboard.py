@@ -24,7 +24,7 @@ import pytest
 
 from harness.wait import port_open, wait_until
 from tests.marketplace.conftest import REPO_ROOT, free_port
-from tests.marketplace.world import PASSING, make_repo, write_config
+from tests.marketplace.world import PASSING, both_roles_config, make_repo, write_config
 
 HOSTILE = ['<script>alert(1)</script>', '"><img src=x onerror=alert(2)>']
 LOGIN_LINE = re.compile(r"log in: (http://127\.0\.0\.1:(\d+)/login#token=([\w-]+))")
@@ -189,29 +189,9 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
     relay_port, web_port = free_port(), free_port()
     relay = f"ws://127.0.0.1:{relay_port}"
     folder = tmp_path / "node"
-    sections: dict[str, dict[str, Any]] = {
-        "node": {"data_dir": ".", "relays": [relay], "name": NAME},
-        "relay": {"enabled": True, "port": relay_port},
-        "ledger_wallet": {"enabled": True},
-    }
-    cfg = write_config(folder, sections)
-    earn = json.loads(cli("wallet", "create", "earn", "--json", "-c", str(cfg)).stdout)
-    spend = json.loads(cli("wallet", "create", "spend", "--json", "-c", str(cfg)).stdout)
-    cli("wallet", "deposit", "spend", str(DEPOSIT), "-c", str(cfg))
-    for name, made in (("wallet.uri", earn), ("spend.uri", spend)):
-        (folder / name).write_text(made["uri"] + "\n")
-        (folder / name).chmod(0o600)
-    cfg = write_config(folder, {
-        **sections,
-        "wallet": {"backend": "nwc", "uri_file": "wallet.uri", "timeout": 10.0,
-                   "accounts": {"spend": {"uri_file": "spend.uri"}}},
-        "sandbox": {"image": sandbox_image, "allowed_url_schemes": ["file"]},
-        "provider": {"enabled": True, "prices": {"oa.sandbox_run.v1": PRICE},
-                     "settle_poll_secs": 0.5, "lookback_secs": 0},
-        "buyer": {"enabled": True, "wallet_account": "spend", "max_price_msat": 5_000,
-                  "pay_retry_secs": 1.0, "audit_rate": 0.0, "escrow": "on"},
-        "web": {"enabled": True, "port": web_port},
-    })
+    cfg = both_roles_config(folder, relay_port, sandbox_image, cli, name=NAME, price=PRICE,
+                            deposit=DEPOSIT, buyer={"audit_rate": 0.0, "escrow": "on"},
+                            extra={"web": {"enabled": True, "port": web_port}})
     repo = make_repo(tmp_path / "repo", PASSING)
     log = tmp_path / "node.log"
     node = launch(["start", "-c", str(cfg)], log)
@@ -296,7 +276,8 @@ def test_every_page_shows_a_real_job_and_runs_no_hostile_text(
         assert set(conns) == {"earn", "spend"}
         assert conns["spend"].split()[1] == f"{DEPOSIT - PRICE:,}"
         assert "walletconnect" not in browser.page_source
-        assert earn["uri"].split("secret=")[1][:16] not in browser.page_source
+        earn_uri = (folder / "wallet.uri").read_text()
+        assert earn_uri.split("secret=")[1][:16] not in browser.page_source
 
         # no page logged a CSP violation or ran any script error
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
