@@ -11,10 +11,8 @@ the wallet with the first one (pay exactly once).
 from __future__ import annotations
 
 import fcntl
-import functools
 import logging
 import os
-import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -24,26 +22,27 @@ import anyio
 
 from oa_node.canonical import canonical_json
 from oa_node.errors import UserError
-from oa_node.executors.jobtype import ExecContext, Execution, ExecutorSettings, JobType
+from oa_node.executors.jobtype import JobType
 from oa_node.executors.schema import SchemaError
 from oa_node.ledger import Record, StateLedger, TransitionError
 from oa_node.nostr import kinds, nip90
-from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event, EventTemplate
-from oa_node.plugins.buyer.escrow import fund, offer
-from oa_node.plugins.buyer.labels import label_template, planned_labels, verification_level
+from oa_node.plugins.buyer.audit import Auditing
+from oa_node.plugins.buyer.deciding import Deciding
+from oa_node.plugins.buyer.escrow import offer
+from oa_node.plugins.buyer.incoming import Incoming, max_results
 from oa_node.plugins.buyer.ledger import FINAL, PENDING, open_buyer_ledger
 from oa_node.plugins.buyer.paying import Paying
 from oa_node.plugins.buyer.providers import choose_providers, gather_providers
 from oa_node.plugins.buyer.reputation import Reputation
 from oa_node.plugins.buyer.settings import BuyerSettings
-from oa_node.plugins.buyer.verify import Decision, ResultCheck, check_result
-from oa_node.plugins.buyer.verify import decide as decide_
 
 if TYPE_CHECKING:
     from oa_node.node import Node
 
 log = logging.getLogger("oa_node.buyer")
+
+__all__ = ["Buyer", "BuyerBusy", "buyer_running", "max_results", "try_buyer_lock"]
 
 Progress = Callable[[str, str, dict[str, Any]], None]
 RESULT_KINDS = sorted({kinds.job_result_kind(k)
@@ -90,13 +89,7 @@ def buyer_running(data_dir: Any) -> bool:
         os.close(fd)
 
 
-def max_results(redundancy: int) -> int:
-    """How many results one job records: enough for every honest answer and some
-    second results to label, bounded so strangers' keys cannot grow a job without end."""
-    return 4 * max(redundancy, 1) + 8
-
-
-class Buyer(Paying):
+class Buyer(Paying, Incoming, Deciding, Auditing):
     """The buyer role over a node (its pool, signer, wallet, job types, data dir)."""
 
     def __init__(self, node: Node, settings: BuyerSettings,
@@ -351,273 +344,6 @@ class Buyer(Paying):
                 continue  # the service retries; the CLI reports it
             return False
         return True
-
-    async def _consume(self, sub: Any, tg: anyio.abc.TaskGroup) -> None:
-        async for _relay, event in sub:
-            try:
-                if event.kind == kinds.JOB_FEEDBACK:
-                    job_id = self.on_feedback(event)
-                    if job_id is not None and event.first_tag_value("status") == \
-                            "payment-required":
-                        tg.start_soon(self._safely, fund, self, job_id, event)
-                else:
-                    job_id = self.on_result_event(event)
-                    if job_id is not None:
-                        tg.start_soon(self._safely, self._on_result, job_id, event)
-            except Exception:
-                log.exception("event %s", event.id[:12])
-
-    def _job_for(self, request_id: str) -> str | None:
-        job_id = self._by_request.get(request_id)
-        if job_id is None:
-            self._reindex()
-            job_id = self._by_request.get(request_id)
-        return job_id
-
-    def on_feedback(self, event: Event) -> str | None:
-        """Record a provider's feedback; returns the job it belongs to (None: not ours)."""
-        try:
-            fb = nip90.parse_feedback(event)
-        except ProtocolError:
-            return None
-        job_id = self._job_for(fb.request_id)
-        if job_id is None:
-            return None
-        rec = self.ledger.get(job_id)
-        if rec is None or rec.state in FINAL:
-            return None
-        info = {"provider": fb.provider, "status": fb.status, "info": fb.info,
-                "at": event.created_at,
-                "amount_msat": fb.amount.msat if fb.amount else None}
-        if rec.state == "published":
-            self._move(job_id, "feedback", {"feedback": event.id},
-                       first_feedback_at=time.time())
-        self.ledger.update(job_id, last_feedback=info)
-        self._emit(job_id, "feedback", info)
-        return job_id
-
-    def on_result_event(self, event: Event) -> str | None:
-        """The job a result event belongs to, if it is one we still wait for."""
-        request_id = event.first_tag_value("e")
-        if not request_id:
-            return None
-        job_id = self._job_for(request_id)
-        if job_id is None:
-            return None
-        rec = self.ledger.get(job_id)
-        if rec is None or rec.state not in ("published", "feedback", "result_received"):
-            return None
-        results = rec.data.get("results", {})
-        if event.id in results:
-            return None
-        named = rec.data.get("providers") or ()
-        if named and event.pubkey not in named:
-            return None  # a job addressed to providers is none of anyone else's business
-        if self.reputation.cheated(event.pubkey):
-            log.info("job %s: result from %s ignored (caught cheating before)", job_id[:12],
-                     event.pubkey[:12])
-            return None
-        if len(results) >= max_results(int(rec.data.get("redundancy", 1))):
-            log.warning("job %s: result %s from %s ignored (result limit reached)",
-                        job_id[:12], event.id[:12], event.pubkey[:12])
-            return None
-        return job_id
-
-    async def _on_result(self, job_id: str, event: Event) -> None:
-        received_at = time.time()
-        async with self._lock(job_id):
-            rec = self.ledger.get(job_id)
-            if rec is None or event.id in rec.data.get("results", {}):
-                return
-            check = await self._check(rec, event)
-            self.ledger.put(job_id, "results", event.id, {
-                "event": event.to_dict(), "check": check.to_dict(), "received_at": received_at,
-                "checked_secs": time.time() - received_at}, if_absent=True)
-            if rec.state in ("published", "feedback"):
-                self._move(job_id, "result_received",
-                           {"result_id": event.id, "provider": event.pubkey},
-                           first_result_at=received_at)
-        self._emit(job_id, "result", check.to_dict())
-        await self._evaluate(job_id)
-
-    async def _check(self, rec: Record, event: Event) -> ResultCheck:
-        try:
-            result = nip90.parse_result(event)
-        except ProtocolError as exc:
-            return ResultCheck(event.id, event.pubkey, False, (f"malformed result: {exc}",))
-        plaintext, error = result.content, None
-        if result.encrypted:
-            try:
-                plaintext = await self.node.signer.nip44_decrypt(event.pubkey, result.content)
-            except (ProtocolError, ValueError) as exc:
-                plaintext, error = None, str(exc)
-        return check_result(result, plaintext,
-                            requests=[Event.from_dict(r) for r in rec.data["requests"]],
-                            request_doc=rec.data["doc"], buyer=self.pubkey,
-                            job_type=self.job_type(rec.data["schema"]), decrypt_error=error)
-
-    # --- deciding -------------------------------------------------------------------------
-
-    async def _evaluate(self, job_id: str, final: bool = False) -> None:
-        async with self._lock(job_id):
-            rec = self.ledger.get(job_id)
-            if rec is None:
-                return
-            if rec.state == "result_received":
-                await self._judge(rec, final)
-        rec = self.ledger.get(job_id)
-        if rec is not None and rec.state == "verified":
-            await self.pay(job_id)
-
-    async def _judge(self, rec: Record, final: bool) -> None:
-        t0 = time.monotonic()
-        results = sorted(rec.data.get("results", {}).values(), key=lambda r: r["received_at"])
-        checks = [ResultCheck.from_dict(r["check"]) for r in results]
-        redundancy = int(rec.data.get("redundancy", 1))
-        named = set(rec.data.get("providers") or ())
-        if named and named <= {c.provider for c in checks}:
-            final = True  # every provider the job named has answered: no one else will
-        audit = rec.data.get("audit_digest")
-        distinct = self._distinct(named, checks, redundancy)
-        decide = functools.partial(decide_, distinct=distinct)
-        decision = decide(checks, redundancy, final=final, audit_digest=audit)
-        if decision.outcome == "tiebreak":
-            if self.settings.audit_on_disagreement and not self._audit_tried(rec):
-                audit = await self._audit(rec)
-                if audit is not None:
-                    decision = decide(checks, redundancy, final=final, audit_digest=audit)
-            if decision.outcome == "tiebreak":
-                if not final:
-                    return  # another provider's result may still settle it
-                # nobody can tell who is right: no payment, no label on anyone
-                unavailable = self.ledger.get(rec.id).data.get("audit_unavailable")  # type: ignore[union-attr]
-                why = (f"audit unavailable: {unavailable}" if unavailable else
-                       "no audit (audit_on_disagreement is off)")
-                decision = Decision("undecided", (), decision.failed, "",
-                                    f"{decision.reason}; {why}")
-        elif (decision.outcome == "pass" and audit is None and not self._audit_tried(rec)
-              and self.settings.audit_rate > 0 and random.random() < self.settings.audit_rate):
-            audit = await self._audit(rec)
-            if audit is not None and audit != decision.digest:
-                decision = decide(checks, redundancy, final=True, audit_digest=audit)
-        if decision.outcome == "wait":
-            return
-        verdicts = {c.result_id: ("pass" if c.result_id in decision.passed else
-                                  "surplus" if c.result_id in decision.surplus else
-                                  "uncounted" if c.result_id in decision.uncounted else
-                                  "fail" if c.result_id in decision.failed or
-                                  decision.outcome != "undecided" else "undecided")
-                    for c in checks}
-        receipt = {"request_ids": rec.data.get("request_ids"), "verdicts": verdicts,
-                   "failed": decision.failed, "digest": decision.digest,
-                   "reason": decision.reason, "audit_digest": audit}
-        target = {"pass": "verified", "undecided": "undecided"}.get(decision.outcome, "rejected")
-        level = verification_level(decision.outcome, decision.digest, len(decision.passed),
-                                   audit)
-        receipt["level"] = level
-        moved = self._move(rec.id, target, receipt, verdicts=verdicts, level=level,
-                           failures=decision.failed, verified_at=time.time(),
-                           verify_secs=time.monotonic() - t0 + sum(
-                               r.get("checked_secs", 0) for r in results))
-        if moved:
-            log.info("job %s %s, %s (%s)", rec.id[:12], target, level,
-                     decision.reason or decision.digest)
-            self._emit(rec.id, target, receipt)
-            if target != "verified":  # a verified job is labelled once its payment is done
-                await self._publish_verdicts(rec.id)
-
-    async def import_trusted_labels(self) -> int:
-        """``[buyer] trust_labels_from``: their verdict labels join the provider record."""
-        trusted = {k.lower() for k in self.settings.trust_labels_from}
-        if not trusted:
-            return 0
-        found = await self.node.pool.query({"kinds": [kinds.LABEL], "authors": sorted(trusted),
-                                            "#L": [nip90.VERDICT_NAMESPACE]}, 10)
-        added = self.reputation.import_labels(found, trusted)
-        log.info("imported %d verdict label(s) from %d trusted key(s)", added, len(trusted))
-        return added
-
-    def _distinct(self, named: set[str], checks: list[ResultCheck], redundancy: int
-                  ) -> set[str] | None:
-        """The providers whose agreement counts (``None``: all): at redundancy K > 1,
-        unless ``[buyer] count_unknown_providers``, only the ones the job named and the
-        ones known good here, since one actor can sign with any number of keys."""
-        if redundancy <= 1 or self.settings.count_unknown_providers:
-            return None
-        return named | {c.provider for c in checks if self.reputation.known_good(c.provider)}
-
-    async def _publish_verdicts(self, job_id: str) -> None:
-        """After the whole decision (for a verified job: after the invoice checks and
-        payments): the providers' records here, then the job's NIP-32 labels, once, each
-        naming the level."""
-        rec = self.ledger.get(job_id)
-        if rec is None or rec.data.get("labelled"):
-            return
-        planned = planned_labels(rec.data)
-        self.reputation.record(job_id, [(e.id, e.pubkey, label, level)
-                                        for e, label, _, level in planned] +
-                               [(rid, rec.data["results"][rid]["check"]["provider"],
-                                 "undecided", "") for rid, v in rec.data["verdicts"].items()
-                                if v == "undecided"])
-        if not self.settings.publish_verdicts:
-            return
-        for event, label, reason, level in planned:
-            try:
-                signed = await self.node.signer.sign(label_template(
-                    event, label, reason, level, rec.data["schema"], rec.id))
-                await self._publish(signed)
-            except Exception:
-                log.exception("verdict label for %s not published", event.id[:12])
-        self.ledger.update(job_id, labelled=True)
-
-    async def _audit(self, rec: Record) -> str | None:
-        """Re-run the job on this node's own sandbox; its verification digest, or ``None``
-        when the audit is unavailable: no sandbox here, or the re-run itself did no work
-        (``error``/``cancelled``: e.g. this node refuses the URL scheme) or does not pass
-        its own checks. An unavailable audit is no vote: it is recorded as such."""
-        job_type = self.job_type(rec.data["schema"])
-        try:
-            if self._sandbox is None:
-                self._sandbox = await anyio.to_thread.run_sync(self._make_sandbox)
-            model = job_type.request_model.from_dict(rec.data["doc"])
-            ctx = ExecContext(settings=self._exec_settings(), sandbox=self._sandbox,
-                              provider_pubkey=self.pubkey, job_id=f"audit-{rec.id[:24]}")
-            result = await anyio.to_thread.run_sync(job_type.executor, model, ctx,
-                                                    abandon_on_cancel=True)
-        except Exception as exc:
-            return self._audit_unavailable(rec, f"{type(exc).__name__}: {exc}")
-        doc = result.raw if getattr(result, "raw", None) is not None else result.to_dict()
-        verdict = job_type.verifier(rec.data["doc"], doc)
-        if not verdict.ok:
-            return self._audit_unavailable(rec, "; ".join(verdict.problems))
-        digest = verdict.verification_digest
-        self.ledger.update(rec.id, audited=True, audit_digest=digest,
-                           audit_status=doc.get("status"))
-        self._emit(rec.id, "audit", {"digest": digest, "status": doc.get("status")})
-        return digest
-
-    def _audit_unavailable(self, rec: Record, reason: str) -> None:
-        log.warning("job %s: audit unavailable here (%s)", rec.id[:12], reason[:300])
-        self.ledger.update(rec.id, audit_unavailable=reason[:500])
-        self._emit(rec.id, "audit", {"status": "unavailable", "reason": reason[:500]})
-
-    @staticmethod
-    def _audit_tried(rec: Record) -> bool:
-        """An audit finished (its digest recorded) or could not run here; recorded only
-        once it did, never when it starts."""
-        return rec.data.get("audit_digest") is not None or bool(rec.data.get("audit_unavailable"))
-
-    def _execution(self) -> Execution:
-        execution = self.node.capability(Execution)
-        if execution is None:
-            raise UserError("no sandbox on this node (the sandbox plugin is disabled)")
-        return execution
-
-    def _make_sandbox(self) -> Any:
-        return self._execution().sandbox()
-
-    def _exec_settings(self) -> ExecutorSettings:
-        return self._execution().executor_settings(workdir=self.node.data_dir / "audit-jobs")
 
     # --- housekeeping -----------------------------------------------------------------------
 
