@@ -12,7 +12,6 @@ import pytest
 from oa_node.plugins.buyer.ledger import open_buyer_ledger
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.provider.ledger import open_provider_ledger
-from oa_node.signer import LocalSigner, read_key_file
 from tests.marketplace.conftest import balance
 from tests.marketplace.test_escrow_kill import (
     DEPOSIT,
@@ -45,8 +44,7 @@ async def test_kill9_of_the_wallet_service_settles_once(
     its answer); back up, the provider finds the hold settled: paid, settled once."""
     db = tmp_path / "wallet.sqlite3"
     wallets = Ledger(db)
-    pcfg, bcfg = configs(tmp_path, shared_relay, sandbox_image, wallets)
-    pk = LocalSigner(read_key_file(tmp_path / "pylon" / "node.key")).public_key
+    pcfg, bcfg, pk = configs(tmp_path, shared_relay, sandbox_image, wallets)
     repo = make_repo(tmp_path / "repo", PASSING)
     procs = Procs(tmp_path)
     pledger = open_provider_ledger(tmp_path / "pylon")
