@@ -38,6 +38,8 @@ def run_loop(config: Path, start: int, stop: int, signed: dict[int, Event], sent
             assert out["i"] not in signed
             signed[out["i"]] = event
             sent.append(out["requests"])
+            if out.get("retries"):
+                print(f"signature {out['i']}: {out['retries']} retried attempt(s)")
             if out["sent"] > 2:
                 print(f"signature {out['i']}: {out['requests']} requests, {out['sent']} "
                       "messages with answers to peers")
