@@ -200,6 +200,12 @@ def _record(row: tuple[Any, ...]) -> Record:
     return Record(row[0], row[1], json.loads(row[2]), row[3], row[4])
 
 
+#: The job ledgers the buyer and the provider keep in the data dir, as (file, table): declared
+#: here, once, because a reader other than their owner (the dashboard) opens them read-only.
+BUYER_JOBS = ("buyer_jobs.sqlite3", "buyer_jobs")
+PROVIDER_JOBS = ("provider_jobs.sqlite3", "provider_jobs")
+
+
 class LedgerReader:
     """A read-only view of a :class:`StateLedger` another process writes (the dashboard
     reads the buyer's and the provider's ledgers this way): opened ``mode=ro``, so it can

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from oa_node.ledger import StateLedger
+from oa_node.ledger import BUYER_JOBS, StateLedger
 
 TRANSITIONS: dict[str, set[str]] = {
     "feedback": {"published"},
@@ -31,5 +31,5 @@ FINAL = frozenset({"paid", "refused", "rejected", "undecided", "expired", "cance
 
 
 def open_buyer_ledger(data_dir: Path) -> StateLedger:
-    return StateLedger(Path(data_dir) / "buyer_jobs.sqlite3", "buyer_jobs", "published",
+    return StateLedger(Path(data_dir) / BUYER_JOBS[0], BUYER_JOBS[1], "published",
                        TRANSITIONS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from oa_node.ledger import StateLedger
+from oa_node.ledger import PROVIDER_JOBS, StateLedger
 
 TRANSITIONS: dict[str, set[str]] = {
     "accepted": {"received"},
@@ -28,5 +28,5 @@ FINAL = frozenset({"declined", "paid", "unpaid", "failed", "cancelled"})
 
 
 def open_provider_ledger(data_dir: Path) -> StateLedger:
-    return StateLedger(Path(data_dir) / "provider_jobs.sqlite3", "provider_jobs", "received",
+    return StateLedger(Path(data_dir) / PROVIDER_JOBS[0], PROVIDER_JOBS[1], "received",
                        TRANSITIONS)

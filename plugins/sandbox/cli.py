@@ -199,7 +199,7 @@ def _run_cancellable(executor: Any, parsed: Any, ctx: Any) -> Any:
 
     def on_signal(signum: int, frame: Any) -> None:
         if not ctx.cancel.cancelled:
-            err_console.print(f"{signal.Signals(signum).name}: cancelling the job...")
+            err_console.print(render("{}: cancelling the job...", signal.Signals(signum).name))
             ctx.cancel.cancel()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}

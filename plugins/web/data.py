@@ -14,22 +14,19 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from oa_node.ledger import LedgerReader, Record
+from oa_node.ledger import BUYER_JOBS, PROVIDER_JOBS, LedgerReader, Record
 
 if TYPE_CHECKING:
     from oa_node.node import Node
 
-#: the files and tables of the job ledgers (docs/ARCHITECTURE.md, "The data dir")
-BUYER_LEDGER = ("buyer_jobs.sqlite3", "buyer_jobs")
-PROVIDER_LEDGER = ("provider_jobs.sqlite3", "provider_jobs")
 
 
 def buyer_ledger(node: Node) -> LedgerReader:
-    return LedgerReader(node.data_dir / BUYER_LEDGER[0], BUYER_LEDGER[1])
+    return LedgerReader(node.data_dir / BUYER_JOBS[0], BUYER_JOBS[1])
 
 
 def provider_ledger(node: Node) -> LedgerReader:
-    return LedgerReader(node.data_dir / PROVIDER_LEDGER[0], PROVIDER_LEDGER[1])
+    return LedgerReader(node.data_dir / PROVIDER_JOBS[0], PROVIDER_JOBS[1])
 
 
 def _num(value: Any) -> float | None:

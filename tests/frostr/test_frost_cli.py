@@ -12,13 +12,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from coincurve import PrivateKey, PublicKeyXOnly
 
+from harness.wait import wait_until
 from oa_node.nostr import nip44
 from tests.frostr.test_nodes import NPUB_HEX, NSEC_HEX, NodeProcess, cli, env, make_group
 
@@ -41,10 +41,13 @@ class Relay:
             [sys.executable, "-m", "oa_node.plugins.relay", "--port", str(self.port), "--db",
              str(self.workdir / "relay.sqlite3"), "--ready-file", str(ready),
              "--no-rate-limits"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while not (ready.exists() and ready.read_text().strip()):
-            assert self.proc.poll() is None and time.monotonic() < deadline, "relay start"
-            time.sleep(0.05)
+        proc = self.proc
+
+        def listening() -> bool:
+            assert proc.poll() is None, "the relay exited before it was ready"
+            return ready.exists() and bool(ready.read_text().strip())
+
+        wait_until(listening, 20, "the relay's ready file")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -123,10 +126,11 @@ def test_status_waits_for_a_relay_that_comes_back(tmp_path: Path, relay: Relay) 
                                   daemon=True)
         reader.start()
         try:
-            deadline = time.monotonic() + 30
-            while not any("will retry" in ln for ln in lines):  # the relay is down for it
-                assert time.monotonic() < deadline and status.poll() is None, "".join(lines)
-                time.sleep(0.1)
+            def retrying() -> bool:  # the relay is down for it
+                assert status.poll() is None, "".join(lines)
+                return any("will retry" in ln for ln in lines)
+
+            wait_until(retrying, 30, "frost status to say it will retry")
             relay.start()
             out = status.stdout.read() if status.stdout else ""
             status.wait(120)
