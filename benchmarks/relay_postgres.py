@@ -3,6 +3,8 @@
     eval "$(bash .ci/services)"; python benchmarks/relay_postgres.py
     python benchmarks/relay_postgres.py --before REV    # also PostgreSQL as of git REV
     python benchmarks/relay_postgres.py --quick         # smaller, for a smoke check
+    python benchmarks/relay_postgres.py --sqlite-full   # also SQLite with an fsync per commit
+    python benchmarks/relay_postgres.py --profile       # where one sequential save's time goes
 
 Each round starts a fresh relay process per store (SQLite file; PostgreSQL: a fresh schema
 in the ``OA_TEST_POSTGRES_DSN`` / ``--postgres`` database) and drives it with
@@ -57,6 +59,15 @@ pg.PostgresStore = mod.PostgresStore
 from oa_node.plugins.relay.__main__ import main
 sys.exit(main(sys.argv[2:]))
 """
+#: Runs the relay with its SQLite store at synchronous=FULL (an fsync per commit, as
+#: PostgreSQL's default): the equal-durability reference (``--sqlite-full``).
+_LAUNCH_FULL = """
+import sys
+import oa_node.plugins.relay.storage.sqlite as s
+s.SQLiteStore.__init__.__kwdefaults__["synchronous"] = "FULL"
+from oa_node.plugins.relay.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def _psql(dsn: str, sql: str) -> None:
@@ -78,11 +89,12 @@ class Relay(Target):
     """One relay process on one store; ``module``: a PostgreSQL store file to use instead."""
 
     def __init__(self, name: str, workdir: Path, dsn: str | None = None,
-                 module: Path | None = None) -> None:
+                 module: Path | None = None, full_sync: bool = False) -> None:
         self.name = name
         self.workdir = workdir
         self.dsn = dsn
         self.module = module
+        self.full_sync = full_sync
         self.schema = ""
 
     def start(self) -> str:
@@ -100,6 +112,8 @@ class Relay(Target):
             args += ["--db", str(db)]
         if self.module:
             cmd = [sys.executable, "-c", _LAUNCH, str(self.module), *args]
+        elif self.full_sync:
+            cmd = [sys.executable, "-c", _LAUNCH_FULL, *args]
         else:
             cmd = [sys.executable, "-m", "oa_node.plugins.relay", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
@@ -189,6 +203,71 @@ def index_costs(dsn: str, events: Path, n: int, rounds: int) -> dict[str, float]
     return asyncio.run(run())
 
 
+def profile(dsn: str, events: Path, n: int, rounds: int) -> str:
+    """One event at a time, as a sequential publisher drives the store: a no-op round trip
+    (SELECT 1), the store's save (one statement and its commit), the same with
+    synchronous_commit off (the difference is the commit's WAL flush), and the SQLite
+    store's save at synchronous NORMAL and FULL, in-process, interleaved, medians in ms."""
+    import asyncio
+    import tempfile
+
+    import asyncpg
+
+    from oa_node.nostr.event import Event
+    from oa_node.plugins.relay.storage.postgres import PostgresStore
+    from oa_node.plugins.relay.storage.sqlite import SQLiteStore
+
+    lines = events.read_text().splitlines()
+    evs = [(Event.from_json(x), x) for x in lines]
+    got: dict[str, list[float]] = {}
+
+    async def timed(name: str, store: Any, batch: list, noop: Any = None) -> None:
+        await store.open()
+        t_rt, t_save = [], []
+        for ev, raw in batch:
+            if noop is not None:
+                t0 = time.perf_counter()
+                await noop.fetchval("SELECT 1")
+                t_rt.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await store.save(ev, raw)
+            t_save.append(time.perf_counter() - t0)
+        await store.close()
+        got.setdefault(name, []).append(statistics.median(t_save) * 1000)
+        if t_rt:
+            got.setdefault("postgres no-op round trip", []).append(
+                statistics.median(t_rt) * 1000)
+
+    async def run() -> None:
+        schema = "bench_prof_" + uuid.uuid4().hex[:8]
+        con = await asyncpg.connect(dsn)
+        await con.execute(f"CREATE SCHEMA {schema}")
+        sep = "&" if "?" in dsn else "?"
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                for i in range(rounds):
+                    todo = [("postgres save", "on"), ("postgres save, synchronous_commit off",
+                             "off"), ("sqlite save (NORMAL)", "NORMAL"),
+                            ("sqlite save (FULL)", "FULL")]
+                    for name, mode in todo if i % 2 == 0 else todo[::-1]:
+                        batch, evs[:n] = evs[:n], []
+                        if name.startswith("postgres"):
+                            store: Any = PostgresStore(
+                                f"{dsn}{sep}search_path={schema}&synchronous_commit={mode}")
+                            await timed(name, store, batch, con)
+                        else:
+                            path = Path(tmp) / f"{mode}-{i}.sqlite3"
+                            await timed(name, SQLiteStore(path, synchronous=mode), batch)
+        finally:
+            await con.execute(f"DROP SCHEMA {schema} CASCADE")
+            await con.close()
+
+    asyncio.run(run())
+    rows = [f"one sequential save, in-process, median ms over {rounds} rounds of {n}:"]
+    rows += [f"  {k:42} {statistics.median(v):6.3f}" for k, v in got.items()]
+    return "\n".join(rows)
+
+
 def med(rounds: list[dict], phase: str, key: str) -> float:
     return statistics.median(r[phase][key] for r in rounds)
 
@@ -208,6 +287,10 @@ def main() -> int:
     ap.add_argument("--async-commit", action="store_true",
                     help="also PostgreSQL with ?synchronous_commit=off (opt-in: acknowledged "
                          "events can be lost if PostgreSQL itself crashes)")
+    ap.add_argument("--sqlite-full", action="store_true",
+                    help="also SQLite at synchronous=FULL (an fsync per commit, as PostgreSQL)")
+    ap.add_argument("--profile", action="store_true",
+                    help="only: where one sequential save's time goes (in-process)")
     ap.add_argument("--indexes", action="store_true",
                     help="only: what each index costs store ingest (in-process)")
     a = ap.parse_args()
@@ -218,13 +301,19 @@ def main() -> int:
     work = WORK / ("pg-" + time.strftime("%Y%m%d-%H%M%S"))
     work.mkdir(parents=True, exist_ok=True)
     per_round = a.seq + a.pipe
-    total = 20000 if a.indexes else max(per_round, a.store_size)
+    total = 20000 if a.indexes or a.profile else max(per_round, a.store_size)
     print(f"signing {total} events ...", flush=True)
     events = work / "events.jsonl"
     make_events(events, total, 1000)
     make_queries(work / "queries.json", 1000, 100)
 
+    if a.profile:
+        print(profile(a.postgres, events, 400, max(a.rounds, 2)))
+        events.unlink()
+        return 0
     targets = [Relay("sqlite", work), Relay("postgres", work, a.postgres)]
+    if a.sqlite_full:
+        targets.append(Relay("sqlite, synchronous=FULL", work, full_sync=True))
     if a.async_commit:
         sep = "&" if "?" in a.postgres else "?"
         targets.append(Relay("postgres, async commit", work,

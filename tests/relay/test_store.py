@@ -278,29 +278,27 @@ async def test_an_unstorable_event_fails_alone(store: EventStore) -> None:
     }
 
 
-async def test_id_pairs_are_the_query_without_json(store: EventStore) -> None:
-    """``id_pairs`` picks exactly the events ``query`` picks, in negentropy order."""
-    import json
+async def test_batch_results_in_order(store: EventStore) -> None:
+    """Saves committed in one batch answer each in order: an all-plain batch (one statement
+    on PostgreSQL) with duplicates and deleted events among new ones, and a mixed batch
+    where a deletion follows its target and precedes another."""
+    alice = Key()
+    old, gone = alice.sign(content="old"), alice.sign(content="gone")
+    await save(store, old, alice.sign(kind=5, tags=[["e", gone.id]]))
 
-    a, b = Key(), Key()
-    now = int(time.time())
-    evs = [a.sign(content=str(i), tags=[["t", "x" if i % 2 else "y"]],
-                  created_at=1000 + i // 4) for i in range(30)]
-    evs += [b.sign(kind=7, content=str(i), created_at=1000 + i) for i in range(5)]
-    expired = a.sign(content="gone", tags=[["expiration", str(now - 5)]], created_at=1001)
-    await save(store, *evs, expired)
-    filters = [Filter(), Filter(authors={a.pubkey}), Filter(kinds={7}),
-               Filter(tags={"t": {"x"}}), Filter(tags={"t": {"x"}}, limit=5),
-               Filter(authors={a.pubkey}, limit=7), Filter(since=1003, until=1005),
-               Filter(ids={evs[0].id, evs[33].id, expired.id}), Filter(limit=0)]
-    for f in filters:
-        raws = await store.query([f])
-        want = sorted((json.loads(r)["created_at"], json.loads(r)["id"]) for r in raws)
-        assert await store.id_pairs(f) == want, f
-    assert expired.id not in {i for _, i in await store.id_pairs(Filter())}
-    # max_items bounds the answer; with a limit, the newest are kept as query keeps them
-    assert len(await store.id_pairs(Filter(), max_items=10)) == 10
-    assert len(await store.id_pairs(Filter(authors={b.pubkey}), max_items=10)) == 5
-    newest = await store.id_pairs(Filter(authors={a.pubkey}, limit=20), max_items=6)
-    want6 = sorted((e.created_at, e.id) for e in evs[:30])[-6:]
-    assert newest == sorted(want6)
+    async def together(*events: Any) -> list[SaveStatus]:
+        tasks = [asyncio.ensure_future(store.save(e, e.to_json())) for e in events]
+        return [r.status for r in await asyncio.gather(*tasks)]
+
+    new1, new2 = alice.sign(content="new1"), alice.sign(content="new2")
+    assert await together(new1, old, gone, new2) == [
+        SaveStatus.STORED, SaveStatus.DUPLICATE, SaveStatus.DELETED, SaveStatus.STORED]
+    p, q, s = alice.sign(content="p"), alice.sign(content="q"), alice.sign(content="s")
+    profile = alice.sign(kind=0, content="{}")
+    del_p = alice.sign(kind=5, tags=[["e", p.id]])
+    del_s = alice.sign(kind=5, tags=[["e", s.id]])
+    assert await together(p, del_p, q, profile, del_s, s) == [
+        SaveStatus.STORED, SaveStatus.STORED, SaveStatus.STORED, SaveStatus.STORED,
+        SaveStatus.STORED, SaveStatus.DELETED]
+    left = set(ids(await store.query([Filter(authors={alice.pubkey}, kinds={0, 1})])))
+    assert left == {old.id, new1.id, new2.id, q.id, profile.id}
