@@ -7,6 +7,7 @@ frame with a ``NOTICE``/``OK``/``CLOSED`` and keep the connection serving.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +117,28 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 _loads_client = json.JSONDecoder(object_pairs_hook=_unique_keys).decode
 
+#: A JSON escape of a UTF-16 surrogate; a pair spells one character, a lone one none.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether decoded JSON holds a lone surrogate (``"\\ud800"``): no Unicode character,
+    it cannot be encoded as UTF-8, so echoing it (a subscription id) would fail on send."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is str:
+            if _SURROGATE.search(v):
+                return True
+        elif t is list:
+            stack.extend(v)
+        elif t is dict:
+            stack.extend(v)
+            stack.extend(v.values())
+    return False
+
 
 def _load_array(text: str | bytes, loads: Any = json.loads) -> tuple[list[Any], str]:
     if isinstance(text, bytes | bytearray | memoryview):
@@ -133,6 +156,9 @@ def _load_array(text: str | bytes, loads: Any = json.loads) -> tuple[list[Any], 
         raise
     except ValueError as exc:
         raise ProtocolError("invalid", f"message is not valid JSON: {exc}") from None
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) and has_lone_surrogate(msg):
+        raise ProtocolError("invalid", "message has a lone UTF-16 surrogate (\\ud800-\\udfff), "
+                            "which is not Unicode")
     if type(msg) is not list:
         raise ProtocolError("invalid", "message must be a JSON array")
     if not msg or type(msg[0]) is not str:

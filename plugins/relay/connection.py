@@ -118,7 +118,13 @@ class Connection:
                 await self._wake.wait()
                 self._wake.clear()
                 while out:
-                    await send(out.popleft())
+                    message = out.popleft()
+                    try:  # ws.send would fail the whole connection on it
+                        message.encode()
+                    except UnicodeEncodeError:  # a lone surrogate: drop only this message
+                        log.warning("dropped an unencodable message to %s", self.ip)
+                        continue
+                    await send(message)
         except ConnectionClosed:
             self.closed = True
 

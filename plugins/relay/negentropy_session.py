@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.filter import Filter
+from oa_node.nostr.messages import has_lone_surrogate
 from oa_node.nostr.negentropy import Negentropy, NegentropyError, Storage
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ def dispatch(relay: RelayServer, conn: Connection, text: str) -> bool:
         msg = json.loads(text)
     except (ValueError, RecursionError):
         conn.post(_dumps(["NOTICE", "invalid: NEG message is not JSON"]))
+        return True
+    if has_lone_surrogate(msg):  # not Unicode: could not be echoed back in a NEG-ERR
+        conn.post(_dumps(["NOTICE", "invalid: NEG message has a lone UTF-16 surrogate"]))
         return True
     if not isinstance(msg, list) or len(msg) < 2 or not isinstance(msg[0], str):
         conn.post(_dumps(["NOTICE", "invalid: NEG message must be an array"]))

@@ -32,12 +32,14 @@ from websockets.http11 import Request, Response
 from oa_node.nostr import nip42
 from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event
+from oa_node.nostr.keys import _hex_fullmatch
 from oa_node.nostr.messages import (
     ClientAuth,
     ClientClose,
     ClientCount,
     ClientEvent,
     ClientReq,
+    has_lone_surrogate,
     parse_client_message,
 )
 from oa_node.plugins.relay import negentropy_session
@@ -276,14 +278,16 @@ class RelayServer(IngestMixin, ReadsMixin):
             arr = json.loads(text)
         except (ValueError, RecursionError):
             arr = None
+        # echo only what can be sent back: a hex id, a sub id without a lone surrogate
         if isinstance(arr, list) and len(arr) >= 2 and isinstance(arr[0], str):
             kind, second = arr[0], arr[1]
             if kind in ("EVENT", "AUTH") and isinstance(second, dict):
                 eid = second.get("id")
-                if isinstance(eid, str) and len(eid) == 64:
+                if isinstance(eid, str) and len(eid) == 64 and _hex_fullmatch(eid):
                     conn.post(_ok(eid, False, str(exc)))
                     return
-            if kind in ("REQ", "COUNT") and isinstance(second, str) and 0 < len(second) <= 64:
+            if (kind in ("REQ", "COUNT") and isinstance(second, str) and 0 < len(second) <= 64
+                    and not has_lone_surrogate(second)):
                 conn.post(_closed(second, str(exc)))
                 return
         conn.post(_notice(str(exc)))

@@ -92,6 +92,45 @@ async def test_oversized_frame_closes_only_that_connection(small_relay) -> None:
     await still_serves(small_relay.port)
 
 
+@pytest.mark.parametrize("text", [
+    '["REQ","\\ud800",{"limit":1}]',          # a lone surrogate as the subscription id
+    '["COUNT","\\udfff",{"kinds":[1]}]',
+    '["REQ","s",{"#t":["\\ud83d"]}]',         # ... in a filter value
+    '["NEG-OPEN","\\ud800",{},"61"]',
+    '["EVENT",{"id":"' + "0" * 63 + '\\ud800","content":1}]',
+    '["EVENT",{event}]',                         # a signed event, content "\\udc00"
+])
+async def test_lone_surrogate_is_refused_and_the_connection_keeps_serving(
+        small_relay, text: str) -> None:
+    """JSON escapes may spell a lone UTF-16 surrogate, which is no Unicode character: echoed
+    back (a subscription id in CLOSED/EOSE) it cannot be encoded as UTF-8, and the
+    connection's sender died on it, leaving the client unanswered for good (found by
+    benchmarks/relay_robustness.py). It is refused as ``invalid:`` instead."""
+    if "{event}" in text:
+        ev = Key().sign(content="@@").to_dict()
+        text = text.replace("{event}", json.dumps(ev).replace("@@", "\\udc00"))
+    c = await open_ws(small_relay.port)
+    await c.ws.send(text)
+    msg = await c.recv()
+    assert msg[0] in ("NOTICE", "CLOSED", "OK", "NEG-ERR") and "invalid" in msg[-1], msg
+    assert "surrogate" in msg[-1], msg
+    assert (await c.req("after", {"ids": ["0" * 64]}))[-1] == ["EOSE", "after"]
+    assert (await c.publish(Key().sign()))[2] is True
+    await c.close()
+
+
+async def test_an_unencodable_message_does_not_end_the_sender(small_relay) -> None:
+    """Messages queued behind one that cannot be encoded still go out: a sender task that
+    died on it left every later answer queued, the client starved."""
+    c = await open_ws(small_relay.port)
+    await c.wait_challenge()
+    await wait_for(lambda: small_relay.connections, timeout=5)
+    (conn,) = small_relay.connections
+    conn.post_many(['["NOTICE","\ud800 never sent"]', '["NOTICE","next"]'])
+    assert await c.recv() == ["NOTICE", "next"]
+    assert (await c.req("after", {"ids": ["0" * 64]}))[-1] == ["EOSE", "after"]
+
+
 async def test_flood_of_garbage_and_events(small_relay) -> None:
     flooder = await open_ws(small_relay.port)
     for _ in range(500):
