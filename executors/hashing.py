@@ -6,7 +6,12 @@ All are hex sha256 over canonical JSON, so any implementation can recompute them
 - ``tree_sha256``: the digest list ``[{path, sha256, bytes}]`` sorted by path.
 - ``verification_digest``: what must agree between honest providers of the same job:
   status, exit codes, artifact and index hashes. Timings, hostnames and raw logs (stdout and
-  stderr differ with timing, e.g. "passed in 0.12s") are left out.
+  stderr differ with timing, e.g. "passed in 0.12s") are left out. It names no provider,
+  so honest providers of one job agree on it, and the buyer computes it itself.
+- ``attestation``: sha256(provider key (32 bytes) || verification digest (32 bytes)), which a
+  provider puts in its result's provenance: the result's claim of *who* reached the digest,
+  checked against the key that signed the result event. A copy re-signed under another key
+  with the original's attestation fails; recomputing it needs the plaintext result.
 """
 
 from __future__ import annotations
@@ -112,3 +117,9 @@ def verification_digest(result: Any) -> str:
                                 key=lambda a: str(a["index_type"])),
         }
     return canonical_hash(core)
+
+
+def attestation(provider_pubkey: str, digest: str) -> str:
+    """The key-bound attestation of a verification digest (see the module docstring);
+    ``provider_pubkey`` may be empty (a local run that names no provider)."""
+    return hashlib.sha256(bytes.fromhex(provider_pubkey) + bytes.fromhex(digest)).hexdigest()

@@ -17,7 +17,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from oa_node.canonical import CanonicalJSONError
 from oa_node.executors.git_fetch import DEFAULT_ALLOWED_SCHEMES, FetchLimits
-from oa_node.executors.hashing import input_sha256, output_sha256, verification_digest
+from oa_node.executors.hashing import (
+    attestation,
+    input_sha256,
+    output_sha256,
+    verification_digest,
+)
 from oa_node.executors.schema import Provenance, SchemaError
 from oa_node.sandbox.base import CancelToken, Limits, Sandbox
 
@@ -106,7 +111,8 @@ def execute_with_provenance(request: Any, ctx: ExecContext, request_model: Any,
     """What every executor does around its work (the counterpart of :func:`verify_start`):
     parse the request (an invalid one gives the ``error`` result, never an exception),
     ``run`` it, and attach provenance: the hashes of the input and of the result, when the
-    job started and how long it took."""
+    job started, how long it took, and the attestation binding this provider's key to the
+    result's verification digest."""
     started, t0 = time.time(), time.monotonic()
     if isinstance(request, request_model):
         result = run(request, ctx)
@@ -126,16 +132,19 @@ def execute_with_provenance(request: Any, ctx: ExecContext, request_model: Any,
         provider_pubkey=ctx.provider_pubkey, input_sha256=in_hash,
         output_sha256=output_sha256(body), executed_at=int(started),
         duration_ms=int((time.monotonic() - t0) * 1000),
+        attestation=attestation(ctx.provider_pubkey, verification_digest(body)),
     ).to_dict()
     return type(result).from_dict(body)
 
 
 def verify_start(request: Any, result: Any, request_model: Any, result_model: Any
                  ) -> tuple[Any, Any, list[str], str] | Verdict:
-    """What every verifier does first: parse both documents, recompute the provenance hashes
-    and the verification digest. Returns (request, result, problems, digest), or a failed
-    :class:`Verdict` when the result is malformed or has no canonical form to hash (a
-    hostile provider's document must give a verdict, never an exception)."""
+    """What every verifier does first: parse both documents, recompute the provenance hashes,
+    the verification digest and the attestation of ``provenance.provider_pubkey`` (whether
+    that key signed the result is the caller's check: it has the event). Returns (request,
+    result, problems, digest), or a failed :class:`Verdict` when the result is malformed or
+    has no canonical form to hash (a hostile provider's document must give a verdict, never
+    an exception)."""
     try:
         req = request if isinstance(request, request_model) else request_model.from_dict(request)
         res = result if isinstance(result, result_model) else result_model.from_dict(result)
@@ -145,6 +154,9 @@ def verify_start(request: Any, result: Any, request_model: Any, result_model: An
         if res.provenance.output_sha256 != output_sha256(result):
             problems.append("provenance.output_sha256 does not match the result")
         digest = verification_digest(result)
+        if res.provenance.attestation != attestation(res.provenance.provider_pubkey, digest):
+            problems.append("provenance.attestation does not bind this result's verification "
+                            "digest to provenance.provider_pubkey")
     except SchemaError as exc:
         return Verdict(ok=False, problems=(f"schema: {exc}",))
     except CanonicalJSONError as exc:

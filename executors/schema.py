@@ -238,23 +238,29 @@ class Provenance:
     output_sha256: str = ""
     executed_at: int = 0
     duration_ms: int = 0
+    #: ``hashing.attestation(provider_pubkey, verification digest)``: binds the key
+    attestation: str = ""
 
     @classmethod
     def parse(cls, value: Any, path: str) -> Provenance:
         o = Obj(value, path, ("provider_pubkey", "input_sha256", "output_sha256",
-                              "executed_at", "duration_ms"))
+                              "executed_at", "duration_ms", "attestation"))
         pub = o.str("provider_pubkey", "")
         if pub:
             sha256_hex(pub, o.at("provider_pubkey"))
+        att = o.str("attestation", "")
+        if att:
+            sha256_hex(att, o.at("attestation"))
         return cls(
             provider_pubkey=pub,
             input_sha256=o.sub("input_sha256", sha256_hex),
             output_sha256=o.sub("output_sha256", sha256_hex),
             executed_at=o.int("executed_at", 0, lo=0),
             duration_ms=o.int("duration_ms", 0, lo=0),
+            attestation=att,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {"provider_pubkey": self.provider_pubkey, "input_sha256": self.input_sha256,
                 "output_sha256": self.output_sha256, "executed_at": self.executed_at,
-                "duration_ms": self.duration_ms}
+                "duration_ms": self.duration_ms, "attestation": self.attestation}

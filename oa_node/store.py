@@ -81,6 +81,14 @@ class EventStore(Protocol):
         """Raw JSON of the events matching any filter, newest first (ties: lowest id first),
         each filter's ``limit`` applied to that filter, no event twice, none expired."""
 
+    async def id_pairs(self, filt: Filter, max_items: int | None = None,
+                       now: int | None = None) -> list[tuple[int, str]]:
+        """``(created_at, id)`` of the events ``filt`` matches (its ``limit`` kept: the
+        newest, as :meth:`query` picks them), sorted ascending by created_at then id (the
+        order of NIP-77 negentropy), at most ``max_items``. No event JSON is read, so a
+        set reconciliation can cover a large store: callers bound memory with
+        ``max_items`` (ask for one more than allowed to tell "too many")."""
+
     async def count(self, filters: Sequence[Filter], now: int | None = None) -> int:
         """How many distinct stored, unexpired events match any filter (``limit`` ignored)."""
 

@@ -243,6 +243,12 @@ def _submit(node: Node, schema: str, doc: dict[str, Any], opts: SubmitOpts) -> N
     as_json, wait, wait_timeout = opts.as_json, opts.wait, opts.wait_timeout
     providers = [pubkey_arg(p, "--provider") for p in opts.provider or []]
     buyer = _buyer(node)
+    k = int((doc.get("verification") or {}).get("redundancy", 1))
+    if k > 1 and not opts.encrypt and not buyer.settings.encrypt_results:
+        buyer.close()
+        raise UserError(f"redundancy {k} with results in clear ([buyer] encrypt_results = "
+                        "false): anyone could copy a clear result and agree with it; keep "
+                        "encrypt_results on, or use --redundancy 1")
 
     async def go() -> tuple[str, bool]:
         job_id = await buyer.submit(schema, doc, providers=providers,

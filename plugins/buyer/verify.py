@@ -4,14 +4,16 @@
 verify): signature, binding to one of this job's requests (``e``,
 the embedded ``request`` event, kind + 1000, ``p`` = buyer, the named provider), encryption
 kept, the schema's own verifier (structure, ``input_sha256``, requested image digest,
-internal consistency), and provenance naming the signer. It yields the result's
-*verification digest*.
+internal consistency), and provenance naming the signer with an attestation that binds the
+signer's key to the result (a copy re-signed under another key fails here). It yields the
+result's *verification digest*, which names no provider: honest providers agree on it.
 
 :func:`decide` compares digests across providers: ``redundancy`` distinct providers with the
 same digest pass (the first ``redundancy`` of them in arrival order are the ones paid:
 exactly K payments at redundancy K, whatever arrives meanwhile); a disagreement needs a
 tie-break (an audit re-run) or more results; at the deadline, too few agreeing results
-reject the job.
+reject the job. At redundancy K > 1 results sent in clear never count towards agreement:
+anyone could read one, recompute its attestation under their own key and "agree".
 """
 
 from __future__ import annotations
@@ -37,15 +39,18 @@ class ResultCheck:
     problems: tuple[str, ...] = ()
     digest: str = ""
     status: str = ""
+    #: sent in clear (readable, hence copyable, by anyone): no vote at redundancy K > 1
+    clear: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"result_id": self.result_id, "provider": self.provider, "ok": self.ok,
-                "problems": list(self.problems), "digest": self.digest, "status": self.status}
+                "problems": list(self.problems), "digest": self.digest, "status": self.status,
+                "clear": self.clear}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ResultCheck:
         return cls(d["result_id"], d["provider"], bool(d["ok"]), tuple(d.get("problems", ())),
-                   d.get("digest", ""), d.get("status", ""))
+                   d.get("digest", ""), d.get("status", ""), bool(d.get("clear", False)))
 
 
 def check_result(
@@ -102,11 +107,16 @@ def check_result(
         return ResultCheck(ev.id, ev.pubkey, False, tuple(problems))
     problems += list(verdict.problems)
     prov = doc.get("provenance")
-    if isinstance(prov, dict) and prov.get("provider_pubkey") not in ("", None, ev.pubkey):
+    # the verifier checked the attestation against provenance.provider_pubkey; this ties
+    # that key to the signer, so a copy re-signed under another key fails one or the other
+    named = prov.get("provider_pubkey") if isinstance(prov, dict) else None
+    if not named:
+        problems.append("provenance names no provider")
+    elif named != ev.pubkey:
         problems.append("provenance names another provider")
     status = str(doc.get("status", ""))
     return ResultCheck(ev.id, ev.pubkey, not problems, tuple(problems),
-                       verdict.verification_digest, status)
+                       verdict.verification_digest, status, clear=not result.encrypted)
 
 
 @dataclass(frozen=True)
@@ -136,10 +146,12 @@ def decide(checks: Sequence[ResultCheck], redundancy: int, *, final: bool = Fals
     group that matches it can pass. With ``distinct``, only those providers count towards
     agreement (one actor can hold many keys): the valid results of others are ``surplus``
     when they agree with a passing group, ``failed`` when they disagree with it, else
-    ``uncounted``.
+    ``uncounted``. At ``redundancy`` > 1 a result sent in clear is one of those others too:
+    anyone could have read it and attested it under their own key.
     """
     failed: dict[str, str] = {}
     seen: set[str] = set()
+    clear = 0
     groups: dict[str, list[str]] = {}
     others: dict[str, list[str]] = {}
     for c in checks:
@@ -150,7 +162,10 @@ def decide(checks: Sequence[ResultCheck], redundancy: int, *, final: bool = Fals
         if not c.ok:
             failed[c.result_id] = "; ".join(c.problems) or "invalid"
             continue
-        counted = distinct is None or c.provider in distinct
+        counted = (distinct is None or c.provider in distinct) and not (
+            redundancy > 1 and c.clear)
+        if not counted and c.clear and redundancy > 1:
+            clear += 1
         (groups if counted else others).setdefault(c.digest, []).append(c.result_id)
     uncounted = tuple(rid for ids in others.values() for rid in ids)
 
@@ -192,8 +207,11 @@ def decide(checks: Sequence[ResultCheck], redundancy: int, *, final: bool = Fals
         return Decision("tiebreak", (), failed, "",
                         f"{valid} valid results disagree ({len(groups)} different digests)",
                         uncounted=uncounted)
-    note = f" ({len(uncounted)} more from providers not counted as distinct)" if uncounted \
-        else ""
+    note = (f" ({len(uncounted) - clear} more from providers not counted as distinct)"
+            if len(uncounted) > clear else "")
+    if clear:
+        note += (f" ({clear} more sent in clear, which never count towards redundancy "
+                 "K > 1: anyone could copy them)")
     if final:
         return Decision("reject", (), {**failed, **{rid: "too few agreeing results"
                                                     for ids in groups.values() for rid in ids}},

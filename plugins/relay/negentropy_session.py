@@ -2,7 +2,8 @@
 
 The server hands any frame its NIP-01 parser refused to :func:`dispatch`; NEG-* frames are
 handled here, anything else is left to the server. A session snapshots the (created_at, id)
-of the events its filter matches (the same auth and filter policies as a REQ apply), up to
+of the events its filter matches (the same auth and filter policies as a REQ apply) with the
+store's ``id_pairs`` (one indexed scan, no event JSON), up to
 ``limits.negentropy_max_records`` (past it: ``NEG-ERR blocked: too many records``), and then
 runs the sans-I/O :mod:`oa_node.nostr.negentropy` server side on each NEG-MSG.
 """
@@ -139,13 +140,9 @@ def _open(
     task.set_name("neg-open:" + sub_id)
 
 
-def _records(raws: list[str]) -> Storage:
-    """(created_at, id) of each stored event's JSON (the store checked them on the way in)."""
-    items = []
-    for raw in raws:
-        ev = json.loads(raw)
-        items.append((int(ev["created_at"]), bytes.fromhex(ev["id"])))
-    return Storage(items)
+def _records(pairs: list[tuple[int, str]]) -> Storage:
+    """The session's sealed set from the store's (created_at, hex id) pairs."""
+    return Storage([(ts, bytes.fromhex(eid)) for ts, eid in pairs])
 
 
 async def _load_then_answer(
@@ -158,21 +155,22 @@ async def _load_then_answer(
     first: str,
 ) -> None:
     cap = relay.settings.limits.negentropy_max_records
-    if filt.limit is None or (cap and filt.limit > cap + 1):
-        filt.limit = cap + 1 if cap else None
     try:
-        raws = await relay.store.query([filt])
-        storage = await asyncio.to_thread(_records, raws) if not session.closed else None
+        # one more than the cap tells "too many" without reading the rest
+        pairs = await relay.store.id_pairs(filt, cap + 1 if cap else None)
+        too_many = bool(cap) and len(pairs) > cap
+        storage = None
+        if not session.closed and not too_many:
+            storage = await asyncio.to_thread(_records, pairs)
     except Exception as exc:
         log.warning("negentropy snapshot failed: %s", exc)
-        storage = None
         if not session.closed:
             _drop(sessions, sub_id, session)
             conn.post(_err(sub_id, "error: could not run this query"))
         return
-    if session.closed or storage is None:
+    if session.closed:
         return
-    if cap and len(storage) > cap:
+    if too_many or storage is None:
         _drop(sessions, sub_id, session)
         conn.post(_err(sub_id, f"blocked: too many records (max {cap}); narrow the filter"))
         return

@@ -16,7 +16,12 @@ import anyio
 
 from oa_node.canonical import canonical_json
 from oa_node.client import RelayPool
-from oa_node.executors.hashing import input_sha256, output_sha256
+from oa_node.executors.hashing import (
+    attestation,
+    input_sha256,
+    output_sha256,
+    verification_digest,
+)
 from oa_node.nostr import kinds, nip90
 from oa_node.nostr.event import Event
 from oa_node.plugins.ledger_wallet.ledger import Ledger
@@ -29,7 +34,8 @@ def sealed(doc: dict[str, Any], request: dict[str, Any], provider: str) -> dict[
     doc.pop("provenance", None)
     doc["provenance"] = {"provider_pubkey": provider, "input_sha256": input_sha256(request),
                          "output_sha256": output_sha256(doc), "executed_at": 1,
-                         "duration_ms": 10}
+                         "duration_ms": 10,
+                         "attestation": attestation(provider, verification_digest(doc))}
     return doc
 
 

@@ -11,8 +11,10 @@ import anyio
 import pytest
 
 from harness.wait import wait_for
+from oa_node.canonical import loads
 from oa_node.client import RelayPool
 from oa_node.errors import UserError
+from oa_node.executors.hashing import attestation
 from oa_node.nostr import kinds, nip90
 from oa_node.nostr.event import Event
 from oa_node.plugins.buyer.providers_cli import _with_reputation
@@ -414,3 +416,123 @@ async def test_a_copied_result_is_not_the_copiers(world: World, tmp_path: Path) 
         await close(buyer)
     assert copier.balance() == 0
     assert honest.balance() == PRICE
+
+
+def swapped(doc: dict[str, Any], provider: str) -> dict[str, Any]:
+    """Another provider's result claimed as ``provider``'s: the provenance key swapped, the
+    attestation copied as it is (re-attesting needs the plaintext the copier is not meant
+    to have: results are encrypted to the buyer)."""
+    out = {**doc, "provenance": {**doc["provenance"], "provider_pubkey": provider}}
+    assert out["provenance"]["attestation"] == doc["provenance"]["attestation"]
+    return out
+
+
+async def test_a_copy_with_a_swapped_key_does_not_agree(world: World, tmp_path: Path) -> None:
+    """Redundancy 2, three named providers. A copier holding another provider's plaintext
+    (leaked to it) swaps the provenance key for its own, keeps the attestation and
+    re-encrypts to the buyer: the copy fails ``structural`` and does not agree with the
+    original, so the job waits for a second real result; the two real ones are paid, the
+    copier is not and is labelled fail."""
+    first, second = (Rogue(world.ledger, n, world.relay, PRICE) for n in ("first", "second"))
+    copier = Rogue(world.ledger, "copier", world.relay, PRICE)
+    buyer = world.buyer(record=True)
+    rec = None
+    try:
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc("file:///x", [PYTEST], 2),
+                                 providers=[first.pubkey, second.pubkey, copier.pubkey])
+        request, doc = request_of(buyer, job)
+        original = forged_success(doc, first.pubkey)
+        copied = await copier.result(request, swapped(original, copier.pubkey))
+        results = [copied, await first.result(request, original),
+                   await second.result(request, forged_success(doc, second.pubkey))]
+
+        def checked() -> int:
+            got = buyer.ledger.get(job)
+            return sum(1 for r in (got.data.get("results") or {}).values()  # type: ignore[union-attr]
+                       if r.get("check"))
+
+        async with anyio.create_task_group() as tg:
+            async def run() -> None:
+                nonlocal rec
+                rec = await follow(buyer, job, timeout=60)
+            tg.start_soon(run)
+            with anyio.fail_after(20):
+                await buyer.ready.wait()
+            await copier.publish(*results[:2])  # the copy and its original, together
+            await wait_for(lambda: checked() == 2, 20, "both results checked")
+            assert buyer.ledger.get(job).state not in ("verified", "paid")  # type: ignore[union-attr]
+            await second.publish(results[2])
+        assert rec is not None and rec.state == "paid", rec and rec.data
+        assert rec.data["level"] == "redundant:2"
+        assert rec.data["verdicts"] == {results[0].id: "fail", results[1].id: "pass",
+                                        results[2].id: "pass"}
+        assert "attestation" in rec.data["failures"][copied.id]
+        assert len(buyer.node.capability(Wallet).pay_calls) == 2
+        labels = await labels_on(world.relay, [e.id for e in results])
+        assert sorted(labels) == sorted([("fail", copied.id, copier.pubkey),
+                                         ("pass", results[1].id, first.pubkey),
+                                         ("pass", results[2].id, second.pubkey)])
+    finally:
+        await close(buyer)
+    assert (first.balance(), second.balance(), copier.balance()) == (PRICE, PRICE, 0)
+    assert balance(world.ledger, "buyer") == DEPOSIT - 2 * PRICE
+
+
+async def test_results_in_clear_do_not_count_at_redundancy_two(world: World,
+                                                               tmp_path: Path) -> None:
+    """A job at redundancy 2 whose results come in clear (the buyer opted out of
+    encryption through the engine; ``job submit`` refuses it): anyone can read a clear
+    result and re-attest it under a key of their own, so two agreeing clear results are
+    no agreement. Nothing passes, nobody is paid or labelled."""
+    a, b = (Rogue(world.ledger, n, world.relay, PRICE) for n in ("clear-a", "clear-b"))
+    buyer = world.buyer(record=True, result_grace_secs=0)
+    try:
+        job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc("file:///x", [PYTEST], 2),
+                                 providers=[a.pubkey, b.pubkey], encrypt_results=False)
+        request, doc = request_of(buyer, job)
+        assert not nip90.wants_encrypted_result(request)
+        results = [await r.result(request, forged_success(doc, r.pubkey)) for r in (a, b)]
+        assert all(["encrypted"] not in e.tags for e in results)
+        await a.publish(*results)
+        rec = await follow(buyer, job, timeout=60)
+        assert rec.state == "rejected", rec.data
+        assert set(rec.data["verdicts"].values()) == {"uncounted"}
+        assert "sent in clear" in buyer.ledger.history(job)[-1].receipt["reason"]
+        assert buyer.node.capability(Wallet).pay_calls == []
+        assert await labels_on(world.relay, [e.id for e in results]) == []
+    finally:
+        await close(buyer)
+    assert (a.balance(), b.balance()) == (0, 0)
+    assert balance(world.ledger, "buyer") == DEPOSIT
+
+
+@pytest.mark.docker
+async def test_an_honest_pair_agrees_with_keys_bound(world: World, tmp_path: Path) -> None:
+    """Two real providers run the same job at redundancy 2: each result attests its own
+    key (different attestations), the verification digests agree, both are paid."""
+    repo = make_repo(tmp_path / "repo", PASSING)
+    nodes = [world.provider_node(n) for n in ("pair-a", "pair-b")]
+    keys = [n.signer.public_key for n in nodes]
+    buyer = world.buyer(record=True)
+    try:
+        async with world.serving(nodes[0]), world.serving(nodes[1]):
+            job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, [PYTEST], 2),
+                                     providers=keys)
+            rec = await follow(buyer, job, timeout=180)
+        assert rec.state == "paid", rec.data
+        assert rec.data["level"] == "redundant:2"
+        assert sorted(rec.data["verdicts"].values()) == ["pass", "pass"]
+        checks = [r["check"] for r in rec.data["results"].values()]
+        assert sorted(c["provider"] for c in checks) == sorted(keys)
+        assert len({c["digest"] for c in checks}) == 1
+        for r in rec.data["results"].values():
+            event = Event.from_dict(r["event"])
+            plain = await buyer.node.signer.nip44_decrypt(event.pubkey, event.content)
+            prov = loads(plain)["provenance"]
+            assert prov["provider_pubkey"] == event.pubkey
+            assert prov["attestation"] == attestation(event.pubkey, r["check"]["digest"])
+        assert sorted(p["provider"] for p in rec.data["payments"].values()) == sorted(keys)
+    finally:
+        await close(buyer)
+    assert balance(world.ledger, "pair-a") == balance(world.ledger, "pair-b") == PRICE
+    assert balance(world.ledger, "buyer") == DEPOSIT - 2 * PRICE

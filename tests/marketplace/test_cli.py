@@ -212,6 +212,27 @@ def test_cli_refuses_bad_input_before_any_network(tmp_path: Path, args: list[str
     assert message in str(result.exception)
 
 
+def test_submit_refuses_redundancy_with_results_in_clear(tmp_path: Path) -> None:
+    """``[buyer] encrypt_results = false`` and ``-k 2``: clear results could be copied and
+    re-attested by anyone, so they cannot make an agreement; one line, exit 1, nothing
+    published (the relay is unreachable: the refusal comes first)."""
+    from typer.testing import CliRunner
+
+    from oa_node.cli import make_app
+    from oa_node.errors import UserError
+
+    cfg = write_config(tmp_path / "n", {"node": {"data_dir": ".",
+                                                 "relays": ["ws://127.0.0.1:9"]},
+                                        "buyer": {"encrypt_results": False}})
+    args = ["job", "submit", "sandbox_run", "--cmd", "true", "--provider", "ab" * 32]
+    result = CliRunner().invoke(make_app(), [*args, "-k", "2", "-c", str(cfg)])
+    assert isinstance(result.exception, UserError), (result.exception, result.output)
+    assert "results in clear" in str(result.exception)
+    # redundancy 1 in clear is allowed: it gets as far as the (unreachable) relay
+    result = CliRunner().invoke(make_app(), [*args, "-k", "1", "-c", str(cfg)])
+    assert "results in clear" not in str(result.exception), result.output
+
+
 def test_providers_needs_relays(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -9,7 +9,12 @@ import pytest
 
 from oa_node.canonical import canonical_json
 from oa_node.executors.builtin import SANDBOX_RUN
-from oa_node.executors.hashing import input_sha256, output_sha256, verification_digest
+from oa_node.executors.hashing import (
+    attestation,
+    input_sha256,
+    output_sha256,
+    verification_digest,
+)
 from oa_node.nostr import nip90
 from oa_node.nostr.event import Event
 from oa_node.plugins.buyer.verify import ResultCheck, check_result, decide
@@ -36,7 +41,8 @@ def result_doc(request: dict[str, Any], provider: str, exit_code: int = 0,
     }
     doc["provenance"] = {"provider_pubkey": provider, "input_sha256": input_sha256(request),
                          "output_sha256": output_sha256(doc), "executed_at": 1,
-                         "duration_ms": 9}
+                         "duration_ms": 9,
+                         "attestation": attestation(provider, verification_digest(doc))}
     return doc
 
 
@@ -133,6 +139,34 @@ def test_objective_checks_of_the_schema(keys: dict[str, LocalSigner]) -> None:
     assert "provenance names another provider" in c.problems
 
 
+def test_the_attestation_binds_the_signer_not_the_digest(keys: dict[str, LocalSigner]
+                                                         ) -> None:
+    """Two honest providers of one job reach the same verification digest (the key-free
+    part, which the buyer recomputes and compares) with different attestations; a copy
+    re-signed with its provenance key swapped and the original's attestation kept fails,
+    and so does one that keeps the original's key; one naming no provider fails too."""
+    req = request_event(keys)
+    mine = result_doc(REQUEST, keys["provider"].public_key)
+    theirs = result_doc(REQUEST, keys["other"].public_key)
+    a = check(keys, req, result_event(keys, req, mine))
+    b = check(keys, req, result_event(keys, req, theirs, signer="other"))
+    assert a.ok and b.ok, (a.problems, b.problems)
+    assert a.digest == b.digest == verification_digest(mine)
+    assert mine["provenance"]["attestation"] != theirs["provenance"]["attestation"]
+    assert mine["provenance"]["attestation"] == attestation(keys["provider"].public_key,
+                                                            a.digest)
+    swapped = {**mine, "provenance": {**mine["provenance"],
+                                      "provider_pubkey": keys["other"].public_key}}
+    c = check(keys, req, result_event(keys, req, swapped, signer="other"))
+    assert not c.ok and any("attestation" in p for p in c.problems), c.problems
+    kept = check(keys, req, result_event(keys, req, mine, signer="other"))
+    assert kept.problems == ("provenance names another provider",)
+    anonymous = {**mine, "provenance": {**mine["provenance"], "provider_pubkey": "",
+                                        "attestation": attestation("", a.digest)}}
+    c = check(keys, req, result_event(keys, req, anonymous))
+    assert c.problems == ("provenance names no provider",)
+
+
 def test_runs_must_show_the_work_the_status_claims() -> None:
     """Honest shapes pass (a limit hit between commands, a failure that stops the run); a
     run after a stopping one, or a status the runs do not show, fails."""
@@ -160,8 +194,10 @@ def test_runs_must_show_the_work_the_status_claims() -> None:
         "status success, but not every command ran and passed",)
 
 
-def rc(rid: str, provider: str, digest: str = "d1", ok: bool = True) -> ResultCheck:
-    return ResultCheck(rid, provider, ok, () if ok else ("bad",), digest if ok else "")
+def rc(rid: str, provider: str, digest: str = "d1", ok: bool = True, clear: bool = False
+       ) -> ResultCheck:
+    return ResultCheck(rid, provider, ok, () if ok else ("bad",), digest if ok else "",
+                       clear=clear)
 
 
 def test_decide_redundancy_one() -> None:
@@ -208,3 +244,20 @@ def test_decide_passes_exactly_k_in_arrival_order() -> None:
     assert two.passed == ("r0", "r1") and len(two.surplus) == 3
     audited = decide(burst, 2, audit_digest="d1")
     assert audited.passed == ("r0", "r1") and len(audited.surplus) == 3
+
+
+def test_decide_never_counts_clear_results_at_redundancy_above_one() -> None:
+    """A result in clear can be read by anyone and re-attested under any key: at K > 1 it
+    is no vote (recorded as uncounted, surplus when it agrees with a passing group); at
+    K = 1 there is no agreement to fake and it counts as before."""
+    clear = [rc("r1", "a", clear=True), rc("r2", "b", clear=True)]
+    assert decide(clear, 1).passed == ("r1",)
+    waiting = decide(clear, 2)
+    assert waiting.outcome == "wait" and waiting.uncounted == ("r1", "r2")
+    late = decide(clear, 2, final=True)
+    assert late.outcome == "reject" and not late.passed and "sent in clear" in late.reason
+    mixed = decide([rc("r1", "a", clear=True), rc("r2", "b"), rc("r3", "c")], 2)
+    assert mixed.passed == ("r2", "r3") and mixed.surplus == ("r1",)
+    # an audit does not make a clear result count either
+    assert decide(clear, 2, final=True, audit_digest="d1").outcome == "reject"
+    assert ResultCheck.from_dict(rc("r1", "a", clear=True).to_dict()).clear

@@ -26,7 +26,7 @@ from harness.marketplace import (
     write_config,
 )
 from harness.wait import wait_for
-from oa_node.executors.hashing import output_sha256
+from oa_node.executors.hashing import attestation, output_sha256, verification_digest
 from oa_node.hookspecs import hookimpl
 from oa_node.node import Node
 from oa_node.wallet import Wallet
@@ -59,6 +59,8 @@ class LyingSandboxPlugin:
                 run["exit_code"] = 0
             doc["status"] = "success"
             doc["provenance"]["output_sha256"] = output_sha256(doc)
+            doc["provenance"]["attestation"] = attestation(ctx.provider_pubkey,
+                                                           verification_digest(doc))
             return SandboxRunResult.from_dict(doc)
 
         register(dataclasses.replace(SANDBOX_RUN, executor=lying_executor), replace=True)

@@ -278,6 +278,34 @@ async def test_an_unstorable_event_fails_alone(store: EventStore) -> None:
     }
 
 
+async def test_id_pairs_are_the_query_without_json(store: EventStore) -> None:
+    """``id_pairs`` picks exactly the events ``query`` picks, in negentropy order."""
+    import json
+
+    a, b = Key(), Key()
+    now = int(time.time())
+    evs = [a.sign(content=str(i), tags=[["t", "x" if i % 2 else "y"]],
+                  created_at=1000 + i // 4) for i in range(30)]
+    evs += [b.sign(kind=7, content=str(i), created_at=1000 + i) for i in range(5)]
+    expired = a.sign(content="gone", tags=[["expiration", str(now - 5)]], created_at=1001)
+    await save(store, *evs, expired)
+    filters = [Filter(), Filter(authors={a.pubkey}), Filter(kinds={7}),
+               Filter(tags={"t": {"x"}}), Filter(tags={"t": {"x"}}, limit=5),
+               Filter(authors={a.pubkey}, limit=7), Filter(since=1003, until=1005),
+               Filter(ids={evs[0].id, evs[33].id, expired.id}), Filter(limit=0)]
+    for f in filters:
+        raws = await store.query([f])
+        want = sorted((json.loads(r)["created_at"], json.loads(r)["id"]) for r in raws)
+        assert await store.id_pairs(f) == want, f
+    assert expired.id not in {i for _, i in await store.id_pairs(Filter())}
+    # max_items bounds the answer; with a limit, the newest are kept as query keeps them
+    assert len(await store.id_pairs(Filter(), max_items=10)) == 10
+    assert len(await store.id_pairs(Filter(authors={b.pubkey}), max_items=10)) == 5
+    newest = await store.id_pairs(Filter(authors={a.pubkey}, limit=20), max_items=6)
+    want6 = sorted((e.created_at, e.id) for e in evs[:30])[-6:]
+    assert newest == sorted(want6)
+
+
 async def test_batch_results_in_order(store: EventStore) -> None:
     """Saves committed in one batch answer each in order: an all-plain batch (one statement
     on PostgreSQL) with duplicates and deleted events among new ones, and a mixed batch

@@ -164,6 +164,34 @@ def query_sql(f: Filter, now: int, style: str) -> tuple[str, list[Any]] | None:
     return sql, p.values
 
 
+def id_pairs_sql(f: Filter, now: int, style: str, max_items: int | None
+                 ) -> tuple[str, list[Any]] | None:
+    """``SELECT created_at, id`` for one filter (no event JSON): with a ``limit`` (or
+    ``max_items``) the newest first, as :func:`query_sql` picks them; unordered otherwise
+    (the caller sorts), so a whole-store scan needs no sort in SQL."""
+    limit = f.limit
+    if max_items is not None:
+        limit = max_items if limit is None else min(limit, max_items)
+    if limit is not None and limit <= 0:
+        return None
+    p = Params(style)
+    where = filter_where(f, now, p)
+    if where is None:
+        return None
+    if "t0.name" in where:
+        sql = ("SELECT e.created_at, e.id FROM tags t0 JOIN events e ON e.seq = t0.seq"
+               f" WHERE {where}")
+        order = " ORDER BY t0.created_at DESC, e.id"
+    else:
+        sql = f"SELECT e.created_at, e.id FROM events e WHERE {where}"
+        order = " ORDER BY e.created_at DESC, e.id"
+    if f.limit is not None:  # which events a limit keeps depends on the order
+        sql += order
+    if limit is not None:
+        sql += f" LIMIT {p.add(int(limit))}"
+    return sql, p.values
+
+
 def count_sql(filters: Iterable[Filter], now: int, style: str) -> tuple[str, list[Any]] | None:
     """``SELECT COUNT(*)`` over the union of the filters (limits ignored, per NIP-45)."""
     p = Params(style)

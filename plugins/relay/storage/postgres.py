@@ -41,6 +41,7 @@ from oa_node.plugins.relay.storage.common import (
     Indexed,
     count_sql,
     deletion_targets,
+    id_pairs_sql,
     index_event,
     merge_rows,
     query_sql,
@@ -563,6 +564,20 @@ class PostgresStore:
         async with self._pool.acquire() as con:
             results = [await con.fetch(sql, *params) for sql, params in plans]
         return merge_rows([(r[0], r[1]) for r in rows] for rows in results)
+
+    async def id_pairs(self, filt: Filter, max_items: int | None = None,
+                       now: int | None = None) -> list[tuple[int, str]]:
+        self._check()
+        assert self._pool is not None
+        when = int(time.time()) if now is None else now
+        plan = id_pairs_sql(filt, when, "numeric", max_items)
+        if plan is None:
+            return []
+        sql, params = plan
+        rows = await self._pool.fetch(sql, *params)
+        pairs = [(int(r[0]), r[1]) for r in rows]
+        pairs.sort()
+        return pairs
 
     async def count(self, filters: Sequence[Filter], now: int | None = None) -> int:
         self._check()

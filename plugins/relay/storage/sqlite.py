@@ -29,6 +29,7 @@ from oa_node.plugins.relay.storage.common import (
     BatchWriter,
     count_sql,
     deletion_targets,
+    id_pairs_sql,
     index_event,
     merge_rows,
     query_sql,
@@ -387,6 +388,22 @@ class SQLiteStore:
     def _run_queries(self, plans: list[tuple[str, list[object]]]) -> list[str]:
         con = self._reader()
         return merge_rows(con.execute(sql, params).fetchall() for sql, params in plans)
+
+    async def id_pairs(self, filt: Filter, max_items: int | None = None,
+                       now: int | None = None) -> list[tuple[int, str]]:
+        self._check()
+        when = int(time.time()) if now is None else now
+        plan = id_pairs_sql(filt, when, "qmark", max_items)
+        if plan is None:
+            return []
+        sql, params = plan
+
+        def run() -> list[tuple[int, str]]:
+            rows: list[tuple[int, str]] = self._reader().execute(sql, params).fetchall()
+            rows.sort()
+            return rows
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_exec, run)
 
     async def count(self, filters: Sequence[Filter], now: int | None = None) -> int:
         self._check()
