@@ -177,6 +177,19 @@ _BUS_SQL = (
 _SCHEMA_LOCK = 0x6F61_6E6F_6465  # advisory lock id guarding concurrent schema creation
 #: what asyncpg raises when the server or a connection goes away (turned into StoreError)
 _PG_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+#: errors meaning the connection is gone (the server restarted or shut down, the network):
+#: the connection is replaced; what it was doing is assumed not to have happened only when
+#: redoing it is harmless (a write is: a committed event then answers duplicate)
+_LOST = (OSError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError,
+         asyncpg.CrashShutdownError, asyncpg.CannotConnectNowError)
+#: seconds to wait for a (re)connection before the write or read fails
+CONNECT_TIMEOUT = 5.0
+#: longest pause between attempts to re-open the LISTEN connection
+RELISTEN_MAX_DELAY = 2.0
+
+
+def _is_lost(con: asyncpg.Connection | None, exc: BaseException) -> bool:
+    return isinstance(exc, _LOST) or (con is not None and con.is_closed())
 
 
 def _key(text: str) -> int:
@@ -253,7 +266,7 @@ class PostgresStore:
         if self._opened:
             return
         try:
-            self._wcon = await asyncpg.connect(self.dsn)
+            self._wcon = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT)
             await self._wcon.execute("SELECT pg_advisory_lock($1)", _SCHEMA_LOCK)
             try:
                 await self._wcon.execute(SCHEMA)
@@ -266,8 +279,7 @@ class PostgresStore:
                 self.dsn, min_size=1, max_size=self._pool_size, reset=_keep_session,
                 init=_reader_session,
             )
-            self._lcon = await asyncpg.connect(self.dsn)
-            await self._lcon.add_listener(self._channel, self._on_notify)
+            await self._listen()
         except _PG_ERRORS as exc:
             raise StoreError(f"cannot open PostgreSQL store: {exc}") from exc
         self._batcher = BatchWriter(self._write_batch, MAX_BATCH, "postgres-writer")
@@ -286,12 +298,15 @@ class PostgresStore:
             await self._batcher.stop()  # commits everything queued before this
         for task in list(self._bg):
             task.cancel()
-        if self._lcon is not None:
+        lcon, self._lcon = self._lcon, None
+        if lcon is not None:
             with contextlib.suppress(Exception):
-                await self._lcon.remove_listener(self._channel, self._on_notify)
-            await self._lcon.close()
+                await lcon.remove_listener(self._channel, self._on_notify)
+            with contextlib.suppress(*_PG_ERRORS):
+                await lcon.close()
         if self._wcon is not None:
-            await self._wcon.close()
+            with contextlib.suppress(*_PG_ERRORS):
+                await self._wcon.close()
         if self._pool is not None:
             await self._pool.close()
 
@@ -310,27 +325,57 @@ class PostgresStore:
             raise StoreError("PostgreSQL text cannot hold NUL (\\u0000) in a tag")
         return await self._batcher.save(event, raw)
 
+    async def _writer(self) -> asyncpg.Connection:
+        """The writer connection, re-opened if the server dropped it (a restart): while
+        PostgreSQL is down each batch fails here, and its saves answer an error."""
+        con = self._wcon
+        if con is not None and not con.is_closed():
+            return con
+        self._wcon = None
+        if con is not None:
+            con.terminate()
+        try:
+            self._wcon = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT)
+        except (*_PG_ERRORS, TimeoutError) as exc:
+            raise StoreError(f"PostgreSQL unavailable: {exc}") from exc
+        log.warning("PostgreSQL writer connection re-opened")
+        return self._wcon
+
     async def _write_batch(
         self, items: list[tuple[Event, str]]
     ) -> list[SaveResult | StoreError]:
-        try:
-            return list(await self._write_together(items))
-        except asyncpg.PostgresError as exc:
-            if len(items) == 1:
-                raise
-            # one event the server refuses must not fail its batch-mates: each alone
-            log.warning("batch of %d failed (%s); writing its events one by one", len(items), exc)
+        for attempt in range(2):
+            con = await self._writer()
+            try:
+                return list(await self._write_together(con, items))
+            except _PG_ERRORS as exc:
+                if _is_lost(con, exc):
+                    # redone once on a new connection: an event the lost attempt did commit
+                    # answers duplicate, one it did not is written now; no answer is a guess
+                    con.terminate()
+                    if attempt == 0:
+                        log.warning("PostgreSQL connection lost (%s); retrying the batch", exc)
+                        continue
+                    raise StoreError(f"PostgreSQL connection lost: {exc}") from exc
+                if not isinstance(exc, asyncpg.PostgresError) or len(items) == 1:
+                    raise
+                # one event the server refuses must not fail its batch-mates: each alone
+                log.warning("batch of %d failed (%s); writing its events one by one",
+                            len(items), exc)
+                break
         out: list[SaveResult | StoreError] = []
         for item in items:
             try:
-                out += await self._write_together([item])
-            except asyncpg.PostgresError as exc:
+                out += await self._write_together(await self._writer(), [item])
+            except StoreError as exc:
+                out.append(exc)
+            except _PG_ERRORS as exc:
                 out.append(StoreError(f"write failed: {exc}"))
         return out
 
-    async def _write_together(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
-        con = self._wcon
-        assert con is not None
+    async def _write_together(
+        self, con: asyncpg.Connection, items: list[tuple[Event, str]]
+    ) -> list[SaveResult]:
         batch = [(ev, raw, index_event(ev)) for ev, raw in items]
         keys = sorted({k for ev, _, ix in batch for k in lock_keys(ev, ix)})
         plain = all(ix.d_tag is None and ev.kind != DELETION for ev, _, ix in batch)
@@ -347,7 +392,7 @@ class PostgresStore:
                 return results
             except BaseException as exc:
                 with contextlib.suppress(*_PG_ERRORS):
-                    if con.is_in_transaction():
+                    if not con.is_closed() and con.is_in_transaction():
                         await con.execute("ROLLBACK")
                 # e.g. a purge on another connection: the batch rolled back whole, redo it
                 retry = isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError)
@@ -561,8 +606,14 @@ class PostgresStore:
         plans = [q for q in (query_sql(f, when, "numeric") for f in filters) if q is not None]
         if not plans:
             return []
-        async with self._pool.acquire() as con:
-            results = [await con.fetch(sql, *params) for sql, params in plans]
+        for attempt in range(2):  # a pooled connection the server dropped: once more
+            try:
+                async with self._pool.acquire() as con:
+                    results = [await con.fetch(sql, *params) for sql, params in plans]
+                break
+            except _LOST as exc:
+                if attempt:
+                    raise StoreError(f"PostgreSQL unavailable: {exc}") from exc
         return merge_rows([(r[0], r[1]) for r in rows] for rows in results)
 
     async def id_pairs(self, filt: Filter, max_items: int | None = None,
@@ -587,9 +638,52 @@ class PostgresStore:
         if plan is None:
             return 0
         sql, params = plan
-        return int(await self._pool.fetchval(sql, *params))
+        for attempt in range(2):
+            try:
+                return int(await self._pool.fetchval(sql, *params))
+            except _LOST as exc:
+                if attempt:
+                    raise StoreError(f"PostgreSQL unavailable: {exc}") from exc
+        raise AssertionError("unreachable")
 
     # --- sharing between processes ---------------------------------------------------
+
+    async def _listen(self) -> None:
+        con = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT)
+        try:
+            await con.add_listener(self._channel, self._on_notify)
+        except BaseException:
+            con.terminate()
+            raise
+        con.add_termination_listener(self._on_listener_lost)
+        self._lcon = con
+
+    def _on_listener_lost(self, con: asyncpg.Connection) -> None:
+        if self._closed or con is not self._lcon:
+            return
+        self._lcon = None
+        log.warning("PostgreSQL LISTEN connection lost; re-opening it")
+        task = asyncio.ensure_future(self._relisten())
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def _relisten(self) -> None:
+        """Re-open LISTEN until it works (the server restarting), backing off. Events
+        stored meanwhile by other instances reach this one's subscribers by REQ only."""
+        delay = 0.05
+        while not self._closed:
+            try:
+                await self._listen()
+            except (*_PG_ERRORS, TimeoutError) as exc:
+                log.debug("LISTEN not re-opened yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RELISTEN_MAX_DELAY)
+                continue
+            if self._closed and self._lcon is not None:  # closed while connecting
+                self._lcon.terminate()
+                return
+            log.warning("PostgreSQL LISTEN connection re-opened")
+            return
 
     def set_live_listener(self, listener: LiveListener | None) -> None:
         self._listener = listener
