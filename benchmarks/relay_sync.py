@@ -6,10 +6,13 @@
 Two real relay processes on 127.0.0.1 (SQLite), each missing its own half of the
 differing events. For each difference the table gives the bytes exchanged with the remote
 for the reconciliation (NEG-OPEN/NEG-MSG frames) and for copying the missing events both
-ways, the rounds, and the wall time of the whole sync (reading the local relay included).
-Reference, measured in the same run on the same relays: downloading the remote's whole
-event set by paged REQs (what a sync without NIP-77 has to move), and the size of its ids
-alone; ratios are against these. Events are signed before any timing.
+ways, the rounds, and the wall time of the whole sync as ``oa-node relay sync`` runs it for
+the node's own relay (local ids read from its store with ``EventStore.id_pairs``).
+References, measured in the same run on the same relays: downloading the remote's whole
+event set by paged REQs (what a sync without NIP-77 has to move), the size of its ids
+alone, and reading the local side's ids by paged REQs (how a sync reads a relay whose
+store it does not have, ``--local URL``) beside reading them from the store (median of 3
+each). Events are signed before any timing.
 """
 
 from __future__ import annotations
@@ -26,18 +29,53 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.relay import RelayProcess
 from harness.sync_seed import fill_pair, ids_in, make_events
-from oa_node.client import negsync
+from oa_node.client import RelayConnection, negsync
+from oa_node.nostr.filter import Filter
+from oa_node.plugins.relay.storage.sqlite import SQLiteStore
+
+
+def _conn(url: str) -> RelayConnection:
+    return RelayConnection(url, reconnect=False, verify=False, max_message_size=2**24,
+                           max_queue=4 * negsync.PAGE)
 
 
 async def _full_download(url: str) -> tuple[int, int, float]:
     """(events, bytes, seconds) to read every event of ``url`` by paged REQs."""
-    link = await negsync._open(url, 60)
-    try:
+    async with _conn(url) as conn:
         t0 = time.perf_counter()
-        got = await negsync._read_local(link, {})
-        return len(got), link.total, time.perf_counter() - t0
+        got = await negsync.read_relay_pairs(conn, Filter(), 120)
+        took = time.perf_counter() - t0
+        return len(got), conn.stats.bytes_sent + conn.stats.bytes_received, took
+
+
+async def _read_local(url: str, db: Path) -> tuple[float, float]:
+    """Median seconds to read the local ids by paged REQs, and from the store."""
+    by_req, by_store = [], []
+    for _ in range(3):
+        async with _conn(url) as conn:
+            t0 = time.perf_counter()
+            n_req = len(await negsync.read_relay_pairs(conn, Filter(), 120))
+            by_req.append(time.perf_counter() - t0)
+        store = SQLiteStore(db)
+        await store.open()
+        try:
+            t0 = time.perf_counter()
+            n_store = len(await store.id_pairs(Filter()))
+            by_store.append(time.perf_counter() - t0)
+        finally:
+            await store.close()
+        assert n_req == n_store, (n_req, n_store)
+    return statistics.median(by_req), statistics.median(by_store)
+
+
+async def _sync(a: RelayProcess, b: RelayProcess) -> negsync.SyncResult:
+    """What ``oa-node relay sync`` does for the node's own relay: its store is read."""
+    store = SQLiteStore(a.db)
+    await store.open()
+    try:
+        return await negsync.sync(a.url, b.url, {}, "both", timeout=120, local_store=store)
     finally:
-        await link.ws.close()
+        await store.close()
 
 
 def main() -> None:
@@ -66,27 +104,31 @@ def main() -> None:
                     n, ref_bytes, ref_time = asyncio.run(_full_download(b.url))
                     print(f"reference: full download of the remote ({n} events) "
                           f"{ref_bytes} B in {ref_time:.2f}s", flush=True)
+                by_req, by_store = asyncio.run(_read_local(a.url, a_db))
+                print(f"  local ids: paged REQs {by_req:.2f}s, store {by_store:.3f}s "
+                      f"({by_req / by_store:.0f}x)", flush=True)
                 t1 = time.perf_counter()
-                res = asyncio.run(negsync.sync(a.url, b.url, {}, "both", timeout=120))
+                res = asyncio.run(_sync(a, b))
                 took = time.perf_counter() - t1
             finally:
                 a.stop()
                 b.stop()
             converged = ids_in(a_db) == ids_in(b_db) and len(ids_in(a_db)) == total
             assert (res.have, res.need) == (only_a, only_b), (res, only_a, only_b)
-            rows.append((diff, only_a + only_b, res, took, converged))
+            rows.append((diff, only_a + only_b, res, took, converged, by_req, by_store))
             print(f"  {diff:.1%}: done in {took:.2f}s {res.seconds}", flush=True)
     assert ref_bytes and ref_time
     ids_hex = total * 64
     print(f"\n{total} events per relay; reference: full download {ref_bytes} B, "
           f"{ref_time:.2f}s; ids alone {ids_hex} B (hex)")
     print(f"{'differ':>7} {'events':>7} {'neg B':>10} {'neg/ids':>8} {'copy B':>10} "
-          f"{'total/full':>10} {'rounds':>6} {'time s':>7} {'time/full':>9} converged")
-    for diff, n, res, took, ok in rows:
+          f"{'total/full':>10} {'rounds':>6} {'time s':>7} {'time/full':>9} converged "
+          f"{'ids REQ s':>9} {'ids store s':>11}")
+    for diff, n, res, took, ok, by_req, by_store in rows:
         tot = res.neg_bytes + res.transfer_bytes
         print(f"{diff:>7.1%} {n:>7} {res.neg_bytes:>10} {res.neg_bytes / ids_hex:>8.2%} "
               f"{res.transfer_bytes:>10} {tot / ref_bytes:>10.2%} {res.rounds:>6} "
-              f"{took:>7.2f} {took / ref_time:>9.2f} {ok}")
+              f"{took:>7.2f} {took / ref_time:>9.2f} {ok!s:>9} {by_req:>9.2f} {by_store:>11.3f}")
     print(f"median sync time {statistics.median(r[3] for r in rows):.2f}s")
 
 

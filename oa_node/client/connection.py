@@ -13,16 +13,17 @@ ends them.
 
 The class is built in layers, one concern a module: :mod:`.link` (connect, reconnect with
 backoff, read and write), :mod:`.auth` (NIP-42), :mod:`.subscribing` (REQ/CLOSE, checking
-and resuming subscriptions) and :mod:`.waiters` (OK and COUNT waiters).
+and resuming subscriptions), :mod:`.waiters` (OK and COUNT waiters) and
+:mod:`.reconcile` (NIP-77 negentropy).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from oa_node.client.reconcile import ReconcileLayer
 from oa_node.client.status import ConnectionStats, State, backoff_delay
 from oa_node.client.subscription import DEFAULT_MAX_QUEUE
-from oa_node.client.waiters import WaiterLayer
 
 if TYPE_CHECKING:
     from oa_node.signer import Signer
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionStats", "RelayConnection", "State", "backoff_delay"]
 
 
-class RelayConnection(WaiterLayer):
+class RelayConnection(ReconcileLayer):
     """A self-healing connection to one relay.
 
     ``async with RelayConnection(url, signer) as relay:`` connects (raising ClientError if

@@ -217,14 +217,20 @@ class RelayLink:
 
     async def _write_loop(self, ws: ClientConnection, outbox: asyncio.Queue[str]) -> None:
         try:
+            stats = self.stats
             while True:
-                await ws.send(await outbox.get())
+                text = await outbox.get()
+                stats.bytes_sent += len(text) if text.isascii() else len(text.encode())
+                await ws.send(text)
         except ConnectionClosed:
             pass
 
     async def _read_loop(self, ws: ClientConnection) -> None:
         try:
+            stats = self.stats
             async for raw in ws:
+                stats.bytes_received += (len(raw) if isinstance(raw, bytes) or raw.isascii()
+                                         else len(raw.encode()))
                 if isinstance(raw, bytes):
                     self.stats.malformed_messages += 1
                     log.warning("%s: ignoring a binary frame (%d bytes)", self.url, len(raw))

@@ -39,6 +39,9 @@ class ConnectionStats:
     invalid_events: int = 0
     unmatched_events: int = 0
     malformed_messages: int = 0
+    #: UTF-8 bytes of the text frames sent and received (what a sync reports it moved)
+    bytes_sent: int = 0
+    bytes_received: int = 0
     notices: list[str] = field(default_factory=list)
 
 

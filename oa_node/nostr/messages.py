@@ -1,4 +1,4 @@
-"""NIP-01/42/45 wire messages: a strict codec for both directions.
+"""NIP-01/42/45/77 wire messages: a strict codec for both directions.
 
 Parsers raise only :class:`ProtocolError`, so a relay or client can answer any malformed
 frame with a ``NOTICE``/``OK``/``CLOSED`` and keep the connection serving.
@@ -55,6 +55,28 @@ class ClientCount:
 ClientMessage = ClientEvent | ClientReq | ClientClose | ClientAuth | ClientCount
 
 
+# NIP-77 (negentropy), client -> relay: encoded here, parsed by the relay's own module.
+@dataclass
+class ClientNegOpen:
+    sub_id: str
+    filter: Filter
+    message: str  # hex
+
+
+@dataclass
+class ClientNegMsg:
+    sub_id: str
+    message: str  # hex
+
+
+@dataclass
+class ClientNegClose:
+    sub_id: str
+
+
+ClientNegMessage = ClientNegOpen | ClientNegMsg | ClientNegClose
+
+
 # --- relay -> client -------------------------------------------------------------------
 @dataclass
 class RelayEvent:
@@ -97,7 +119,20 @@ class RelayCount:
     approximate: bool | None = None
 
 
-RelayMessage = RelayEvent | RelayOk | RelayEose | RelayClosed | RelayNotice | RelayAuth | RelayCount
+@dataclass
+class RelayNegMsg:
+    sub_id: str
+    message: str  # hex, checked by whoever decodes it
+
+
+@dataclass
+class RelayNegErr:
+    sub_id: str
+    reason: str
+
+
+RelayMessage = (RelayEvent | RelayOk | RelayEose | RelayClosed | RelayNotice | RelayAuth
+                | RelayCount | RelayNegMsg | RelayNegErr)
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -259,11 +294,17 @@ def parse_relay_message(text: str | bytes) -> RelayMessage:
         if approximate is not None and type(approximate) is not bool:
             raise ProtocolError("invalid", "COUNT approximate must be a boolean")
         return RelayCount(_sub_id(msg[1]), count, approximate)
+    if typ == "NEG-MSG":
+        _arity(msg, 3)
+        return RelayNegMsg(_sub_id(msg[1]), _str(msg[2], "NEG-MSG message"))
+    if typ == "NEG-ERR":
+        _arity(msg, 3)
+        return RelayNegErr(_sub_id(msg[1]), _str(msg[2], "NEG-ERR reason"))
     raise ProtocolError("invalid", f"unknown message type {typ[:32]!r}")
 
 
 # --- encoding --------------------------------------------------------------------------
-def encode(msg: ClientMessage | RelayMessage) -> str:
+def encode(msg: ClientMessage | ClientNegMessage | RelayMessage) -> str:
     """Compact JSON for any message dataclass (UTF-8 verbatim, like event serialisation)."""
     match msg:
         case RelayEvent(sub_id, event):
@@ -293,4 +334,14 @@ def encode(msg: ClientMessage | RelayMessage) -> str:
             return f'["AUTH",{event.to_json()}]'
         case ClientCount(sub_id, filters):
             return _encode_json(["COUNT", sub_id, *(f.to_dict() for f in filters)])
+        case ClientNegOpen(sub_id, filt, message):
+            return _encode_json(["NEG-OPEN", sub_id, filt.to_dict(), message])
+        case ClientNegMsg(sub_id, message):
+            return _encode_json(["NEG-MSG", sub_id, message])
+        case ClientNegClose(sub_id):
+            return _encode_json(["NEG-CLOSE", sub_id])
+        case RelayNegMsg(sub_id, message):
+            return _encode_json(["NEG-MSG", sub_id, message])
+        case RelayNegErr(sub_id, reason):
+            return _encode_json(["NEG-ERR", sub_id, reason])
     raise TypeError(f"not a Nostr message: {type(msg).__name__}")

@@ -262,3 +262,24 @@ def test_fuzz_event_objects(typ: str, obj: dict) -> None:
     base = EV.to_dict()
     base.update(obj)
     _only_protocol_errors(parse_client_message, json.dumps([typ, base]))
+
+
+def test_nip77_frames_round_trip() -> None:
+    from oa_node.nostr.messages import (
+        ClientNegClose,
+        ClientNegMsg,
+        ClientNegOpen,
+        RelayNegErr,
+        RelayNegMsg,
+    )
+
+    assert parse_relay_message('["NEG-MSG","s","6100"]') == RelayNegMsg("s", "6100")
+    assert parse_relay_message('["NEG-ERR","s","blocked: too many"]') == RelayNegErr(
+        "s", "blocked: too many")
+    for bad in ('["NEG-MSG","s"]', '["NEG-MSG","s",5]', '["NEG-ERR","",""]'):
+        with pytest.raises(ProtocolError):
+            parse_relay_message(bad)
+    opened = encode(ClientNegOpen("s", Filter(kinds={1}), "61"))
+    assert opened == '["NEG-OPEN","s",{"kinds":[1]},"61"]'
+    assert encode(ClientNegMsg("s", "61")) == '["NEG-MSG","s","61"]'
+    assert encode(ClientNegClose("s")) == '["NEG-CLOSE","s"]'
