@@ -141,6 +141,18 @@ async def test_filter_fields(store: EventStore) -> None:
     assert await store.count([Filter(kinds={1}, limit=1)]) == 2
 
 
+async def test_integers_beyond_64_bits_in_a_filter(store: EventStore) -> None:
+    """since/until/limit are any non-negative JSON integers; past SQL's 64 bits the query
+    failed ("could not run this query", found by benchmarks/relay_robustness.py)."""
+    e = Key().sign()
+    await save(store, e)
+    huge = 10**30
+    assert await store.query([Filter(ids={e.id}, until=huge, limit=huge)]) == [e.to_json()]
+    assert await store.query([Filter(ids={e.id}, since=huge)]) == []
+    assert await store.count([Filter(ids={e.id}, until=huge)]) == 1
+    assert await store.count([Filter(ids={e.id}, since=huge)]) == 0
+
+
 async def test_replaceable_newest_wins_tie_lowest_id(store: EventStore) -> None:
     k = Key()
     old = k.sign(kind=0, content="old", created_at=100)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 #: Hard cap on values per filter field that reach SQL (policies reject far less).
 MAX_SQL_VALUES = 5000
+#: Largest integer SQL takes (INTEGER / BIGINT): a bigger since, until or limit is
+#: clamped to it, which keeps its meaning (created_at is 32-bit) instead of failing.
+SQL_INT_MAX = 2**63 - 1
 
 log = logging.getLogger("oa_node.relay.storage")
 
@@ -137,9 +140,9 @@ def filter_where(f: Filter, now: int, p: Params, *, join_tag: bool = True) -> st
             )
     tcol = "e.created_at" if drive == "time" else plus + "e.created_at"
     if f.since is not None:
-        clauses.append(f"{tcol} >= {p.add(int(f.since))}")
+        clauses.append(f"{tcol} >= {p.add(min(int(f.since), SQL_INT_MAX))}")
     if f.until is not None:
-        clauses.append(f"{tcol} <= {p.add(int(f.until))}")
+        clauses.append(f"{tcol} <= {p.add(min(int(f.until), SQL_INT_MAX))}")
     clauses.append(f"(e.expiration IS NULL OR e.expiration > {p.add(now)})")
     return " AND ".join(clauses)
 
@@ -160,7 +163,7 @@ def query_sql(f: Filter, now: int, style: str) -> tuple[str, list[Any]] | None:
     else:
         sql = f"SELECT e.id, e.raw FROM events e WHERE {where} ORDER BY e.created_at DESC, e.id"
     if f.limit is not None:
-        sql += f" LIMIT {p.add(int(f.limit))}"
+        sql += f" LIMIT {p.add(min(int(f.limit), SQL_INT_MAX))}"
     return sql, p.values
 
 
