@@ -63,6 +63,13 @@ Policy = Callable[..., "str | None"]
 RELAY_SWITCH_INTERVAL = 0.0005
 
 
+#: Longest one connection's already-received messages keep the event loop. Receiving
+#: never waits while messages are queued, and one socket read can queue thousands of small
+#: frames: a flooding client then held the loop for up to a second per read and every other
+#: client waited that long (found by benchmarks/relay_robustness.py).
+TURN = 0.002
+
+
 def tune_interpreter() -> None:
     """Shorten the GIL switch interval (process-wide; called by relay entry points)."""
     import sys
@@ -227,11 +234,16 @@ class RelayServer(IngestMixin, ReadsMixin):
                     await ws.close(1008, reason[:120])
                     return
             conn.post(_dumps(["AUTH", conn.challenge]))
+            clock = time.monotonic
+            turn_ends = clock() + TURN
             async for message in ws:
                 if isinstance(message, bytes):
                     conn.post(_notice("invalid: binary frames are not supported; send JSON text"))
-                    continue
-                await self._dispatch(conn, message)
+                else:
+                    await self._dispatch(conn, message)
+                if clock() >= turn_ends:  # let other connections in (see TURN)
+                    await asyncio.sleep(0)
+                    turn_ends = clock() + TURN
         except ConnectionClosed:
             pass
         finally:

@@ -131,6 +131,38 @@ async def test_an_unencodable_message_does_not_end_the_sender(small_relay) -> No
     assert (await c.req("after", {"ids": ["0" * 64]}))[-1] == ["EOSE", "after"]
 
 
+async def test_a_flood_already_received_does_not_hold_the_loop(relay) -> None:
+    """Thousands of frames arriving in one read are all queued at once, and receiving a
+    queued message never waits: the flooder's handler kept the event loop until it had
+    answered every one, and every other client waited that long (found by
+    benchmarks/relay_robustness.py). Now it yields after a short turn, so a request sent
+    while the flood is being answered is dispatched before the flood's end."""
+    good = await open_ws(relay.port)
+    await good.wait_challenge()
+    order: list[str] = []
+    dispatch = relay._dispatch
+
+    async def recording(conn: Any, text: str) -> None:  # the real dispatch, order noted
+        order.append(text)
+        await dispatch(conn, text)
+
+    relay._dispatch = recording
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\n")
+    frame = b"\x81\x87\x00\x00\x00\x00garbage"  # masked (zero key) text "garbage"
+    writer.write(frame * 5000)  # one write: the relay reads it as one chunk
+    await reader.readexactly(2)  # the relay has begun answering the flood
+    await good.send("REQ", "good", {"ids": ["0" * 64]})
+    assert await good.recv() == ["EOSE", "good"]
+    relay._dispatch = dispatch
+    first_good = next(i for i, text in enumerate(order) if '"good"' in text)
+    assert first_good < 5000, "the request waited for the whole flood"
+    writer.close()
+
+
 async def test_flood_of_garbage_and_events(small_relay) -> None:
     flooder = await open_ws(small_relay.port)
     for _ in range(500):
