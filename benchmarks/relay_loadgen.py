@@ -159,7 +159,9 @@ async def ingest(url: str, events: list[str], publishers: int, window: int, cap:
     deadline = time.perf_counter() + cap
     loop = asyncio.get_running_loop()
 
-    async def publisher(share: list[str]) -> None:
+    urls = url.split(",")  # several relay instances: publishers go round-robin
+
+    async def publisher(share: list[str], url: str) -> None:
         nonlocal sent_total
         sent: dict[str, float] = {}
         it = iter(share)
@@ -206,7 +208,8 @@ async def ingest(url: str, events: list[str], publishers: int, window: int, cap:
         ws.close()
 
     start = asyncio.Event()
-    tasks = [asyncio.create_task(publisher(share)) for share in shares]
+    tasks = [asyncio.create_task(publisher(share, urls[i % len(urls)]))
+             for i, share in enumerate(shares)]
     await asyncio.sleep(0.5)  # all connected
     t0 = time.perf_counter()
     start.set()
@@ -310,7 +313,8 @@ def _event_id(raw: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("phase", choices=["ingest", "req", "fanout"])
-    ap.add_argument("--url", required=True)
+    ap.add_argument("--url", required=True,
+                    help="relay URL (ingest: several, comma-separated, shared by publishers)")
     ap.add_argument("--events")
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--count", type=int, default=0)
