@@ -30,7 +30,6 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -45,6 +44,17 @@ from oa_node.plugins.relay.storage.common import (
     index_event,
     merge_rows,
     query_sql,
+)
+from oa_node.plugins.relay.storage.postgres_sql import (
+    BUS_SQL,
+    BUS_TTL,
+    LOCK_SQL,
+    NOTIFY_LIMIT,
+    PLAIN_FN_SQL,
+    PLAIN_SQL,
+    SCHEMA,
+    SCHEMA_LOCK,
+    lock_keys,
 )
 from oa_node.store import (
     DELETED,
@@ -61,120 +71,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oa_node.relay.postgres")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq BIGSERIAL PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    pubkey TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    kind INTEGER NOT NULL,
-    d_tag TEXT,
-    expiration BIGINT,
-    raw TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_pubkey_time ON events(pubkey, created_at);
-CREATE INDEX IF NOT EXISTS events_kind_time ON events(kind, created_at);
-CREATE INDEX IF NOT EXISTS events_time ON events(created_at);
-CREATE INDEX IF NOT EXISTS events_replaceable ON events(pubkey, kind, d_tag)
-    WHERE d_tag IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_expiration ON events(expiration)
-    WHERE expiration IS NOT NULL;
-CREATE TABLE IF NOT EXISTS tags (
-    seq BIGINT NOT NULL,
-    name TEXT NOT NULL,
-    value TEXT NOT NULL,
-    created_at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tags_lookup ON tags(name, value, created_at);
-CREATE INDEX IF NOT EXISTS tags_seq ON tags(seq);
-CREATE TABLE IF NOT EXISTS deleted_ids (
-    id TEXT PRIMARY KEY,
-    pubkey TEXT NOT NULL
-);
-CREATE UNLOGGED TABLE IF NOT EXISTS relay_bus (
-    id BIGSERIAL PRIMARY KEY,
-    at BIGINT NOT NULL,
-    raw TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS deleted_addresses (
-    pubkey TEXT NOT NULL,
-    kind INTEGER NOT NULL,
-    d_tag TEXT NOT NULL,
-    until BIGINT NOT NULL,
-    PRIMARY KEY (pubkey, kind, d_tag)
-);
-"""
-
 #: Saves per transaction at most. Each takes one or two advisory locks, from PostgreSQL's
 #: shared lock table (max_locks_per_transaction x max_connections slots: 6,400 by default),
 #: so a few instances' full batches fit; a batch that still runs out is written event by
-#: event. At ~4 ms per commit, 256 a batch allows far more than the relay can verify.
+#: event.
 MAX_BATCH = 256
-NOTIFY_LIMIT = 7900  # bytes; PostgreSQL refuses payloads of 8000 or more
 #: attempts of a batch that PostgreSQL rolled back for a deadlock or serialization failure
 _RETRIES = 3
-#: takes the batch's advisory locks in the order given (unnest yields array order)
-_LOCK_SQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
-#: A run of plain events in one call: the batch's advisory locks (in the order given), event
-#: rows, tag rows and NOTIFYs (the event, or its id when too big). Returns only the events
-#: not stored, with whether a deletion record refused them. Called alone it is the whole
-#: write of an all-plain batch in one round trip, its implicit transaction committed before
-#: the answer; inside a transaction (mixed batches) it is one step. Each statement of a
-#: plpgsql function takes a fresh snapshot, so the insert sees what committed while the
-#: locks were awaited (a racing deletion on another instance).
-_PLAIN_FN = "oa_relay_save_plain_v1"
-_PLAIN_FN_SQL = f"""
-CREATE OR REPLACE FUNCTION {_PLAIN_FN}(
-    keys bigint[], ids text[], pubkeys text[], created bigint[], kinds int[], exps bigint[],
-    raws text[], tag_ids text[], tag_names text[], tag_values text[], channel text,
-    prefix text
-) RETURNS TABLE (not_stored text, deleted boolean) LANGUAGE plpgsql AS $fn$
-DECLARE
-    stored text[];
-BEGIN
-    PERFORM count(pg_advisory_xact_lock(k)) FROM unnest(keys) AS k;
-    WITH u AS (
-        SELECT * FROM unnest(ids, pubkeys, created, kinds, exps, raws)
-            AS u(id, pubkey, created_at, kind, expiration, raw)
-    ), ins AS (
-        INSERT INTO events (id, pubkey, created_at, kind, expiration, raw)
-        SELECT u.id, u.pubkey, u.created_at, u.kind, u.expiration, u.raw FROM u
-        WHERE NOT EXISTS (SELECT 1 FROM deleted_ids d
-                          WHERE d.id = u.id AND d.pubkey = u.pubkey)
-        ON CONFLICT (id) DO NOTHING
-        RETURNING events.id, events.seq, events.created_at
-    ), tg AS (
-        INSERT INTO tags (seq, name, value, created_at)
-        SELECT ins.seq, t.name, t.value, ins.created_at
-        FROM unnest(tag_ids, tag_names, tag_values) AS t(id, name, value)
-        JOIN ins ON ins.id = t.id
-    ), n AS (
-        SELECT ins.id, pg_notify(channel, CASE
-            WHEN octet_length(u.raw) + octet_length(prefix) <= {NOTIFY_LIMIT}
-            THEN prefix || u.raw ELSE prefix || '#' || u.id END)
-        FROM ins JOIN u ON u.id = ins.id
-    )
-    SELECT array_agg(n.id) INTO stored FROM n;  -- reads every row: every NOTIFY is sent
-    IF coalesce(cardinality(stored), 0) < cardinality(ids) THEN
-        RETURN QUERY SELECT u.id, EXISTS (SELECT 1 FROM deleted_ids d
-                                          WHERE d.id = u.id AND d.pubkey = u.pubkey)
-            FROM unnest(ids, pubkeys) AS u(id, pubkey)
-            WHERE u.id <> ALL (coalesce(stored, '{{}}'));
-    END IF;
-END
-$fn$
-"""
-_PLAIN_SQL = (
-    f"SELECT not_stored, deleted FROM {_PLAIN_FN}"
-    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-)
-#: seconds a large ephemeral event stays in relay_bus for the other instances to read
-BUS_TTL = 60
-_BUS_SQL = (
-    "WITH r AS (INSERT INTO relay_bus (at, raw) VALUES ($3, $4) RETURNING id)"
-    " SELECT pg_notify($1, $2 || r.id) FROM r"
-)
-_SCHEMA_LOCK = 0x6F61_6E6F_6465  # advisory lock id guarding concurrent schema creation
 #: what asyncpg raises when the server or a connection goes away (turned into StoreError)
 _PG_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 #: errors meaning the connection is gone (the server restarted or shut down, the network):
@@ -190,33 +93,6 @@ RELISTEN_MAX_DELAY = 2.0
 
 def _is_lost(con: asyncpg.Connection | None, exc: BaseException) -> bool:
     return isinstance(exc, _LOST) or (con is not None and con.is_closed())
-
-
-def _key(text: str) -> int:
-    """A signed 64-bit advisory-lock key for ``text``."""
-    return int.from_bytes(blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-def id_key(event_id: str) -> int:
-    return _key("e:" + event_id)
-
-
-def address_key(kind: int, pubkey: str, d_tag: str) -> int:
-    return _key(f"a:{kind}:{pubkey}:{d_tag}")
-
-
-def lock_keys(ev: Event, ix: Indexed) -> list[int]:
-    """The advisory locks writing ``ev`` takes: its id, its address (replaceable and
-    addressable kinds), and for a deletion the ids and addresses it targets. Writers of an
-    event and of its deletion thus contend for one lock whichever instance they run on."""
-    keys = [id_key(ev.id)]
-    if ix.d_tag is not None:
-        keys.append(address_key(ev.kind, ev.pubkey, ix.d_tag))
-    if ev.kind == DELETION:
-        ids, addresses = deletion_targets(ev)
-        keys.extend(id_key(t) for t in ids)
-        keys.extend(address_key(k, p, d) for k, p, d in addresses)
-    return keys
 
 
 async def _keep_session(_con: asyncpg.Connection) -> None:
@@ -267,12 +143,12 @@ class PostgresStore:
             return
         try:
             self._wcon = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT)
-            await self._wcon.execute("SELECT pg_advisory_lock($1)", _SCHEMA_LOCK)
+            await self._wcon.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
             try:
                 await self._wcon.execute(SCHEMA)
-                await self._wcon.execute(_PLAIN_FN_SQL)
+                await self._wcon.execute(PLAIN_FN_SQL)
             finally:
-                await self._wcon.execute("SELECT pg_advisory_unlock($1)", _SCHEMA_LOCK)
+                await self._wcon.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
             schema = await self._wcon.fetchval("SELECT current_schema()")
             self._channel = f"oa_relay_{schema}"[:63]
             self._pool = await asyncpg.create_pool(
@@ -381,7 +257,7 @@ class PostgresStore:
         plain = all(ix.d_tag is None and ev.kind != DELETION for ev, _, ix in batch)
         # BEGIN and every lock of the batch in one round trip, in one order (no deadlock
         # between two instances' batches over the same events); the keys are our integers
-        begin = "BEGIN; " + _LOCK_SQL.replace("$1", "'{" + ",".join(map(str, keys)) + "}'")
+        begin = "BEGIN; " + LOCK_SQL.replace("$1", "'{" + ",".join(map(str, keys)) + "}'")
         for attempt in range(_RETRIES):
             try:
                 if plain:  # nearly every batch: one statement, committed when it answers
@@ -435,7 +311,7 @@ class PostgresStore:
                 names.append(n)
                 values.append(v)
         rows = await con.fetch(
-            _PLAIN_SQL, list(keys), ids, [ev.pubkey for ev, _, _ in run],
+            PLAIN_SQL, list(keys), ids, [ev.pubkey for ev, _, _ in run],
             [ev.created_at for ev, _, _ in run], [ev.kind for ev, _, _ in run],
             [ix.expiration for _, _, ix in run], [raw for _, raw, _ in run],
             tag_ids, names, values, self._channel, self._origin + ":",
@@ -695,7 +571,7 @@ class PostgresStore:
         try:
             if len(payload.encode()) > NOTIFY_LIMIT:  # by reference, in one transaction
                 await self._pool.execute(
-                    _BUS_SQL, self._channel, self._origin + ":@", int(time.time()), raw
+                    BUS_SQL, self._channel, self._origin + ":@", int(time.time()), raw
                 )
             else:
                 await self._pool.execute("SELECT pg_notify($1, $2)", self._channel, payload)
