@@ -9,7 +9,7 @@ backend gives the same answers (one storage test suite runs against all of them)
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -82,11 +82,13 @@ class EventStore(Protocol):
         each filter's ``limit`` applied to that filter, no event twice, none expired."""
 
     async def id_pairs(self, filt: Filter, max_items: int | None = None,
-                       now: int | None = None) -> list[tuple[int, str]]:
+                       now: int | None = None, exclude_kinds: Collection[int] = ()
+                       ) -> list[tuple[int, str]]:
         """``(created_at, id)`` of the events ``filt`` matches (its ``limit`` kept: the
         newest, as :meth:`query` picks them), sorted ascending by created_at then id (the
-        order of NIP-77 negentropy), at most ``max_items``. No event JSON is read, so a
-        set reconciliation can cover a large store: callers bound memory with
+        order of NIP-77 negentropy), at most ``max_items``, none of ``exclude_kinds``
+        (kinds a relay serves only to some clients, answered apart). No event JSON is
+        read, so a set reconciliation can cover a large store: callers bound memory with
         ``max_items`` (ask for one more than allowed to tell "too many")."""
 
     async def count(self, filters: Sequence[Filter], now: int | None = None) -> int:

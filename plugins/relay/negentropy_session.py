@@ -11,6 +11,7 @@ runs the sans-I/O :mod:`oa_node.nostr.negentropy` server side on each NEG-MSG.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -34,6 +35,8 @@ _HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 MAX_SUBID_LENGTH = 64
 #: Open sessions per connection: each holds a snapshot of up to negentropy_max_records.
 MAX_SESSIONS = 8
+#: Events of p-restricted kinds whose JSON is read at once to check who may see them.
+VISIBILITY_BATCH = 500
 
 
 def _err(sub_id: str, reason: str) -> str:
@@ -130,13 +133,15 @@ def _open(
     reason = relay._filter_refusal(conn, filters)
     if reason is None and len(sessions) >= MAX_SESSIONS:
         reason = f"blocked: too many open negentropy sessions (max {MAX_SESSIONS})"
+    hide = False
     if reason is None:
-        reason = relay._read_refusal(conn, filters, "sync")
+        reason, hide = relay._read_check(conn, filters)
     if reason is not None:
         conn.post(_err(sub_id, reason))
         return
     session = sessions[sub_id] = _Session()
-    task = conn.spawn(_load_then_answer(relay, conn, sessions, sub_id, session, filt, msg[3]))
+    task = conn.spawn(
+        _load_then_answer(relay, conn, sessions, sub_id, session, filt, hide, msg[3]))
     task.set_name("neg-open:" + sub_id)
 
 
@@ -152,12 +157,16 @@ async def _load_then_answer(
     sub_id: str,
     session: _Session,
     filt: Filter,
+    hide: bool,
     first: str,
 ) -> None:
     cap = relay.settings.limits.negentropy_max_records
     try:
         # one more than the cap tells "too many" without reading the rest
-        pairs = await relay.store.id_pairs(filt, cap + 1 if cap else None)
+        if hide:
+            pairs = await _visible_pairs(relay, conn, filt, cap + 1 if cap else None)
+        else:
+            pairs = await relay.store.id_pairs(filt, cap + 1 if cap else None)
         too_many = bool(cap) and len(pairs) > cap
         storage = None
         if not session.closed and not too_many:
@@ -177,6 +186,41 @@ async def _load_then_answer(
     session.neg = Negentropy(storage, frame_limit(relay))
     session.ready.set()
     await _answer(conn, sessions, sub_id, session, first)
+
+
+async def _visible_pairs(relay: RelayServer, conn: Connection, filt: Filter,
+                         max_items: int | None) -> list[tuple[int, str]]:
+    """The pairs of exactly the events a REQ with ``filt`` sends this connection, when
+    some kinds it reaches are served only to some clients: the other kinds in one scan,
+    the protected ones apart, each confirmed by its JSON (a batch at a time) with the
+    REQ's own per-event check; unauthenticated, none is. A ``limit`` picks the newest
+    before hiding, as a REQ's does. An event deleted between the reads is never
+    confirmed, so never shown. At ``max_items`` or more the answer is cut short (the
+    caller refuses it as too many)."""
+    store = relay.store
+    protected = relay._protected if filt.kinds is None else relay._protected & filt.kinds
+    pairs = await store.id_pairs(filt, max_items, exclude_kinds=protected)
+    shut: list[tuple[int, str]] = []
+    if protected and (conn.authed or filt.limit is not None):  # (a limit counts them too)
+        shut = await store.id_pairs(dataclasses.replace(filt, kinds=set(protected)),
+                                    max_items)
+        pairs += shut
+    if filt.limit is not None and len(pairs) > filt.limit:  # the newest, as query keeps them
+        pairs.sort(key=lambda p: (-p[0], p[1]))
+        pairs = pairs[: filt.limit]
+    if max_items is not None and len(pairs) >= max_items:
+        return pairs
+    if shut:
+        shut_ids = {eid for _, eid in shut}
+        check = [eid for _, eid in pairs if eid in shut_ids] if conn.authed else []
+        shown: set[str] = set()
+        for i in range(0, len(check), VISIBILITY_BATCH):
+            for raw in await store.query([Filter(ids=set(check[i : i + VISIBILITY_BATCH]))]):
+                if relay._visible_raw(conn, raw):
+                    shown.add(json.loads(raw)["id"])
+        pairs = [p for p in pairs if p[1] not in shut_ids or p[1] in shown]
+    pairs.sort()
+    return pairs
 
 
 def _drop(sessions: dict[str, _Session], sub_id: str, session: _Session) -> None:

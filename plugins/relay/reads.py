@@ -58,7 +58,7 @@ class ReadsMixin:
         return None, hide
 
     def _read_refusal(self, conn: Connection, filters: list[Filter], what: str) -> str | None:
-        """:meth:`_read_check` for an answer that cannot hide single events (COUNT, NEG-OPEN):
+        """:meth:`_read_check` for an answer that cannot hide single events (COUNT):
         filters reaching events served only to their recipients are refused whole."""
         reason, hide = self._read_check(conn, filters)
         if reason is None and hide:

@@ -310,6 +310,10 @@ async def test_id_pairs_are_the_query_without_json(store: EventStore) -> None:
         want = sorted((json.loads(r)["created_at"], json.loads(r)["id"]) for r in raws)
         assert await store.id_pairs(f) == want, f
     assert expired.id not in {i for _, i in await store.id_pairs(Filter())}
+    # exclude_kinds leaves kinds out (the relay answers its protected kinds apart)
+    without7 = await store.id_pairs(Filter(), exclude_kinds={7})
+    assert without7 == sorted((e.created_at, e.id) for e in evs[:30])
+    assert await store.id_pairs(Filter(tags={"t": {"x"}}), exclude_kinds={1}) == []
     # max_items bounds the answer; with a limit, the newest are kept as query keeps them
     assert len(await store.id_pairs(Filter(), max_items=10)) == 10
     assert len(await store.id_pairs(Filter(authors={b.pubkey}), max_items=10)) == 5

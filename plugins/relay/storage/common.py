@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -167,8 +167,8 @@ def query_sql(f: Filter, now: int, style: str) -> tuple[str, list[Any]] | None:
     return sql, p.values
 
 
-def id_pairs_sql(f: Filter, now: int, style: str, max_items: int | None
-                 ) -> tuple[str, list[Any]] | None:
+def id_pairs_sql(f: Filter, now: int, style: str, max_items: int | None,
+                 exclude_kinds: Collection[int] = ()) -> tuple[str, list[Any]] | None:
     """``SELECT created_at, id`` for one filter (no event JSON): with a ``limit`` (or
     ``max_items``) the newest first, as :func:`query_sql` picks them; unordered otherwise
     (the caller sorts), so a whole-store scan needs no sort in SQL."""
@@ -181,6 +181,9 @@ def id_pairs_sql(f: Filter, now: int, style: str, max_items: int | None
     where = filter_where(f, now, p)
     if where is None:
         return None
+    if exclude_kinds:
+        col = "+e.kind" if style == "qmark" else "e.kind"  # never drives the scan
+        where += f" AND {col} NOT IN ({p.many(sorted(exclude_kinds))})"
     if "t0.name" in where:
         sql = ("SELECT e.created_at, e.id FROM tags t0 JOIN events e ON e.seq = t0.seq"
                f" WHERE {where}")

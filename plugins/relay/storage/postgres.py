@@ -29,7 +29,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -493,11 +493,12 @@ class PostgresStore:
         return merge_rows([(r[0], r[1]) for r in rows] for rows in results)
 
     async def id_pairs(self, filt: Filter, max_items: int | None = None,
-                       now: int | None = None) -> list[tuple[int, str]]:
+                       now: int | None = None, exclude_kinds: Collection[int] = ()
+                       ) -> list[tuple[int, str]]:
         self._check()
         assert self._pool is not None
         when = int(time.time()) if now is None else now
-        plan = id_pairs_sql(filt, when, "numeric", max_items)
+        plan = id_pairs_sql(filt, when, "numeric", max_items, exclude_kinds)
         if plan is None:
             return []
         sql, params = plan

@@ -18,7 +18,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -390,10 +390,11 @@ class SQLiteStore:
         return merge_rows(con.execute(sql, params).fetchall() for sql, params in plans)
 
     async def id_pairs(self, filt: Filter, max_items: int | None = None,
-                       now: int | None = None) -> list[tuple[int, str]]:
+                       now: int | None = None, exclude_kinds: Collection[int] = ()
+                       ) -> list[tuple[int, str]]:
         self._check()
         when = int(time.time()) if now is None else now
-        plan = id_pairs_sql(filt, when, "qmark", max_items)
+        plan = id_pairs_sql(filt, when, "qmark", max_items, exclude_kinds)
         if plan is None:
             return []
         sql, params = plan
