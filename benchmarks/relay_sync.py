@@ -11,19 +11,24 @@ the node's own relay (local ids read from its store with ``EventStore.id_pairs``
 References, measured in the same run on the same relays: downloading the remote's whole
 event set by paged REQs (what a sync without NIP-77 has to move), the size of its ids
 alone, and reading the local side's ids by paged REQs (how a sync reads a relay whose
-store it does not have, ``--local URL``) beside reading them from the store (median of 3
-each). Events are signed before any timing.
+store it does not have, ``--local URL``) beside reading them from the store with
+``id_pairs`` and from the store's event JSON (how the relay's NEG-OPEN snapshot read them
+before ``id_pairs``), median of 3 each. Events are signed before any timing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,17 +45,46 @@ def _conn(url: str) -> RelayConnection:
 
 
 async def _full_download(url: str) -> tuple[int, int, float]:
-    """(events, bytes, seconds) to read every event of ``url`` by paged REQs."""
-    async with _conn(url) as conn:
+    """(events, bytes, seconds) to read every event of ``url`` by paged REQs over a bare
+    websocket (JSON decoded, nothing checked: the floor for moving the whole set)."""
+    async with connect(url, compression=None, max_size=2**24) as ws:
+        moved = 0
+        seen: set[str] = set()
+        until: int | None = None
         t0 = time.perf_counter()
-        got = await negsync.read_relay_pairs(conn, Filter(), 120)
-        took = time.perf_counter() - t0
-        return len(got), conn.stats.bytes_sent + conn.stats.bytes_received, took
+        while True:
+            page: dict[str, Any] = {"limit": negsync.PAGE}
+            if until is not None:
+                page["until"] = until
+            req = json.dumps(["REQ", "all", page])
+            moved += len(req)
+            await ws.send(req)
+            fresh, oldest = 0, None
+            while True:
+                text = await ws.recv()
+                moved += len(text)
+                msg = json.loads(text)
+                if msg[0] == "EOSE":
+                    break
+                if msg[0] == "EVENT":
+                    ev = msg[2]
+                    oldest = ev["created_at"] if oldest is None else min(oldest, ev["created_at"])
+                    if ev["id"] not in seen:
+                        seen.add(ev["id"])
+                        fresh += 1
+            await ws.send('["CLOSE","all"]')
+            if oldest is None:
+                break
+            until = oldest if fresh else oldest - 1
+        return len(seen), moved, time.perf_counter() - t0
 
 
-async def _read_local(url: str, db: Path) -> tuple[float, float]:
-    """Median seconds to read the local ids by paged REQs, and from the store."""
-    by_req, by_store = [], []
+async def _read_local(url: str, db: Path) -> tuple[float, float, float]:
+    """Median seconds to read the local ids by paged REQs, from the store (id_pairs), and
+    from the store's event JSON (how the relay's NEG-OPEN read them before id_pairs)."""
+    by_req: list[float] = []
+    by_store: list[float] = []
+    by_json: list[float] = []
     for _ in range(3):
         async with _conn(url) as conn:
             t0 = time.perf_counter()
@@ -62,10 +96,14 @@ async def _read_local(url: str, db: Path) -> tuple[float, float]:
             t0 = time.perf_counter()
             n_store = len(await store.id_pairs(Filter()))
             by_store.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()  # the relay's NEG-OPEN snapshot before id_pairs
+            raws = await store.query([Filter()])
+            n_json = len([(json.loads(r)["created_at"], json.loads(r)["id"]) for r in raws])
+            by_json.append(time.perf_counter() - t0)
         finally:
             await store.close()
-        assert n_req == n_store, (n_req, n_store)
-    return statistics.median(by_req), statistics.median(by_store)
+        assert n_req == n_store == n_json, (n_req, n_store, n_json)
+    return statistics.median(by_req), statistics.median(by_store), statistics.median(by_json)
 
 
 async def _sync(a: RelayProcess, b: RelayProcess) -> negsync.SyncResult:
@@ -104,9 +142,10 @@ def main() -> None:
                     n, ref_bytes, ref_time = asyncio.run(_full_download(b.url))
                     print(f"reference: full download of the remote ({n} events) "
                           f"{ref_bytes} B in {ref_time:.2f}s", flush=True)
-                by_req, by_store = asyncio.run(_read_local(a.url, a_db))
-                print(f"  local ids: paged REQs {by_req:.2f}s, store {by_store:.3f}s "
-                      f"({by_req / by_store:.0f}x)", flush=True)
+                by_req, by_store, by_json = asyncio.run(_read_local(a.url, a_db))
+                print(f"  local ids: paged REQs {by_req:.2f}s, store id_pairs {by_store:.3f}s "
+                      f"({by_req / by_store:.0f}x), store JSON {by_json:.2f}s "
+                      f"({by_json / by_store:.0f}x)", flush=True)
                 t1 = time.perf_counter()
                 res = asyncio.run(_sync(a, b))
                 took = time.perf_counter() - t1
@@ -115,7 +154,7 @@ def main() -> None:
                 b.stop()
             converged = ids_in(a_db) == ids_in(b_db) and len(ids_in(a_db)) == total
             assert (res.have, res.need) == (only_a, only_b), (res, only_a, only_b)
-            rows.append((diff, only_a + only_b, res, took, converged, by_req, by_store))
+            rows.append((diff, only_a + only_b, res, took, converged, by_req, by_store, by_json))
             print(f"  {diff:.1%}: done in {took:.2f}s {res.seconds}", flush=True)
     assert ref_bytes and ref_time
     ids_hex = total * 64
@@ -123,12 +162,13 @@ def main() -> None:
           f"{ref_time:.2f}s; ids alone {ids_hex} B (hex)")
     print(f"{'differ':>7} {'events':>7} {'neg B':>10} {'neg/ids':>8} {'copy B':>10} "
           f"{'total/full':>10} {'rounds':>6} {'time s':>7} {'time/full':>9} converged "
-          f"{'ids REQ s':>9} {'ids store s':>11}")
-    for diff, n, res, took, ok, by_req, by_store in rows:
+          f"{'ids REQ s':>9} {'id_pairs s':>10} {'JSON s':>6}")
+    for diff, n, res, took, ok, by_req, by_store, by_json in rows:
         tot = res.neg_bytes + res.transfer_bytes
         print(f"{diff:>7.1%} {n:>7} {res.neg_bytes:>10} {res.neg_bytes / ids_hex:>8.2%} "
               f"{res.transfer_bytes:>10} {tot / ref_bytes:>10.2%} {res.rounds:>6} "
-              f"{took:>7.2f} {took / ref_time:>9.2f} {ok!s:>9} {by_req:>9.2f} {by_store:>11.3f}")
+              f"{took:>7.2f} {took / ref_time:>9.2f} {ok!s:>9} {by_req:>9.2f} {by_store:>10.3f} "
+              f"{by_json:>6.2f}")
     print(f"median sync time {statistics.median(r[3] for r in rows):.2f}s")
 
 
