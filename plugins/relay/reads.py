@@ -91,8 +91,7 @@ class ReadsMixin:
             reason, hide = self._read_check(conn, filters)
         old = conn.subs.pop(sub_id, None)
         if old is not None:
-            old.closed = True
-            self.index.remove(old)
+            self._end_sub(old)
         if reason is not None:
             conn.post(_closed(sub_id, reason))
             return
@@ -112,8 +111,7 @@ class ReadsMixin:
                 conn.post(_closed(sub.sub_id, "error: could not run this query"))
                 if conn.subs.get(sub.sub_id) is sub:
                     del conn.subs[sub.sub_id]
-                sub.closed = True
-                self.index.remove(sub)
+                self._end_sub(sub)
             return
         if sub.closed:
             return
@@ -133,6 +131,20 @@ class ReadsMixin:
         if sent:
             sub.sent = sent
             asyncio.get_running_loop().call_later(SENT_MEMORY, _forget_sent, sub)
+
+    def _on_close(self, conn: Connection, sub_id: str) -> None:
+        sub = conn.subs.pop(sub_id, None)
+        if sub is not None:
+            self._end_sub(sub)
+
+    def _end_sub(self, sub: Subscription) -> None:
+        """Stop a subscription's live delivery and drop what it holds at once: its
+        remembered stored events would otherwise stay alive for ``SENT_MEMORY`` seconds,
+        which a client looping REQ/CLOSE turns into tens of MB (benchmarks/relay.py)."""
+        sub.closed = True
+        sub.sent = None
+        sub.buffer = None
+        self.index.remove(sub)
 
     def _on_count(self, conn: Connection, sub_id: str, filters: list[Filter]) -> None:
         reason = self._filter_refusal(conn, filters) or self._read_refusal(conn, filters, "count")

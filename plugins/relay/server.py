@@ -249,8 +249,7 @@ class RelayServer(IngestMixin, ReadsMixin):
         finally:
             conn.closed = True
             for sub in conn.subs.values():
-                sub.closed = True
-                self.index.remove(sub)
+                self._end_sub(sub)
             conn.subs.clear()
             for task in list(conn.tasks):
                 if not task.done() and task.get_name().startswith("req:"):
@@ -275,10 +274,7 @@ class RelayServer(IngestMixin, ReadsMixin):
         elif type(msg) is ClientReq:
             self._on_req(conn, msg.sub_id, msg.filters)
         elif type(msg) is ClientClose:
-            sub = conn.subs.pop(msg.sub_id, None)
-            if sub is not None:
-                sub.closed = True
-                self.index.remove(sub)
+            self._on_close(conn, msg.sub_id)
         elif type(msg) is ClientCount:
             self._on_count(conn, msg.sub_id, msg.filters)
         elif type(msg) is ClientAuth:

@@ -204,3 +204,31 @@ async def test_purging_goes_on_after_a_store_error(relay, caplog: pytest.LogCapt
     finally:
         con.close()
     await wait_for(lambda: _gone(relay, soon.id), 10, "a later purge to delete the event")
+
+
+async def test_closed_subscriptions_keep_none_of_their_stored_events(relay) -> None:
+    """A REQ remembers the stored events it sent for a moment (so a live copy of one is not
+    sent twice); once the client CLOSEs it (or re-REQs the id) that memory goes at once, so
+    a client issuing REQ/CLOSE in a loop does not grow the relay's memory."""
+    import tracemalloc
+
+    k = Key()
+    c = await open_ws(relay.port)
+    for i in range(20):
+        assert (await c.publish(k.sign(content=f"{i} " + "x" * 5000)))[2] is True
+    tracemalloc.start()
+    try:
+        assert len(events_of(await c.req("warm", {"authors": [k.pubkey]}))) == 20
+        await c.send("CLOSE", "warm")
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(40):  # 40 x 20 x 5 KB = 4 MB of stored events sent
+            sub = "s" if i % 2 else f"q{i}"  # half re-REQ one id, half REQ then CLOSE
+            assert len(events_of(await c.req(sub, {"authors": [k.pubkey]}))) == 20
+            if sub != "s":
+                await c.send("CLOSE", sub)
+        await c.send("CLOSE", "s")
+        assert (await c.req("end", {"ids": ["0" * 64]}))[-1] == ["EOSE", "end"]
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert grown < 1_000_000, f"{grown} bytes still held after the subscriptions closed"
