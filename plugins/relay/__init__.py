@@ -77,11 +77,12 @@ def register_services(node: Node, register: Callable[..., None]) -> None:
 
 async def relay_service(node: Node) -> None:
     """Serve until cancelled; on cancellation commit pending events and close the store."""
-    from oa_node.plugins.relay.server import tune_interpreter
+    from oa_node.plugins.relay.server import settle_heap, tune_interpreter
     from oa_node.relaystats import RelayStats
 
     tune_interpreter()
     server = await start_relay(node.config, node.plugins, node.data_dir)
+    settle_heap()
     node.provide(RelayStats, _Stats(server))
     await server.serve_forever()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oa_node.config import ConfigError
-from oa_node.plugins.relay.server import RelayServer, tune_interpreter
+from oa_node.plugins.relay.server import RelayServer, settle_heap, tune_interpreter
 from oa_node.plugins.relay.settings import RateLimits, RelaySettings
 from oa_node.plugins.relay.storage import open_store
 
@@ -69,6 +69,7 @@ async def run(
         table["rate_limits"] = dict(vars(RateLimits.off()))
     server = build_relay(node.config, node.plugins, node.data_dir)
     bound = await server.start()
+    settle_heap()
     print(f"relay listening on ws://{host}:{bound}", flush=True)
     if ready_file:
         Path(ready_file).write_text(str(bound))
