@@ -167,8 +167,13 @@ class Wallet(Protocol):
         """Create an invoice; give a ``description`` or a hex ``description_hash``."""
         ...
 
-    async def pay_invoice(self, bolt11: str, max_fee_msat: int | None = None) -> Payment:
-        """Pay ``bolt11`` once; paying it again answers the recorded payment."""
+    async def pay_invoice(self, bolt11: str, max_fee_msat: int | None = None, *,
+                          first_attempt: bool = False) -> Payment:
+        """Pay ``bolt11`` once; paying it again answers the recorded payment.
+
+        ``first_attempt``: the caller's own durable record shows it never asked to pay this
+        invoice before, so a wallet may skip looking for an earlier payment (a round trip
+        to the wallet) before paying."""
         ...
 
     async def lookup_invoice(self, payment_hash: str) -> Invoice:

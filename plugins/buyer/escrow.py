@@ -89,8 +89,9 @@ async def fund(buyer: Buyer, job_id: str, event: Event) -> None:
     buyer._emit(job_id, "funding", {"provider": fb.provider, "amount_msat": amount})
     try:
         # resolves only when the hold is settled (after our release) or cancelled; a
-        # timeout here leaves the lock in place, which is the point
-        await wallet.pay_invoice(fb.amount.bolt11)
+        # timeout here leaves the lock in place, which is the point. The compare-and-set
+        # above makes this the only request to pay this hold: no look-up first
+        await wallet.pay_invoice(fb.amount.bolt11, first_attempt=True)
     except WalletError as exc:
         if exc.code == ErrorCode.PAYMENT_FAILED:
             log.info("job %s: escrow to %s refunded or refused (%s)", job_id[:12],

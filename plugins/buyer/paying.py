@@ -70,6 +70,9 @@ class Paying:
                 payments[rid] = released
                 self.ledger.put(rec.id, "payments", rid, released)
                 continue
+            # no "paying" mark: this buyer never asked to pay this result (the mark is
+            # written before every request), so the wallet need not look for an earlier one
+            first = not (rec.data.get("paying") or {}).get(rid)
             earlier = await self._paid_before(wallet, rec, rid, event)
             if earlier is not None:
                 payments[rid] = earlier
@@ -88,7 +91,8 @@ class Paying:
             self.ledger.update(rec.id, pay_started_at=time.time())
             try:
                 payment = await wallet.pay_invoice(invoice.bolt11,  # type: ignore[union-attr]
-                                                   max_fee_msat=self.settings.max_fee_msat)
+                                                   max_fee_msat=self.settings.max_fee_msat,
+                                                   first_attempt=first)
             except WalletError as exc:
                 expired = invoice.expires_at <= time.time()
                 if exc.code not in PERMANENT and not expired:

@@ -228,9 +228,15 @@ class NWCWallet:
                               " description hash")
 
     async def pay_invoice(self, bolt11_invoice: str, max_fee_msat: int | None = None,
-                          amount_msat: int | None = None) -> Payment:
+                          amount_msat: int | None = None, *,
+                          first_attempt: bool = False) -> Payment:
         """Pay once. NIP-47 has no fee limit parameter: ``max_fee_msat`` is checked on the
-        wallet's report and a breach is logged (the payment has happened by then)."""
+        wallet's report and a breach is logged (the payment has happened by then).
+
+        A recorded payment of the invoice is looked up first, unless ``first_attempt``
+        (the caller's durable record says it never asked before: the look-up would find
+        nothing and costs a round trip); either way a ``PAYMENT_FAILED`` for an invoice
+        this connection had in fact paid is answered with that payment."""
         try:
             decoded = bolt11.decode(bolt11_invoice)
         except ProtocolError as exc:
@@ -242,9 +248,10 @@ class NWCWallet:
         if (decoded.amount_msat is not None and amount_msat is not None
                 and decoded.amount_msat != amount_msat):
             raise WalletError(ErrorCode.BAD_REQUEST, "amount does not match the invoice")
-        recorded = await self._recorded_payment(decoded.payment_hash)
-        if recorded is not None:
-            return recorded
+        if not first_attempt:
+            recorded = await self._recorded_payment(decoded.payment_hash)
+            if recorded is not None:
+                return recorded
         params: dict[str, Any] = {"invoice": decoded.bolt11}
         if amount_msat is not None:
             params["amount"] = amount_msat

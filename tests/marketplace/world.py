@@ -77,9 +77,10 @@ class RecordingWallet:
         self.inner = inner
         self.pay_calls: list[str] = []
 
-    async def pay_invoice(self, bolt11: str, max_fee_msat: int | None = None) -> Any:
+    async def pay_invoice(self, bolt11: str, max_fee_msat: int | None = None, *,
+                          first_attempt: bool = False) -> Any:
         self.pay_calls.append(bolt11)
-        return await self.inner.pay_invoice(bolt11, max_fee_msat)
+        return await self.inner.pay_invoice(bolt11, max_fee_msat, first_attempt=first_attempt)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

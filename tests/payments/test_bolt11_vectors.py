@@ -125,3 +125,46 @@ def test_fuzz_text_only_raises_bolt11_error(text: str) -> None:
         bolt11.decode(text)
     except bolt11.Bolt11Error:
         pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(amount=st.integers(min_value=1, max_value=21 * 10**17),
+       text=st.one_of(st.none(), st.text(max_size=150)),  # <= 600 bytes
+       expiry=st.integers(min_value=1, max_value=2**32), cltv=st.integers(0, 2**16),
+       timestamp=st.integers(min_value=0, max_value=2**35 - 1))
+def test_encode_is_read_back_by_both_readers(amount: int, text: str | None, expiry: int,
+                                             cltv: int, timestamp: int) -> None:
+    """What the ledger wallet issues: our strict reader and the independent PyPI ``bolt11``
+    decoder both read back every field, the signature checks against ``n``, and the
+    amount is written in its shortest form."""
+    import bolt11 as lib
+
+    secret = hashlib.sha256(b"node").digest()
+    payment_hash, payment_secret = hashlib.sha256(b"p").hexdigest(), "ab" * 32
+    desc_hash = None if text is not None else hashlib.sha256(b"long").hexdigest()
+    out = bolt11.encode(node_secret=secret, amount_msat=amount, payment_hash=payment_hash,
+                        payment_secret=payment_secret, timestamp=timestamp, expiry=expiry,
+                        description=text, description_hash=desc_hash, network="bcrt",
+                        min_final_cltv_expiry=cltv)
+    ours = bolt11.decode(out)
+    assert (ours.amount_msat, ours.payment_hash, ours.payment_secret, ours.timestamp,
+            ours.expiry, ours.min_final_cltv_expiry_delta) == (
+        amount, payment_hash, payment_secret, timestamp, expiry, cltv)
+    assert (ours.description, ours.description_hash) == (text, desc_hash)
+    assert ours.explicit_payee and ours.feature_bits == frozenset(bolt11.ISSUED_FEATURES)
+    theirs = lib.decode(out)
+    assert theirs.amount_msat == amount and theirs.payment_hash == payment_hash
+    assert theirs.payee == ours.payee and theirs.date == timestamp
+    digits = out[len("lnbcrt"):out.rindex("1")]
+    assert not digits.startswith("0") and (digits[-1] == "p") == (amount % 100 != 0)
+
+
+def test_encode_refuses_what_no_invoice_can_say() -> None:
+    key = hashlib.sha256(b"node").digest()
+    base = {"node_secret": key, "amount_msat": 1000, "payment_hash": "00" * 32,
+            "payment_secret": "11" * 32, "timestamp": 1, "expiry": 60}
+    for bad in ({"amount_msat": 0}, {"network": "xx"}, {"description": "a",
+                                                         "description_hash": "22" * 32},
+                {}, {"timestamp": 2**35}):
+        with pytest.raises(bolt11.Bolt11Error):
+            bolt11.encode(**{**base, **bad})

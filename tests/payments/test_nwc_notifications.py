@@ -134,6 +134,30 @@ async def test_already_paid_is_looked_up_before_paying(relay_url: str) -> None:
     assert len(pays) == 1  # the second call found the payment and sent nothing
 
 
+async def test_a_first_attempt_pays_without_the_look_up(relay_url: str) -> None:
+    """``first_attempt``: the caller's ledger says it never asked before, so the request
+    goes out without the look-up (one round trip, not two); a repeat that does reach the
+    wallet (the caller was wrong) is still answered with the recorded payment."""
+    bolt = invoice(5_500)
+    calls: list[str] = []
+
+    def script(method: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        calls.append(method)
+        if method == "lookup_invoice":
+            return _settled(bolt, 5_500) if "pay_invoice" in calls else NOT_FOUND
+        if calls.count("pay_invoice") == 1:
+            return {"preimage": PREIMAGE.hex(), "fees_paid": 2}
+        return {"__error__": ["PAYMENT_FAILED", "invoice already paid"]}
+
+    async with scripted_wallet(relay_url, script) as uri, \
+            NWCWallet(uri, timeout=5) as wallet:
+        first = await wallet.pay_invoice(bolt, first_attempt=True)
+        assert calls == ["pay_invoice"] and wallet.lookups == 0
+        again = await wallet.pay_invoice(bolt, first_attempt=True)
+    assert again == first and first.preimage == PREIMAGE.hex()
+    assert calls == ["pay_invoice", "pay_invoice", "lookup_invoice"]
+
+
 async def test_payment_failed_for_a_paid_invoice_is_the_payment(relay_url: str) -> None:
     """A service whose lookup lags: the repeat is sent, answered PAYMENT_FAILED ("already
     paid"), and the client maps that to the recorded payment."""
