@@ -11,6 +11,8 @@ template and, for half of the ASCII ones, overwrites a few bytes at random, so t
 keep changing at a few microseconds each. Frames go out in batches under TCP back-pressure;
 a frame that must make the relay close the connection (oversized, invalid UTF-8, broken
 framing) ends its batch, and the connection is reopened once the relay has closed it.
+``--source-ips N`` spreads the connections over
+loopback addresses 127.0.0.2 to 127.0.0.N+1, so the relay's per-IP limits see N clients.
 Every ``--probe-every`` batches a connection asks a tiny REQ and waits (bounded) for its
 answer: a connection the relay stopped serving is counted as ``stalled``.
 
@@ -459,13 +461,15 @@ class Link(asyncio.Protocol):
             self.transport.write(data)
 
 
-async def connect(url: str, stats: Stats) -> Link:
+async def connect(url: str, stats: Stats, source: str | None = None) -> Link:
     hostport = url.split("://", 1)[1].split("/", 1)[0]
     host, port = hostport.rsplit(":", 1)
     loop = asyncio.get_running_loop()
+    local = (source, 0) if source else None
     for attempt in range(50):
         try:
-            _, link = await loop.create_connection(lambda: Link(stats), host, int(port))
+            _, link = await loop.create_connection(lambda: Link(stats), host, int(port),
+                                                   local_addr=local)
             key = base64.b64encode(os.urandom(16)).decode()
             link.send(f"GET / HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
                       f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
@@ -479,9 +483,10 @@ async def connect(url: str, stats: Stats) -> Link:
 
 
 async def hostile(url: str, pool: Pool, rng: random.Random, quota: int, batch: int,
-                  probe_every: int, stats: Stats, counter: list[int]) -> None:
+                  probe_every: int, stats: Stats, counter: list[int],
+                  source: str | None) -> None:
     items = pool.items
-    link = await connect(url, stats)
+    link = await connect(url, stats, source)
     batches = 0
     subst = b'[]{}",:0123456789abcdef-.eE nultrEVN\\'
     while counter[0] < quota:
@@ -533,7 +538,7 @@ async def hostile(url: str, pool: Pool, rng: random.Random, quota: int, batch: i
         if link.closed.done():
             stats.reconnects += 1
             tw = time.perf_counter()
-            link = await connect(url, stats)
+            link = await connect(url, stats, source)
             stats.wait["connect"] += time.perf_counter() - tw
     if link.transport is not None:
         link.transport.close()
@@ -550,7 +555,7 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
     t1 = time.perf_counter()
     await asyncio.gather(*[
         hostile(a.url, pool, random.Random(a.seed * 1000 + i), a.frames, a.batch, a.probe_every,
-                stats, counter)
+                stats, counter, f"127.0.0.{2 + i % a.source_ips}" if a.source_ips else None)
         for i in range(a.conns)
     ])
     elapsed = time.perf_counter() - t1
@@ -583,6 +588,9 @@ def main() -> None:
     ap.add_argument("--max-message", type=int, default=262144)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", help="comma-separated categories (debugging)")
+    ap.add_argument("--source-ips", type=int, default=0, help="connect from this many "
+                    "loopback addresses 127.0.0.2... (per-IP limits apply to each), "
+                    "0: the default source")
     a = ap.parse_args()
     sys.stdout.write(json.dumps(asyncio.run(run(a))) + "\n")
 

@@ -1,30 +1,37 @@
 """Relay robustness figures (issue 19): fuzzing, 1,000 subscribers, kill -9 during ingest.
 
     eval "$(bash .ci/services)"; python benchmarks/relay_robustness.py   # full, ~10 min
-    python benchmarks/relay_robustness.py --quick          # smaller everything, ~2 min
+    python benchmarks/relay_robustness.py --quick          # smaller everything, ~1-2 min
     python benchmarks/relay_robustness.py --frames 200000 --skip-kill ...
 
-Not a CI test: figures, written to benchmarks/results/relay_robustness/<stamp>/results.json.
-Every relay is ``python -m oa_node.plugins.relay`` in its own process on 127.0.0.1, with
-``--no-rate-limits`` (every client here shares 127.0.0.1, so per-IP buckets would make the
-fuzzer throttle the well-behaved client) and ``max_connections_per_ip = 0`` (no per-IP
-connection limit: its default, written out so that 1,000 connections from one address are
-allowed). The open-file limit is raised to its hard limit here; the relay inherits it.
+Not a CI test: figures, written to benchmarks/results/relay_robustness/<stamp>/results.json
+(exit status 1 if the relay died, stopped serving, or lost an acknowledged event).
+Every relay is ``python -m oa_node.plugins.relay`` in its own process on 127.0.0.1 with
+``max_connections_per_ip = 0`` (no per-IP connection limit: its default, written out so
+that 1,000 connections from one address are allowed). The open-file limit is raised to its
+hard limit here; the relay inherits it.
 
-1. **Fuzz.** benchmarks/relay_fuzz.py (its own process) sends ``--frames`` fuzzed and
-   mutated frames over ``--fuzz-conns`` hostile connections, reconnecting when the relay
-   closes one. Meanwhile a well-behaved client publishes an event and then asks a REQ at a
-   steady rate; its OK and REQ->EOSE latency is measured first on the idle relay, then under
-   fuzz, then after it. The relay's RSS is sampled throughout. At the end the relay must
-   still be alive and serving (a new connection publishes and reads back an event).
+1. **Fuzz.** benchmarks/relay_fuzz.py (its own process, ``nice``d so that on a small machine
+   it does not take the CPU from the relay and the measured client) sends ``--frames``
+   fuzzed and mutated frames over ``--fuzz-conns`` hostile connections, each from its own
+   loopback address (127.0.0.2...), reconnecting when the relay closes one. Meanwhile a
+   well-behaved client (127.0.0.1) publishes an event and then asks a REQ at a steady rate;
+   its OK and REQ->EOSE latency is measured first on the idle relay, then under fuzz, then
+   after it. The relay's RSS and CPU are sampled. At the end the relay must still be alive
+   and serving (a new connection publishes and reads back an event). This runs against the
+   relay's default configuration (per-IP and per-author rate limits on), then again with
+   ``--stress-frames`` against a relay with ``--no-rate-limits`` (the worst case: every
+   REQ flood is served in full).
 2. **Fan-out to 1,000.** ``--fanout-conns`` connections each hold a subscription; one
    publisher sends ``--fanout-events`` at ``--fanout-rate`` per second; latency from publish
-   to each subscriber's receipt, and to the last of them per event.
+   to each subscriber's receipt, and to the last of them per event; the relay's CPU per
+   delivery (less sensitive to a shared machine than latency). No rate limits.
 3. **kill -9 during pipelined ingest.** 16 publishers x 8 events in flight; the relay is
    killed (SIGKILL) once ``N`` events are acknowledged ``OK true`` (``--kill-points``), then
    restarted on the same store, and every acknowledged id is looked up: acked / present /
    lost, on SQLite (WAL, synchronous=NORMAL: a commit survives a process crash) and on
-   PostgreSQL (a scratch schema in ``OA_TEST_POSTGRES_DSN``, synchronous_commit on).
+   PostgreSQL (a scratch schema in ``OA_TEST_POSTGRES_DSN``, synchronous_commit on). No rate
+   limits.
 """
 
 from __future__ import annotations
@@ -78,8 +85,9 @@ async def _pg(dsn: str, sql: str) -> None:
 class Relay:
     """One relay process on a SQLite file or a PostgreSQL schema; restartable on it."""
 
-    def __init__(self, work: Path, dsn: str | None = None) -> None:
+    def __init__(self, work: Path, dsn: str | None = None, rate_limits: bool = False) -> None:
         self.work = work
+        self.rate_limits = rate_limits
         self.cfg = work / "relay.toml"
         self.cfg.write_text(CONFIG)
         self.dsn = dsn
@@ -94,7 +102,9 @@ class Relay:
             await _pg(self.dsn, f"CREATE SCHEMA {self.schema}")
         port = free_port()
         args = [sys.executable, "-m", "oa_node.plugins.relay", "--port", str(port),
-                "--no-rate-limits", "--config", str(self.cfg)]
+                "--config", str(self.cfg)]
+        if not self.rate_limits:
+            args.append("--no-rate-limits")
         if self.dsn:
             sep = "&" if "?" in self.dsn else "?"
             args += ["--postgres", f"{self.dsn}{sep}search_path={self.schema}"]
@@ -122,6 +132,14 @@ class Relay:
         except OSError:
             pass
         return float("nan")
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the relay process has used (robust to a busy machine)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return float("nan")
 
     def kill9(self) -> None:
         if self.alive():
@@ -248,8 +266,9 @@ async def still_serves(url: str) -> bool:
 # --- 1. fuzz ---------------------------------------------------------------------------
 
 
-async def fuzz_phase(work: Path, a: argparse.Namespace) -> dict[str, Any]:
-    relay = Relay(work)
+async def fuzz_phase(work: Path, a: argparse.Namespace, frames: int,
+                     rate_limits: bool) -> dict[str, Any]:
+    relay = Relay(work, rate_limits=rate_limits)
     url = await relay.start()
     rss: list[tuple[float, float]] = []
     t_start = time.perf_counter()
@@ -261,7 +280,7 @@ async def fuzz_phase(work: Path, a: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.5)
 
     sampler = asyncio.create_task(sample())
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"frames_asked": frames, "rate_limits": rate_limits}
     try:
         stop = asyncio.Event()
         idle_task = asyncio.create_task(steady_client(url, a.client_rate, stop, "idle"))
@@ -274,16 +293,20 @@ async def fuzz_phase(work: Path, a: argparse.Namespace) -> dict[str, Any]:
         stop = asyncio.Event()
         busy_task = asyncio.create_task(steady_client(url, a.client_rate, stop, "fuzz"))
         t_fuzz = time.perf_counter() - t_start
+        cpu0 = relay.cpu_s()
         procs = [
             await asyncio.create_subprocess_exec(
+                "nice", "-n", str(a.fuzz_nice),
                 sys.executable, str(HERE / "relay_fuzz.py"), "--url", url,
-                "--frames", str(a.frames // a.fuzz_procs), "--conns", str(a.fuzz_conns),
-                "--seed", str(i + 1), *(["--only", a.fuzz_only] if a.fuzz_only else []),
+                "--frames", str(frames // a.fuzz_procs), "--conns", str(a.fuzz_conns),
+                "--source-ips", str(a.fuzz_conns), "--seed", str(i + 1 + 10 * rate_limits),
+                *(["--only", a.fuzz_only] if a.fuzz_only else []),
                 stdout=asyncio.subprocess.PIPE)
             for i in range(a.fuzz_procs)
         ]
         outs = [await p.communicate() for p in procs]
         t_fuzz_end = time.perf_counter() - t_start
+        out["relay_cpu_s_during_fuzz"] = relay.cpu_s() - cpu0
         stop.set()
         out["client_fuzz"] = await busy_task
         print(f"   client under fuzz: {json.dumps(out['client_fuzz'])}", flush=True)
@@ -384,6 +407,7 @@ async def fanout_phase(work: Path, a: argparse.Namespace) -> dict[str, Any]:
         out["connect_and_subscribe_s"] = time.perf_counter() - t0
         out["rss_mb_subscribed"] = relay.rss_mb()
         pub = await Client().open(url)
+        cpu0, own0 = relay.cpu_s(), time.process_time()
         gap = 1.0 / a.fanout_rate
         next_at = time.perf_counter()
         for ev in events:
@@ -396,6 +420,9 @@ async def fanout_phase(work: Path, a: argparse.Namespace) -> dict[str, Any]:
         except TimeoutError:
             pass
         pub.close()
+        relay_cpu, own_cpu = relay.cpu_s() - cpu0, time.process_time() - own0
+        out["relay_cpu_us_per_delivery"] = relay_cpu / max(1, len(deliveries)) * 1e6
+        out["client_cpu_us_per_delivery"] = own_cpu / max(1, len(deliveries)) * 1e6
         last = [max(v) for v in per_event.values() if len(v) == a.fanout_conns]
         out.update({
             "delivery": ms_summary(deliveries),
@@ -516,40 +543,50 @@ async def kill_phase(work: Path, a: argparse.Namespace, dsn: str | None) -> dict
 # --- report ----------------------------------------------------------------------------
 
 
+def fuzz_table(f: dict[str, Any], title: str, conns: int) -> list[str]:
+    fz = f["fuzz"]
+    ans = fz["answers"]
+    lines = [
+        f"## fuzz, {title}",
+        f"frames sent                {fz['frames']:,} in {fz['elapsed_s']:.0f} s "
+        f"({fz['frames_per_s']:,.0f}/s), {len(fz['sent_by_category'])} kinds "
+        f"(with mutations), {conns} hostile connections",
+        f"relay crashes              {0 if f['relay_alive'] else 1} "
+        f"(alive at end: {f['relay_alive']}, serving a new client: {f['relay_serving']})",
+        f"relay CPU                  {f['relay_cpu_s_during_fuzz']:.0f} s "
+        f"({f['relay_cpu_s_during_fuzz'] / max(1, fz['frames']) * 1e6:.0f} us per frame)",
+        f"stalled hostile conns      {fz['stalled_connections']}",
+        "relay RSS MB               before {before_fuzz:.0f} / peak {peak_during_fuzz:.0f} "
+        "(1st half {peak_first_half:.0f}, 2nd half {peak_second_half:.0f}) / end {end:.0f}"
+        .format(**f["rss_mb"]),
+        "answers                    " + ", ".join(f"{k} {v:,}" for k, v in ans.items()),
+        "connection closes          " + ", ".join(f"{k}: {v:,}" for k, v in
+                                                  fz["close_codes"].items())
+        + f"; reconnects {fz['reconnects']:,}",
+        "",
+        "well-behaved client        OK p50 / p99 ms     REQ p50 / p99 ms    timeouts  rounds",
+    ]
+    for label, key in (("idle relay", "client_idle"), ("under fuzz", "client_fuzz"),
+                       ("after fuzz", "client_after")):
+        c = f[key]
+        lines.append(f"  {label:<24} {c['ok']['p50_ms']:6.1f} / {c['ok']['p99_ms']:6.1f}"
+                     f"     {c['req']['p50_ms']:6.1f} / {c['req']['p99_ms']:6.1f}"
+                     f"     {c['timeouts']:>5}  {c['rounds']:>6}")
+    idle, busy = f["client_idle"], f["client_fuzz"]
+    ok_r = busy["ok"]["p99_ms"] / idle["ok"]["p99_ms"]
+    req_r = busy["req"]["p99_ms"] / idle["req"]["p99_ms"]
+    lines += [f"  ratio fuzz/idle p99        OK {ok_r:.1f}x   REQ {req_r:.1f}x", ""]
+    return lines
+
+
 def table(res: dict[str, Any]) -> str:
-    lines = []
-    f = res.get("fuzz")
-    if f:
-        fz = f["fuzz"]
-        ans = fz["answers"]
-        lines += [
-            "## fuzz",
-            f"frames sent                {fz['frames']:,} in {fz['elapsed_s']:.0f} s "
-            f"({fz['frames_per_s']:,.0f}/s), {len(fz['sent_by_category'])} kinds "
-            f"(with mutations), {res['args']['fuzz_conns']} hostile connections",
-            f"relay crashes              {0 if f['relay_alive'] else 1} "
-            f"(alive at end: {f['relay_alive']}, serving a new client: {f['relay_serving']})",
-            f"stalled hostile conns      {fz['stalled_connections']}",
-            "relay RSS MB               before {before_fuzz:.0f} / peak {peak_during_fuzz:.0f} "
-            "(1st half {peak_first_half:.0f}, 2nd half {peak_second_half:.0f}) / end {end:.0f}"
-            .format(**f["rss_mb"]),
-            "answers                    " + ", ".join(f"{k} {v:,}" for k, v in ans.items()),
-            "connection closes          " + ", ".join(f"{k}: {v:,}" for k, v in
-                                                      fz["close_codes"].items())
-            + f"; reconnects {fz['reconnects']:,}",
-            "",
-            "well-behaved client        OK p50 / p99 ms     REQ p50 / p99 ms    timeouts  rounds",
-        ]
-        for label, key in (("idle relay", "client_idle"), ("under fuzz", "client_fuzz"),
-                           ("after fuzz", "client_after")):
-            c = f[key]
-            lines.append(f"  {label:<24} {c['ok']['p50_ms']:6.1f} / {c['ok']['p99_ms']:6.1f}"
-                         f"     {c['req']['p50_ms']:6.1f} / {c['req']['p99_ms']:6.1f}"
-                         f"     {c['timeouts']:>5}  {c['rounds']:>6}")
-        idle, busy = f["client_idle"], f["client_fuzz"]
-        ok_r = busy["ok"]["p99_ms"] / idle["ok"]["p99_ms"]
-        req_r = busy["req"]["p99_ms"] / idle["req"]["p99_ms"]
-        lines.append(f"  ratio fuzz/idle p99        OK {ok_r:.1f}x   REQ {req_r:.1f}x")
+    lines: list[str] = []
+    for key, title in (("fuzz", "relay defaults: rate limits on, hostile connections from "
+                         "their own loopback addresses"),
+                       ("fuzz_no_rate_limits", "no rate limits (worst case)")):
+        f = res.get(key)
+        if f:
+            lines += fuzz_table(f, title, res["args"]["fuzz_conns"])
     fo = res.get("fanout")
     if fo:
         lines += [
@@ -561,6 +598,8 @@ def table(res: dict[str, Any]) -> str:
             f"to all subscribers p50/p99  {fo['to_all_subscribers']['p50_ms']:.1f} / "
             f"{fo['to_all_subscribers']['p99_ms']:.1f} ms",
             f"delivered / expected        {fo['delivered']:,} / {fo['expected']:,}",
+            f"relay CPU per delivery      {fo['relay_cpu_us_per_delivery']:.1f} us "
+            f"(the receiving client: {fo['client_cpu_us_per_delivery']:.1f} us)",
             f"connect+subscribe           {fo['connect_and_subscribe_s']:.1f} s; relay RSS "
             f"{fo['rss_mb_subscribed']:.0f} MB subscribed, {fo['rss_mb_end']:.0f} MB at end",
         ]
@@ -582,9 +621,13 @@ async def amain(a: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     res: dict[str, Any] = {"args": vars(a), "nofile": raise_nofile(), "started": stamp}
     t0 = time.perf_counter()
-    if not a.skip_fuzz:
-        print(f"== fuzz: {a.frames:,} frames", flush=True)
-        res["fuzz"] = await fuzz_phase(work, a)
+    if not a.skip_fuzz and a.frames:
+        print(f"== fuzz: {a.frames:,} frames, relay defaults (rate limits on)", flush=True)
+        res["fuzz"] = await fuzz_phase(work, a, a.frames, rate_limits=True)
+    if not a.skip_fuzz and a.stress_frames:
+        print(f"== fuzz: {a.stress_frames:,} frames, no rate limits", flush=True)
+        res["fuzz_no_rate_limits"] = await fuzz_phase(work, a, a.stress_frames,
+                                                      rate_limits=False)
     if not a.skip_fanout:
         print(f"== fan-out to {a.fanout_conns} subscribers", flush=True)
         res["fanout"] = await fanout_phase(work, a)
@@ -604,7 +647,12 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="100k frames, 200 subscribers, "
                     "kill points 500/2000, shorter idle phases")
     ap.add_argument("--frames", type=int, default=1_000_000)
+    ap.add_argument("--stress-frames", type=int, default=200_000,
+                    help="then this many more against a relay without rate limits (0: skip)")
     ap.add_argument("--fuzz-conns", type=int, default=6, help="hostile connections")
+    ap.add_argument("--fuzz-nice", type=int, default=10,
+                    help="niceness of the fuzzer process: on a small machine it would otherwise "
+                    "take CPU from the relay and the measured client it is meant to attack")
     ap.add_argument("--fuzz-procs", type=int, default=1, help="fuzzer processes")
     ap.add_argument("--fuzz-only", help="only these fuzz categories (comma-separated; "
                     "see CATEGORIES in relay_fuzz.py)")
@@ -624,6 +672,7 @@ def main() -> int:
     a = ap.parse_args()
     if a.quick:
         a.frames = min(a.frames, 100_000)
+        a.stress_frames = min(a.stress_frames, 50_000)
         a.fanout_conns = min(a.fanout_conns, 200)
         a.fanout_events = min(a.fanout_events, 100)
         a.kill_points = [p for p in a.kill_points if p <= 2000] or [500, 2000]
@@ -631,8 +680,8 @@ def main() -> int:
             a.kill_points = [500, 2000]
         a.idle = min(a.idle, 5.0)
     res = asyncio.run(amain(a))
-    f = res.get("fuzz")
-    ok = not f or (f["relay_alive"] and f["relay_serving"])
+    fuzzes = [res[k] for k in ("fuzz", "fuzz_no_rate_limits") if k in res]
+    ok = all(f["relay_alive"] and f["relay_serving"] for f in fuzzes)
     k = res.get("kill", {})
     ok = ok and all(r["lost"] == 0 for rows in k.values() for r in rows)
     return 0 if ok else 1
