@@ -58,6 +58,7 @@ class Connection:
         self._out: deque[str] = deque()
         self._wake = asyncio.Event()
         self._max_pending = relay.settings.limits.max_pending_messages
+        self._corked: list[str] = []
 
     @property
     def host(self) -> str:
@@ -72,6 +73,10 @@ class Connection:
         that is most of the cost of fanning one event out to many subscribers.
         """
         if self.closed:
+            return
+        if self._corked:  # keep the order: what was posted before leaves first
+            self._corked.append(message)
+            self._uncork()
             return
         out = self._out
         if not out:
@@ -93,17 +98,49 @@ class Connection:
             return
         self._wake.set()
 
+    def post_soon(self, message: str) -> None:
+        """Like :meth:`post`, but messages posted in the same event-loop iteration leave in
+        one socket write (the ``OK``s of one committed batch: one ``send`` per connection
+        instead of one per event)."""
+        if self.closed:
+            return
+        corked = self._corked
+        corked.append(message)
+        if len(corked) == 1:
+            asyncio.get_running_loop().call_soon(self._uncork)
+
+    def _uncork(self) -> None:
+        messages, self._corked = self._corked, []
+        if len(messages) == 1:
+            self.post(messages[0])
+        elif messages:
+            self.post_many(messages)
+
     def post_many(self, messages: list[str]) -> None:
         """Like :meth:`post` for a burst (stored events of a REQ): one socket write."""
         if self.closed or not messages:
             return
+        if self._corked:
+            messages = [*self._corked, *messages]
+            self._corked = []
         ws = self.ws
         if not self._out and not ws.paused and ws.protocol.state is State.OPEN:
             try:
-                send_text = ws.protocol.send_text
+                protocol = ws.protocol
+                send_text = protocol.send_text
                 for message in messages:
                     send_text(message.encode())
-                ws.send_data()
+                chunks = protocol.data_to_send()
+                if all(chunks):  # frames only (no end-of-stream marker): one write
+                    ws.transport.write(b"".join(chunks))
+                    return
+                for chunk in chunks:  # as ws.send_data() does
+                    if chunk:
+                        ws.transport.write(chunk)
+                    elif ws.transport.can_write_eof():
+                        ws.transport.write_eof()
+                    else:
+                        ws.transport.close()
                 return
             except Exception:
                 pass
@@ -131,7 +168,7 @@ class Connection:
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) until queued messages are handed to the socket."""
         deadline = time.monotonic() + timeout
-        while self._out and not self.closed and time.monotonic() < deadline:
+        while (self._out or self._corked) and not self.closed and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:

@@ -7,6 +7,7 @@ fan-out consults a subscription index.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -17,7 +18,7 @@ from oa_node.nostr.errors import ProtocolError
 from oa_node.nostr.event import Event
 from oa_node.nostr.kinds import DELETION, is_addressable, is_ephemeral, is_replaceable
 from oa_node.plugins.relay.connection import Connection, _ok
-from oa_node.store import StoreError
+from oa_node.store import SaveResult, StoreError
 
 log = logging.getLogger("oa_node.relay")
 
@@ -85,23 +86,42 @@ class IngestMixin:
                 await self.store.publish_ephemeral(raw)
             return
         await conn.inflight.acquire()
-        conn.spawn(self._finish_save(conn, event, raw))
+        submit = self._submit
+        if submit is None:
+            conn.spawn(self._finish_save(conn, event, raw))
+            return
+        try:
+            fut = submit(event, raw)
+        except BaseException:
+            conn.inflight.release()
+            raise
+        fut.add_done_callback(lambda f: self._saved(conn, event, raw, f))
 
     async def _finish_save(self, conn: Connection, event: Event, raw: str) -> None:
+        """A store without ``submit``: wait for the save in a task of its own."""
+        fut: asyncio.Future[SaveResult] = asyncio.get_running_loop().create_future()
         try:
-            result = await self.store.save(event, raw)
-        except StoreError as exc:
-            conn.post(_ok(event.id, False, f"error: could not store the event ({exc})"))
+            fut.set_result(await self.store.save(event, raw))
+        except Exception as exc:
+            fut.set_exception(exc)
+        self._saved(conn, event, raw, fut)
+
+    def _saved(self, conn: Connection, event: Event, raw: str,
+               fut: asyncio.Future[SaveResult]) -> None:
+        """The store answered: ``OK`` (after the commit), then live fan-out of a new event."""
+        conn.inflight.release()
+        exc = fut.exception() if not fut.cancelled() else StoreError("save cancelled")
+        if exc is not None:
+            if isinstance(exc, StoreError):
+                conn.post(_ok(event.id, False, f"error: could not store the event ({exc})"))
+            else:
+                log.error("saving event %s failed", event.id, exc_info=exc)
+                conn.post(_ok(event.id, False, "error: could not store the event"))
             return
-        except Exception:
-            log.exception("saving event %s failed", event.id)
-            conn.post(_ok(event.id, False, "error: could not store the event"))
-            return
-        finally:
-            conn.inflight.release()
+        result = fut.result()
         if result.accepted:
             self._remember(event.id, event.kind)
-        conn.post(_ok(event.id, result.accepted, result.message))
+        conn.post_soon(_ok(event.id, result.accepted, result.message))
         if result.is_new:
             self.events_ingested += 1
             self._deliver_new(event, raw)

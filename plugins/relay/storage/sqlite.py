@@ -1,9 +1,13 @@
-"""SQLite event store: WAL, one writer task batching saves into transactions, reader threads.
+"""SQLite event store: WAL, one writer thread batching saves into transactions, readers.
 
-Why this shape: SQLite allows one writer at a time and a commit costs an fsync, so all
-saves go through a queue that one task drains into a single transaction per batch (group
-commit); each caller's future resolves only after that commit, so ``OK true`` implies
-durable. The deleted-ids check, the insert and a deletion's lookup of its target all run in
+Why this shape: SQLite allows one writer at a time and every commit costs a WAL write
+(8-20 page frames, each a ``pwrite``), so all saves go through a queue that one thread
+drains into a single transaction per batch (group commit, :mod:`.writer`); each caller's
+future resolves only after that commit, so ``OK true`` implies durable. Durability:
+``journal_mode=WAL`` with ``synchronous=NORMAL``: a commit is in the WAL file before it
+returns (it survives a crash or kill of the relay process); the WAL is fsynced at
+checkpoints, not per commit, so an OS crash or power loss may lose the last commits.
+The deleted-ids check, the insert and a deletion's lookup of its target all run in
 that writer's ``BEGIN IMMEDIATE`` transactions, which SQLite serialises (also between two
 processes on one file), so an event and its deletion cannot both miss each other (the race
 the PostgreSQL store closes with advisory locks). Queries run on a small pool of reader
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import threading
 import time
@@ -26,7 +31,6 @@ from typing import TYPE_CHECKING
 from oa_node.files import connect_sqlite
 from oa_node.nostr.kinds import DELETION, GIFT_WRAP
 from oa_node.plugins.relay.storage.common import (
-    BatchWriter,
     count_sql,
     deletion_targets,
     id_pairs_sql,
@@ -34,6 +38,8 @@ from oa_node.plugins.relay.storage.common import (
     merge_rows,
     query_sql,
 )
+from oa_node.plugins.relay.storage.idfilter import IdFilter
+from oa_node.plugins.relay.storage.writer import WriterThread
 from oa_node.store import (
     DELETED,
     DUPLICATE,
@@ -41,11 +47,14 @@ from oa_node.store import (
     SUPERSEDED,
     LiveListener,
     SaveResult,
+    SaveStatus,
     StoreError,
 )
 
 if TYPE_CHECKING:
     from oa_node.nostr import Event, Filter
+
+log = logging.getLogger("oa_node.relay.storage")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -113,8 +122,9 @@ class SQLiteStore:
         self.path = str(path)
         self._readers_n = readers
         self._synchronous = synchronous
-        self._batcher: BatchWriter | None = None
-        self._write_exec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._batcher: WriterThread | None = None
+        self._ids = IdFilter()
+        self._ids_task: asyncio.Task[None] | None = None
         self._read_exec = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
         self._ckpt_exec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
         self._ckpt_task: asyncio.Task[None] | None = None
@@ -131,13 +141,42 @@ class SQLiteStore:
     async def open(self) -> None:
         if self._opened:
             return
-        loop = asyncio.get_running_loop()
-        self._wcon = await loop.run_in_executor(self._write_exec, self._open_writer)
-        self._probe = _connect(self.path, readonly=True)
-        self._batcher = BatchWriter(self._write_in_thread, MAX_BATCH, "sqlite-writer")
+        self._batcher = WriterThread(self._write_batch, MAX_BATCH, "sqlite-writer",
+                                     on_commit=self._committed)
         self._batcher.start()
+        try:
+            self._wcon = await self._batcher.call(self._open_writer)
+        except BaseException:
+            await self._batcher.stop()
+            raise
+        self._probe = _connect(self.path, readonly=True)
         self._ckpt_task = asyncio.create_task(self._checkpointer(), name="sqlite-checkpoint")
+        self._ids_task = asyncio.create_task(self._load_ids(), name="sqlite-load-ids")
         self._opened = True
+
+    async def _load_ids(self) -> None:
+        """Fill the id filter with the ids already stored, on a reader thread; ids that
+        commits add meanwhile go in through :meth:`_committed`, so the union is whole."""
+        loop = asyncio.get_running_loop()
+        try:
+            loaded = await loop.run_in_executor(self._read_exec, self._read_ids)
+        except sqlite3.Error as exc:  # the filter stays "maybe": every probe runs
+            log.warning("could not load stored ids (probing every event): %s", exc)
+            return
+        self._ids.merge(loaded)
+
+    def _read_ids(self) -> IdFilter:
+        ids = IdFilter()
+        add = ids.add
+        for (eid,) in self._reader().execute("SELECT id FROM events"):
+            add(eid)
+        return ids
+
+    def _committed(self, items: list[tuple[Event, str]], results: list[SaveResult]) -> None:
+        add = self._ids.add
+        for (ev, _), res in zip(items, results, strict=True):
+            if res.status is SaveStatus.STORED or res.status is SaveStatus.DUPLICATE:
+                add(ev.id)
 
     def _open_writer(self) -> sqlite3.Connection:
         con = _connect(self.path)
@@ -170,9 +209,10 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
-        if self._batcher is not None:
-            await self._batcher.stop()  # commits everything queued before this
-        loop = asyncio.get_running_loop()
+        if self._ids_task is not None:
+            self._ids_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ids_task
         if self._ckpt_task is not None:
             self._ckpt_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -185,8 +225,10 @@ class SQLiteStore:
                     wcon.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 wcon.close()
 
-            await loop.run_in_executor(self._write_exec, final)
-        self._write_exec.shutdown(wait=True)
+            assert self._batcher is not None
+            await self._batcher.call(final)  # after every save queued before it
+        if self._batcher is not None:
+            await self._batcher.stop()
         self._read_exec.shutdown(wait=True)
         self._ckpt_exec.shutdown(wait=True)
         for con in [*self._reader_cons, *( [self._probe] if self._probe else [])]:
@@ -199,13 +241,14 @@ class SQLiteStore:
     # --- writes ----------------------------------------------------------------------
 
     async def save(self, event: Event, raw: str) -> SaveResult:
+        return await asyncio.shield(self.submit(event, raw))
+
+    def submit(self, event: Event, raw: str) -> asyncio.Future[SaveResult]:
+        """:meth:`save` without a coroutine: a future that resolves after the commit (the
+        relay hangs its ``OK`` on it as a callback, saving a task per event)."""
         self._check()
         assert self._batcher is not None
-        return await self._batcher.save(event, raw)
-
-    async def _write_in_thread(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_exec, self._write_batch, items)
+        return self._batcher.submit(event, raw)
 
     def _write_batch(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
         con = self._wcon
@@ -300,10 +343,8 @@ class SQLiteStore:
 
     async def delete_ids(self, ids: Sequence[str]) -> int:
         self._check()
-        await self.flush()
-        return await asyncio.get_running_loop().run_in_executor(
-            self._write_exec, self._delete_ids, list(ids)
-        )
+        assert self._batcher is not None
+        return await self._batcher.call(self._delete_ids, list(ids))
 
     def _delete_ids(self, ids: list[str]) -> int:
         con = self._wcon
@@ -326,9 +367,8 @@ class SQLiteStore:
     async def purge_expired(self, now: int) -> int:
         self._check()
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._write_exec, self._purge, now
-            )
+            assert self._batcher is not None
+            return await self._batcher.call(self._purge, now)
         except sqlite3.Error as exc:
             raise StoreError(f"purge failed: {exc}") from exc
 
@@ -359,6 +399,8 @@ class SQLiteStore:
         self._check()
         if self._batcher is not None and self._batcher.is_pending(event_id):
             return True
+        if not self._ids.maybe_contains(event_id):
+            return False
         assert self._probe is not None
         try:
             row = self._probe.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone()
