@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -346,3 +347,47 @@ async def test_batch_results_in_order(store: EventStore) -> None:
         SaveStatus.STORED, SaveStatus.DELETED]
     left = set(ids(await store.query([Filter(authors={alice.pubkey}, kinds={0, 1})])))
     assert left == {old.id, new1.id, new2.id, q.id, profile.id}
+
+
+async def test_sqlite_saves_queued_behind_the_writer_are_one_batch(tmp_path: Any) -> None:
+    """Saves queued while the writer thread is busy are committed together: each gets the
+    answer the one-at-a-time path gives (new, stored before, deleted before, repeated while
+    queued, deleted by a deletion earlier in the same batch), tag rows land for the stored
+    ones only, and ``has`` (its id filter included) knows every stored one."""
+    store = SQLiteStore(tmp_path / "events.db")
+    await store.open()
+    try:
+        alice, bob = Key(), Key()
+        old, gone = alice.sign(content="old"), alice.sign(content="gone")
+        await save(store, old, alice.sign(kind=5, tags=[["e", gone.id]]))
+        news = [alice.sign(content=f"n{i}", tags=[["t", f"tag{i % 3}"], ["t", "all"]])
+                for i in range(7)]
+        doomed = bob.sign(content="doomed", tags=[["t", "all"]])
+        kill = bob.sign(kind=5, tags=[["e", doomed.id]])
+        late = bob.sign(content="late")
+        kill_late = bob.sign(kind=5, tags=[["e", late.id]])
+        profile = bob.sign(kind=0, content="{}")
+        batch = [news[0], old, news[1], gone, news[1], doomed, kill, news[2], news[3],
+                 kill_late, late, news[4], profile, news[5], news[6], late]
+        # hold the writer thread while every save queues: they are then one batch
+        assert store._batcher is not None
+        gate = threading.Event()
+        held = store._batcher.call(gate.wait, 10)
+        futs = [store.submit(e, e.to_json()) for e in batch]
+        gate.set()
+        await held
+        results = await asyncio.gather(*futs)
+        S, D, X = SaveStatus.STORED, SaveStatus.DUPLICATE, SaveStatus.DELETED
+        # (a repeat of an id still queued answers duplicate once the first is done)
+        assert [r.status for r in results] == [
+            S, D, S, X, D, S, S, S, S, S, X, S, S, S, S, D]
+        assert set(ids(await store.query([Filter(tags={"t": {"all"}})]))) == {
+            e.id for e in news}
+        assert set(ids(await store.query([Filter(tags={"t": {"tag1"}})]))) == {
+            news[1].id, news[4].id}
+        assert await store.count([Filter(authors={bob.pubkey})]) == 3  # 2 deletions, profile
+        for e in [*news, profile]:
+            assert await store.has(e.id)
+        assert not await store.has(late.id)
+    finally:
+        await store.close()
