@@ -31,6 +31,9 @@ MAX_INFLIGHT_PER_CONNECTION = 512
 
 
 def _ok(event_id: str, accepted: bool, message: str) -> str:
+    if not message and len(event_id) == 64 and event_id.isalnum() and event_id.isascii():
+        # the commonest frame (an accepted event, checked hex id): no encoder needed
+        return f'["OK","{event_id}",{"true" if accepted else "false"},""]'
     return _dumps(["OK", event_id, accepted, message])
 
 
@@ -55,6 +58,7 @@ class Connection:
         self.closed = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self.inflight = asyncio.Semaphore(MAX_INFLIGHT_PER_CONNECTION)
+        self.saving = 0  # EVENTs handed to the store and not yet answered
         self._out: deque[str] = deque()
         self._wake = asyncio.Event()
         self._max_pending = relay.settings.limits.max_pending_messages

@@ -7,7 +7,6 @@ fan-out consults a subscription index.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -90,38 +89,46 @@ class IngestMixin:
         if submit is None:
             conn.spawn(self._finish_save(conn, event, raw))
             return
+        conn.saving += 1
         try:
-            fut = submit(event, raw)
+            submit(event, raw, lambda outcome: self._saved(conn, event, raw, outcome))
         except BaseException:
+            conn.saving -= 1
             conn.inflight.release()
             raise
-        fut.add_done_callback(lambda f: self._saved(conn, event, raw, f))
 
     async def _finish_save(self, conn: Connection, event: Event, raw: str) -> None:
         """A store without ``submit``: wait for the save in a task of its own."""
-        fut: asyncio.Future[SaveResult] = asyncio.get_running_loop().create_future()
+        conn.saving += 1
+        outcome: SaveResult | BaseException
         try:
-            fut.set_result(await self.store.save(event, raw))
+            outcome = await self.store.save(event, raw)
         except Exception as exc:
-            fut.set_exception(exc)
-        self._saved(conn, event, raw, fut)
+            outcome = exc
+        self._saved(conn, event, raw, outcome)
 
     def _saved(self, conn: Connection, event: Event, raw: str,
-               fut: asyncio.Future[SaveResult]) -> None:
-        """The store answered: ``OK`` (after the commit), then live fan-out of a new event."""
+               outcome: SaveResult | BaseException) -> None:
+        """The store answered: ``OK`` (after the commit), then live fan-out of a new event.
+        While more of the connection's saves are pending, its ``OK``s are corked, so those
+        answered by one commit leave in one socket write."""
         conn.inflight.release()
-        exc = fut.exception() if not fut.cancelled() else StoreError("save cancelled")
-        if exc is not None:
-            if isinstance(exc, StoreError):
-                conn.post(_ok(event.id, False, f"error: could not store the event ({exc})"))
+        conn.saving -= 1
+        if isinstance(outcome, BaseException):
+            if isinstance(outcome, StoreError):
+                conn.post(_ok(event.id, False, f"error: could not store the event ({outcome})"))
             else:
-                log.error("saving event %s failed", event.id, exc_info=exc)
+                log.error("saving event %s failed", event.id, exc_info=outcome)
                 conn.post(_ok(event.id, False, "error: could not store the event"))
             return
-        result = fut.result()
+        result = outcome
         if result.accepted:
             self._remember(event.id, event.kind)
-        conn.post_soon(_ok(event.id, result.accepted, result.message))
+        ok = _ok(event.id, result.accepted, result.message)
+        if conn.saving:
+            conn.post_soon(ok)
+        else:  # the last one pending: out now, with any corked before it
+            conn.post(ok)
         if result.is_new:
             self.events_ingested += 1
             self._deliver_new(event, raw)

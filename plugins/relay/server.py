@@ -131,8 +131,8 @@ class RelayServer(IngestMixin, ReadsMixin):
         # a store whose lookup costs about what a signature check does (a round trip)
         # says so; its duplicates are then caught by the insert, after the check
         self._probe_first = bool(getattr(store, "probe_before_verify", True))
-        # a store that can hand back a future for a save (SQLite) saves a task per event
-        self._submit: Callable[[Event, str], asyncio.Future[Any]] | None = getattr(
+        # a store that takes a callback for a save (SQLite) spares a task per event
+        self._submit: Callable[[Event, str, Callable[[Any], None]], None] | None = getattr(
             store, "submit", None)
 
     # --- lifecycle -------------------------------------------------------------------

@@ -373,7 +373,12 @@ async def test_sqlite_saves_queued_behind_the_writer_are_one_batch(tmp_path: Any
         assert store._batcher is not None
         gate = threading.Event()
         held = store._batcher.call(gate.wait, 10)
-        futs = [store.submit(e, e.to_json()) for e in batch]
+        loop = asyncio.get_running_loop()
+        futs: list[asyncio.Future[Any]] = []
+        for e in batch:
+            fut = loop.create_future()
+            store.submit(e, e.to_json(), fut.set_result)
+            futs.append(fut)
         gate.set()
         await held
         results = await asyncio.gather(*futs)

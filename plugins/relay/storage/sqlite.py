@@ -39,7 +39,7 @@ from oa_node.plugins.relay.storage.common import (
     query_sql,
 )
 from oa_node.plugins.relay.storage.idfilter import IdFilter
-from oa_node.plugins.relay.storage.writer import WriterThread
+from oa_node.plugins.relay.storage.writer import Done, WriterThread
 from oa_node.store import (
     DELETED,
     DUPLICATE,
@@ -241,14 +241,17 @@ class SQLiteStore:
     # --- writes ----------------------------------------------------------------------
 
     async def save(self, event: Event, raw: str) -> SaveResult:
-        return await asyncio.shield(self.submit(event, raw))
-
-    def submit(self, event: Event, raw: str) -> asyncio.Future[SaveResult]:
-        """:meth:`save` without a coroutine: a future that resolves after the commit (the
-        relay hangs its ``OK`` on it as a callback, saving a task per event)."""
         self._check()
         assert self._batcher is not None
-        return self._batcher.submit(event, raw)
+        return await self._batcher.save(event, raw)
+
+    def submit(self, event: Event, raw: str, done: Done) -> None:
+        """:meth:`save` without a coroutine: ``done(result or StoreError)`` is called on
+        the event loop after the commit (the relay's ``OK``: no task, no future per
+        event)."""
+        self._check()
+        assert self._batcher is not None
+        self._batcher.submit(event, raw, done)
 
     def _write_batch(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
         con = self._wcon

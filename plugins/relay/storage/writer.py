@@ -3,14 +3,15 @@
 Why a thread of its own rather than a task that hands each batch to an executor: every
 hop between the event loop and the writer costs a wakeup, and on the old path (a queue
 task, ``run_in_executor``, shielded futures, a task per save) one event took about six
-loop iterations plus two thread switches before its ``OK`` went out. Here the loop puts
-the save on a ``SimpleQueue`` and gets one ``call_soon_threadsafe`` back per committed
-batch, which resolves that batch's futures: the relay hangs its ``OK`` on them as plain
-callbacks. The thread takes whatever has queued up while it committed the previous
-batch (up to ``max_batch``), so the batch grows with the load (group commit), and every
-future resolves only after its batch's ``COMMIT`` returned: ``OK true`` implies durable.
-Other work on the writer connection (deletions, purges, the final checkpoint) runs on
-the same thread, in queue order, through :meth:`WriterThread.call`.
+loop iterations plus two thread switches before its ``OK`` went out. Here a save is a
+callback: the loop hands saves to the thread through a ``SimpleQueue`` (at once when the
+thread is idle, else gathered per loop iteration, one wakeup for many) and gets one
+``call_soon_threadsafe`` back per committed batch, which calls each save's callback
+(the relay's ``OK``) in turn. The thread takes whatever queued up while it committed the
+previous batch (up to ``max_batch``), so a batch grows with the load (group commit);
+every callback runs only after its batch's ``COMMIT`` returned: ``OK true`` implies
+durable. Other work on the writer connection (deletions, purges, the final checkpoint)
+runs on the same thread, in queue order, through :meth:`WriterThread.call`.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ log = logging.getLogger("oa_node.relay.storage")
 
 #: Writes one batch in one transaction, on the writer thread; raises if it rolled back.
 WriteBatch = Callable[[list[tuple["Event", str]]], list[SaveResult]]
-
 #: Told, on the event loop, what a committed batch held and what each save did.
 OnCommit = Callable[[list[tuple["Event", str]], list[SaveResult]], None]
+#: A save's outcome, called on the event loop after the commit: its result, or the
+#: StoreError that failed it.
+Done = Callable[["SaveResult | BaseException"], None]
 
-_Save = tuple["Event", str, "asyncio.Future[SaveResult]"]
+_Items = list[tuple["Event", str]]
 
 
 class _Call:
@@ -56,8 +59,11 @@ class WriterThread:
         self._on_commit = on_commit
         self._max_batch = max_batch
         self._name = name
-        self._queue: queue.SimpleQueue[_Save | _Call | None] = queue.SimpleQueue()
-        self._pending: dict[str, asyncio.Future[SaveResult]] = {}
+        self._queue: queue.SimpleQueue[_Items | _Call | None] = queue.SimpleQueue()
+        #: id -> callbacks waiting for that id's commit (a repeat adds one)
+        self._pending: dict[str, list[Done]] = {}
+        self._staged: _Items = []  # saves of this loop iteration not yet handed over
+        self._busy = 0  # batches handed over and not yet answered
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._done: asyncio.Future[None] | None = None
@@ -74,111 +80,131 @@ class WriterThread:
         """True while ``event_id`` is queued or being committed."""
         return event_id in self._pending
 
-    def submit(self, event: Event, raw: str) -> asyncio.Future[SaveResult]:
-        """Queue a save; the future resolves after its batch committed (or failed). A save
-        of an id already queued resolves, after the first, to duplicate (or its error)."""
-        loop = self._loop
-        assert loop is not None, "writer not started"
-        fut: asyncio.Future[SaveResult] = loop.create_future()
-        first = self._pending.get(event.id)
-        if first is not None:
-            first.add_done_callback(lambda f: _chain_duplicate(f, fut))
-            return fut
-        self._pending[event.id] = fut
-        self._queue.put((event, raw, fut))
-        return fut
+    def submit(self, event: Event, raw: str, done: Done) -> None:
+        """Queue a save; ``done`` is called after its batch committed (or failed). A save of
+        an id already queued is answered, after the first, duplicate (or its error)."""
+        waiters = self._pending.get(event.id)
+        if waiters is not None:
+            waiters.append(lambda r: done(r if isinstance(r, BaseException) else DUPLICATE))
+            return
+        self._pending[event.id] = [done]
+        if not self._busy and not self._staged:  # the thread is idle: wake it now
+            self._busy += 1
+            self._queue.put([(event, raw)])
+            return
+        staged = self._staged
+        staged.append((event, raw))
+        if len(staged) == 1:
+            assert self._loop is not None, "writer not started"
+            self._loop.call_soon(self._hand_over)
+
+    def _hand_over(self) -> None:
+        if self._staged:
+            self._busy += 1
+            self._queue.put(self._staged)
+            self._staged = []
 
     async def save(self, event: Event, raw: str) -> SaveResult:
-        return await asyncio.shield(self.submit(event, raw))
+        assert self._loop is not None, "writer not started"
+        fut: asyncio.Future[SaveResult] = self._loop.create_future()
+        self.submit(event, raw, lambda r: _settle(fut, r))
+        return await asyncio.shield(fut)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """Run ``fn(*args)`` on the writer thread after everything queued before it."""
+        """Run ``fn(*args)`` on the writer thread after every save submitted before it."""
         assert self._loop is not None, "writer not started"
+        self._hand_over()
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._queue.put(_Call(fn, args, fut))
         return fut
 
     async def flush(self) -> None:
-        """Wait until every save queued so far is committed (or failed)."""
-        pending = list(self._pending.values())
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        """Wait until every save submitted so far is committed (or failed)."""
+        if not self._pending:
+            return
+        assert self._loop is not None
+        futs = []
+        for waiters in self._pending.values():
+            fut: asyncio.Future[Any] = self._loop.create_future()
+            waiters.append(lambda _r, fut=fut: _settle(fut, None))
+            futs.append(fut)
+        await asyncio.gather(*futs)
 
     async def stop(self) -> None:
-        """Commit everything queued before this call, then end the thread."""
+        """Commit everything submitted before this call, then end the thread."""
         if self._thread is None or self._done is None:
             return
+        self._hand_over()
         self._queue.put(None)
         await asyncio.shield(self._done)
         self._thread.join()
 
-    def _resolve(self, batch: list[_Save], results: list[SaveResult] | BaseException) -> None:
+    def _resolve(self, items: _Items, results: list[SaveResult] | BaseException,
+                 handed: int) -> None:
+        self._busy -= handed
         pending = self._pending
         if isinstance(results, BaseException):  # the whole transaction rolled back
             log.warning("%s: write failed: %s", self._name, results)
             err = StoreError(f"write failed: {results}")
-            for ev, _, fut in batch:
-                pending.pop(ev.id, None)
-                if not fut.done():
-                    fut.set_exception(err)
+            for ev, _ in items:
+                _answer(pending.pop(ev.id, ()), err)
             return
         if self._on_commit is not None:
             try:
-                self._on_commit([(ev, raw) for ev, raw, _ in batch], results)
+                self._on_commit(items, results)
             except Exception:
                 log.exception("%s: commit hook failed", self._name)
-        for (ev, _, fut), res in zip(batch, results, strict=True):
-            pending.pop(ev.id, None)
-            if not fut.done():
-                fut.set_result(res)
+        for (ev, _), res in zip(items, results, strict=True):
+            _answer(pending.pop(ev.id, ()), res)
 
     # --- the writer thread -----------------------------------------------------------
 
     def _run(self) -> None:
         q = self._queue
-        batch: list[_Save] = []
+        batch: _Items = []
+        handed = 0
         try:
             while True:
-                item = q.get()
+                item: _Items | _Call | None = q.get()
                 while True:
                     if item is None:
-                        self._commit(batch)
+                        self._commit(batch, handed)
                         return
                     if type(item) is _Call:
-                        self._commit(batch)
-                        batch = []
+                        self._commit(batch, handed)
+                        batch, handed = [], 0
                         self._call(item)
                     else:
-                        batch.append(item)  # type: ignore[arg-type]
+                        batch += item  # type: ignore[arg-type]
+                        handed += 1
                         if len(batch) >= self._max_batch:
                             break
                     try:
                         item = q.get_nowait()
                     except queue.Empty:
                         break
-                self._commit(batch)
-                batch = []
+                self._commit(batch, handed)
+                batch, handed = [], 0
         finally:
-            self._post(_set_done, self._done)
+            self._post(_settle, self._done, None)
 
-    def _commit(self, batch: list[_Save]) -> None:
-        if not batch:
+    def _commit(self, batch: _Items, handed: int) -> None:
+        if not handed:
             return
         try:
-            results: list[SaveResult] | BaseException = self._write_batch(
-                [(ev, raw) for ev, raw, _ in batch]
-            )
+            results: list[SaveResult] | BaseException = (
+                self._write_batch(batch) if batch else [])
         except Exception as exc:
             results = exc
-        self._post(self._resolve, batch, results)
+        self._post(self._resolve, batch, results, handed)
 
     def _call(self, item: _Call) -> None:
         try:
             value = item.fn(*item.args)
         except Exception as exc:
-            self._post(_set_exception, item.fut, exc)
+            self._post(_settle, item.fut, exc)
         else:
-            self._post(_set_result, item.fut, value)
+            self._post(_settle, item.fut, value)
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         assert self._loop is not None
@@ -188,26 +214,18 @@ class WriterThread:
             pass
 
 
-def _chain_duplicate(first: asyncio.Future[SaveResult], fut: asyncio.Future[SaveResult]) -> None:
-    if fut.done():
+def _answer(waiters: Any, outcome: SaveResult | BaseException) -> None:
+    for done in waiters:
+        try:
+            done(outcome)
+        except Exception:
+            log.exception("a save's callback failed")
+
+
+def _settle(fut: asyncio.Future[Any] | None, outcome: Any) -> None:
+    if fut is None or fut.done():
         return
-    exc = None if first.cancelled() else first.exception()
-    if exc is not None:
-        fut.set_exception(exc)
+    if isinstance(outcome, BaseException):
+        fut.set_exception(outcome)
     else:
-        fut.set_result(DUPLICATE)
-
-
-def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
-    if not fut.done():
-        fut.set_result(value)
-
-
-def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
-    if not fut.done():
-        fut.set_exception(exc)
-
-
-def _set_done(fut: asyncio.Future[None] | None) -> None:
-    if fut is not None and not fut.done():
-        fut.set_result(None)
+        fut.set_result(outcome)
