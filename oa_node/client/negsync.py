@@ -155,11 +155,13 @@ def _connection(url: str, signer: Signer | None, timeout: float, *, verify: bool
 
 async def sync(local_url: str, remote_url: str, filt: dict[str, Any], direction: str,
                timeout: float = 30.0, *, signer: Signer | None = None,
-               local_store: EventStore | None = None) -> SyncResult:
+               local_store: EventStore | None = None, max_local: int = MAX_LOCAL
+               ) -> SyncResult:
     """Reconcile ``local_url`` with ``remote_url`` under ``filt`` and copy per ``direction``.
 
     ``local_store`` is the local relay's own store (opened): its pairs are read directly.
-    ``signer`` answers either relay's NIP-42 challenge when it requires auth."""
+    ``signer`` answers either relay's NIP-42 challenge when it requires auth. More than
+    ``max_local`` local events under ``filt`` is refused (memory stays bounded)."""
     if direction not in DIRECTIONS:
         raise ClientError(f"direction must be one of {', '.join(DIRECTIONS)}")
     if "limit" in filt:
@@ -179,13 +181,13 @@ async def sync(local_url: str, remote_url: str, filt: dict[str, Any], direction:
         t0 = time.perf_counter()
         if local_store is not None:
             res.local_source = "store"
-            pairs = await local_store.id_pairs(parsed, MAX_LOCAL + 1)
-            if len(pairs) > MAX_LOCAL:
-                raise ClientError(f"more than {MAX_LOCAL} local events: narrow the filter")
+            pairs = await local_store.id_pairs(parsed, max_local + 1)
+            if len(pairs) > max_local:
+                raise ClientError(f"more than {max_local} local events: narrow the filter")
             storage = Storage([(ts, bytes.fromhex(eid)) for ts, eid in pairs])
         else:
             res.local_source = "relay"
-            records = await read_relay_pairs(local, parsed, timeout)
+            records = await read_relay_pairs(local, parsed, timeout, max_local)
             storage = Storage([(ts, bytes.fromhex(eid)) for eid, ts in records.items()])
         res.local_count = len(storage)
         t1 = time.perf_counter()

@@ -80,10 +80,11 @@ def sync_command(
     """Reconcile the local relay with URL by NIP-77 (negentropy): only the differences
     cross the network; then fetch the events we lack and/or publish those it lacks.
     Either relay that requires NIP-42 auth gets the node's key. The node's own relay's
-    ids are read from its store; another one's (--local) by paged REQs."""
+    ids are read from its store; another one's (--local) by paged REQs. At most
+    [relay.limits] negentropy_max_records local events are reconciled at once."""
     # imported here: `oa-node --help` must not load the client (coincurve, websockets)
     from oa_node.client.errors import ClientError
-    from oa_node.client.negsync import DIRECTIONS, sync
+    from oa_node.client.negsync import DIRECTIONS, MAX_LOCAL, sync
     from oa_node.client.urls import normalize_relay_url
     from oa_node.store import StoreError
 
@@ -103,16 +104,19 @@ def sync_command(
     except ClientError as exc:
         fail(str(exc))
     signer = _signer(node)
+    # the node's own cap on one reconciliation bounds what the sync holds in memory too
+    cap = node.config["relay"]["limits"]["negentropy_max_records"] or MAX_LOCAL
     # our own relay's store gives its ids in one scan; another relay (--local) is read
     store = None if local else _own_store(node)
 
     async def go() -> Any:
         if store is None:
-            return await sync(local_url, remote, filt, direction, timeout, signer=signer)
+            return await sync(local_url, remote, filt, direction, timeout, signer=signer,
+                              max_local=cap)
         await store.open()
         try:
             return await sync(local_url, remote, filt, direction, timeout, signer=signer,
-                              local_store=store)
+                              local_store=store, max_local=cap)
         finally:
             await store.close()
 

@@ -136,3 +136,57 @@ def test_hostile_or_unaware_remote_is_one_clear_error(
             return str(err.value)
 
     assert expected in asyncio.run(go())
+
+
+@pytest.mark.parametrize("refusal", ["CLOSED", "NEG-ERR"])
+def test_auth_required_neg_open_is_retried_after_auth(refusal: str) -> None:
+    """A remote that refuses NEG-OPEN with CLOSED or NEG-ERR ``auth-required:`` gets the
+    signer's AUTH (checked against its challenge) and the same NEG-OPEN again."""
+    from websockets.asyncio.server import serve
+
+    from oa_node.client.errors import ClientError
+    from oa_node.client.negsync import sync
+    from oa_node.nostr import nip42
+    from oa_node.nostr.event import Event
+    from oa_node.nostr.negentropy import Negentropy, Storage
+    from oa_node.signer import LocalSigner
+
+    theirs = Storage([(1_700_000_000 + i, bytes([i]) * 32) for i in range(1, 40)])
+    signer = LocalSigner.generate()
+    authed: list[str] = []
+
+    async def remote(ws) -> None:  # type: ignore[no-untyped-def]
+        url = f"ws://{ws.request.headers['Host']}"
+        neg = Negentropy(theirs, 60000)
+        await ws.send(json.dumps(["AUTH", "chal-1"]))
+        async for text in ws:
+            msg = json.loads(text)
+            if msg[0] == "AUTH":
+                ev = Event.from_dict(msg[1])
+                nip42.verify_auth_event(ev, "chal-1", url)
+                authed.append(ev.pubkey)
+                await ws.send(json.dumps(["OK", ev.id, True, ""]))
+            elif msg[0] == "NEG-OPEN" and not authed:
+                await ws.send(json.dumps([refusal, msg[1], "auth-required: members only"]))
+            elif msg[0] in ("NEG-OPEN", "NEG-MSG"):
+                out = neg.reconcile(bytes.fromhex(msg[-1]))[0]
+                await ws.send(json.dumps(["NEG-MSG", msg[1], out.hex() if out else "61"]))
+
+    async def local(ws) -> None:  # type: ignore[no-untyped-def]
+        async for text in ws:
+            msg = json.loads(text)
+            if msg[0] == "REQ":
+                await ws.send(json.dumps(["EOSE", msg[1]]))
+
+    async def go() -> tuple[int, str]:
+        async with serve(remote, "127.0.0.1", 0) as r, serve(local, "127.0.0.1", 0) as lo:
+            rurl = f"ws://127.0.0.1:{next(iter(r.sockets)).getsockname()[1]}"
+            lurl = f"ws://127.0.0.1:{next(iter(lo.sockets)).getsockname()[1]}"
+            with pytest.raises(ClientError) as err:
+                await sync(lurl, rurl, {}, "up", timeout=5.0)
+            res = await sync(lurl, rurl, {}, "up", timeout=5.0, signer=signer)
+            return res.need, str(err.value)
+
+    need, without_key = asyncio.run(go())
+    assert need == len(theirs) and authed == [signer.public_key]
+    assert "auth-required: members only (no key to authenticate with)" in without_key

@@ -112,3 +112,12 @@ def test_without_a_key_the_refusal_is_one_line(pair: Pair, local: bool) -> None:
     pair.b.stop()
     assert len(ids_in(pair.a_db)) == pair.total - pair.only_b  # nothing lost either side
     assert len(ids_in(pair.b_db)) == pair.total - pair.only_a
+
+
+def test_the_nodes_negentropy_cap_bounds_the_local_read(pair: Pair) -> None:
+    pair.give_key()
+    pair.config.write_text(pair.config.read_text()
+                           + "[relay.limits]\nnegentropy_max_records = 50\n")
+    proc = pair.sync("--direction", "down")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "more than 50 local events" in proc.stderr
