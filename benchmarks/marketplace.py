@@ -132,8 +132,14 @@ async def settlement(buyer: Buyer, pledger: Any, pk: str, jobs: int, image: str
                 b = buyer.ledger.get(job).data  # type: ignore[union-attr]
                 p = (pledger.get(job).data if pledger.get(job) else {})  # type: ignore
                 if b.get("paid_at") and (not escrowed or p.get("hold_settled_at")):
-                    return b, p
+                    break
                 await anyio.sleep(0.005)
+            # one job at a time: its bookkeeping (the provider seeing it paid, the labels)
+            # ends before the next is submitted, as for the bare runs it is compared with
+            while not (pledger.get(job).state == "paid"  # type: ignore[union-attr]
+                       and buyer.ledger.get(job).data.get("labelled")):  # type: ignore[union-attr]
+                await anyio.sleep(0.005)
+        return b, p
 
     original = buyer.settings
     try:

@@ -192,20 +192,27 @@ class WalletService:
                 last = batch[-1][0]  # the rest is retried on the next pass
 
     async def _publish_notification(self, conn: Connection, body: str) -> bool:
-        """Both kinds (23197 NIP-44, 23196 NIP-04); True once some relay took one."""
-        ok = False
-        for encryption in ENCRYPTIONS:
+        """Both kinds (23197 NIP-44, 23196 NIP-04), published together (one relay round
+        trip, not two, before the next notification: a provider waiting to start an
+        escrowed job waits on this); True once some relay took one."""
+        accepted: list[bool] = []
+
+        async def one(encryption: str) -> None:
             ciphertext = nip47.encrypt(encryption, conn.service_secret, conn.client_pubkey, body)
             event = sign_event(nip47.notification_template(conn.client_pubkey, ciphertext,
                                                            encryption), conn.service_secret)
             result = await self.pool.publish(event, self.publish_timeout)
+            accepted.append(result.ok)
             if result.ok:
                 self.notified += 1
-                ok = True
             else:
                 log.debug("notification for %s not accepted by any relay: %s", conn.name,
                           result.rejected)
-        return ok
+
+        async with anyio.create_task_group() as tg:
+            for encryption in ENCRYPTIONS:
+                tg.start_soon(one, encryption)
+        return any(accepted)
 
     async def _publish_infos(self) -> None:
         """Publish each missing info event, a few at a time: a relay that does not answer

@@ -153,8 +153,23 @@ class Settlement:
         rec = ledger.get(job_id)
         if rec is not None and not rec.data.get("hold_settled_at"):
             ledger.update(job_id, hold_settled_at=time.time())
-        self._settle_wakeup.set()
+        if rec is not None and rec.state == "result_published":
+            # the wallet settled the hold: that is the payment, no look-up needed to know
+            self._mark_paid(rec, rec.data.get("payment_hash") or "", preimage,
+                            int(rec.data.get("price_msat", 0)))
+        else:  # the release came before our own bookkeeping did: the loop finishes it
+            self._settle_wakeup.set()
         return True
+
+    def _mark_paid(self, rec: Record, payment_hash: str, preimage: str | None,
+                   amount_msat: int) -> None:
+        """``result_published -> paid`` (once) and the public "paid" feedback."""
+        if self._ledger().transition(rec.id, "paid", {"payment_hash": payment_hash,
+                                                       "preimage": preimage,
+                                                       "amount_msat": amount_msat},
+                                     paid_at=time.time()):
+            self._spawn(self._feedback, Event.from_dict(rec.data["request"]), "success",
+                        "paid")
 
     # --- settlement ------------------------------------------------------------------------
 
@@ -182,12 +197,7 @@ class Settlement:
                 log.debug("lookup %s: %s", payment_hash[:12], exc)
                 continue
             if inv.settled:
-                if ledger.transition(rec.id, "paid", {"payment_hash": payment_hash,
-                                                      "preimage": inv.preimage,
-                                                      "amount_msat": inv.amount_msat},
-                                     paid_at=time.time()):
-                    request = Event.from_dict(rec.data["request"])
-                    self._spawn(self._feedback, request, "success", "paid")
+                self._mark_paid(rec, payment_hash, inv.preimage, inv.amount_msat)
             elif inv.accepted and rec.data.get("release_preimage"):
                 await self._settle_hold(rec.id, rec.data["release_preimage"])  # retried
             elif inv.state in ("expired", "failed") or time.time() > float(

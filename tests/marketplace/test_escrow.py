@@ -66,6 +66,9 @@ async def test_escrow_happy_path_funded_then_released(world: World, tmp_path: Pa
             assert hist == ["received", "accepted", "running", "result_published", "paid"]
             pledger.close()
             assert buyer.node.capability(Wallet).pay_calls == [payment["bolt11"]]
+            # funding is the buyer's first request to pay that hold (its ledger says so):
+            # no look-up for an earlier payment on the path before work
+            assert buyer.node.capability(Wallet).lookups == 0
     finally:
         await close(buyer)
     assert holds(world.ledger) == [("settled", PRICE)]
