@@ -5,6 +5,7 @@
     python benchmarks/relay_postgres.py --quick         # smaller, for a smoke check
     python benchmarks/relay_postgres.py --sqlite-full   # also SQLite with an fsync per commit
     python benchmarks/relay_postgres.py --profile       # where one sequential save's time goes
+    python benchmarks/relay_postgres.py --writers --before REV  # 1/2/4 instances' commits
 
 Each round starts a fresh relay process per store (SQLite file; PostgreSQL: a fresh schema
 in the ``OA_TEST_POSTGRES_DSN`` / ``--postgres`` database) and drives it with
@@ -50,16 +51,54 @@ from relay import (  # noqa: E402  (a sibling script, not a package)
     wait_port,
 )
 
-#: Runs the relay with the PostgreSQL store module replaced by a file (``--before``).
-_LAUNCH = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("pg_before", sys.argv[1])
-mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+#: Runs the relay with the PostgreSQL store as of ``--before`` (files in the folder argv[1]).
+_LAUNCH = f"""
+import sys
+sys.path.insert(0, {str(HERE)!r})
+from relay_postgres import load_store
 import oa_node.plugins.relay.storage.postgres as pg
-pg.PostgresStore = mod.PostgresStore
+pg.PostgresStore = load_store(sys.argv[1])
 from oa_node.plugins.relay.__main__ import main
 sys.exit(main(sys.argv[2:]))
 """
+_STORE_FILES = ("postgres_sql.py", "postgres.py")  # the first is absent before its split
+
+
+def store_at(rev: str, dest: Path) -> Path:
+    """The PostgreSQL store's source files as of git ``rev``, written under ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in _STORE_FILES:
+        got = subprocess.run(["git", "-C", str(HERE.parent), "show",
+                              f"{rev}:plugins/relay/storage/{name}"], capture_output=True,
+                             text=True)
+        if got.returncode == 0:
+            (dest / name).write_text(got.stdout)
+    return dest
+
+
+def load_store(folder: str | Path) -> Any:
+    """PostgresStore from the files of :func:`store_at`; its SQL module stands in for the
+    current one only while the old store module loads (the current relay keeps its own)."""
+    import importlib.util
+
+    def load(name: str, path: Path) -> Any:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    import oa_node.plugins.relay.storage.postgres  # noqa: F401  (the current SQL module)
+
+    key = "oa_node.plugins.relay.storage.postgres_sql"
+    current = sys.modules[key]
+    sql = Path(folder) / "postgres_sql.py"
+    try:
+        if sql.exists():
+            sys.modules[key] = load(key, sql)
+        return load("pg_before", Path(folder) / "postgres.py").PostgresStore
+    finally:
+        sys.modules[key] = current
 #: Runs the relay with its SQLite store at synchronous=FULL (an fsync per commit, as
 #: PostgreSQL's default): the equal-durability reference (``--sqlite-full``).
 _LAUNCH_FULL = """
@@ -285,6 +324,67 @@ def profile(dsn: str, events: Path, n: int, rounds: int) -> str:
     return "\n".join(rows)
 
 
+def writers(dsn: str, events: Path, stores: dict[str, Any], rounds: int,
+            secs: float = 2.0) -> str:
+    """N store instances on one schema (as N relays would be), each saving one event at a
+    time: aggregate saves/s for N = 1, 2, 4, per store implementation, interleaved,
+    medians. Shows whether the instances' commits share WAL flushes (group commit)."""
+    import asyncio
+
+    import asyncpg
+
+    from oa_node.nostr.event import Event
+
+    evs = iter([(Event.from_json(x), x) for x in events.read_text().splitlines()])
+    got: dict[tuple[int, str], list[float]] = {}
+
+    async def one(cls: Any, dsn_s: str, n: int) -> float:
+        group = [cls(dsn_s) for _ in range(n)]
+        for st in group:
+            await st.open()
+        stop = time.perf_counter() + secs
+        done = 0
+
+        async def saver(st: Any) -> None:
+            nonlocal done
+            while time.perf_counter() < stop:
+                ev, raw = next(evs)
+                await st.save(ev, raw)
+                done += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(saver(st) for st in group))
+        rate = done / (time.perf_counter() - t0)
+        for st in group:
+            await st.close()
+        return rate
+
+    async def run() -> None:
+        con = await asyncpg.connect(dsn)
+        sep = "&" if "?" in dsn else "?"
+        schemas = {name: "bench_w_" + uuid.uuid4().hex[:8] for name in stores}
+        try:
+            for schema in schemas.values():
+                await con.execute(f"CREATE SCHEMA {schema}")
+            for i in range(rounds):
+                order = list(stores.items())
+                for n in (1, 2, 4):
+                    for name, cls in order if (i + n) % 2 == 0 else order[::-1]:
+                        got.setdefault((n, name), []).append(
+                            await one(cls, f"{dsn}{sep}search_path={schemas[name]}", n))
+        finally:
+            for schema in schemas.values():
+                await con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            await con.close()
+
+    asyncio.run(run())
+    rows = [f"N store instances on one database, one sequential saver each: aggregate "
+            f"saves/s (medians of {rounds})"]
+    for (n, name), v in sorted(got.items()):
+        rows.append(f"  N={n} {name:24} {statistics.median(v):7.0f}")
+    return "\n".join(rows)
+
+
 def med(rounds: list[dict], phase: str, key: str) -> float:
     return statistics.median(r[phase][key] for r in rounds)
 
@@ -308,6 +408,9 @@ def main() -> int:
                     help="also SQLite at synchronous=FULL (an fsync per commit, as PostgreSQL)")
     ap.add_argument("--profile", action="store_true",
                     help="only: where one sequential save's time goes (in-process)")
+    ap.add_argument("--writers", action="store_true",
+                    help="only: 1, 2, 4 in-process store instances saving one event at a time "
+                         "each (with --before: also the store as of REV)")
     ap.add_argument("--indexes", action="store_true",
                     help="only: what each index costs store ingest (in-process)")
     a = ap.parse_args()
@@ -318,7 +421,7 @@ def main() -> int:
     work = WORK / ("pg-" + time.strftime("%Y%m%d-%H%M%S"))
     work.mkdir(parents=True, exist_ok=True)
     per_round = a.seq + a.pipe
-    total = 20000 if a.indexes or a.profile else max(per_round, a.store_size)
+    total = 20000 if a.indexes or a.profile or a.writers else max(per_round, a.store_size)
     print(f"signing {total} events ...", flush=True)
     events = work / "events.jsonl"
     make_events(events, total, 1000)
@@ -326,6 +429,15 @@ def main() -> int:
 
     if a.profile:
         print(profile(a.postgres, events, 400, max(a.rounds, 2)))
+        events.unlink()
+        return 0
+    if a.writers:
+        from oa_node.plugins.relay.storage.postgres import PostgresStore
+
+        impls = {"current": PostgresStore}
+        if a.before:
+            impls[f"@{a.before[:10]}"] = load_store(store_at(a.before, work / "pg_before"))
+        print(writers(a.postgres, events, impls, max(a.rounds, 2)))
         events.unlink()
         return 0
     targets = [Relay("sqlite", work), Relay("postgres", work, a.postgres)]
@@ -336,11 +448,7 @@ def main() -> int:
         targets.append(Relay("postgres, async commit", work,
                              f"{a.postgres}{sep}synchronous_commit=off"))
     if a.before:
-        src = subprocess.run(["git", "-C", str(HERE.parent), "show",
-                              f"{a.before}:plugins/relay/storage/postgres.py"],
-                             check=True, capture_output=True, text=True).stdout
-        module = work / "postgres_before.py"
-        module.write_text(src)
+        module = store_at(a.before, work / "pg_before")
         targets.append(Relay(f"postgres@{a.before[:10]}", work, a.postgres, module))
     if a.indexes:
         costs = index_costs(a.postgres, events, min(total, 20000), a.rounds)

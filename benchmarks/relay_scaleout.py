@@ -3,6 +3,7 @@
     eval "$(bash .ci/services)"; python benchmarks/relay_scaleout.py
     python benchmarks/relay_scaleout.py --rounds 3 --seq 1500 --pipe 10000
     python benchmarks/relay_scaleout.py --quick
+    python benchmarks/relay_scaleout.py --before REV   # also oa-node as of REV, same run
 
 Each configuration starts fresh relay processes on a fresh schema of one database
 (``OA_TEST_POSTGRES_DSN`` / ``--postgres``) and drives them with one load-generator process
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +41,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from relay import LOADGEN, WORK, free_port, make_events, wait_port  # noqa: E402
+from relay import (  # noqa: E402  (a sibling script, not a package)
+    _LAUNCH_TREE,
+    LOADGEN,
+    WORK,
+    checkout_tree,
+    free_port,
+    make_events,
+    wait_port,
+)
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -91,8 +101,8 @@ class Instances:
     """``n`` relay processes on one fresh schema; their PostgreSQL sessions carry
     ``application_name`` so their backends can be found."""
 
-    def __init__(self, dsn: str, n: int, workdir: Path) -> None:
-        self.dsn, self.n, self.workdir = dsn, n, workdir
+    def __init__(self, dsn: str, n: int, workdir: Path, tree: Path | None = None) -> None:
+        self.dsn, self.n, self.workdir, self.tree = dsn, n, workdir, tree
         self.schema = "bench_so_" + uuid.uuid4().hex[:10]
         self.app = "oa-scaleout-" + self.schema[9:]
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -106,10 +116,11 @@ class Instances:
         urls = []
         for _ in range(self.n):
             port = free_port()
+            launch = ["-c", _LAUNCH_TREE, str(self.tree)] if self.tree else [
+                "-m", "oa_node.plugins.relay"]
             proc = subprocess.Popen(
-                [sys.executable, "-m", "oa_node.plugins.relay", "--port", str(port),
-                 "--no-rate-limits", "--config", str(cfg), "--postgres", dsn],
-                stdout=subprocess.DEVNULL)
+                [sys.executable, *launch, "--port", str(port), "--no-rate-limits",
+                 "--config", str(cfg), "--postgres", dsn], stdout=subprocess.DEVNULL)
             self.procs.append(proc)
             wait_port(port, proc)
             urls.append(f"ws://127.0.0.1:{port}")
@@ -190,6 +201,8 @@ def main() -> int:
     ap.add_argument("--pipe", type=int, default=10000, help="events per pipelined phase")
     ap.add_argument("--cap", type=float, default=20.0, help="max seconds per phase")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--before", metavar="REV",
+                    help="also every configuration with oa-node as of git REV (same run)")
     a = ap.parse_args()
     if not a.postgres:
         ap.error('no database: pass --postgres DSN or eval "$(bash .ci/services)"')
@@ -200,10 +213,15 @@ def main() -> int:
     print(f"signing {a.pipe} events ...", flush=True)
     events = work / "events.jsonl"
     make_events(events, max(a.pipe, 2 * a.seq), 1000)
-    got: dict[str, list[dict]] = {c[0]: [] for c in CONFIGS}
+    trees: list[tuple[str, Path | None]] = [("", None)]
+    if a.before:
+        trees.append((f" @{a.before[:10]}", checkout_tree(a.before, work / "before")))
+    configs = [(name + label, n, pubs, window, phase, tree) for name, n, pubs, window, phase
+               in CONFIGS for label, tree in trees]
+    got: dict[str, list[dict]] = {c[0]: [] for c in configs}
     for i in range(a.rounds):
-        for name, n, pubs, window, phase in CONFIGS if i % 2 == 0 else CONFIGS[::-1]:
-            inst = Instances(a.postgres, n, work)
+        for name, n, pubs, window, phase, tree in configs if i % 2 == 0 else configs[::-1]:
+            inst = Instances(a.postgres, n, work, tree)
             url = inst.start()
             try:
                 count = a.seq * (pubs if phase == "seq" else 1) if phase == "seq" else a.pipe
@@ -211,7 +229,7 @@ def main() -> int:
             finally:
                 inst.stop()
             got[name].append(r)
-            print(f"round {i + 1} {name:40} {r['events_per_s']:7.0f} ev/s "
+            print(f"round {i + 1} {name:52} {r['events_per_s']:7.0f} ev/s "
                   f"(OK p50 {r['p50_ms']:.1f} ms, failed {r['failed']})", flush=True)
 
     def med(rs: list[dict], *path: str) -> float:
@@ -225,19 +243,22 @@ def main() -> int:
 
     print(f"\nmedians over {a.rounds} interleaved rounds; CPU ms per event by process group "
           "(and cores busy during the phase)")
-    head = f"{'configuration':40} {'ev/s':>7} {'OK p50':>7}  " + "  ".join(
+    head = f"{'configuration':52} {'ev/s':>7} {'OK p50':>7}  " + "  ".join(
         f"{g:>17}" for g in GROUPS)
     print(head)
     for name, rs in got.items():
         cells = "  ".join(f"{med(rs, 'cpu_ms_per_event', g):6.3f} ({med(rs, 'cpu_cores', g):4.2f})"
                           f"{'':3}" for g in GROUPS)
-        print(f"{name:40} {med(rs, 'events_per_s'):7.0f} {med(rs, 'p50_ms'):5.1f}ms  {cells}")
-    s1, s2 = (med(got[CONFIGS[k][0]], "events_per_s") for k in (0, 2))
-    p1, p2 = (med(got[CONFIGS[k][0]], "events_per_s") for k in (3, 4))
-    print(f"\nscale-out, 2 instances / 1: sequential {s2 / s1:.2f}x, pipelined {p2 / p1:.2f}x")
+        print(f"{name:52} {med(rs, 'events_per_s'):7.0f} {med(rs, 'p50_ms'):5.1f}ms  {cells}")
+    for label, _ in trees:
+        s1, s2 = (med(got[CONFIGS[k][0] + label], "events_per_s") for k in (0, 2))
+        p1, p2 = (med(got[CONFIGS[k][0] + label], "events_per_s") for k in (3, 4))
+        print(f"scale-out{label}, 2 instances / 1: sequential {s2 / s1:.2f}x, "
+              f"pipelined {p2 / p1:.2f}x")
     (work / "results.json").write_text(json.dumps({"runs": got, "args": vars(a)}, indent=1))
     print(f"results: {work / 'results.json'}")
     events.unlink()
+    shutil.rmtree(work / "before", ignore_errors=True)
     return 0
 
 

@@ -3,8 +3,8 @@
 Same schema shape and rules as the SQLite store. Saves are batched by one writer task per
 process into one transaction (the OK still follows the commit). A batch of plain events
 (neither replaceable nor deletions: nearly all of them) is one round trip: a call of the
-server-side function ``oa_relay_save_plain_v1`` (advisory locks, event rows, tag rows,
-NOTIFYs, from arrays), prepared once per connection and committed by autocommit before it
+server-side function ``oa_relay_save_plain_v2`` (advisory locks, event rows, tag rows,
+from arrays), prepared once per connection and committed by autocommit before it
 answers. A batch holding a replaceable event or a deletion is BEGIN with its advisory locks
 (one simple query), that function per run of plain events, the others one by one, COMMIT.
 ``has()`` probes from every connection share one query. Durability is the server's
@@ -13,9 +13,12 @@ project's shared test machine, a one-event save takes ~1.2 ms with it and ~0.3 m
 which bounds a single sequential publisher). ``?synchronous_commit=off`` in the DSN trades
 that for speed: the relay then acknowledges events that a crash of PostgreSQL itself (not
 of the relay) can lose (the last ~0.6 s). Every stored event is
-announced with ``pg_notify`` inside its transaction, so other processes on the same
-database deliver it to their live subscribers once it is committed (LISTEN/NOTIFY). The
-channel is named after the schema, so separate schemas (tests) do not hear each other.
+announced with ``pg_notify`` once committed, in a transaction of its own after the OK (not
+inside the write: see ``ANNOUNCE_SQL`` for why), so other processes on the same database
+deliver it to their live subscribers (LISTEN/NOTIFY); a relay killed between the commit and
+the announcement leaves that event to REQs only, as does a LISTEN connection being
+re-opened. The channel is named after the schema, so separate schemas (tests) do not hear
+each other.
 NOTIFY payloads are limited to ~8000 bytes: a bigger stored event is announced by id and
 fetched from ``events`` by the listener; a bigger ephemeral event is written to the unlogged
 ``relay_bus`` table and announced by its row id in the same statement, and rows older than
@@ -46,6 +49,7 @@ from oa_node.plugins.relay.storage.common import (
     query_sql,
 )
 from oa_node.plugins.relay.storage.postgres_sql import (
+    ANNOUNCE_SQL,
     BUS_SQL,
     BUS_TTL,
     LOCK_SQL,
@@ -133,6 +137,9 @@ class PostgresStore:
         self._closed = False
         self._opened = False
         self._bg: set[asyncio.Task[Any]] = set()
+        self._ncon: asyncpg.Connection | None = None
+        self._announcing: list[str] = []
+        self._announcer: asyncio.Task[None] | None = None
         self._probes: dict[str, asyncio.Future[bool]] = {}
         self._prober: asyncio.Future[None] | None = None
 
@@ -172,6 +179,12 @@ class PostgresStore:
         self._closed = True
         if self._batcher is not None:
             await self._batcher.stop()  # commits everything queued before this
+        if self._announcer is not None:  # and tells the other instances
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._announcer), CONNECT_TIMEOUT)
+        if self._ncon is not None:
+            with contextlib.suppress(*_PG_ERRORS):
+                await self._ncon.close()
         for task in list(self._bg):
             task.cancel()
         lcon, self._lcon = self._lcon, None
@@ -218,6 +231,19 @@ class PostgresStore:
         return self._wcon
 
     async def _write_batch(
+        self, items: list[tuple[Event, str]]
+    ) -> list[SaveResult | StoreError]:
+        results = await self._write_committed(items)
+        self._announce([self._body(ev, raw) for (ev, raw), res in zip(items, results, strict=True)
+                        if isinstance(res, SaveResult) and res.is_new])
+        return results
+
+    def _body(self, ev: Event, raw: str) -> str:
+        """A NOTIFY body: the event, or ``#id`` when the payload would be too big."""
+        room = NOTIFY_LIMIT - len(self._origin) - 1
+        return raw if len(raw) * 4 <= room or len(raw.encode()) <= room else "#" + ev.id
+
+    async def _write_committed(
         self, items: list[tuple[Event, str]]
     ) -> list[SaveResult | StoreError]:
         for attempt in range(2):
@@ -314,7 +340,7 @@ class PostgresStore:
             PLAIN_SQL, list(keys), ids, [ev.pubkey for ev, _, _ in run],
             [ev.created_at for ev, _, _ in run], [ev.kind for ev, _, _ in run],
             [ix.expiration for _, _, ix in run], [raw for _, raw, _ in run],
-            tag_ids, names, values, self._channel, self._origin + ":",
+            tag_ids, names, values,
         )
         if not rows:
             return [STORED] * len(run)
@@ -366,10 +392,6 @@ class PostgresStore:
             )
         if ev.kind == DELETION:
             await self._apply_deletion(con, ev)
-        payload = self._origin + ":" + raw
-        if len(payload.encode()) > NOTIFY_LIMIT:
-            payload = self._origin + ":#" + ev.id
-        await con.execute("SELECT pg_notify($1, $2)", self._channel, payload)
         return STORED
 
     async def _delete_seq(self, con: asyncpg.Connection, seq: int) -> None:
@@ -524,6 +546,31 @@ class PostgresStore:
         raise AssertionError("unreachable")
 
     # --- sharing between processes ---------------------------------------------------
+
+    def _announce(self, bodies: list[str]) -> None:
+        """Tell the other instances about events just committed (each body the event, or
+        ``#id`` when too big for a payload), after the OK and off its path, in order; a
+        failure loses only their live copy (the events stay queryable)."""
+        if not bodies:
+            return
+        prefix = self._origin + ":"
+        self._announcing.extend(prefix + b for b in bodies)
+        if self._announcer is None or self._announcer.done():
+            self._announcer = asyncio.ensure_future(self._announce_loop())
+
+    async def _announce_loop(self) -> None:
+        while self._announcing:
+            batch, self._announcing = self._announcing, []
+            try:
+                con = self._ncon
+                if con is None or con.is_closed():
+                    self._ncon = con = await asyncpg.connect(
+                        self.dsn, timeout=CONNECT_TIMEOUT,
+                        server_settings={"synchronous_commit": "off"})
+                await con.fetchval(ANNOUNCE_SQL, self._channel, batch)
+            except (*_PG_ERRORS, TimeoutError) as exc:
+                log.warning("could not announce %d events to other instances: %s",
+                            len(batch), exc)
 
     async def _listen(self) -> None:
         con = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT)
