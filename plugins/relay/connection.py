@@ -28,6 +28,14 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 #: EVENTs from one connection waiting for their commit before the relay stops reading it.
 MAX_INFLIGHT_PER_CONNECTION = 512
+#: The outgoing queue is also bounded in size: ``max_pending_messages`` times this many
+#: characters (80 MiB by default). Counting messages alone let a client that never reads
+#: hold 20,000 stored events of up to the message size each, gigabytes (found by
+#: benchmarks/relay_robustness.py).
+PENDING_CHARS_PER_MESSAGE = 4096
+#: A burst (post_many) is handed to the socket in pieces of about this size, so one whose
+#: reader is not keeping up goes to the bounded queue instead of the transport's buffer.
+BURST_PIECE = 65536
 
 
 def _ok(event_id: str, accepted: bool, message: str) -> str:
@@ -60,8 +68,10 @@ class Connection:
         self.inflight = asyncio.Semaphore(MAX_INFLIGHT_PER_CONNECTION)
         self.saving = 0  # EVENTs handed to the store and not yet answered
         self._out: deque[str] = deque()
+        self._out_chars = 0
         self._wake = asyncio.Event()
         self._max_pending = relay.settings.limits.max_pending_messages
+        self._max_pending_chars = self._max_pending * PENDING_CHARS_PER_MESSAGE
         self._corked: list[str] = []
 
     @property
@@ -93,9 +103,11 @@ class Connection:
                 except Exception:  # the sender task will see the connection's fate
                     pass
         out.append(message)
-        if len(out) > self._max_pending:
+        self._out_chars += len(message)
+        if len(out) > self._max_pending or self._out_chars > self._max_pending_chars:
             self.closed = True
             out.clear()
+            self._out_chars = 0
             log.info("dropping slow connection from %s (outgoing queue full)", self.ip)
             # its socket buffers are full, so not even a close frame would get through
             self.ws.transport.abort()
@@ -128,27 +140,34 @@ class Connection:
             messages = [*self._corked, *messages]
             self._corked = []
         ws = self.ws
+        i = 0
         if not self._out and not ws.paused and ws.protocol.state is State.OPEN:
             try:
                 protocol = ws.protocol
                 send_text = protocol.send_text
-                for message in messages:
-                    send_text(message.encode())
-                chunks = protocol.data_to_send()
-                if all(chunks):  # frames only (no end-of-stream marker): one write
-                    ws.transport.write(b"".join(chunks))
+                n = len(messages)
+                while i < n and not ws.paused:  # pieces: a lagging reader's rest is queued
+                    piece = 0
+                    while i < n and piece < BURST_PIECE:
+                        message = messages[i]
+                        send_text(message.encode())
+                        piece += len(message)
+                        i += 1
+                    chunks = protocol.data_to_send()
+                    if all(chunks):  # frames only (no end-of-stream marker): one write
+                        ws.transport.write(b"".join(chunks))
+                        continue
+                    for chunk in chunks:  # as ws.send_data() does
+                        if chunk:
+                            ws.transport.write(chunk)
+                        elif ws.transport.can_write_eof():
+                            ws.transport.write_eof()
+                        else:
+                            ws.transport.close()
                     return
-                for chunk in chunks:  # as ws.send_data() does
-                    if chunk:
-                        ws.transport.write(chunk)
-                    elif ws.transport.can_write_eof():
-                        ws.transport.write_eof()
-                    else:
-                        ws.transport.close()
-                return
             except Exception:
                 pass
-        for message in messages:
+        for message in messages[i:]:
             self.post(message)
 
     async def sender(self) -> None:
@@ -160,6 +179,7 @@ class Connection:
                 self._wake.clear()
                 while out:
                     message = out.popleft()
+                    self._out_chars -= len(message)
                     try:  # ws.send would fail the whole connection on it
                         message.encode()
                     except UnicodeEncodeError:  # a lone surrogate: drop only this message

@@ -212,6 +212,32 @@ async def test_slow_reader_is_dropped(tmp_path: Any) -> None:
         await relay.close()
 
 
+async def test_a_reader_of_big_answers_is_dropped_by_size(tmp_path: Any) -> None:
+    """The outgoing queue is bounded in size, not only in messages: a client asking for
+    big stored events and never reading made the relay hold gigabytes (50 REQs of 300
+    events of 100 kB: 2 GB, found by benchmarks/relay_robustness.py) while staying under
+    max_pending_messages. 1,000 messages allow 4 MB here; 8 REQs of 30 events of 150 kB
+    (36 MB, 240 messages) pass it."""
+    s = relay_settings(max_pending_messages=1000, max_message_length=300_000,
+                       max_content_length=200_000, ping_interval=3600, ping_timeout=3600)
+    relay = RelayServer(SQLiteStore(tmp_path / "big.db"), None, s)
+    await relay.start()
+    try:
+        k = Key()
+        pub = await open_ws(relay.port)
+        for i in range(30):
+            assert (await pub.publish(k.sign(content=f"{i} " + "x" * 150_000)))[2] is True
+        slow = await open_ws(relay.port)
+        slow.ws.transport.pause_reading()  # never reads again
+        (conn,) = [c for c in relay.connections if c.ws.remote_address == slow.ws.local_address]
+        for i in range(8):
+            await slow.send("REQ", f"big{i}", {"authors": [k.pubkey]})
+        await wait_for(lambda: conn.closed, timeout=20, what="the non-reader dropped")
+        assert (await pub.req("still", {"ids": ["0" * 64]}))[-1] == ["EOSE", "still"]
+    finally:
+        await relay.close()
+
+
 async def test_half_open_handshake_is_dropped(small_relay) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", small_relay.port)
     writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finishes the request
