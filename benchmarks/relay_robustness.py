@@ -26,6 +26,9 @@ hard limit here; the relay inherits it.
    publisher sends ``--fanout-events`` at ``--fanout-rate`` per second; latency from publish
    to each subscriber's receipt, and to the last of them per event; the relay's CPU per
    delivery (less sensitive to a shared machine than latency). No rate limits.
+   Then ``--non-readers`` connections ask 50 REQs each for ``--big-events`` stored events of
+   100 kB and never read: the relay must drop them (its outgoing queue is bounded in size)
+   and stay bounded in memory (peak RSS reported).
 3. **kill -9 during pipelined ingest.** 16 publishers x 8 events in flight; the relay is
    killed (SIGKILL) once ``N`` events are acknowledged ``OK true`` (``--kill-points``), then
    restarted on the same store, and every acknowledged id is looked up: acked / present /
@@ -439,6 +442,69 @@ async def fanout_phase(work: Path, a: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+# --- 2b. clients that never read -------------------------------------------------------
+
+
+async def non_reader_phase(work: Path, a: argparse.Namespace) -> dict[str, Any]:
+    """Big stored events asked for by connections that never read: the relay must drop them
+    (outgoing queue bounded in size) instead of holding every answer."""
+    relay = Relay(work)
+    cfg = CONFIG + "max_content_length = 200000\n"
+    relay.cfg.write_text(cfg)
+    url = await relay.start()
+    secret = bytes.fromhex("55" * 32)
+    out: dict[str, Any] = {"events": a.big_events, "event_kb": 100,
+                           "readers": a.non_readers, "reqs_each": 50}
+    try:
+        pub = await Client().open(url)
+        for i in range(a.big_events):
+            ev = sign_event(EventTemplate(kind=1, content=f"{i} " + "x" * 100_000,
+                                          tags=[["t", "big"]]), secret)
+            await pub.ask(ev.id, '["EVENT",' + ev.to_json() + "]", 30)
+        out["rss_mb_stored"] = relay.rss_mb()
+        host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
+        socks = []
+        peak = relay.rss_mb()
+        for _ in range(a.non_readers):
+            _r, w = await asyncio.open_connection(host, int(port))
+            w.transport.pause_reading()  # never reads: the relay's answers pile up
+            w.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade"
+                    b"\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\n\r\n")
+            socks.append(w)
+        dropped = 0
+        for i in range(50):
+            for w in socks:
+                if w.is_closing():
+                    continue
+                p = json.dumps(["REQ", f"b{i}", {"#t": ["big"], "limit": 500}]).encode()
+                try:
+                    w.write(bytes([0x81, 0x80 | len(p)]) + b"\0\0\0\0" + p)  # < 126 bytes
+                    await w.drain()
+                except (ConnectionError, OSError):
+                    w.close()
+            await asyncio.sleep(0.1)
+            peak = max(peak, relay.rss_mb())
+        await asyncio.sleep(2)
+        for w in socks:
+            # a socket the relay dropped: writing to it fails once the reset is seen
+            try:
+                w.write(b"\x89\x80\0\0\0\0")  # a ping
+                await asyncio.wait_for(w.drain(), 2)
+                await asyncio.sleep(0.05)
+                w.write(b"\x89\x80\0\0\0\0")
+                await asyncio.wait_for(w.drain(), 2)
+            except (ConnectionError, OSError, TimeoutError):
+                dropped += 1
+            w.close()
+        out.update({"rss_mb_peak": peak, "rss_mb_end": relay.rss_mb(), "dropped": dropped,
+                    "relay_serving": await still_serves(url)})
+        pub.close()
+    finally:
+        await relay.drop()
+    return out
+
+
 # --- 3. kill -9 during pipelined ingest --------------------------------------------------
 
 
@@ -603,6 +669,17 @@ def table(res: dict[str, Any]) -> str:
             f"connect+subscribe           {fo['connect_and_subscribe_s']:.1f} s; relay RSS "
             f"{fo['rss_mb_subscribed']:.0f} MB subscribed, {fo['rss_mb_end']:.0f} MB at end",
         ]
+    nr = res.get("non_readers")
+    if nr:
+        lines += [
+            "",
+            f"## {nr['readers']} connections that never read, {nr['reqs_each']} REQs each for "
+            f"{nr['events']} stored events of {nr['event_kb']} kB",
+            f"relay RSS MB                {nr['rss_mb_stored']:.0f} stored / peak "
+            f"{nr['rss_mb_peak']:.0f} / end {nr['rss_mb_end']:.0f}",
+            f"non-readers dropped         {nr['dropped']} of {nr['readers']}; relay serving: "
+            f"{nr['relay_serving']}",
+        ]
     k = res.get("kill")
     if k:
         lines += ["", "## kill -9 during pipelined ingest (16 publishers x 8 in flight)",
@@ -632,6 +709,10 @@ async def amain(a: argparse.Namespace) -> dict[str, Any]:
         print(f"== fan-out to {a.fanout_conns} subscribers", flush=True)
         res["fanout"] = await fanout_phase(work, a)
         print(f"   {json.dumps({k: v for k, v in res['fanout'].items()})}", flush=True)
+    if not a.skip_fanout and a.non_readers:
+        print(f"== {a.non_readers} connections that never read", flush=True)
+        res["non_readers"] = await non_reader_phase(work, a)
+        print(f"   {json.dumps(res['non_readers'])}", flush=True)
     if not a.skip_kill:
         print(f"== kill -9 at {a.kill_points} acknowledged", flush=True)
         res["kill"] = await kill_phase(work, a, a.postgres)
@@ -662,6 +743,9 @@ def main() -> int:
     ap.add_argument("--fanout-conns", type=int, default=1000)
     ap.add_argument("--fanout-events", type=int, default=200)
     ap.add_argument("--fanout-rate", type=float, default=20.0)
+    ap.add_argument("--non-readers", type=int, default=4,
+                    help="connections that ask for big events and never read (0: skip)")
+    ap.add_argument("--big-events", type=int, default=300, help="100 kB events they ask for")
     ap.add_argument("--kill-points", type=lambda s: [int(x) for x in s.split(",")],
                     default=[1000, 5000, 20000])
     ap.add_argument("--postgres", metavar="DSN", default=os.environ.get("OA_TEST_POSTGRES_DSN"),
