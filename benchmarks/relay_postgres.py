@@ -6,6 +6,7 @@
     python benchmarks/relay_postgres.py --sqlite-full   # also SQLite with an fsync per commit
     python benchmarks/relay_postgres.py --profile       # where one sequential save's time goes
     python benchmarks/relay_postgres.py --writers --before REV  # 1/2/4 instances' commits
+    python benchmarks/relay_postgres.py --private       # on a throwaway cluster of its own
 
 Each round starts a fresh relay process per store (SQLite file; PostgreSQL: a fresh schema
 in the ``OA_TEST_POSTGRES_DSN`` / ``--postgres`` database) and drives it with
@@ -40,6 +41,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # harness/
 
 from relay import (  # noqa: E402  (a sibling script, not a package)
     WORK,
@@ -413,9 +415,32 @@ def main() -> int:
                          "each (with --before: also the store as of REV)")
     ap.add_argument("--indexes", action="store_true",
                     help="only: what each index costs store ingest (in-process)")
+    ap.add_argument("--private", action="store_true",
+                    help="run PostgreSQL on a throwaway cluster of its own (initdb in a temp "
+                         "dir, default settings, no other sessions' WAL) instead of --postgres")
     a = ap.parse_args()
+    if a.private:
+        import asyncio
+
+        from harness.pg_cluster import ThrowawayCluster, postgres_bindir
+
+        bindir = postgres_bindir()
+        if bindir is None:
+            ap.error("--private: no PostgreSQL binaries under /usr/lib/postgresql")
+        cluster = ThrowawayCluster(bindir)
+        try:
+            cluster.init()
+            asyncio.run(cluster.start())
+            a.postgres = cluster.dsn
+            return run(a)
+        finally:
+            cluster.cleanup()
     if not a.postgres:
         ap.error('no database: pass --postgres DSN or eval "$(bash .ci/services)"')
+    return run(a)
+
+
+def run(a: argparse.Namespace) -> int:
     if a.quick:
         a.rounds, a.seq, a.pipe, a.store_size = 1, 300, 2000, 10_000
     work = WORK / ("pg-" + time.strftime("%Y%m%d-%H%M%S"))

@@ -2,7 +2,7 @@
 publish answers ``OK false "error: ..."`` (never true for an event not committed) and a REQ
 ``CLOSED "error: ..."``, and once it is back writes, reads and the LISTEN connection that
 carries other instances' events resume by themselves. Runs its own throwaway cluster
-(tests/relay/pg_cluster.py), never the shared one."""
+(harness/pg_cluster.py), never the shared one."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from harness.pg_cluster import ThrowawayCluster, postgres_bindir
 from harness.wait import wait_for
 from oa_node.nostr.event import Event
 from oa_node.plugins.relay.server import RelayServer
 from oa_node.plugins.relay.storage.postgres import PostgresStore
 from tests.relay.conftest import WS, Key, events_of, open_ws, relay_settings
-from tests.relay.pg_cluster import ThrowawayCluster, postgres_bindir
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
