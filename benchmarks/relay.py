@@ -236,6 +236,12 @@ def checkout_tree(rev: str, dest: Path) -> Path:
     return dest
 
 
+def short_rev(rev: str) -> str:
+    out = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", rev],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or rev[:10]
+
+
 class Nexus(Target):
     def __init__(self, workdir: Path, postgres: str | None = None, tree: Path | None = None,
                  label: str = "") -> None:
@@ -526,7 +532,7 @@ def main() -> int:
     targets: list[Target] = [Nexus(work)]
     if a.before:
         tree = checkout_tree(a.before, work / "before")
-        targets.append(Nexus(work, tree=tree, label=a.before[:10]))
+        targets.append(Nexus(work, tree=tree, label=short_rev(a.before)))
     if a.postgres:
         targets.append(Nexus(work, a.postgres))
     if a.ceiling:

@@ -27,7 +27,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from relay import WORK, Nexus, checkout_tree, loadgen, make_events  # noqa: E402
+from relay import (  # noqa: E402  (a sibling script, not a package)
+    WORK,
+    Nexus,
+    checkout_tree,
+    loadgen,
+    make_events,
+    short_rev,
+)
 
 #: Leaf frames of a thread waiting for work, not doing it.
 IDLE = ("WriterThread._run", "_worker", "EpollSelector.select", "BatchWriter._run",
@@ -117,7 +124,7 @@ def main() -> int:
     targets = [Nexus(work)]
     if a.before:
         targets.append(Nexus(work, tree=checkout_tree(a.before, work / "before"),
-                             label=a.before[:10]))
+                             label=short_rev(a.before)))
     for t in targets:
         for phase, (res, text) in profile(t, events, work, a.seq, a.pipe, a.rate, a.gil,
                                           a.top).items():

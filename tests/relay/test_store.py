@@ -396,3 +396,37 @@ async def test_sqlite_saves_queued_behind_the_writer_are_one_batch(tmp_path: Any
         assert not await store.has(late.id)
     finally:
         await store.close()
+
+
+async def test_sqlite_commit_on_the_loop_never_waits_for_the_lock(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone save is committed on the event loop (no thread hand-over) only if the write
+    lock is free at once: while another connection (another process on the same file)
+    holds it, the save goes to the writer thread, which waits, and the loop keeps serving."""
+    import sqlite3
+
+    from oa_node.plugins.relay.storage import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 3000)
+    path = tmp_path / "events.db"
+    store = SQLiteStore(path)
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        k = Key()
+        assert await save(store, k.sign(content="warm")) == [SaveStatus.STORED]
+        other.execute("BEGIN IMMEDIATE")
+        ev = k.sign(content="while locked")
+        task = asyncio.ensure_future(store.save(ev, ev.to_json()))
+        t0 = time.monotonic()
+        for _ in range(5):  # the hand-over runs in these iterations: none may block
+            await asyncio.sleep(0)
+        assert time.monotonic() - t0 < 1.0
+        assert not task.done()
+        other.execute("COMMIT")
+        assert (await asyncio.wait_for(task, 10)).status is SaveStatus.STORED
+        assert await store.has(ev.id)
+    finally:
+        other.close()
+        await store.close()

@@ -39,7 +39,7 @@ from oa_node.plugins.relay.storage.common import (
     query_sql,
 )
 from oa_node.plugins.relay.storage.idfilter import IdFilter
-from oa_node.plugins.relay.storage.writer import Done, WriterThread
+from oa_node.plugins.relay.storage.writer import Done, WouldBlock, WriterThread
 from oa_node.store import (
     DELETED,
     DUPLICATE,
@@ -97,13 +97,16 @@ CREATE TABLE IF NOT EXISTS deleted_addresses (
 
 #: Saves committed per transaction at most (bounds one commit's latency).
 MAX_BATCH = 2000
+#: How long a statement waits for a lock another connection holds (the writer thread's;
+#: a commit on the event loop never waits).
+BUSY_TIMEOUT_MS = 30000
 #: Seconds between background WAL checkpoints.
 CHECKPOINT_INTERVAL = 1.0
 
 
 def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     con = connect_sqlite(path, isolation_level=None, check_same_thread=False, timeout=30)
-    con.execute("PRAGMA busy_timeout=30000")
+    con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     if not readonly:
         con.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode keeps commits atomic and durable across process crashes (the
@@ -142,7 +145,7 @@ class SQLiteStore:
         if self._opened:
             return
         self._batcher = WriterThread(self._write_batch, MAX_BATCH, "sqlite-writer",
-                                     on_commit=self._committed)
+                                     on_commit=self._committed, inline=self._write_inline)
         self._batcher.start()
         try:
             self._wcon = await self._batcher.call(self._open_writer)
@@ -253,11 +256,29 @@ class SQLiteStore:
         assert self._batcher is not None
         self._batcher.submit(event, raw, done)
 
-    def _write_batch(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
+    def _write_inline(self, items: list[tuple[Event, str]]) -> list[SaveResult]:
+        """:meth:`_write_batch` on the event loop's thread (the writer thread is idle):
+        never waits for the write lock, raises WouldBlock instead."""
+        con = self._wcon
+        assert con is not None
+        con.execute("PRAGMA busy_timeout=0")
+        try:
+            return self._write_batch(items, inline=True)
+        finally:
+            con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    def _write_batch(
+        self, items: list[tuple[Event, str]], *, inline: bool = False
+    ) -> list[SaveResult]:
         con = self._wcon
         assert con is not None
         cur = con.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if inline and exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise WouldBlock from exc
+            raise
         try:
             results = [self._insert(cur, ev, raw) for ev, raw in items]
             cur.execute("COMMIT")
