@@ -29,6 +29,8 @@ hard limit here; the relay inherits it.
    Then ``--non-readers`` connections ask 50 REQs each for ``--big-events`` stored events of
    100 kB and never read: the relay must drop them (its outgoing queue is bounded in size)
    and stay bounded in memory (peak RSS reported).
+   And ``--wide-conns`` connections fill all 64 subscription slots with the widest
+   filters the limits allow: the relay's memory per such connection.
 3. **kill -9 during pipelined ingest.** 16 publishers x 8 events in flight; the relay is
    killed (SIGKILL) once ``N`` events are acknowledged ``OK true`` (``--kill-points``), then
    restarted on the same store, and every acknowledged id is looked up: acked / present /
@@ -505,6 +507,42 @@ async def non_reader_phase(work: Path, a: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+async def wide_subscriptions_phase(work: Path, a: argparse.Namespace) -> dict[str, Any]:
+    """Connections that each fill every subscription slot with the widest filters the
+    limits allow (3 filters of 1,000 authors: a ~200 kB REQ): what each costs in memory."""
+    relay = Relay(work)
+    url = await relay.start()
+    out: dict[str, Any] = {"connections": a.wide_conns, "subs_each": 64,
+                           "values_per_sub": 3000, "rss_mb": [relay.rss_mb()]}
+    got = {"n": 0}
+
+    def on(raw: str) -> None:
+        if raw.startswith('["EOSE"') or raw.startswith('["CLOSED"'):
+            got["n"] += 1
+
+    wss = []
+    try:
+        for c in range(a.wide_conns):
+            ws = await open_fast(url, on)
+            wss.append(ws)
+            for k in range(64):
+                filters = [{"authors": [os.urandom(32).hex() for _ in range(1000)]}
+                           for _ in range(3)]
+                ws.send(json.dumps(["REQ", f"w{k}", *filters]))
+            deadline = time.monotonic() + 60
+            while got["n"] < 64 * (c + 1) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            out["rss_mb"].append(relay.rss_mb())
+        rss = out["rss_mb"]
+        out["mb_per_connection"] = (rss[-1] - rss[0]) / max(1, a.wide_conns)
+        out["relay_serving"] = await still_serves(url)
+    finally:
+        for ws in wss:
+            ws.close()
+        await relay.drop()
+    return out
+
+
 # --- 3. kill -9 during pipelined ingest --------------------------------------------------
 
 
@@ -680,6 +718,16 @@ def table(res: dict[str, Any]) -> str:
             f"non-readers dropped         {nr['dropped']} of {nr['readers']}; relay serving: "
             f"{nr['relay_serving']}",
         ]
+    ws = res.get("wide_subscriptions")
+    if ws:
+        lines += [
+            "",
+            f"## {ws['connections']} connections x {ws['subs_each']} subscriptions of "
+            f"{ws['values_per_sub']:,} authors each (the limits' widest)",
+            "relay RSS MB                " + " -> ".join(f"{r:.0f}" for r in ws["rss_mb"])
+            + f" ({ws['mb_per_connection']:.0f} MB per connection); relay serving: "
+            f"{ws['relay_serving']}",
+        ]
     k = res.get("kill")
     if k:
         lines += ["", "## kill -9 during pipelined ingest (16 publishers x 8 in flight)",
@@ -713,6 +761,10 @@ async def amain(a: argparse.Namespace) -> dict[str, Any]:
         print(f"== {a.non_readers} connections that never read", flush=True)
         res["non_readers"] = await non_reader_phase(work, a)
         print(f"   {json.dumps(res['non_readers'])}", flush=True)
+    if not a.skip_fanout and a.wide_conns:
+        print(f"== {a.wide_conns} connections with the widest subscriptions", flush=True)
+        res["wide_subscriptions"] = await wide_subscriptions_phase(work, a)
+        print(f"   {json.dumps(res['wide_subscriptions'])}", flush=True)
     if not a.skip_kill:
         print(f"== kill -9 at {a.kill_points} acknowledged", flush=True)
         res["kill"] = await kill_phase(work, a, a.postgres)
@@ -746,6 +798,8 @@ def main() -> int:
     ap.add_argument("--non-readers", type=int, default=4,
                     help="connections that ask for big events and never read (0: skip)")
     ap.add_argument("--big-events", type=int, default=300, help="100 kB events they ask for")
+    ap.add_argument("--wide-conns", type=int, default=4, help="connections filling every "
+                    "subscription slot with 3,000-author filters (0: skip)")
     ap.add_argument("--kill-points", type=lambda s: [int(x) for x in s.split(",")],
                     default=[1000, 5000, 20000])
     ap.add_argument("--postgres", metavar="DSN", default=os.environ.get("OA_TEST_POSTGRES_DSN"),
