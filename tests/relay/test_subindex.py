@@ -52,3 +52,37 @@ def test_filter_with_conditions_beyond_its_index_key_is_checked_fully() -> None:
     assert list(idx.matching(k.sign(kind=1))) == []
     assert list(idx.matching(k.sign(kind=7, created_at=50))) == []
     assert list(idx.matching(k.sign(kind=7))) == [s]
+
+
+def test_index_costs_little_per_value_beyond_the_filters_themselves() -> None:
+    """A wide subscription files every value: the index must not cost several times the
+    filter it indexes (a one-element set and a key tuple per value cost ~330 bytes,
+    which made 64 subscriptions of 3 x 1,000 authors ~96 MB per connection)."""
+    import os
+    import tracemalloc
+
+    subs = [sub(*(Filter(authors={os.urandom(32).hex() for _ in range(1000)})
+                  for _ in range(3))) for _ in range(20)]
+    shared = sub(Filter(authors=set(subs[0].filters[0].authors or ())))  # shares values
+    idx = SubscriptionIndex()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for s in [*subs, shared]:
+            idx.add(s)
+        per_value = (tracemalloc.get_traced_memory()[0] - before) / 61_000
+    finally:
+        tracemalloc.stop()
+    assert per_value < 100, f"{per_value:.0f} bytes per indexed value"
+    k = Key()
+    target = next(iter(subs[3].filters[1].authors or ()))
+    assert set(idx.candidates(k.sign())) == set()
+    # values shared by two subscriptions, then one of them leaves
+    shared_author = next(iter(shared.filters[0].authors or ()))
+    assert len(idx) == 21
+    idx.remove(subs[0])
+    idx.remove(subs[3])
+    assert len(idx) == 19
+    assert target not in idx._authors and idx._authors[shared_author] is shared
+    idx.remove(shared)
+    assert shared_author not in idx._authors
