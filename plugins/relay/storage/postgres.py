@@ -567,10 +567,14 @@ class PostgresStore:
                     self._ncon = con = await asyncpg.connect(
                         self.dsn, timeout=CONNECT_TIMEOUT,
                         server_settings={"synchronous_commit": "off"})
-                await con.fetchval(ANNOUNCE_SQL, self._channel, batch)
+                await con.fetchval(ANNOUNCE_SQL, self._channel, batch,
+                                   timeout=2 * CONNECT_TIMEOUT)
             except (*_PG_ERRORS, TimeoutError) as exc:
                 log.warning("could not announce %d events to other instances: %s",
                             len(batch), exc)
+                if self._ncon is not None:  # in an unknown state: the next one is new
+                    self._ncon.terminate()
+                    self._ncon = None
 
     async def _listen(self) -> None:
         con = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT)
