@@ -5,7 +5,9 @@ handled here, anything else is left to the server. A session snapshots the (crea
 of the events its filter matches (the same auth and filter policies as a REQ apply) with the
 store's ``id_pairs`` (one indexed scan, no event JSON), up to
 ``limits.negentropy_max_records`` (past it: ``NEG-ERR blocked: too many records``), and then
-runs the sans-I/O :mod:`oa_node.nostr.negentropy` server side on each NEG-MSG.
+runs the sans-I/O :mod:`oa_node.nostr.negentropy` server side on each NEG-MSG. Memory is
+bounded relay-wide: all open sessions together hold at most ``HELD_FACTOR`` times that
+cap, two snapshots load at a time, and a session idle for ``SESSION_IDLE`` is closed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,14 @@ MAX_SUBID_LENGTH = 64
 MAX_SESSIONS = 8
 #: Events of p-restricted kinds whose JSON is read at once to check who may see them.
 VISIBILITY_BATCH = 500
+#: All open sessions of the relay together hold at most this many times
+#: negentropy_max_records (about 220 bytes a record), so many connections each opening
+#: the largest allowed session cannot exhaust memory; past it NEG-OPEN is refused.
+HELD_FACTOR = 2
+#: Snapshots loading at once, relay-wide (each briefly holds two copies of its records).
+MAX_LOADING = 2
+#: Seconds a session may wait for the client's next NEG-MSG before it is closed.
+SESSION_IDLE = 60.0
 
 
 def _err(sub_id: str, reason: str) -> str:
@@ -53,20 +63,56 @@ def _sessions(relay: RelayServer, conn: Connection) -> dict[str, _Session]:
     return found
 
 
+class _Held:
+    """Records held by the relay's open sessions, and the loads under way."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.loading = asyncio.Semaphore(MAX_LOADING)
+
+
+def _held(relay: RelayServer) -> _Held:
+    held = relay.state.get("negentropy_held")
+    if held is None:
+        held = relay.state["negentropy_held"] = _Held()
+    return held
+
+
+def _release(held: _Held, ticket: list[int]) -> None:
+    held.records -= ticket[0]
+    ticket[0] = 0
+
+
 class _Session:
     """One open reconciliation; ``neg`` is None until its snapshot is loaded."""
 
-    __slots__ = ("closed", "neg", "ready")
+    __slots__ = ("__weakref__", "closed", "held", "idle", "neg", "ready", "ticket")
 
     def __init__(self) -> None:
         self.neg: Negentropy | None = None
         self.closed = False
         self.ready = asyncio.Event()
+        self.held: _Held | None = None
+        self.ticket = [0]
+        self.idle: asyncio.TimerHandle | None = None
+
+    def hold(self, held: _Held, records: int) -> None:
+        """Count this snapshot in the relay's total until the session ends (or, when its
+        connection drops without NEG-CLOSE, until the session is collected)."""
+        self.held = held
+        self.ticket[0] = records
+        held.records += records
+        weakref.finalize(self, _release, held, self.ticket)
 
     def end(self) -> None:
-        """Closed: answers still waiting for the snapshot give up."""
+        """Closed: answers still waiting for the snapshot give up; its records go."""
         self.closed = True
         self.ready.set()
+        self.neg = None
+        if self.held is not None:
+            _release(self.held, self.ticket)
+        if self.idle is not None:
+            self.idle.cancel()
 
 
 def frame_limit(relay: RelayServer) -> int:
@@ -161,16 +207,25 @@ async def _load_then_answer(
     first: str,
 ) -> None:
     cap = relay.settings.limits.negentropy_max_records
+    held = _held(relay)
+    refusal = None
     try:
-        # one more than the cap tells "too many" without reading the rest
-        if hide:
-            pairs = await _visible_pairs(relay, conn, filt, cap + 1 if cap else None)
-        else:
-            pairs = await relay.store.id_pairs(filt, cap + 1 if cap else None)
-        too_many = bool(cap) and len(pairs) > cap
-        storage = None
-        if not session.closed and not too_many:
-            storage = await asyncio.to_thread(_records, pairs)
+        async with held.loading:
+            if session.closed:
+                return
+            # one more than the cap tells "too many" without reading the rest
+            if hide:
+                pairs = await _visible_pairs(relay, conn, filt, cap + 1 if cap else None)
+            else:
+                pairs = await relay.store.id_pairs(filt, cap + 1 if cap else None)
+            if cap and len(pairs) > cap:
+                refusal = f"blocked: too many records (max {cap}); narrow the filter"
+            elif cap and held.records + len(pairs) > HELD_FACTOR * cap:
+                refusal = "blocked: too many records in open negentropy sessions; retry later"
+            elif not session.closed:
+                storage = await asyncio.to_thread(_records, pairs)
+                session.hold(held, len(storage))
+            del pairs
     except Exception as exc:
         log.warning("negentropy snapshot failed: %s", exc)
         if not session.closed:
@@ -178,10 +233,11 @@ async def _load_then_answer(
             conn.post(_err(sub_id, "error: could not run this query"))
         return
     if session.closed:
+        session.end()  # (closed while loading: give its records back)
         return
-    if too_many or storage is None:
+    if refusal is not None:
         _drop(sessions, sub_id, session)
-        conn.post(_err(sub_id, f"blocked: too many records (max {cap}); narrow the filter"))
+        conn.post(_err(sub_id, refusal))
         return
     session.neg = Negentropy(storage, frame_limit(relay))
     session.ready.set()
@@ -223,6 +279,14 @@ async def _visible_pairs(relay: RelayServer, conn: Connection, filt: Filter,
     return pairs
 
 
+def _expire(conn: Connection, sessions: dict[str, _Session], sub_id: str,
+            session: _Session) -> None:
+    """No NEG-MSG for SESSION_IDLE seconds: the snapshot is not held for an idle client."""
+    if not session.closed:
+        _drop(sessions, sub_id, session)
+        conn.post(_err(sub_id, f"closed: no NEG-MSG for {SESSION_IDLE:g}s"))
+
+
 def _drop(sessions: dict[str, _Session], sub_id: str, session: _Session) -> None:
     session.end()
     if sessions.get(sub_id) is session:
@@ -242,5 +306,9 @@ async def _answer(
         _drop(sessions, sub_id, session)
         conn.post(_err(sub_id, f"invalid: {exc}"))
         return
+    if session.idle is not None:
+        session.idle.cancel()
+    session.idle = asyncio.get_running_loop().call_later(
+        SESSION_IDLE, _expire, conn, sessions, sub_id, session)
     if not session.closed and out is not None:
         conn.post(_dumps(["NEG-MSG", sub_id, out.hex()]))

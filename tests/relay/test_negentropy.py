@@ -176,3 +176,43 @@ async def test_open_sessions_per_connection_are_capped(relay: RelayServer) -> No
     await c.send("NEG-OPEN", "one-more", {}, first)
     assert (await c.recv())[0] == "NEG-MSG"
     await c.close()
+
+
+async def test_open_sessions_share_a_relay_wide_budget_and_idle_ones_close(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All open sessions together hold at most HELD_FACTOR x negentropy_max_records; a
+    session closed (NEG-CLOSE, idle, or its connection gone) gives its records back."""
+    from oa_node.plugins.relay import negentropy_session as ns
+
+    monkeypatch.setattr(ns, "SESSION_IDLE", 0.5)
+    server = RelayServer(
+        SQLiteStore(tmp_path / "r.db"), None, relay_settings(negentropy_max_records=5)
+    )
+    await server.start()
+    try:
+        a = Key()
+        pub = await open_ws(server.port)
+        for i in range(5):
+            assert (await pub.publish(a.sign(content=str(i))))[2] is True
+        first = Negentropy(Storage()).initiate().hex()
+        c1, c2 = await open_ws(server.port), await open_ws(server.port)
+        for c in (c1, c2):  # 2 x 5 records: the whole budget
+            await c.send("NEG-OPEN", "big", {}, first)
+            assert (await c.recv())[0] == "NEG-MSG"
+        await pub.send("NEG-OPEN", "one", {"limit": 1}, first)
+        msg = await pub.recv()
+        assert msg[0] == "NEG-ERR" and msg[2].startswith("blocked: too many records in open")
+        await c1.send("NEG-CLOSE", "big")
+        await wait_for(lambda: ns._held(server).records == 5, 5, "c1's records given back")
+        await pub.send("NEG-OPEN", "one", {"limit": 1}, first)
+        assert (await pub.recv())[0] == "NEG-MSG"
+        # idle sessions are closed and their records released
+        msg = await pub.recv(timeout=5)
+        assert msg[0] == "NEG-ERR" and msg[1] == "one" and msg[2].startswith("closed:")
+        await c2.close()  # gone without NEG-CLOSE
+        await wait_for(lambda: ns._held(server).records == 0, 5, "every record given back")
+        await pub.close()
+        await c1.close()
+    finally:
+        await server.close()
