@@ -430,3 +430,38 @@ async def test_sqlite_commit_on_the_loop_never_waits_for_the_lock(
     finally:
         other.close()
         await store.close()
+
+
+async def test_sqlite_query_runs_inline_unless_over_budget(tmp_path: Any, monkeypatch: Any
+                                                             ) -> None:
+    """A small query is answered on the event loop's thread; one still running after
+    ``INLINE_BUDGET`` is interrupted there and answered whole by a reader thread."""
+    from oa_node.plugins.relay.storage import sqlite as sqlite_store
+
+    store = SQLiteStore(tmp_path / "events.db")
+    await store.open()
+    try:
+        k = Key()
+        evs = [k.sign(content=str(i), created_at=1000 + i) for i in range(1200)]
+        await asyncio.gather(*(store.save(e, e.to_json()) for e in evs))
+        newest = [e.id for e in reversed(evs)]
+        on_readers: list[str] = []
+        run_queries = store._run_queries
+
+        def spy(plans: Any) -> list[str]:
+            on_readers.append(threading.current_thread().name)
+            return run_queries(plans)
+
+        monkeypatch.setattr(store, "_run_queries", spy)
+        # under 1000 SQLite steps: the budget is never even checked
+        assert ids(await store.query([Filter(kinds={1}, limit=5)])) == newest[:5]
+        assert on_readers == []
+        monkeypatch.setattr(sqlite_store, "INLINE_BUDGET", -1.0)  # always over budget
+        assert ids(await store.query([Filter(kinds={1}, limit=1000)])) == newest[:1000]
+        assert len(on_readers) == 1 and on_readers[0].startswith("sqlite-reader")
+        assert ids(await store.query([Filter(kinds={1}, limit=5)])) == newest[:5]
+        assert len(on_readers) == 1
+        assert ids(await store.query([Filter(kinds={1})])) == newest  # no limit: a reader
+        assert len(on_readers) == 2
+    finally:
+        await store.close()
