@@ -121,3 +121,68 @@ def test_the_nodes_negentropy_cap_bounds_the_local_read(pair: Pair) -> None:
     proc = pair.sync("--direction", "down")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert "more than 50 local events" in proc.stderr
+
+
+@pytest.mark.postgres
+def test_a_node_relay_on_postgresql_syncs_from_its_store(tmp_path: Path) -> None:
+    """The node's own relay on PostgreSQL: its ids come from id_pairs on that database."""
+    import asyncio
+    import random
+
+    from harness.sync_seed import _fill, make_events
+    from oa_node.nostr.event import Event
+    from oa_node.nostr.filter import Filter
+    from oa_node.plugins.relay.storage.postgres import PostgresStore
+    from tests.relay.conftest import drop_pg_schema, fresh_pg_schema, postgres_dsn
+
+    base = postgres_dsn()
+    dsn, schema = asyncio.run(fresh_pg_schema(base))
+    events = make_events(300, seed=9)
+    picks = random.Random(9).sample(range(300), 40)
+    not_on_pg, not_on_b = set(picks[:20]), set(picks[20:])
+
+    async def fill_pg(evs: list[Event]) -> set[str]:
+        """Store ``evs``; the ids the database then holds."""
+        store = PostgresStore(dsn)
+        await store.open()
+        try:
+            for ev in evs:
+                await store.save(ev, ev.to_json())
+            return {eid for _, eid in await store.id_pairs(Filter())}
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(fill_pg([e for i, e in enumerate(events) if i not in not_on_pg]))
+        b_db = tmp_path / "b.db"
+        asyncio.run(_fill(b_db, [e for i, e in enumerate(events) if i not in not_on_b]))
+        relay_cfg = tmp_path / "relay.toml"
+        relay_cfg.write_text(AUTH_CONFIG)
+        extra = ["--no-rate-limits", "--config", str(relay_cfg)]
+        a = RelayProcess(tmp_path / "unused.db", extra=[*extra, "--postgres", dsn])
+        b = RelayProcess(b_db, extra=extra)
+        node_dir = tmp_path / "node"
+        node_dir.mkdir()
+        key = node_dir / "node.key"
+        key.write_text(LocalSigner.generate().secret_key.hex())
+        os.chmod(key, 0o600)
+        config = node_dir / "node.toml"
+        config.write_text(f'[node]\ndata_dir = "."\n[relay]\nhost = "127.0.0.1"\n'
+                          f'port = {a.port}\nstorage = "postgres"\npostgres_dsn = "{dsn}"\n')
+        a.start()
+        b.start()
+        try:
+            cmd = [sys.executable, "-m", "oa_node.cli", "relay", "sync", b.url, "-c",
+                   str(config), "--json"]
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+        finally:
+            a.stop()
+            b.stop()
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        assert out["local_source"] == "store" and out["local_count"] == 280
+        assert (out["stored_locally"], out["published"]) == (20, 20)
+        every = {e.id for e in events}
+        assert asyncio.run(fill_pg([])) == every and ids_in(b_db) == every
+    finally:
+        asyncio.run(drop_pg_schema(base, schema))
