@@ -12,7 +12,8 @@ that writer's ``BEGIN IMMEDIATE`` transactions, which SQLite serialises (also be
 processes on one file), so an event and its deletion cannot both miss each other (the race
 the PostgreSQL store closes with advisory locks). Queries run on a small pool of reader
 threads with their own connections (WAL lets them read while the writer writes).
-``has()`` is a primary-key probe, cheap enough to run inline on the event loop.
+``has()`` asks a Bloom filter of the stored ids first (a certain "no" for new events) and
+runs a primary-key probe, inline on the event loop, only on a "maybe".
 """
 
 from __future__ import annotations
