@@ -287,7 +287,8 @@ class SQLiteStore:
         try:
             cur.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if inline and exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            code = exc.sqlite_errorcode & 0xFF  # the primary code of an extended one
+            if inline and code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise WouldBlock from exc
             raise
         try:
