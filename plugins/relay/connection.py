@@ -28,6 +28,10 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 #: EVENTs from one connection waiting for their commit before the relay stops reading it.
 MAX_INFLIGHT_PER_CONNECTION = 512
+#: Stored-event queries (REQ, COUNT) of one connection running at once. The store runs a
+#: few at a time anyway (2 SQLite reader threads, a small PostgreSQL pool), so more only
+#: take other connections' turns; further REQs wait in order (see ReadsMixin._next_queries).
+MAX_QUERIES_PER_CONNECTION = 4
 #: The outgoing queue is also bounded in size: ``max_pending_messages`` times this many
 #: characters (80 MiB by default). Counting messages alone let a client that never reads
 #: hold 20,000 stored events of up to the message size each, gigabytes (found by
@@ -67,6 +71,9 @@ class Connection:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.inflight = asyncio.Semaphore(MAX_INFLIGHT_PER_CONNECTION)
         self.saving = 0  # EVENTs handed to the store and not yet answered
+        #: REQs (Subscription -> hide) and COUNTs whose query waits its turn, in order
+        self.queued: dict[Any, bool] = {}
+        self.querying = 0  # stored-event queries running (see MAX_QUERIES_PER_CONNECTION)
         self._out: deque[str] = deque()
         self._out_chars = 0
         self._wake = asyncio.Event()

@@ -8,7 +8,12 @@ import asyncio
 import logging
 
 from oa_node.nostr.filter import Filter
-from oa_node.plugins.relay.connection import Connection, _closed, _dumps
+from oa_node.plugins.relay.connection import (
+    MAX_QUERIES_PER_CONNECTION,
+    Connection,
+    _closed,
+    _dumps,
+)
 from oa_node.plugins.relay.subindex import Subscription
 
 log = logging.getLogger("oa_node.relay")
@@ -92,17 +97,52 @@ class ReadsMixin:
         old = conn.subs.pop(sub_id, None)
         if old is not None:
             self._end_sub(old)
+        sub = Subscription(conn, sub_id, filters, _dumps(sub_id))
+        budget = self.settings.limits.max_connection_filter_values
+        if reason is None and budget:
+            held = sum(s.values for s in conn.subs.values())
+            if held + sub.values > budget:
+                reason = (f"blocked: max_connection_filter_values is {budget}: this REQ's "
+                          f"{sub.values} filter values with the {held} your open "
+                          "subscriptions hold exceed it; CLOSE some first")
         if reason is not None:
             conn.post(_closed(sub_id, reason))
             return
         self._clamp(filters)
-        sub = Subscription(conn, sub_id, filters, _dumps(sub_id))
         conn.subs[sub_id] = sub
         self.index.add(sub)
-        task = conn.spawn(self._serve_stored(conn, sub, hide))
-        task.set_name("req:" + sub_id)
+        conn.queued[sub] = hide
+        self._next_queries(conn)
+
+    def _next_queries(self, conn: Connection) -> None:
+        """Start queued stored-event queries while the connection has fewer than
+        ``MAX_QUERIES_PER_CONNECTION`` running; the others wait their turn in order.
+
+        Waiting, not refusing: every REQ still gets its events and EOSE, and what waits is
+        bounded by ``max_subscriptions`` (only open subscriptions wait; a CLOSE or a REQ
+        reusing the id takes its query out of the queue, so a REQ/CLOSE flood runs at most
+        the bound of queries at a time instead of one per REQ)."""
+        queued = conn.queued
+        while queued and conn.querying < MAX_QUERIES_PER_CONNECTION and not conn.closed:
+            item = next(iter(queued))
+            hide = queued.pop(item)
+            conn.querying += 1
+            if type(item) is _Count:
+                task = conn.spawn(self._count(conn, item.sub_id, item.filters))
+                task.set_name("req:count:" + item.sub_id)
+            else:
+                task = conn.spawn(self._serve_stored(conn, item, hide))
+                task.set_name("req:" + item.sub_id)
 
     async def _serve_stored(self, conn: Connection, sub: Subscription, hide: bool) -> None:
+        try:
+            if not sub.closed:  # closed between its turn and this task's start
+                await self._send_stored(conn, sub, hide)
+        finally:
+            conn.querying -= 1
+            self._next_queries(conn)
+
+    async def _send_stored(self, conn: Connection, sub: Subscription, hide: bool) -> None:
         try:
             raws = await self.store.query(sub.filters)
         except Exception as exc:
@@ -142,16 +182,22 @@ class ReadsMixin:
         remembered stored events would otherwise stay alive for ``SENT_MEMORY`` seconds,
         which a client looping REQ/CLOSE turns into tens of MB (benchmarks/relay.py)."""
         sub.closed = True
+        if sub.conn is not None:
+            sub.conn.queued.pop(sub, None)
         sub.sent = None
         sub.buffer = None
         self.index.remove(sub)
 
     def _on_count(self, conn: Connection, sub_id: str, filters: list[Filter]) -> None:
         reason = self._filter_refusal(conn, filters) or self._read_refusal(conn, filters, "count")
+        if reason is None and sum(type(q) is _Count for q in conn.queued) >= MAX_QUEUED_COUNTS:
+            reason = (f"blocked: too many pending queries ({MAX_QUEUED_COUNTS} COUNTs "
+                      "already wait on this connection)")
         if reason is not None:
             conn.post(_closed(sub_id, reason))
             return
-        conn.spawn(self._count(conn, sub_id, filters)).set_name("req:count:" + sub_id)
+        conn.queued[_Count(sub_id, filters)] = False
+        self._next_queries(conn)
 
     async def _count(self, conn: Connection, sub_id: str, filters: list[Filter]) -> None:
         try:
@@ -160,7 +206,24 @@ class ReadsMixin:
             log.warning("count failed: %s", exc)
             conn.post(_closed(sub_id, "error: could not count"))
             return
+        finally:
+            conn.querying -= 1
+            self._next_queries(conn)
         conn.post(_dumps(["COUNT", sub_id, {"count": n}]))
+
+
+class _Count:
+    """A COUNT waiting for its turn among the connection's queries."""
+
+    __slots__ = ("filters", "sub_id")
+
+    def __init__(self, sub_id: str, filters: list[Filter]) -> None:
+        self.sub_id = sub_id
+        self.filters = filters
+
+
+#: COUNTs one connection may have waiting (they hold no subscription that would bound them)
+MAX_QUEUED_COUNTS = 16
 
 
 def _forget_sent(sub: Subscription) -> None:

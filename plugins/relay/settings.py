@@ -39,6 +39,11 @@ class Limits(Settings, help="Size and shape limits (0 disables one). Listed in N
     max_filters: int = setting(16, "Filters per REQ/COUNT.", check=non_negative)
     max_filter_values: int = setting(1000, "Values per filter field (ids, authors, kinds, "
                                      "each #tag).", check=non_negative)
+    max_connection_filter_values: int = setting(
+        10000, "Filter values (ids, authors, kinds, tag values) one connection's open\n"
+        "subscriptions may hold in all; a REQ past it is CLOSED blocked. Each costs the\n"
+        "relay ~200 bytes while open; 10,000 fits a 2,000-author feed and its profiles\n"
+        "several times over.", check=non_negative)
     max_limit: int = setting(1000, "Largest limit honoured (bigger ones are clamped).",
                              check=non_negative)
     default_limit: int = setting(500, "Limit used when a filter has none.", check=non_negative)
