@@ -113,20 +113,45 @@ async def read_relay_pairs(conn: RelayConnection, filt: Filter, timeout: float,
         if not events:
             break
         oldest = min(ev.created_at for ev in events)
+        if not fresh and all(ev.created_at == oldest for ev in events):
+            await _whole_second(conn, filt, oldest, out, timeout)
         # The oldest second may go on in the next page, so ask from it again (repeats are
         # skipped); a page with nothing new moves past it.
         until = oldest if fresh else oldest - 1
     return out
 
 
+async def _whole_second(conn: RelayConnection, filt: Filter, second: int,
+                        seen: dict[str, int], timeout: float) -> None:
+    """A page held only events of one second, all seen: the relay has no more of it, or
+    more than it returns per page, which REQ cannot page through (``until`` is the only
+    cursor). NIP-45 COUNT tells; a relay without it is taken at its word."""
+    one = dataclasses.replace(filt, since=second, until=second, limit=None)
+    try:
+        there = await conn.count([one], timeout)
+    except ClientError:
+        return
+    have = sum(1 for ts in seen.values() if ts == second)
+    if there > have:
+        raise ClientError(f"{conn.url} holds {there} events at created_at {second}, more than "
+                          f"it returns per REQ ({have}): they cannot be read by paging; sync "
+                          "from the node's own store (no --local)")
+
+
 async def _fetch(conn: RelayConnection, ids: list[str], timeout: float) -> list[Event]:
-    """The wanted events, by id in batches (anything not asked for is dropped)."""
+    """The wanted events, by id in batches (anything not asked for is dropped). A relay
+    that returns fewer than asked (its max limit) is asked again for the rest, as long as
+    each answer brings some; what it never sends is left out."""
     out: list[Event] = []
-    for i in range(0, len(ids), ID_BATCH):
-        batch = ids[i : i + ID_BATCH]
+    pending = list(dict.fromkeys(ids))
+    while pending:
+        batch, rest = pending[:ID_BATCH], pending[ID_BATCH:]
         events = await _stored(conn, Filter(ids=set(batch), limit=len(batch)), timeout,
                                len(batch))
+        got = {ev.id for ev in events}
         out += events
+        missing = [x for x in batch if x not in got]
+        pending = (missing + rest) if got and missing else rest
     return out
 
 

@@ -190,3 +190,42 @@ def test_auth_required_neg_open_is_retried_after_auth(refusal: str) -> None:
     need, without_key = asyncio.run(go())
     assert need == len(theirs) and authed == [signer.public_key]
     assert "auth-required: members only (no key to authenticate with)" in without_key
+
+
+def test_a_second_with_more_events_than_a_page_is_an_error_not_a_silent_gap(
+    tmp_path: Path,
+) -> None:
+    """REQs page by ``until`` only: past the relay's page size within one second they
+    cannot read the rest. The REQ path says so (COUNT tells); the store path has no page."""
+    from harness.sync_seed import _fill
+    from oa_node.nostr.event import EventTemplate, sign_event
+    from oa_node.nostr.keys import generate_secret_key
+
+    secret = generate_secret_key()
+    crowd = [sign_event(EventTemplate(kind=1, content=str(i), tags=[], created_at=1_700_000_000
+                                      + (0 if i < 120 else -i)), secret) for i in range(130)]
+    a_db, b_db = tmp_path / "a.db", tmp_path / "b.db"
+    asyncio.run(_fill(a_db, crowd))
+    asyncio.run(_fill(b_db, crowd[:5]))
+    cfg = tmp_path / "relay.toml"
+    cfg.write_text("[relay.limits]\nmax_limit = 50\n")
+    a = RelayProcess(a_db, extra=["--no-rate-limits", "--config", str(cfg)])
+    b = RelayProcess(b_db, extra=["--no-rate-limits"])
+    a.start()
+    b.start()
+    try:
+        proc = _sync(a.url, b.url, "--direction", "up")
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "120 events at created_at 1700000000" in proc.stderr
+        node = tmp_path / "node.toml"
+        node.write_text(f'[relay]\nhost = "127.0.0.1"\nport = {a.port}\n'
+                        f'sqlite_path = "{a_db}"\n')
+        cmd = [sys.executable, "-m", "oa_node.cli", "relay", "sync", b.url, "-c", str(node),
+               "--direction", "up", "--json"]
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["published"] == 125
+    finally:
+        a.stop()
+        b.stop()
+    assert ids_in(b_db) == {e.id for e in crowd}
