@@ -11,7 +11,6 @@ one :class:`ClientError`.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,11 +91,11 @@ class ReconcileLayer(WaiterLayer):
                 # refused with auth-required: authenticate once, then open again
                 if auth_tried or not self._can_auth():
                     hint = "" if self._can_auth() else " (no key to authenticate with)"
-                    raise ClientError(f"{self.url} refused the sync: {done}{hint}")
+                    raise ClientError(f"{self.url} refused the sync: {done[:200]}{hint}")
                 auth_tried = True
                 ok, message = await self.authenticate(timeout)
                 if not ok:
-                    raise ClientError(f"{self.url} refused the sync ({done}); "
+                    raise ClientError(f"{self.url} refused the sync ({done[:200]}); "
                                       f"authentication failed: {message}")
         finally:
             self._negs.pop(sub_id, None)
@@ -135,8 +134,7 @@ class ReconcileLayer(WaiterLayer):
 
     async def _next_answer(self, answers: asyncio.Queue[_NegAnswer], timeout: float,
                            rounds: int) -> _NegAnswer:
-        deadline = time.monotonic() + timeout
-        with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
+        with anyio.move_on_after(timeout):
             return await answers.get()
         hint = "" if rounds else " to NEG-OPEN (does it support NIP-77?)"
         raise ClientError(f"{self.url}: no answer within {timeout:g}s{hint}")
