@@ -30,7 +30,9 @@ hard limit here; the relay inherits it.
    100 kB and never read: the relay must drop them (its outgoing queue is bounded in size)
    and stay bounded in memory (peak RSS reported).
    And ``--wide-conns`` connections fill all 64 subscription slots with the widest
-   filters the limits allow: the relay's memory per such connection.
+   filters the limits allow: the relay's memory per such connection, and how many of those
+   REQs ``max_connection_filter_values`` refused (with it at 0: ~38 MB per connection,
+   ~96 MB before the index was made compact; at its default 10,000: ~2.7 MB).
 3. **kill -9 during pipelined ingest.** 16 publishers x 8 events in flight; the relay is
    killed (SIGKILL) once ``N`` events are acknowledged ``OK true`` (``--kill-points``), then
    restarted on the same store, and every acknowledged id is looked up: acked / present /
@@ -514,11 +516,13 @@ async def wide_subscriptions_phase(work: Path, a: argparse.Namespace) -> dict[st
     url = await relay.start()
     out: dict[str, Any] = {"connections": a.wide_conns, "subs_each": 64,
                            "values_per_sub": 3000, "rss_mb": [relay.rss_mb()]}
-    got = {"n": 0}
+    got = {"n": 0, "refused": 0}
 
     def on(raw: str) -> None:
         if raw.startswith('["EOSE"') or raw.startswith('["CLOSED"'):
             got["n"] += 1
+            if raw.startswith('["CLOSED"'):  # past max_connection_filter_values
+                got["refused"] += 1
 
     wss = []
     try:
@@ -535,6 +539,7 @@ async def wide_subscriptions_phase(work: Path, a: argparse.Namespace) -> dict[st
             out["rss_mb"].append(relay.rss_mb())
         rss = out["rss_mb"]
         out["mb_per_connection"] = (rss[-1] - rss[0]) / max(1, a.wide_conns)
+        out["refused"] = got["refused"]
         out["relay_serving"] = await still_serves(url)
     finally:
         for ws in wss:
@@ -725,8 +730,10 @@ def table(res: dict[str, Any]) -> str:
             f"## {ws['connections']} connections x {ws['subs_each']} subscriptions of "
             f"{ws['values_per_sub']:,} authors each (the limits' widest)",
             "relay RSS MB                " + " -> ".join(f"{r:.0f}" for r in ws["rss_mb"])
-            + f" ({ws['mb_per_connection']:.0f} MB per connection); relay serving: "
+            + f" ({ws['mb_per_connection']:.1f} MB per connection); relay serving: "
             f"{ws['relay_serving']}",
+            f"REQs refused (CLOSED)       {ws.get('refused', 0)} of "
+            f"{ws['connections'] * ws['subs_each']}",
         ]
     k = res.get("kill")
     if k:
