@@ -6,9 +6,12 @@ CPU / pids limits and no log driver. The job's commands run inside the container
 process (``runner.py``), fed the spec and the workspace tar over the attached stdin, and
 report frames over stdout, so a job costs one create/attach/start/wait/remove cycle.
 
-The container is removed in every case (``finally``), a watchdog kills it at the deadline
-or on cancellation, and containers carry labels (namespace, job, owner process) so that
-leftovers of a crashed node are removed when the next sandbox starts and on ``close()``.
+The container is removed in every case (``finally``; a cleanly finished one off the job's
+critical path, by a remover thread that ``close()`` and interpreter exit drain, bounded in
+time), a watchdog kills it at the deadline or on cancellation, and containers carry labels
+naming their owner (data dir id, host, PID and start time: :mod:`.owners`) so that
+leftovers of a killed or crashed owner are removed when the next sandbox of that data dir
+starts (``cleanup``), and never those of another live owner.
 OOM kills are detected three ways: the runner's per-command cgroup ``oom_kill`` count,
 ``State.OOMKilled``, and (cgroup v1, where OOMKilled can miss kills) the host's memory
 cgroup ``memory.oom_control``.
@@ -16,6 +19,7 @@ cgroup ``memory.oom_control``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -26,6 +30,7 @@ import socket
 import tarfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,13 +45,21 @@ from oa_node.sandbox.base import (
     SandboxUnavailable,
 )
 from oa_node.sandbox.image import Recipe, find_image
+from oa_node.sandbox.owners import (
+    LABEL_JOB,
+    LABEL_OWNER,
+    LABEL_SANDBOX,
+    Owner,
+    data_dir_of,
+    describe,
+    owner_gone,
+)
 
 RUNNER_SOURCE = Path(__file__).with_name("runner.py").read_text()
 SANDBOX_USER = "1000:1000"
-LABEL_NAMESPACE = "oa-node.sandbox"
-LABEL_JOB = "oa-node.job"
-LABEL_OWNER = "oa-node.owner"
+__all__ = ["LABEL_JOB", "LABEL_OWNER", "DockerSandbox", "connect"]
 WATCHDOG_GRACE_SECS = 5.0
+CLOSE_SECS = 20.0  # bound on draining removals at shutdown and interpreter exit
 MAX_CONTROL_BYTES = 16 * 1024 * 1024
 MAX_STDERR_BYTES = 64 * 1024
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
@@ -71,20 +84,6 @@ def connect(base_url: str | None = None, timeout: float = 10.0) -> Any:
             "`sudo systemctl start docker`, or `sudo dockerd &`), make sure this user may use "
             "it, or point DOCKER_HOST at a running daemon."
         ) from None
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _Demux:
@@ -160,18 +159,24 @@ class DockerSandbox:
         *,
         default_image: str = "",
         namespace: str = "default",
+        aliases: tuple[str, ...] = (),
         base_url: str | None = None,
         cleanup_on_start: bool = True,
     ) -> None:
+        """``namespace`` is the owner's data dir id (containers are labelled with it);
+        ``aliases`` are ids earlier versions labelled this data dir's containers with."""
         self.client = client if client is not None else connect(base_url)
         self.default_image = default_image
         self.namespace = namespace
-        self.owner = _owner()
+        self.aliases = frozenset((namespace, *aliases))
+        self.me = Owner.current()
+        self.owner = f"{self.me.host}:{self.me.pid}"
         self._active: set[str] = set()
         self._lock = threading.Lock()
         self._removals: queue.Queue[str | None] = queue.Queue()
         self._remover: threading.Thread | None = None
         self._ncpu: int | None = None
+        _live.add(self)
         if cleanup_on_start:
             self.cleanup()
 
@@ -201,38 +206,68 @@ class DockerSandbox:
 
     # --- leftovers ------------------------------------------------------------------
 
-    def _ours(self) -> list[Any]:
-        return self.client.api.containers(
-            all=True, filters={"label": f"{LABEL_NAMESPACE}={self.namespace}"}
-        )
+    def label_filter(self) -> dict[str, Any]:
+        """The ``filters`` that list this data dir's sandbox containers (any owner)."""
+        return {"label": [f"{LABEL_SANDBOX}=1", f"oa-node.data-dir={self.namespace}"]}
 
-    def cleanup(self) -> int:
-        """Remove containers of this namespace whose owner process is gone."""
-        removed = 0
-        host = socket.gethostname()
+    def _ours(self) -> list[Any]:
+        """Every sandbox container of this data dir, whoever owns it (legacy labels too)."""
+        found = self.client.api.containers(all=True, filters={"label": LABEL_SANDBOX})
+        return [c for c in found if data_dir_of(c.get("Labels") or {}) in self.aliases]
+
+    def orphans(self) -> list[dict[str, Any]]:
+        """This data dir's containers whose owner is gone (and this process's own that no
+        job uses any more): :func:`.owners.describe` fields, the full ``cid`` and the
+        ``reason``."""
+        out = []
         for c in self._ours():
-            owner = (c.get("Labels") or {}).get(LABEL_OWNER, "")
-            owner_host, _, pid = owner.rpartition(":")
-            if owner == self.owner:
+            labels = c.get("Labels") or {}
+            if labels.get(LABEL_OWNER) == self.owner and owner_gone(labels, self.me) is None:
                 with self._lock:
                     if c["Id"] in self._active:
                         continue
-            elif owner_host == host and pid.isascii() and pid.isdigit() and _pid_alive(int(pid)):
-                continue  # another live node on this machine owns it
-            if self._remove(c["Id"]):
-                removed += 1
+                reason: str | None = "left by this process"
+            else:
+                reason = owner_gone(labels, self.me)
+            if reason is not None:
+                out.append({**describe(c), "cid": str(c["Id"]), "reason": reason})
+        return out
+
+    def cleanup(self) -> int:
+        """Remove this data dir's containers whose owner process is gone (a running one is
+        killed first); the number removed."""
+        removed = 0
+        for o in self.orphans():
+            with contextlib.suppress(Exception):  # one that resists is left for next time
+                removed += self.remove(o["cid"])
         return removed
 
-    def flush(self) -> None:
-        """Wait until every finished job's container is removed."""
-        self._removals.join()
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every finished job's container is removed (at most ``timeout``
+        seconds); whether the queue is empty."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        q = self._removals
+        with q.all_tasks_done:
+            while q.unfinished_tasks:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                q.all_tasks_done.wait(left)
+        return True
 
-    def close(self) -> None:
-        """Remove every container this process still has (shutdown)."""
-        self.flush()
+    def close(self, timeout: float = CLOSE_SECS) -> None:
+        """Shutdown: drain the remove-later queue, then remove every container this process
+        still has, all within about ``timeout`` seconds (what is left then is an orphan the
+        next start of this data dir removes)."""
+        _live.discard(self)
+        deadline = time.monotonic() + timeout
+        self.flush(timeout)
         for c in self._ours():
+            if time.monotonic() > deadline:
+                break
             if (c.get("Labels") or {}).get(LABEL_OWNER) == self.owner:
-                self._remove(c["Id"])
+                with contextlib.suppress(Exception):
+                    self.remove(c["Id"])
 
     def _remove_later(self, cid: str) -> None:
         """Remove a finished job's container off the result's critical path (~70 ms)."""
@@ -249,13 +284,14 @@ class DockerSandbox:
             try:
                 if cid is not None:
                     with contextlib.suppress(Exception):
-                        self._remove(cid)
+                        self.remove(cid)
             finally:
                 with self._lock:
                     self._active.discard(cid or "")
                 self._removals.task_done()
 
-    def _remove(self, cid: str) -> bool:
+    def remove(self, cid: str) -> bool:
+        """Kill and remove container ``cid`` (and its volumes); False if already gone."""
         import docker.errors
 
         try:
@@ -341,8 +377,7 @@ class DockerSandbox:
                 hostname="sandbox",
                 stdin_open=True,
                 tty=False,
-                labels={LABEL_NAMESPACE: self.namespace, LABEL_JOB: spec.job_id,
-                        LABEL_OWNER: self.owner},
+                labels={**self.me.labels(self.namespace), LABEL_JOB: spec.job_id},
                 host_config=self._host_config(spec),
             )["Id"]
         except docker.errors.APIError as exc:
@@ -360,7 +395,7 @@ class DockerSandbox:
             if finished:
                 self._remove_later(cid)  # the runner ended cleanly: nothing left to read
             else:
-                self._remove(cid)
+                self.remove(cid)
                 with self._lock:
                     self._active.discard(cid)
         outcome.duration_ms = int((time.monotonic() - started) * 1000)
@@ -474,6 +509,19 @@ class DockerSandbox:
             out.error = ((out.error + "; ") if out.error else "") + (
                 f"out of memory (limit {spec.limits.memory_mb} MiB)")
         return out
+
+
+_live: weakref.WeakSet[DockerSandbox] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    """An owner that never called ``close()`` still has its finished jobs' containers
+    removed before the interpreter exits (bounded)."""
+    deadline = time.monotonic() + CLOSE_SECS
+    for sb in list(_live):
+        with contextlib.suppress(Exception):
+            sb.flush(max(0.0, deadline - time.monotonic()))
 
 
 def _command_run(r: dict[str, Any]) -> CommandRun:

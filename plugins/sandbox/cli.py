@@ -238,6 +238,43 @@ def _show(result: Any) -> None:
     say("output_sha256: {}", result.provenance.output_sha256)
 
 
+@app.command("prune")
+def prune(
+    config: ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List the orphaned containers, remove nothing.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove orphaned sandbox containers of this node's data dir: those whose owner
+    process (a provider, an audit, a `sandbox run`) is gone, running ones killed first.
+    Containers of another live owner, of another data dir or without oa-node's labels are
+    never touched. Every start of a sandbox does the same by itself."""
+    from oa_node.plugins.sandbox.config import sandbox_identity
+    from oa_node.sandbox.docker import DockerSandbox
+
+    cfg = _config(config)
+    namespace, aliases = sandbox_identity(cfg)
+    sandbox = DockerSandbox(_client(cfg), namespace=namespace, aliases=aliases,
+                            cleanup_on_start=False)
+    found = sandbox.orphans()
+    for o in found:
+        cid = o.pop("cid")
+        try:
+            o["removed"] = False if dry_run else sandbox.remove(cid)
+        except Exception as exc:  # docker.errors.APIError: say it, go on with the others
+            o["removed"], o["reason"] = False, f"{o['reason']}; could not remove: {exc}"
+    if as_json:
+        print_json({"data_dir_id": namespace, "dry_run": dry_run, "orphans": found})
+        return
+    if not found:
+        say("no orphaned sandbox containers (data dir id {})", namespace)
+        return
+    for o in found:
+        done = "would remove" if dry_run else ("removed" if o["removed"] else "already gone")
+        say("{} {} ({}, job {}): {}", done, o["id"], o["state"], cell(o["job"] or "?"),
+            cell(o["reason"]))
+
+
 @app.command("doctor")
 def doctor(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Check that jobs can run here: Docker daemon, image, image-building tools."""

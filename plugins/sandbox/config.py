@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,12 +121,20 @@ def _new_sandbox(config: Config | dict[str, Any]) -> Sandbox:
     s = _section(config)
     if s.get("backend", "docker") != "docker":
         raise SandboxError(f"unknown sandbox backend {s.get('backend')!r}")
-    # Containers are labelled per data dir, so two nodes on one daemon keep apart.
-    where = str(config.resolve_path(config["node"]["data_dir"])) if isinstance(
-        config, Config) else "default"
-    namespace = hashlib.sha256(where.encode()).hexdigest()[:12]
+    namespace, aliases = sandbox_identity(config)
     return DockerSandbox(default_image=s.get("image", ""), namespace=namespace,
-                         base_url=s.get("docker_host") or None)
+                         aliases=aliases, base_url=s.get("docker_host") or None)
+
+
+def sandbox_identity(config: Config | dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """The data dir id containers are labelled with (so two nodes on one daemon keep
+    apart), and the id earlier versions used for the same data dir."""
+    from oa_node.sandbox.owners import data_dir_id, legacy_id
+
+    if not isinstance(config, Config):
+        return "default", ()
+    where = config.resolve_path(config["node"]["data_dir"])
+    return data_dir_id(where), (legacy_id(where),)
 
 
 class NodeExecution:

@@ -17,7 +17,7 @@ from oa_node.executors.build import build_request, run_build
 from oa_node.executors.hashing import input_sha256, output_sha256, verification_digest
 from oa_node.executors.jobtype import ExecContext, ExecutorSettings
 from oa_node.executors.sandbox_run import execute_sandbox_run, verify_sandbox_run
-from oa_node.sandbox.docker import LABEL_NAMESPACE, DockerSandbox
+from oa_node.sandbox.docker import DockerSandbox
 
 MakeRepo = Callable[[dict[str, str | bytes]], Path]
 
@@ -51,7 +51,7 @@ def request(source: str, *commands: str | dict[str, Any], **extra: Any) -> dict[
 def no_containers(sb: DockerSandbox) -> bool:
     sb.flush()
     return not sb.client.api.containers(all=True,
-                                        filters={"label": f"{LABEL_NAMESPACE}={sb.namespace}"})
+                                        filters=sb.label_filter())
 
 
 @pytest.mark.docker
@@ -149,7 +149,7 @@ def test_timeout_and_cancel_statuses(make_repo: MakeRepo, ctx: ExecContext) -> N
     sb = ctx.sandbox
     assert isinstance(sb, DockerSandbox)
     wait_until(lambda: sb.client.api.containers(
-        filters={"label": f"{LABEL_NAMESPACE}={sb.namespace}"}), 60,
+        filters=sb.label_filter()), 60,
         "the job's container to run (cancel must hit a running job)")
     ctx.cancel.cancel()
     worker.join(30)

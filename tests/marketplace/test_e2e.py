@@ -20,7 +20,6 @@ from oa_node.plugins.buyer.engine import Buyer
 from oa_node.plugins.buyer.settings import BuyerSettings
 from oa_node.plugins.ledger_wallet.ledger import Ledger
 from oa_node.plugins.provider.ledger import open_provider_ledger
-from oa_node.sandbox.docker import LABEL_NAMESPACE
 from oa_node.wallet import Wallet
 from tests.marketplace.conftest import balance, wallet_uri
 from tests.marketplace.world import (
@@ -454,7 +453,7 @@ async def test_cancel_stops_a_running_job(world: World, tmp_path: Path) -> None:
         # the run is over (its container removed): a result would have been signed by now
         sandbox: Any = node.plugins.registries.sandboxes()["docker"](node.config)
         await wait_for(lambda: not sandbox.client.api.containers(
-            all=True, filters={"label": f"{LABEL_NAMESPACE}={sandbox.namespace}"}), 30,
+            all=True, filters=sandbox.label_filter()), 30,
             "the cancelled job's container to be removed")
         assert not pledger.get(job).data.get("result_event")  # type: ignore[union-attr]
         pledger.close()

@@ -23,7 +23,7 @@ import pytest
 
 from harness.wait import wait_until
 from oa_node.sandbox.base import CancelToken, CommandSpec, Limits, RunSpec
-from oa_node.sandbox.docker import LABEL_JOB, LABEL_NAMESPACE, DockerSandbox
+from oa_node.sandbox.docker import LABEL_JOB, DockerSandbox
 
 pytestmark = pytest.mark.docker
 
@@ -39,8 +39,7 @@ def spec(*commands: str | list[str] | CommandSpec, **kw: Any) -> RunSpec:
 
 def containers(sb: DockerSandbox) -> list[Any]:
     sb.flush()
-    return sb.client.api.containers(all=True,
-                                    filters={"label": f"{LABEL_NAMESPACE}={sb.namespace}"})
+    return sb.client.api.containers(all=True, filters=sb.label_filter())
 
 
 def wait_for_container(sb: DockerSandbox, timeout: float = 20) -> str:

@@ -13,7 +13,6 @@ from harness.wait import wait_for
 from oa_node.node import build_node
 from oa_node.plugins.sandbox.config import make_sandbox
 from oa_node.sandbox.base import CommandSpec, Limits, RunSpec
-from oa_node.sandbox.docker import LABEL_NAMESPACE
 
 pytestmark = pytest.mark.docker
 
@@ -25,7 +24,7 @@ def test_node_shutdown_removes_running_job_containers(
     node = build_node(cfg)
     sandbox: Any = make_sandbox(node.config)
     assert make_sandbox(node.config) is sandbox  # one per loaded config
-    label = {"label": f"{LABEL_NAMESPACE}={sandbox.namespace}"}
+    label = sandbox.label_filter()
     results: list[Any] = []
     job = threading.Thread(target=lambda: results.append(sandbox.run(RunSpec(
         job_id="long", commands=(CommandSpec("sleep 120"),), limits=Limits(timeout_secs=120)))))
