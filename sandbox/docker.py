@@ -262,7 +262,11 @@ class DockerSandbox:
         _live.discard(self)
         deadline = time.monotonic() + timeout
         self.flush(timeout)
-        for c in self._ours():
+        try:
+            left = self._ours()
+        except Exception:  # the daemon went away: the next start removes them
+            return
+        for c in left:
             if time.monotonic() > deadline:
                 break
             if (c.get("Labels") or {}).get(LABEL_OWNER) == self.owner:

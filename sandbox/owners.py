@@ -37,6 +37,8 @@ def _boot_id() -> str:
 def process_start(pid: int) -> str | None:
     """``"<boot id>:<start ticks>"`` of process ``pid``; ``""`` when this system does not
     say (no /proc); ``None`` when no such process runs."""
+    if not 0 < pid <= MAX_PID:
+        return None
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
@@ -49,12 +51,15 @@ def process_start(pid: int) -> str | None:
     return f"{_boot_id()}:{fields[19]}"
 
 
+MAX_PID = 1 << 22  # Linux's ceiling (pid_max); a label past it names no process
+
+
 def pid_alive(pid: int) -> bool:
-    if pid <= 0:
+    if not 0 < pid <= MAX_PID:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
@@ -98,7 +103,7 @@ def owner_gone(labels: dict[str, str], me: Owner) -> str | None:
     pid_text = labels.get(LABEL_OWNER_PID, pid_text)
     if not (pid_text.isascii() and pid_text.isdigit()):
         return "no owner process label"
-    pid = int(pid_text)
+    pid = int(pid_text[:12])
     if host != me.host:
         return f"owner on another host ({host or '?'})"
     started = labels.get(LABEL_OWNER_START, "")

@@ -33,6 +33,7 @@ from oa_node.sandbox.owners import (
     LABEL_OWNER_PID,
     LABEL_OWNER_START,
     LABEL_SANDBOX,
+    legacy_id,
     process_start,
 )
 
@@ -167,6 +168,11 @@ def test_prune_lists_and_removes_orphans_by_hand(
     gone.wait(10)
     orphan = fake_container(client, sandbox_image, node_dir,
                             owner_labels(data_id, gone.pid, ""))
+    legacy = fake_container(client, sandbox_image, node_dir, {  # labelled by 0.x versions
+        LABEL_SANDBOX: legacy_id(node_dir.resolve()),
+        LABEL_OWNER: f"{socket.gethostname()}:{gone.pid}"})
+    hostile = fake_container(client, sandbox_image, node_dir,
+                             owner_labels(data_id, 10 ** 40, "x"))
     keeper = subprocess.Popen(["sleep", "300"])
     try:
         start = process_start(keeper.pid) or ""
@@ -176,14 +182,15 @@ def test_prune_lists_and_removes_orphans_by_hand(
         out, err = dry.communicate(timeout=120)
         assert dry.returncode == 0, err
         found = json.loads(out)["orphans"]
-        assert [(o["id"], o["removed"]) for o in found] == [(orphan[:12], False)]
-        assert f"process {gone.pid} is gone" in found[0]["reason"]
+        assert sorted((o["id"], o["removed"]) for o in found) == sorted(
+            (c[:12], False) for c in (orphan, legacy, hostile))
+        assert all("is gone" in o["reason"] for o in found)
         assert orphan in containers(client, f"{TEST_LABEL}={node_dir}")
 
         text = cli(node_dir, "prune")
         out, err = text.communicate(timeout=120)
         assert text.returncode == 0, err
-        assert out.startswith(f"removed {orphan[:12]} (running, job ?)")
+        assert f"removed {orphan[:12]} (running, job ?): owner process {gone.pid} is gone" in out
         assert set(containers(client, f"{TEST_LABEL}={node_dir}")) == {live}
 
         helped = cli(node_dir, "prune", "--help")
