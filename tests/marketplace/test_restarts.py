@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -210,3 +212,52 @@ async def test_buyer_killed_between_result_and_payment(tmp_path: Path, shared_re
                 p.wait(10)
         wallet_relay.stop()
         ledger.close()
+
+
+async def test_provider_killed_mid_job_its_restart_removes_the_container(
+        world: World, tmp_path: Path, docker_client: Any) -> None:
+    """A provider killed with SIGKILL while a job's container runs leaves the container
+    running (its watchdog and remover died with it); ``oa-node start`` on the same data dir
+    kills and removes it, and the restarted provider stops cleanly."""
+    repo = make_repo(tmp_path / "repo", PASSING)
+    node = world.provider_node("pylon", concurrency=1)
+    pk, cfg = node.signer.public_key, str(node.config.path)
+    buyer = world.buyer()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    async def start() -> subprocess.Popen[bytes]:
+        started = int(time.time())
+        log = open(tmp_path / f"pylon-{len(procs)}.log", "wb")
+        proc = subprocess.Popen(oa_node("start", "-c", cfg), cwd=REPO_ROOT, stdout=log,
+                                stderr=subprocess.STDOUT)
+        procs.append(proc)
+        await wait_announced(world.relay, pk, after=started - 1)
+        return proc
+
+    try:
+        first = await start()
+        await buyer.submit("oa.sandbox_run.v1", sandbox_doc(repo, ["sleep 300"]),
+                           providers=[pk])
+        ident = node.data_dir / "sandbox-id"
+        await wait_for(ident.exists, 60, "the provider's sandbox id")
+        mine = {"label": f"oa-node.data-dir={ident.read_text().strip()}"}
+
+        def job_containers() -> list[Any]:
+            return docker_client.api.containers(all=True, filters=mine)  # type: ignore[no-any-return]
+
+        await wait_for(lambda: [c for c in job_containers() if c["State"] == "running"], 90,
+                       "the job's container to run")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        assert [c["State"] for c in job_containers()] == ["running"]  # left behind
+        second = await start()
+        await wait_for(lambda: not job_containers(), 60,
+                       "the restarted provider to remove the dead one's container")
+        os.kill(second.pid, signal.SIGTERM)
+        assert second.wait(30) == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait(10)
+        await close(buyer)
