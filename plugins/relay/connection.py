@@ -111,7 +111,7 @@ class Connection:
                     pass
         out.append(message)
         self._out_chars += len(message)
-        if len(out) > self._max_pending or self._out_chars > self._max_pending_chars:
+        if self.over_pending(len(out), self._out_chars):
             self.closed = True
             out.clear()
             self._out_chars = 0
@@ -120,6 +120,12 @@ class Connection:
             self.ws.transport.abort()
             return
         self._wake.set()
+
+    def over_pending(self, messages: int, chars: int) -> bool:
+        """Whether this many messages (and characters) waiting for the client pass the
+        bounds of ``max_pending_messages`` (the outgoing queue's, also a subscription's
+        live events held until its EOSE)."""
+        return messages > self._max_pending or chars > self._max_pending_chars
 
     def post_soon(self, message: str) -> None:
         """Like :meth:`post`, but messages posted in the same event-loop iteration leave in

@@ -163,8 +163,12 @@ class IngestMixin:
             conn = sub.conn
             if protected and not self._visible(conn, event.kind, event.pubkey, event.tags):
                 continue
-            if sub.buffer is not None:
-                sub.buffer.append(raw)
+            buffer = sub.buffer
+            if buffer is not None:
+                buffer.append(raw)
+                sub.buffered_chars += len(raw)
+                if conn.over_pending(len(buffer), sub.buffered_chars):
+                    self._overflowed(sub)
             elif sub.sent is None or raw not in sub.sent:
                 conn.post('["EVENT",' + sub.sub_id_json + "," + raw + "]")
             n += 1

@@ -172,6 +172,17 @@ class ReadsMixin:
             sub.sent = sent
             asyncio.get_running_loop().call_later(SENT_MEMORY, _forget_sent, sub)
 
+    def _overflowed(self, sub: Subscription) -> None:
+        """More live events arrived for ``sub`` before its EOSE than a connection may have
+        queued (its stored-event query waits its turn or runs long): end it, as a slow
+        reader's connection is ended, instead of holding them without bound."""
+        conn = sub.conn
+        if conn.subs.get(sub.sub_id) is sub:
+            del conn.subs[sub.sub_id]
+        self._end_sub(sub)
+        conn.post(_closed(sub.sub_id, "error: too many live events arrived before this "
+                          "subscription's stored events were sent; REQ again"))
+
     def _on_close(self, conn: Connection, sub_id: str) -> None:
         sub = conn.subs.pop(sub_id, None)
         if sub is not None:

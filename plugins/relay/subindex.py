@@ -27,8 +27,8 @@ class Subscription:
     """One REQ: its connection, id, filters and the per-connection visibility rule."""
 
     __slots__ = (
-        "buffer", "closed", "conn", "filters", "indexed", "live", "sent", "sub_id",
-        "sub_id_json", "values",
+        "buffer", "buffered_chars", "closed", "conn", "filters", "indexed", "live", "sent",
+        "sub_id", "sub_id_json", "values",
     )
 
     def __init__(self, conn: Any, sub_id: str, filters: list[Filter], sub_id_json: str) -> None:
@@ -42,6 +42,7 @@ class Subscription:
         self.closed = False
         #: live events that arrived while stored events were being sent (before EOSE)
         self.buffer: list[str] | None = []
+        self.buffered_chars = 0
         #: stored events just sent: an event committed while the query ran may still be
         #: on its way to broadcast after EOSE, and must not be delivered twice
         self.sent: set[str] | None = None

@@ -139,3 +139,32 @@ async def test_req_close_flood_runs_few_queries_and_others_still_get_eose(tmp_pa
         await c.close()
     finally:
         await relay.close()
+
+
+async def test_live_events_held_before_eose_are_bounded(tmp_path) -> None:
+    """A subscription whose stored-event query waits (its turn, a slow store) holds the
+    live events that match it until its EOSE; past ``max_pending_messages`` it is ended
+    with CLOSED instead of holding them without bound, and the connection serves on."""
+    store = GatedStore(tmp_path / "relay.db")
+    relay = RelayServer(store, None, relay_settings(max_pending_messages=50))
+    await relay.start()
+    try:
+        k = Key()
+        c = await open_ws(relay.port)
+        await c.send("REQ", "waits", {"kinds": [1]})
+        pub = await open_ws(relay.port)
+        for i in range(51):
+            assert (await pub.publish(k.sign(kind=1, content=str(i))))[2] is True
+        msg = await c.recv()
+        assert msg[:2] == ["CLOSED", "waits"], msg
+        assert msg[2].startswith("error: too many live events"), msg
+        store.gate.set()
+        await c.send("REQ", "again", {"kinds": [1], "limit": 5})
+        got = [await c.recv() for _ in range(6)]
+        assert [m[0] for m in got] == ["EVENT"] * 5 + ["EOSE"], got
+        assert (await pub.publish(k.sign(kind=1, content="live")))[2] is True
+        assert (await c.recv())[2]["content"] == "live"
+        await c.close()
+        await pub.close()
+    finally:
+        await relay.close()
