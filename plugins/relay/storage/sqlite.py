@@ -105,13 +105,17 @@ MAX_BATCH = 2000
 BUSY_TIMEOUT_MS = 30000
 #: Seconds between background WAL checkpoints.
 CHECKPOINT_INTERVAL = 1.0
-#: WAL frames (pages) past which the writer itself restarts the WAL between two batches.
+#: WAL frames (pages) past which the writer itself checkpoints between two batches.
 #: The background PASSIVE checkpoint copies frames back but never catches up with a writer
 #: that never pauses, so under sustained ingest the WAL was never reset: 1.8 GB of WAL for
 #: a 104 MB database after benchmarks/relay.py's 100k-event fill.
 WAL_RESTART_FRAMES = 16384
-#: Bytes the WAL file is cut back to when it is reset (SQLite's journal_size_limit).
-WAL_SIZE_LIMIT = 64 * 1024 * 1024
+#: Bytes the WAL file is cut back to when it is reset (SQLite's journal_size_limit). Above
+#: what the WAL reaches between two such checkpoints (``WAL_RESTART_FRAMES`` pages plus a
+#: second of writes), so the file is reused, not cut: cutting a few hundred MB back is a
+#: commit that holds the event loop for tens of ms (measured in the fan-out phase of
+#: benchmarks/relay.py).
+WAL_SIZE_LIMIT = 256 * 1024 * 1024
 #: A query first runs on the event loop's thread, for at most this many seconds; one still
 #: running then is interrupted and run again on a reader thread (see ``query``).
 INLINE_BUDGET = 0.001
@@ -216,10 +220,11 @@ class SQLiteStore:
         PASSIVE checkpoint never blocks it), so commits stay short and the WAL small.
 
         When the WAL is still longer than ``WAL_RESTART_FRAMES`` after that (a writer
-        that never pauses), the writer thread runs a RESTART checkpoint between two
-        batches: the PASSIVE one has copied most frames already, so it waits only for
-        readers to leave the WAL and copies the rest, and the next commit starts the
-        WAL from its beginning (cut back to ``WAL_SIZE_LIMIT``)."""
+        that never pauses), the writer thread runs one more PASSIVE checkpoint between two
+        of its batches: with no commit in between it can copy the last frames, so the next
+        commit starts the WAL from its beginning (cut back to ``WAL_SIZE_LIMIT``). PASSIVE,
+        not RESTART: it never waits for readers, so a long reader cannot stall the writes.
+        """
         loop = asyncio.get_running_loop()
         con = _connect(self.path, readonly=True)
         try:
@@ -241,13 +246,14 @@ class SQLiteStore:
             return None
 
     def _restart_wal(self) -> None:
-        """On the writer thread: checkpoint everything so the next commit resets the WAL."""
+        """On the writer thread, between batches: backfill the whole WAL so the next
+        commit resets it."""
         if self._wcon is None:
             return
         try:
-            self._wcon.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            self._wcon.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
-            log.warning("WAL restart checkpoint failed (the WAL keeps growing): %s", exc)
+            log.warning("WAL checkpoint on the writer failed (the WAL keeps growing): %s", exc)
 
     async def flush(self) -> None:
         if self._batcher is not None:
