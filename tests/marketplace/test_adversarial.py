@@ -4,6 +4,7 @@ wallet's side, exactly who was paid, and which verdict labels exist."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,23 @@ DEPOSIT = 100_000
 @pytest.fixture
 def world(tmp_path: Path, shared_relay: str, sandbox_image: str, wallets: Ledger) -> World:
     return World(tmp_path, shared_relay, sandbox_image, wallets)
+
+
+async def follow_while(buyer: Any, job_id: str, act: Callable[[], Awaitable[Any]]) -> Any:
+    """Run the buyer on ``job_id`` until it is done, doing ``act`` once the buyer is
+    subscribed (results published in one burst reach a buyer that is already listening)."""
+    rec = None
+
+    async def run() -> None:
+        nonlocal rec
+        rec = await follow(buyer, job_id, timeout=60)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(20):
+            await buyer.ready.wait()
+        await act()
+    return rec
 
 
 def request_of(buyer: Any, job_id: str) -> tuple[Event, dict[str, Any]]:
@@ -170,19 +188,11 @@ async def test_a_burst_of_agreeing_results_pays_exactly_k(world: World, tmp_path
         job = await buyer.submit("oa.sandbox_run.v1", sandbox_doc("file:///x", [PYTEST], k))
         request, doc = request_of(buyer, job)
         results = [await r.result(request, forged_success(doc, r.pubkey)) for r in rogues]
-        rec = None
         if when == "replayed":
             await rogues[0].publish(*results)
             rec = await follow(buyer, job, timeout=60)
         else:
-            async with anyio.create_task_group() as tg:
-                async def run() -> None:
-                    nonlocal rec
-                    rec = await follow(buyer, job, timeout=60)
-                tg.start_soon(run)
-                with anyio.fail_after(20):
-                    await buyer.ready.wait()
-                await rogues[0].publish(*results)
+            rec = await follow_while(buyer, job, lambda: rogues[0].publish(*results))
         assert rec is not None and rec.state == "paid", rec and rec.data
         assert len(rec.data["payments"]) == k
         assert rec.data["level"] == ("structural" if k == 1 else f"redundant:{k}")
@@ -451,17 +461,13 @@ async def test_a_copy_with_a_swapped_key_does_not_agree(world: World, tmp_path: 
             return sum(1 for r in (got.data.get("results") or {}).values()  # type: ignore[union-attr]
                        if r.get("check"))
 
-        async with anyio.create_task_group() as tg:
-            async def run() -> None:
-                nonlocal rec
-                rec = await follow(buyer, job, timeout=60)
-            tg.start_soon(run)
-            with anyio.fail_after(20):
-                await buyer.ready.wait()
+        async def publish_in_two_steps() -> None:
             await copier.publish(*results[:2])  # the copy and its original, together
             await wait_for(lambda: checked() == 2, 20, "both results checked")
             assert buyer.ledger.get(job).state not in ("verified", "paid")  # type: ignore[union-attr]
             await second.publish(results[2])
+
+        rec = await follow_while(buyer, job, publish_in_two_steps)
         assert rec is not None and rec.state == "paid", rec and rec.data
         assert rec.data["level"] == "redundant:2"
         assert rec.data["verdicts"] == {results[0].id: "fail", results[1].id: "pass",
