@@ -31,10 +31,14 @@ import random
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from oa_node.nostr.event import EventTemplate, sign_event
 from oa_node.nostr.negentropy import Negentropy, Storage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from relay_loadgen import RawWS  # a sibling script, not a package
 
 #: category -> (weight, closes the connection)
 CATEGORIES: dict[str, tuple[float, bool]] = {
@@ -364,23 +368,19 @@ class Stats:
         self.wait: Counter[str] = Counter()
 
 
-class Link(asyncio.Protocol):
+class Link(RawWS):
     """One hostile connection: counts what the relay answers, notices when it closes."""
 
     def __init__(self, stats: Stats) -> None:
+        super().__init__()
         self.stats = stats
-        self.buf = bytearray()
-        loop = asyncio.get_running_loop()
-        self.handshaken = loop.create_future()
-        self.closed = loop.create_future()
         self.probe: tuple[str, asyncio.Future[None]] | None = None
-        self.transport: asyncio.Transport | None = None
         self.got_close = False
         self.can_write = asyncio.Event()
         self.can_write.set()
 
     def connection_made(self, transport: Any) -> None:
-        self.transport = transport
+        super().connection_made(transport)
         transport.set_write_buffer_limits(high=256 * 1024)
 
     def pause_writing(self) -> None:
@@ -393,24 +393,9 @@ class Link(asyncio.Protocol):
         self.can_write.set()
         if not self.got_close:
             self.stats.close_codes["no close frame (reset)"] += 1
-        if not self.closed.done():
-            self.closed.set_result(None)
-        if not self.handshaken.done():
-            self.handshaken.set_exception(ConnectionError("closed during handshake"))
+        super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        if not self.handshaken.done():
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(buf[:end])
-            del buf[: end + 4]
-            if b" 101 " not in head.split(b"\r\n", 1)[0]:
-                self.handshaken.set_exception(ConnectionError(head[:200].decode()))
-                return
-            self.handshaken.set_result(None)
+    def frames_received(self, buf: bytearray) -> None:
         pos = 0
         size = len(buf)
         while size - pos >= 2:

@@ -32,23 +32,20 @@ def summary(ms: list[float]) -> dict[str, float]:
     return {"p50_ms": pct(ms, 0.5), "p99_ms": pct(ms, 0.99), "n": len(ms)}
 
 
-class FastWS(asyncio.Protocol):
-    """A minimal websocket client (RFC 6455) for load generation.
+class RawWS(asyncio.Protocol):
+    """A raw websocket client connection (RFC 6455 by hand): the HTTP 101 answer, then frames.
 
-    A full client library spends ~50 us per received frame in Python (a task switch and
-    an await per message), which would make the generator, not the relay, the bottleneck
-    when 100 subscribers each receive every event. This one parses frames straight from
-    ``data_received`` and hands text messages to a callback. Client frames carry a zero
-    mask key (allowed by the RFC's framing, fine for a benchmark on 127.0.0.1).
+    Reads the handshake answer off ``buf`` and settles ``handshaken`` (failed on a non-101
+    answer or a close before it); after that every ``data_received`` hands the buffer to
+    ``frames_received``, which the subclass writes (FastWS here, relay_fuzz.py's Link).
     """
 
-    def __init__(self, on_message: Any) -> None:
-        self.on_message = on_message
-        self.transport: asyncio.Transport | None = None
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
         self.buf = bytearray()
-        self.handshaken = asyncio.get_running_loop().create_future()
-        self.closed = asyncio.get_running_loop().create_future()
-        self.fragments: list[bytes] = []
+        self.handshaken: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -72,6 +69,29 @@ class FastWS(asyncio.Protocol):
                 self.handshaken.set_exception(ConnectionError(head[:200].decode()))
                 return
             self.handshaken.set_result(None)
+        self.frames_received(buf)
+
+    def frames_received(self, buf: bytearray) -> None:
+        """Parse (and remove) the whole frames at the front of ``buf``."""
+        raise NotImplementedError
+
+
+class FastWS(RawWS):
+    """A minimal websocket client (RFC 6455) for load generation.
+
+    A full client library spends ~50 us per received frame in Python (a task switch and
+    an await per message), which would make the generator, not the relay, the bottleneck
+    when 100 subscribers each receive every event. This one parses frames straight from
+    ``data_received`` and hands text messages to a callback. Client frames carry a zero
+    mask key (allowed by the RFC's framing, fine for a benchmark on 127.0.0.1).
+    """
+
+    def __init__(self, on_message: Any) -> None:
+        super().__init__()
+        self.on_message = on_message
+        self.fragments: list[bytes] = []
+
+    def frames_received(self, buf: bytearray) -> None:
         while len(buf) >= 2:
             b0, b1 = buf[0], buf[1]
             n = b1 & 0x7F

@@ -46,6 +46,7 @@ sys.path.insert(1, str(HERE.parent))  # harness/
 from relay import (  # noqa: E402  (a sibling script, not a package)
     WORK,
     Target,
+    _pg_execute,
     free_port,
     loadgen,
     make_events,
@@ -112,21 +113,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _psql(dsn: str, sql: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    async def run() -> None:
-        con = await asyncpg.connect(dsn)
-        try:
-            await con.execute(sql)
-        finally:
-            await con.close()
-
-    asyncio.run(run())
-
-
 class Relay(Target):
     """One relay process on one store; ``module``: a PostgreSQL store file to use instead."""
 
@@ -146,7 +132,7 @@ class Relay(Target):
         args = ["--port", str(port), "--no-rate-limits", "--config", str(cfg)]
         if self.dsn:
             self.schema = "bench_" + uuid.uuid4().hex[:10]
-            _psql(self.dsn, f"CREATE SCHEMA {self.schema}")
+            _pg_execute(self.dsn, f"CREATE SCHEMA {self.schema}")
             sep = "&" if "?" in self.dsn else "?"
             args += ["--postgres", f"{self.dsn}{sep}search_path={self.schema}"]
         else:
@@ -165,7 +151,7 @@ class Relay(Target):
     def stop(self) -> None:
         super().stop()
         if self.dsn and self.schema:
-            _psql(self.dsn, f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+            _pg_execute(self.dsn, f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
         for p in self.workdir.glob("relay-*.sqlite3*"):
             p.unlink()
 
